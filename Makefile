@@ -1,0 +1,47 @@
+.DEFAULT_GOAL := demo
+# One-command set-up: `make demo` and `make test` create .venv/ on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint lab bench clean lock
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m omni_ml.demo
+
+test: $(STAMP)
+	$(BIN)/ruff check omni_ml tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check omni_ml tests benchmarks
+	$(BIN)/ruff format --check omni_ml tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+lab: $(STAMP)
+	MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(BIN)/jupyter lab --notebook-dir=experiments
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+# Re-resolve the pins after changing dependencies in pyproject.toml.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet --upgrade pip && .lockenv/bin/pip install --quiet '.[dev,spark]'
+	.lockenv/bin/pip freeze --exclude-editable | grep -v '^omni' > constraints.txt
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""omni_ml: an open toolkit for omnichannel personalisation research.
+
+The names a notebook needs are re-exported here; ``__all__`` is pinned by a test.
+Importing omni_ml has no side effects.
+"""
+
+from __future__ import annotations
+
+from omni_ml.data import Histories, LoadReport, load_histories
+from omni_ml.exceptions import (
+    ConfigError,
+    ConsentError,
+    DataInsufficientError,
+    LeakageError,
+    ModelNotFoundError,
+    OmniMLError,
+    SchemaError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "ConsentError",
+    "DataInsufficientError",
+    "Histories",
+    "LeakageError",
+    "LoadReport",
+    "ModelNotFoundError",
+    "OmniMLError",
+    "SchemaError",
+    "__version__",
+    "load_histories",
+]
