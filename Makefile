@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m omni_ml.demo
+	$(BIN)/python -m omni_ml.demo demo_out
 
 test: $(STAMP)
 	$(BIN)/ruff check omni_ml tests benchmarks
