@@ -1,0 +1,393 @@
+"""MLflow tracking: one run per training, the registered campaign model, loading by URI, run comparison.
+
+With nothing configured, runs and the model registry live in a local SQLite store in the working
+directory (``sqlite:///<cwd>/mlflow.db``); ``MLFLOW_TRACKING_URI`` or an explicit ``tracking_uri``
+(CLI ``--tracking-uri``) point at a team server instead. The registered model is a models-from-code
+pyfunc (``omni_ml/_mlflow_model.py``, MLflow 3's recommended form) carrying the fitted
+:class:`~omni_ml.campaign.CampaignModel`: histories + as-of date in, campaign table out.
+
+Nothing personal is logged: metrics, parameters, feature descriptions, plots, aggregate evaluation
+tables and dataset fingerprints (row counts, date range, content hash) only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from omni_ml.exceptions import ModelNotFoundError
+
+__all__ = [
+    "LoadedModel",
+    "TrackedRun",
+    "compare_runs",
+    "dataset_fingerprint",
+    "load_campaign_model",
+    "log_run",
+    "resolve_tracking_uri",
+]
+
+_MODEL_CODE = Path(__file__).with_name("_mlflow_model.py")
+_PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_EXPERIMENT = "omni_ml"
+MODEL_NAME_IN_RUN = "campaign_model"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackedRun:
+    """What :func:`log_run` created: the run, the logged model and (if registered) its version."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    registered_name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    tracking_uri: str = ""
+
+    @property
+    def registered_uri(self) -> str | None:
+        """``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``) when the model was registered."""
+        if self.registered_name is None:
+            return None
+        if self.alias:
+            return f"models:/{self.registered_name}@{self.alias}"
+        return f"models:/{self.registered_name}/{self.version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A campaign model with its lineage (written into every campaign file)."""
+
+    model: Any
+    model_uri: str
+    model_version: str | None
+    run_id: str | None
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI in force: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``./mlflow.db`` (SQLite).
+
+    Examples
+    --------
+    >>> resolve_tracking_uri("sqlite:///tmp/x.db")
+    'sqlite:///tmp/x.db'
+    """
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+@contextmanager
+def _tracking(uri: str | None) -> Iterator[str]:
+    import mlflow
+
+    resolved = resolve_tracking_uri(uri)
+    previous = mlflow.get_tracking_uri() if os.environ.get("MLFLOW_TRACKING_URI") or uri else None
+    mlflow.set_tracking_uri(resolved)
+    mlflow.set_registry_uri(resolved)
+    try:
+        yield resolved
+    finally:
+        if previous is not None and previous != resolved:
+            mlflow.set_tracking_uri(previous)
+            mlflow.set_registry_uri(previous)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=_PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def dataset_fingerprint(frame: pl.DataFrame, *, time_column: str = "cutoff") -> dict[str, Any]:
+    """Rows, customers, date range and a content hash of a table (no personal data).
+
+    The hash is SHA-256 over polars' row hashes with a fixed seed: identical for identical content
+    within one polars version.
+
+    Examples
+    --------
+    >>> fp = dataset_fingerprint(pl.DataFrame({"customer_id": ["a", "b"], "x": [1, 2]}))
+    >>> (fp["rows"], fp["customers"], len(fp["content_hash"]))
+    (2, 2, 64)
+    """
+    row_hashes = frame.hash_rows(seed=0)
+    digest = hashlib.sha256(row_hashes.to_numpy().tobytes())
+    digest.update(json.dumps(list(frame.schema.keys())).encode())
+    out: dict[str, Any] = {"rows": frame.height, "columns": frame.width, "content_hash": digest.hexdigest()}
+    if "customer_id" in frame.columns:
+        out["customers"] = frame["customer_id"].n_unique()
+    if time_column in frame.columns and frame.height:
+        out["start"] = str(frame[time_column].min())
+        out["end"] = str(frame[time_column].max())
+    return out
+
+
+def _flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flat_params(value, prefix=f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = ",".join(str(v) for v in value)[:6000]
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def _clean_metric_name(name: str) -> str:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /:")
+    return "".join(c if c in allowed else "_" for c in name)
+
+
+def log_run(
+    model: Any,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    datasets: Mapping[str, pl.DataFrame] | None = None,
+    figures: Mapping[str, Any] | None = None,
+    tables: Mapping[str, pl.DataFrame] | None = None,
+    texts: Mapping[str, str] | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    register_as: str | None = None,
+    alias: str | None = None,
+    tracking_uri: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    input_example: Mapping[str, str] | None = None,
+) -> TrackedRun:
+    """Log one training as one MLflow run and the campaign model as a pyfunc (optionally registered).
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~omni_ml.campaign.CampaignModel` (anything picklable with
+        ``.score(hist, as_of, reasons=k)``).
+    metrics
+        Flat ``name -> value``; non-finite values are skipped.
+    params
+        Nested mappings are flattened with dots (``propensity.num_leaves``).
+    datasets
+        ``context -> frame``: logged as MLflow datasets with fingerprints (rows, customers,
+        date range, content hash) as tags. Only aggregate-free tables of ids and numeric features.
+    figures, tables, texts
+        Artifacts: matplotlib figures (PNG), polars tables (CSV), text files.
+    register_as, alias
+        Register the model under this name and point ``alias`` (e.g. ``champion``) at the new version.
+
+    Returns
+    -------
+    TrackedRun
+        Run id, model URI and registered version.
+    """
+    import joblib
+    import matplotlib.pyplot as plt
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    from omni_ml import __version__
+
+    if alias and not register_as:
+        msg = "alias given without register_as. Hint: pass --register-as NAME together with --alias."
+        raise ValueError(msg)
+    with _tracking(tracking_uri) as uri:
+        exp = mlflow.set_experiment(experiment)
+        all_tags = {"omni_ml.version": __version__, "omni_ml.kind": "campaign_model"}
+        commit = _git_commit()
+        if commit:
+            all_tags["mlflow.source.git.commit"] = commit
+        all_tags.update(tags or {})
+        with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
+            if params:
+                mlflow.log_params(_flat_params(params))
+            if metrics:
+                clean = {
+                    _clean_metric_name(k): float(v)
+                    for k, v in metrics.items()
+                    if v is not None and float(v) == float(v) and abs(float(v)) != float("inf")
+                }
+                mlflow.log_metrics(clean)
+            for context, frame in (datasets or {}).items():
+                fp = dataset_fingerprint(frame)
+                ds = mlflow.data.from_polars(  # type: ignore[attr-defined]frame, name=f"{context}_set", digest=fp["content_hash"][:16])
+                mlflow.log_input(ds, context=context, tags={k: str(v) for k, v in fp.items()})
+                mlflow.log_dict(fp, f"datasets/{context}_fingerprint.json")
+            for name, fig in (figures or {}).items():
+                mlflow.log_figure(fig, f"plots/{name}.png")
+                plt.close(fig)
+            for name, table in (tables or {}).items():
+                mlflow.log_text(table.write_csv(), f"tables/{name}.csv")
+            for name, text in (texts or {}).items():
+                mlflow.log_text(text, name)
+            with tempfile.TemporaryDirectory() as tmp:
+                bundle = Path(tmp) / "campaign_model.joblib"
+                joblib.dump(model, bundle)
+                signature = ModelSignature(
+                    inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
+                    params=ParamSchema([ParamSpec("reasons", "long", 3)]),
+                )
+                info = mlflow.pyfunc.log_model(
+                    name=MODEL_NAME_IN_RUN,
+                    python_model=str(_MODEL_CODE),
+                    artifacts={"campaign_model": str(bundle)},
+                    signature=signature,
+                    input_example=dict(input_example) if input_example else None,
+                    pip_requirements=_requirements(),
+                    code_paths=[str(_PACKAGE_DIR)],
+                    registered_model_name=register_as,
+                )
+            version = None
+            if register_as:
+                version = str(info.registered_model_version)
+                if alias:
+                    mlflow.MlflowClient().set_registered_model_alias(register_as, alias, version)
+        return TrackedRun(
+            run_id=run.info.run_id,
+            experiment_id=exp.experiment_id,
+            model_uri=info.model_uri,
+            registered_name=register_as,
+            version=version,
+            alias=alias,
+            tracking_uri=uri,
+        )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    dists = ("polars", "pyarrow", "numpy", "scipy", "scikit-learn", "lightgbm", "shap", "numba", "mlflow", "joblib")
+    for dist in dists:
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return reqs
+
+
+def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedModel:
+    """Load a campaign model from ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/ID/...`` or a path.
+
+    Raises
+    ------
+    ModelNotFoundError
+        When the path, run, model name, version or alias does not exist (the message lists what does).
+    """
+    import joblib
+
+    if "://" not in uri and not uri.startswith(("models:/", "runs:/")):
+        path = Path(uri)
+        if not path.exists():
+            msg = (
+                f"model {uri!r}: no such file. Hint: pass models:/NAME@ALIAS, runs:/RUN_ID/{MODEL_NAME_IN_RUN}, "
+                "or the path written by `omni-ml train --out`."
+            )
+            raise ModelNotFoundError(msg)
+        return LoadedModel(joblib.load(path), str(path), None, None)
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with _tracking(tracking_uri) as resolved:
+        client = mlflow.MlflowClient()
+        version: str | None = None
+        run_id: str | None = None
+        try:
+            if uri.startswith("models:/"):
+                ref = uri[len("models:/") :]
+                if "@" in ref:
+                    name, alias = ref.split("@", 1)
+                    mv = client.get_model_version_by_alias(name, alias)
+                else:
+                    name, _, ver = ref.partition("/")
+                    mv = client.get_model_version(name, ver)
+                version, run_id = str(mv.version), mv.run_id
+            elif uri.startswith("runs:/"):
+                run_id = uri[len("runs:/") :].split("/", 1)[0]
+                client.get_run(run_id)
+            pyfunc = mlflow.pyfunc.load_model(uri)
+        except MlflowException as exc:
+            msg = f"model {uri!r} not found in {resolved}: {str(exc).splitlines()[0]}. {_registry_hint(client, uri)}"
+            raise ModelNotFoundError(msg) from exc
+    return LoadedModel(pyfunc.unwrap_python_model().campaign_model, uri, version, run_id)
+
+
+def _registry_hint(client: Any, uri: str) -> str:
+    if not uri.startswith("models:/"):
+        return "Hint: check the run id with `mlflow ui` or compare_runs()."
+    name = uri[len("models:/") :].split("@")[0].split("/")[0]
+    try:
+        model = client.get_registered_model(name)
+    except Exception:  # noqa: BLE001 - only building a hint
+        names = [m.name for m in client.search_registered_models(max_results=20)]
+        return f"Hint: registered models here: {names or 'none'}; train with --register-as {name}."
+    aliases = sorted(getattr(model, "aliases", {}) or {})
+    return f"Hint: {name!r} has aliases {aliases or 'none'}; set one with `omni-ml train ... --alias champion`."
+
+
+def compare_runs(
+    experiment: str = DEFAULT_EXPERIMENT,
+    *,
+    tracking_uri: str | None = None,
+    metrics: list[str] | None = None,
+    max_results: int = 1000,
+) -> pl.DataFrame:
+    """One row per run of ``experiment``, newest first, with its key parameters and metrics.
+
+    Columns: ``run_id, run_name, start_time, status, registered`` then ``params.*`` and ``metrics.*``
+    (all metrics, or only those named in ``metrics``).
+    """
+    import mlflow
+
+    with _tracking(tracking_uri):
+        exp = mlflow.get_experiment_by_name(experiment)
+        if exp is None:
+            return pl.DataFrame(schema={"run_id": pl.String, "run_name": pl.String})
+        runs = mlflow.search_runs(
+            experiment_ids=[exp.experiment_id],
+            output_format="list",
+            order_by=["attributes.start_time DESC"],
+            max_results=max_results,
+        )
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "start_time": dt.datetime.fromtimestamp(r.info.start_time / 1000, tz=dt.UTC),
+            "status": r.info.status,
+        }
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        wanted = r.data.metrics if metrics is None else {k: r.data.metrics.get(k) for k in metrics}
+        row.update({f"metrics.{k}": v for k, v in wanted.items()})
+        rows.append(row)
+    if not rows:
+        return pl.DataFrame(schema={"run_id": pl.String, "run_name": pl.String})
+    return pl.DataFrame(rows, infer_schema_length=None)
