@@ -236,7 +236,9 @@ def log_run(
                 mlflow.log_metrics(clean)
             for context, frame in (datasets or {}).items():
                 fp = dataset_fingerprint(frame)
-                ds = mlflow.data.from_polars(  # type: ignore[attr-defined]frame, name=f"{context}_set", digest=fp["content_hash"][:16])
+                ds = mlflow.data.from_polars(  # type: ignore[attr-defined]
+                    frame, name=f"{context}_set", digest=fp["content_hash"][:16]
+                )
                 mlflow.log_input(ds, context=context, tags={k: str(v) for k, v in fp.items()})
                 mlflow.log_dict(fp, f"datasets/{context}_fingerprint.json")
             for name, fig in (figures or {}).items():
