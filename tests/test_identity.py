@@ -1,0 +1,478 @@
+"""Identity resolution and consent state (issue 4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_ml.config import from_mapping, from_yaml
+from omni_ml.data import Histories
+from omni_ml.exceptions import ConfigError, SchemaError
+from omni_ml.identity import (
+    IdentityRules,
+    consent_state,
+    pairwise_merge_scores,
+    require_resolved,
+    resolve,
+    resolve_identities,
+)
+
+T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+def day(n: float) -> dt.datetime:
+    return T0 + dt.timedelta(days=n)
+
+
+def make_hist(
+    links: list[tuple[str, str, float]] | None = None,
+    rows: list[tuple[str | None, str | None, float]] | None = None,
+    **tables: pl.DataFrame,
+) -> Histories:
+    """links: (a, b, day); rows: events (customer_id, identifier, day)."""
+    rows = rows or [("C0", None, 0.0)]
+    events = pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "identifier": [r[1] for r in rows],
+            "timestamp": [day(r[2]) for r in rows],
+            "channel": ["web"] * len(rows),
+            "event_type": ["visit"] * len(rows),
+        },
+        schema_overrides={"customer_id": pl.String, "identifier": pl.String},
+    )
+    if links is not None:
+        tables["identity_links"] = pl.DataFrame(
+            {
+                "identifier_a": [a for a, _, _ in links],
+                "identifier_b": [b for _, b, _ in links],
+                "timestamp": [day(d) for _, _, d in links],
+                "source": ["test"] * len(links),
+            },
+            schema_overrides={"identifier_a": pl.String, "identifier_b": pl.String},
+        )
+    return Histories.from_frames(events, **tables)
+
+
+def mapping(hist: Histories) -> dict[str, str]:
+    assert hist.identity_map is not None
+    return dict(hist.identity_map.iter_rows())
+
+
+def anon(anchor: str) -> str:
+    return "anon-" + hashlib.sha256(anchor.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- merges
+
+
+def test_transitive_merge_reaches_the_crm_id_and_fills_rows() -> None:
+    links = [("cookie:1", "email:a@x", 1), ("email:a@x", "app:9", 2), ("app:9", "crm:C1", 3)]
+    rows = [(None, "cookie:1", 0.5), (None, "app:9", 5), ("C1", None, 4), (None, "cookie:2", 6)]
+    hist = resolve_identities(make_hist(links, rows))
+    m = mapping(hist)
+    assert {m["cookie:1"], m["email:a@x"], m["app:9"], m["crm:C1"]} == {"C1"}
+    events = hist.events.collect()
+    assert events.height == 4  # nothing dropped
+    assert events["customer_id"].to_list() == ["C1", "C1", "C1", anon("cookie:2")]
+    assert events["customer_id"].null_count() == 0
+
+
+def test_unlinked_identifier_is_its_own_anonymous_customer() -> None:
+    hist, report = resolve(make_hist([], [(None, "cookie:zz", 1), (None, "cookie:zz", 2), (None, "email:q@x", 3)]))
+    m = mapping(hist)
+    assert m["cookie:zz"] == anon("cookie:zz")
+    assert m["email:q@x"] == anon("email:q@x")
+    assert report.customers == 2
+    assert report.merges == 0
+
+
+def test_anonymous_component_is_named_after_its_earliest_seen_identifier() -> None:
+    links = [("cookie:b", "email:late@x", 5), ("cookie:b", "cookie:a", 6)]
+    rows = [(None, "email:late@x", 1)]  # seen first, on day 1
+    m = mapping(resolve_identities(make_hist(links, rows)))
+    assert {m[k] for k in ("cookie:a", "cookie:b", "email:late@x")} == {anon("email:late@x")}
+
+
+def test_rows_with_customer_id_keep_it_and_link_their_identifier() -> None:
+    rows = [("C7", "email:c7@x", 1), (None, "cookie:7", 2)]
+    links = [("cookie:7", "email:c7@x", 1.5)]
+    hist, report = resolve(make_hist(links, rows))
+    assert hist.events.collect()["customer_id"].to_list() == ["C7", "C7"]
+    assert report.row_links == 1
+    without = mapping(resolve_identities(make_hist(links, rows), rules=IdentityRules(row_links=False)))
+    assert without["cookie:7"] == without["email:c7@x"] != "C7"
+
+
+def test_row_customer_id_wins_over_the_map() -> None:
+    # email:s@x is ambiguous between C1 and C2 (one hop from each): the row still says C1
+    links = [("email:s@x", "crm:C1", 1), ("email:s@x", "crm:C2", 1)]
+    hist = resolve_identities(make_hist(links, [("C1", None, 2), (None, "email:s@x", 3)]))
+    assert hist.events.collect()["customer_id"].to_list() == ["C1", anon("email:s@x")]
+
+
+def test_self_links_and_duplicate_links_are_harmless() -> None:
+    base = [("cookie:1", "email:a@x", 1), ("email:a@x", "crm:C1", 2), ("cookie:2", "cookie:3", 2)]
+    noisy = base + [("cookie:1", "cookie:1", 0), ("email:a@x", "cookie:1", 3), ("cookie:1", "email:a@x", 4)]
+    noisy += [("phone:+45", "phone:+45", 1)]
+    hist_base, _ = resolve(make_hist(base))
+    hist_noisy, report = resolve(make_hist(noisy))
+    m = mapping(hist_noisy)
+    assert {k: v for k, v in m.items() if k != "phone:+45"} == mapping(hist_base)
+    assert m["phone:+45"] == anon("phone:+45")  # a self-linked identifier still exists, alone
+    assert report.self_links == 2
+    assert report.duplicate_links == 2  # (a,b) three times incl. reversed -> two duplicates
+
+
+def test_unknown_identifier_types_get_the_default_cap() -> None:
+    hub = [("weird:hub", f"cookie:{i}", 1) for i in range(11)]
+    hist, report = resolve(make_hist(hub))
+    assert report.quarantined.row(0, named=True) == {
+        "identifier": "weird:hub",
+        "type": "weird",
+        "degree": 11,
+        "max_degree": 10,
+        "reason": "degree",
+    }
+    assert len(set(mapping(hist).values())) == 12 + 1  # 11 cookies, the hub, C0
+    _, ok = resolve(make_hist(hub[:10]))
+    assert ok.quarantined.height == 0
+    assert ok.merged_customers == 1
+
+
+# ----------------------------------------------------------------------------- guard rails
+
+
+def _household(n_people: int) -> list[tuple[str, str, float]]:
+    """Anonymous people (cookie + email) all linked to one shared phone."""
+    links = []
+    for i in range(n_people):
+        links += [(f"cookie:{i}", f"email:p{i}@x", 1), (f"email:p{i}@x", "phone:+4500", 2 + i)]
+    return links
+
+
+def test_shared_identifier_over_its_cap_is_quarantined_and_reported() -> None:
+    hist, report = resolve(make_hist(_household(4)))
+    m = mapping(hist)
+    people = {m[f"email:p{i}@x"] for i in range(4)}
+    assert len(people) == 4  # not glued together through the phone
+    assert all(m[f"cookie:{i}"] == m[f"email:p{i}@x"] for i in range(4))
+    assert m["phone:+4500"] == anon("phone:+4500")
+    row = report.quarantined.row(0, named=True)
+    assert (row["identifier"], row["degree"], row["max_degree"]) == ("phone:+4500", 4, 3)
+    assert "phone:+4500  degree 4 (max 3)" in report.to_text()
+    # the same graph without the cap merges four strangers
+    loose = mapping(resolve_identities(make_hist(_household(4)), rules=IdentityRules(max_degree={"phone": None})))
+    assert len({loose[f"email:p{i}@x"] for i in range(4)}) == 1
+
+
+def test_explicit_quarantine_list() -> None:
+    links = [("email:noreply@shop", "cookie:1", 1), ("email:noreply@shop", "cookie:2", 1)]
+    rules = from_mapping(IdentityRules, {"quarantine": ["email:noreply@shop"]})
+    hist, report = resolve(make_hist(links), rules=rules)
+    m = mapping(hist)
+    assert m["cookie:1"] != m["cookie:2"]
+    assert report.quarantined.row(0, named=True)["reason"] == "listed"
+    assert report.quarantined.row(0, named=True)["max_degree"] is None
+
+
+def test_two_crm_ids_are_never_merged_through_other_identifiers() -> None:
+    # crm:A - cookie:1 - cookie:2 - cookie:3 - crm:B ; cookie:2 is equally near to both
+    links = [("crm:A", "cookie:1", 1), ("cookie:1", "cookie:2", 1), ("cookie:2", "cookie:3", 1)]
+    links += [("cookie:3", "crm:B", 1), ("cookie:2", "app:z", 1)]
+    hist, report = resolve(make_hist(links))
+    m = mapping(hist)
+    assert (m["cookie:1"], m["cookie:3"]) == ("A", "B")
+    assert m["cookie:2"] == anon("cookie:2")
+    assert m["app:z"] == anon("app:z")  # reached only through an ambiguous identifier
+    assert report.conflicts.height == 1
+    conflict = report.conflicts.row(0, named=True)
+    assert (conflict["size"], conflict["primary_ids"], conflict["ambiguous"]) == (6, ["A", "B"], 2)
+    assert report.ambiguous == 2
+
+
+def test_direct_crm_links_are_ignored_and_counted() -> None:
+    hist, report = resolve(make_hist([("crm:A", "crm:B", 1), ("crm:A", "email:a@x", 1)]))
+    m = mapping(hist)
+    assert (m["crm:A"], m["crm:B"], m["email:a@x"]) == ("A", "B", "A")
+    assert report.primary_links_ignored == 1
+
+
+def test_oversize_component_is_reported_and_split_back_to_crm_anchored_parts() -> None:
+    links = [("crm:A", "email:a@x", 1), ("email:a@x", "cookie:1", 1), ("cookie:1", "cookie:2", 1)]
+    links += [("cookie:2", "cookie:3", 1), ("cookie:4", "cookie:5", 1)]
+    rules = IdentityRules(max_component_size=4)
+    hist, report = resolve(make_hist(links), rules=rules)
+    m = mapping(hist)
+    assert m["email:a@x"] == "A"  # directly linked to exactly one crm id
+    assert {m["cookie:1"], m["cookie:2"], m["cookie:3"]} == {anon("cookie:1"), anon("cookie:2"), anon("cookie:3")}
+    assert m["cookie:4"] == m["cookie:5"]  # a small component is untouched
+    assert report.oversize.select("component", "size", "primary_ids").row(0) == ("cookie:1", 5, ["A"])
+    trusted = mapping(resolve_identities(make_hist(links)))
+    assert {trusted[k] for k in ("cookie:1", "cookie:2", "cookie:3", "email:a@x")} == {"A"}
+
+
+# ----------------------------------------------------------------------------- time
+
+
+def test_as_of_is_exclusive_for_links() -> None:
+    links = [("cookie:1", "crm:C1", 10), ("cookie:2", "crm:C1", 9.999)]
+    hist, report = resolve(make_hist(links, [(None, "cookie:1", 12)]), as_of=day(10))
+    m = mapping(hist)
+    assert m["cookie:2"] == "C1"
+    assert m["cookie:1"] == anon("cookie:1")  # link at exactly as_of is not yet known
+    assert report.links_after_as_of == 1
+    assert hist.events.collect()["customer_id"].null_count() == 0  # future rows still resolved
+    later = mapping(resolve_identities(make_hist(links), as_of="2025-01-11T00:00:01"))
+    assert later["cookie:1"] == "C1"
+
+
+def test_as_of_accepts_dates_and_rejects_garbage() -> None:
+    hist = make_hist([("cookie:1", "crm:C1", 10)])
+    assert mapping(resolve_identities(hist, as_of=dt.date(2025, 1, 12)))["cookie:1"] == "C1"
+    with pytest.raises(SchemaError, match=r"as_of: cannot parse 'soon'.*Hint: use ISO 8601"):
+        resolve(hist, as_of="soon")
+
+
+def test_incremental_rerun_keeps_ids() -> None:
+    first = [("cookie:1", "email:a@x", 1), ("cookie:9", "app:9", 2), ("crm:C5", "email:c5@x", 2)]
+    old = resolve_identities(make_hist(first)).identity_map
+    assert old is not None
+    more = first + [("cookie:2", "email:a@x", 20), ("app:9", "loyalty:9", 21), ("email:c5@x", "cookie:55", 22)]
+    more += [("cookie:77", "phone:+4577", 23)]
+    new = mapping(resolve_identities(make_hist(more)))
+    for ident, cid in old.iter_rows():
+        assert new[ident] == cid  # nobody renumbered, with or without `previous`
+    assert new["cookie:2"] == new["email:a@x"]
+    assert new["loyalty:9"] == new["app:9"]
+    assert new["cookie:55"] == "C5"
+
+
+def test_merge_of_two_anonymous_groups_keeps_the_older_id() -> None:
+    links = [("cookie:1", "email:a@x", 1), ("cookie:2", "app:2", 5)]
+    old = mapping(resolve_identities(make_hist(links)))
+    merged = mapping(resolve_identities(make_hist(links + [("app:2", "email:a@x", 9)])))
+    assert set(merged.values()) - {"C0"} == {old["cookie:1"]}
+
+
+def test_previous_map_keeps_ids_after_backfill() -> None:
+    links = [("cookie:1", "email:a@x", 10)]
+    old_hist, _ = resolve(make_hist(links))
+    old = old_hist.identity_map
+    assert old is not None
+    backfill = links + [("email:a@x", "cookie:0", 2)]  # an older identifier arrives later
+    plain = mapping(resolve_identities(make_hist(backfill)))
+    assert plain["cookie:1"] == anon("cookie:0") != mapping(old_hist)["cookie:1"]  # anchor rule alone renames
+    kept, report = resolve(make_hist(backfill), previous=old)
+    m = mapping(kept)
+    assert m["cookie:0"] == m["cookie:1"] == mapping(old_hist)["cookie:1"]
+    assert report.stability == {"kept": 3, "upgraded": 0, "changed": 0, "new": 1, "gone": 0}
+
+
+def test_previous_id_goes_to_one_group_only_and_crm_upgrades_are_counted() -> None:
+    previous = pl.DataFrame(
+        {"identifier": ["cookie:1", "cookie:2", "cookie:3"], "customer_id": ["anon-old", "anon-old", "anon-x"]}
+    )
+    links = [("cookie:3", "crm:C3", 1)]
+    rows = [(None, "cookie:1", 1), (None, "cookie:2", 2)]
+    hist, report = resolve(make_hist(links, rows), previous=previous)
+    m = mapping(hist)
+    assert m["cookie:1"] == "anon-old"  # earliest holder keeps it
+    assert m["cookie:2"] == anon("cookie:2")
+    assert m["cookie:3"] == "C3"
+    assert report.stability is not None
+    assert report.stability["upgraded"] == 1
+    assert report.stability["changed"] == 1
+
+
+def test_previous_map_is_validated() -> None:
+    hist = make_hist([])
+    with pytest.raises(SchemaError, match=r"previous identity map: missing column\(s\) \['customer_id'\]"):
+        resolve(hist, previous=pl.DataFrame({"identifier": ["a:1"]}))
+    dup = pl.DataFrame({"identifier": ["a:1", "a:1"], "customer_id": ["x", "y"]})
+    with pytest.raises(SchemaError, match=r"2 of 2 rows repeat an identifier \(e.g. \('a:1', 'x'\)\)"):
+        resolve(hist, previous=dup)
+
+
+def test_anon_prefix_is_reserved_for_customer_ids() -> None:
+    with pytest.raises(SchemaError, match=r"reserved for anonymous customers \(e.g. 'anon-1'\)"):
+        resolve(make_hist([], [("anon-1", None, 1)]))
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def test_rules_from_yaml_and_bad_values(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("max_degree:\n  phone: 2\n  crm: 40\nmax_component_size: 20\nquarantine: [email:x@y]\n")
+    rules = from_yaml(IdentityRules, path)
+    assert (rules.cap_for("phone"), rules.cap_for("crm"), rules.cap_for("email"), rules.quarantine) == (
+        2,
+        40,
+        10,
+        ("email:x@y",),
+    )
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'max_degre' \(did you mean 'max_degree'\?\)"):
+        from_mapping(IdentityRules, {"max_degre": {}})
+    with pytest.raises(ConfigError, match=r"max_degree\['phone'\] = 0 must be an integer >= 1"):
+        IdentityRules(max_degree={"phone": 0})
+    with pytest.raises(ConfigError, match=r"max_component_size = 1 must be an integer >= 2"):
+        IdentityRules(max_component_size=1)
+    with pytest.raises(ConfigError, match=r"quarantine must be a list of TYPE:VALUE identifiers, got \['oops'\]"):
+        IdentityRules(quarantine=("oops",))
+    with pytest.raises(ConfigError, match="rules must be an IdentityRules"):
+        resolve(make_hist([]), rules={"max_degree": {}})  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+def _union_find(nodes: set[str], links: list[tuple[str, str, float]]) -> dict[str, str]:
+    parent = {n: n for n in nodes}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in links:
+        parent[find(a)] = find(b)
+    return {n: find(n) for n in nodes}
+
+
+def _partition(m: dict[str, str]) -> set[frozenset[str]]:
+    groups: dict[str, set[str]] = {}
+    for k, v in m.items():
+        groups.setdefault(v, set()).add(k)
+    return {frozenset(g) for g in groups.values()}
+
+
+_ids = st.sampled_from([f"{t}:{i}" for t in ("cookie", "email", "app", "zz") for i in range(6)])
+_links = st.lists(st.tuples(_ids, _ids, st.integers(0, 30).map(float)), max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(links=_links, seed=st.integers(0, 10**6))
+def test_without_guard_rails_groups_are_the_connected_components(
+    links: list[tuple[str, str, float]], seed: int
+) -> None:
+    loose = IdentityRules(default_max_degree=10**6, max_degree={}, max_component_size=10**6)
+    got = mapping(resolve_identities(make_hist(links), rules=loose))
+    nodes = {x for a, b, _ in links for x in (a, b)}
+    assert _partition({k: v for k, v in got.items() if k in nodes}) == _partition(_union_find(nodes, links))
+    shuffled = list(links)
+    random.Random(seed).shuffle(shuffled)
+    again = resolve_identities(make_hist(shuffled), rules=loose).identity_map
+    assert again is not None
+    assert again.equals(make_map(links, loose))
+
+
+def make_map(links: list[tuple[str, str, float]], rules: IdentityRules) -> pl.DataFrame:
+    out = resolve_identities(make_hist(links), rules=rules).identity_map
+    assert out is not None
+    return out
+
+
+_crm_links = st.lists(
+    st.tuples(
+        st.sampled_from([f"crm:C{i}" for i in range(4)] + [f"cookie:{i}" for i in range(8)]),
+        st.sampled_from([f"cookie:{i}" for i in range(8)] + ["phone:1", "email:1"]),
+        st.integers(0, 30).map(float),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(links=_crm_links)
+def test_every_customer_holds_at_most_one_crm_id_and_keeps_its_own(links: list[tuple[str, str, float]]) -> None:
+    hist, report = resolve(make_hist(links), rules=IdentityRules(max_component_size=6))
+    m = mapping(hist)
+    for ident, cid in m.items():
+        if ident.startswith("crm:"):
+            assert cid == ident.removeprefix("crm:")
+        else:
+            assert not cid.startswith("C") or f"crm:{cid}" in m
+    assert report.identifiers == len(m)
+    assert sum(k * v for k, v in report.size_counts.items()) == len(m)
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def test_pairwise_merge_scores() -> None:
+    truth = pl.DataFrame({"identifier": list("abcde"), "customer_id": ["x", "x", "x", "y", "y"]})
+    split = pl.DataFrame({"identifier": list("abcde"), "customer_id": ["1", "1", "2", "3", "3"]})
+    scores = pairwise_merge_scores(split, truth)
+    assert scores["precision"] == 1.0
+    assert scores["recall"] == pytest.approx(2 / 4)
+    glued = pl.DataFrame({"identifier": list("abcde"), "customer_id": ["1"] * 5})
+    assert pairwise_merge_scores(glued, truth)["precision"] == pytest.approx(4 / 10)
+
+
+# ----------------------------------------------------------------------------- consent
+
+
+def consent_hist(records: list[tuple[str, str, bool, float]]) -> Histories:
+    events = pl.DataFrame({"customer_id": ["a", "b"], "timestamp": [day(0), day(0)], "amount": [1.0, 1.0]})
+    consents = pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in records],
+            "channel": [r[1] for r in records],
+            "granted": [r[2] for r in records],
+            "timestamp": [day(r[3]) for r in records],
+        }
+    )
+    return Histories.from_frames(events, consents=consents)
+
+
+def test_consent_withdraw_and_regrant() -> None:
+    hist = consent_hist([("a", "email", True, 1), ("a", "email", False, 5), ("a", "email", True, 9)])
+    at = pl.DataFrame({"customer_id": ["a"] * 4, "cutoff": [day(0.5), day(3), day(7), day(10)]})
+    assert consent_state(hist, at, channels=["email"])["consent_email"].to_list() == [False, True, False, True]
+
+
+def test_consent_cutoff_is_exclusive() -> None:
+    hist = consent_hist([("a", "sms", True, 2)])
+    assert consent_state(hist, day(2), channels=["sms"]).row(0) == ("a", False)
+    assert consent_state(hist, day(2) + dt.timedelta(microseconds=1), channels=["sms"]).row(0) == ("a", True)
+
+
+def test_consent_same_instant_conflict_reads_as_withdrawn() -> None:
+    hist = consent_hist([("a", "sms", True, 2), ("a", "sms", False, 2), ("b", "sms", True, 2), ("b", "sms", True, 2)])
+    assert consent_state(hist, day(3), channels=["sms"]).rows() == [("a", False), ("b", True)]
+
+
+def test_consent_default_when_no_record_and_frame_order_kept() -> None:
+    hist = consent_hist([("a", "email", True, 1)])
+    state = consent_state(hist, day(2), channels=["email", "push"])
+    assert state.rows() == [("a", True, False), ("b", False, False)]
+    lenient = consent_state(hist, day(2), channels=["email", "push"], default=True)
+    assert lenient.rows() == [("a", True, True), ("b", True, True)]
+    keys = pl.DataFrame({"customer_id": ["b", "a", "a"], "cutoff": [day(5), day(5), day(0)]})
+    framed = consent_state(hist, keys, channels=["email"])
+    assert framed.select("customer_id", "consent_email").rows() == [("b", False), ("a", True), ("a", False)]
+
+
+def test_consent_of_identifier_only_records_needs_resolution_first() -> None:
+    events = pl.DataFrame({"customer_id": ["C1"], "timestamp": [day(0)], "amount": [1.0]})
+    consents = pl.DataFrame(
+        {"identifier": ["email:c1@x"], "channel": ["email"], "granted": [True], "timestamp": [day(1)]}
+    )
+    links = pl.DataFrame({"identifier_a": ["email:c1@x"], "identifier_b": ["crm:C1"], "timestamp": [day(0)]})
+    hist = Histories.from_frames(events, consents=consents, identity_links=links)
+    with pytest.raises(SchemaError, match=r"consents.customer_id: some rows carry only an identifier.*resolve"):
+        consent_state(hist, day(2))
+    with pytest.raises(SchemaError, match="consents.customer_id"):
+        require_resolved(hist, "consents")
+    resolved = resolve_identities(hist)
+    require_resolved(resolved)
+    assert consent_state(resolved, day(2), channels=["email"]).rows() == [("C1", True)]
