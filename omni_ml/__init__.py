@@ -16,6 +16,7 @@ from omni_ml.exceptions import (
     OmniMLError,
     SchemaError,
 )
+from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
 
 __version__ = "0.1.0"
 
@@ -24,11 +25,15 @@ __all__ = [
     "ConsentError",
     "DataInsufficientError",
     "Histories",
+    "IdentityReport",
+    "IdentityRules",
     "LeakageError",
     "LoadReport",
     "ModelNotFoundError",
     "OmniMLError",
     "SchemaError",
     "__version__",
+    "consent_state",
     "load_histories",
+    "resolve_identities",
 ]

@@ -66,6 +66,55 @@ def validate(
     typer.echo(hist.report.to_text())
 
 
+@app.command()
+@_user_errors
+def resolve(
+    directory: Annotated[Path, typer.Argument(help="Histories directory (events, identity_links, ...).")],
+    out: Annotated[Path, typer.Option("--out", help="Identity map to write (parquet: identifier, customer_id).")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Use only links before this moment (ISO 8601).")] = None,
+    previous: Annotated[
+        Path | None, typer.Option("--previous", help="Earlier identity map: anonymous customers keep their ids.")
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="YAML of IdentityRules (max_degree, quarantine, ...).")
+    ] = None,
+) -> None:
+    """Resolve identifiers into customer ids, write the identity map and print a report."""
+    import os
+    import warnings
+
+    import polars as pl
+
+    from omni_ml.config import from_yaml
+    from omni_ml.data import load_histories
+    from omni_ml.exceptions import SchemaError
+    from omni_ml.identity import IdentityRules
+    from omni_ml.identity import resolve as resolve_histories
+
+    identity_rules = from_yaml(IdentityRules, rules) if rules is not None else None
+    earlier = None
+    if previous is not None:
+        try:
+            earlier = pl.read_parquet(previous)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            msg = (
+                f"--previous: cannot read {str(previous)!r} as parquet ({type(exc).__name__}). "
+                "Hint: pass a map written by an earlier `omni-ml resolve --out`."
+            )
+            raise SchemaError(msg) from exc
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        hist = load_histories(directory)
+    resolved, report = resolve_histories(hist, as_of=as_of, rules=identity_rules, previous=earlier)
+    assert resolved.identity_map is not None  # set by resolve
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    resolved.identity_map.write_parquet(tmp)
+    os.replace(tmp, out)  # atomic: a failed run leaves no partial map
+    typer.echo(report.to_text())
+    typer.echo(f"wrote {resolved.identity_map.height:,} identifiers -> {report.customers:,} customers to {out}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point used by ``python -m omni_ml``."""
     app()

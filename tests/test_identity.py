@@ -476,3 +476,64 @@ def test_consent_of_identifier_only_records_needs_resolution_first() -> None:
     resolved = resolve_identities(hist)
     require_resolved(resolved)
     assert consent_state(resolved, day(2), channels=["email"]).rows() == [("C1", True)]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_resolve_writes_the_map_and_prints_the_report(sample_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "maps" / "map.parquet"
+    result = runner.invoke(app, ["resolve", str(sample_dir), "--out", str(out), "--as-of", "2025-02-01"])
+    assert result.exit_code == 0, result.output
+    assert "links: 3 in table, 1 at/after as-of ignored" in result.output
+    written = pl.read_parquet(out)
+    assert written.columns == ["identifier", "customer_id"]
+    assert dict(written.iter_rows())["email:bo@example.com"] == "C003"
+    anonymous = dict(written.iter_rows())["loyalty:4400123"]
+    assert anonymous.startswith("anon-")
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("quarantine: ['email:bo@example.com']\n")
+    again = runner.invoke(
+        app, ["resolve", str(sample_dir), "--out", str(tmp_path / "m2.parquet"), "--previous", str(out)]
+    )
+    assert again.exit_code == 0, again.output
+    assert "vs previous map: kept 5, upgraded 1" in again.output
+    quarantined = runner.invoke(
+        app, ["resolve", str(sample_dir), "--out", str(tmp_path / "m3.parquet"), "--rules", str(rules)]
+    )
+    assert quarantined.exit_code == 0, quarantined.output
+    assert "email:bo@example.com  degree 3 (listed)" in quarantined.output
+
+
+def flat(text: str) -> str:
+    """Undo rich's line wrapping of error messages."""
+    return " ".join(text.split())
+
+
+def test_cli_resolve_bad_input_exits_2(sample_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+
+    runner = CliRunner()
+    out = str(tmp_path / "map.parquet")
+    missing = runner.invoke(app, ["resolve", str(tmp_path / "nowhere"), "--out", out])
+    assert missing.exit_code == 2
+    assert "SchemaError: histories directory" in flat(missing.output)
+    bad_rules = tmp_path / "rules.yaml"
+    bad_rules.write_text("max_component_sise: 3\n")
+    typo = runner.invoke(app, ["resolve", str(sample_dir), "--out", out, "--rules", str(bad_rules)])
+    assert typo.exit_code == 2
+    assert "did you mean 'max_component_size'" in flat(typo.output)
+    junk = tmp_path / "old.parquet"
+    junk.write_text("not parquet")
+    prev = runner.invoke(app, ["resolve", str(sample_dir), "--out", out, "--previous", str(junk)])
+    assert prev.exit_code == 2
+    assert "--previous: cannot read" in flat(prev.output)
+    assert not (tmp_path / "map.parquet").exists()
