@@ -94,18 +94,25 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 @contextmanager
 def _tracking(uri: str | None) -> Iterator[str]:
+    """Point MLflow's fluent API at ``uri`` (resolved) for the duration, then restore what was set."""
     import mlflow
 
     resolved = resolve_tracking_uri(uri)
-    previous = mlflow.get_tracking_uri() if os.environ.get("MLFLOW_TRACKING_URI") or uri else None
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ: restore it exactly.
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
     try:
         yield resolved
     finally:
-        if previous is not None and previous != resolved:
-            mlflow.set_tracking_uri(previous)
-            mlflow.set_registry_uri(previous)
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _git_commit() -> str | None:
@@ -269,7 +276,7 @@ def log_run(
             if register_as:
                 version = str(info.registered_model_version)
                 if alias:
-                    mlflow.MlflowClient().set_registered_model_alias(register_as, alias, version)
+                    mlflow.MlflowClient(uri, uri).set_registered_model_alias(register_as, alias, version)
         return TrackedRun(
             run_id=run.info.run_id,
             experiment_id=exp.experiment_id,
@@ -318,7 +325,7 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
     from mlflow.exceptions import MlflowException
 
     with _tracking(tracking_uri) as resolved:
-        client = mlflow.MlflowClient()
+        client = mlflow.MlflowClient(resolved, resolved)
         version: str | None = None
         run_id: str | None = None
         try:

@@ -1,0 +1,163 @@
+"""Tracking against the embedded SQLite default and a real `mlflow server` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import polars as pl
+import pytest
+
+from omni_ml.exceptions import ModelNotFoundError
+from omni_ml.tracking import compare_runs, dataset_fingerprint, load_campaign_model, log_run, resolve_tracking_uri
+
+
+class ConstantModel:
+    """A picklable stand-in with the CampaignModel scoring interface."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def score(self, hist, as_of, reasons=3):  # noqa: ANN001, ANN201
+        ids = hist.events.select("customer_id").drop_nulls().unique().sort("customer_id").collect()
+        return ids.with_columns(pl.lit(as_of).alias("as_of"), pl.lit(self.value).alias("propensity"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real tracking server with a SQLite backend, started and stopped by the fixture."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start (exit code {proc.poll()})")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _log(uri: str | None, sample_dir: Path, value: float, alias: str = "champion") -> object:
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, value])
+    return log_run(
+        ConstantModel(value),
+        metrics={"auc": value, "cutoff_2025-01-01/auc": value - 0.01, "nan_metric": float("nan")},
+        params={"horizon_days": 30, "propensity": {"num_leaves": 31}},
+        datasets={"training": pl.DataFrame({"customer_id": ["a", "b"], "cutoff": ["2025-01-01"] * 2, "x": [1, 2]})},
+        figures={"lift": fig},
+        tables={"lift_by_decile": pl.DataFrame({"decile": [1, 2], "lift": [2.0, 1.0]})},
+        texts={"features.md": "| feature | description |"},
+        experiment="omni_test",
+        register_as="omni_test_model",
+        alias=alias,
+        tracking_uri=uri,
+        input_example={"histories_path": str(sample_dir), "as_of": "2025-03-01"},
+    )
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("backend", ["embedded", "server"])
+def test_run_logs_params_metrics_artifacts_and_alias_loads(
+    backend: str, request: pytest.FixtureRequest, sample_dir: Path
+) -> None:
+    import mlflow
+
+    uri = request.getfixturevalue("mlflow_server") if backend == "server" else None
+    first = _log(uri, sample_dir, 0.7)
+    second = _log(uri, sample_dir, 0.8)
+    assert second.registered_uri == "models:/omni_test_model@champion"
+    assert int(second.version) == int(first.version) + 1
+
+    client = mlflow.MlflowClient(resolve_tracking_uri(uri))
+    run = client.get_run(second.run_id)
+    assert run.data.params["horizon_days"] == "30"
+    assert run.data.params["propensity.num_leaves"] == "31"
+    assert run.data.metrics["auc"] == pytest.approx(0.8)
+    assert "nan_metric" not in run.data.metrics
+    assert run.data.tags["omni_ml.version"]
+    artifacts = {a.path for a in client.list_artifacts(second.run_id, "plots")}
+    assert "plots/lift.png" in artifacts
+    assert run.inputs.dataset_inputs[0].dataset.name == "training_set"
+
+    loaded = load_campaign_model("models:/omni_test_model@champion", tracking_uri=uri)
+    assert loaded.model_version == second.version
+    assert loaded.run_id == second.run_id
+    assert loaded.model.value == pytest.approx(0.8)
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(uri))
+    mlflow.set_registry_uri(resolve_tracking_uri(uri))
+    pyfunc = mlflow.pyfunc.load_model("models:/omni_test_model@champion")
+    out = pyfunc.predict(pd.DataFrame({"histories_path": [str(sample_dir)], "as_of": ["2025-03-01"]}))
+    assert set(out["customer_id"]) == {"C001", "C002"}
+    assert (out["propensity"] == 0.8).all()
+
+    runs = compare_runs("omni_test", tracking_uri=uri)
+    assert runs["run_id"].to_list()[:2] == [second.run_id, first.run_id]
+    assert runs["metrics.auc"].to_list()[:2] == pytest.approx([0.8, 0.7])
+
+
+def test_missing_alias_names_existing_aliases(sample_dir: Path) -> None:
+    _log(None, sample_dir, 0.5, alias="staging")
+    with pytest.raises(ModelNotFoundError, match=r"alias.*champion.*Hint: 'omni_test_model' has aliases \['staging'\]"):
+        load_campaign_model("models:/omni_test_model@champion")
+
+
+def test_missing_local_model_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="no such file. Hint: pass models:/NAME@ALIAS"):
+        load_campaign_model(str(tmp_path / "nope.joblib"))
+
+
+def test_default_tracking_uri_is_sqlite_in_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_fingerprint_changes_with_content_and_not_with_identity() -> None:
+    a = pl.DataFrame({"customer_id": ["a", "b"], "cutoff": ["2025-01-01", "2025-02-01"], "x": [1.0, 2.0]})
+    same = pl.DataFrame({"customer_id": ["a", "b"], "cutoff": ["2025-01-01", "2025-02-01"], "x": [1.0, 2.0]})
+    changed = a.with_columns(pl.col("x") * 2)
+    assert dataset_fingerprint(a) == dataset_fingerprint(same)
+    assert dataset_fingerprint(a)["content_hash"] != dataset_fingerprint(changed)["content_hash"]
+    assert dataset_fingerprint(a)["start"] == "2025-01-01"
+    assert dataset_fingerprint(a)["customers"] == 2
