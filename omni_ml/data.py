@@ -1,6 +1,7 @@
 """Load and validate a histories directory: the only reader of raw input files.
 
-A histories directory holds one file per table, parquet or csv (DESIGN.md section 3)::
+A histories directory holds one file per table, parquet or csv (DESIGN.md section 3,
+data/README.md)::
 
     events          required   customer_id or identifier, timestamp, channel, event_type, amount, ...
     contacts        optional   customer_id or identifier, timestamp, channel, campaign_id, cost, assignment_probability
@@ -10,18 +11,23 @@ A histories directory holds one file per table, parquet or csv (DESIGN.md sectio
 
 Everything is checked once, here, in one pass per table; downstream code trusts the
 types. Every problem raises :class:`~omni_ml.exceptions.SchemaError` naming the
-table, the column, how many rows, an example value and the fix. Nothing is
-silently dropped: exact duplicate rows are removed and counted in the
-:class:`LoadReport`; null channels become ``"unknown"`` and are counted too.
+table, the column, how many rows, an example value and the fix; all problems of
+all tables are listed in one message. Nothing is silently dropped: rows that are
+identical after normalisation (exact duplicates) are removed and counted in the
+:class:`LoadReport`; missing channels become ``"unknown"`` and are counted too.
 
-Normalised types: ids and strings are ``String`` (stripped; channel and
-event_type lower-cased), timestamps are ``Datetime("us", "UTC")`` (naive input is
-taken as UTC, aware input is converted, a date means midnight), ``amount``,
-``cost`` and ``assignment_probability`` are ``Float64``, ``granted`` is
-``Boolean``. Every table always carries all of its contract columns (absent
-optional columns are null), so consumers never test for a column's existence.
-Tables are exposed as lazy plans: nothing beyond one validation pass is read
-until a consumer collects.
+Normalised types: ids and strings are ``String`` (surrounding whitespace stripped,
+empty strings null; channel and event_type lower-cased; integer ids become their
+decimal text), timestamps are ``Datetime("us", "UTC")`` (naive input is taken as
+UTC, aware input is converted, a date means midnight), ``amount``, ``cost`` and
+``assignment_probability`` are ``Float64``, ``granted`` is ``Boolean``. Every
+table carries all of its contract columns in the contract order (absent optional
+columns are null), then any extra columns as given, so consumers never test for a
+column's existence. Row order is the file's order.
+
+Each table is read once into memory, validated there, and exposed as a LazyFrame
+over the in-memory frame: consumers' ``collect()`` calls never read or parse the
+files again.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import dataclasses
 import datetime as dt
 import difflib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,18 +126,29 @@ _SPECS: dict[str, _Spec] = {
     "customers": _Spec({"customer_id": _STR}, ("customer_id",), False),
 }
 
-_TRUE = ("true", "t", "yes", "y", "1", "granted")
-_FALSE = ("false", "f", "no", "n", "0", "withdrawn", "revoked")
+_TRUE = ("true", "t", "yes", "y", "1", "1.0", "granted")
+_FALSE = ("false", "f", "no", "n", "0", "0.0", "withdrawn", "revoked")
+# Tried in this order; the first format that parses a column's first value is applied to the
+# whole column, the others only to the rows it did not parse (a column rarely mixes formats).
 _TS_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%z",
     "%Y-%m-%d %H:%M:%S%.f%z",
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%dT%H:%M%z",
+    "%Y-%m-%d %H:%M%z",
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
 )
-_MAX_LISTED = 5
+_TS_FIX = (
+    "use ISO 8601 (2025-03-01, 2025-03-01 14:05:00 or 2025-03-01T14:05:00+01:00; Z and UTC suffixes are"
+    " fine) or a parquet timestamp/date column; every row needs a time"
+)
+_IDENTIFIER = r"^[^:\s]+:\S"
+_SEPARATORS = (",", ";", "\t", "|")
+_NESTED = (pl.List, pl.Array, pl.Struct, pl.Object, pl.Binary)
+_MAX_PROBLEMS = 20
 
 
 class UnknownTableWarning(UserWarning):
@@ -140,7 +157,7 @@ class UnknownTableWarning(UserWarning):
 
 @dataclasses.dataclass(frozen=True)
 class TableSummary:
-    """What one table held after validation."""
+    """What one table held after validation (``rows`` counts rows after exact duplicates were dropped)."""
 
     table: str
     rows: int
@@ -220,7 +237,8 @@ class Histories:
         """
         unknown = sorted(set(tables) - set(TABLES))
         if unknown:
-            msg = f"unknown table(s) {unknown}; the tables are {list(TABLES)}"
+            hints = [f"{u!r}" + _did_you_mean(u, TABLES) for u in unknown]
+            msg = f"unknown table(s) {', '.join(hints)}. Hint: the tables are {', '.join(TABLES)}."
             raise SchemaError(msg)
         raw = {"events": events.lazy(), **{k: v.lazy() for k, v in tables.items() if v is not None}}
         return _validate(raw, source="<in-memory>", as_of=_to_utc(as_of), warnings_=())
@@ -234,7 +252,7 @@ class Histories:
         return dataclasses.replace(self, **changes)
 
     def collect(self) -> Histories:
-        """Materialise every table in memory (faster repeated use in notebooks and tests)."""
+        """Materialise every table in memory (faster repeated use after lazy transformations)."""
         return self.replace(**{t: lf.collect().lazy() for t, lf in self.tables().items()})
 
     @property
@@ -257,7 +275,8 @@ def load_histories(
     Parameters
     ----------
     path
-        Directory with ``events.parquet`` or ``events.csv`` and optionally the other tables.
+        Directory with ``events.parquet`` or ``events.csv`` and optionally the other tables
+        (csv: UTF-8 with or without BOM; separator ``,`` ``;`` tab or ``|``, detected from the header).
     as_of
         When given, rows at or after this moment are counted and reported (not dropped):
         data from the future relative to a scoring date usually means a wrong export.
@@ -265,18 +284,25 @@ def load_histories(
     Returns
     -------
     Histories
-        Typed lazy tables plus a :class:`LoadReport` (``.report.to_text()``).
+        Typed tables plus a :class:`LoadReport` (``.report.to_text()``).
 
     Raises
     ------
     SchemaError
         On any broken contract; the message names table, column, bad-row count, an example and the fix.
 
+    Warns
+    -----
+    UnknownTableWarning
+        For each file that is not a histories table (it is ignored and listed in the report).
+
     Examples
     --------
     >>> hist = load_histories("data/sample")
     >>> hist.report.tables["events"].rows
     16
+    >>> hist.events.collect_schema()["timestamp"]
+    Datetime(time_unit='us', time_zone='UTC')
     """
     root = Path(path)
     if not root.is_dir():
@@ -290,11 +316,13 @@ def load_histories(
             continue
         stem, suffix = _split_name(file.name)
         if suffix not in (".parquet", ".csv"):
+            hint = " Hint: tables are .parquet or .csv files." if stem.split(".")[0] in TABLES else ""
+            warns.append(f"ignored {file.name!r}: not a histories table file.{hint}")
             continue
         if stem not in TABLES:
-            close = difflib.get_close_matches(stem, TABLES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            warns.append(f"ignored {file.name!r}: not a histories table ({', '.join(TABLES)}).{hint}")
+            warns.append(
+                f"ignored {file.name!r}: not a histories table ({', '.join(TABLES)}).{_did_you_mean(stem, TABLES)}"
+            )
             continue
         if stem in found:
             msg = (
@@ -313,7 +341,7 @@ def load_histories(
         raise SchemaError(msg)
     for w in warns:
         warnings.warn(w, UnknownTableWarning, stacklevel=2)
-    return _validate(raw, source=str(root), as_of=_to_utc(as_of), warnings_=tuple(warns))
+    return _validate(raw, source=str(root), as_of=_to_utc(as_of), warnings_=tuple(warns), files=found)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -324,21 +352,62 @@ def _split_name(name: str) -> tuple[str, str]:
     return p.stem.lower(), p.suffix.lower()
 
 
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest candidate (case-insensitive), or an empty string."""
+    by_lower = {c.lower(): c for c in candidates}
+    close = difflib.get_close_matches(name.lower().strip(), list(by_lower), n=1, cutoff=0.6)
+    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+
+
+def _count_outside_quotes(line: str, sep: str) -> int:
+    n, quoted = 0, False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            n += 1
+    return n
+
+
+def _sniff_separator(text: str) -> str:
+    """The separator that splits the header, preferring one that splits every sampled line alike."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the sample may end mid-line
+    lines = lines[:50]
+
+    def score(sep: str) -> tuple[bool, int, int]:
+        counts = [_count_outside_quotes(ln, sep) for ln in lines]
+        consistent = counts[0] > 0 and all(c == counts[0] for c in counts[1:])
+        return consistent, counts[0], -_SEPARATORS.index(sep)
+
+    return max(_SEPARATORS, key=score)
+
+
 def _scan(file: Path) -> pl.LazyFrame:
     if file.suffix.lower() == ".parquet":
         return pl.scan_parquet(file)
     with file.open("rb") as fh:
         head = fh.read(64 * 1024)
-    if not head.strip():
+    text = head.decode("utf-8-sig", errors="replace")
+    if not text.strip():
         msg = f"{file.stem}: {file.name!r} is empty (no header). Hint: write a header row with the column names."
         raise SchemaError(msg)
-    text = head.decode("utf-8-sig", errors="replace")
-    first_line = text.splitlines()[0]
-    separator = max((",", ";", "\t", "|"), key=first_line.count)
-    lf = pl.scan_csv(file, separator=separator, infer_schema=False, encoding="utf8-lossy")
+    lf = pl.scan_csv(file, separator=_sniff_separator(text), infer_schema=False, encoding="utf8")
     names = lf.collect_schema().names()
     clean = {n: n.lstrip("\ufeff").strip() for n in names}
     return lf.rename({k: v for k, v in clean.items() if k != v})
+
+
+def _utf8_problem(file: Path) -> str | None:
+    """Line number and bytes of the first invalid UTF-8 sequence in ``file`` (error path only)."""
+    data = file.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"line {line:,} has the bytes {data[exc.start : exc.start + 4]!r}"
+    return None
 
 
 def _to_utc(value: str | dt.date | dt.datetime | None) -> dt.datetime | None:
@@ -346,7 +415,7 @@ def _to_utc(value: str | dt.date | dt.datetime | None) -> dt.datetime | None:
         return None
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value)
+            value = dt.datetime.fromisoformat(value.strip())
         except ValueError as exc:
             msg = f"as_of: cannot parse {value!r} as a date. Hint: use ISO 8601, e.g. 2025-06-01."
             raise SchemaError(msg) from exc
@@ -357,12 +426,12 @@ def _to_utc(value: str | dt.date | dt.datetime | None) -> dt.datetime | None:
     return value.astimezone(dt.UTC)
 
 
-# ----------------------------------------------------------------------------- validation
+# ----------------------------------------------------------------------------- normalisation
 
 
 @dataclasses.dataclass
 class _Check:
-    """One rule over a table: ``bad`` marks offending rows; ``shown`` is the value quoted as example."""
+    """One rule over a typed table: ``bad`` marks offending rows; ``shown`` is the value quoted as example."""
 
     column: str
     bad: pl.Expr
@@ -371,35 +440,88 @@ class _Check:
     fix: str
 
 
-def _parse_checks(col: str, problem: str, fix: str, *, required: bool = True) -> list[_Check]:
-    """Checks for a parsed column: present-but-unparseable, and (if required) missing."""
-    orig = pl.col(f"__orig_{col}")
-    checks = [_Check(col, pl.col(col).is_null() & orig.is_not_null(), orig, problem, fix)]
-    if required:
-        checks.append(_Check(col, orig.is_null(), pl.lit("<missing>"), "are missing (null or empty)", fix))
-    return checks
+@dataclasses.dataclass
+class _Plan:
+    """How to type one table: the lazy projection, string timestamp columns to parse, checks and notes."""
+
+    lazy: pl.LazyFrame
+    data_cols: list[str]
+    parse_later: list[str]  # timestamp columns given as text, parsed after reading
+    checks: list[_Check]
+    notes: list[str]
 
 
-def _fmt_rows(n: int, total: int) -> str:
-    return f"{n:,} of {total:,} rows"
+def _orig(col: str) -> str:
+    return f"__orig_{col}"
 
 
-def _parse_timestamp(col: str, dtype: pl.DataType) -> pl.Expr:
+def _given(col: str) -> pl.Expr:
+    """Rows where the source value of ``col`` is present (not null, not blank)."""
+    o = pl.col(_orig(col))
+    return o.is_not_null() & (o.str.strip_chars().str.len_bytes() > 0)
+
+
+def _clean_string(col: str, src: pl.DataType, *, lower: bool) -> pl.Expr:
     c = pl.col(col)
-    if isinstance(dtype, pl.Datetime):
-        return (c.dt.convert_time_zone("UTC") if dtype.time_zone else c.dt.replace_time_zone("UTC")).cast(TIMESTAMP)
-    if dtype == pl.Date:
-        return c.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    if dtype == pl.String:
-        s = c.str.strip_chars().str.replace(r"[Zz]$", "+00:00")
-        parsed = [s.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _TS_FORMATS]
-        parsed.append(s.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
-        return pl.coalesce(parsed)
-    return pl.lit(None, dtype=TIMESTAMP)  # numbers etc.: reported as unparseable
+    if src.is_float():  # ids written by pandas as floats (1001.0) mean the integer 1001
+        c = pl.when(c == c.round()).then(c.cast(pl.Int64, strict=False).cast(_STR)).otherwise(c.cast(_STR))
+    elif src != _STR:
+        c = c.cast(_STR)
+    c = c.str.strip_chars()
+    if lower:
+        c = c.str.to_lowercase()
+    return pl.when(c.str.len_bytes() > 0).then(c)
 
 
-def _normalise(table: str, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[_Check], list[str]]:
-    """Return the typed plan, the row checks to run over it, and notes about defaults applied."""
+def _typed_column(table: str, col: str, dtype: Any, src: pl.DataType) -> tuple[list[pl.Expr], list[_Check], bool]:
+    """Expressions typing ``col`` (plus a kept source column when parsing can fail) and their checks."""
+    c = pl.col(col)
+    if isinstance(src, _NESTED):
+        msg = (
+            f"{table}.{col}: the column has type {src}, which cannot be used as {dtype}. "
+            "Hint: write one plain value per cell."
+        )
+        raise SchemaError(msg)
+    missing = _Check(col, pl.col(col).is_null() & ~_given(col), pl.lit("<missing>"), "are missing (null or empty)", "")
+    if dtype == TIMESTAMP:
+        fix = _TS_FIX
+        missing.fix = fix
+        if isinstance(src, pl.Datetime):
+            expr = (c.dt.convert_time_zone("UTC") if src.time_zone else c.dt.replace_time_zone("UTC")).cast(TIMESTAMP)
+            return [expr.alias(col)], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], False
+        if src == pl.Date:
+            expr = c.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+            return [expr.alias(col)], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], False
+        bad = _Check(col, c.is_null() & _given(col), pl.col(_orig(col)), "cannot be parsed as a timestamp", fix)
+        if src in (_STR, pl.Categorical) or isinstance(src, pl.Enum):
+            # Parsed after reading (``_parse_timestamps``): only the first format runs over every row.
+            return [c.cast(_STR).alias(col), c.cast(_STR).alias(_orig(col))], [bad, missing], True
+        # Numbers (epochs ...) and other types are not timestamps: every given value is reported.
+        return [pl.lit(None, dtype=TIMESTAMP).alias(col), c.cast(_STR).alias(_orig(col))], [bad, missing], False
+    if dtype == pl.Boolean:
+        fix = f"use true/false (also accepted: {', '.join(_TRUE[2:5])} / {', '.join(_FALSE[2:5])})"
+        missing.fix = fix
+        if src == pl.Boolean:
+            return [c.alias(col)], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], False
+        if src.is_numeric():
+            expr = pl.when(c == 1).then(True).when(c == 0).then(False)
+        else:
+            low = c.cast(_STR).str.strip_chars().str.to_lowercase()
+            expr = pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False)
+        bad = _Check(col, pl.col(col).is_null() & _given(col), pl.col(_orig(col)), "are not boolean-like", fix)
+        return [expr.alias(col), c.cast(_STR).alias(_orig(col))], [bad, missing], False
+    if dtype == _F64:
+        fix = "write plain decimal numbers with a '.' decimal point and no currency sign or thousands separator"
+        if src.is_numeric():
+            return [c.cast(_F64).alias(col)], [], False
+        expr = c.cast(_STR).str.strip_chars().cast(_F64, strict=False)
+        bad = _Check(col, pl.col(col).is_null() & _given(col), pl.col(_orig(col)), "cannot be cast to a number", fix)
+        return [expr.alias(col), c.cast(_STR).alias(_orig(col))], [bad], False
+    return [_clean_string(col, src, lower=col in ("channel", "event_type")).alias(col)], [], False
+
+
+def _plan(table: str, lf: pl.LazyFrame) -> _Plan:
+    """Type one table lazily; raise on a broken schema (missing columns, unusable column types)."""
     spec = _SPECS[table]
     schema = lf.collect_schema()
     names = list(schema.names())
@@ -407,97 +529,83 @@ def _normalise(table: str, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[_Check]
     # Plain transaction log: (customer_id, date|timestamp, amount) -> purchase events, channel unknown.
     if table == "events":
         if "timestamp" not in names and "date" in names:
-            lf, names = lf.rename({"date": "timestamp"}), [("timestamp" if n == "date" else n) for n in names]
-            schema = lf.collect_schema()
+            lf = lf.rename({"date": "timestamp"})
+            names = [("timestamp" if n == "date" else n) for n in names]
             notes.append("column 'date' used as the timestamp")
         if "event_type" not in names and "amount" in names:
             lf = lf.with_columns(pl.lit("purchase").alias("event_type"))
             names.append("event_type")
-            schema = lf.collect_schema()
             notes.append("no event_type column: every row is a purchase (plain transaction log)")
     if table in ("events", "contacts") and "channel" not in names:
         lf = lf.with_columns(pl.lit(UNKNOWN_CHANNEL).alias("channel"))
         names.append("channel")
-        schema = lf.collect_schema()
         notes.append(f"no channel column: channel set to {UNKNOWN_CHANNEL!r}")
+    schema = lf.collect_schema()
 
     missing = [c for c in spec.required if c not in names]
     if spec.keyed_by_person and "customer_id" not in names and "identifier" not in names:
         missing.insert(0, "customer_id (or identifier)")
     if missing:
-        lines = []
+        listed = []
         for m in missing:
-            close = difflib.get_close_matches(m.split(" ")[0], names, n=1, cutoff=0.6)
-            lines.append(f"'{m}'" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            close = _did_you_mean(m.split(" ")[0], [n for n in names if n not in spec.columns])
+            listed.append(f"'{m}'" + (f" ({close.strip().replace('Did', 'did')})" if close else ""))
         msg = (
-            f"{table}: missing required column(s) {', '.join(lines)}; found {names[:12]}"
+            f"{table}: missing required column(s) {', '.join(listed)}; found {names[:12]}"
             f"{' ...' if len(names) > 12 else ''}. Hint: rename the columns to the contract in data/README.md."
         )
         raise SchemaError(msg)
 
-    typed: list[pl.Expr] = []
+    exprs: list[pl.Expr] = []
     checks: list[_Check] = []
+    parse_later: list[str] = []
     for col, dtype in spec.columns.items():
         if col not in names:
-            typed.append(pl.lit(None, dtype=dtype).alias(col))
+            exprs.append(pl.lit(None, dtype=dtype).alias(col))
             continue
-        src = schema[col]
-        orig = pl.col(col).cast(pl.String)
-        if dtype == TIMESTAMP:
-            expr = _parse_timestamp(col, src)
-            checks += _parse_checks(
-                col,
-                "cannot be parsed as a timestamp",
-                "use ISO 8601 (2025-03-01 or 2025-03-01T14:05:00+01:00); every row needs a time",
-            )
-        elif dtype == pl.Boolean:
-            low = orig.str.strip_chars().str.to_lowercase()
-            expr = (
-                pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False).otherwise(None)
-                if src != pl.Boolean
-                else pl.col(col)
-            )
-            checks += _parse_checks(
-                col,
-                "are not boolean-like",
-                f"use true/false (also accepted: {', '.join(_TRUE[2:4])} / {', '.join(_FALSE[2:4])}, 1 / 0)",
-            )
-        elif dtype == _F64:
-            expr = (orig.str.strip_chars() if src == pl.String else pl.col(col)).cast(_F64, strict=False)
-            checks += _parse_checks(
-                col,
-                "cannot be cast to a number",
-                "write plain decimal numbers with a '.' decimal point and no currency sign",
-                required=False,
-            )
-        else:  # strings
-            expr = orig.str.strip_chars()
-            if col in ("channel", "event_type"):
-                expr = expr.str.to_lowercase()
-            expr = pl.when(expr.str.len_chars() > 0).then(expr).otherwise(None)
-        typed.append(expr.alias(col))
-        if dtype in (_F64, TIMESTAMP, pl.Boolean):
-            typed.append(orig.alias(f"__orig_{col}"))
-    extra = [pl.col(n) for n in names if n not in spec.columns]
-    out = lf.select(*typed, *extra)
+        col_exprs, col_checks, later = _typed_column(table, col, dtype, schema[col])
+        exprs += col_exprs
+        checks += col_checks
+        if later:
+            parse_later.append(col)
+    extra = [n for n in names if n not in spec.columns]
+    data_cols = [*spec.columns, *extra]
+    checks += _table_checks(table)
+    return _Plan(lf.select(*exprs, *extra), data_cols, parse_later, checks, notes)
 
-    if spec.keyed_by_person:
+
+def _identifier_check(col: str, fix: str) -> _Check:
+    c = pl.col(col)
+    return _Check(col, c.is_not_null() & ~c.str.contains(_IDENTIFIER), c, "are not typed identifiers", fix)
+
+
+def _table_checks(table: str) -> list[_Check]:
+    """Rules over the typed columns of one table (beyond parsing)."""
+    checks: list[_Check] = []
+    if _SPECS[table].keyed_by_person:
+        both_null = pl.col("customer_id").is_null() & pl.col("identifier").is_null()
         checks.append(
             _Check(
                 "customer_id",
-                pl.col("customer_id").is_null() & pl.col("identifier").is_null(),
+                both_null,
                 pl.lit("<null>"),
-                "have no customer_id and no identifier",
+                "have neither a customer_id nor an identifier (null or empty)",
                 "every row needs a customer id or a typed identifier such as email:ann@x.dk",
             )
         )
         checks.append(
+            _identifier_check(
+                "identifier", "write identifiers as TYPE:VALUE, e.g. email:ann@x.dk, cookie:9f2c, crm:C0001"
+            )
+        )
+    if table == "consents":
+        checks.append(
             _Check(
-                "identifier",
-                pl.col("identifier").is_not_null() & ~pl.col("identifier").str.contains(r"^[^:\s]+:\S"),
-                pl.col("identifier"),
-                "are not typed identifiers",
-                "write identifiers as TYPE:VALUE, e.g. email:ann@x.dk, cookie:9f2c, phone:+4512345678",
+                "channel",
+                pl.col("channel").is_null(),
+                pl.lit("<null>"),
+                "have no channel",
+                "every consent row names the channel it is about (email, sms, ...)",
             )
         )
     if table == "events":
@@ -506,7 +614,7 @@ def _normalise(table: str, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[_Check]
                 "event_type",
                 pl.col("event_type").is_null(),
                 pl.lit("<null>"),
-                "have no event_type",
+                "have no event_type (null or empty)",
                 f"use one of {', '.join(EVENT_TYPES)} (other values are kept and counted)",
             )
         )
@@ -514,7 +622,7 @@ def _normalise(table: str, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[_Check]
             _Check(
                 "amount",
                 (pl.col("event_type") == "purchase") & (pl.col("amount") < 0),
-                pl.col("amount").cast(pl.String),
+                pl.col("amount"),
                 "are purchases with a negative amount",
                 "record refunds as event_type 'return' with a positive amount",
             )
@@ -525,9 +633,19 @@ def _normalise(table: str, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[_Check]
             _Check(
                 "assignment_probability",
                 ap.is_not_null() & ((ap <= 0) | (ap > 1)),
-                ap.cast(pl.String),
+                ap,
                 "are outside (0, 1]",
-                "assignment_probability is the probability the logging policy chose this contact",
+                "assignment_probability is the probability the logging policy chose this contact; leave it empty"
+                " when unknown",
+            )
+        )
+        checks.append(
+            _Check(
+                "cost",
+                pl.col("cost") < 0,
+                pl.col("cost"),
+                "are negative",
+                "cost is what one contact costs, 0 or more",
             )
         )
     if table == "identity_links":
@@ -541,15 +659,7 @@ def _normalise(table: str, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[_Check]
                     "every link needs two identifiers",
                 )
             )
-            checks.append(
-                _Check(
-                    col,
-                    pl.col(col).is_not_null() & ~pl.col(col).str.contains(r"^[^:\s]+:\S"),
-                    pl.col(col),
-                    "are not typed identifiers",
-                    "write identifiers as TYPE:VALUE, e.g. email:ann@x.dk",
-                )
-            )
+            checks.append(_identifier_check(col, "write identifiers as TYPE:VALUE, e.g. email:ann@x.dk, crm:C0001"))
     if table == "customers":
         checks.append(
             _Check(
@@ -565,11 +675,151 @@ def _normalise(table: str, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, list[_Check]
                 "customer_id",
                 pl.col("customer_id").is_not_null() & pl.col("customer_id").is_duplicated(),
                 pl.col("customer_id"),
-                "repeat a customer_id",
+                "repeat a customer_id with different attributes",
                 "keep one row per customer in customers",
             )
         )
-    return out, checks, notes
+    return checks
+
+
+def _parse_timestamps(text: pl.Series) -> pl.Series:
+    """Parse ISO 8601 text to ``Datetime(us, UTC)``; unparseable and blank values become null."""
+    clean = text.str.strip_chars().str.replace(r"(?i)(?:\s*(?:Z|UTC))$", "+00:00")
+    formats = list(_TS_FORMATS)
+    first = clean.drop_nulls().filter(clean.drop_nulls().str.len_bytes() > 0).head(1)
+    for i, fmt in enumerate(formats):  # pick the format of the first value, run it over every row
+        if first.len() and _to_datetime(first, fmt).null_count() == 0:
+            formats.insert(0, formats.pop(i))
+            break
+    out = _to_datetime(clean, formats[0])
+    failed = out.is_null() & clean.is_not_null() & (clean.str.len_bytes() > 0)
+    if failed.any():
+        idx = failed.arg_true()
+        rest = clean.gather(idx)
+        parsed = pl.select(pl.coalesce([_to_datetime(rest, f) for f in formats[1:]])).to_series()
+        out = out.scatter(idx, parsed)
+    return out
+
+
+def _to_datetime(text: pl.Series, fmt: str) -> pl.Series:
+    if fmt == "%Y-%m-%d":
+        return text.str.to_date(fmt, strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return text.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC")
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _first_occurrences(frame: pl.DataFrame, cols: list[str]) -> pl.Series | None:
+    """Mask keeping the first of each set of identical rows over ``cols``; ``None`` when all rows differ.
+
+    Identical rows share their timestamp, so only rows whose timestamp repeats are compared
+    in full (all rows when timestamps are coarse, e.g. dates).
+    """
+    if frame.height < 2:
+        return None
+    if "timestamp" in cols:
+        ts = frame.get_column("timestamp")
+        ordered = ts.sort()
+        repeated = ordered.filter(ordered.diff() == dt.timedelta(0))
+        if repeated.len() == 0 and ts.null_count() < 2:
+            return None
+        candidates = ts.is_in(repeated.unique().implode()).fill_null(False)
+        if ts.null_count() > 1:
+            candidates = candidates | ts.is_null()
+        n_candidates = int(candidates.sum())
+        if n_candidates < frame.height // 4:
+            sub = frame.filter(candidates).select(pl.struct(cols).is_first_distinct()).to_series()
+            if sub.all():
+                return None
+            keep = pl.Series("keep", [True] * frame.height)
+            return keep.scatter(candidates.arg_true(), sub)
+    keep = frame.select(pl.struct(cols).is_first_distinct()).to_series()
+    return None if keep.all() else keep
+
+
+def _summarise(
+    table: str,
+    plan: _Plan,
+    frame: pl.DataFrame,
+    *,
+    as_of: dt.datetime | None,
+    dups: int,
+) -> tuple[TableSummary, list[str]]:
+    """One pass of aggregates over the typed, de-duplicated table: problems, counts, date range."""
+    cols = set(frame.columns)
+    checks = [c for c in plan.checks if all(n in cols for n in c.bad.meta.root_names())]
+    aggs: list[pl.Expr] = [pl.len().alias("__rows")]
+    for i, chk in enumerate(checks):
+        aggs.append(chk.bad.sum().alias(f"__n{i}"))
+        aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
+    if "timestamp" in cols:
+        ts = pl.col("timestamp")
+        aggs += [ts.min().alias("__start"), ts.max().alias("__end")]
+        if as_of is not None:
+            aggs.append((ts >= as_of).sum().alias("__future"))
+    if "customer_id" in cols:
+        aggs.append(pl.col("customer_id").drop_nulls().n_unique().alias("__customers"))
+        aggs.append(pl.col("customer_id").null_count().alias("__customer_nulls"))
+    if table == "identity_links":
+        ids = pl.concat([pl.col("identifier_a"), pl.col("identifier_b")])
+        aggs.append(ids.drop_nulls().n_unique().alias("__identifiers"))
+    elif "identifier" in cols:
+        aggs.append(pl.col("identifier").drop_nulls().n_unique().alias("__identifiers"))
+    counted = [c for c in ("channel", "event_type") if c in cols and table in ("events", "contacts")]
+    queries = [frame.lazy().select(aggs)]
+    queries += [frame.lazy().group_by(c).len().sort(c, nulls_last=True) for c in counted if c in cols]
+    stats_frame, *count_frames = pl.collect_all(queries)
+    stats = stats_frame.row(0, named=True)
+    counts = {c: {k: int(v) for k, v in f.iter_rows()} for c, f in zip(counted, count_frames, strict=True)}
+
+    total = int(stats["__rows"])
+    problems: list[str] = []
+    if table == "events" and total == 0:
+        problems.append("events: the table is empty (0 rows). Hint: the events table needs at least one row.")
+    for i, chk in enumerate(checks):
+        n = int(stats[f"__n{i}"] or 0)
+        if n:
+            problems.append(
+                f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {stats[f'__ex{i}']!r})."
+                f" Hint: {chk.fix}."
+            )
+    notes = list(plan.notes)
+    channels = {k: v for k, v in counts.get("channel", {}).items() if k is not None}
+    event_types = {k: v for k, v in counts.get("event_type", {}).items() if k is not None}
+    other = [k for k in event_types if k not in EVENT_TYPES]
+    if other:
+        shown = ", ".join(other[:5]) + (" ..." if len(other) > 5 else "")
+        notes.append(f"event types outside the toolkit's vocabulary are kept as they are: {shown}")
+    n_unresolved = int(stats.get("__customer_nulls") or 0)
+    if table in ("events", "contacts", "consents") and n_unresolved:
+        notes.append(f"{n_unresolved:,} rows carry only an identifier: run resolve_identities()")
+    summary = TableSummary(
+        table=table,
+        rows=total,
+        customers=int(stats.get("__customers") or 0),
+        identifiers=int(stats.get("__identifiers") or 0),
+        start=stats.get("__start"),
+        end=stats.get("__end"),
+        channels=channels,
+        event_types=event_types,
+        duplicates_dropped=dups,
+        future_rows=int(stats.get("__future") or 0),
+        notes=tuple(notes),
+    )
+    return summary, problems
+
+
+def _read_error(table: str, file: Path | None, exc: Exception) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = f"{file.name!r}" if file else "the table"
+    if file is not None and file.suffix.lower() == ".csv" and "utf-8" in str(exc).lower():
+        detail = _utf8_problem(file)
+        return (
+            f"{table}: {where} is not valid UTF-8 ({detail or first_line})."
+            " Hint: save the file as UTF-8 (Excel: 'CSV UTF-8'); a BOM is fine."
+        )
+    return f"{table}: {where} cannot be read ({type(exc).__name__}: {first_line})."
 
 
 def _validate(
@@ -578,100 +828,45 @@ def _validate(
     source: str,
     as_of: dt.datetime | None,
     warnings_: tuple[str, ...],
+    files: Mapping[str, Path] | None = None,
 ) -> Histories:
-    plans: dict[str, pl.LazyFrame] = {}
-    queries: list[pl.LazyFrame] = []
-    meta: dict[str, tuple[list[_Check], list[str], list[str]]] = {}
+    frames: dict[str, pl.LazyFrame] = {}
+    summaries: dict[str, TableSummary] = {}
+    problems: list[str] = []
     for table in TABLES:
         if table not in raw:
             continue
+        file = (files or {}).get(table)
         try:
-            typed, checks, notes = _normalise(table, raw[table])
-        except pl.exceptions.PolarsError as exc:  # unreadable file
-            msg = f"{table}: cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})."
-            raise SchemaError(msg) from exc
-        data_cols = [c for c in typed.collect_schema().names() if not c.startswith("__orig_")]
-        aggs: list[pl.Expr] = [pl.len().alias("__rows")]
-        for i, chk in enumerate(checks):
-            aggs.append(chk.bad.sum().alias(f"__n{i}"))
-            aggs.append(chk.shown.filter(chk.bad).first().cast(pl.String).alias(f"__ex{i}"))
-        aggs.append((pl.len() - pl.struct(data_cols).n_unique()).alias("__dups"))
-        if "channel" in data_cols and table in ("events", "contacts"):
-            aggs.append(pl.col("channel").is_null().sum().alias("__null_channel"))
-        if "timestamp" in data_cols:
-            aggs += [pl.col("timestamp").min().alias("__start"), pl.col("timestamp").max().alias("__end")]
-            if as_of is not None:
-                aggs.append((pl.col("timestamp") >= as_of).sum().alias("__future"))
-        if "customer_id" in data_cols:
-            aggs.append(pl.col("customer_id").n_unique().alias("__customers"))
-            aggs.append(pl.col("customer_id").null_count().alias("__customer_nulls"))
-        if "identifier" in data_cols:
-            aggs.append(pl.col("identifier").drop_nulls().n_unique().alias("__identifiers"))
-        if table == "identity_links":
-            aggs.append(
-                pl.concat_list("identifier_a", "identifier_b").explode().drop_nulls().n_unique().alias("__identifiers")
-            )
-        queries.append(typed.select(aggs))
-        if table in ("events", "contacts"):
-            queries.append(typed.group_by("channel").len().sort("channel", nulls_last=True))
-        if table == "events":
-            queries.append(typed.group_by("event_type").len().sort("event_type", nulls_last=True))
-        plans[table] = typed.drop([c for c in typed.collect_schema().names() if c.startswith("__orig_")])
-        meta[table] = (checks, notes, data_cols)
-    try:
-        results = iter(pl.collect_all(queries))
-    except pl.exceptions.PolarsError as exc:
-        msg = f"histories in {source!r} cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        raise SchemaError(msg) from exc
-
-    summaries: dict[str, TableSummary] = {}
-    problems: list[str] = []
-    for table, (checks, notes, _cols) in meta.items():
-        stats = next(results).row(0, named=True)
-        channels = next(results) if table in ("events", "contacts") else None
-        etypes = next(results) if table == "events" else None
-        total = stats["__rows"]
-        if table == "events" and total == 0:
-            problems.append("events: the table is empty (0 rows). Hint: the events table needs at least one row.")
-        for i, chk in enumerate(checks):
-            n = stats[f"__n{i}"] or 0
-            if n:
-                problems.append(
-                    f"{table}.{chk.column}: {_fmt_rows(n, total)} {chk.problem} (e.g. {stats[f'__ex{i}']!r}). "
-                    f"Hint: {chk.fix}."
-                )
-        dups = int(stats["__dups"])
-        if dups:
-            plans[table] = plans[table].unique(maintain_order=True)
-        null_channel = stats.get("__null_channel") or 0
-        if null_channel:
-            plans[table] = plans[table].with_columns(pl.col("channel").fill_null(UNKNOWN_CHANNEL))
-            notes = [*notes, f"{null_channel:,} rows without a channel set to {UNKNOWN_CHANNEL!r}"]
-        if table in ("events", "contacts") and (stats.get("__customer_nulls") or 0):
-            n_unres = stats["__customer_nulls"]
-            notes = [*notes, f"{n_unres:,} rows carry only an identifier: run resolve_identities()"]
-        summaries[table] = TableSummary(
-            table=table,
-            rows=total - dups,
-            customers=int(stats.get("__customers") or 0) - (1 if stats.get("__customer_nulls") else 0),
-            identifiers=int(stats.get("__identifiers") or 0),
-            start=stats.get("__start"),
-            end=stats.get("__end"),
-            channels=_counts(channels, "channel"),
-            event_types=_counts(etypes, "event_type"),
-            duplicates_dropped=dups,
-            future_rows=int(stats.get("__future") or 0),
-            notes=tuple(notes),
-        )
+            plan = _plan(table, raw[table])
+            frame = plan.lazy.collect()
+        except SchemaError as exc:
+            problems.append(str(exc))
+            continue
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            problems.append(_read_error(table, file, exc))
+            continue
+        if plan.parse_later:
+            frame = frame.with_columns(_parse_timestamps(frame.get_column(c)).alias(c) for c in plan.parse_later)
+        missing_channel = frame.get_column("channel").null_count() if table in ("events", "contacts") else 0
+        if missing_channel:
+            frame = frame.with_columns(pl.col("channel").fill_null(UNKNOWN_CHANNEL))
+        keep = _first_occurrences(frame, plan.data_cols)
+        dups = 0 if keep is None else frame.height - int(keep.sum())
+        if keep is not None:
+            frame = frame.filter(keep)
+        if missing_channel:
+            plan.notes.append(f"{missing_channel:,} rows without a channel: channel set to {UNKNOWN_CHANNEL!r}")
+        summary, table_problems = _summarise(table, plan, frame, as_of=as_of, dups=dups)
+        problems += table_problems
+        summaries[table] = summary
+        frames[table] = frame.select(plan.data_cols).lazy()
     if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        shown = problems[:_MAX_PROBLEMS]
+        if len(problems) > _MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more")
         msg = f"histories in {source!r} break the input contract:\n  " + "\n  ".join(shown)
         raise SchemaError(msg)
     report = LoadReport(source=source, tables=summaries, warnings=warnings_, as_of=as_of)
-    return Histories(report=report, **plans)  # type: ignore[arg-type]
+    return Histories(report=report, **frames)  # type: ignore[arg-type]
 
-
-def _counts(frame: pl.DataFrame | None, col: str) -> dict[str, int]:
-    if frame is None:
-        return {}
-    return {(k if k is not None else UNKNOWN_CHANNEL): int(v) for k, v in frame.iter_rows()}

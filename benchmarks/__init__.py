@@ -1,0 +1,1 @@
+"""Reproducible performance scripts, one per measured claim: ``python -m benchmarks.bench_<topic>``."""

@@ -1,0 +1,176 @@
+"""Claim (issue 2): loading + validating 20 million events from parquet takes <= 1.5x polars' own read.
+
+Run from the repository root::
+
+    nice -n 10 .venv/bin/python -m benchmarks.bench_load              # 20 million events
+    .venv/bin/python -m benchmarks.bench_load --scale 0.05            # quick run (1 million)
+
+The events are generated once with numpy (seed 0) into ``benchmarks/_data/`` (gitignored):
+~1 million customers with skewed activity, 8 channels, 9 event types, amounts on purchases and
+returns, products, categories, campaigns, 8% identifier-only rows (cookies), UTC microsecond
+timestamps over two years, and a small share of exact duplicate rows (``--dup-share``), as real
+exports have.
+
+Contenders, each in its own fresh subprocess so that peak RSS is clean (import time excluded):
+
+* ``polars``  : ``pl.read_parquet(file)`` -- reading the same file, nothing else.
+* ``omni_ml`` : ``load_histories(dir)`` (read, normalise, validate every rule, count duplicates,
+  build the report) and ``hist.events.collect()`` (the events materialised in memory).
+
+The best of ``--repeat`` runs is reported for each contender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+DATA = Path(__file__).resolve().parent / "_data"
+FULL_ROWS = 20_000_000
+CHANNELS = ["web", "app", "store", "email", "sms", "push", "direct_mail", "call_center"]
+CHANNEL_P = [0.34, 0.22, 0.12, 0.16, 0.05, 0.07, 0.02, 0.02]
+EVENT_TYPES = ["visit", "view", "cart", "purchase", "return", "open", "click", "service_call", "unsubscribe"]
+EVENT_P = [0.28, 0.33, 0.07, 0.06, 0.006, 0.16, 0.08, 0.012, 0.002]
+
+
+def generate(rows: int, path: Path, *, dup_share: float, seed: int = 0) -> None:
+    """Write ``rows`` realistic events (of which ``dup_share`` are exact copies of other rows) to ``path``."""
+    rng = np.random.default_rng(seed)
+    n_unique = rows - int(rows * dup_share)
+    n_customers = max(rows // 20, 10)
+    # Skewed activity: a few customers generate many events (lognormal weights).
+    weights = rng.lognormal(0.0, 1.2, n_customers)
+    cust = rng.choice(n_customers, size=n_unique, p=weights / weights.sum())
+    start = np.datetime64("2023-06-01T00:00:00", "us").astype(np.int64)
+    span = 2 * 365 * 86_400 * 1_000_000
+    ts = start + rng.integers(0, span, n_unique)
+    channel = rng.choice(len(CHANNELS), size=n_unique, p=CHANNEL_P)
+    etype = rng.choice(len(EVENT_TYPES), size=n_unique, p=np.array(EVENT_P) / sum(EVENT_P))
+    money = np.round(rng.lognormal(3.5, 1.0, n_unique), 2)
+    product = rng.integers(0, 50_000, n_unique)
+    anonymous = rng.random(n_unique) < 0.08
+    frame = pl.DataFrame(
+        {
+            "cust": cust,
+            "ts": ts,
+            "channel": pl.Series(channel).replace_strict(dict(enumerate(CHANNELS)), return_dtype=pl.String),
+            "event_type": pl.Series(etype).replace_strict(dict(enumerate(EVENT_TYPES)), return_dtype=pl.String),
+            "money": money,
+            "product": product,
+            "anonymous": anonymous,
+        }
+    )
+    with_product = pl.col("event_type").is_in(["view", "cart", "purchase", "return"])
+    with_amount = pl.col("event_type").is_in(["purchase", "return"])
+    outbound = pl.col("channel").is_in(["email", "sms", "push", "direct_mail"])
+    events = frame.select(
+        pl.when(~pl.col("anonymous")).then(pl.format("C{}", pl.col("cust").cast(pl.String).str.zfill(7))).alias(
+            "customer_id"
+        ),
+        pl.when(pl.col("anonymous"))
+        .then(pl.format("cookie:{}", (pl.col("cust") * 2654435761 % 2**32).cast(pl.String)))
+        .alias("identifier"),
+        pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("timestamp"),
+        "channel",
+        "event_type",
+        pl.when(with_amount).then(pl.col("money")).alias("amount"),
+        pl.when(with_product).then(pl.format("P{}", pl.col("product").cast(pl.String).str.zfill(6))).alias(
+            "product_id"
+        ),
+        pl.when(with_product).then(pl.format("cat{}", (pl.col("product") % 40).cast(pl.String))).alias("category"),
+        pl.when(outbound).then(pl.format("CMP-{}", (pl.col("ts") // (14 * 86_400 * 1_000_000) % 60))).alias(
+            "campaign_id"
+        ),
+    )
+    if rows > n_unique:
+        copies = events.sample(rows - n_unique, seed=seed + 1)
+        events = pl.concat([events, copies]).sample(fraction=1.0, shuffle=True, seed=seed + 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    events.write_parquet(tmp)
+    tmp.rename(path)
+
+
+def _child(contender: str, directory: Path) -> None:
+    """Run one contender in this process and print its seconds and peak RSS as JSON."""
+    file = directory / "events.parquet"
+    if contender == "polars":
+        t0 = time.perf_counter()
+        frame = pl.read_parquet(file)
+        seconds = time.perf_counter() - t0
+        rows = frame.height
+    else:
+        import warnings
+
+        from omni_ml.data import load_histories
+
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hist = load_histories(directory)
+        frame = hist.events.collect()
+        seconds = time.perf_counter() - t0
+        rows = frame.height
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "rows": rows}))
+
+
+def _measure(contender: str, directory: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_load", "--child", contender, "--dir", str(directory)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Generate the data if needed, run each contender ``--repeat`` times, print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of 20 million events (default 1.0)")
+    parser.add_argument("--dup-share", type=float, default=0.001, help="share of exact duplicate rows")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per contender; the best is reported")
+    parser.add_argument("--child", choices=["polars", "omni_ml"], help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, args.dir)
+        return
+    rows = int(FULL_ROWS * args.scale)
+    directory = DATA / f"events_{rows}_dup{args.dup_share:g}"
+    file = directory / "events.parquet"
+    if not file.exists():
+        t0 = time.perf_counter()
+        generate(rows, file, dup_share=args.dup_share)
+        print(f"generated {rows:,} events in {time.perf_counter() - t0:.1f} s -> {file}")
+    size_mib = file.stat().st_size / 2**20
+    results: dict[str, dict[str, float]] = {}
+    for contender in ("polars", "omni_ml"):
+        runs = [_measure(contender, directory) for _ in range(args.repeat)]
+        best = min(runs, key=lambda r: r["seconds"])
+        best["peak_mib"] = max(r["peak_mib"] for r in runs)
+        results[contender] = best
+    base = results["polars"]
+    print(f"\n{rows:,} events, {size_mib:,.0f} MiB parquet, best of {args.repeat}")
+    print(f"{'contender':<34}{'seconds':>9}{'ratio':>8}{'peak RSS MiB':>14}{'RSS ratio':>11}")
+    labels = {"polars": "pl.read_parquet", "omni_ml": "load_histories + events.collect()"}
+    for name, r in results.items():
+        print(
+            f"{labels[name]:<34}{r['seconds']:>9.2f}{r['seconds'] / base['seconds']:>7.2f}x"
+            f"{r['peak_mib']:>14,.0f}{r['peak_mib'] / base['peak_mib']:>10.2f}x"
+        )
+    ratio = results["omni_ml"]["seconds"] / base["seconds"]
+    print(f"\ntarget <= 1.50x: {'met' if ratio <= 1.5 else 'NOT met'} ({ratio:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
