@@ -1,0 +1,251 @@
+"""Point-in-time customer features: one row per (customer_id, cutoff), nothing from the cutoff on.
+
+Time semantics (DESIGN.md section 4), applied in exactly one place (``_engine.py``): a
+feature at cutoff ``c`` sees rows with ``timestamp < c`` -- a row at exactly ``c`` is not
+seen, a row one microsecond earlier is. A window of ``w`` days covers
+``c - w days <= timestamp < c``.
+
+Values for a customer with no history before the cutoff (documented, never an error):
+counts and sums are ``0``; every ``days_since_*`` / tenure feature is null (LightGBM treats
+null as missing); ratios and trends are null; ``cart_without_purchase_*`` is 0; consent
+flags follow :func:`omni_ml.identity.consent_state` (0 = not granted); customer attributes
+come from the customers table.
+
+Two entry points, one engine:
+
+* ``build_features(hist, at=<datetime or list of datetimes>)`` -- every customer (the
+  customers table plus anyone with an event before the cutoff) at each cutoff: scoring, or
+  stacked training snapshots;
+* ``build_features(hist, at=<DataFrame(customer_id, cutoff)>)`` -- one row per given pair,
+  in the given order; cutoffs may differ per row (contact-level rows).
+
+Families (``FeatureSet.families()``): ``rfm``, ``rfm_channel``, ``rfm_category``, ``browsing``,
+``cart``, ``engagement``, ``contact_pressure``, ``interpurchase``, ``returns_service``,
+``tenure``, ``consent``, ``customer``. Add your own with :func:`register_family`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import polars as pl
+
+# Family modules register themselves on import.
+import omni_ml.features.customers
+import omni_ml.features.engagement
+import omni_ml.features.products
+import omni_ml.features.rfm
+import omni_ml.features.service  # noqa: F401
+from omni_ml.data import TIMESTAMP, Histories
+from omni_ml.exceptions import ConfigError, SchemaError
+from omni_ml.features._engine import MONEY_SCALE, compute_at, compute_for_keys
+from omni_ml.features._featureset import DEFAULT_FAMILIES, FeatureConfig, FeatureSet, Vocabulary
+from omni_ml.features._registry import FAMILIES, register_family
+from omni_ml.features._spec import (
+    Aggregate,
+    Attribute,
+    Consent,
+    FamilyContext,
+    Feature,
+    count,
+    days_since_first,
+    days_since_last,
+    event,
+    total,
+)
+
+__all__ = [
+    "DEFAULT_FAMILIES",
+    "FAMILIES",
+    "MONEY_SCALE",
+    "Aggregate",
+    "Attribute",
+    "Consent",
+    "FamilyContext",
+    "Feature",
+    "FeatureConfig",
+    "FeatureSet",
+    "Vocabulary",
+    "build_features",
+    "count",
+    "days_since_first",
+    "days_since_last",
+    "event",
+    "register_family",
+    "total",
+]
+
+
+def build_features(
+    hist: Histories,
+    at: dt.datetime | Sequence[dt.datetime] | pl.DataFrame,
+    *,
+    feature_set: FeatureSet | None = None,
+    config: FeatureConfig | None = None,
+) -> pl.DataFrame:
+    """Features as of one or more cutoffs, from history strictly before each cutoff.
+
+    Parameters
+    ----------
+    hist
+        Histories with resolved customer ids (see :func:`omni_ml.identity.resolve_identities`).
+    at
+        A cutoff, a list of cutoffs (every customer at each), or a frame of
+        ``(customer_id, cutoff)`` pairs (one output row per input row, same order). Naive
+        datetimes are UTC; a date means midnight.
+    feature_set
+        The fitted definition to reuse (e.g. the one a model was trained with). Default: fitted
+        now on rows before the latest cutoff.
+    config
+        Used to fit a feature set when ``feature_set`` is not given.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``customer_id``, ``cutoff`` and the numeric feature columns (Int8/Int32/Float64 only),
+        in ``feature_set.names`` order. Sorted by cutoff then customer_id, or in input order.
+
+    Raises
+    ------
+    SchemaError
+        ``at`` lacks columns, has nulls, or the histories carry unresolved identifiers.
+    ConfigError
+        Both ``feature_set`` and a different ``config`` were given, or a feature reads a column
+        the histories do not have.
+
+    Examples
+    --------
+    >>> import polars as pl, datetime as dt
+    >>> ev = pl.DataFrame({
+    ...     "customer_id": ["a", "a", "a"],
+    ...     "timestamp": [dt.datetime(2025, 1, 1), dt.datetime(2025, 1, 9), dt.datetime(2025, 1, 10)],
+    ...     "channel": ["web", "web", "store"], "event_type": ["visit", "visit", "purchase"],
+    ...     "amount": [None, None, 25.0]})
+    >>> hist = Histories.from_frames(ev)
+    >>> X = build_features(hist, dt.datetime(2025, 1, 10), config=FeatureConfig(windows=(7, 30)))
+    >>> X.select("visits_7d", "visits_30d", "purchases_30d").row(0)  # the purchase AT the cutoff is not seen
+    (1, 2, 0)
+    """
+    from omni_ml.identity import require_resolved
+
+    require_resolved(hist, "events", "contacts")
+    if isinstance(at, pl.DataFrame):
+        keys = _validate_keys(at)
+        latest = keys["cutoff"].max() if keys.height else None
+        cutoffs: list[dt.datetime] = []
+    else:
+        cutoffs = _validate_cutoffs(at)
+        latest = max(cutoffs)
+    if feature_set is None:
+        feature_set = FeatureSet.from_histories(hist, config, before=latest)  # type: ignore[arg-type]
+    elif config is not None and config != feature_set.config:
+        msg = (
+            "build_features got both feature_set and a different config. Hint: pass only feature_set to rebuild "
+            "the features a model was trained with, or only config to fit a new feature set."
+        )
+        raise ConfigError(msg)
+    _check_columns(hist, feature_set)
+    features = feature_set.features
+    names = feature_set.names
+    streaming = feature_set.config.streaming
+    parts = []
+    for index, part in enumerate(_partitions(hist, feature_set.config.partitions)):
+        if isinstance(at, pl.DataFrame):
+            unique = _part_keys(keys, feature_set.config.partitions, index).unique(maintain_order=True)
+            if unique.height == 0:
+                continue
+            parts.append(compute_for_keys(part, unique, features, streaming=streaming))
+        else:
+            parts.append(compute_at(part, cutoffs, features, streaming=streaming))
+    schema: dict[str, pl.DataType] = {"customer_id": pl.String(), "cutoff": TIMESTAMP}
+    schema.update({f.name: f.output_dtype for f in features})
+    result = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
+    result = result.select("customer_id", "cutoff", *names)
+    if isinstance(at, pl.DataFrame):
+        return keys.join(result, on=["customer_id", "cutoff"], how="left", maintain_order="left")
+    return result.sort("cutoff", "customer_id") if feature_set.config.partitions > 1 else result
+
+
+def _partitions(hist: Histories, n: int) -> list[Histories]:
+    if n == 1:
+        return [hist]
+    out = []
+    for p in range(n):
+        mine = _in_partition(n, p)
+        out.append(
+            hist.replace(
+                **{t: lf.filter(mine) for t, lf in hist.tables().items() if t != "identity_links"},
+            )
+        )
+    return out
+
+
+def _in_partition(n: int, p: int) -> pl.Expr:
+    return (pl.col("customer_id").hash(seed=0) % n) == p
+
+
+def _part_keys(keys: pl.DataFrame, n: int, p: int) -> pl.DataFrame:
+    return keys if n == 1 else keys.filter(_in_partition(n, p))
+
+
+def _validate_cutoffs(at: dt.datetime | Sequence[dt.datetime]) -> list[dt.datetime]:
+    values = [at] if isinstance(at, dt.date) else list(at)
+    if not values:
+        msg = "build_features: `at` is an empty list of cutoffs. Hint: pass a datetime, a list, or keys."
+        raise SchemaError(msg)
+    out = []
+    for v in values:
+        if not isinstance(v, dt.date):
+            msg = f"build_features: cutoff {v!r} is not a datetime. Hint: use datetime.datetime(2025, 6, 1)."
+            raise SchemaError(msg)
+        if not isinstance(v, dt.datetime):
+            v = dt.datetime(v.year, v.month, v.day)
+        out.append(v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC))
+    return sorted(set(out))
+
+
+def _validate_keys(at: pl.DataFrame) -> pl.DataFrame:
+    missing = [c for c in ("customer_id", "cutoff") if c not in at.columns]
+    if missing:
+        msg = (
+            f"keys: missing column(s) {missing}; found {at.columns[:10]}. "
+            "Hint: pass a DataFrame with columns customer_id and cutoff (one row per wanted feature row)."
+        )
+        raise SchemaError(msg)
+    cutoff = at.schema["cutoff"]
+    if isinstance(cutoff, pl.Datetime):
+        expr = (
+            pl.col("cutoff").dt.convert_time_zone("UTC")
+            if cutoff.time_zone
+            else pl.col("cutoff").dt.replace_time_zone("UTC")
+        )
+    elif cutoff == pl.Date:
+        expr = pl.col("cutoff").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    else:
+        msg = f"keys.cutoff: expected a Datetime or Date column, got {cutoff}. Hint: parse it with str.to_datetime()."
+        raise SchemaError(msg)
+    keys = at.select(pl.col("customer_id").cast(pl.String), expr.cast(TIMESTAMP).alias("cutoff"))
+    for col in ("customer_id", "cutoff"):
+        n = keys[col].null_count()
+        if n:
+            msg = f"keys.{col}: {n:,} of {keys.height:,} rows are null. Hint: drop them or fill them before building."
+            raise SchemaError(msg)
+    return keys
+
+
+def _check_columns(hist: Histories, feature_set: FeatureSet) -> None:
+    schemas = {t: set(lf.collect_schema().names()) for t, lf in hist.tables().items()}
+    for f in feature_set.features:
+        if not isinstance(f.spec, Aggregate) or f.spec.source not in schemas:
+            continue
+        needed = set() if f.spec.where is None else set(f.spec.where.meta.root_names())
+        needed |= {f.spec.column} if f.spec.column else set()
+        absent = sorted(needed - schemas[f.spec.source])
+        if absent:
+            msg = (
+                f"feature {f.name!r} (family {f.family!r}) reads {f.spec.source}.{absent[0]}, which the histories "
+                f"do not have (columns: {sorted(schemas[f.spec.source])[:12]}). Hint: add the column or leave the "
+                "family out with FeatureConfig(exclude=...)."
+            )
+            raise ConfigError(msg)

@@ -1,0 +1,333 @@
+"""The feature engine: the single place that applies ``timestamp < cutoff``.
+
+How one pass serves many cutoffs, exactly to the microsecond
+-----------------------------------------------------------
+1. Every cutoff ``c`` and every window start ``c - w days`` is a *boundary*. The sorted
+   boundaries cut the time line into segments; segment ``s`` holds the rows with
+   ``B[s-1] <= timestamp < B[s]`` (segment 0: everything before ``B[0]``). Rows at or after
+   the last cutoff are never read (the filter is pushed down to the parquet scan); so is
+   history older than the longest window when no feature needs all history.
+2. One streaming pass groups the rows by ``(customer_id, segment)`` into a small *cube* of
+   running measures: counts, sums, latest and earliest timestamps.
+3. Per customer the cube is accumulated over segments (``cum_sum`` / ``cum_max`` /
+   ``cum_min``). Because ``c`` and ``c - w`` are boundaries, "everything before ``b``" is the
+   running value of the last segment ``<= index(b)``: an as-of join. A window sum is the
+   difference of two running values.
+
+Segments are cut by boundaries and never by days, so a cutoff at any microsecond is exact: a
+row at exactly the cutoff is out, a row one microsecond earlier is in.
+
+Sums are exact integers (amounts in units of 1/10,000, see ``MONEY_SCALE``), so the result
+does not depend on how the time line was cut: one cutoff at a time or many at once give
+identical numbers, byte for byte.
+
+Values for a customer without history before the cutoff: counts and sums are 0; every
+"days since" is null (LightGBM treats null as missing); derived ratios are null.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from omni_ml.data import TIMESTAMP, Histories
+from omni_ml.features._spec import Aggregate, Attribute, Consent, Feature
+
+__all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "compute_at", "compute_for_keys"]
+
+MICROS_PER_DAY = 86_400_000_000
+MONEY_SCALE = 10_000  # sums use integer 1/10,000 units: exact, associative, order-independent
+_FIRST_EVENT = Aggregate("events", "first")  # who has any history before a cutoff (scoring path)
+
+
+class _Plan:
+    """The distinct running measures per source table, and which windows each is read at."""
+
+    def __init__(self, features: Sequence[Feature], *, need_first_event: bool) -> None:
+        self.measures: dict[str, dict[str, Aggregate]] = defaultdict(dict)
+        self.windows: dict[str, set[int]] = defaultdict(set)
+        self.read_at: dict[int, set[str]] = defaultdict(set)  # window -> measure keys read at its start
+        self.unbounded: dict[str, bool] = defaultdict(bool)
+        aggs = [f.spec for f in features if isinstance(f.spec, Aggregate)]
+        if need_first_event:
+            aggs.append(_FIRST_EVENT)
+        for agg in aggs:
+            self.measures[agg.source].setdefault(agg.measure_key, agg)
+            if agg.window is None:
+                self.unbounded[agg.source] = True
+            else:
+                self.windows[agg.source].add(agg.window)
+                self.read_at[agg.window].add(agg.measure_key)
+        # measure keys start with the source, so they are unique across sources
+        self.column = {key: f"__{src}_{i}" for src, ms in self.measures.items() for i, key in enumerate(ms)}
+
+    def col(self, agg: Aggregate) -> str:
+        return self.column[agg.measure_key]
+
+
+def _engine(streaming: bool) -> Literal["streaming", "auto"]:
+    return "streaming" if streaming else "auto"
+
+
+def _utc_us(values: pl.Series) -> np.ndarray:
+    return values.cast(TIMESTAMP).dt.epoch("us").to_numpy()
+
+
+def _measure_expr(agg: Aggregate, name: str) -> pl.Expr:
+    where = None if agg.where is None else agg.where.fill_null(False)
+    ts = pl.col("timestamp").dt.epoch("us")
+    if agg.kind == "count":
+        expr = pl.len() if where is None else where.sum()
+        return expr.cast(pl.Int64).alias(name)
+    if agg.kind == "sum":
+        assert agg.column is not None  # checked by Aggregate
+        money = (pl.col(agg.column).cast(pl.Float64) * MONEY_SCALE).round().cast(pl.Int64).fill_null(0)
+        value = money if where is None else pl.when(where).then(money).otherwise(0)
+        return value.sum().cast(pl.Int64).alias(name)
+    value = ts if where is None else pl.when(where).then(ts)
+    return (value.max() if agg.kind == "last" else value.min()).alias(name)
+
+
+def _cube(
+    source: pl.LazyFrame,
+    measures: dict[str, Aggregate],
+    plan: _Plan,
+    boundaries: np.ndarray,
+    *,
+    unbounded: bool,
+    customers: pl.DataFrame | None,
+    streaming: bool,
+) -> pl.DataFrame:
+    """One pass over a source: running measures per (customer, segment), accumulated per customer."""
+    hi = dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=int(boundaries[-1]))
+    lo = dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=int(boundaries[0]))
+    rows = source.filter(pl.col("timestamp") < hi)  # THE exclusive cutoff: nothing at or after it is read
+    if not unbounded:
+        rows = rows.filter(pl.col("timestamp") >= lo)
+    if customers is not None:
+        rows = rows.join(customers.lazy(), on="customer_id", how="semi")
+    segment = pl.lit(pl.Series(boundaries)).search_sorted(pl.col("timestamp").dt.epoch("us"), side="right")
+    aggs = [_measure_expr(agg, plan.col(agg)) for agg in measures.values()]
+    cube = (
+        rows.with_columns(segment.cast(pl.Int64).alias("__seg"))
+        .group_by("customer_id", "__seg")
+        .agg(aggs)
+        .collect(engine=_engine(streaming))
+        .sort("customer_id", "__seg")
+    )
+    running = []
+    for agg in measures.values():
+        c = pl.col(plan.col(agg))
+        op = {"count": c.cum_sum(), "sum": c.cum_sum(), "last": c.cum_max(), "first": c.cum_min()}[agg.kind]
+        running.append(op.over("customer_id").alias(plan.col(agg)))
+    return cube.with_columns(running).sort("__seg", maintain_order=True)
+
+
+def _lookup(
+    keys: pl.DataFrame, cube: pl.DataFrame, boundaries: np.ndarray, offset_days: int, columns: list[str]
+) -> pl.DataFrame:
+    """Running values of ``columns`` just before ``cutoff - offset_days`` for every key, in key order."""
+    at = keys["__cutoff_us"].to_numpy() - offset_days * MICROS_PER_DAY
+    index = np.searchsorted(boundaries, at, side="left")  # boundaries contain every `at` exactly
+    left = keys.select("__row", "customer_id").with_columns(pl.Series("__j", index, dtype=pl.Int64)).sort("__j")
+    right = cube.select("customer_id", "__seg", *columns)
+    joined = left.join_asof(
+        right,
+        left_on="__j",
+        right_on="__seg",
+        by="customer_id",
+        strategy="backward",  # segments <= index(b) hold exactly the rows with timestamp < b
+        check_sortedness=False,
+    )
+    return joined.sort("__row").select(pl.col(columns).name.suffix(f"__{offset_days}"))
+
+
+def _cubes(
+    hist: Histories,
+    plan: _Plan,
+    cutoffs: np.ndarray,
+    *,
+    customers: pl.DataFrame | None,
+    streaming: bool,
+) -> dict[str, tuple[pl.DataFrame, np.ndarray]]:
+    """The running-measure cube and the boundaries of every source table the features read."""
+    out: dict[str, tuple[pl.DataFrame, np.ndarray]] = {}
+    for source, measures in plan.measures.items():
+        starts = [cutoffs - w * MICROS_PER_DAY for w in sorted(plan.windows[source])]
+        boundaries = np.unique(np.concatenate([cutoffs, *starts]))
+        lf = getattr(hist, source)
+        if lf is None:  # e.g. no contacts table: every measure is "nothing happened"
+            schema = {"customer_id": pl.String, "__seg": pl.Int64, **{plan.col(a): pl.Int64 for a in measures.values()}}
+            out[source] = (pl.DataFrame(schema=schema), boundaries)
+            continue
+        cube = _cube(
+            lf, measures, plan, boundaries, unbounded=plan.unbounded[source], customers=customers, streaming=streaming
+        )
+        out[source] = (cube, boundaries)
+    return out
+
+
+def _aggregate_features(
+    keys: pl.DataFrame,
+    plan: _Plan,
+    cubes: dict[str, tuple[pl.DataFrame, np.ndarray]],
+    features: Sequence[Feature],
+) -> pl.DataFrame:
+    """``__row``, every aggregate feature and ``__has_history`` (if measured) for ``keys``."""
+    parts = [keys.select("__row", "__cutoff_us")]
+    for source, (cube, boundaries) in cubes.items():
+        measures = plan.measures[source].values()
+        parts.append(_lookup(keys, cube, boundaries, 0, [plan.col(a) for a in measures]))
+        for w in sorted(plan.windows[source]):
+            cols = [plan.col(a) for a in measures if a.measure_key in plan.read_at[w]]
+            parts.append(_lookup(keys, cube, boundaries, w, cols))
+    out = pl.concat(parts, how="horizontal")
+    cut = pl.col("__cutoff_us")
+    exprs: list[pl.Expr] = []
+    for f in features:
+        if not isinstance(f.spec, Aggregate):
+            continue
+        agg, col = f.spec, plan.col(f.spec)
+        if agg.kind in ("last", "first"):
+            expr = (cut - pl.col(f"{col}__0")).cast(pl.Float64) / MICROS_PER_DAY
+        else:
+            expr = pl.col(f"{col}__0").fill_null(0)
+            if agg.window is not None:
+                expr = expr - pl.col(f"{col}__{agg.window}").fill_null(0)
+            expr = expr.cast(pl.Int32) if agg.kind == "count" else expr.cast(pl.Float64) / MONEY_SCALE
+        exprs.append(expr.alias(f.name))
+    if _FIRST_EVENT.measure_key in plan.measures.get("events", {}):
+        exprs.append(pl.col(f"{plan.col(_FIRST_EVENT)}__0").is_not_null().alias("__has_history"))
+    return out.select("__row", *exprs)
+
+
+def _static_features(hist: Histories, keys: pl.DataFrame, features: Sequence[Feature]) -> pl.DataFrame:
+    """Consent flags as of each cutoff and customer attributes, for ``keys`` in order."""
+    out = keys.select("__row")
+    consents = [f for f in features if isinstance(f.spec, Consent)]
+    if consents:
+        from omni_ml.identity import consent_state
+
+        channels = [f.spec.channel for f in consents if isinstance(f.spec, Consent)]
+        state = consent_state(
+            hist, keys.select("customer_id", pl.col("cutoff")), channels=list(dict.fromkeys(channels))
+        )
+        out = out.with_columns(
+            state.select(
+                pl.col(f"consent_{f.spec.channel}").cast(pl.Int8).alias(f.name)
+                for f in consents
+                if isinstance(f.spec, Consent)
+            )
+        )
+    attrs = [f for f in features if isinstance(f.spec, Attribute)]
+    if attrs and hist.customers is not None:
+        cols = list(dict.fromkeys(f.spec.column for f in attrs if isinstance(f.spec, Attribute)))
+        table = hist.customers.select("customer_id", *cols).collect()
+        joined = keys.select("__row", "customer_id", "__cutoff_us").join(
+            table, on="customer_id", how="left", maintain_order="left"
+        )
+        exprs = [_attribute_expr(f.spec, f.name) for f in attrs if isinstance(f.spec, Attribute)]
+        out = out.with_columns(joined.select(exprs))
+    elif attrs:
+        out = out.with_columns(pl.lit(None, dtype=f.output_dtype).alias(f.name) for f in attrs)
+    return out
+
+
+def _attribute_expr(attr: Attribute, name: str) -> pl.Expr:
+    c = pl.col(attr.column)
+    if attr.kind == "numeric":
+        return _as_number(c).alias(name)
+    if attr.kind == "boolean":
+        return _as_bool(c).cast(pl.Int8).alias(name)
+    if attr.kind == "date":
+        moment = _as_timestamp(c).dt.epoch("us")
+        days = (pl.col("__cutoff_us") - moment).cast(pl.Float64) / MICROS_PER_DAY
+        return pl.when(moment < pl.col("__cutoff_us")).then(days).alias(name)
+    levels = pl.Series(attr.levels, dtype=pl.String)
+    text = c.cast(pl.String)
+    code = text.replace_strict(levels, pl.Series(range(len(levels)), dtype=pl.Int32), default=len(levels))
+    return pl.when(text.is_not_null()).then(code).cast(pl.Int32).alias(name)
+
+
+def _as_number(c: pl.Expr) -> pl.Expr:
+    return c.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+
+
+def _as_bool(c: pl.Expr) -> pl.Expr:
+    low = c.cast(pl.String).str.strip_chars().str.to_lowercase()
+    return (
+        pl.when(low.is_in(["true", "t", "yes", "y", "1"]))
+        .then(True)
+        .when(low.is_in(["false", "f", "no", "n", "0"]))
+        .then(False)
+    )
+
+
+def _as_timestamp(c: pl.Expr) -> pl.Expr:
+    text = c.cast(pl.String).str.strip_chars().str.replace(r"[Zz]$", "+00:00")
+    return pl.coalesce(
+        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"),
+        text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us", time_zone="UTC"),
+        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us", time_zone="UTC"),
+        text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+    )
+
+
+def _finish(
+    keys: pl.DataFrame, aggregates: pl.DataFrame, static: pl.DataFrame, features: Sequence[Feature]
+) -> pl.DataFrame:
+    frame = pl.concat(
+        [keys.select("__row", "customer_id", "cutoff"), aggregates.drop("__row"), static.drop("__row")],
+        how="horizontal",
+    )
+    for f in features:  # derived features, in definition order (each may use earlier ones)
+        if isinstance(f.spec, pl.Expr):
+            frame = frame.with_columns(f.spec.cast(f.output_dtype).alias(f.name))
+    return frame
+
+
+def compute_for_keys(
+    hist: Histories, keys: pl.DataFrame, features: Sequence[Feature], *, streaming: bool = True
+) -> pl.DataFrame:
+    """Features for each ``(customer_id, cutoff)`` row of ``keys`` (validated, unique), in row order.
+
+    Returns ``customer_id, cutoff`` and one column per feature (hidden ``__`` ones included).
+    """
+    keys = _with_row(keys)
+    plan = _Plan(features, need_first_event=False)
+    cutoffs = np.unique(keys["__cutoff_us"].to_numpy())
+    cubes = _cubes(hist, plan, cutoffs, customers=keys.select("customer_id").unique(), streaming=streaming)
+    aggregates = _aggregate_features(keys, plan, cubes, features)
+    return _finish(keys, aggregates, _static_features(hist, keys, features), features)
+
+
+def compute_at(
+    hist: Histories, cutoffs: Sequence[dt.datetime], features: Sequence[Feature], *, streaming: bool = True
+) -> pl.DataFrame:
+    """Features for every customer at each cutoff, sorted by cutoff then customer_id.
+
+    "Every customer" at ``c`` = the customers table plus anyone with an event before ``c``.
+    """
+    plan = _Plan(features, need_first_event=True)
+    moments = pl.Series("cutoff", sorted(set(cutoffs)), dtype=TIMESTAMP)
+    cubes = _cubes(hist, plan, _utc_us(moments), customers=None, streaming=streaming)
+    candidates = cubes["events"][0].select("customer_id").unique()
+    listed = pl.DataFrame(schema={"customer_id": pl.String})
+    if hist.customers is not None:
+        listed = hist.customers.select("customer_id").collect()
+        candidates = pl.concat([candidates, listed]).unique()
+    keys = _with_row(candidates.sort("customer_id").join(moments.to_frame(), how="cross").sort("cutoff", "customer_id"))
+    aggregates = _aggregate_features(keys, plan, cubes, features)
+    keep = aggregates["__has_history"] | keys["customer_id"].is_in(listed["customer_id"].implode())
+    keys = _with_row(keys.filter(keep).drop("__row", "__cutoff_us"))
+    aggregates = aggregates.filter(keep).drop("__row", "__has_history").with_row_index("__row")
+    return _finish(keys, aggregates, _static_features(hist, keys, features), features)
+
+
+def _with_row(keys: pl.DataFrame) -> pl.DataFrame:
+    return keys.with_row_index("__row").with_columns(pl.col("cutoff").dt.epoch("us").alias("__cutoff_us"))
