@@ -1,0 +1,38 @@
+"""Evaluation: ranking, probability and calibration metrics, lift and gains, per cutoff and overall.
+
+``evaluate(model_or_scores, data)`` returns a :class:`Report` whose ``.metrics`` are flat and
+MLflow-ready and whose ``.plot()`` gives matplotlib figures. :func:`fit_propensity` is the train +
+out-of-time back-test behind ``omni-ml train``. Off-policy estimators of channel policies live in
+``_offpolicy.py`` beside these.
+"""
+
+from __future__ import annotations
+
+from omni_ml.evaluate._backtest import backtest, fit_propensity
+from omni_ml.evaluate._metrics import (
+    brier,
+    calibration_table,
+    expected_calibration_error,
+    lift_table,
+    log_loss,
+    pr_auc,
+    roc_auc,
+    top_decile_lift,
+)
+from omni_ml.evaluate._report import Report, evaluate, evaluate_scores
+
+__all__ = [
+    "Report",
+    "backtest",
+    "brier",
+    "calibration_table",
+    "evaluate",
+    "evaluate_scores",
+    "expected_calibration_error",
+    "fit_propensity",
+    "lift_table",
+    "log_loss",
+    "pr_auc",
+    "roc_auc",
+    "top_decile_lift",
+]

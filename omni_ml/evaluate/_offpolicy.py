@@ -1,0 +1,326 @@
+"""Off-policy evaluation of a channel policy from logged contacts: IPS, self-normalised IPS, doubly robust.
+
+A *unit* is one logged decision: a customer at a moment, the action the historic (logging) policy
+took (a channel, or ``no_contact``), the probability it had of taking it (``assignment_probability``)
+and the reward that followed (conversion, or value). For a target policy ``pi`` that would have taken
+action ``pi(x)``:
+
+- IPS (Horvitz & Thompson 1952; Precup et al. 2000): ``mean(w * r)`` with ``w = pi(a|x) / p0(a|x)``.
+  Unbiased when ``p0`` is right and positive wherever ``pi`` acts; high variance with small ``p0``.
+- SNIPS (Swaminathan & Joachims 2015): ``sum(w * r) / sum(w)``; slightly biased, far less variance.
+- DR (Dudik, Langford & Li 2011): ``mean(sum_a pi(a|x) q(x, a) + w * (r - q(x, a_logged)))`` with an
+  outcome model ``q``; unbiased if either ``p0`` or ``q`` is right, and usually the tightest.
+
+Intervals are seeded percentile bootstraps over units (the outcome model is held fixed, so fit it on
+other data or cross-fit it). The overlap diagnostic reports how much the estimate leans on few units:
+the share of matched units with a tiny logging probability, the effective sample size
+``(sum w)^2 / sum w^2`` (Kish) and the largest weight. When the logging probability is absent it is
+estimated with a cross-fitted multinomial logistic regression on the given features, and the result
+says so (``propensity_source``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from omni_ml.exceptions import DataInsufficientError, SchemaError
+
+__all__ = ["OffPolicyResult", "estimate_logging_probability", "off_policy_value"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OffPolicyResult:
+    """Estimated value of a target policy per unit, with intervals and overlap diagnostics.
+
+    ``ips``, ``snips`` and ``dr`` are point estimates of the mean reward per unit under the target
+    policy; ``*_ci`` the bootstrap intervals at ``confidence``. ``dr`` is ``nan`` without an outcome model.
+    """
+
+    ips: float
+    ips_ci: tuple[float, float]
+    snips: float
+    snips_ci: tuple[float, float]
+    dr: float
+    dr_ci: tuple[float, float]
+    n_units: int
+    n_matched: int
+    effective_sample_size: float
+    max_weight: float
+    share_tiny_probability: float
+    tiny_probability: float
+    propensity_source: str
+    confidence: float
+    n_bootstrap: int
+    seed: int
+
+    @property
+    def best(self) -> tuple[str, float, tuple[float, float]]:
+        """The estimator to report: DR when an outcome model was given, else SNIPS."""
+        if np.isfinite(self.dr):
+            return "dr", self.dr, self.dr_ci
+        return "snips", self.snips, self.snips_ci
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        """Flat ``name -> number|text`` mapping, ready for ``mlflow.log_metrics`` / ``log_params``."""
+        out: dict[str, float | int | str] = {}
+        for name in ("ips", "snips", "dr"):
+            out[f"ope_{name}"] = float(getattr(self, name))
+            low, high = getattr(self, f"{name}_ci")
+            out[f"ope_{name}_ci_low"] = float(low)
+            out[f"ope_{name}_ci_high"] = float(high)
+        out.update(
+            ope_n_units=self.n_units,
+            ope_n_matched=self.n_matched,
+            ope_effective_sample_size=float(self.effective_sample_size),
+            ope_max_weight=float(self.max_weight),
+            ope_share_tiny_probability=float(self.share_tiny_probability),
+            ope_tiny_probability=float(self.tiny_probability),
+            ope_propensity_source=self.propensity_source,
+            ope_confidence=float(self.confidence),
+            ope_n_bootstrap=self.n_bootstrap,
+            ope_seed=self.seed,
+        )
+        return out
+
+    def __str__(self) -> str:
+        def fmt(v: float, ci: tuple[float, float]) -> str:
+            return f"{v:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if np.isfinite(v) else "n/a"
+
+        return (
+            f"off-policy value per unit ({self.confidence:.0%} bootstrap CI, {self.n_bootstrap} draws):\n"
+            f"  IPS   {fmt(self.ips, self.ips_ci)}\n  SNIPS {fmt(self.snips, self.snips_ci)}\n"
+            f"  DR    {fmt(self.dr, self.dr_ci)}\n"
+            f"  overlap: {self.n_matched:,} of {self.n_units:,} units match the target policy; "
+            f"ESS {self.effective_sample_size:,.0f}; max weight {self.max_weight:,.1f}; "
+            f"{self.share_tiny_probability:.1%} of matches have p0 < {self.tiny_probability}\n"
+            f"  logging probability: {self.propensity_source}"
+        )
+
+
+def _as_1d(values: Any, n: int | None, *, name: str, dtype: Any = np.float64) -> np.ndarray:
+    arr = np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values, dtype=dtype)
+    if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
+        msg = f"{name}: expected one value per logged unit ({n:,}), got shape {arr.shape}."
+        raise SchemaError(msg)
+    return arr
+
+
+def estimate_logging_probability(
+    X: Any, actions: Sequence[str] | np.ndarray, *, n_folds: int = 5, seed: int = 0, floor: float = 1e-3
+) -> np.ndarray:
+    """Cross-fitted P(logged action | x) from a multinomial logistic regression on standardised features.
+
+    Each unit's probability comes from a model that did not see it (``n_folds`` folds), so the
+    estimate is not over-fitted to the logged actions. Probabilities are floored at ``floor``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(400, 1))
+    >>> a = np.where(rng.random(400) < 1 / (1 + np.exp(-2 * x[:, 0])), "email", "no_contact")
+    >>> p = estimate_logging_probability(x, a)
+    >>> bool(p[a == "email"][x[a == "email", 0] > 1].mean() > p[a == "email"][x[a == "email", 0] < -1].mean())
+    True
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    acts = np.asarray(actions).astype(str)
+    matrix = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X, dtype=np.float64)
+    matrix = np.where(np.isfinite(matrix), matrix, 0.0)
+    labels, y = np.unique(acts, return_inverse=True)
+    out = np.empty(acts.shape[0])
+    if labels.size == 1:
+        out[:] = 1.0
+        return out
+    folds = min(n_folds, int(np.bincount(y).min()))
+    if folds < 2:
+        msg = (
+            f"cannot estimate the logging probability: the rarest logged action occurs {np.bincount(y).min()} "
+            "time(s). Hint: log assignment_probability with each contact, or pass more logged units."
+        )
+        raise DataInsufficientError(msg)
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(matrix, y):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(matrix[train], y[train])
+        proba = clf.predict_proba(matrix[test])
+        col = {c: i for i, c in enumerate(clf.classes_)}
+        out[test] = [proba[k, col[y_k]] if y_k in col else 0.0 for k, y_k in enumerate(y[test])]
+    return np.maximum(out, floor)
+
+
+def off_policy_value(
+    actions: Sequence[str] | np.ndarray,
+    rewards: Any,
+    target: Any,
+    *,
+    logging_probability: Any = None,
+    action_space: Sequence[str] | None = None,
+    q_hat: np.ndarray | None = None,
+    X: Any = None,
+    n_bootstrap: int = 500,
+    confidence: float = 0.95,
+    tiny_probability: float = 0.01,
+    seed: int = 0,
+) -> OffPolicyResult:
+    """Estimate a target policy's mean reward per unit from logged decisions (IPS, SNIPS, DR).
+
+    Parameters
+    ----------
+    actions
+        The logged action of each unit (a channel or ``"no_contact"``).
+    rewards
+        The reward observed after each unit (e.g. converted 0/1, or value net of cost).
+    target
+        The target policy: the action it takes for each unit (deterministic, shape ``(n,)``), or its
+        probability of each action of ``action_space`` (stochastic, shape ``(n, k)``).
+    logging_probability
+        The logging policy's probability of the logged action (``assignment_probability``). ``None`` or
+        NaN entries are estimated from ``X`` with :func:`estimate_logging_probability`.
+    action_space
+        Names of the actions (columns of a stochastic ``target`` and of ``q_hat``); default: the sorted
+        union of logged and target actions.
+    q_hat
+        Outcome model predictions ``(n, k)``: expected reward of each action for each unit. Enables DR.
+    X
+        Features of the units, used only to estimate missing logging probabilities.
+    n_bootstrap, confidence, seed
+        Percentile bootstrap over units.
+    tiny_probability
+        Threshold of the overlap diagnostic.
+
+    Returns
+    -------
+    OffPolicyResult
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> n = 4000
+    >>> logged = rng.choice(["email", "no_contact"], size=n, p=[0.3, 0.7])
+    >>> p0 = np.where(logged == "email", 0.3, 0.7)
+    >>> reward = (rng.random(n) < np.where(logged == "email", 0.2, 0.1)).astype(float)
+    >>> res = off_policy_value(logged, reward, np.full(n, "email"), logging_probability=p0, seed=0)
+    >>> bool(res.snips_ci[0] < 0.2 < res.snips_ci[1])
+    True
+    """
+    acts = np.asarray(actions).astype(str)
+    n = acts.shape[0]
+    if n == 0:
+        msg = "off_policy_value: no logged units. Hint: pass the logged contacts (and no-contact units) to evaluate."
+        raise DataInsufficientError(msg)
+    r = _as_1d(rewards, n, name="rewards")
+    if not np.isfinite(r).all():
+        msg = f"rewards: {int((~np.isfinite(r)).sum()):,} of {n:,} rewards are null or not finite."
+        raise SchemaError(msg)
+    tgt = np.asarray(target.to_numpy() if hasattr(target, "to_numpy") else target)
+    deterministic = tgt.ndim == 1
+    if deterministic:
+        tgt = tgt.astype(str)
+    if action_space is None:
+        names = sorted(set(acts) | (set(tgt) if deterministic else set()))
+        if not deterministic:
+            msg = "action_space: required with a stochastic target (the names of its columns)."
+            raise SchemaError(msg)
+    else:
+        names = list(action_space)
+    index = {a: i for i, a in enumerate(names)}
+    unknown = sorted(set(acts) - set(index)) + (sorted(set(tgt) - set(index)) if deterministic else [])
+    if unknown:
+        msg = f"actions: {unknown[:5]} are not in the action space {names}."
+        raise SchemaError(msg)
+    k = len(names)
+    if deterministic:
+        pi = np.zeros((n, k))
+        pi[np.arange(n), [index[a] for a in tgt]] = 1.0
+    else:
+        pi = np.asarray(tgt, dtype=np.float64)
+        if pi.shape != (n, k) or not np.allclose(pi.sum(axis=1), 1.0, atol=1e-6):
+            msg = f"target: expected an ({n}, {k}) matrix of probabilities summing to 1 per unit, got {pi.shape}."
+            raise SchemaError(msg)
+    a_idx = np.array([index[a] for a in acts])
+
+    p0 = (
+        np.full(n, np.nan)
+        if logging_probability is None
+        else _as_1d(logging_probability, n, name="logging_probability")
+    )
+    missing = ~np.isfinite(p0)
+    if missing.any():
+        if X is None:
+            msg = (
+                f"logging_probability: {int(missing.sum()):,} of {n:,} units have no assignment_probability and no "
+                "features were given to estimate it. Hint: pass X (features of the units) or log "
+                "assignment_probability with each contact."
+            )
+            raise DataInsufficientError(msg)
+        p0[missing] = estimate_logging_probability(X, acts, seed=seed)[missing]
+        source = (
+            "estimated (cross-fitted multinomial logistic regression on X)"
+            if missing.all()
+            else f"logged for {n - int(missing.sum()):,} units, estimated for {int(missing.sum()):,}"
+        )
+    else:
+        source = "logged assignment_probability"
+    if ((p0 <= 0) | (p0 > 1)).any():
+        bad = p0[(p0 <= 0) | (p0 > 1)][0]
+        msg = f"logging_probability: values must be in (0, 1] (e.g. {bad!r}). Hint: it is P(logged action | x)."
+        raise SchemaError(msg)
+
+    w = pi[np.arange(n), a_idx] / p0
+    if q_hat is not None:
+        q = np.asarray(q_hat, dtype=np.float64)
+        if q.shape != (n, k):
+            msg = f"q_hat: expected shape ({n}, {k}) (units x actions {names}), got {q.shape}."
+            raise SchemaError(msg)
+        dm = (pi * q).sum(axis=1)
+        dr_terms = dm + w * (r - q[np.arange(n), a_idx])
+    else:
+        dr_terms = None
+
+    def estimates(idx: np.ndarray | None) -> tuple[float, float, float]:
+        ww, rr = (w, r) if idx is None else (w[idx], r[idx])
+        wr = float(np.dot(ww, rr))
+        sw = float(ww.sum())
+        ips = wr / ww.size
+        snips = wr / sw if sw > 0 else float("nan")
+        dr = float("nan") if dr_terms is None else float((dr_terms if idx is None else dr_terms[idx]).mean())
+        return ips, snips, dr
+
+    point = estimates(None)
+    rng = np.random.default_rng(seed)
+    draws = np.array([estimates(np.asarray(rng.integers(0, n, n))) for _ in range(n_bootstrap)])
+    alpha = (1.0 - confidence) / 2.0
+
+    def interval(j: int) -> tuple[float, float]:
+        col = draws[:, j]
+        col = col[np.isfinite(col)]
+        if col.size == 0:
+            return (float("nan"), float("nan"))
+        return (float(np.quantile(col, alpha)), float(np.quantile(col, 1.0 - alpha)))
+
+    matched = w > 0
+    ess = float(w.sum() ** 2 / np.square(w).sum()) if matched.any() else 0.0
+    return OffPolicyResult(
+        ips=point[0],
+        ips_ci=interval(0),
+        snips=point[1],
+        snips_ci=interval(1),
+        dr=point[2],
+        dr_ci=interval(2),
+        n_units=n,
+        n_matched=int(matched.sum()),
+        effective_sample_size=ess,
+        max_weight=float(w.max()),
+        share_tiny_probability=float((p0[matched] < tiny_probability).mean()) if matched.any() else 0.0,
+        tiny_probability=tiny_probability,
+        propensity_source=source,
+        confidence=confidence,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )

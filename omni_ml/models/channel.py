@@ -1,0 +1,604 @@
+"""Best channel per customer: the incremental conversion of contacting on each channel versus not contacting.
+
+For a customer with history ``x`` and each contactable channel ``c`` the model estimates
+``P(convert | x, contacted on c now)`` and ``P(convert | x, not contacted)``; the incremental effect
+(uplift) is their difference. "Convert" means at least one purchase in ``[t, t + window)`` after the
+decision moment ``t``.
+
+Learners (meta-learners in the sense of Kunzel, Sekhon, Bickel & Yu 2019, PNAS 116:4156):
+
+- ``"s"`` (S-learner): one LightGBM classifier on the features plus the arm (``no_contact`` or the
+  channel) as an integer-coded categorical feature; effects come from predicting every arm for each
+  customer. Shares strength across arms (few contacts on a rare channel still borrow the baseline
+  response), but may shrink effects towards zero when the arm rarely wins a split.
+- ``"t"`` (T-learner): one LightGBM classifier per arm; effects are differences of separately fitted
+  models. No shrinkage of the arm, but noisier for arms with few rows.
+
+The measured comparison (benchmarks/bench_channel.py) decides the default; see the module
+``DEFAULT_LEARNER`` note there and the issue's closing note.
+
+Training data (:func:`channel_training_data`) are the logged contacts of the historic policy (one row
+per contact, features as of the contact's timestamp, outcome from
+:func:`omni_ml.labels.contact_outcomes`) and a random sample of **no-contact units**: (customer,
+campaign day) pairs in which a customer who had consented to at least one contactable channel was
+not contacted on a day the historic policy ran a campaign (a day with contacts), with the cutoff
+at that day's first contact and no contact in the following response window. They are drawn
+uniformly among such pairs (``pause_ratio`` times as many as contacts); each stands for
+``1 / sampling_fraction`` pairs (``sample_weight_population``), which matters for population totals
+only: the model conditions on the arm, so the per-arm sampling rate does not bias it.
+
+Debiasing with the logged ``assignment_probability`` (``weighting="ipw"``): a contact row is weighted
+by ``1 / assignment_probability`` (clipped at ``max_weight``, normalised to mean 1 within its arm), so
+each arm's rows stand for the whole population of decisions rather than the people the historic
+policy preferred for that channel. This corrects covariate shift between arms that a finite,
+regularised model would otherwise carry into its effect estimates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
+from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
+from omni_ml.models._common import as_matrix, check_binary_y
+
+__all__ = [
+    "NO_CONTACT",
+    "ChannelConfig",
+    "ChannelModel",
+    "ChannelTrainingData",
+    "channel_training_data",
+    "fit_channel_model",
+]
+
+NO_CONTACT = "no_contact"
+Learner = Literal["s", "t"]
+Weighting = Literal["none", "ipw"]
+
+
+class ChannelModel(BaseEstimator):
+    """Per-channel conversion if contacted now and if not contacted (LightGBM inside, scikit-learn outside).
+
+    Parameters
+    ----------
+    learner
+        ``"s"`` (one model, arm as a categorical input) or ``"t"`` (one model per arm).
+    weighting
+        ``"ipw"``: weight contact rows by ``1 / assignment_probability`` (see the module docstring);
+        ``"none"``: unweighted.
+    max_weight
+        Cap of an inverse-probability weight before normalisation.
+    n_estimators, learning_rate, num_leaves, min_child_samples, reg_lambda, subsample, colsample_bytree
+        LightGBM parameters.
+    min_rows_per_arm
+        An arm (channel) with fewer training rows is not estimated (its effects are absent).
+    random_state
+        Seed of LightGBM's bagging and feature sampling.
+    n_jobs
+        LightGBM threads.
+
+    Attributes
+    ----------
+    arms_ : list[str]
+        ``"no_contact"`` then the channels that could be estimated.
+    channels_ : list[str]
+        The estimated channels.
+    feature_names_ : list[str]
+        Feature columns seen at fit time (in order).
+    boosters_ : dict[str, lightgbm.Booster]
+        ``{"all": booster}`` for the S-learner, one booster per arm for the T-learner.
+    n_rows_per_arm_ : dict[str, int]
+    training_summary_ : dict
+        Set by :func:`fit_channel_model`: units per arm, no-contact sampling fraction, windows.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> n = 3000
+    >>> x = rng.normal(size=(n, 2))
+    >>> arm = rng.choice(["no_contact", "email", "sms"], size=n)
+    >>> p = 0.1 + 0.3 * ((arm == "sms") & (x[:, 0] > 0)) + 0.1 * (arm == "email")
+    >>> y = (rng.random(n) < p).astype(int)
+    >>> model = ChannelModel(n_estimators=60, random_state=0).fit(x, arm, y)
+    >>> eff = model.predict_effects(np.array([[1.0, 0.0], [-1.0, 0.0]]), customer_id=["a", "b"])
+    >>> eff.columns
+    ['customer_id', 'channel', 'p_if_contacted', 'p_if_not', 'uplift']
+    >>> best = eff.sort("uplift", descending=True).group_by("customer_id", maintain_order=True).first()
+    >>> dict(best.select("customer_id", "channel").iter_rows())
+    {'a': 'sms', 'b': 'email'}
+    """
+
+    training_summary_: dict[str, Any]
+    feature_set_: Any
+
+    def __init__(
+        self,
+        *,
+        learner: Learner = "s",
+        weighting: Weighting = "ipw",
+        max_weight: float = 50.0,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_child_samples: int = 40,
+        reg_lambda: float = 1.0,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        min_rows_per_arm: int = 30,
+        random_state: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        self.learner = learner
+        self.weighting = weighting
+        self.max_weight = max_weight
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.reg_lambda = reg_lambda
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_rows_per_arm = min_rows_per_arm
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ fit
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "lambda_l2": self.reg_lambda,
+            "bagging_fraction": self.subsample,
+            "bagging_freq": 1 if self.subsample < 1.0 else 0,
+            "feature_fraction": self.colsample_bytree,
+            "seed": self.random_state,
+            "deterministic": True,
+            "force_col_wise": True,
+            "num_threads": self.n_jobs,
+            "verbosity": -1,
+        }
+
+    def fit(
+        self,
+        X: Any,
+        arm: Sequence[str] | np.ndarray | pl.Series,
+        y: Any,
+        *,
+        assignment_probability: Any = None,
+        sample_weight: Any = None,
+    ) -> ChannelModel:
+        """Fit on decision units: features ``X``, the arm taken (a channel or ``"no_contact"``) and the outcome.
+
+        Parameters
+        ----------
+        X
+            Numeric features as of each unit's decision moment (polars/pandas frame or 2-D array).
+        arm
+            ``"no_contact"`` for units without a contact, else the contact's channel.
+        y
+            Converted (0/1) within the response window.
+        assignment_probability
+            The logging policy's probability of the logged contact (NaN/None for no-contact units or
+            when unknown); used by ``weighting="ipw"``.
+        sample_weight
+            Optional extra weights (multiplied in).
+
+        Returns
+        -------
+        ChannelModel
+            ``self``, fitted.
+        """
+        import lightgbm as lgb
+
+        if self.learner not in ("s", "t"):
+            msg = f"ChannelModel: learner={self.learner!r} is not one of ['s', 't']."
+            raise ConfigError(msg)
+        if self.weighting not in ("none", "ipw"):
+            msg = f"ChannelModel: weighting={self.weighting!r} is not one of ['none', 'ipw']."
+            raise ConfigError(msg)
+        matrix, names = as_matrix(X, where="ChannelModel.fit X")
+        n = matrix.shape[0]
+        arms = np.asarray(arm.to_numpy() if isinstance(arm, pl.Series) else arm).astype(str)
+        if arms.shape != (n,):
+            msg = f"ChannelModel.fit: {arms.shape[0] if arms.ndim else 0} arms for {n:,} feature rows; they must match."
+            raise SchemaError(msg)
+        labels = check_binary_y(y, n, where="ChannelModel.fit y")
+        if not (arms == NO_CONTACT).any():
+            msg = (
+                f"ChannelModel.fit: none of the {n:,} units is a {NO_CONTACT!r} unit, so the effect of contacting "
+                "cannot be estimated. Hint: add sampled no-contact units (channel_training_data does)."
+            )
+            raise DataInsufficientError(msg)
+        counts = {a: int((arms == a).sum()) for a in sorted(set(arms))}
+        channels = [a for a in counts if a != NO_CONTACT and counts[a] >= self.min_rows_per_arm]
+        if not channels:
+            msg = (
+                f"ChannelModel.fit: no channel has at least {self.min_rows_per_arm} contacts (counts: {counts}). "
+                "Hint: channel choice needs a contacts table with enough logged contacts per channel."
+            )
+            raise DataInsufficientError(msg)
+        if counts[NO_CONTACT] < self.min_rows_per_arm:
+            msg = (
+                f"ChannelModel.fit: only {counts[NO_CONTACT]} no-contact units (need {self.min_rows_per_arm}). "
+                "Hint: raise pause_ratio."
+            )
+            raise DataInsufficientError(msg)
+        keep = np.isin(arms, [NO_CONTACT, *channels])
+        matrix, arms, labels = matrix[keep], arms[keep], labels[keep]
+        weight = self._weights(arms, assignment_probability, sample_weight, keep)
+
+        self.arms_ = [NO_CONTACT, *channels]
+        self.channels_ = channels
+        self.feature_names_ = names
+        self.n_features_in_ = len(names)
+        self.n_rows_per_arm_ = {a: int((arms == a).sum()) for a in self.arms_}
+        self.positives_per_arm_ = {a: int(labels[arms == a].sum()) for a in self.arms_}
+        params = self._params()
+        code = {a: i for i, a in enumerate(self.arms_)}
+        if self.learner == "s":
+            arm_code = np.array([code[a] for a in arms], dtype=np.float64)
+            data = lgb.Dataset(
+                np.column_stack([matrix, arm_code]),
+                label=labels,
+                weight=weight,
+                feature_name=[*_safe_names(names), "arm"],
+                categorical_feature=["arm"],
+                free_raw_data=True,
+            )
+            self.boosters_ = {"all": lgb.train(params, data, num_boost_round=self.n_estimators)}
+        else:
+            self.boosters_ = {}
+            for a in self.arms_:
+                rows = arms == a
+                if labels[rows].min() == labels[rows].max():
+                    msg = (
+                        f"ChannelModel.fit (T-learner): every outcome of arm {a!r} is {int(labels[rows][0])} "
+                        f"({int(rows.sum()):,} rows). Hint: use learner='s' or more history."
+                    )
+                    raise DataInsufficientError(msg)
+                data = lgb.Dataset(
+                    matrix[rows], label=labels[rows], weight=weight[rows], feature_name=_safe_names(names)
+                )
+                self.boosters_[a] = lgb.train(params, data, num_boost_round=self.n_estimators)
+        return self
+
+    def _weights(
+        self, arms: np.ndarray, assignment_probability: Any, sample_weight: Any, keep: np.ndarray
+    ) -> np.ndarray:
+        n = arms.shape[0]
+        weight = np.ones(n)
+        if sample_weight is not None:
+            weight *= np.asarray(sample_weight, dtype=np.float64)[keep]
+        if self.weighting == "ipw" and assignment_probability is not None:
+            raw = assignment_probability
+            p = np.asarray(raw.to_numpy() if hasattr(raw, "to_numpy") else raw, dtype=np.float64)[keep]
+            p = np.where((arms != NO_CONTACT) & np.isfinite(p) & (p > 0), p, np.nan)
+            inv = np.minimum(1.0 / p, self.max_weight)
+            for a in set(arms) - {NO_CONTACT}:
+                rows = (arms == a) & np.isfinite(inv)
+                if rows.any():
+                    weight[rows] *= inv[rows] / inv[rows].mean()
+        return weight
+
+    # ------------------------------------------------------------------ predict
+
+    def predict_arm_proba(self, X: Any) -> np.ndarray:
+        """P(convert | x, arm) for every arm of ``arms_``: an ``(n, len(arms_))`` array."""
+        check_is_fitted(self, "boosters_")
+        matrix, _ = as_matrix(X, expected=self.feature_names_, where="ChannelModel X")
+        n = matrix.shape[0]
+        out = np.empty((n, len(self.arms_)))
+        if self.learner == "s":
+            booster = self.boosters_["all"]
+            stacked = np.column_stack([np.tile(matrix, (len(self.arms_), 1)), np.repeat(np.arange(len(self.arms_)), n)])
+            out[:] = np.asarray(booster.predict(stacked)).reshape(len(self.arms_), n).T
+        else:
+            for j, a in enumerate(self.arms_):
+                out[:, j] = self.boosters_[a].predict(matrix)
+        return out
+
+    def predict_effects(self, X: Any, *, customer_id: Sequence[str] | pl.Series | None = None) -> pl.DataFrame:
+        """Long frame of per-channel estimates: one row per customer (row of ``X``) and channel.
+
+        Returns
+        -------
+        polars.DataFrame
+            ``customer_id`` (the row number as text when not given), ``channel``, ``p_if_contacted``,
+            ``p_if_not``, ``uplift = p_if_contacted - p_if_not``; the input of :func:`omni_ml.policy.decide`.
+        """
+        proba = self.predict_arm_proba(X)
+        n = proba.shape[0]
+        ids = (
+            pl.Series("customer_id", [str(i) for i in range(n)], dtype=pl.String)
+            if customer_id is None
+            else pl.Series("customer_id", list(customer_id), dtype=pl.String)
+        )
+        if ids.len() != n:
+            msg = f"customer_id: {ids.len():,} ids for {n:,} feature rows; they must match."
+            raise SchemaError(msg)
+        k = len(self.channels_)
+        p_not = np.repeat(proba[:, 0], k)
+        p_contacted = proba[:, 1:].reshape(-1)
+        return pl.DataFrame(
+            {
+                "customer_id": ids.gather(np.repeat(np.arange(n), k)),
+                "channel": pl.Series(np.tile(np.asarray(self.channels_, dtype=object), n).tolist(), dtype=pl.String),
+                "p_if_contacted": p_contacted,
+                "p_if_not": p_not,
+                "uplift": p_contacted - p_not,
+            }
+        )
+
+
+def _safe_names(names: Sequence[str]) -> list[str]:
+    """LightGBM rejects some characters in feature names (JSON special characters)."""
+    import re
+
+    return [re.sub(r'[",:\[\]{}]', "_", n) for n in names]
+
+
+# ----------------------------------------------------------------------------- from histories
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelConfig:
+    """How :func:`fit_channel_model` builds training data and which learner it fits.
+
+    Parameters
+    ----------
+    window_days
+        Response window: a conversion is a purchase within this many days of the decision.
+    lookback_days
+        Decisions (contacts and no-contact units) from ``[as_of - lookback_days, as_of - window_days)``
+        train the model; the end leaves every outcome window complete before ``as_of``.
+    pause_ratio
+        No-contact units sampled per logged contact.
+    channels
+        Contactable channels to estimate.
+    learner, weighting, n_estimators, learning_rate, num_leaves, min_child_samples
+        Passed to :class:`ChannelModel`.
+    seed
+        Seed of the no-contact sampling and of LightGBM.
+    """
+
+    window_days: int = 7
+    lookback_days: int = 182
+    pause_ratio: float = 1.0
+    channels: tuple[str, ...] = CONTACTABLE_CHANNELS
+    learner: Learner = "s"
+    weighting: Weighting = "ipw"
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 40
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window_days < 1 or self.lookback_days <= self.window_days:
+            msg = (
+                f"ChannelConfig: need window_days >= 1 and lookback_days > window_days "
+                f"(got {self.window_days}, {self.lookback_days})."
+            )
+            raise ConfigError(msg)
+        if self.pause_ratio <= 0:
+            msg = f"ChannelConfig: pause_ratio must be > 0 (got {self.pause_ratio})."
+            raise ConfigError(msg)
+
+    def model(self) -> ChannelModel:
+        """The unfitted :class:`ChannelModel` this config describes."""
+        return ChannelModel(
+            learner=self.learner,
+            weighting=self.weighting,
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            random_state=self.seed,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelTrainingData:
+    """Decision units for the channel model: features, arm, outcome, logging probability.
+
+    ``keys`` holds ``customer_id, cutoff, arm, converted, assignment_probability,
+    sample_weight_population`` (one row per unit, aligned with ``X``); ``sampling_fraction`` is the share
+    of eligible no-contact (customer, campaign day) pairs that were sampled.
+    """
+
+    X: pl.DataFrame
+    keys: pl.DataFrame
+    feature_set: Any
+    sampling_fraction: float
+    n_campaign_days: int
+
+    @property
+    def arm(self) -> pl.Series:
+        """The arm of each unit (a channel or ``no_contact``)."""
+        return self.keys["arm"]
+
+    @property
+    def y(self) -> np.ndarray:
+        """Converted (0/1) within the window."""
+        return self.keys["converted"].to_numpy()
+
+
+def _require_contacts(hist: Histories, channels: Sequence[str]) -> pl.DataFrame:
+    msg_tail = (
+        "Channel choice learns from logged outbound contacts and the purchases that followed them. "
+        "Hint: add a contacts table (customer_id, timestamp, channel, [cost, assignment_probability]) with "
+        f"contacts on the contactable channels {list(channels)}; purchase propensity works without it."
+    )
+    if hist.contacts is None:
+        msg = f"channel choice needs contacts: the histories have no contacts table. {msg_tail}"
+        raise DataInsufficientError(msg)
+    contacts = hist.contacts.filter(pl.col("channel").is_in(list(channels))).collect()
+    if contacts.height == 0:
+        found = hist.contacts.select(pl.col("channel").unique()).collect()["channel"].to_list()
+        msg = (
+            f"channel choice needs contacts: the contacts table has no rows on a contactable channel "
+            f"(found channels {sorted(map(str, found))[:5]}). {msg_tail}"
+        )
+        raise DataInsufficientError(msg)
+    return contacts
+
+
+def channel_training_data(
+    hist: Histories, as_of: dt.datetime, config: ChannelConfig | None = None
+) -> ChannelTrainingData:
+    """Build decision units (logged contacts + sampled no-contact units) with features and outcomes.
+
+    See the module docstring for the sampling of no-contact units. Features are built with
+    :func:`omni_ml.features.build_features` as of each unit's cutoff (the contact's timestamp), so
+    nothing at or after the decision is used; outcomes are purchases in ``[cutoff, cutoff + window)``.
+
+    Raises
+    ------
+    DataInsufficientError
+        Without contacts on a contactable channel in the training period.
+    """
+    from omni_ml.features import build_features
+    from omni_ml.identity import consent_state
+    from omni_ml.labels import contact_outcomes, purchase_labels
+
+    cfg = config or ChannelConfig()
+    t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    start = t - dt.timedelta(days=cfg.lookback_days)
+    stop = t - dt.timedelta(days=cfg.window_days)
+    all_contacts = _require_contacts(hist, cfg.channels)
+    period = (pl.col("timestamp") >= start) & (pl.col("timestamp") < stop)
+    outcomes = contact_outcomes(hist, window_days=cfg.window_days)
+    logged = outcomes.filter(period & pl.col("channel").is_in(list(cfg.channels)))
+    if isinstance(logged, pl.LazyFrame):
+        logged = logged.collect()
+    if logged.height == 0:
+        msg = (
+            f"channel choice needs contacts: none of the {all_contacts.height:,} contacts falls in the training "
+            f"period [{start:%Y-%m-%d}, {stop:%Y-%m-%d}). Hint: raise lookback_days or choose a later as_of."
+        )
+        raise DataInsufficientError(msg)
+    contact_units = logged.select(
+        "customer_id",
+        pl.col("timestamp").cast(TIMESTAMP).alias("cutoff"),
+        pl.col("channel").alias("arm"),
+        pl.col("converted").cast(pl.Int8),
+        pl.col("assignment_probability").cast(pl.Float64),
+    )
+
+    # no-contact units: (customer, campaign day) pairs without a contact in [cutoff, cutoff + window)
+    days = (
+        all_contacts.filter(period)
+        .group_by(pl.col("timestamp").dt.truncate("1d").alias("day"))
+        .agg(pl.col("timestamp").min().alias("cutoff"), pl.len().alias("n"))
+        .sort("day")
+    )
+    # a campaign day sends to many; a stray contact (e.g. a service call-back) does not make one
+    median_sent = days["n"].cast(pl.Float64).median()
+    days = days.filter(pl.col("n") >= max(2.0, 0.1 * (float(median_sent) if median_sent is not None else 0.0)))  # type: ignore[arg-type]
+    customers = (
+        pl.concat(
+            [hist.events.select("customer_id")]
+            + [lf.select("customer_id") for lf in (hist.consents, hist.customers) if lf is not None]
+        )
+        .drop_nulls()
+        .unique()
+        .sort("customer_id")
+        .collect()["customer_id"]
+    )
+    target = int(np.ceil(cfg.pause_ratio * contact_units.height))
+    rng = np.random.default_rng(cfg.seed)
+    n_draw = int(target * 3 + 100)
+    drawn = pl.DataFrame(
+        {
+            "customer_id": customers.gather(rng.integers(0, customers.len(), n_draw)),
+            "cutoff": days["cutoff"].gather(rng.integers(0, days.height, n_draw)),
+        }
+    ).unique(maintain_order=True)
+    window = dt.timedelta(days=cfg.window_days)
+    touched = (
+        drawn.with_row_index("__u")
+        .join(all_contacts.select("customer_id", pl.col("timestamp").alias("__ts")), on="customer_id")
+        .filter((pl.col("__ts") >= pl.col("cutoff").dt.truncate("1d")) & (pl.col("__ts") < pl.col("cutoff") + window))
+        .select("__u")
+        .unique()
+    )
+    candidates = drawn.with_row_index("__u").join(touched, on="__u", how="anti")
+    consent = consent_state(hist, candidates.select("customer_id", "cutoff"), channels=list(cfg.channels))
+    any_consent = consent.select(pl.any_horizontal(pl.exclude("customer_id", "cutoff"))).to_series()
+    eligible = candidates.filter(any_consent)
+    acceptance = eligible.height / max(n_draw, 1)
+    pause = eligible.head(target).drop("__u")
+    if pause.height == 0:
+        msg = (
+            "channel choice needs no-contact units: no consented, uncontacted (customer, campaign day) pair was "
+            "found. Hint: the historic policy contacted everyone; effects versus a pause cannot be estimated."
+        )
+        raise DataInsufficientError(msg)
+    labels = purchase_labels(hist, pause, horizon_days=cfg.window_days)
+    if isinstance(labels, pl.LazyFrame):
+        labels = labels.collect()
+    pause_units = pause.join(
+        labels.select(
+            "customer_id", pl.col("cutoff").cast(TIMESTAMP), pl.col("label").cast(pl.Int8).alias("converted")
+        ),
+        on=["customer_id", "cutoff"],
+        how="left",
+    ).select(
+        "customer_id",
+        pl.col("cutoff").cast(TIMESTAMP),
+        pl.lit(NO_CONTACT).alias("arm"),
+        pl.col("converted").fill_null(0),
+        pl.lit(None, dtype=pl.Float64).alias("assignment_probability"),
+    )
+    eligible_pairs = acceptance * customers.len() * days.height
+    sampling_fraction = pause.height / max(eligible_pairs, 1.0)
+    keys = pl.concat([contact_units, pause_units]).with_columns(
+        pl.when(pl.col("arm") == NO_CONTACT)
+        .then(1.0 / sampling_fraction)
+        .otherwise(1.0)
+        .alias("sample_weight_population")
+    )
+    feats = build_features(hist, keys.select("customer_id", "cutoff"))
+    feature_set = getattr(feats, "feature_set", None)
+    frame = feats if isinstance(feats, pl.DataFrame) else feats.collect()
+    X = frame.drop([c for c in ("customer_id", "cutoff") if c in frame.columns])
+    if X.height != keys.height:
+        msg = f"build_features returned {X.height:,} rows for {keys.height:,} decision units; expected one per unit."
+        raise SchemaError(msg)
+    return ChannelTrainingData(
+        X=X, keys=keys, feature_set=feature_set, sampling_fraction=sampling_fraction, n_campaign_days=days.height
+    )
+
+
+def fit_channel_model(hist: Histories, as_of: dt.datetime, config: ChannelConfig | None = None) -> ChannelModel:
+    """Fit a :class:`ChannelModel` from histories as of ``as_of`` (the helper the CLI and pyfunc call).
+
+    Raises
+    ------
+    DataInsufficientError
+        For a transaction-only history (no contacts table or no contacts on a contactable channel).
+    """
+    cfg = config or ChannelConfig()
+    data = channel_training_data(hist, as_of, cfg)
+    model = cfg.model().fit(data.X, data.arm, data.y, assignment_probability=data.keys["assignment_probability"])
+    model.training_summary_ = {
+        "n_units": data.keys.height,
+        "n_per_arm": model.n_rows_per_arm_,
+        "sampling_fraction_no_contact": data.sampling_fraction,
+        "n_campaign_days": data.n_campaign_days,
+        "window_days": cfg.window_days,
+        "lookback_days": cfg.lookback_days,
+    }
+    model.feature_set_ = data.feature_set
+    return model

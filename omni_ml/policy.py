@@ -1,0 +1,594 @@
+"""From per-channel estimates to one decision per customer: value, consent, pressure, suppression, pause.
+
+The decision for a customer at ``as_of`` (DESIGN.md section 5):
+
+Rules in order of precedence (the first that applies is recorded in ``rule``):
+
+1. **Service first**: a service incident (``service_call``, ``complaint``, ``failed_delivery``
+   events) in the last ``service_incident_days`` means no promotional contact (rule
+   ``service_incident``).
+2. **Consent**: a channel is only a candidate if the customer consented to it as of ``as_of``
+   (:func:`omni_ml.identity.consent_state`); customers without a record get
+   ``default_consent``. No consented channel: rule ``no_consent``.
+3. **Pressure**: at most ``max_contacts_7d`` / ``max_contacts_30d`` contacts across all
+   channels (rule ``pressure_cap``) and none within ``cooldown_days`` of the last contact
+   (rule ``cooldown``); a customer without any consented channel is reported as ``no_consent``.
+4. **Category suppression**: never offer a category the customer bought within
+   ``suppression_days``; offer its complement (``complements``) instead when known and not
+   itself bought recently, else pause (rule ``category_suppressed``). The column
+   ``suppressed_category`` records the category that was suppressed.
+5. **Value**: expected value of channel ``c`` = (p_if_contacted(c) - p_if_not) x
+   ``conversion_value`` - cost(c). The best channel wins if its value exceeds
+   ``min_value`` (rule ``best_value``), otherwise the answer is to pause (``no_positive_value``).
+
+Every decision carries the rule that fired, so a campaign manager can see why someone was
+paused. :func:`baseline_decisions` produces the usual commercial policies (random consented
+channel, always email, most-engaged channel, contact everyone) in the same format, so
+policies can be compared by truth or off-policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
+from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
+
+__all__ = [
+    "NO_CONTACT",
+    "RULES",
+    "PolicyConfig",
+    "baseline_decisions",
+    "check_consent",
+    "costs_from_contacts",
+    "decide",
+    "engagement_rates",
+    "history_facts",
+]
+
+NO_CONTACT = "no_contact"
+RULES: tuple[str, ...] = (
+    "best_value",
+    "no_positive_value",
+    "no_consent",
+    "pressure_cap",
+    "cooldown",
+    "service_incident",
+    "category_suppressed",
+    "baseline",
+)
+BaselineKind = Literal["random", "always_email", "most_engaged", "contact_everyone"]
+
+# Defaults aligned with the simulated retailer (omni_ml.simulate); set real ones from the logged
+# contacts with costs_from_contacts().
+_DEFAULT_COSTS: dict[str, float] = {
+    "email": 0.02,
+    "push": 0.01,
+    "sms": 0.08,
+    "direct_mail": 0.9,
+    "call_center": 4.0,
+}
+# Complementary categories: someone who just bought the key product is likely to need the
+# add-on and unlikely to buy the key product again soon.
+_DEFAULT_COMPLEMENTS: dict[str, str] = {
+    "phones": "accessories",
+    "computers": "accessories",
+    "tv": "audio",
+    "appliances": "home",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """Business settings of the channel decision (all defaults documented; build from YAML with ``from_yaml``).
+
+    Parameters
+    ----------
+    conversion_value
+        Value of one conversion (margin, in the currency of ``channel_costs``). Constant for now;
+        a per-customer value model can replace it later.
+    channel_costs
+        Cost of one contact per channel; overridden by a ``cost`` column in the estimates, and
+        usually set from the logged contacts with :func:`costs_from_contacts`.
+    channels
+        Channels the decision may use (the contactable channels).
+    max_contacts_7d, max_contacts_30d
+        Contact-pressure caps across channels: a customer at the cap is paused.
+    cooldown_days
+        Minimum days since the last contact on any channel.
+    suppression_days
+        A category bought within this many days is never offered.
+    complements
+        Category to offer instead of a suppressed one (``phones -> accessories``).
+    offer_category
+        The campaign's category. ``None``: each customer's ``preferred_category`` from the facts.
+    service_incident_days
+        No promotional contact within this many days of a service incident.
+    service_event_types
+        Event types that count as service incidents.
+    default_consent
+        Consent of a customer with no consent record (``False``: opt-in regimes such as GDPR).
+    min_value
+        A channel must beat pausing by more than this expected value.
+    """
+
+    conversion_value: float = 40.0
+    channel_costs: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(_DEFAULT_COSTS))
+    channels: tuple[str, ...] = CONTACTABLE_CHANNELS
+    max_contacts_7d: int = 3
+    max_contacts_30d: int = 8
+    cooldown_days: float = 2.0
+    suppression_days: int = 30
+    complements: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(_DEFAULT_COMPLEMENTS))
+    offer_category: str | None = None
+    service_incident_days: int = 14
+    service_event_types: tuple[str, ...] = ("service_call", "complaint", "failed_delivery")
+    default_consent: bool = False
+    min_value: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.channels:
+            problems.append("channels is empty")
+        if self.conversion_value < 0:
+            problems.append(f"conversion_value must be >= 0 (got {self.conversion_value})")
+        for name in ("max_contacts_7d", "max_contacts_30d", "suppression_days", "service_incident_days"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.cooldown_days < 0:
+            problems.append(f"cooldown_days must be >= 0 (got {self.cooldown_days})")
+        if problems:
+            msg = "PolicyConfig: " + "; ".join(problems) + ". Hint: see the PolicyConfig docstring for defaults."
+            raise ConfigError(msg)
+
+    def cost(self, channel: str) -> float:
+        """Cost of one contact on ``channel`` (0 for a channel without a configured cost)."""
+        return float(self.channel_costs.get(channel, 0.0))
+
+
+# ----------------------------------------------------------------------------- history facts
+
+
+def history_facts(
+    hist: Histories,
+    as_of: dt.datetime,
+    *,
+    config: PolicyConfig | None = None,
+    customers: Sequence[str] | pl.Series | None = None,
+) -> pl.DataFrame:
+    """Per-customer facts the rules need, from history strictly before ``as_of``.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``customer_id, contacts_7d, contacts_30d, days_since_contact (null: never), days_since_incident
+        (null: none), recent_categories (list of categories bought within suppression_days),
+        preferred_category (most bought category in the last 365 days, null if none)``.
+
+    Examples
+    --------
+    >>> import polars as pl, datetime as dt
+    >>> ev = pl.DataFrame({"customer_id": ["a", "a"], "timestamp": [dt.datetime(2025, 1, 1), dt.datetime(2025, 1, 5)],
+    ...                    "channel": ["web", "call_center"], "event_type": ["purchase", "service_call"],
+    ...                    "category": ["phones", None], "amount": [300.0, None]})
+    >>> f = history_facts(Histories.from_frames(ev), dt.datetime(2025, 1, 10))
+    >>> f.select("days_since_incident", "recent_categories").row(0)
+    (5.0, ['phones'])
+    """
+    cfg = config or PolicyConfig()
+    t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    ts = pl.col("timestamp")
+    past_events = hist.events.filter(ts < t)
+    if customers is None:
+        ids = [past_events.select("customer_id")]
+        ids += [lf.select("customer_id") for lf in (hist.contacts, hist.consents, hist.customers) if lf is not None]
+        keys = pl.concat(ids).drop_nulls().unique().sort("customer_id").collect()
+    else:
+        keys = pl.DataFrame({"customer_id": pl.Series(list(customers), dtype=pl.String)})
+    days = (pl.lit(t).cast(TIMESTAMP) - ts).dt.total_seconds() / 86_400.0
+    if hist.contacts is not None:
+        contact_facts = (
+            hist.contacts.filter(ts < t)
+            .group_by("customer_id")
+            .agg(
+                (days < 7).sum().cast(pl.Int64).alias("contacts_7d"),
+                (days < 30).sum().cast(pl.Int64).alias("contacts_30d"),
+                days.min().alias("days_since_contact"),
+            )
+            .collect()
+        )
+    else:
+        contact_facts = pl.DataFrame(
+            schema={
+                "customer_id": pl.String,
+                "contacts_7d": pl.Int64,
+                "contacts_30d": pl.Int64,
+                "days_since_contact": pl.Float64,
+            }
+        )
+    event_facts = (
+        past_events.group_by("customer_id")
+        .agg(
+            days.filter(pl.col("event_type").is_in(list(cfg.service_event_types))).min().alias("days_since_incident"),
+            pl.col("category")
+            .filter(
+                (pl.col("event_type") == "purchase") & (days < cfg.suppression_days) & pl.col("category").is_not_null()
+            )
+            .unique()
+            .sort()
+            .alias("recent_categories"),
+            pl.col("category")
+            .filter((pl.col("event_type") == "purchase") & (days < 365) & pl.col("category").is_not_null())
+            .mode()
+            .sort()
+            .first()
+            .alias("preferred_category"),
+        )
+        .collect()
+    )
+    return (
+        keys.join(contact_facts, on="customer_id", how="left")
+        .join(event_facts, on="customer_id", how="left")
+        .with_columns(
+            pl.col("contacts_7d").fill_null(0),
+            pl.col("contacts_30d").fill_null(0),
+            pl.col("recent_categories").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        )
+    )
+
+
+def costs_from_contacts(hist: Histories, *, before: dt.datetime | None = None) -> dict[str, float]:
+    """Mean logged cost per channel (channels without a logged cost are left out)."""
+    if hist.contacts is None:
+        return {}
+    lf = hist.contacts if before is None else hist.contacts.filter(pl.col("timestamp") < before)
+    frame = lf.group_by("channel").agg(pl.col("cost").mean()).drop_nulls("cost").sort("channel").collect()
+    return {str(c): float(v) for c, v in frame.iter_rows()}
+
+
+def engagement_rates(
+    hist: Histories, as_of: dt.datetime, *, channels: Sequence[str] = CONTACTABLE_CHANNELS, prior: float = 1.0
+) -> pl.DataFrame:
+    """Past engagement rate per customer and channel: (opens + clicks) / contacts, before ``as_of``.
+
+    This is what commercial tools rank channels by. Rates are shrunk towards the channel's
+    overall rate with ``prior`` pseudo-contacts so a single lucky open does not dominate.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``customer_id, channel, contacts, engagements, rate``.
+    """
+    t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    chans = list(channels)
+    empty = pl.DataFrame(
+        schema={
+            "customer_id": pl.String,
+            "channel": pl.String,
+            "contacts": pl.Int64,
+            "engagements": pl.Int64,
+            "rate": pl.Float64,
+        }
+    )
+    if hist.contacts is None:
+        return empty
+    sent = (
+        hist.contacts.filter((pl.col("timestamp") < t) & pl.col("channel").is_in(chans))
+        .group_by("customer_id", "channel")
+        .agg(pl.len().cast(pl.Int64).alias("contacts"))
+    )
+    engaged = (
+        hist.events.filter(
+            (pl.col("timestamp") < t) & pl.col("event_type").is_in(["open", "click"]) & pl.col("channel").is_in(chans)
+        )
+        .group_by("customer_id", "channel")
+        .agg(pl.len().cast(pl.Int64).alias("engagements"))
+    )
+    frame = (
+        sent.join(engaged, on=["customer_id", "channel"], how="left")
+        .with_columns(pl.col("engagements").fill_null(0))
+        .collect()
+    )
+    if frame.height == 0:
+        return empty
+    overall = pl.col("engagements").sum().over("channel") / pl.col("contacts").sum().over("channel")
+    return frame.with_columns(
+        ((pl.col("engagements") + prior * overall) / (pl.col("contacts") + prior)).alias("rate")
+    ).sort("customer_id", "channel")
+
+
+# ----------------------------------------------------------------------------- decisions
+
+
+def _wide(
+    estimates: pl.DataFrame, channels: Sequence[str], cfg: PolicyConfig
+) -> tuple[pl.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """Long estimates -> (customer ids, uplift (n, k), cost (n, k), available (n, k))."""
+    need = {"customer_id", "channel", "p_if_contacted", "p_if_not"}
+    missing = sorted(need - set(estimates.columns))
+    if missing:
+        msg = (
+            f"estimates: missing column(s) {missing}; found {estimates.columns}. Hint: pass the long frame of "
+            "ChannelModel.predict_effects (customer_id, channel, p_if_contacted, p_if_not[, cost])."
+        )
+        raise SchemaError(msg)
+    est = estimates.filter(pl.col("channel").is_in(list(channels)))
+    dup = est.select("customer_id", "channel").is_duplicated()
+    if dup.any():
+        example = est.filter(dup).row(0, named=True)
+        msg = (
+            f"estimates: {int(dup.sum()):,} rows repeat a (customer_id, channel) pair "
+            f"(e.g. {example['customer_id']!r}, {example['channel']!r}). Hint: one row per customer and channel."
+        )
+        raise SchemaError(msg)
+    cost_expr = pl.col("cost") if "cost" in est.columns else pl.lit(None, dtype=pl.Float64)
+    default_cost = pl.col("channel").replace_strict(
+        {c: cfg.cost(c) for c in channels}, default=0.0, return_dtype=pl.Float64
+    )
+    est = est.with_columns(
+        (pl.col("p_if_contacted") - pl.col("p_if_not")).cast(pl.Float64).alias("__uplift"),
+        pl.coalesce(cost_expr.cast(pl.Float64), default_cost).alias("__cost"),
+    )
+    ids = est.select(pl.col("customer_id").unique().sort())["customer_id"]
+    index = {c: i for i, c in enumerate(channels)}
+    row = ids.to_frame().with_row_index("__i").join(est, on="customer_id")
+    i = row["__i"].to_numpy()
+    j = row["channel"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+    shape = (ids.len(), len(channels))
+    uplift = np.zeros(shape)
+    cost = np.zeros(shape)
+    available = np.zeros(shape, dtype=bool)
+    uplift[i, j] = row["__uplift"].fill_null(np.nan).to_numpy()
+    cost[i, j] = row["__cost"].to_numpy()
+    available[i, j] = ~np.isnan(uplift[i, j])
+    return ids, np.nan_to_num(uplift), cost, available
+
+
+def _consent_matrix(consent: pl.DataFrame, ids: pl.Series, channels: Sequence[str], default: bool) -> np.ndarray:
+    cols = [f"consent_{c}" for c in channels]
+    present = [c for c in cols if c in consent.columns]
+    if "customer_id" not in consent.columns:
+        msg = f"consent: missing column 'customer_id'; found {consent.columns}. Hint: pass consent_state(hist, as_of)."
+        raise SchemaError(msg)
+    if consent.select("customer_id").is_duplicated().any():
+        msg = "consent: a customer_id appears more than once. Hint: pass consent_state(hist, as_of) at one moment."
+        raise SchemaError(msg)
+    joined = ids.to_frame().join(consent.select("customer_id", *present), on="customer_id", how="left")
+    out = np.full((ids.len(), len(channels)), default, dtype=bool)
+    for j, col in enumerate(cols):
+        if col in present:
+            out[:, j] = joined[col].fill_null(default).to_numpy()
+    return out
+
+
+def decide(
+    estimates: pl.DataFrame,
+    consent: pl.DataFrame,
+    facts: pl.DataFrame | None = None,
+    config: PolicyConfig | None = None,
+) -> pl.DataFrame:
+    """One decision per customer: the channel with the best expected value, or ``no_contact``.
+
+    Parameters
+    ----------
+    estimates
+        Long frame ``customer_id, channel, p_if_contacted, p_if_not`` (optional ``cost``) with one row per
+        customer and channel, e.g. from :meth:`omni_ml.models.ChannelModel.predict_effects` or the
+        simulator's truth ``channel_response``.
+    consent
+        ``customer_id, consent_<channel>...`` as of the decision date (:func:`omni_ml.identity.consent_state`).
+        Customers or channels missing here get ``config.default_consent``.
+    facts
+        :func:`history_facts` as of the decision date; ``None`` applies no pressure, suppression or
+        service rules (every customer counts as fresh).
+    config
+        Business settings; :class:`PolicyConfig` defaults when ``None``.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``customer_id, best_channel, expected_uplift, expected_value, score_<channel>..., rule,
+        offer_category, suppressed_category``. ``score_<channel>`` is the expected value of contacting on
+        that channel (null when the customer has not consented to it, or there is no estimate);
+        ``expected_uplift`` and ``expected_value`` are 0 for ``no_contact``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> est = pl.DataFrame({"customer_id": ["a", "a", "b", "b"], "channel": ["email", "sms"] * 2,
+    ...                     "p_if_contacted": [0.30, 0.50, 0.10, 0.11], "p_if_not": [0.10, 0.10, 0.10, 0.10]})
+    >>> consent = pl.DataFrame({"customer_id": ["a", "b"], "consent_email": [True, True], "consent_sms": [False, True]})
+    >>> cfg = PolicyConfig(conversion_value=10.0, channels=("email", "sms"), channel_costs={"email": 0.1, "sms": 0.5})
+    >>> decide(est, consent, config=cfg).select("customer_id", "best_channel", "rule").rows()
+    [('a', 'email', 'best_value'), ('b', 'no_contact', 'no_positive_value')]
+    """
+    cfg = config or PolicyConfig()
+    channels = list(cfg.channels)
+    ids, uplift, cost, available = _wide(estimates, channels, cfg)
+    n = ids.len()
+    allowed = _consent_matrix(consent, ids, channels, cfg.default_consent) & available
+    value = uplift * cfg.conversion_value - cost
+    masked_value = np.where(allowed, value, -np.inf)
+    best = np.argmax(masked_value, axis=1) if n else np.zeros(0, dtype=np.int64)
+    best_value = masked_value[np.arange(n), best] if n else np.zeros(0)
+
+    rule = np.where(best_value > cfg.min_value, "best_value", "no_positive_value").astype(object)
+    rule[~allowed.any(axis=1)] = "no_consent"
+
+    offer = np.full(n, None, dtype=object)
+    suppressed = np.full(n, None, dtype=object)
+    if facts is not None:
+        f = ids.to_frame().join(facts, on="customer_id", how="left")
+        days_contact = f["days_since_contact"].fill_null(np.inf).to_numpy() if "days_since_contact" in f else None
+        consented = rule != "no_consent"
+        if days_contact is not None:
+            rule[consented & (days_contact < cfg.cooldown_days)] = "cooldown"
+        c7 = f["contacts_7d"].fill_null(0).to_numpy() if "contacts_7d" in f else np.zeros(n)
+        c30 = f["contacts_30d"].fill_null(0).to_numpy() if "contacts_30d" in f else np.zeros(n)
+        rule[consented & ((c7 >= cfg.max_contacts_7d) | (c30 >= cfg.max_contacts_30d))] = "pressure_cap"
+        if "days_since_incident" in f:
+            incident = f["days_since_incident"].fill_null(np.inf).to_numpy() < cfg.service_incident_days
+            rule[incident] = "service_incident"
+        recent = f["recent_categories"].to_list() if "recent_categories" in f else [None] * n
+        preferred = f["preferred_category"].to_list() if "preferred_category" in f else [None] * n
+        for k in range(n):
+            wanted = cfg.offer_category if cfg.offer_category is not None else preferred[k]
+            bought = set(recent[k] or ())
+            if wanted is None or wanted not in bought:
+                offer[k] = wanted
+                continue
+            suppressed[k] = wanted
+            alternative = cfg.complements.get(wanted)
+            if alternative is not None and alternative not in bought:
+                offer[k] = alternative
+            elif rule[k] == "best_value":
+                rule[k] = "category_suppressed"
+    else:
+        offer[:] = cfg.offer_category
+
+    contact = rule == "best_value"
+    chosen = np.where(contact, np.asarray(channels, dtype=object)[best] if n else [], NO_CONTACT)
+    out = pl.DataFrame(
+        {
+            "customer_id": ids,
+            "best_channel": pl.Series(chosen.tolist(), dtype=pl.String),
+            "expected_uplift": np.where(contact, uplift[np.arange(n), best] if n else 0.0, 0.0),
+            "expected_value": np.where(contact, best_value, 0.0),
+            **{
+                f"score_{c}": pl.Series(np.where(allowed[:, j], value[:, j], np.nan)).fill_nan(None)
+                for j, c in enumerate(channels)
+            },
+            "rule": pl.Series(rule.tolist(), dtype=pl.String),
+            "offer_category": pl.Series(offer.tolist(), dtype=pl.String),
+            "suppressed_category": pl.Series(suppressed.tolist(), dtype=pl.String),
+        }
+    )
+    check_consent(out, consent, default=cfg.default_consent)
+    return out
+
+
+def check_consent(decisions: pl.DataFrame, consent: pl.DataFrame, *, default: bool = False) -> None:
+    """Raise :class:`~omni_ml.exceptions.ConsentError` if any decision contacts a customer without consent.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> d = pl.DataFrame({"customer_id": ["a"], "best_channel": ["sms"]})
+    >>> check_consent(d, pl.DataFrame({"customer_id": ["a"], "consent_sms": [False]}))
+    Traceback (most recent call last):
+    ...
+    omni_ml.exceptions.ConsentError: 1 of 1 decisions contact a customer without consent (e.g. 'a' on 'sms'). ...
+    """
+    contacted = decisions.filter(pl.col("best_channel") != NO_CONTACT).select("customer_id", "best_channel")
+    if contacted.height == 0:
+        return
+    long = consent.unpivot(
+        index="customer_id", on=[c for c in consent.columns if c.startswith("consent_")], variable_name="best_channel"
+    ).with_columns(pl.col("best_channel").str.strip_prefix("consent_"), pl.col("value").cast(pl.Boolean))
+    joined = contacted.join(long, on=["customer_id", "best_channel"], how="left")
+    bad = joined.filter(~pl.col("value").fill_null(default))
+    if bad.height:
+        cid, ch = bad.row(0)[:2]
+        msg = (
+            f"{bad.height:,} of {decisions.height:,} decisions contact a customer without consent "
+            f"(e.g. {cid!r} on {ch!r}). Hint: pass the consent state as of the decision date to decide()."
+        )
+        raise ConsentError(msg)
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def baseline_decisions(
+    kind: BaselineKind,
+    customers: Sequence[str] | pl.Series,
+    consent: pl.DataFrame,
+    *,
+    engagement: pl.DataFrame | None = None,
+    facts: pl.DataFrame | None = None,
+    config: PolicyConfig | None = None,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """The policies commercial tools use, in the :func:`decide` output format (scores are null).
+
+    ``random``: a uniformly random consented channel. ``always_email``: email when consented.
+    ``most_engaged``: the consented channel with the highest past engagement rate
+    (:func:`engagement_rates`; customers with no history get the channel with the best overall rate),
+    with the pressure/service rules of ``facts`` applied but no pause for value. ``contact_everyone``:
+    every customer on the consented channel with the best overall engagement rate, no pause at all.
+    All respect consent.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> consent = pl.DataFrame({"customer_id": ["a", "b"], "consent_email": [True, False], "consent_sms": [True, True]})
+    >>> cfg = PolicyConfig(channels=("email", "sms"))
+    >>> baseline_decisions("always_email", ["a", "b"], consent, config=cfg)["best_channel"].to_list()
+    ['email', 'no_contact']
+    """
+    cfg = config or PolicyConfig()
+    channels = list(cfg.channels)
+    ids = pl.Series("customer_id", list(customers), dtype=pl.String).unique().sort()
+    n = ids.len()
+    allowed = _consent_matrix(consent, ids, channels, cfg.default_consent)
+    rng = np.random.default_rng(seed)
+    overall = np.zeros(len(channels))
+    rate = np.full((n, len(channels)), np.nan)
+    if engagement is not None and engagement.height:
+        tot = engagement.group_by("channel").agg(pl.col("engagements").sum() / pl.col("contacts").sum())
+        lookup = dict(tot.iter_rows())
+        overall = np.array([float(lookup.get(c) or 0.0) for c in channels])
+        wide = ids.to_frame().join(
+            engagement.pivot(on="channel", index="customer_id", values="rate"), on="customer_id", how="left"
+        )
+        for j, c in enumerate(channels):
+            if c in wide.columns:
+                rate[:, j] = wide[c].fill_null(np.nan).to_numpy()
+    if kind == "random":
+        score = np.where(allowed, rng.random((n, len(channels))), -np.inf)
+    elif kind == "always_email":
+        score = np.where(allowed & (np.asarray(channels) == "email"), 1.0, -np.inf)
+    elif kind == "most_engaged":
+        # tie-break by the overall rate, then by a tiny seeded jitter
+        filled = np.where(np.isnan(rate), overall, rate)
+        score = np.where(allowed, filled + 1e-9 * overall + 1e-12 * rng.random(filled.shape), -np.inf)
+    elif kind == "contact_everyone":
+        score = np.where(allowed, np.broadcast_to(overall, allowed.shape), -np.inf)
+    else:
+        msg = f"baseline kind {kind!r} is not one of random, always_email, most_engaged, contact_everyone."
+        raise ConfigError(msg)
+    best = np.argmax(score, axis=1) if n else np.zeros(0, dtype=np.int64)
+    any_allowed = np.isfinite(score).any(axis=1)
+    rule = np.where(any_allowed, "baseline", "no_consent").astype(object)
+    if kind == "most_engaged" and facts is not None:
+        f = ids.to_frame().join(facts, on="customer_id", how="left")
+        days_contact = f["days_since_contact"].fill_null(np.inf).to_numpy()
+        rule[any_allowed & (days_contact < cfg.cooldown_days)] = "cooldown"
+        over = (f["contacts_7d"].fill_null(0).to_numpy() >= cfg.max_contacts_7d) | (
+            f["contacts_30d"].fill_null(0).to_numpy() >= cfg.max_contacts_30d
+        )
+        rule[any_allowed & over] = "pressure_cap"
+        incident = f["days_since_incident"].fill_null(np.inf).to_numpy() < cfg.service_incident_days
+        rule[any_allowed & incident] = "service_incident"
+    contact = rule == "baseline"
+    chosen = np.where(contact, np.asarray(channels, dtype=object)[best] if n else [], NO_CONTACT)
+    out = pl.DataFrame(
+        {
+            "customer_id": ids,
+            "best_channel": pl.Series(chosen.tolist(), dtype=pl.String),
+            "expected_uplift": pl.Series([None] * n, dtype=pl.Float64),
+            "expected_value": pl.Series([None] * n, dtype=pl.Float64),
+            **{f"score_{c}": pl.Series([None] * n, dtype=pl.Float64) for c in channels},
+            "rule": pl.Series(rule.tolist(), dtype=pl.String),
+            "offer_category": pl.Series([cfg.offer_category] * n, dtype=pl.String),
+            "suppressed_category": pl.Series([None] * n, dtype=pl.String),
+        }
+    )
+    check_consent(out, consent, default=cfg.default_consent)
+    return out
