@@ -115,6 +115,52 @@ def resolve(
     typer.echo(f"wrote {resolved.identity_map.height:,} identifiers -> {report.customers:,} customers to {out}")
 
 
+@app.command()
+@_user_errors
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the histories and truth/ into.")],
+    preset: Annotated[str, typer.Option("--preset", help="small | default | large: the base config.")] = "default",
+    customers: Annotated[int | None, typer.Option("--customers", help="Number of persons (overrides preset).")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="First day of the history (ISO date).")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="End of the history = as-of date of the truth.")] = None,
+    future_days: Annotated[int | None, typer.Option("--future-days", help="Length H of the future window.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same bytes.")] = 0,
+) -> None:
+    """Simulate a seeded omnichannel world: histories tables plus the ground truth in OUT/truth/."""
+    import datetime as dt
+
+    from rich.progress import Progress
+
+    from omni_ml.exceptions import ConfigError
+    from omni_ml.simulate import preset as simulation_preset
+    from omni_ml.simulate import simulate as run_simulation
+
+    overrides: dict[str, Any] = {"seed": seed}
+    for name, value in (("start", start), ("end", end)):
+        if value is not None:
+            try:
+                overrides[name] = dt.date.fromisoformat(value)
+            except ValueError:
+                msg = f"--{name}: cannot parse {value!r} as a date. Hint: use ISO 8601, e.g. 2025-01-01."
+                raise ConfigError(msg) from None
+    if customers is not None:
+        overrides["n_customers"] = customers
+    if future_days is not None:
+        overrides["future_days"] = future_days
+    config = simulation_preset(preset, **overrides)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"simulating {config.n_customers:,} customers", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        path = run_simulation(config, out, progress=advance)
+    typer.echo(
+        f"wrote a world of {config.n_customers:,} customers ({config.start} .. {config.end}, "
+        f"future {config.future_days} days, seed {config.seed}) to {path}; truth in {path / 'truth'}"
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point used by ``python -m omni_ml``."""
     app()

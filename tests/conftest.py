@@ -19,3 +19,11 @@ def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small-preset simulated world (seed 0), simulated once per session; see omni_ml.simulate."""
+    from omni_ml.simulate import preset, simulate
+
+    return simulate(preset("small", seed=0), tmp_path_factory.mktemp("small_world"))

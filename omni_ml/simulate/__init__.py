@@ -1,0 +1,45 @@
+"""A seeded omnichannel world that writes raw histories AND the ground truth behind them.
+
+``simulate(preset("small"), "world/")`` writes a histories directory (``events``, ``contacts``,
+``consents``, ``identity_links``, ``customers``; the exact contract of :mod:`omni_ml.data`, so
+``load_histories("world/")`` validates it) and ``world/truth/``:
+
+``identity.parquet``
+    ``identifier, customer_id, shared``: the true person of every identifier (``crm:``, ``email:``,
+    ``phone:``, ``app:``, ``loyalty:``, every ``cookie:`` seen). ``shared`` identifiers (a household's
+    phone, a shop's default loyalty card) have one row per person using them.
+``propensity.parquet``
+    ``customer_id, p_purchase``: the exact probability of at least one purchase in ``[end, end + H)``
+    given each person's latent state at ``end``, under the future regime *no outbound contacts in the
+    future window* (computed by a forward recursion, see :mod:`omni_ml.simulate.truth`; no Monte-Carlo
+    error).
+``channel_response.parquet``
+    ``customer_id, channel, p_if_contacted, p_if_not, cost, consented``: probability of >= 1 purchase in
+    ``[end, end + 7 days)`` if contacted at ``end`` on ``channel`` or not contacted, for every contactable
+    channel (``consented`` says whether the contact would be allowed).
+``future_events.parquet``
+    The realised events of ``[end, end + H)`` (events schema, true ``customer_id`` on every row), drawn
+    from the same law as ``p_purchase``.
+``world.json``
+    The config, the future regime and row counts.
+
+**How identity resolution reproduces the truth ids** (INTERFACES.md "Customer id rule"). Every person
+has a crm id ``C0000001``...; ``customers.customer_id`` and rows that carry a ``customer_id`` use it,
+and ``crm:<id>`` is linked at sign-up to the person's email, phone, app device and loyalty card. Cookies
+are linked to the email by logins (a share ``link_rate`` of cookies). Following the links from
+``crm:<id>`` reaches all identifiers of that person, so a resolution that gives each connected
+component with one crm id that id recovers ``truth/identity`` for every linked identifier, PROVIDED it
+does not trust shared identifiers: a household phone is linked to several crm ids and a shop's default
+card to many persons' emails (``shared`` in the truth); following them would merge people. Cookies that
+were never linked cannot be resolved (they become ``anon-`` customers) although the truth knows them.
+
+A world is continued under a campaign with :func:`continue_world` (same seed, same history, common
+random numbers), so a policy can be evaluated by simulation as well as by the truth tables.
+"""
+
+from __future__ import annotations
+
+from omni_ml.simulate.config import PRESETS, SimulationConfig, preset
+from omni_ml.simulate.world import continue_world, load_config, simulate
+
+__all__ = ["PRESETS", "SimulationConfig", "continue_world", "load_config", "preset", "simulate"]

@@ -1,0 +1,314 @@
+"""The day-step engine: one chunk of persons lived day by day, vectorised over persons.
+
+State per person: alive (drop-out is for good), in market for a category (browsing rises, a purchase
+follows at ``buy_hazard`` per day), days since the last purchase per category (durable goods are not
+bought again soon; complements become likely), a complaint factor on the rate, the decaying effect of
+recent contacts, a recent-contact count (fatigue) and consent per channel.
+
+One day, in this order (the truth recursion in :mod:`omni_ml.simulate.truth` follows the same order):
+
+1. sign-ups of the day become active (consent records at sign-up);
+2. outbound contacts (historic policy on campaign days, or the campaign applied at ``end``) add
+   ``uplift * fatigue_factor`` to the person's contact effect; opens, clicks and unsubscribes follow;
+3. drop-out with probability ``q``;
+4. an in-market person buys with probability ``min(buy_hazard * weekday, 0.95)``;
+5. a person not in market (and who did not just buy) starts intent with probability
+   ``1 - exp(-(lam * complaint_factor * season * sum_c w_c + contact_effect))`` where ``w_c`` are the
+   category weights; the category is drawn proportionally to ``w_c``;
+6. browsing sessions; end of day: spontaneous consent changes, decays, days since purchase + 1.
+
+Core decisions (3-5 and background browsing) use four uniforms per person per day drawn from the
+day's own stream, so a campaign changes a person's future only through its effect (common random
+numbers); details of the day (categories, counts, opens) come from a second per-day stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from omni_ml.simulate.config import (
+    CHANNELS,
+    CLICK_RATE,
+    OPEN_RATE,
+    POLICY_WEIGHT,
+    UNSUBSCRIBE_WEIGHT,
+    SimulationConfig,
+)
+from omni_ml.simulate.population import (
+    DAY_CORE,
+    DAY_MISC,
+    NEVER,
+    PUSH,
+    Calendar,
+    CategoryTables,
+    Population,
+    rng_for,
+)
+
+__all__ = ["ChunkRecords", "EndState", "run_chunk"]
+
+_OPEN = np.array([OPEN_RATE[c] for c in CHANNELS], dtype=np.float32)
+_CLICK = np.array([CLICK_RATE[c] for c in CHANNELS], dtype=np.float32)
+_HAS_OPEN = _OPEN > 0
+_POLICY_W = np.array([POLICY_WEIGHT[c] for c in CHANNELS])
+_UNSUB_W = np.array([UNSUBSCRIBE_WEIGHT[c] for c in CHANNELS], dtype=np.float32)
+_DM = CHANNELS.index("direct_mail")
+FUTURE_CAMPAIGN = -1  # campaign code of contacts applied at `end` by continue_world
+
+
+@dataclasses.dataclass
+class EndState:
+    """The latent state of every person at the start of day ``n_history`` (the moment ``end``)."""
+
+    alive: np.ndarray
+    in_market: np.ndarray
+    dslp: np.ndarray
+    lam_mult: np.ndarray
+    eff: np.ndarray
+    fatigue: np.ndarray
+    consent: np.ndarray
+    dsl_any: np.ndarray
+
+
+class _Log:
+    """Column-wise record log: lists of arrays per column, concatenated at the end."""
+
+    def __init__(self, *columns: str) -> None:
+        self.cols: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+
+    def add(self, **values: np.ndarray | int | float) -> None:
+        size = next(np.size(v) for v in values.values() if np.ndim(v) > 0)
+        for k, v in values.items():
+            self.cols[k].append(np.broadcast_to(np.asarray(v), (size,)) if np.ndim(v) == 0 else np.asarray(v))
+
+    def frame(self) -> dict[str, np.ndarray]:
+        return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in self.cols.items()}
+
+
+@dataclasses.dataclass
+class ChunkRecords:
+    """Everything a chunk did, as arrays of local person index ``idx`` and ``day`` (both periods)."""
+
+    purchases: dict[str, np.ndarray]
+    sessions: dict[str, np.ndarray]
+    contacts: dict[str, np.ndarray]
+    consents: dict[str, np.ndarray]
+    drop_day: np.ndarray
+    end_state: EndState
+
+
+def run_chunk(
+    cfg: SimulationConfig,
+    chunk: int,
+    pop: Population,
+    cal: Calendar,
+    tables: CategoryTables,
+    campaign: np.ndarray | None = None,
+) -> ChunkRecords:
+    """Live the chunk's persons through ``[start, end + H)``.
+
+    ``campaign`` (optional, length ``n``): channel index per person contacted at ``end`` (``-1``: none).
+    """
+    n = pop.n
+    n_cat = pop.pref.shape[1]
+    alive = pop.alive0 & (pop.signup_day < 0) | (pop.signup_day >= 0)
+    in_market = np.zeros(n, dtype=bool)
+    intent_cat = np.zeros(n, dtype=np.int32)
+    dslp = pop.dslp0.copy()
+    dsl_any = np.minimum(dslp.min(axis=1), NEVER).astype(np.int32)
+    lam_mult = np.ones(n, dtype=np.float32)
+    eff = np.zeros(n, dtype=np.float32)
+    fatigue = np.zeros(n, dtype=np.float32)
+    consent = pop.consent0 & (pop.signup_day < 0)[:, None]
+    drop_day = np.full(n, cal.n_total, dtype=np.int32)
+    eff_decay = np.float32(np.exp(-1.0 / cfg.contact_decay_days))
+    fat_decay = np.float32(np.exp(-1.0 / cfg.fatigue_decay_days))
+
+    purchases = _Log("idx", "day", "cat", "complaint")
+    sessions = _Log("idx", "day", "cat")
+    contacts = _Log("idx", "day", "ch", "p_assign", "campaign", "sec", "opened", "clicked", "unsub", "unsub_sec")
+    consents = _Log("idx", "day", "ch", "granted", "sec", "source")
+
+    # Consent at sign-up of existing customers (records dated before start), and the schedule of
+    # spontaneous consent changes (geometric waiting times; a grant is five times as likely as a withdrawal).
+    rng0 = rng_for(cfg, DAY_MISC, chunk, 1_000_000)
+    old = np.flatnonzero(pop.signup_day < 0)
+    for c in range(len(CHANNELS)):
+        who = old[pop.consent0[old, c]]
+        consents.add(idx=who, day=pop.signup_day[who], ch=c, granted=True, sec=pop.signup_sec[who], source=0)
+    next_change = np.maximum(pop.signup_day, 0)[:, None] + _waits(rng0, cfg, pop.consent0)
+
+    end_state: EndState | None = None
+    for t in range(cal.n_total):
+        if t == cal.n_history:
+            end_state = EndState(
+                alive.copy(),
+                in_market.copy(),
+                dslp.copy(),
+                lam_mult.copy(),
+                eff.copy(),
+                fatigue.copy(),
+                consent.copy(),
+                dsl_any.copy(),
+            )
+        core = rng_for(cfg, DAY_CORE, chunk, t).random((4, n), dtype=np.float32)
+        misc = rng_for(cfg, DAY_MISC, chunk, t)
+        signing = np.flatnonzero(pop.signup_day == t)
+        if signing.size:
+            consent[signing] = pop.consent0[signing]
+            for c in range(len(CHANNELS)):
+                who = signing[pop.consent0[signing, c]]
+                consents.add(idx=who, day=t, ch=c, granted=True, sec=pop.signup_sec[who], source=0)
+        active = pop.signup_day <= t
+
+        # 2. outbound contacts
+        sent: tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray] | None = None
+        if cal.campaign[t]:
+            sent = _historic_policy(cfg, misc, pop, consent, dsl_any, t)
+        elif t == cal.n_history and campaign is not None:
+            who = np.flatnonzero(campaign >= 0)
+            sent = (who, campaign[who].astype(np.int64), np.ones(who.size), FUTURE_CAMPAIGN, np.zeros(who.size))
+        if sent is not None and sent[0].size:
+            who, ch, p_assign, code, sec = sent
+            fm = 1.0 / (1.0 + cfg.fatigue_strength * fatigue[who])
+            eff[who] += pop.uplift[who, ch] * fm
+            u = misc.random((3, who.size), dtype=np.float32)
+            eng = pop.engage[who, ch] * fm
+            here = alive[who]
+            opened = here & _HAS_OPEN[ch] & (u[0] < _OPEN[ch] * eng)
+            clicked = here & (opened | ~_HAS_OPEN[ch]) & (u[1] < _CLICK[ch] * eng)
+            p_unsub = cfg.unsubscribe_rate * _UNSUB_W[ch] * (1.0 + 0.15 * fatigue[who] ** 2)
+            unsub = here & (u[2] < p_unsub)
+            unsub_sec = np.minimum(sec + misc.integers(1800, 8 * 3600, size=who.size), 86_399)
+            consent[who[unsub], ch[unsub]] = False
+            consents.add(idx=who[unsub], day=t, ch=ch[unsub], granted=False, sec=unsub_sec[unsub], source=1)
+            fatigue[who] += 1.0
+            contacts.add(
+                idx=who,
+                day=t,
+                ch=ch,
+                p_assign=p_assign,
+                campaign=code,
+                sec=sec,
+                opened=opened,
+                clicked=clicked,
+                unsub=unsub,
+                unsub_sec=unsub_sec,
+            )
+
+        # 3. drop-out
+        live = alive & active
+        dropping = live & (core[0] < pop.q)
+        alive &= ~dropping
+        drop_day[dropping] = t
+        live &= ~dropping
+
+        # 4. purchases of in-market persons
+        buy_p = np.float32(min(cfg.buy_hazard * cal.weekday[t], 0.95))
+        buying = live & in_market & (core[1] < buy_p)
+        # 5. new purchase intent
+        cand = live & ~in_market
+        w = tables.weights(pop.pref, dslp)
+        hazard = pop.lam * lam_mult * cal.season[t] * w.sum(axis=1) + eff
+        starting = np.flatnonzero(cand & (core[2] < -np.expm1(-hazard)))
+
+        buyers = np.flatnonzero(buying)
+        if buyers.size:
+            cat = intent_cat[buyers]
+            complaint = misc.random(buyers.size) < cfg.complaint_rate
+            purchases.add(idx=buyers, day=t, cat=cat, complaint=complaint)
+            lam_mult[buyers[complaint]] *= np.float32(cfg.complaint_effect)
+            in_market[buyers] = False
+            dslp[buyers, cat] = 0
+            dsl_any[buyers] = 0
+        if starting.size:
+            cum = np.cumsum(w[starting], axis=1)
+            u = misc.random(starting.size) * cum[:, -1]
+            intent_cat[starting] = np.minimum((cum < u[:, None]).sum(axis=1), n_cat - 1)
+            in_market[starting] = True
+
+        # 6. browsing: background sessions, and more while in market
+        bg = np.flatnonzero(live & ~in_market & (core[3] < pop.browse))
+        if bg.size:
+            sessions.add(idx=bg, day=t, cat=-1)
+        im = np.flatnonzero(live & in_market)
+        if im.size:
+            k = misc.poisson(cfg.in_market_sessions, size=im.size)
+            rep = np.repeat(im, k)
+            if rep.size:
+                sessions.add(idx=rep, day=t, cat=intent_cat[rep])
+
+        # end of day: spontaneous consent changes (after noon, so after the day's contacts), decays
+        rows, cols = np.nonzero(next_change == t)
+        if rows.size:
+            granted = ~consent[rows, cols]
+            allowed = ~granted | (alive[rows] & ((cols != PUSH) | pop.has_app[rows]))
+            r, c, g = rows[allowed], cols[allowed], granted[allowed]
+            consent[r, c] = g
+            consents.add(idx=r, day=t, ch=c, granted=g, sec=misc.integers(12 * 3600, 86_400, size=r.size), source=2)
+            next_change[rows, cols] = t + _waits(misc, cfg, consent[rows, cols])
+        eff *= eff_decay
+        fatigue *= fat_decay
+        dslp += dslp < NEVER - 1
+        dsl_any += dsl_any < NEVER - 1
+
+    if end_state is None:  # pragma: no cover - future_days >= 1 is validated
+        msg = "internal: the end state was never reached"
+        raise RuntimeError(msg)
+    return ChunkRecords(
+        purchases=purchases.frame(),
+        sessions=sessions.frame(),
+        contacts=contacts.frame(),
+        consents=consents.frame(),
+        drop_day=drop_day,
+        end_state=end_state,
+    )
+
+
+def _waits(rng: np.random.Generator, cfg: SimulationConfig, consented: np.ndarray) -> np.ndarray:
+    """Days until the next spontaneous change: grants at ``consent_change_rate``, withdrawals at a fifth."""
+    rate = np.where(consented, cfg.consent_change_rate / 5.0, cfg.consent_change_rate)
+    if cfg.consent_change_rate <= 0:
+        return np.full(consented.shape, 10**8, dtype=np.int64)
+    return rng.geometric(np.clip(rate, 1e-9, 1.0)).astype(np.int64)
+
+
+def policy_probabilities(
+    cfg: SimulationConfig, consent: np.ndarray, dsl_any: np.ndarray, spend: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The historic logging policy: P(contacted today) and P(channel | contacted) per person.
+
+    Recent buyers are targeted more (``1.6x`` within 60 days, ``0.5x`` after a year); high spenders get
+    more direct mail. With probability ``exploration`` the channel is uniform over consented channels, so
+    every consented channel has a positive assignment probability.
+    """
+    tilt = np.where(dsl_any < 60, 1.6, np.where(dsl_any < 365, 1.0, 0.5))
+    p_contact = np.clip(cfg.contact_rate * tilt, 0.0, 0.95)
+    w = _POLICY_W[None, :] * consent
+    w[:, _DM] *= np.where(spend > 1.3, 3.0, 1.0)
+    n_ok = consent.sum(axis=1, keepdims=True)
+    probs = (1.0 - cfg.exploration) * w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    probs += cfg.exploration * consent / np.maximum(n_ok, 1)
+    return p_contact, probs
+
+
+def _historic_policy(
+    cfg: SimulationConfig,
+    misc: np.random.Generator,
+    pop: Population,
+    consent: np.ndarray,
+    dsl_any: np.ndarray,
+    t: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    eligible = np.flatnonzero((pop.signup_day < t) & consent.any(axis=1))
+    p_contact, probs = policy_probabilities(cfg, consent[eligible], dsl_any[eligible], pop.spend[eligible])
+    u = misc.random((2, eligible.size))
+    chosen = u[0] < p_contact
+    cum = np.cumsum(probs[chosen], axis=1)
+    ch = np.minimum((cum < (u[1, chosen] * cum[:, -1])[:, None]).sum(axis=1), len(CHANNELS) - 1)
+    who = eligible[chosen]
+    p_assign = p_contact[chosen] * probs[chosen][np.arange(who.size), ch]
+    sec = misc.integers(8 * 3600, 10 * 3600, size=who.size)
+    return who, ch.astype(np.int64), p_assign, t, sec

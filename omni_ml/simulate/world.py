@@ -1,0 +1,320 @@
+"""Run a world chunk by chunk and write the histories directory and its truth; continue a world.
+
+Files are written with one ``pyarrow.parquet.ParquetWriter`` per table (one row group per chunk), so
+memory is bounded by a chunk and the same config gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from omni_ml.config import from_mapping
+from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
+from omni_ml.simulate.config import AGE_BANDS, CHANNEL_COST, CHANNELS, REGIONS, SimulationConfig
+from omni_ml.simulate.engine import ChunkRecords, run_chunk
+from omni_ml.simulate.events import DAY_US, RawRows, expand
+from omni_ml.simulate.identifiers import (
+    consents_frame,
+    contacts_frame,
+    customer_ids,
+    events_frame,
+    identity_truth,
+    links_frame,
+)
+from omni_ml.simulate.population import Calendar, CategoryTables, Population, draw_population
+from omni_ml.simulate.truth import purchase_probability
+
+__all__ = ["continue_world", "simulate"]
+
+Progress = Callable[[int, int], None]
+NO_CONTACT = "no_contact"
+CONVERSION_DAYS = 7
+_FUTURE_REGIME = (
+    "No outbound contacts in the future window [end, end + future_days) unless a campaign is applied "
+    "with continue_world; everything else (drop-out, intent, browsing, consent changes) continues."
+)
+
+
+class _Writer:
+    """Append polars frames to one parquet file as row groups, with the first frame's schema."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+        self.schema: pa.Schema | None = None
+        self.rows = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self.writer is None:
+            self.schema = table.schema
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        elif table.schema != self.schema:
+            table = table.cast(self.schema)
+        self.writer.write_table(table)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _chunks(cfg: SimulationConfig) -> list[tuple[int, int, int]]:
+    n_chunks = math.ceil(cfg.n_customers / cfg.chunk_size)
+    return [(k, k * cfg.chunk_size, min(cfg.chunk_size, cfg.n_customers - k * cfg.chunk_size)) for k in range(n_chunks)]
+
+
+def _route(cfg: SimulationConfig, cal: Calendar, hist_rows: RawRows, fut_rows: RawRows) -> tuple[RawRows, RawRows]:
+    """History rows are those before ``end``; later rows caused by history (returns) join the future."""
+    end_us = (cal.epoch_day + cal.n_history) * DAY_US
+    stop_us = (cal.epoch_day + cal.n_total) * DAY_US
+    history = hist_rows.take(hist_rows.ts < end_us)
+    spill = hist_rows.take((hist_rows.ts >= end_us) & (hist_rows.ts < stop_us))
+    future = RawRows.concat([spill, fut_rows.take(fut_rows.ts < stop_us)])
+    return history, future
+
+
+def _customers(pop: Population, cal: Calendar) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "customer_id": customer_ids(pop.gid),
+            "signup_date": pl.Series(cal.epoch_day + pop.signup_day.astype(np.int64)).cast(pl.Int32).cast(pl.Date),
+            "region": pl.Series(list(REGIONS)).gather(pl.Series(pop.region.astype(np.int64))),
+            "age_band": pl.Series(list(AGE_BANDS)).gather(pl.Series(pop.age_band.astype(np.int64))),
+            "loyalty_member": pop.has_card,
+            "app_user": pop.has_app,
+        }
+    )
+
+
+def _truth(
+    cfg: SimulationConfig, pop: Population, cal: Calendar, tables: CategoryTables, rec: ChunkRecords
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    state = rec.end_state
+    cid = customer_ids(pop.gid)
+    p_purchase = purchase_probability(cfg, pop, cal, tables, state, cfg.future_days)
+    propensity = pl.DataFrame({"customer_id": cid, "p_purchase": p_purchase})
+    p_not = purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS)
+    parts = []
+    for c, name in enumerate(CHANNELS):
+        p_c = purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS, contact_channel=c)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "customer_id": cid,
+                    "channel": pl.Series([name] * pop.n, dtype=pl.String),
+                    "p_if_contacted": p_c,
+                    "p_if_not": p_not,
+                    "cost": np.full(pop.n, CHANNEL_COST[name]),
+                    "consented": state.consent[:, c],
+                }
+            )
+        )
+    response = pl.concat(parts).sort("customer_id", "channel")
+    return propensity, response
+
+
+def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progress | None = None) -> Path:
+    """Simulate a world and write its histories directory and ``truth/``.
+
+    Parameters
+    ----------
+    config
+        The world (see :func:`omni_ml.simulate.preset`).
+    out_dir
+        Directory to write ``{events,contacts,consents,identity_links,customers}.parquet`` and
+        ``truth/{identity,propensity,channel_response,future_events}.parquet`` + ``truth/world.json``.
+    progress
+        Called with ``(chunks_done, n_chunks)`` after each chunk.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Examples
+    --------
+    >>> import tempfile, polars as pl
+    >>> from omni_ml.simulate import preset
+    >>> d = simulate(preset("small", n_customers=200), tempfile.mkdtemp())
+    >>> pl.read_parquet(d / "truth" / "propensity.parquet").height
+    200
+    """
+    cfg = config
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cal = Calendar.build(cfg)
+    tables = CategoryTables.build(cfg)
+    names = ("events", "contacts", "consents", "identity_links", "customers")
+    truth_names = ("identity", "propensity", "channel_response", "future_events")
+    writers = {n: _Writer(out / f"{n}.parquet") for n in names}
+    writers |= {f"truth/{n}": _Writer(out / "truth" / f"{n}.parquet") for n in truth_names}
+    chunks = _chunks(cfg)
+    try:
+        for k, offset, n in chunks:
+            pop = draw_population(cfg, k, offset, n)
+            rec = run_chunk(cfg, k, pop, cal, tables)
+            history, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
+            ev, seen = events_frame(cfg, k, pop, cal, history, period=0, campaign_name="", with_customer_id=False)
+            fut, seen_f = events_frame(cfg, k, pop, cal, future, period=1, campaign_name="", with_customer_id=True)
+            writers["events"].write(ev)
+            writers["truth/future_events"].write(fut)
+            writers["contacts"].write(contacts_frame(cfg, pop, cal, rec.contacts, 0, cal.n_history, ""))
+            writers["consents"].write(consents_frame(cal, pop, rec.consents, -(10**9), cal.n_history))
+            writers["identity_links"].write(links_frame(cfg, pop, cal, seen))
+            writers["customers"].write(_customers(pop, cal))
+            writers["truth/identity"].write(identity_truth(cfg, pop, pl.concat([seen, seen_f])))
+            propensity, response = _truth(cfg, pop, cal, tables, rec)
+            writers["truth/propensity"].write(propensity)
+            writers["truth/channel_response"].write(response)
+            if progress is not None:
+                progress(k + 1, len(chunks))
+    finally:
+        for w in writers.values():
+            w.close()
+    world = {
+        "config": cfg.to_dict(),
+        "future_regime": _FUTURE_REGIME,
+        "conversion_days": CONVERSION_DAYS,
+        "rows": {name: w.rows for name, w in writers.items()},
+    }
+    (out / "truth" / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def load_config(world_dir: str | Path) -> SimulationConfig:
+    """The :class:`SimulationConfig` a world directory was simulated with (from ``truth/world.json``)."""
+    path = Path(world_dir) / "truth" / "world.json"
+    if not path.is_file():
+        msg = f"{str(path)!r} does not exist. Hint: continue_world needs a directory written by simulate()."
+        raise ConfigError(msg)
+    data: dict[str, Any] = json.loads(path.read_text())
+    return from_mapping(SimulationConfig, data["config"], where=str(path))
+
+
+def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFrame) -> np.ndarray:
+    """Channel index per global person (-1: no contact), after checking the table and consent at ``end``."""
+    missing = [c for c in ("customer_id", "channel") if c not in campaign.columns]
+    if missing:
+        msg = f"campaign: missing column(s) {missing}; found {campaign.columns}. Hint: pass (customer_id, channel)."
+        raise SchemaError(msg)
+    camp = campaign.select(pl.col("customer_id").cast(pl.String), pl.col("channel").cast(pl.String).str.to_lowercase())
+    allowed = [*CHANNELS, NO_CONTACT]
+    bad = camp.filter(~pl.col("channel").is_in(allowed) | pl.col("channel").is_null())
+    if bad.height:
+        msg = (
+            f"campaign.channel: {bad.height:,} of {camp.height:,} rows are not a contactable channel "
+            f"(e.g. {bad['channel'][0]!r}). Hint: use one of {allowed}."
+        )
+        raise SchemaError(msg)
+    dup = camp.filter(pl.col("customer_id").is_duplicated())
+    if dup.height:
+        msg = (
+            f"campaign.customer_id: {dup.height:,} of {camp.height:,} rows repeat a customer "
+            f"(e.g. {dup['customer_id'][0]!r}). Hint: one channel (or no_contact) per customer."
+        )
+        raise SchemaError(msg)
+    known = pl.read_parquet(world / "customers.parquet", columns=["customer_id"]).with_row_index("gid")
+    joined = camp.join(known, on="customer_id", how="left")
+    unknown = joined.filter(pl.col("gid").is_null())
+    if unknown.height:
+        msg = (
+            f"campaign.customer_id: {unknown.height:,} of {camp.height:,} rows are not customers of this world "
+            f"(e.g. {unknown['customer_id'][0]!r}). Hint: use ids from customers.parquet."
+        )
+        raise SchemaError(msg)
+    send = joined.filter(pl.col("channel") != NO_CONTACT)
+    end = pl.lit(cfg.end).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    state = (
+        pl.scan_parquet(world / "consents.parquet")
+        .filter(pl.col("timestamp") < end)
+        .sort(["timestamp", "granted"], descending=[False, True], maintain_order=True)  # same instant: withdrawn wins
+        .group_by("customer_id", "channel")
+        .agg(pl.col("granted").last())
+        .collect()
+    )
+    checked = send.join(state, on=["customer_id", "channel"], how="left")
+    refused = checked.filter(~pl.col("granted").fill_null(False))
+    if refused.height:
+        msg = (
+            f"campaign: {refused.height:,} of {send.height:,} contacts are on a channel without consent at end="
+            f"{cfg.end} (e.g. {refused['customer_id'][0]!r} on {refused['channel'][0]!r}). "
+            "Hint: apply the consent mask (omni_ml.policy) before continuing the world."
+        )
+        raise ConsentError(msg)
+    channels = np.full(cfg.n_customers, -1, dtype=np.int64)
+    code = send["channel"].replace_strict(list(CHANNELS), list(range(len(CHANNELS))), return_dtype=pl.Int64)
+    channels[send["gid"].to_numpy()] = code.to_numpy()
+    return channels
+
+
+def continue_world(
+    world_dir: str | Path,
+    campaign: pl.DataFrame,
+    out_dir: str | Path | None = None,
+    *,
+    campaign_id: str = "continued",
+) -> pl.DataFrame:
+    """The future window of an existing world with a campaign sent at ``end``.
+
+    The world is re-simulated from its config (same seed: the history and every person's state at
+    ``end`` are identical); contacts are sent at ``end`` (timestamp ``end`` 00:00 UTC,
+    ``assignment_probability`` 1) to the listed customers on their channel; the future then unfolds with
+    common random numbers, so with an all-``no_contact`` campaign the result equals
+    ``truth/future_events.parquet``, and a campaign changes outcomes only through its effects.
+
+    Parameters
+    ----------
+    world_dir
+        A directory written by :func:`simulate`.
+    campaign
+        ``customer_id`` and ``channel`` (a contactable channel or ``"no_contact"``); customers not listed
+        are not contacted.
+    out_dir
+        When given, ``future_events.parquet`` and ``contacts.parquet`` (the contacts sent) are written here.
+    campaign_id
+        ``campaign_id`` of the contacts sent and of their opens, clicks and unsubscribes.
+
+    Returns
+    -------
+    polars.DataFrame
+        Events of ``[end, end + future_days)`` in the events schema, every row with its true customer_id.
+
+    Raises
+    ------
+    SchemaError
+        Missing columns, unknown channels or customers, a customer listed twice.
+    ConsentError
+        A contact on a channel the customer has not consented to at ``end``.
+    """
+    world = Path(world_dir)
+    cfg = load_config(world)
+    channels = _campaign_channels(cfg, world, campaign)
+    cal = Calendar.build(cfg)
+    tables = CategoryTables.build(cfg)
+    events: list[pl.DataFrame] = []
+    sent: list[pl.DataFrame] = []
+    for k, offset, n in _chunks(cfg):
+        pop = draw_population(cfg, k, offset, n)
+        rec = run_chunk(cfg, k, pop, cal, tables, campaign=channels[offset : offset + n])
+        _hist, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
+        fut, _seen = events_frame(cfg, k, pop, cal, future, period=1, campaign_name=campaign_id, with_customer_id=True)
+        events.append(fut)
+        sent.append(contacts_frame(cfg, pop, cal, rec.contacts, cal.n_history, cal.n_total, campaign_id))
+    result = pl.concat(events)
+    if out_dir is not None:
+        target = Path(out_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        result.write_parquet(target / "future_events.parquet", compression="zstd")
+        pl.concat(sent).write_parquet(target / "contacts.parquet", compression="zstd")
+    return result
