@@ -10,11 +10,14 @@ for each row of events/contacts/consents carrying both a ``customer_id`` X and a
 
 1. **Primary ids.** An identifier of the primary type (``crm``) *is* a customer id:
    ``crm:X`` <=> customer ``X``. A row with a customer_id keeps it.
-2. **Quarantine.** An identifier whose degree (number of distinct other identifiers it
-   is linked to) exceeds the cap of its type (:class:`IdentityRules`), or that is listed
-   explicitly, loses all its edges: a household phone or a shop's default loyalty card
-   must not glue strangers together. It becomes its own customer. The primary type is
-   uncapped unless ``max_degree`` names it. Unknown types get ``default_max_degree``.
+2. **Quarantine.** An identifier whose degree exceeds the cap of its type
+   (:class:`IdentityRules`), or that is listed explicitly, loses all its edges: a household
+   phone or a shop's default loyalty card must not glue strangers together. It becomes its
+   own customer. The degree counts distinct linked identifiers except those of the
+   ``uncounted_types`` (browser cookies: an email legitimately collects a new one every
+   few weeks); all distinct neighbours together are capped by ``max_total_degree``. The
+   primary type is uncapped unless ``max_degree`` names it; unknown types get
+   ``default_max_degree``.
 3. **Primary-primary links are not merges.** A direct link between two primary ids is
    reported and ignored: merging two CRM records is the CRM's decision.
 4. **Components.** Connected components of the remaining graph (scipy sparse
@@ -90,12 +93,18 @@ class IdentityRules:
     Parameters
     ----------
     max_degree
-        Per identifier type, the most distinct identifiers one identifier may be linked to
-        before it is quarantined (``None``: no cap). A shared household phone or a shop's
-        placeholder loyalty card exceeds it.
+        Per identifier type, the most distinct identifiers (not counting ``uncounted_types``)
+        one identifier may be linked to before it is quarantined (``None``: no cap). A shared
+        household phone or a shop's placeholder loyalty card exceeds it.
     default_max_degree
         Cap for types not named in ``max_degree`` (cookies, app ids, unknown types).
         The primary type is uncapped unless named in ``max_degree``.
+    uncounted_types
+        Neighbour types left out of the degree: short-lived device ids that one person
+        accumulates (a new browser cookie every few weeks).
+    max_total_degree
+        Cap on all distinct neighbours of any non-primary identifier, uncounted types included
+        (a placeholder email that thousands of browsers logged in with); ``None``: no cap.
     max_component_size
         Components with more identifiers are reported and not trusted (module docstring, rule 6).
     primary_type
@@ -117,6 +126,8 @@ class IdentityRules:
         default_factory=lambda: {"phone": 3, "loyalty": 3, "email": 5}
     )
     default_max_degree: int = 10
+    uncounted_types: tuple[str, ...] = ("cookie",)
+    max_total_degree: int | None = 200
     max_component_size: int = 50
     primary_type: str = "crm"
     quarantine: tuple[str, ...] = ()
@@ -134,6 +145,10 @@ class IdentityRules:
                     problems.append(f"max_degree[{key!r}] = {cap!r} must be an integer >= 1 or null")
         if not _is_int(self.default_max_degree) or self.default_max_degree < 1:
             problems.append(f"default_max_degree = {self.default_max_degree!r} must be an integer >= 1")
+        if self.max_total_degree is not None and (not _is_int(self.max_total_degree) or self.max_total_degree < 1):
+            problems.append(f"max_total_degree = {self.max_total_degree!r} must be an integer >= 1 or null")
+        if isinstance(self.uncounted_types, str) or any(not isinstance(t, str) for t in self.uncounted_types):
+            problems.append(f"uncounted_types must be a list of identifier types, got {self.uncounted_types!r}")
         if not _is_int(self.max_component_size) or self.max_component_size < 2:
             problems.append(f"max_component_size = {self.max_component_size!r} must be an integer >= 2")
         if not isinstance(self.primary_type, str) or not self.primary_type or ":" in self.primary_type:
@@ -162,8 +177,9 @@ class IdentityReport:
     """What :func:`resolve` did; ``to_text()`` is what ``omni-ml resolve`` prints.
 
     ``merges`` is identifiers minus customers (how many identifiers were folded into
-    another one's customer). ``quarantined`` has columns identifier, type, degree,
-    max_degree, reason; ``oversize`` and ``conflicts`` one row per component (its
+    another one's customer). ``quarantined`` has columns identifier, type, degree (counted),
+    total_degree, max_degree (of its type; null: uncapped), reason (degree, total_degree or
+    listed); ``oversize`` and ``conflicts`` one row per component (its
     smallest identifier names it). ``stability`` compares with the ``previous`` map:
     identifiers keeping their id, upgraded from anonymous to a primary id, changed,
     new, and no longer present.
@@ -207,7 +223,9 @@ class IdentityReport:
             f"  quarantined identifiers: {self.quarantined.height:,}",
         ]
         for r in self.quarantined.head(top).iter_rows(named=True):
-            why = "listed" if r["max_degree"] is None else f"max {r['max_degree']}"
+            why = {"listed": "listed", "degree": f"max {r['max_degree']}"}.get(
+                r["reason"], f"{r['total_degree']} links in all, max {self.rules.max_total_degree}"
+            )
             lines.append(f"    {r['identifier']}  degree {r['degree']} ({why})")
         lines.append(f"  conflicts (2+ {self.rules.primary_type} ids, not merged): {self.conflicts.height:,}")
         for r in self.conflicts.head(top).iter_rows(named=True):
@@ -503,6 +521,8 @@ class _Groups:
     anchor: np.ndarray  # per node: code of the node that names its group
     is_primary: np.ndarray
     degree: np.ndarray
+    total_degree: np.ndarray
+    over_total: np.ndarray
     cap: np.ndarray
     quarantined: np.ndarray
     listed: np.ndarray
@@ -524,9 +544,15 @@ def _group(graph: _Graph, rules: IdentityRules) -> _Groups:
     cap = id_type.replace_strict(cap_of, return_dtype=pl.Int64).to_numpy().astype(np.int64)
     is_primary = (id_type == rules.primary_type).to_numpy()
     listed = ident.is_in(list(rules.quarantine)).to_numpy()
+    uncounted = id_type.is_in(list(rules.uncounted_types)).to_numpy()
     src, dst = graph.src, graph.dst
-    degree = np.bincount(np.concatenate([src, dst]), minlength=n).astype(np.int64)
-    quarantined = listed | (degree > cap)
+    ends = np.concatenate([src, dst])
+    total_degree = np.bincount(ends, minlength=n).astype(np.int64)
+    counted = ~uncounted[np.concatenate([dst, src])]  # the other end of each edge
+    degree = np.bincount(ends[counted], minlength=n).astype(np.int64)
+    total_cap = _UNCAPPED if rules.max_total_degree is None else rules.max_total_degree
+    over_total = (total_degree > total_cap) & ~is_primary
+    quarantined = listed | (degree > cap) | over_total
     primary_pair = is_primary[src] & is_primary[dst]
     keep = ~quarantined[src] & ~quarantined[dst] & ~primary_pair
     src, dst = src[keep], dst[keep]
@@ -573,6 +599,8 @@ def _group(graph: _Graph, rules: IdentityRules) -> _Groups:
         anchor=anchor,
         is_primary=is_primary,
         degree=degree,
+        total_degree=total_degree,
+        over_total=over_total,
         cap=cap,
         quarantined=quarantined,
         listed=listed,
@@ -713,15 +741,18 @@ def _report(
             {
                 "identifier": ident.gather(q),
                 "degree": groups.degree[q],
-                "max_degree": np.where(groups.listed[q], -1, groups.cap[q]),
+                "total_degree": groups.total_degree[q],
+                "max_degree": np.where(groups.cap[q] == _UNCAPPED, -1, groups.cap[q]),
+                "reason": np.where(
+                    groups.listed[q], "listed", np.where(groups.degree[q] > groups.cap[q], "degree", "total_degree")
+                ),
             }
         )
         .with_columns(
             pl.col("identifier").str.split_exact(":", 1).struct.field("field_0").alias("type"),
-            pl.when(pl.col("max_degree") == -1).then(None).otherwise(pl.col("max_degree")).alias("max_degree"),
-            pl.when(pl.col("max_degree") == -1).then(pl.lit("listed")).otherwise(pl.lit("degree")).alias("reason"),
+            pl.when(pl.col("max_degree") >= 0).then(pl.col("max_degree")).alias("max_degree"),
         )
-        .select("identifier", "type", "degree", "max_degree", "reason")
+        .select("identifier", "type", "degree", "total_degree", "max_degree", "reason")
         .sort("degree", "identifier", descending=[True, False])
     )
     hard = (groups.conflict_comp | groups.oversize_comp)[groups.comp]

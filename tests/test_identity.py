@@ -132,19 +132,38 @@ def test_self_links_and_duplicate_links_are_harmless() -> None:
 
 
 def test_unknown_identifier_types_get_the_default_cap() -> None:
-    hub = [("weird:hub", f"cookie:{i}", 1) for i in range(11)]
+    hub = [("weird:hub", f"app:{i}", 1) for i in range(11)]
     hist, report = resolve(make_hist(hub))
     assert report.quarantined.row(0, named=True) == {
         "identifier": "weird:hub",
         "type": "weird",
         "degree": 11,
+        "total_degree": 11,
         "max_degree": 10,
         "reason": "degree",
     }
-    assert len(set(mapping(hist).values())) == 12 + 1  # 11 cookies, the hub, C0
+    assert len(set(mapping(hist).values())) == 12 + 1  # 11 app ids, the hub, C0
     _, ok = resolve(make_hist(hub[:10]))
     assert ok.quarantined.height == 0
     assert ok.merged_customers == 1
+
+
+def test_cookies_do_not_count_towards_the_degree_but_the_total_is_capped() -> None:
+    churn = [("email:a@x", f"cookie:{i}", i) for i in range(30)] + [("email:a@x", "crm:A", 0)]
+    hist, report = resolve(make_hist(churn))
+    assert report.quarantined.height == 0  # 30 browsers of one person over the years
+    assert set(mapping(hist).values()) == {"A", "C0"}
+    placeholder = [("email:test@test", f"cookie:{i}", 1) for i in range(6)]
+    hist, report = resolve(make_hist(placeholder), rules=IdentityRules(max_total_degree=5))
+    row = report.quarantined.row(0, named=True)
+    assert (row["identifier"], row["degree"], row["total_degree"], row["reason"]) == (
+        "email:test@test",
+        0,
+        6,
+        "total_degree",
+    )
+    assert "degree 0 (6 links in all, max 5)" in report.to_text()
+    assert len(set(mapping(hist).values())) == 6 + 1 + 1
 
 
 # ----------------------------------------------------------------------------- guard rails
@@ -180,7 +199,7 @@ def test_explicit_quarantine_list() -> None:
     m = mapping(hist)
     assert m["cookie:1"] != m["cookie:2"]
     assert report.quarantined.row(0, named=True)["reason"] == "listed"
-    assert report.quarantined.row(0, named=True)["max_degree"] is None
+    assert report.quarantined.row(0, named=True)["max_degree"] == 5  # the cap of its type, not exceeded
 
 
 def test_two_crm_ids_are_never_merged_through_other_identifiers() -> None:
@@ -508,7 +527,7 @@ def test_cli_resolve_writes_the_map_and_prints_the_report(sample_dir: Path, tmp_
         app, ["resolve", str(sample_dir), "--out", str(tmp_path / "m3.parquet"), "--rules", str(rules)]
     )
     assert quarantined.exit_code == 0, quarantined.output
-    assert "email:bo@example.com  degree 3 (listed)" in quarantined.output
+    assert "email:bo@example.com  degree 2 (listed)" in quarantined.output
 
 
 def flat(text: str) -> str:
