@@ -161,6 +161,47 @@ def simulate(
     )
 
 
+@app.command()
+@_user_errors
+def score(
+    directory: Annotated[Path, typer.Argument(help="Histories directory to score (events.parquet|csv, ...).")],
+    model: Annotated[
+        str, typer.Option("--model", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/..., or a file.")
+    ],
+    as_of: Annotated[str, typer.Option("--as-of", help="Scoring date (ISO 8601): history strictly before it.")],
+    out: Annotated[Path, typer.Option("--out", help="Campaign file to write (.parquet or .csv), atomically.")],
+    reasons: Annotated[int, typer.Option("--reasons", help="Reason codes per customer (0: none, faster).")] = 3,
+    control_fraction: Annotated[
+        float, typer.Option("--control-fraction", help="Share of customers held out from contact.")
+    ] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Campaign seed of the control group.")] = 0,
+    chunks: Annotated[
+        int | None, typer.Option("--chunks", help="Customer chunks processed in turn (default: by size).")
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="polars (this machine) or spark.")] = "polars",
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ models.")
+    ] = None,
+) -> None:
+    """Score every customer as of a date and write the campaign file (one row per customer)."""
+    from omni_ml.scoring import score as run_scoring
+
+    summary = run_scoring(
+        directory,
+        model=model,
+        as_of=as_of,
+        out=out,
+        reasons=reasons,
+        control_fraction=control_fraction,
+        seed=seed,
+        chunks=chunks,
+        progress=sys.stderr.isatty(),
+        engine=engine,  # type: ignore[arg-type]  # validated by score()
+        tracking_uri=tracking_uri,
+    )
+    typer.echo(summary.to_text())
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point used by ``python -m omni_ml``."""
     app()

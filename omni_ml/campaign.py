@@ -1,0 +1,456 @@
+"""The campaign model: one fitted bundle that turns raw histories and an as-of date into the campaign table.
+
+:class:`CampaignModel` holds everything a scoring job needs, fitted together at one as-of date:
+
+* the :class:`~omni_ml.features.FeatureSet` (feature definitions + vocabularies learned at fit time);
+* the calibrated :class:`~omni_ml.models.PropensityModel` (P(purchase within the horizon));
+* the propensity **decile edges**: the 10%, 20%, ... 90% quantiles of the propensity model's raw score
+  (log-odds; the calibrated propensity is a monotone step function of it, so the order is the same
+  but without the ties of isotonic steps) over the training rows at the latest training cutoff (the
+  population closest to the one being scored).
+  A scored customer's ``propensity_decile`` (1 = highest ten percent, as in
+  :func:`omni_ml.evaluate.lift_table`) compares their propensity with these *fixed* thresholds, never
+  with quantiles of the batch being scored, so a customer gets the same decile whether scored alone,
+  in any chunk or with everyone. The share of customers per decile at scoring time therefore shows
+  drift instead of being exactly 10%;
+* optionally a :class:`~omni_ml.models.ChannelModel` (per-channel incremental conversion) and the
+  :class:`~omni_ml.policy.PolicyConfig` that turns its estimates into one decision per customer
+  (consent, pressure, cool-down, service, category suppression, value). Without logged contacts
+  (a plain transaction log) there is no channel model: every decision is ``no_contact`` with rule
+  ``no_channel_model`` and propensity still works;
+* explanation settings (how many reason codes by default).
+
+:meth:`CampaignModel.score` is a pure function of each customer's own rows: features, propensity,
+deciles, consent, history facts, decisions and reasons are computed customer by customer, so the
+output for any partition of customers is the corresponding subset of the output for all of them
+(what lets :func:`omni_ml.scoring.score` work in chunks and on Spark). Save with :meth:`save`,
+load with :meth:`CampaignModel.load` (joblib); the MLflow pyfunc in ``omni_ml/_mlflow_model.py`` wraps it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
+from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError, SchemaError
+from omni_ml.policy import NO_CONTACT, PolicyConfig
+
+__all__ = ["NO_CHANNEL_MODEL", "CampaignConfig", "CampaignModel"]
+
+NO_CHANNEL_MODEL = "no_channel_model"
+_N_DECILES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignConfig:
+    """How :meth:`CampaignModel.fit` trains the bundle (build from YAML with ``omni_ml.config.from_yaml``).
+
+    Parameters
+    ----------
+    train
+        Propensity recipe: a :class:`~omni_ml.training.TrainConfig` (cutoff spacing and count,
+        back-test cutoffs, LightGBM parameters, feature config) or a mapping of its fields.
+    channel
+        Channel-model recipe (:class:`~omni_ml.models.channel.ChannelConfig` or a mapping);
+        ``None`` never fits one (every decision is ``no_contact`` / ``no_channel_model``).
+    policy
+        Business rules of the decision (:class:`~omni_ml.policy.PolicyConfig` or a mapping).
+    costs_from_contacts
+        Replace the policy's channel costs by the mean logged cost per channel (where logged).
+    reasons
+        Default number of reason codes per customer.
+
+    Examples
+    --------
+    >>> from omni_ml.config import from_mapping
+    >>> cfg = from_mapping(CampaignConfig, {"train": {"n_cutoffs": 4}, "channel": None, "reasons": 2})
+    >>> cfg.channel is None, cfg.reasons
+    (True, 2)
+    """
+
+    train: Any = None
+    channel: Any = dataclasses.field(default_factory=dict)
+    policy: Any = None
+    costs_from_contacts: bool = True
+    reasons: int = 3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reasons, int) or isinstance(self.reasons, bool) or not 0 <= self.reasons <= 20:
+            msg = f"CampaignConfig.reasons must be an integer in 0..20 (got {self.reasons!r})."
+            raise ConfigError(msg)
+
+    def resolved(self) -> tuple[Any, Any, PolicyConfig]:
+        """The (TrainConfig, ChannelConfig | None, PolicyConfig) this config describes."""
+        from omni_ml.config import from_mapping
+        from omni_ml.models.channel import ChannelConfig
+        from omni_ml.training import TrainConfig
+
+        def build(cls: type, value: Any, where: str) -> Any:
+            if value is None or isinstance(value, cls):
+                return value
+            if isinstance(value, dict):
+                return from_mapping(cls, value, where=where)
+            msg = f"{where}: expected a {cls.__name__} or a mapping of its fields, got {type(value).__name__}."
+            raise ConfigError(msg)
+
+        train = build(TrainConfig, self.train, "CampaignConfig.train") or TrainConfig()
+        channel = build(ChannelConfig, self.channel, "CampaignConfig.channel")
+        policy = build(PolicyConfig, self.policy, "CampaignConfig.policy") or PolicyConfig()
+        return train, channel, policy
+
+
+def _utc(value: str | dt.date | dt.datetime) -> dt.datetime:
+    from omni_ml.training import to_utc
+
+    return to_utc(value)
+
+
+def _resolved(hist: Histories, as_of: dt.datetime) -> Histories:
+    from omni_ml.identity import require_resolved, resolve_identities
+
+    try:
+        require_resolved(hist, *[t for t in ("events", "contacts", "consents") if getattr(hist, t) is not None])
+    except SchemaError:
+        return resolve_identities(hist, as_of=as_of)
+    return hist
+
+
+def _before(hist: Histories, moment: dt.datetime) -> Histories:
+    """Only rows strictly before ``moment``: nothing a model fitted at ``moment`` could not have known."""
+    changes: dict[str, Any] = {
+        table: lf.filter(pl.col("timestamp") < moment)
+        for table, lf in hist.tables().items()
+        if "timestamp" in lf.collect_schema().names()
+    }
+    if hist.report is not None:
+        changes["report"] = dataclasses.replace(hist.report, as_of=moment)
+    return hist.replace(**changes)
+
+
+def _feature_config(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    from omni_ml.config import from_mapping
+    from omni_ml.features import FeatureConfig
+
+    return from_mapping(FeatureConfig, value, where="CampaignConfig.train.features")
+
+
+def _ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
+    """The score deciles rank: the booster's raw log-odds (same order as the calibrated propensity, no ties).
+
+    Isotonic calibration is a step function: thousands of customers share one probability, and fixed
+    decile edges on it would leave whole deciles empty. The raw score orders customers the same way
+    (calibration is monotone) and almost never ties.
+    """
+    if hasattr(model, "predict_raw"):
+        return np.asarray(model.predict_raw(X), dtype=np.float64)
+    return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+
+
+def _deciles(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Decile 1 (highest) .. 10 (lowest) of each score against fixed ascending edges (ties go up)."""
+    return (_N_DECILES - np.searchsorted(edges, p, side="right")).astype(np.int8)
+
+
+class CampaignModel:
+    """Features + propensity + (optional) channel model + policy + reason codes, fitted at one as-of date.
+
+    Parameters
+    ----------
+    config
+        The training recipe; :class:`CampaignConfig` defaults when ``None``.
+
+    Attributes
+    ----------
+    as_of_ : datetime
+        The as-of date of training (UTC). Scoring earlier than this would use a model that saw the future.
+    horizon_days_ : int
+        Propensity horizon: P(purchase in ``[as_of, as_of + horizon_days)``).
+    feature_set_ : FeatureSet
+        Feature definition of the propensity model.
+    propensity_ : PropensityModel
+        The calibrated propensity model (final fit on every training cutoff).
+    decile_edges_ : tuple[float, ...]
+        Nine ascending thresholds of the raw score (10%..90% quantiles at the latest training cutoff).
+    channel_model_ : ChannelModel or None
+        ``None`` without usable contacts; ``channel_note_`` then says why.
+    policy_ : PolicyConfig
+        The decision rules, with channel costs from the logged contacts when configured.
+    metrics_ : dict[str, float]
+        The propensity back-test metrics (out of time) and training sizes.
+    report_ : Report
+        The full back-test report (tables and plots for MLflow).
+
+    Examples
+    --------
+    >>> CampaignModel().is_fitted
+    False
+    """
+
+    def __init__(self, config: CampaignConfig | None = None) -> None:
+        self.config = config
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has run."""
+        return hasattr(self, "propensity_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            msg = "CampaignModel is not fitted. Hint: call .fit(hist, as_of, horizon_days=...) or load a saved model."
+            raise ModelNotFoundError(msg)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The contactable channels decisions may use (the ``score_<channel>`` columns)."""
+        policy = getattr(self, "policy_", None)
+        return tuple(policy.channels) if policy is not None else CONTACTABLE_CHANNELS
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        hist: Histories,
+        as_of: str | dt.date | dt.datetime,
+        *,
+        horizon_days: int = 30,
+        config: CampaignConfig | None = None,
+    ) -> CampaignModel:
+        """Fit every part at ``as_of``: propensity on stacked cutoffs, decile edges, channel model, policy.
+
+        Parameters
+        ----------
+        hist
+            Histories; identifier-only rows are resolved first (:func:`omni_ml.resolve_identities` as of ``as_of``).
+        as_of
+            The moment the data ends. Training labels all end at or before it.
+        horizon_days
+            Propensity horizon in days.
+        config
+            Overrides the config given to the constructor.
+
+        Returns
+        -------
+        CampaignModel
+            ``self``, fitted.
+
+        Raises
+        ------
+        DataInsufficientError, LeakageError, ConfigError
+            From the training-set, propensity and channel helpers.
+        """
+        from omni_ml.evaluate import fit_propensity
+        from omni_ml.models.channel import fit_channel_model
+        from omni_ml.policy import costs_from_contacts
+        from omni_ml.training import training_cutoffs, training_set
+
+        cfg = config or self.config or CampaignConfig()
+        if config is not None:
+            self.config = config
+        train_cfg, channel_cfg, policy = cfg.resolved()
+        moment = _utc(as_of)
+        hist = _before(_resolved(hist, moment), moment)
+
+        cuts = training_cutoffs(moment, horizon_days, every_days=train_cfg.every_days, n=train_cfg.n_cutoffs)
+        ts = training_set(hist, cuts, horizon_days, config=_feature_config(train_cfg.features), as_of=moment)
+        propensity, report = fit_propensity(hist, moment, horizon_days, train_cfg, ts=ts)
+
+        latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
+        edges = np.quantile(_ranking_score(propensity, ts.X.filter(latest)), np.arange(1, _N_DECILES) / _N_DECILES)
+
+        channel_model = None
+        note = None
+        if channel_cfg is None:
+            note = "channel model disabled in the config (channel: null)"
+        elif hist.contacts is None:
+            note = "the histories have no contacts table (plain transaction log): channel choice needs logged contacts"
+        else:
+            try:
+                channel_model = fit_channel_model(hist, moment, channel_cfg)
+            except DataInsufficientError as exc:
+                note = str(exc)
+        if cfg.costs_from_contacts and hist.contacts is not None:
+            logged = costs_from_contacts(hist, before=moment)
+            if logged:
+                policy = dataclasses.replace(policy, channel_costs={**dict(policy.channel_costs), **logged})
+
+        self.as_of_ = moment
+        self.horizon_days_ = int(horizon_days)
+        self.feature_set_ = ts.feature_set
+        self.propensity_ = propensity
+        self.decile_edges_ = tuple(float(e) for e in edges)
+        self.channel_model_ = channel_model
+        self.channel_note_ = note
+        self.policy_ = policy
+        self.reasons_ = cfg.reasons
+        self.metrics_ = {k: float(v) for k, v in report.metrics.items() if isinstance(v, int | float)}
+        self.report_ = report
+        return self
+
+    # ------------------------------------------------------------------ score
+
+    def output_schema(self, *, reasons: int = 3) -> pl.Schema:
+        """Columns and types of :meth:`score` with ``reasons`` reason codes."""
+        cols: dict[str, pl.DataType] = {
+            "customer_id": pl.String(),
+            "as_of": TIMESTAMP,
+            "propensity": pl.Float64(),
+            "propensity_decile": pl.Int8(),
+            "best_channel": pl.String(),
+            "expected_uplift": pl.Float64(),
+            "expected_value": pl.Float64(),
+        }
+        cols.update({f"score_{c}": pl.Float64() for c in self.channels})
+        cols.update({"rule": pl.String(), "offer_category": pl.String(), "suppressed_category": pl.String()})
+        cols.update({f"reason_{k}": pl.String() for k in range(1, reasons + 1)})
+        return pl.Schema(cols)
+
+    def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
+        """The campaign table as of ``as_of``: one row per customer, sorted by ``customer_id``.
+
+        Parameters
+        ----------
+        hist
+            Histories (resolved or not; see :meth:`fit`). Every customer in the customers table or with
+            an event before ``as_of`` gets a row.
+        as_of
+            Scoring moment: features and consent see only rows strictly before it.
+        reasons
+            Reason codes per customer (``None``: the config's default; 0: none, faster).
+
+        Returns
+        -------
+        polars.DataFrame
+            :meth:`output_schema` columns: ``customer_id, as_of, propensity, propensity_decile (1 = top
+            10%), best_channel (or no_contact), expected_uplift, expected_value, score_<channel>..., rule,
+            offer_category, suppressed_category, reason_1..reason_K``.
+
+        Raises
+        ------
+        ConsentError
+            If a decision would contact a customer without consent (a bug guard: never expected).
+        """
+        from omni_ml.features import build_features
+
+        self._check_fitted()
+        k = self.reasons_ if reasons is None else int(reasons)
+        schema = self.output_schema(reasons=k)
+        moment = _utc(as_of)
+        hist = _resolved(hist, moment)
+        features = build_features(hist, moment, feature_set=self.feature_set_)
+        if features.height == 0:
+            return pl.DataFrame(schema=schema)
+        features = features.sort("customer_id")
+        ids = features["customer_id"]
+        X = features.drop("customer_id", "cutoff")
+        raw = _ranking_score(self.propensity_, X)
+        propensity = self.propensity_.proba_from_raw(raw) if hasattr(self.propensity_, "proba_from_raw") else raw
+        base = pl.DataFrame(
+            {
+                "customer_id": ids,
+                "as_of": pl.Series([moment] * ids.len(), dtype=TIMESTAMP),
+                "propensity": propensity,
+                "propensity_decile": _deciles(raw, np.asarray(self.decile_edges_)),
+            }
+        )
+        decisions = self._decide(hist, moment, ids, features, X)
+        out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
+        if k > 0:
+            out = out.join(self._reasons(X, ids, k), on="customer_id", how="left", maintain_order="left")
+        return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+    def _decide(
+        self, hist: Histories, moment: dt.datetime, ids: pl.Series, features: pl.DataFrame, X: pl.DataFrame
+    ) -> pl.DataFrame:
+        from omni_ml.identity import consent_state
+        from omni_ml.policy import check_consent, decide, history_facts
+
+        policy = self.policy_
+        if self.channel_model_ is None:
+            return pl.DataFrame(
+                {
+                    "customer_id": ids,
+                    "best_channel": pl.Series([NO_CONTACT] * ids.len(), dtype=pl.String),
+                    "expected_uplift": pl.Series([0.0] * ids.len(), dtype=pl.Float64),
+                    "expected_value": pl.Series([0.0] * ids.len(), dtype=pl.Float64),
+                    **{f"score_{c}": pl.Series([None] * ids.len(), dtype=pl.Float64) for c in self.channels},
+                    "rule": pl.Series([NO_CHANNEL_MODEL] * ids.len(), dtype=pl.String),
+                    "offer_category": pl.Series([None] * ids.len(), dtype=pl.String),
+                    "suppressed_category": pl.Series([None] * ids.len(), dtype=pl.String),
+                }
+            )
+        channel_fs = getattr(self.channel_model_, "feature_set_", None)
+        if channel_fs is None or channel_fs == self.feature_set_:
+            Xc = X
+        else:
+            from omni_ml.features import build_features
+
+            Xc = build_features(hist, features.select("customer_id", "cutoff"), feature_set=channel_fs).drop(
+                "customer_id", "cutoff"
+            )
+        effects = self.channel_model_.predict_effects(Xc, customer_id=ids)
+        keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * ids.len(), dtype=TIMESTAMP)})
+        consent = consent_state(hist, keys, channels=list(policy.channels), default=policy.default_consent).drop(
+            "cutoff"
+        )
+        facts = history_facts(hist, moment, config=policy, customers=ids)
+        decisions = decide(effects, consent, facts, policy)
+        # Guard at the boundary of the campaign table, independent of the policy's own check.
+        check_consent(decisions, consent, default=policy.default_consent)
+        return decisions
+
+    def _reasons(self, X: pl.DataFrame, ids: pl.Series, k: int) -> pl.DataFrame:
+        from omni_ml.explain import explain
+
+        frame = explain(self.propensity_, X, feature_set=self.feature_set_, top_k=k, keys=ids.to_frame())
+        return frame.select("customer_id", *[f"reason_{i}" for i in range(1, k + 1)])
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted bundle with joblib (compressed); returns the path."""
+        import joblib
+
+        self._check_fitted()
+        target = Path(path)
+        joblib.dump(self, target, compress=3)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> CampaignModel:
+        """Load a bundle saved with :meth:`save`.
+
+        Raises
+        ------
+        ModelNotFoundError
+            No such file, or the file is not a CampaignModel.
+        """
+        import joblib
+
+        source = Path(path)
+        if not source.is_file():
+            msg = f"model {str(source)!r}: no such file. Hint: save one with CampaignModel.save(path)."
+            raise ModelNotFoundError(msg)
+        obj = joblib.load(source)
+        if not isinstance(obj, cls):
+            msg = f"model {str(source)!r} holds a {type(obj).__name__}, not a CampaignModel."
+            raise ModelNotFoundError(msg)
+        return obj
+
+    def __repr__(self) -> str:
+        if not self.is_fitted:
+            return "CampaignModel(unfitted)"
+        channel = "none" if self.channel_model_ is None else ",".join(self.channel_model_.channels_)
+        return (
+            f"CampaignModel(as_of={self.as_of_:%Y-%m-%d}, horizon_days={self.horizon_days_}, "
+            f"features={len(self.feature_set_.names)}, channel_model={channel})"
+        )

@@ -1,0 +1,511 @@
+"""Batch scoring: raw histories + a campaign model + an as-of date -> one campaign file.
+
+:func:`score` is the job behind ``omni-ml score``. It is built to be boring and safe:
+
+1. **Validation first.** Arguments, the output path, the model (path or MLflow URI) and the
+   histories are all checked before any customer is scored; bad input raises an
+   :class:`~omni_ml.exceptions.OmniMLError` (CLI exit code 2) naming what to fix.
+2. **Bounded memory.** Customers are split into ``chunks`` buckets by a stable hash of their id
+   (:mod:`omni_ml.scoring._hashing`); each chunk filters the lazy scans of every table by its bucket,
+   so it reads only its own customers' rows, and is scored, checked and written before the next
+   one is read. Memory grows with the largest chunk, not with the number of customers.
+3. **Measurement built in.** A deterministic control group: customer ``c`` is held out when
+   ``uniform(stable_hash(c, seed)) < control_fraction``. A held-out customer keeps the model's
+   recommendation in ``recommended_channel`` (so treated and control customers with the same
+   recommendation can be compared like with like, at customer level) while ``best_channel``
+   becomes ``no_contact`` with rule ``control_group``; a control customer who would not have been
+   contacted anyway keeps the rule that paused them. The group depends only on the id and the
+   seed: the same across reruns, chunk counts, engines and library versions.
+4. **Atomic and reproducible output.** Rows stream into a temporary file next to ``out`` that is
+   renamed only when complete (:mod:`omni_ml.scoring._writer`). The file is ordered by
+   ``(stable_hash(customer_id), customer_id)`` -- a fixed pseudo-random order that does not depend
+   on the number of chunks -- so rerunning with the same inputs gives the same bytes, whatever
+   ``chunks`` is and on Spark too.
+5. **Lineage.** Every row carries ``model_uri``, ``model_version`` and ``run_id`` (the last two
+   null for a model loaded from a local file).
+
+Columns of the campaign file: ``customer_id, as_of, propensity, propensity_decile, best_channel,
+recommended_channel, control_group, expected_uplift, expected_value, score_<channel>..., rule,
+offer_category, reason_1..reason_K, model_uri, model_version, run_id``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from omni_ml.data import Histories, load_histories
+from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
+from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, stable_hash, uniform_from_hash
+from omni_ml.scoring._writer import AtomicTableWriter, output_format
+
+__all__ = ["CHUNK_CUSTOMERS", "LoadedCampaignModel", "ScoringSummary", "campaign_schema", "score"]
+
+CHUNK_CUSTOMERS = 250_000
+"""Customers per chunk when ``chunks`` is not given."""
+
+NO_CONTACT = "no_contact"
+CONTROL_RULE = "control_group"
+_PERSON_TABLES = ("events", "contacts", "consents", "customers")
+_LINEAGE: dict[str, pl.DataType] = {"model_uri": pl.String(), "model_version": pl.String(), "run_id": pl.String()}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedCampaignModel:
+    """A campaign model and where it came from (written on every row of the campaign file)."""
+
+    model: Any
+    model_uri: str | None
+    model_version: str | None
+    run_id: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringSummary:
+    """What a scoring job did: counts for the campaign manager and the run log.
+
+    ``per_channel`` counts ``best_channel`` after the control group is held out (who will be
+    contacted, and how); ``recommended`` counts the model's choice before it; ``rules`` counts the
+    rule that fired per customer (``control_group`` for contacts held out); ``control`` is the
+    size of the control group (all held-out customers, contactable or not).
+    """
+
+    out: Path
+    customers: int
+    per_channel: dict[str, int]
+    recommended: dict[str, int]
+    rules: dict[str, int]
+    control: int
+    control_held_out: int
+    control_fraction: float
+    seed: int
+    chunks: int
+    as_of: dt.datetime
+    model_uri: str | None
+    model_version: str | None
+    run_id: str | None
+    seconds: float
+    engine: str = "polars"
+
+    @property
+    def no_contact(self) -> int:
+        """Customers not contacted (paused by a rule, or held out)."""
+        return self.per_channel.get(NO_CONTACT, 0)
+
+    @property
+    def contacted(self) -> int:
+        """Customers to be contacted on some channel."""
+        return self.customers - self.no_contact
+
+    def to_text(self) -> str:
+        """The summary ``omni-ml score`` prints."""
+        rate = self.customers / self.seconds if self.seconds > 0 else float("nan")
+        lines = [
+            f"campaign file: {self.out}",
+            f"  model:      {self.model_uri}"
+            + (f" (version {self.model_version})" if self.model_version else "")
+            + (f" run {self.run_id}" if self.run_id else ""),
+            f"  as of:      {self.as_of:%Y-%m-%d %H:%M} UTC",
+            f"  customers:  {self.customers:,} scored in {self.seconds:,.1f} s "
+            f"({rate:,.0f}/s, {self.chunks} chunk{'s' if self.chunks != 1 else ''}, engine {self.engine})",
+            f"  contacted:  {self.contacted:,}",
+        ]
+        for channel, n in sorted(self.per_channel.items(), key=lambda kv: (-kv[1], kv[0])):
+            if channel != NO_CONTACT:
+                lines.append(f"    {channel:<16}{n:>12,}")
+        lines.append(f"  no_contact: {self.no_contact:,}")
+        lines.append("  rule that fired:")
+        for rule, n in sorted(self.rules.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {rule:<20}{n:>12,}")
+        share = self.control / self.customers if self.customers else 0.0
+        lines.append(
+            f"  control group: {self.control:,} ({share:.1%}; target {self.control_fraction:.1%}, seed {self.seed}); "
+            f"{self.control_held_out:,} of them held out from a recommended contact"
+        )
+        return "\n".join(lines)
+
+
+def campaign_schema(model: Any, *, reasons: int) -> pl.Schema:
+    """The schema of the campaign file written with ``model`` and ``reasons`` reason columns."""
+    base = dict(model.output_schema(reasons=reasons))
+    cols: dict[str, pl.DataType] = {}
+    for name, dtype in base.items():
+        cols[name] = dtype
+        if name == "best_channel":
+            cols["recommended_channel"] = pl.String()
+            cols["control_group"] = pl.Boolean()
+    cols.update(_LINEAGE)
+    return pl.Schema(cols)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _parse_as_of(as_of: str | dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(as_of, str):
+        try:
+            as_of = dt.datetime.fromisoformat(as_of.strip())
+        except ValueError as exc:
+            msg = f"as_of: cannot parse {as_of!r} as a date. Hint: use ISO 8601, e.g. 2025-06-01."
+            raise ConfigError(msg) from exc
+    if not isinstance(as_of, dt.datetime):
+        as_of = dt.datetime(as_of.year, as_of.month, as_of.day)
+    return as_of.replace(tzinfo=dt.UTC) if as_of.tzinfo is None else as_of.astimezone(dt.UTC)
+
+
+def _check_arguments(out: Path, reasons: int, control_fraction: float, seed: int, chunks: int | None) -> None:
+    problems = []
+    if output_format(out) is None:
+        problems.append(f"out {str(out)!r} must end in .parquet or .csv (got {out.suffix or 'no extension'!r})")
+    if out.is_dir():
+        problems.append(f"out {str(out)!r} is a directory; give a file name such as campaign.parquet")
+    elif not out.parent.is_dir():
+        problems.append(f"the directory of out ({str(out.parent)!r}) does not exist; create it first")
+    if not isinstance(reasons, int) or isinstance(reasons, bool) or not 0 <= reasons <= 20:
+        problems.append(f"reasons must be an integer in 0..20 (got {reasons!r})")
+    if not isinstance(control_fraction, int | float) or not 0.0 <= float(control_fraction) < 1.0:
+        problems.append(f"control_fraction must be in [0, 1) (got {control_fraction!r}); 0.1 holds out 10%")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        problems.append(f"seed must be a non-negative integer (got {seed!r})")
+    if chunks is not None and (not isinstance(chunks, int) or isinstance(chunks, bool) or not 1 <= chunks <= 100_000):
+        problems.append(f"chunks must be an integer in 1..100000 or None for automatic (got {chunks!r})")
+    if problems:
+        msg = "score: " + "; ".join(problems) + "."
+        raise ConfigError(msg)
+
+
+def _load_model(model: Any, *, tracking_uri: str | None = None) -> LoadedCampaignModel:
+    """Resolve ``model`` (an object, a local path, ``models:/NAME@ALIAS``, ``models:/NAME/V`` or ``runs:/``).
+
+    Raises
+    ------
+    ModelNotFoundError
+        The path, run, registered name or alias does not exist; the message says what does.
+    """
+    if isinstance(model, str | Path):
+        uri = str(model)
+        if uri.startswith(("models:/", "runs:/")) or "://" in uri:
+            from omni_ml.tracking import load_campaign_model
+
+            loaded = load_campaign_model(uri, tracking_uri=tracking_uri)
+            result = LoadedCampaignModel(loaded.model, loaded.model_uri, loaded.model_version, loaded.run_id)
+        else:
+            path = Path(uri)
+            if not path.is_file():
+                where = path.parent if path.parent.is_dir() else None
+                near = sorted(p.name for p in where.glob("*.joblib"))[:5] if where else []
+                msg = (
+                    f"model {uri!r}: no such file"
+                    + (f" (model files in {str(where)!r}: {near})" if near else "")
+                    + ". Hint: pass a file saved with CampaignModel.save(), or models:/NAME@ALIAS / runs:/RUN_ID/..."
+                    " for a model in MLflow."
+                )
+                raise ModelNotFoundError(msg)
+            import joblib
+
+            try:
+                obj = joblib.load(path)
+            except Exception as exc:  # unpickling errors have many types
+                msg = (
+                    f"model {uri!r}: cannot be loaded ({type(exc).__name__}: {exc}). Hint: is it a saved CampaignModel?"
+                )
+                raise ModelNotFoundError(msg) from exc
+            result = LoadedCampaignModel(obj, str(path.resolve()), None, None)
+    else:
+        result = LoadedCampaignModel(model, None, None, None)
+    missing = [m for m in ("score", "output_schema") if not callable(getattr(result.model, m, None))]
+    if missing:
+        msg = (
+            f"model {result.model_uri or type(result.model).__name__!r} is a {type(result.model).__name__}, not a "
+            f"campaign model (no {', '.join(missing)}). Hint: fit and save an omni_ml.CampaignModel."
+        )
+        raise ModelNotFoundError(msg)
+    if not getattr(result.model, "is_fitted", True):
+        msg = "model is a CampaignModel that has not been fitted. Hint: call .fit(hist, as_of, horizon_days=...) first."
+        raise ModelNotFoundError(msg)
+    return result
+
+
+def _load_histories(hist_or_dir: Histories | str | Path, as_of: dt.datetime) -> Histories:
+    if isinstance(hist_or_dir, Histories):
+        return hist_or_dir
+    if not isinstance(hist_or_dir, str | Path):
+        msg = f"histories must be a directory or a Histories object, got {type(hist_or_dir).__name__}."
+        raise SchemaError(msg)
+    import warnings
+
+    from omni_ml.data import UnknownTableWarning
+
+    with warnings.catch_warnings():
+        # An unknown file is reported by `omni-ml validate`; it does not stop a scoring job.
+        warnings.simplefilter("ignore", UnknownTableWarning)
+        return load_histories(hist_or_dir, as_of=as_of)
+
+
+def _check_histories(hist: Histories, as_of: dt.datetime, model: Any) -> int:
+    """Check the histories can be scored at ``as_of``; return the number of customers (upper bound)."""
+    summary = hist.report.tables.get("events") if hist.report else None
+    if summary is not None:
+        start, n_customers = summary.start, summary.customers
+    else:
+        stats = hist.events.select(pl.col("timestamp").min(), pl.col("customer_id").n_unique()).collect()
+        start, n_customers = stats.item(0, 0), int(stats.item(0, 1))
+    if start is None or start >= as_of:
+        shown = f"{start:%Y-%m-%d}" if start else "none"
+        msg = (
+            f"events: no rows before as_of {as_of:%Y-%m-%d} (first event: {shown}); there is no history to score. "
+            "Hint: score at an as-of date after the histories start."
+        )
+        raise DataInsufficientError(msg)
+    trained = getattr(model, "as_of_", None)
+    if isinstance(trained, dt.datetime) and as_of < trained:
+        msg = (
+            f"as_of {as_of:%Y-%m-%d} is before the model's training as-of date {trained:%Y-%m-%d}: the model has "
+            "learned from outcomes after the scoring date. Hint: score at or after the training date, or train "
+            "a model with an earlier --as-of for a backtest."
+        )
+        raise LeakageError(msg)
+    return max(int(n_customers), 1)
+
+
+def _resolved(hist: Histories, as_of: dt.datetime) -> Histories:
+    """Identity-resolved histories (resolution is global: it must happen before customers are chunked)."""
+    from omni_ml.identity import require_resolved, resolve_identities
+
+    try:
+        require_resolved(hist, *[t for t in ("events", "contacts", "consents") if getattr(hist, t) is not None])
+    except SchemaError:
+        return resolve_identities(hist, as_of=as_of)
+    return hist
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def chunk_histories(hist: Histories, bucket: int, n_buckets: int) -> Histories:
+    """The histories of the customers in ``bucket`` (of ``n_buckets``), as lazy filtered scans."""
+    if n_buckets == 1:
+        return hist.replace(identity_links=None)
+    changes: dict[str, pl.LazyFrame | None] = {"identity_links": None}
+    for table in _PERSON_TABLES:
+        lf = getattr(hist, table)
+        if lf is not None:
+            changes[table] = lf.filter(bucket_expr("customer_id", n_buckets) == bucket)
+    return hist.replace(**changes)
+
+
+def finish_chunk(
+    frame: pl.DataFrame,
+    *,
+    schema: pl.Schema,
+    control_fraction: float,
+    seed: int,
+    lineage: Mapping[str, str | None],
+) -> pl.DataFrame:
+    """Apply the control group, add lineage, fix the schema and sort a scored chunk into file order."""
+    ids = frame["customer_id"]
+    in_control = uniform_from_hash(stable_hash(ids, seed)) < control_fraction
+    recommended = pl.col("best_channel")
+    held_out = pl.col("control_group") & (recommended != NO_CONTACT)
+    out = (
+        frame.with_columns(
+            control_group=in_control,
+            __order=stable_hash(ids, BUCKET_SEED),
+        )
+        .with_columns(
+            recommended_channel=recommended,
+            best_channel=pl.when(held_out).then(pl.lit(NO_CONTACT)).otherwise(recommended),
+            rule=pl.when(held_out).then(pl.lit(CONTROL_RULE)).otherwise(pl.col("rule")),
+            **{k: pl.lit(v, dtype=pl.String) for k, v in lineage.items()},
+        )
+        .sort("__order", "customer_id")
+    )
+    return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TextColumn("{task.fields[customers]:>12,} customers"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.customers = 0
+        self.per_channel: Counter[str] = Counter()
+        self.recommended: Counter[str] = Counter()
+        self.rules: Counter[str] = Counter()
+        self.control = 0
+        self.held_out = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.customers += frame.height
+        self.per_channel.update(dict(frame["best_channel"].value_counts().iter_rows()))
+        self.recommended.update(dict(frame["recommended_channel"].value_counts().iter_rows()))
+        self.rules.update(dict(frame["rule"].value_counts().iter_rows()))
+        self.control += int(frame["control_group"].sum())
+        self.held_out += int((frame["rule"] == CONTROL_RULE).sum())
+
+
+def score(
+    hist_or_dir: Histories | str | Path,
+    *,
+    model: Any,
+    as_of: str | dt.date | dt.datetime,
+    out: str | Path,
+    reasons: int = 3,
+    control_fraction: float = 0.1,
+    seed: int = 0,
+    chunks: int | None = None,
+    progress: bool = True,
+    engine: Literal["polars", "spark"] = "polars",
+    tracking_uri: str | None = None,
+) -> ScoringSummary:
+    """Score every customer as of ``as_of`` and write the campaign file ``out`` atomically.
+
+    Parameters
+    ----------
+    hist_or_dir
+        A histories directory (validated by :func:`omni_ml.load_histories`) or a :class:`Histories`.
+        Identifier-only rows are resolved (:func:`omni_ml.resolve_identities`) before chunking.
+    model
+        A fitted :class:`omni_ml.campaign.CampaignModel`, a local path to one saved with
+        ``CampaignModel.save``, or an MLflow URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
+        ``runs:/RUN_ID/campaign_model``).
+    as_of
+        Scoring moment: features see history strictly before it; consent is the state as of it.
+    out
+        Target file, ``.parquet`` or ``.csv``; its directory must exist. Replaced atomically.
+    reasons
+        Reason codes per customer (``reason_1..reason_K``); 0 skips explanations (faster).
+    control_fraction
+        Share of customers held out from contact, in ``[0, 1)``.
+    seed
+        Campaign seed of the control group: same seed, same group.
+    chunks
+        Number of customer buckets processed one after another; ``None`` picks one chunk per
+        :data:`CHUNK_CUSTOMERS` customers. The output does not depend on it.
+    progress
+        Show a progress bar over chunks (on stderr).
+    engine
+        ``"polars"`` (this process) or ``"spark"`` (one Spark task per chunk, see
+        :mod:`omni_ml.scoring.spark`; needs ``pip install omni_ml[spark]``).
+    tracking_uri
+        MLflow tracking URI for ``models:/`` and ``runs:/`` models (default: the environment's).
+
+    Returns
+    -------
+    ScoringSummary
+        Counts per channel and rule, control size, lineage; ``.to_text()`` is the printed summary.
+
+    Raises
+    ------
+    ConfigError
+        A bad argument (extension, fraction, chunks ...).
+    ModelNotFoundError
+        The model path, run or alias does not exist.
+    SchemaError, DataInsufficientError, LeakageError
+        The histories cannot be scored at ``as_of``.
+    ConsentError
+        A decision would contact a customer without consent (the file is not written).
+    """
+    started = time.perf_counter()
+    out_path = Path(out)
+    moment = _parse_as_of(as_of)
+    _check_arguments(out_path, reasons, control_fraction, seed, chunks)
+    if engine not in ("polars", "spark"):
+        msg = f"engine must be 'polars' or 'spark' (got {engine!r})."
+        raise ConfigError(msg)
+    loaded = _load_model(model, tracking_uri=tracking_uri)
+    hist = _load_histories(hist_or_dir, moment)
+    n_customers = _check_histories(hist, moment, loaded.model)
+    hist = _resolved(hist, moment)
+    n_chunks = chunks if chunks is not None else max(1, math.ceil(n_customers / CHUNK_CUSTOMERS))
+    schema = campaign_schema(loaded.model, reasons=reasons)
+    lineage = {"model_uri": loaded.model_uri, "model_version": loaded.model_version, "run_id": loaded.run_id}
+    job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage)
+
+    if engine == "spark":
+        from omni_ml.scoring.spark import scored_chunks_spark
+
+        if not isinstance(hist_or_dir, str | Path):
+            msg = "engine='spark' reads the histories on the executors: pass a directory, not a Histories object."
+            raise ConfigError(msg)
+        frames: Iterator[pl.DataFrame] = scored_chunks_spark(Path(hist_or_dir), job, n_chunks)
+    else:
+        frames = (job.run(chunk_histories(hist, b, n_chunks)) for b in range(n_chunks))
+
+    tally = _Tally()
+    with AtomicTableWriter(out_path, schema) as writer, _progress(progress) as bar:
+        task = bar.add_task("score", total=n_chunks, customers=0)
+        for frame in frames:
+            writer.write(frame)
+            tally.add(frame)
+            bar.update(task, advance=1, customers=tally.customers)
+        writer.commit()
+    return ScoringSummary(
+        out=out_path,
+        customers=tally.customers,
+        per_channel=dict(sorted(tally.per_channel.items())),
+        recommended=dict(sorted(tally.recommended.items())),
+        rules=dict(sorted(tally.rules.items())),
+        control=tally.control,
+        control_held_out=tally.held_out,
+        control_fraction=float(control_fraction),
+        seed=seed,
+        chunks=n_chunks,
+        as_of=moment,
+        model_uri=loaded.model_uri,
+        model_version=loaded.model_version,
+        run_id=loaded.run_id,
+        seconds=time.perf_counter() - started,
+        engine=engine,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """Everything needed to score one chunk: picklable, so Spark executors can run it."""
+
+    model: Any
+    as_of: dt.datetime
+    reasons: int
+    control_fraction: float
+    seed: int
+    schema: pl.Schema
+    lineage: Mapping[str, str | None]
+
+    def run(self, hist: Histories) -> pl.DataFrame:
+        frame = self.model.score(hist, self.as_of, reasons=self.reasons)
+        return finish_chunk(
+            frame,
+            schema=self.schema,
+            control_fraction=self.control_fraction,
+            seed=self.seed,
+            lineage=self.lineage,
+        )
