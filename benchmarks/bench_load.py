@@ -72,9 +72,9 @@ def generate(rows: int, path: Path, *, dup_share: float, seed: int = 0) -> None:
     with_amount = pl.col("event_type").is_in(["purchase", "return"])
     outbound = pl.col("channel").is_in(["email", "sms", "push", "direct_mail"])
     events = frame.select(
-        pl.when(~pl.col("anonymous")).then(pl.format("C{}", pl.col("cust").cast(pl.String).str.zfill(7))).alias(
-            "customer_id"
-        ),
+        pl.when(~pl.col("anonymous"))
+        .then(pl.format("C{}", pl.col("cust").cast(pl.String).str.zfill(7)))
+        .alias("customer_id"),
         pl.when(pl.col("anonymous"))
         .then(pl.format("cookie:{}", (pl.col("cust") * 2654435761 % 2**32).cast(pl.String)))
         .alias("identifier"),
@@ -82,13 +82,13 @@ def generate(rows: int, path: Path, *, dup_share: float, seed: int = 0) -> None:
         "channel",
         "event_type",
         pl.when(with_amount).then(pl.col("money")).alias("amount"),
-        pl.when(with_product).then(pl.format("P{}", pl.col("product").cast(pl.String).str.zfill(6))).alias(
-            "product_id"
-        ),
+        pl.when(with_product)
+        .then(pl.format("P{}", pl.col("product").cast(pl.String).str.zfill(6)))
+        .alias("product_id"),
         pl.when(with_product).then(pl.format("cat{}", (pl.col("product") % 40).cast(pl.String))).alias("category"),
-        pl.when(outbound).then(pl.format("CMP-{}", (pl.col("ts") // (14 * 86_400 * 1_000_000) % 60))).alias(
-            "campaign_id"
-        ),
+        pl.when(outbound)
+        .then(pl.format("CMP-{}", (pl.col("ts") // (14 * 86_400 * 1_000_000) % 60)))
+        .alias("campaign_id"),
     )
     if rows > n_unique:
         copies = events.sample(rows - n_unique, seed=seed + 1)

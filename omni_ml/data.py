@@ -742,17 +742,22 @@ def _summarise(
     table: str,
     plan: _Plan,
     frame: pl.DataFrame,
+    kept: pl.DataFrame,
     *,
     as_of: dt.datetime | None,
-    dups: int,
 ) -> tuple[TableSummary, list[str]]:
-    """One pass of aggregates over the typed, de-duplicated table: problems, counts, date range."""
+    """One pass of aggregates: the rules over every row read, the summary over the rows kept.
+
+    ``kept`` is ``frame`` without its exact duplicates (the same object when there are none,
+    and then everything is one query).
+    """
     cols = set(frame.columns)
     checks = [c for c in plan.checks if all(n in cols for n in c.bad.meta.root_names())]
-    aggs: list[pl.Expr] = [pl.len().alias("__rows")]
+    rule_aggs: list[pl.Expr] = [pl.len().alias("__total")]
     for i, chk in enumerate(checks):
-        aggs.append(chk.bad.sum().alias(f"__n{i}"))
-        aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
+        rule_aggs.append(chk.bad.sum().alias(f"__n{i}"))
+        rule_aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
+    aggs: list[pl.Expr] = [pl.len().alias("__rows")]
     if "timestamp" in cols:
         ts = pl.col("timestamp")
         aggs += [ts.min().alias("__start"), ts.max().alias("__end")]
@@ -767,13 +772,19 @@ def _summarise(
     elif "identifier" in cols:
         aggs.append(pl.col("identifier").drop_nulls().n_unique().alias("__identifiers"))
     counted = [c for c in ("channel", "event_type") if c in cols and table in ("events", "contacts")]
-    queries = [frame.lazy().select(aggs)]
-    queries += [frame.lazy().group_by(c).len().sort(c, nulls_last=True) for c in counted if c in cols]
-    stats_frame, *count_frames = pl.collect_all(queries)
-    stats = stats_frame.row(0, named=True)
+    if kept is frame:
+        queries = [frame.lazy().select(*rule_aggs, *aggs)]
+    else:
+        queries = [frame.lazy().select(rule_aggs), kept.lazy().select(aggs)]
+    queries += [kept.lazy().group_by(c).len().sort(c, nulls_last=True) for c in counted]
+    results = pl.collect_all(queries)
+    stats: dict[str, Any] = {}
+    for result in results[: len(queries) - len(counted)]:
+        stats |= result.row(0, named=True)
+    count_frames = results[len(queries) - len(counted) :]
     counts = {c: {k: int(v) for k, v in f.iter_rows()} for c, f in zip(counted, count_frames, strict=True)}
 
-    total = int(stats["__rows"])
+    total = int(stats["__total"])
     problems: list[str] = []
     if table == "events" and total == 0:
         problems.append("events: the table is empty (0 rows). Hint: the events table needs at least one row.")
@@ -796,14 +807,14 @@ def _summarise(
         notes.append(f"{n_unresolved:,} rows carry only an identifier: run resolve_identities()")
     summary = TableSummary(
         table=table,
-        rows=total,
+        rows=int(stats["__rows"]),
         customers=int(stats.get("__customers") or 0),
         identifiers=int(stats.get("__identifiers") or 0),
         start=stats.get("__start"),
         end=stats.get("__end"),
         channels=channels,
         event_types=event_types,
-        duplicates_dropped=dups,
+        duplicates_dropped=frame.height - kept.height,
         future_rows=int(stats.get("__future") or 0),
         notes=tuple(notes),
     )
@@ -852,15 +863,13 @@ def _validate(
         if missing_channel:
             frame = frame.with_columns(pl.col("channel").fill_null(UNKNOWN_CHANNEL))
         keep = _first_occurrences(frame, plan.data_cols)
-        dups = 0 if keep is None else frame.height - int(keep.sum())
-        if keep is not None:
-            frame = frame.filter(keep)
+        kept = frame if keep is None else frame.filter(keep)
         if missing_channel:
             plan.notes.append(f"{missing_channel:,} rows without a channel: channel set to {UNKNOWN_CHANNEL!r}")
-        summary, table_problems = _summarise(table, plan, frame, as_of=as_of, dups=dups)
+        summary, table_problems = _summarise(table, plan, frame, kept, as_of=as_of)
         problems += table_problems
         summaries[table] = summary
-        frames[table] = frame.select(plan.data_cols).lazy()
+        frames[table] = kept.select(plan.data_cols).lazy()
     if problems:
         shown = problems[:_MAX_PROBLEMS]
         if len(problems) > _MAX_PROBLEMS:
@@ -869,4 +878,3 @@ def _validate(
         raise SchemaError(msg)
     report = LoadReport(source=source, tables=summaries, warnings=warnings_, as_of=as_of)
     return Histories(report=report, **frames)  # type: ignore[arg-type]
-
