@@ -1,0 +1,219 @@
+"""Shared plumbing of the propensity models: input checks, the out-of-time split, calibrators.
+
+Private to :mod:`omni_ml.models`; the public estimators document the behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from omni_ml.exceptions import DataInsufficientError, SchemaError
+
+Calibration = Literal["isotonic", "sigmoid"] | None
+
+#: Fewest rows, and fewest rows of the rarer class, any model in omni_ml.models is fitted on.
+MIN_ROWS = 50
+MIN_PER_CLASS = 5
+_MAX_LISTED = 5
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_MAX_LISTED])
+    return shown + (" ..." if len(names) > _MAX_LISTED else "")
+
+
+def as_matrix(X: Any, *, expected: Sequence[str] | None = None, where: str = "X") -> tuple[np.ndarray, list[str]]:
+    """Turn a numeric polars/pandas frame or a 2-D array into a float64 matrix (nulls -> NaN) and column names.
+
+    A String, Categorical, Enum, temporal or nested column raises :class:`SchemaError` *before* anything
+    reaches LightGBM (a polars String column aborts the process inside LightGBM, see ECOSYSTEM.md).
+    With ``expected`` (the names seen at fit time) columns are selected and reordered by name.
+    """
+    if isinstance(X, pl.LazyFrame):
+        msg = f"{where}: got a polars LazyFrame. Hint: call .collect() first."
+        raise SchemaError(msg)
+    if isinstance(X, pl.DataFrame):
+        frame = X
+    elif type(X).__module__.startswith("pandas"):
+        frame = pl.from_pandas(X) if hasattr(X, "columns") else pl.DataFrame(np.asarray(X))
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            msg = f"{where}: expected a 2-D table of features, got an array of shape {arr.shape}."
+            raise SchemaError(msg)
+        if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+            msg = f"{where}: expected numbers, got an array of dtype {arr.dtype}. Hint: encode text as numeric codes."
+            raise SchemaError(msg)
+        names = list(expected) if expected is not None else [f"x{i}" for i in range(arr.shape[1])]
+        if expected is not None and arr.shape[1] != len(expected):
+            msg = f"{where}: {arr.shape[1]} columns, but the model was fitted on {len(expected)}."
+            raise SchemaError(msg)
+        return np.ascontiguousarray(arr, dtype=np.float64), names
+    bad = [f"{c} ({dtype})" for c, dtype in frame.schema.items() if not (dtype.is_numeric() or dtype == pl.Boolean)]
+    if bad:
+        example = bad[0].split(" (")[0]
+        value = frame.get_column(example).drop_nulls().head(1).to_list()
+        msg = (
+            f"{where}: {len(bad)} non-numeric column(s) {_listed(bad)} in {frame.height:,} rows "
+            f"(e.g. {example}={value[0] if value else None!r}); models need Int/Float/Boolean features only. "
+            "Hint: drop id/text columns (customer_id, cutoff) or encode categories as integer codes."
+        )
+        raise SchemaError(msg)
+    if expected is not None:
+        missing = [c for c in expected if c not in frame.columns]
+        if missing:
+            msg = (
+                f"{where}: {len(missing)} feature column(s) seen at fit time are missing: {_listed(missing)}. "
+                "Hint: build the features with the model's feature_set (build_features(..., feature_set=...))."
+            )
+            raise SchemaError(msg)
+        frame = frame.select(list(expected))
+    if frame.width == 0:
+        msg = f"{where}: no feature columns ({frame.height:,} rows)."
+        raise SchemaError(msg)
+    matrix = frame.cast(pl.Float64).to_numpy()
+    return np.ascontiguousarray(matrix, dtype=np.float64), list(frame.columns)
+
+
+def check_binary_y(y: Any, n_rows: int, *, where: str = "y") -> np.ndarray:
+    """Labels as an int8 0/1 vector of length ``n_rows`` (SchemaError otherwise)."""
+    if isinstance(y, pl.Series | pl.DataFrame):
+        y = y.to_numpy()
+    arr = np.asarray(y).reshape(-1) if np.ndim(y) > 1 and np.shape(y)[-1] == 1 else np.asarray(y)
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        msg = f"{where}: {arr.shape[0] if arr.ndim else 0} labels for {n_rows:,} feature rows; they must match."
+        raise SchemaError(msg)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.int8)
+    finite = np.isfinite(arr.astype(np.float64)) if np.issubdtype(arr.dtype, np.number) else np.zeros(n_rows, bool)
+    ok = finite & np.isin(arr, [0, 1]) if np.issubdtype(arr.dtype, np.number) else finite
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        example = arr[bad[0]].tolist()
+        msg = f"{where}: {bad.size:,} of {n_rows:,} labels are not 0/1 (e.g. {example!r}). Hint: labels are 0/1."
+        raise SchemaError(msg)
+    return arr.astype(np.int8)
+
+
+def check_classes(y: np.ndarray, *, part: str, model: str) -> None:
+    """Raise DataInsufficientError unless ``y`` has both classes (and enough rows for the whole fit)."""
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        only = "0 (no purchase)" if n_pos == 0 else "1 (purchase)"
+        msg = (
+            f"{model}.fit: the {part} has a single class: all {y.size:,} labels are {only}. "
+            "Hint: use more cutoffs or customers, or a longer horizon, so both outcomes occur in every period."
+        )
+        raise DataInsufficientError(msg)
+    if part == "training data" and (y.size < MIN_ROWS or min(n_pos, n_neg) < MIN_PER_CLASS):
+        msg = (
+            f"{model}.fit: {y.size:,} rows ({n_pos:,} positive, {n_neg:,} negative) are too few; need at least "
+            f"{MIN_ROWS} rows and {MIN_PER_CLASS} of each class. Hint: add cutoffs or customers."
+        )
+        raise DataInsufficientError(msg)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeSplit:
+    """Row indices of the out-of-time parts of one fit, and the cutoffs each part holds.
+
+    ``early_stopping`` and ``calibration`` are ``None`` when no out-of-time split exists (no or a
+    single distinct cutoff); they are the same rows when only two distinct cutoffs exist.
+    """
+
+    train: np.ndarray
+    early_stopping: np.ndarray | None
+    calibration: np.ndarray | None
+    cutoffs: dict[str, list[str]]
+
+
+def _cutoff_array(cutoff: Any, n_rows: int) -> np.ndarray:
+    if isinstance(cutoff, pl.Series):
+        values = cutoff.cast(pl.Datetime("us")).to_numpy() if cutoff.dtype.is_temporal() else cutoff.to_numpy()
+    else:
+        values = np.asarray(cutoff)
+    if values.ndim != 1 or values.shape[0] != n_rows:
+        msg = f"cutoff: {values.shape[0] if values.ndim else 0} values for {n_rows:,} rows; pass one cutoff per row."
+        raise SchemaError(msg)
+    if values.dtype == object and values.size and isinstance(values[0], dt.datetime):
+        values = np.array([v.replace(tzinfo=None) if v.tzinfo else v for v in values], dtype="datetime64[us]")
+    return values
+
+
+def time_split(cutoff: Any, n_rows: int, *, n_calibration: int, n_early_stopping: int) -> TimeSplit:
+    """Split rows by their cutoff: oldest cutoffs train, then early stopping, then the latest calibrate.
+
+    Never a random row split: every early-stopping cutoff is later than every training cutoff and
+    every calibration cutoff is at least as late as every early-stopping cutoff. With fewer distinct
+    cutoffs than ``1 + n_early_stopping + n_calibration`` the counts shrink (calibration first kept,
+    early stopping shares the calibration cutoffs); with fewer than two there is no split at all.
+    """
+    everything = np.arange(n_rows)
+    if cutoff is None:
+        return TimeSplit(everything, None, None, {})
+    values = _cutoff_array(cutoff, n_rows)
+    distinct = np.unique(values)
+    if distinct.size < 2:
+        return TimeSplit(everything, None, None, {"train": [str(v) for v in distinct]})
+    n_cal = max(1, min(n_calibration, distinct.size - 1))
+    n_es = max(0, min(n_early_stopping, distinct.size - 1 - n_cal))
+    cal_c = distinct[distinct.size - n_cal :]
+    es_c = distinct[distinct.size - n_cal - n_es : distinct.size - n_cal] if n_es else cal_c
+    train_c = distinct[: distinct.size - n_cal - n_es]
+    train = np.flatnonzero(np.isin(values, train_c))
+    es = np.flatnonzero(np.isin(values, es_c))
+    cal = np.flatnonzero(np.isin(values, cal_c))
+    names = {
+        "train": [str(v) for v in train_c],
+        "early_stopping": [str(v) for v in es_c],
+        "calibration": [str(v) for v in cal_c],
+    }
+    return TimeSplit(train, es, cal, names)
+
+
+class PlattCalibrator:
+    """Platt (1999) sigmoid scaling of a score: ``p = 1 / (1 + exp(-(a * score + b)))``, fitted by max. likelihood."""
+
+    def __init__(self) -> None:
+        self.a_ = 1.0
+        self.b_ = 0.0
+
+    def fit(self, score: np.ndarray, y: np.ndarray) -> PlattCalibrator:
+        """Fit ``a`` and ``b`` on held-out scores (unpenalised logistic regression)."""
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=np.inf, max_iter=1000).fit(score.reshape(-1, 1), y)
+        self.a_ = float(lr.coef_[0, 0])
+        self.b_ = float(lr.intercept_[0])
+        return self
+
+    def predict(self, score: np.ndarray) -> np.ndarray:
+        """Calibrated probability of each score."""
+        return 1.0 / (1.0 + np.exp(-(self.a_ * np.asarray(score, dtype=np.float64) + self.b_)))
+
+
+def fit_calibrator(score: np.ndarray, y: np.ndarray, method: Calibration) -> Any:
+    """Fit a monotone map score -> probability on held-out rows (None for ``method=None``)."""
+    if method is None:
+        return None
+    if method == "sigmoid":
+        return PlattCalibrator().fit(score, y)
+    from sklearn.isotonic import IsotonicRegression
+
+    return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, y)
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any], *, model: str) -> None:
+    """Raise ConfigError when a hyper-parameter is not one of ``allowed``."""
+    from omni_ml.exceptions import ConfigError
+
+    if value not in allowed:
+        msg = f"{model}: {name}={value!r} is not one of {list(allowed)}."
+        raise ConfigError(msg)

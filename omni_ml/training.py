@@ -1,0 +1,335 @@
+"""Training sets for purchase propensity: stacked cutoffs, features before each, labels after, split by time.
+
+A training row is one ``(customer_id, cutoff)`` snapshot: its features see events with
+``timestamp < cutoff`` (:func:`omni_ml.features.build_features`), its label is at least one purchase in
+``[cutoff, cutoff + horizon)`` (:func:`omni_ml.labels.purchase_labels`). Rows of several cutoffs are
+stacked; validation always uses the *latest* cutoffs (:meth:`TrainingSet.split_out_of_time`), never a
+random row split. :func:`training_cutoffs` chooses cutoffs whose label windows are fully observed before
+the as-of date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from omni_ml.data import TIMESTAMP, Histories
+from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, SchemaError
+from omni_ml.features import FeatureSet, build_features
+from omni_ml.labels import purchase_labels
+
+__all__ = [
+    "TrainConfig",
+    "TrainingSet",
+    "cutoffs",
+    "to_utc",
+    "training_cutoffs",
+    "training_set",
+]
+
+_EVERY = re.compile(r"^\s*(\d+)\s*([dw])\s*$")
+_KEY_COLUMNS = ("customer_id", "cutoff")
+
+
+def to_utc(value: str | dt.date | dt.datetime) -> dt.datetime:
+    """A date, datetime or ISO string as a timezone-aware UTC datetime (a date means midnight).
+
+    Examples
+    --------
+    >>> to_utc("2025-06-01")
+    datetime.datetime(2025, 6, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            msg = f"cannot read {value!r} as a date or datetime. Hint: use ISO 8601, e.g. '2025-06-01'."
+            raise ConfigError(msg) from exc
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _as_timedelta(every: str | int | dt.timedelta) -> dt.timedelta:
+    if isinstance(every, dt.timedelta):
+        step = every
+    elif isinstance(every, int):
+        step = dt.timedelta(days=every)
+    else:
+        match = _EVERY.match(every)
+        if not match:
+            msg = f"every={every!r}: expected a number of days or weeks like '28d' or '4w'."
+            raise ConfigError(msg)
+        step = dt.timedelta(days=int(match[1]) * (7 if match[2] == "w" else 1))
+    if step <= dt.timedelta(0):
+        msg = f"every={every!r}: the step between cutoffs must be positive."
+        raise ConfigError(msg)
+    return step
+
+
+def cutoffs(
+    last: str | dt.date | dt.datetime, every: str | int | dt.timedelta = "28d", n: int = 12
+) -> list[dt.datetime]:
+    """``n`` cutoffs ending at ``last``, ``every`` apart, oldest first (UTC).
+
+    Examples
+    --------
+    >>> [c.date().isoformat() for c in cutoffs("2025-06-01", every="28d", n=3)]
+    ['2025-04-06', '2025-05-04', '2025-06-01']
+    """
+    if n < 1:
+        msg = f"n={n}: at least one cutoff is needed."
+        raise ConfigError(msg)
+    end = to_utc(last)
+    step = _as_timedelta(every)
+    return [end - step * k for k in range(n - 1, -1, -1)]
+
+
+def training_cutoffs(
+    as_of: str | dt.date | dt.datetime, horizon_days: int, every_days: int = 28, n: int = 12
+) -> list[dt.datetime]:
+    """Cutoffs whose label windows ``[cutoff, cutoff + horizon)`` all end at or before ``as_of``.
+
+    The latest cutoff is ``as_of - horizon_days``, so its labels are exactly the last fully observed
+    window; the others step back ``every_days``.
+
+    Examples
+    --------
+    >>> cs = training_cutoffs("2025-06-01", horizon_days=30, n=2)
+    >>> [c.date().isoformat() for c in cs]
+    ['2025-04-04', '2025-05-02']
+    """
+    if horizon_days < 1:
+        msg = f"horizon_days={horizon_days}: the label window must be at least one day."
+        raise ConfigError(msg)
+    last = to_utc(as_of) - dt.timedelta(days=horizon_days)
+    return cutoffs(last, every=every_days, n=n)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`omni_ml.evaluate.fit_propensity` builds, fits and back-tests a propensity model.
+
+    Attributes
+    ----------
+    every_days, n_cutoffs
+        Spacing and number of training cutoffs (see :func:`training_cutoffs`).
+    n_valid
+        Latest cutoffs held out for the out-of-time back-test report.
+    model
+        Keyword arguments of :class:`~omni_ml.models.PropensityModel`.
+    features
+        A ``FeatureConfig`` (or a mapping of its fields); ``None`` means the feature defaults.
+    """
+
+    every_days: int = 28
+    n_cutoffs: int = 12
+    n_valid: int = 1
+    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    features: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSet:
+    """Stacked ``(customer_id, cutoff)`` rows: numeric features ``X``, labels ``y`` and the row ``keys``.
+
+    Attributes
+    ----------
+    X : polars.DataFrame
+        Numeric feature columns only (no ids, no timestamps).
+    y : numpy.ndarray
+        0/1 labels, ``int8``.
+    keys : polars.DataFrame
+        ``customer_id`` and ``cutoff`` of each row (same order as ``X``).
+    feature_set : FeatureSet or None
+        The fitted feature definition used to build ``X``.
+    horizon_days : int or None
+        Label window length; used to purge overlapping label windows when splitting.
+
+    Examples
+    --------
+    >>> import datetime as dt, numpy as np, polars as pl
+    >>> days = [dt.datetime(2025, m, 1, tzinfo=dt.UTC) for m in (1, 2, 3)]
+    >>> keys = pl.DataFrame({"customer_id": ["a", "b", "c"], "cutoff": days})
+    >>> ts = TrainingSet(pl.DataFrame({"x": [1.0, 2.0, 3.0]}), np.array([0, 1, 0]), keys, horizon_days=28)
+    >>> train, valid = ts.split_out_of_time(n_valid=1)
+    >>> train.keys["customer_id"].to_list(), valid.keys["customer_id"].to_list()
+    (['a', 'b'], ['c'])
+    """
+
+    X: pl.DataFrame
+    y: np.ndarray
+    keys: pl.DataFrame
+    feature_set: Any = None
+    horizon_days: int | None = None
+
+    def __post_init__(self) -> None:
+        n = self.X.height
+        if len(self.y) != n or self.keys.height != n:
+            msg = f"TrainingSet: X has {n:,} rows, y {len(self.y):,}, keys {self.keys.height:,}; they must match."
+            raise SchemaError(msg)
+        missing = [c for c in _KEY_COLUMNS if c not in self.keys.columns]
+        if missing:
+            msg = f"TrainingSet.keys: missing column(s) {missing}; got {self.keys.columns}."
+            raise SchemaError(msg)
+        leaked = [c for c in self.X.columns if c in _KEY_COLUMNS or c in ("label", "n_purchases", "revenue")]
+        if leaked:
+            msg = f"TrainingSet.X: id or label column(s) {leaked} among the features. Hint: keep them in keys/y."
+            raise LeakageError(msg)
+
+    def __len__(self) -> int:
+        return self.X.height
+
+    @property
+    def cutoff(self) -> pl.Series:
+        """The cutoff of every row (pass as ``fit(..., cutoff=ts.cutoff)``)."""
+        return self.keys["cutoff"]
+
+    @property
+    def cutoffs(self) -> list[Any]:
+        """Distinct cutoffs, oldest first."""
+        return self.keys["cutoff"].unique().sort().to_list()
+
+    def subset(self, mask: np.ndarray | pl.Series) -> TrainingSet:
+        """Rows where ``mask`` is true, in their order."""
+        m = mask if isinstance(mask, pl.Series) else pl.Series(np.asarray(mask, dtype=bool))
+        idx = np.flatnonzero(m.to_numpy())
+        return dataclasses.replace(self, X=self.X[idx], y=self.y[idx], keys=self.keys[idx])
+
+    def split_out_of_time(self, n_valid: int = 2, *, purge: bool = True) -> tuple[TrainingSet, TrainingSet]:
+        """Hold out the latest ``n_valid`` cutoffs; train on earlier ones. Never a random row split.
+
+        With ``purge`` (and ``horizon_days`` known) a training cutoff is dropped when its label window
+        ``[cutoff, cutoff + horizon)`` reaches past the first validation cutoff, so no training label
+        is observed in the validation period (purging, Lopez de Prado 2018, ch. 7).
+
+        Raises
+        ------
+        DataInsufficientError
+            When fewer than ``n_valid + 1`` distinct cutoffs exist or purging leaves no training cutoff.
+        """
+        distinct = self.cutoffs
+        if n_valid < 1 or len(distinct) < n_valid + 1:
+            msg = (
+                f"split_out_of_time: {len(distinct)} distinct cutoff(s) cannot give {n_valid} validation "
+                "cutoff(s) and at least one earlier training cutoff. Hint: build the set with more cutoffs."
+            )
+            raise DataInsufficientError(msg)
+        valid_cutoffs = distinct[-n_valid:]
+        first_valid = valid_cutoffs[0]
+        train_cutoffs = distinct[:-n_valid]
+        if purge and self.horizon_days is not None:
+            horizon = dt.timedelta(days=self.horizon_days)
+            train_cutoffs = [c for c in train_cutoffs if c + horizon <= first_valid]
+        if not train_cutoffs:
+            msg = (
+                f"split_out_of_time: every training cutoff's {self.horizon_days}-day label window overlaps the "
+                f"validation period starting {first_valid}. Hint: space cutoffs at least the horizon apart."
+            )
+            raise DataInsufficientError(msg)
+        cut = self.keys["cutoff"]
+        return self.subset(cut.is_in(train_cutoffs)), self.subset(cut.is_in(valid_cutoffs))
+
+    def to_frame(self) -> pl.DataFrame:
+        """Keys, features and ``label`` side by side."""
+        return pl.concat([self.keys, self.X, pl.DataFrame({"label": self.y})], how="horizontal")
+
+
+def _observed_until(hist: Histories, as_of: dt.datetime | None) -> tuple[dt.datetime, bool]:
+    if as_of is not None:
+        return as_of, True
+    if hist.report is not None and hist.report.as_of is not None:
+        return hist.report.as_of, True
+    last = hist.events.select(pl.col("timestamp").max()).collect().item()
+    if last is None:
+        msg = "events: no rows, so no label window is observed. Hint: load a non-empty events table."
+        raise DataInsufficientError(msg)
+    midnight = dt.datetime.combine(last.date(), dt.time(), tzinfo=dt.UTC)
+    return midnight + dt.timedelta(days=1), False
+
+
+def training_set(
+    hist: Histories,
+    cutoffs: Sequence[str | dt.date | dt.datetime],
+    horizon_days: int,
+    *,
+    feature_set: Any = None,
+    config: Any = None,
+    as_of: str | dt.date | dt.datetime | None = None,
+) -> TrainingSet:
+    """Build the stacked training set: features before each cutoff, purchase labels after it.
+
+    Parameters
+    ----------
+    hist
+        Identity-resolved histories.
+    cutoffs
+        Training cutoffs (e.g. :func:`training_cutoffs`).
+    horizon_days
+        Label window length in days.
+    feature_set
+        A fitted ``FeatureSet`` to reuse; by default one is fitted on events before the first cutoff's
+        latest allowed moment (the features engineer's ``FeatureSet.from_histories``).
+    config
+        A ``FeatureConfig`` for a new feature set.
+    as_of
+        The moment data is known until. Every label window must end at or before it; defaults to the
+        load's ``as_of`` or, failing that, the midnight after the last event.
+
+    Returns
+    -------
+    TrainingSet
+
+    Raises
+    ------
+    LeakageError
+        A label window ends after ``as_of``.
+    DataInsufficientError
+        A label window ends after the last event (labels would be truncated), or no rows result.
+    """
+    if not cutoffs:
+        msg = "training_set: no cutoffs given. Hint: use training_cutoffs(as_of, horizon_days)."
+        raise ConfigError(msg)
+    if horizon_days < 1:
+        msg = f"horizon_days={horizon_days}: the label window must be at least one day."
+        raise ConfigError(msg)
+    moments = sorted({to_utc(c) for c in cutoffs})
+    until, explicit = _observed_until(hist, to_utc(as_of) if as_of is not None else None)
+    horizon = dt.timedelta(days=horizon_days)
+    late = [c for c in moments if c + horizon > until]
+    if late:
+        what = f"the as-of date {until:%Y-%m-%d %H:%M}" if explicit else f"the end of the events ({until:%Y-%m-%d})"
+        msg = (
+            f"training_set: {len(late)} cutoff(s) have label windows [cutoff, cutoff + {horizon_days}d) ending after "
+            f"{what} (e.g. {late[-1]:%Y-%m-%d}). Hint: use training_cutoffs(as_of, horizon_days)."
+        )
+        raise (LeakageError if explicit else DataInsufficientError)(msg)
+    if feature_set is None:
+        feature_set = FeatureSet.from_histories(hist, config=config, before=moments[-1])
+    features = build_features(hist, moments, feature_set=feature_set)
+    if features.height == 0:
+        msg = f"training_set: no customers have history before any of the {len(moments)} cutoffs."
+        raise DataInsufficientError(msg)
+    keys = features.select("customer_id", pl.col("cutoff").cast(TIMESTAMP))
+    labels = purchase_labels(hist, keys, horizon_days, as_of=until)
+    joined = keys.with_row_index("__row").join(
+        labels.select("customer_id", pl.col("cutoff").cast(TIMESTAMP), "label"),
+        on=["customer_id", "cutoff"],
+        how="left",
+    )
+    joined = joined.sort("__row")
+    if joined.height != keys.height or joined["label"].null_count():
+        msg = (
+            f"training_set: labels for {joined['label'].null_count():,} of {keys.height:,} rows are missing "
+            "or duplicated. Hint: (customer_id, cutoff) must be unique in the features."
+        )
+        raise SchemaError(msg)
+    X = features.drop("customer_id", "cutoff")
+    y = joined["label"].cast(pl.Int8).to_numpy()
+    return TrainingSet(X=X, y=y, keys=keys, feature_set=feature_set, horizon_days=horizon_days)

@@ -1,0 +1,238 @@
+"""PropensityModel and the baselines on synthetic data whose truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from omni_ml.evaluate import brier, roc_auc
+from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
+from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
+from omni_ml.models._common import time_split
+
+N_PER_CUTOFF = 700
+N_CUTOFFS = 7
+FAST = {"n_estimators": 200, "learning_rate": 0.1, "early_stopping_rounds": 20, "min_child_samples": 20}
+
+
+def _world(seed: int = 0, drift: float = 0.0, n_cutoffs: int = N_CUTOFFS) -> dict[str, object]:
+    """Customers with recency/frequency-like features; purchase log-odds known; base rate may drift by cutoff."""
+    rng = np.random.default_rng(seed)
+    n = N_PER_CUTOFF * n_cutoffs
+    cutoff = np.repeat(np.arange("2025-01-01", n_cutoffs * 28, 28, dtype="datetime64[D]")[:n_cutoffs], N_PER_CUTOFF)
+    step = np.repeat(np.arange(n_cutoffs), N_PER_CUTOFF)
+    recency = rng.exponential(60, n)
+    recency[rng.random(n) < 0.1] = np.nan  # never bought
+    freq = rng.poisson(2, n).astype(float)
+    noise = rng.normal(size=n)
+    logit = -0.5 - recency / 40 + 0.4 * freq + 0.8 * (noise > 1) + drift * step
+    logit = np.where(np.isnan(recency), -3.0 + drift * step, logit)
+    p = 1 / (1 + np.exp(-logit))
+    y = (rng.random(n) < p).astype(np.int8)
+    X = pl.DataFrame({"days_since_last_purchase": recency, "purchases_365d": freq, "noise": noise})
+    return {"X": X, "y": y, "cutoff": cutoff, "p": p}
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, object]:
+    return _world()
+
+
+@pytest.fixture(scope="module")
+def fitted(world: dict[str, object]) -> PropensityModel:
+    return PropensityModel(**FAST).fit(world["X"], world["y"], cutoff=world["cutoff"])
+
+
+def test_estimator_contract_params_clone_and_fitted_attributes(fitted: PropensityModel) -> None:
+    params = fitted.get_params()
+    assert params["calibration"] == "isotonic"
+    assert params["num_leaves"] == 31
+    fresh = clone(fitted)
+    assert fresh.get_params() == params
+    assert not hasattr(fresh, "booster_")
+    fresh.set_params(num_leaves=7)
+    assert fresh.num_leaves == 7
+    assert fitted.num_leaves == 31
+    with pytest.raises(NotFittedError):
+        fresh.predict_proba(np.zeros((1, 3)))
+    assert fitted.feature_names_ == ["days_since_last_purchase", "purchases_365d", "noise"]
+    assert fitted.booster_.num_trees() == fitted.best_iteration_ < FAST["n_estimators"]
+
+
+def test_split_is_by_time_latest_cutoffs_validate(fitted: PropensityModel) -> None:
+    split = fitted.split_
+    assert max(split["train"]) < min(split["early_stopping"])
+    assert max(split["early_stopping"]) < min(split["calibration"])
+    assert split["calibration"] == ["2025-06-18"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 6), min_size=1, max_size=60),
+    n_cal=st.integers(1, 3),
+    n_es=st.integers(0, 3),
+)
+def test_time_split_never_mixes_time(values: list[int], n_cal: int, n_es: int) -> None:
+    cutoff = np.array(values)
+    split = time_split(cutoff, cutoff.size, n_calibration=n_cal, n_early_stopping=n_es)
+    if split.calibration is None:
+        assert np.unique(cutoff).size < 2
+        assert split.train.size == cutoff.size
+        return
+    assert split.early_stopping is not None
+    train, es, cal = cutoff[split.train], cutoff[split.early_stopping], cutoff[split.calibration]
+    assert train.max() < es.min()
+    assert train.max() < cal.min()
+    # early stopping precedes calibration, or (too few cutoffs) shares exactly the calibration cutoffs
+    assert es.max() < cal.min() or np.array_equal(split.early_stopping, split.calibration)
+    assert cal.max() == cutoff.max()
+    # every row is used, and a row is never in training and a held-out part at once
+    assert set(split.train) | set(split.early_stopping) | set(split.calibration) == set(range(cutoff.size))
+    assert not set(split.train) & (set(split.early_stopping) | set(split.calibration))
+
+
+def test_booster_alone_gives_the_log_odds_the_model_calibrates(fitted: PropensityModel, world: dict) -> None:
+    X = world["X"]
+    raw = fitted.booster_.predict(X.to_numpy(), raw_score=True)
+    np.testing.assert_array_equal(raw, fitted.predict_raw(X))
+    np.testing.assert_array_equal(fitted.proba_from_raw(raw), fitted.predict_proba(X)[:, 1])
+    assert fitted.predict(X).tolist() == (fitted.predict_proba(X)[:, 1] >= 0.5).astype(int).tolist()
+
+
+def test_same_inputs_same_bytes(world: dict) -> None:
+    a = PropensityModel(**FAST, random_state=3).fit(world["X"], world["y"], cutoff=world["cutoff"])
+    b = PropensityModel(**FAST, random_state=3).fit(world["X"], world["y"], cutoff=world["cutoff"])
+    assert a.booster_.model_to_string() == b.booster_.model_to_string()
+    assert a.predict_proba(world["X"]).tobytes() == b.predict_proba(world["X"]).tobytes()
+
+
+def test_learns_the_signal_close_to_the_truth(fitted: PropensityModel) -> None:
+    test = _world(seed=1)
+    p = fitted.predict_proba(test["X"])[:, 1]
+    assert roc_auc(test["y"], p) > 0.97 * roc_auc(test["y"], test["p"])
+
+
+def test_columns_are_matched_by_name_and_inputs_can_be_pandas(fitted: PropensityModel, world: dict) -> None:
+    X = world["X"]
+    expected = fitted.predict_proba(X)
+    np.testing.assert_array_equal(fitted.predict_proba(X.select(reversed(X.columns))), expected)
+    np.testing.assert_array_equal(fitted.predict_proba(X.to_pandas()), expected)
+    with pytest.raises(SchemaError, match=r"missing: 'noise'.*Hint: build the features with the model's feature_set"):
+        fitted.predict_proba(X.drop("noise"))
+
+
+@pytest.mark.parametrize("dtype", [pl.String, pl.Categorical])
+def test_text_columns_raise_schema_error_instead_of_aborting_lightgbm(world: dict, dtype: pl.DataType) -> None:
+    X = world["X"].with_columns(pl.lit("web").cast(dtype).alias("channel"))
+    with pytest.raises(SchemaError, match=r"1 non-numeric column\(s\) 'channel \(.*e.g. channel='web'.*Hint: drop"):
+        PropensityModel(**FAST).fit(X, world["y"], cutoff=world["cutoff"])
+
+
+def test_pandas_object_column_raises_schema_error(world: dict) -> None:
+    X = world["X"].to_pandas()
+    X["region"] = pd.Series(["north"] * len(X), dtype=object)
+    with pytest.raises(SchemaError, match="non-numeric column"):
+        PropensityModel(**FAST).fit(X, world["y"])
+
+
+def test_single_class_is_a_clear_error(world: dict) -> None:
+    with pytest.raises(DataInsufficientError, match=r"single class: all 4,900 labels are 0 .*Hint"):
+        PropensityModel(**FAST).fit(world["X"], np.zeros(4900), cutoff=world["cutoff"])
+
+
+def test_single_class_in_the_calibration_period_is_a_clear_error(world: dict) -> None:
+    y = world["y"].copy()
+    y[world["cutoff"] == world["cutoff"].max()] = 0
+    with pytest.raises(DataInsufficientError, match=r"calibration part \(latest cutoffs\) has a single class"):
+        PropensityModel(**FAST).fit(world["X"], y, cutoff=world["cutoff"])
+
+
+def test_tiny_data_is_a_clear_error() -> None:
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    with pytest.raises(
+        DataInsufficientError, match=r"10 rows \(5 positive, 5 negative\) are too few; need at least 50"
+    ):
+        PropensityModel().fit(X, np.tile([0, 1], 5))
+
+
+def test_bad_labels_and_params_are_clear_errors(world: dict) -> None:
+    with pytest.raises(SchemaError, match=r"labels are not 0/1 \(e.g. 2\)"):
+        PropensityModel(**FAST).fit(world["X"], np.full(4900, 2))
+    with pytest.raises(ConfigError, match=r"calibration='platt' is not one of"):
+        PropensityModel(calibration="platt").fit(world["X"], world["y"])  # type: ignore[arg-type]
+
+
+def test_constant_features_fall_back_to_the_calibration_base_rate(world: dict) -> None:
+    X = pl.DataFrame({"a": np.ones(4900), "b": np.zeros(4900)})
+    model = PropensityModel(**FAST).fit(X, world["y"], cutoff=world["cutoff"])
+    p = model.predict_proba(X)[:, 1]
+    latest = world["cutoff"] == world["cutoff"].max()
+    assert np.unique(p).size == 1
+    assert p[0] == pytest.approx(world["y"][latest].mean())
+
+
+def test_without_cutoffs_no_early_stopping_and_no_calibration(world: dict) -> None:
+    model = PropensityModel(n_estimators=30).fit(world["X"], world["y"])
+    assert model.calibrator_ is None
+    assert model.best_iteration_ == 30 == model.booster_.num_trees()
+    raw = model.predict_raw(world["X"])
+    np.testing.assert_allclose(model.predict_proba(world["X"])[:, 1], 1 / (1 + np.exp(-raw)))
+
+
+def test_calibration_on_held_out_time_improves_brier_under_drift() -> None:
+    drifting = _world(seed=2, drift=0.25, n_cutoffs=8)
+    later = _world(seed=3, drift=0.25, n_cutoffs=9)
+    last = later["cutoff"] == later["cutoff"].max()  # a period no model saw
+    X_new, y_new = later["X"].filter(pl.Series(last)), later["y"][last]
+    scores = {}
+    for calibration in (None, "isotonic", "sigmoid"):
+        model = PropensityModel(**FAST, calibration=calibration)
+        model.fit(drifting["X"], drifting["y"], cutoff=drifting["cutoff"])
+        scores[calibration] = brier(y_new, model.predict_proba(X_new)[:, 1])
+    assert scores["isotonic"] < scores[None] - 0.02
+    assert scores["sigmoid"] < scores[None] - 0.02
+
+
+def test_refit_all_trains_the_same_rounds_on_every_cutoff(world: dict, fitted: PropensityModel) -> None:
+    model = PropensityModel(**FAST, refit="all").fit(world["X"], world["y"], cutoff=world["cutoff"])
+    assert model.best_iteration_ == fitted.best_iteration_ == model.booster_.num_trees()
+    assert model.booster_.model_to_string() != fitted.booster_.model_to_string()
+
+
+def test_feature_importance_ranks_the_informative_features(fitted: PropensityModel) -> None:
+    imp = fitted.feature_importance()
+    assert imp["feature"][0] == "days_since_last_purchase"
+    assert imp["gain_share"].sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("baseline", [RecencyFrequencyBaseline(), LogisticBaseline()])
+def test_baselines_share_the_api_and_calibrate_on_the_latest_cutoff(baseline: object, world: dict) -> None:
+    model = clone(baseline).fit(world["X"], world["y"], cutoff=world["cutoff"])
+    assert model.split_["calibration"] == ["2025-06-18"]
+    assert max(model.split_["train"]) < "2025-06-18"
+    test = _world(seed=1)
+    p = model.predict_proba(test["X"])[:, 1]
+    assert ((p >= 0) & (p <= 1)).all()
+    assert roc_auc(test["y"], p) > 0.75
+    assert abs(p.mean() - test["y"].mean()) < 0.03
+
+
+def test_boosted_model_beats_the_recency_frequency_cells_when_there_is_more_signal(fitted, world) -> None:
+    rf = RecencyFrequencyBaseline().fit(world["X"], world["y"], cutoff=world["cutoff"])
+    test = _world(seed=1)
+    assert roc_auc(test["y"], fitted.predict_proba(test["X"])[:, 1]) > roc_auc(
+        test["y"], rf.predict_proba(test["X"])[:, 1]
+    )
+
+
+def test_recency_frequency_baseline_names_a_missing_feature(world: dict) -> None:
+    with pytest.raises(SchemaError, match=r"recency feature 'days_since_last_purchse'.*Did you mean"):
+        RecencyFrequencyBaseline(recency="days_since_last_purchse").fit(world["X"], world["y"])
+    with pytest.raises(SchemaError, match=r"no frequency feature matches.*Hint: pass frequency="):
+        RecencyFrequencyBaseline().fit(world["X"].drop("purchases_365d"), world["y"])
