@@ -7,6 +7,7 @@ Importing omni_ml has no side effects.
 from __future__ import annotations
 
 from omni_ml.data import Histories, LoadReport, load_histories
+from omni_ml.evaluate import Report, evaluate, fit_propensity
 from omni_ml.exceptions import (
     ConfigError,
     ConsentError,
@@ -17,6 +18,8 @@ from omni_ml.exceptions import (
     SchemaError,
 )
 from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
+from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline, predict_propensity
+from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
 
 __version__ = "0.1.0"
 
@@ -29,11 +32,22 @@ __all__ = [
     "IdentityRules",
     "LeakageError",
     "LoadReport",
+    "LogisticBaseline",
     "ModelNotFoundError",
     "OmniMLError",
+    "PropensityModel",
+    "RecencyFrequencyBaseline",
+    "Report",
     "SchemaError",
+    "TrainingSet",
     "__version__",
     "consent_state",
+    "cutoffs",
+    "evaluate",
+    "fit_propensity",
     "load_histories",
+    "predict_propensity",
     "resolve_identities",
+    "training_cutoffs",
+    "training_set",
 ]

@@ -117,6 +117,35 @@ def resolve(
 
 @app.command()
 @_user_errors
+def train(
+    directory: Annotated[Path, typer.Argument(help="Histories directory (events.parquet|csv, ...).")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Data ends here; labels must be observed by then (ISO 8601).")],
+    horizon: Annotated[int, typer.Option("--horizon", help="Label window in days: purchase in [t, t + horizon).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to save the fitted model (joblib).")] = Path(
+        "propensity_model.joblib"
+    ),
+) -> None:
+    """Train the purchase propensity model, back-test it out of time, print the metrics and save it."""
+    import warnings
+
+    from omni_ml.data import load_histories
+    from omni_ml.evaluate import fit_propensity
+    from omni_ml.identity import resolve_identities
+    from omni_ml.models import save_model
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        hist = load_histories(directory, as_of=as_of)
+    hist = resolve_identities(hist, as_of=as_of)
+    model, report = fit_propensity(hist, as_of, horizon)
+    typer.echo(f"out-of-time back-test ({horizon}-day horizon, as of {as_of}):")
+    typer.echo(report.to_text())
+    path = save_model(model, out)
+    typer.echo(f"saved model ({model.best_iteration_} trees, {len(model.feature_names_)} features) to {path}")
+
+
+@app.command()
+@_user_errors
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the histories and truth/ into.")],
     preset: Annotated[str, typer.Option("--preset", help="small | default | large: the base config.")] = "default",
