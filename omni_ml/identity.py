@@ -229,11 +229,13 @@ class IdentityReport:
             lines.append(f"    {r['identifier']}  degree {r['degree']} ({why})")
         lines.append(f"  conflicts (2+ {self.rules.primary_type} ids, not merged): {self.conflicts.height:,}")
         for r in self.conflicts.head(top).iter_rows(named=True):
-            lines.append(f"    {r['component']}  size {r['size']}  ids {r['primary_ids']}  ambiguous {r['ambiguous']}")
+            ids = _short_list(r["primary_ids"])
+            lines.append(f"    {r['component']}  size {r['size']}  ids {ids}  ambiguous {r['ambiguous']}")
         cap = self.rules.max_component_size
         lines.append(f"  oversize components (> {cap}, not trusted): {self.oversize.height:,}")
         for r in self.oversize.head(top).iter_rows(named=True):
-            lines.append(f"    {r['component']}  size {r['size']}  {self.rules.primary_type} ids {r['primary_ids']}")
+            ids = _short_list(r["primary_ids"])
+            lines.append(f"    {r['component']}  size {r['size']}  {self.rules.primary_type} ids {ids}")
         lines.append(
             f"  ambiguous identifiers (own customer): {self.ambiguous:,}; "
             f"{self.rules.primary_type}-{self.rules.primary_type} links ignored: {self.primary_links_ignored:,}"
@@ -241,6 +243,11 @@ class IdentityReport:
         if self.stability is not None:
             lines.append("  vs previous map: " + ", ".join(f"{k} {v:,}" for k, v in self.stability.items()))
         return "\n".join(lines)
+
+
+def _short_list(values: list[str], limit: int = 5) -> str:
+    shown = ", ".join(values[:limit])
+    return f"{shown}, ... ({len(values)})" if len(values) > limit else shown
 
 
 # ----------------------------------------------------------------------------- public API

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from omni_ml.data import Histories
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 
@@ -27,3 +29,36 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from omni_ml.simulate import preset, simulate
 
     return simulate(preset("small", seed=0), tmp_path_factory.mktemp("small_world"))
+
+
+@pytest.fixture(scope="session")
+def small_histories(small_world: Path) -> Histories:
+    """The small world's histories, identity-resolved with default rules and collected in memory."""
+    from omni_ml.data import load_histories
+    from omni_ml.identity import resolve_identities
+
+    return resolve_identities(load_histories(small_world)).collect()
+
+
+# Small and fast on purpose: the scoring and campaign tests check behaviour, not model quality.
+CAMPAIGN_TEST_CONFIG = {
+    "train": {
+        "n_cutoffs": 5,
+        "every_days": 28,
+        "model": {"n_estimators": 120, "learning_rate": 0.1, "early_stopping_rounds": 20, "num_leaves": 15},
+    },
+    "channel": {"n_estimators": 60, "lookback_days": 49, "pause_ratio": 0.5},
+}
+CAMPAIGN_TRAIN_AS_OF = "2024-12-01"
+
+
+@pytest.fixture(scope="session")
+def campaign_model_path(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CampaignModel (propensity + channel model) fitted once per session on the small world, saved."""
+    from omni_ml.campaign import CampaignConfig, CampaignModel
+    from omni_ml.config import from_mapping
+    from omni_ml.data import load_histories
+
+    config = from_mapping(CampaignConfig, CAMPAIGN_TEST_CONFIG)
+    model = CampaignModel(config).fit(load_histories(small_world), CAMPAIGN_TRAIN_AS_OF, horizon_days=28)
+    return model.save(tmp_path_factory.mktemp("campaign_model") / "campaign_model.joblib")
