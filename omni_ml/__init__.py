@@ -17,6 +17,7 @@ from omni_ml.exceptions import (
     OmniMLError,
     SchemaError,
 )
+from omni_ml.explain import explain
 from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline, predict_propensity
 from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
@@ -44,6 +45,7 @@ __all__ = [
     "consent_state",
     "cutoffs",
     "evaluate",
+    "explain",
     "fit_propensity",
     "load_histories",
     "predict_propensity",

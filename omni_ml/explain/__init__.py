@@ -1,7 +1,29 @@
-"""Why this score? Exact, fast SHAP reason codes in words (temporary init; replaced below)."""
+"""Why this recommendation? Exact, fast SHAP reason codes in words.
+
+* :class:`TreeShap` -- exact path-dependent TreeSHAP for LightGBM (the numbers of ``pred_contrib`` /
+  ``shap.TreeExplainer``), many times faster (see ``benchmarks/bench_explain.py``);
+* :func:`explain` -- top-k reasons per customer, rendered from the FeatureSet, with signed contributions
+  in log-odds (exact) and probability units (documented approximation);
+* :func:`explain_difference` -- reasons for the difference of two outputs (channel c vs no contact);
+* :func:`global_importance`, :func:`plot_beeswarm`, :func:`plot_waterfall`, :func:`plot_importance` --
+  global views that save to PNG headless.
+"""
 
 from __future__ import annotations
 
+from omni_ml.explain._plots import global_importance, plot_beeswarm, plot_importance, plot_waterfall
+from omni_ml.explain._reasons import FeatureDescriber, explain, explain_difference, explainer_for, family_label
 from omni_ml.explain._treeshap import TreeShap
 
-__all__ = ["TreeShap"]
+__all__ = [
+    "FeatureDescriber",
+    "TreeShap",
+    "explain",
+    "explain_difference",
+    "explainer_for",
+    "family_label",
+    "global_importance",
+    "plot_beeswarm",
+    "plot_importance",
+    "plot_waterfall",
+]

@@ -1,0 +1,229 @@
+"""Global views of SHAP values: mean |SHAP| per feature and per family, beeswarm, waterfall, bar.
+
+Plots are drawn headless (no ``plt.show``), returned as matplotlib Figures and optionally saved to PNG
+(e.g. as MLflow artifacts). The beeswarm and waterfall are shap's own plots fed with our exact values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from omni_ml.explain._frames import feature_matrix
+from omni_ml.explain._reasons import (
+    FeatureDescriber,
+    _family_of,
+    _render_one,
+    _resolve_feature_set,
+    explainer_for,
+    family_label,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["global_importance", "plot_beeswarm", "plot_importance", "plot_waterfall"]
+
+
+def _values(model: Any, X: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[str], float]:
+    ts = explainer_for(model)
+    x = feature_matrix(X, ts.feature_names)
+    return ts.shap_values(x), x, ts.feature_names, ts.expected_value
+
+
+def global_importance(
+    model: Any,
+    X: Any,
+    *,
+    feature_set: FeatureDescriber | None = None,
+    by: Literal["feature", "family"] = "feature",
+) -> pl.DataFrame:
+    """Mean absolute SHAP value (log-odds) per feature or per feature family, largest first.
+
+    Parameters
+    ----------
+    model
+        A fitted ``PropensityModel``, LightGBM model or ``lightgbm.Booster``.
+    X
+        Rows to average over (e.g. a validation set or the scored customer base).
+    feature_set
+        Gives each feature's family and description; defaults to ``model.feature_set_``.
+    by
+        ``"feature"``: one row per feature with its family and description; ``"family"``: the SHAP
+        values of a family's features are summed per row first, then averaged in absolute value.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``feature`` (or ``family``), ``mean_abs_shap``, ``mean_shap``, ``share`` (of the total mean
+        |SHAP|), and ``family``/``description`` (by feature) or ``label``/``n_features`` (by family).
+
+    Examples
+    --------
+    >>> import lightgbm as lgb, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 3))
+    >>> booster = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, (X[:, 1] > 0).astype(int)), 10)
+    >>> global_importance(booster, X)["feature"][0]
+    'Column_1'
+    """
+    feature_set = _resolve_feature_set(model, feature_set)
+    phi, _, names, _ = _values(model, X)
+    families = [_family_of(feature_set, n) for n in names]
+    if by == "family":
+        fams = list(dict.fromkeys(families))
+        summed = np.column_stack([phi[:, [f == fam for f in families]].sum(axis=1) for fam in fams])
+        mean_abs = np.abs(summed).mean(axis=0) if phi.shape[0] else np.zeros(len(fams))
+        frame = pl.DataFrame(
+            {
+                "family": fams,
+                "label": [family_label(f) for f in fams],
+                "n_features": [families.count(f) for f in fams],
+                "mean_abs_shap": mean_abs,
+                "mean_shap": summed.mean(axis=0) if phi.shape[0] else np.zeros(len(fams)),
+            }
+        )
+    else:
+        descriptions = [_describe(feature_set, n) for n in names]
+        frame = pl.DataFrame(
+            {
+                "feature": names,
+                "family": families,
+                "description": descriptions,
+                "mean_abs_shap": np.abs(phi).mean(axis=0) if phi.shape[0] else np.zeros(len(names)),
+                "mean_shap": phi.mean(axis=0) if phi.shape[0] else np.zeros(len(names)),
+            }
+        )
+    total = float(frame["mean_abs_shap"].sum())
+    frame = frame.with_columns(share=pl.col("mean_abs_shap") / total if total > 0 else pl.lit(0.0))
+    key = "family" if by == "family" else "feature"
+    return frame.sort(["mean_abs_shap", key], descending=[True, False])
+
+
+def _describe(feature_set: FeatureDescriber | None, name: str) -> str:
+    if feature_set is None:
+        return name
+    try:
+        return feature_set.describe(name)
+    except KeyError:
+        return name
+
+
+def _explanation(model: Any, X: Any, feature_set: FeatureDescriber | None) -> Any:
+    import shap
+
+    phi, x, names, base = _values(model, X)
+    return shap.Explanation(
+        values=phi,
+        base_values=np.full(phi.shape[0], base),
+        data=x,
+        feature_names=names,
+    )
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def _new_figure() -> Any:
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in {"agg", "module://matplotlib_inline.backend_inline"}:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return plt
+
+
+def plot_beeswarm(
+    model: Any,
+    X: Any,
+    *,
+    feature_set: FeatureDescriber | None = None,
+    max_display: int = 15,
+    path: str | Path | None = None,
+) -> Figure:
+    """SHAP beeswarm (one dot per row and feature, coloured by the feature value), saved if ``path``.
+
+    Examples
+    --------
+    >>> import lightgbm as lgb, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3))
+    >>> booster = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, (X[:, 0] > 0).astype(int)), 5)
+    >>> fig = plot_beeswarm(booster, X)
+    >>> len(fig.axes) >= 1
+    True
+    """
+    import shap
+
+    plt = _new_figure()
+    feature_set = _resolve_feature_set(model, feature_set)
+    explanation = _explanation(model, X, feature_set)
+    shap.plots.beeswarm(explanation, max_display=max_display, show=False)
+    fig = plt.gcf()
+    fig.suptitle("SHAP values (log-odds) per feature")
+    return _finish(fig, path)
+
+
+def plot_waterfall(
+    model: Any,
+    X: Any,
+    *,
+    row: int = 0,
+    feature_set: FeatureDescriber | None = None,
+    max_display: int = 10,
+    path: str | Path | None = None,
+) -> Figure:
+    """Waterfall of one row's contributions from the base value to its log-odds, saved if ``path``.
+
+    Bars are labelled with the rendered feature values (``feature_set.render``) when available.
+    """
+    import shap
+
+    plt = _new_figure()
+    feature_set = _resolve_feature_set(model, feature_set)
+    phi, x, names, base = _values(model, X)
+    if not 0 <= row < phi.shape[0]:
+        msg = f"row {row} is out of range for X with {phi.shape[0]} rows."
+        raise IndexError(msg)
+    labels = [_render_one(feature_set, n, float(v)) for n, v in zip(names, x[row], strict=True)]
+    explanation = shap.Explanation(
+        values=phi[row],
+        base_values=base,
+        data=x[row],
+        feature_names=labels,
+    )
+    shap.plots.waterfall(explanation, max_display=max_display, show=False)
+    fig = plt.gcf()
+    return _finish(fig, path)
+
+
+def plot_importance(
+    model: Any,
+    X: Any,
+    *,
+    feature_set: FeatureDescriber | None = None,
+    by: Literal["feature", "family"] = "family",
+    max_display: int = 15,
+    path: str | Path | None = None,
+) -> Figure:
+    """Horizontal bar chart of mean |SHAP| per family (default) or feature, saved if ``path``."""
+    plt = _new_figure()
+    table = global_importance(model, X, feature_set=feature_set, by=by).head(max_display)
+    labels = table["label" if by == "family" else "feature"].to_list()[::-1]
+    values = table["mean_abs_shap"].to_numpy()[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
+    ax.barh(labels, values, color="#1f77b4")
+    ax.set_xlabel("mean |SHAP| (log-odds)")
+    ax.set_title(f"Global importance by {by}")
+    return _finish(fig, path)
