@@ -19,19 +19,23 @@ from omni_ml.evaluate._metrics import (
     roc_auc,
     top_decile_lift,
 )
+from omni_ml.evaluate._offpolicy import OffPolicyResult, estimate_logging_probability, off_policy_value
 from omni_ml.evaluate._report import Report, evaluate, evaluate_scores
 
 __all__ = [
+    "OffPolicyResult",
     "Report",
     "backtest",
     "brier",
     "calibration_table",
+    "estimate_logging_probability",
     "evaluate",
     "evaluate_scores",
     "expected_calibration_error",
     "fit_propensity",
     "lift_table",
     "log_loss",
+    "off_policy_value",
     "pr_auc",
     "roc_auc",
     "top_decile_lift",
