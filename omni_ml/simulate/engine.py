@@ -17,9 +17,11 @@ One day, in this order (the truth recursion in :mod:`omni_ml.simulate.truth` fol
    category weights; the category is drawn proportionally to ``w_c``;
 6. browsing sessions; end of day: spontaneous consent changes, decays, days since purchase + 1.
 
-Core decisions (3-5 and background browsing) use four uniforms per person per day drawn from the
-day's own stream, so a campaign changes a person's future only through its effect (common random
-numbers); details of the day (categories, counts, opens) come from a second per-day stream.
+Every per-person decision of a day (drop-out, purchase, intent and its category, complaint, browsing)
+uses seven uniforms per person drawn from the day's own stream, and the responses to contacts use a
+separate stream, so a campaign changes a person's future only through its effect, and leaves the
+days of everyone else's purchases untouched (common random numbers). Row details (times, amounts,
+products) are drawn afterwards per chunk and period, and may be re-drawn when the set of rows changes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import stats
 
 from omni_ml.simulate.config import (
     CHANNELS,
@@ -64,7 +67,8 @@ class EndState:
 
     alive: np.ndarray
     in_market: np.ndarray
-    dslp: np.ndarray
+    sup: np.ndarray
+    lift: np.ndarray
     lam_mult: np.ndarray
     eff: np.ndarray
     fatigue: np.ndarray
@@ -112,12 +116,12 @@ def run_chunk(
     ``campaign`` (optional, length ``n``): channel index per person contacted at ``end`` (``-1``: none).
     """
     n = pop.n
-    n_cat = pop.pref.shape[1]
+    n_cat = pop.pref_t.shape[0]
     alive = pop.alive0 & (pop.signup_day < 0) | (pop.signup_day >= 0)
     in_market = np.zeros(n, dtype=bool)
     intent_cat = np.zeros(n, dtype=np.int32)
-    dslp = pop.dslp0.copy()
-    dsl_any = np.minimum(dslp.min(axis=1), NEVER).astype(np.int32)
+    sup, lift = tables.initial(pop.dslp0)
+    dsl_any = np.minimum(pop.dslp0.min(axis=0), NEVER).astype(np.int32)
     lam_mult = np.ones(n, dtype=np.float32)
     eff = np.zeros(n, dtype=np.float32)
     fatigue = np.zeros(n, dtype=np.float32)
@@ -139,6 +143,10 @@ def run_chunk(
         who = old[pop.consent0[old, c]]
         consents.add(idx=who, day=pop.signup_day[who], ch=c, granted=True, sec=pop.signup_sec[who], source=0)
     next_change = np.maximum(pop.signup_day, 0)[:, None] + _waits(rng0, cfg, pop.consent0)
+    next_any = next_change.min(axis=1)
+    by_signup = np.argsort(pop.signup_day, kind="stable")
+    session_cdf = np.cumsum(stats.poisson.pmf(np.arange(12), cfg.in_market_sessions)).astype(np.float32)
+    signup_sorted = pop.signup_day[by_signup]
 
     end_state: EndState | None = None
     for t in range(cal.n_total):
@@ -146,16 +154,17 @@ def run_chunk(
             end_state = EndState(
                 alive.copy(),
                 in_market.copy(),
-                dslp.copy(),
+                sup.copy(),
+                lift.copy(),
                 lam_mult.copy(),
                 eff.copy(),
                 fatigue.copy(),
                 consent.copy(),
                 dsl_any.copy(),
             )
-        core = rng_for(cfg, DAY_CORE, chunk, t).random((4, n), dtype=np.float32)
+        core = rng_for(cfg, DAY_CORE, chunk, t).random((7, n), dtype=np.float32)
         misc = rng_for(cfg, DAY_MISC, chunk, t)
-        signing = np.flatnonzero(pop.signup_day == t)
+        signing = by_signup[np.searchsorted(signup_sorted, t) : np.searchsorted(signup_sorted, t, side="right")]
         if signing.size:
             consent[signing] = pop.consent0[signing]
             for c in range(len(CHANNELS)):
@@ -174,14 +183,15 @@ def run_chunk(
             who, ch, p_assign, code, sec = sent
             fm = 1.0 / (1.0 + cfg.fatigue_strength * fatigue[who])
             eff[who] += pop.uplift[who, ch] * fm
-            u = misc.random((3, who.size), dtype=np.float32)
+            reply = rng_for(cfg, DAY_MISC, chunk, t, 1)  # own stream: a campaign leaves `misc` untouched
+            u = reply.random((3, who.size), dtype=np.float32)
             eng = pop.engage[who, ch] * fm
             here = alive[who]
             opened = here & _HAS_OPEN[ch] & (u[0] < _OPEN[ch] * eng)
             clicked = here & (opened | ~_HAS_OPEN[ch]) & (u[1] < _CLICK[ch] * eng)
             p_unsub = cfg.unsubscribe_rate * _UNSUB_W[ch] * (1.0 + 0.15 * fatigue[who] ** 2)
             unsub = here & (u[2] < p_unsub)
-            unsub_sec = np.minimum(sec + misc.integers(1800, 8 * 3600, size=who.size), 86_399)
+            unsub_sec = np.minimum(sec + reply.integers(1800, 8 * 3600, size=who.size), 86_399)
             consent[who[unsub], ch[unsub]] = False
             consents.add(idx=who[unsub], day=t, ch=ch[unsub], granted=False, sec=unsub_sec[unsub], source=1)
             fatigue[who] += 1.0
@@ -210,23 +220,23 @@ def run_chunk(
         buying = live & in_market & (core[1] < buy_p)
         # 5. new purchase intent
         cand = live & ~in_market
-        w = tables.weights(pop.pref, dslp)
-        hazard = pop.lam * lam_mult * cal.season[t] * w.sum(axis=1) + eff
+        w = tables.weights(pop.pref_t, sup, lift)
+        hazard = pop.lam * lam_mult * cal.season[t] * w.sum(axis=0) + eff
         starting = np.flatnonzero(cand & (core[2] < -np.expm1(-hazard)))
 
         buyers = np.flatnonzero(buying)
         if buyers.size:
             cat = intent_cat[buyers]
-            complaint = misc.random(buyers.size) < cfg.complaint_rate
+            complaint = core[4, buyers] < cfg.complaint_rate
             purchases.add(idx=buyers, day=t, cat=cat, complaint=complaint)
             lam_mult[buyers[complaint]] *= np.float32(cfg.complaint_effect)
             in_market[buyers] = False
-            dslp[buyers, cat] = 0
+            tables.bought(sup, lift, buyers, cat)
             dsl_any[buyers] = 0
         if starting.size:
-            cum = np.cumsum(w[starting], axis=1)
-            u = misc.random(starting.size) * cum[:, -1]
-            intent_cat[starting] = np.minimum((cum < u[:, None]).sum(axis=1), n_cat - 1)
+            cum = np.cumsum(w[:, starting], axis=0)
+            u = core[5, starting] * cum[-1]
+            intent_cat[starting] = np.minimum((cum < u[None, :]).sum(axis=0), n_cat - 1)
             in_market[starting] = True
 
         # 6. browsing: background sessions, and more while in market
@@ -235,13 +245,15 @@ def run_chunk(
             sessions.add(idx=bg, day=t, cat=-1)
         im = np.flatnonzero(live & in_market)
         if im.size:
-            k = misc.poisson(cfg.in_market_sessions, size=im.size)
+            k = np.searchsorted(session_cdf, core[6, im], side="right")
             rep = np.repeat(im, k)
             if rep.size:
                 sessions.add(idx=rep, day=t, cat=intent_cat[rep])
 
         # end of day: spontaneous consent changes (after noon, so after the day's contacts), decays
-        rows, cols = np.nonzero(next_change == t)
+        due = np.flatnonzero(next_any == t)
+        hit_rows, cols = np.nonzero(next_change[due] == t)
+        rows = due[hit_rows]
         if rows.size:
             granted = ~consent[rows, cols]
             allowed = ~granted | (alive[rows] & ((cols != PUSH) | pop.has_app[rows]))
@@ -249,9 +261,10 @@ def run_chunk(
             consent[r, c] = g
             consents.add(idx=r, day=t, ch=c, granted=g, sec=misc.integers(12 * 3600, 86_400, size=r.size), source=2)
             next_change[rows, cols] = t + _waits(misc, cfg, consent[rows, cols])
+            next_any[due] = next_change[due].min(axis=1)
         eff *= eff_decay
         fatigue *= fat_decay
-        dslp += dslp < NEVER - 1
+        tables.advance(sup, lift)
         dsl_any += dsl_any < NEVER - 1
 
     if end_state is None:  # pragma: no cover - future_days >= 1 is validated
@@ -275,23 +288,28 @@ def _waits(rng: np.random.Generator, cfg: SimulationConfig, consented: np.ndarra
     return rng.geometric(np.clip(rate, 1e-9, 1.0)).astype(np.int64)
 
 
-def policy_probabilities(
-    cfg: SimulationConfig, consent: np.ndarray, dsl_any: np.ndarray, spend: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The historic logging policy: P(contacted today) and P(channel | contacted) per person.
+def contact_probability(cfg: SimulationConfig, dsl_any: np.ndarray) -> np.ndarray:
+    """The historic logging policy's P(contacted on a campaign day) of consented persons.
 
-    Recent buyers are targeted more (``1.6x`` within 60 days, ``0.5x`` after a year); high spenders get
-    more direct mail. With probability ``exploration`` the channel is uniform over consented channels, so
-    every consented channel has a positive assignment probability.
+    Recent buyers are targeted more: ``1.6x`` within 60 days of a purchase, ``0.5x`` after a year.
     """
     tilt = np.where(dsl_any < 60, 1.6, np.where(dsl_any < 365, 1.0, 0.5))
-    p_contact = np.clip(cfg.contact_rate * tilt, 0.0, 0.95)
+    return np.clip(cfg.contact_rate * tilt, 0.0, 0.95)
+
+
+def channel_probabilities(cfg: SimulationConfig, consent: np.ndarray, spend: np.ndarray) -> np.ndarray:
+    """The historic logging policy's P(channel | contacted), ``(n, 5)``.
+
+    Channels are weighted by ``POLICY_WEIGHT`` among consented ones (high spenders get more direct mail);
+    with probability ``exploration`` the channel is uniform over consented channels, so every consented
+    channel has a positive assignment probability and off-policy evaluation is possible.
+    """
     w = _POLICY_W[None, :] * consent
     w[:, _DM] *= np.where(spend > 1.3, 3.0, 1.0)
     n_ok = consent.sum(axis=1, keepdims=True)
     probs = (1.0 - cfg.exploration) * w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
     probs += cfg.exploration * consent / np.maximum(n_ok, 1)
-    return p_contact, probs
+    return probs
 
 
 def _historic_policy(
@@ -303,12 +321,13 @@ def _historic_policy(
     t: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     eligible = np.flatnonzero((pop.signup_day < t) & consent.any(axis=1))
-    p_contact, probs = policy_probabilities(cfg, consent[eligible], dsl_any[eligible], pop.spend[eligible])
     u = misc.random((2, eligible.size))
-    chosen = u[0] < p_contact
-    cum = np.cumsum(probs[chosen], axis=1)
-    ch = np.minimum((cum < (u[1, chosen] * cum[:, -1])[:, None]).sum(axis=1), len(CHANNELS) - 1)
+    chosen = u[0] < contact_probability(cfg, dsl_any[eligible])
     who = eligible[chosen]
-    p_assign = p_contact[chosen] * probs[chosen][np.arange(who.size), ch]
+    p_contact = contact_probability(cfg, dsl_any[who])
+    probs = channel_probabilities(cfg, consent[who], pop.spend[who])
+    cum = np.cumsum(probs, axis=1)
+    ch = np.minimum((cum < (u[1, chosen] * cum[:, -1])[:, None]).sum(axis=1), len(CHANNELS) - 1)
+    p_assign = p_contact * probs[np.arange(who.size), ch]
     sec = misc.integers(8 * 3600, 10 * 3600, size=who.size)
     return who, ch.astype(np.int64), p_assign, t, sec

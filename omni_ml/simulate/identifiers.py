@@ -78,12 +78,21 @@ def _values(cfg: SimulationConfig, pop: Population, idx: np.ndarray, kind: np.nd
     return val
 
 
-def _identifier(kind: np.ndarray, val: np.ndarray) -> pl.Expr:
-    prefix = pl.Series(_PREFIX).gather(pl.Series(kind.astype(np.int64)))
-    suffix = pl.Series(_SUFFIX).gather(pl.Series(kind.astype(np.int64)))
-    return pl.when(pl.lit(pl.Series(kind != 0))).then(
-        pl.concat_str([pl.lit(prefix), pl.lit(pl.Series(val)).cast(pl.String), pl.lit(suffix)])
-    )
+def _ident_strings(kind: np.ndarray, val: np.ndarray) -> pl.Series:
+    """Identifier strings of (kind, value) pairs (null where kind is none)."""
+    kind = np.asarray(kind, dtype=np.int64)
+    frame = pl.DataFrame({"kind": kind, "val": np.asarray(val, dtype=np.uint64)})
+    return frame.select(
+        pl.when(pl.col("kind") > 0).then(
+            pl.concat_str(
+                [
+                    pl.Series(_PREFIX).gather(pl.Series(kind)),
+                    pl.col("val").cast(pl.String),
+                    pl.Series(_SUFFIX).gather(pl.Series(kind)),
+                ]
+            )
+        )
+    ).to_series()
 
 
 def _lookup(names: list[str | None], codes: np.ndarray) -> pl.Series:
@@ -123,32 +132,33 @@ def events_frame(
     prod_pos = np.where(
         rows.product >= 0, rows.category.astype(np.int64) * PRODUCTS_PER_CATEGORY + rows.product, len(products)
     )
-    cid = customer_ids(pop.gid[rows.idx])
+    n = rows.idx.size
+    cid_pos = np.where(keep_cid, rows.idx, pop.n)
+    uniq, first, inverse = np.unique(val, return_index=True, return_inverse=True)
+    ident_names = _ident_strings(rows.kind[first], uniq).append(pl.Series([None], dtype=pl.String))
+    ident_pos = np.where(show_ident, inverse, uniq.size)
+    amount = rows.amount
     frame = pl.DataFrame(
         {
-            "customer_id": cid,
-            "keep": keep_cid,
-            "ident_kind": rows.kind.astype(np.int8),
-            "ts": rows.ts,
-            "amount": rows.amount,
+            "customer_id": customer_ids(pop.gid).append(pl.Series([None], dtype=pl.String)).gather(cid_pos),
+            "identifier": ident_names.gather(ident_pos),
+            "timestamp": pl.Series(rows.ts).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+            "channel": _lookup(list(EVENT_CHANNELS), rows.channel),
+            "event_type": _lookup(list(EVENT_TYPES), rows.event_type),
+            "amount": pl.Series(amount).fill_nan(None) if n else pl.Series(amount),
+            "product_id": _lookup([*products, None], prod_pos),
+            "category": _lookup(
+                [*CATEGORY_NAMES, None], np.where(rows.category >= 0, rows.category, len(CATEGORY_NAMES))
+            ),
+            "campaign_id": _lookup(campaign_names, camp_pos),
         }
-    ).select(
-        pl.when(pl.col("keep")).then(pl.col("customer_id")).alias("customer_id"),
-        pl.when(pl.lit(pl.Series(show_ident))).then(_identifier(rows.kind, val)).alias("identifier"),
-        pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("timestamp"),
-        pl.lit(_lookup(list(EVENT_CHANNELS), rows.channel)).alias("channel"),
-        pl.lit(_lookup(list(EVENT_TYPES), rows.event_type)).alias("event_type"),
-        pl.col("amount"),
-        pl.lit(_lookup(products + [None], prod_pos)).alias("product_id"),
-        pl.lit(
-            _lookup([*CATEGORY_NAMES, None], np.where(rows.category >= 0, rows.category, len(CATEGORY_NAMES)))
-        ).alias("category"),
-        pl.lit(_lookup(campaign_names, camp_pos)).alias("campaign_id"),
     )
-    frame = frame.with_columns(pl.col("amount").fill_nan(None))
-    seen = pl.DataFrame(
-        {"gid": pop.gid[rows.idx], "kind": rows.kind.astype(np.int8), "val": val, "ts": rows.ts}
-    ).filter(pl.col("kind") > 0)
+    seen = (
+        pl.DataFrame({"gid": pop.gid[rows.idx], "kind": rows.kind.astype(np.int8), "val": val, "ts": rows.ts})
+        .filter(pl.col("kind") > 0)
+        .group_by("gid", "kind", "val")
+        .agg(pl.col("ts").min())
+    )
     return frame, seen
 
 
@@ -229,11 +239,6 @@ def _person_ids(cfg: SimulationConfig, pop: Population) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def _ident_strings(kind: np.ndarray, val: np.ndarray) -> pl.Series:
-    """Identifier strings of (kind, value) pairs."""
-    return pl.select(_identifier(np.asarray(kind, dtype=np.int64), np.asarray(val, dtype=np.uint64))).to_series()
-
-
 def links_frame(cfg: SimulationConfig, pop: Population, cal: Calendar, seen: pl.DataFrame) -> pl.DataFrame:
     """identity_links of the history: sign-up links, cookie logins, default-card receipts."""
     signup_ts = (cal.epoch_day + pop.signup_day.astype(np.int64)) * 86_400_000_000 + pop.signup_sec * 1_000_000
@@ -249,7 +254,7 @@ def links_frame(cfg: SimulationConfig, pop: Population, cal: Calendar, seen: pl.
         }
     )
     email = person.filter(pl.col("kind") == _K["email"]).select("gid", pl.col("val").alias("email"))
-    first = seen.group_by("gid", "kind", "val").agg(pl.col("ts").min()).sort("gid", "kind", "val")
+    first = seen.sort("gid", "kind", "val")
     cookies = first.filter(pl.col("kind") == _K["cookie"])
     cookies = cookies.filter(pl.Series(_uniform(cookies["val"].to_numpy()) < cfg.link_rate))
     cards = first.filter(pl.col("kind") == _K["default_card"])
@@ -280,18 +285,17 @@ def identity_truth(cfg: SimulationConfig, pop: Population, seen: pl.DataFrame) -
 
     Default shop cards are always shared (other chunks' persons use them too).
     """
-    ids = pl.concat([_person_ids(cfg, pop), seen.select("gid", "kind", "val")]).unique().sort("gid", "kind", "val")
-    crm = pl.DataFrame({"customer_id": customer_ids(pop.gid)}).select(
-        ("crm:" + pl.col("customer_id")).alias("identifier"), "customer_id", pl.lit(False).alias("shared")
-    )
+    ids = pl.concat([_person_ids(cfg, pop), seen.select("gid", "kind", "val")]).unique()
+    ids = ids.with_columns(
+        ((pl.col("gid").n_unique().over("kind", "val") > 1) | (pl.col("kind") == _K["default_card"])).alias("shared")
+    ).sort("kind", "val", "gid")
+    cids = customer_ids(pop.gid)
+    crm = pl.DataFrame({"identifier": "crm:" + cids, "customer_id": cids, "shared": np.zeros(pop.n, dtype=bool)})
     rest = pl.DataFrame(
         {
             "identifier": _ident_strings(ids["kind"].to_numpy(), ids["val"].to_numpy()),
-            "customer_id": customer_ids(ids["gid"].to_numpy()),
-            "default": ids["kind"] == _K["default_card"],
+            "customer_id": cids.gather(ids["gid"].to_numpy() - int(pop.gid[0])),
+            "shared": ids["shared"],
         }
     )
-    rest = rest.with_columns(
-        ((pl.col("customer_id").n_unique().over("identifier") > 1) | pl.col("default")).alias("shared")
-    ).drop("default")
-    return pl.concat([crm, rest]).unique(maintain_order=True).sort("identifier", "customer_id")
+    return pl.concat([crm, rest])

@@ -32,7 +32,6 @@ __all__ = ["Calendar", "Population", "draw_population", "rng_for"]
 # Purposes of random streams (first element of the spawn key after the seed).
 PEOPLE, DAY_CORE, DAY_MISC, EXPAND, IDENT, CALENDAR = 0, 1, 2, 3, 4, 5
 NEVER = 2047  # "days since last purchase" of a category never bought (table size - 1)
-TABLE_DAYS = NEVER + 1
 PUSH = CHANNELS.index("push")
 
 
@@ -85,6 +84,7 @@ class Population:
     lam: np.ndarray  # base purchase-intent hazard per day
     q: np.ndarray  # daily drop-out hazard
     pref: np.ndarray  # (n, C) category preferences, rows sum to 1
+    pref_t: np.ndarray  # (C, n) the same, category-major (fast daily sums)
     spend: np.ndarray  # price multiplier
     has_app: np.ndarray
     has_card: np.ndarray
@@ -96,7 +96,7 @@ class Population:
     uplift: np.ndarray  # (n, 5) extra intent hazard right after a contact per channel
     engage: np.ndarray  # (n, 5) open / click propensity multiplier per channel
     consent0: np.ndarray  # (n, 5) consent at sign-up
-    dslp0: np.ndarray  # (n, C) days since last purchase per category at start
+    dslp0: np.ndarray  # (C, n) days since last purchase per category at start (category-major)
     cookie_life: np.ndarray
     cookie_phase: np.ndarray
     shop: np.ndarray  # home shop index
@@ -168,7 +168,7 @@ def draw_population(cfg: SimulationConfig, chunk: int, offset: int, n: int) -> P
     dslp0 = rng.integers(0, 1500, size=(n, n_cat))
     ever = rng.random((n, n_cat)) < 0.5
     dslp0 = np.where(ever & (signup_day[:, None] < 0), np.minimum(dslp0, tenure[:, None] + 30), NEVER)
-    dslp0 = np.minimum(dslp0, NEVER).astype(np.int32)
+    dslp0 = np.ascontiguousarray(np.minimum(dslp0, NEVER).T.astype(np.int32))
 
     cookie_life = np.maximum(3.0, rng.gamma(2.0, cfg.cookie_lifetime_days / 2.0, size=n))
     cookie_phase = rng.random(n) * cookie_life
@@ -180,6 +180,7 @@ def draw_population(cfg: SimulationConfig, chunk: int, offset: int, n: int) -> P
         lam=lam.astype(np.float32),
         q=q.astype(np.float32),
         pref=pref.astype(np.float32),
+        pref_t=np.ascontiguousarray(pref.T.astype(np.float32)),
         spend=spend,
         has_app=has_app,
         has_card=has_card,
@@ -202,38 +203,69 @@ def draw_population(cfg: SimulationConfig, chunk: int, offset: int, n: int) -> P
 
 @dataclasses.dataclass(frozen=True)
 class CategoryTables:
-    """Lookup tables turning "days since last purchase per category" into category weights."""
+    """Turns purchase history into category weights with two small per-person states.
 
-    suppress: np.ndarray  # flat (C * TABLE_DAYS,): durable goods are unlikely soon after a purchase
-    offsets: np.ndarray  # (C,) c * TABLE_DAYS
-    boost: np.ndarray  # (TABLE_DAYS,) complement lift by days since the parent purchase
-    pairs: tuple[tuple[int, int], ...]  # (parent, child) category indices
+    ``sup`` (one row per durable category): after a purchase a durable good is unlikely to be bought
+    again; ``sup = 1 - 0.95 exp(-days / replacement_days)``, kept as ``1 - (1 - sup) * exp(-1 / R)`` per
+    day. ``lift`` (one row per category that has complements): ``complement_boost exp(-days / decay)``.
+    The weight of category ``c`` is ``pref_c * sup_c * (1 + sum of lifts of its parents)``.
+    """
+
+    durable: np.ndarray  # category indices of durable goods
+    keep: np.ndarray  # (D, 1) daily factor of 1 - sup
+    parents: np.ndarray  # category indices with complements
+    children: tuple[tuple[int, tuple[int, ...]], ...]  # (child category, rows of `parents` lifting it)
+    boost: float
+    lift_keep: np.float32
 
     @classmethod
     def build(cls, cfg: SimulationConfig) -> CategoryTables:
-        """Tables for the config's complement strength and decay."""
-        d = np.arange(TABLE_DAYS, dtype=np.float64)
-        rows = []
-        for _name, _alpha, _price, _sd, replace_days, _ret in CATEGORIES:
-            rows.append(1.0 - 0.95 * np.exp(-d / replace_days) if replace_days > 0 else np.ones_like(d))
-        suppress = np.stack(rows)
-        suppress[:, NEVER] = 1.0
-        boost = cfg.complement_boost * np.exp(-d / cfg.complement_decay_days)
-        boost[NEVER] = 0.0
-        pairs = tuple((CATEGORY_NAMES.index(p), CATEGORY_NAMES.index(c)) for p, c in COMPLEMENTS)
-        return cls(
-            suppress.ravel().astype(np.float32),
-            (np.arange(len(CATEGORIES)) * TABLE_DAYS).astype(np.int32),
-            boost.astype(np.float32),
-            pairs,
+        """The durable goods and complements of ``CATEGORIES`` / ``COMPLEMENTS`` for this config."""
+        durable = np.array([i for i, c in enumerate(CATEGORIES) if c[4] > 0], dtype=np.int64)
+        keep = np.array([[np.exp(-1.0 / CATEGORIES[i][4])] for i in durable], dtype=np.float32)
+        parent_names = list(dict.fromkeys(p for p, _ in COMPLEMENTS))
+        parents = np.array([CATEGORY_NAMES.index(p) for p in parent_names], dtype=np.int64)
+        child_names = list(dict.fromkeys(c for _, c in COMPLEMENTS))
+        children = tuple(
+            (CATEGORY_NAMES.index(c), tuple(parent_names.index(p) for p, cc in COMPLEMENTS if cc == c))
+            for c in child_names
         )
+        lift_keep = np.float32(np.exp(-1.0 / cfg.complement_decay_days))
+        return cls(durable, keep, parents, children, cfg.complement_boost, lift_keep)
 
-    def weights(self, pref: np.ndarray, dslp: np.ndarray) -> np.ndarray:
-        """(n, C) unnormalised intent weight of each category given days since last purchase."""
-        w = pref * np.take(self.suppress, dslp + self.offsets)
-        if self.pairs:
-            lift = np.ones((dslp.shape[0], int(self.offsets.size)), dtype=np.float32)
-            for parent, child in self.pairs:
-                lift[:, child] += np.take(self.boost, dslp[:, parent])
-            w *= lift
+    def initial(self, dslp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(sup, lift)`` from (C, n) days since the last purchase (``NEVER``: never bought)."""
+        d = dslp.astype(np.float64)
+        never = dslp >= NEVER
+        rep = np.array([CATEGORIES[i][4] for i in self.durable])[:, None]
+        sup = np.where(never[self.durable], 1.0, 1.0 - 0.95 * np.exp(-d[self.durable] / rep))
+        decay = -1.0 / np.log(float(self.lift_keep))
+        lift = np.where(never[self.parents], 0.0, self.boost * np.exp(-d[self.parents] / decay))
+        return sup.astype(np.float32), lift.astype(np.float32)
+
+    def weights(self, pref_t: np.ndarray, sup: np.ndarray, lift: np.ndarray) -> np.ndarray:
+        """(C, n) unnormalised intent weight of each category."""
+        w = pref_t.copy()
+        w[self.durable] *= sup
+        for child, rows in self.children:
+            factor = 1.0 + lift[rows[0]]
+            for r in rows[1:]:
+                factor += lift[r]
+            w[child] *= factor
         return w
+
+    def advance(self, sup: np.ndarray, lift: np.ndarray) -> None:
+        """One day passes (in place)."""
+        sup -= 1.0
+        sup *= self.keep
+        sup += 1.0
+        lift *= self.lift_keep
+
+    def bought(self, sup: np.ndarray, lift: np.ndarray, who: np.ndarray, cat: np.ndarray) -> None:
+        """Persons ``who`` bought category ``cat`` today (in place)."""
+        for row, c in enumerate(self.durable):
+            sel = who[cat == c]
+            sup[row, sel] = np.float32(0.05)
+        for row, c in enumerate(self.parents):
+            sel = who[cat == c]
+            lift[row, sel] = np.float32(self.boost)

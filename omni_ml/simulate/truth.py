@@ -21,7 +21,7 @@ import numpy as np
 
 from omni_ml.simulate.config import SimulationConfig
 from omni_ml.simulate.engine import EndState
-from omni_ml.simulate.population import NEVER, Calendar, CategoryTables, Population
+from omni_ml.simulate.population import Calendar, CategoryTables, Population
 
 __all__ = ["purchase_probability"]
 
@@ -47,7 +47,7 @@ def purchase_probability(
     if contact_channel is not None:
         fm = 1.0 / (1.0 + cfg.fatigue_strength * state.fatigue)
         eff += pop.uplift[:, contact_channel] * fm
-    dslp = state.dslp.copy()
+    sup, lift = state.sup.copy(), state.lift.copy()
     eff_decay = np.float32(np.exp(-1.0 / cfg.contact_decay_days))
     q = pop.q.astype(np.float64)
     for t in range(cal.n_history, min(cal.n_history + days, cal.n_total)):
@@ -55,12 +55,12 @@ def purchase_probability(
         p_out *= 1.0 - q
         p_in *= 1.0 - q
         p_in *= 1.0 - float(np.float32(min(cfg.buy_hazard * cal.weekday[t], 0.95)))
-        w = tables.weights(pop.pref, dslp)
-        hazard = pop.lam * state.lam_mult * cal.season[t] * w.sum(axis=1) + eff
+        w = tables.weights(pop.pref_t, sup, lift)
+        hazard = pop.lam * state.lam_mult * cal.season[t] * w.sum(axis=0) + eff
         p_start = (-np.expm1(-hazard)).astype(np.float64)
         p_in += p_out * p_start
         p_out *= 1.0 - p_start
         eff *= eff_decay
-        dslp += dslp < NEVER - 1
+        tables.advance(sup, lift)
     no_purchase = dropped + p_out + p_in + (1.0 - alive)
     return np.clip(1.0 - no_purchase, 0.0, 1.0)

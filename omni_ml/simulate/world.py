@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ class _Writer:
         if self.writer is None:
             self.schema = table.schema
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", compression_level=1)
         elif table.schema != self.schema:
             table = table.cast(self.schema)
         self.writer.write_table(table)
@@ -67,6 +69,42 @@ class _Writer:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class _Sink:
+    """Writes frames to their tables on a background thread, in submission order.
+
+    Overlaps I/O with the simulation of the next chunk; the first write error is raised by :meth:`put`
+    or :meth:`close`.
+    """
+
+    def __init__(self, writers: dict[str, _Writer]) -> None:
+        self.writers = writers
+        self.queue: queue.Queue[tuple[str, pl.DataFrame] | None] = queue.Queue(maxsize=12)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="omni-ml-simulate-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writers[item[0]].write(item[1])
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self.error = exc
+
+    def put(self, name: str, frame: pl.DataFrame) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((name, frame))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        for w in self.writers.values():
+            w.close()
+        if self.error is not None:
+            raise self.error
 
 
 def _chunks(cfg: SimulationConfig) -> list[tuple[int, int, int]]:
@@ -160,28 +198,29 @@ def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progres
     writers = {n: _Writer(out / f"{n}.parquet") for n in names}
     writers |= {f"truth/{n}": _Writer(out / "truth" / f"{n}.parquet") for n in truth_names}
     chunks = _chunks(cfg)
+    sink = _Sink(writers)
     try:
         for k, offset, n in chunks:
             pop = draw_population(cfg, k, offset, n)
             rec = run_chunk(cfg, k, pop, cal, tables)
             history, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
             ev, seen = events_frame(cfg, k, pop, cal, history, period=0, campaign_name="", with_customer_id=False)
+            sink.put("events", ev)
             fut, seen_f = events_frame(cfg, k, pop, cal, future, period=1, campaign_name="", with_customer_id=True)
-            writers["events"].write(ev)
-            writers["truth/future_events"].write(fut)
-            writers["contacts"].write(contacts_frame(cfg, pop, cal, rec.contacts, 0, cal.n_history, ""))
-            writers["consents"].write(consents_frame(cal, pop, rec.consents, -(10**9), cal.n_history))
-            writers["identity_links"].write(links_frame(cfg, pop, cal, seen))
-            writers["customers"].write(_customers(pop, cal))
-            writers["truth/identity"].write(identity_truth(cfg, pop, pl.concat([seen, seen_f])))
+            sink.put("truth/future_events", fut)
+            sink.put("contacts", contacts_frame(cfg, pop, cal, rec.contacts, 0, cal.n_history, ""))
+            sink.put("consents", consents_frame(cal, pop, rec.consents, -(10**9), cal.n_history))
+            sink.put("identity_links", links_frame(cfg, pop, cal, seen))
+            sink.put("customers", _customers(pop, cal))
+            sink.put("truth/identity", identity_truth(cfg, pop, pl.concat([seen, seen_f])))
             propensity, response = _truth(cfg, pop, cal, tables, rec)
-            writers["truth/propensity"].write(propensity)
-            writers["truth/channel_response"].write(response)
+            sink.put("truth/propensity", propensity)
+            sink.put("truth/channel_response", response)
+            del rec, history, future, ev, fut, seen, seen_f
             if progress is not None:
                 progress(k + 1, len(chunks))
     finally:
-        for w in writers.values():
-            w.close()
+        sink.close()
     world = {
         "config": cfg.to_dict(),
         "future_regime": _FUTURE_REGIME,
