@@ -115,7 +115,7 @@ def purchase_labels(
     out = frame.join(outcome, on=["customer_id", "cutoff"], how="left", maintain_order="left").select(
         (pl.col("n_purchases").fill_null(0) > 0).cast(pl.Int8).alias("label"),
         pl.col("n_purchases").fill_null(0),
-        (pl.col("__money").fill_null(0).cast(pl.Float64) / _MONEY_SCALE).alias("revenue"),
+        _from_money(pl.col("__money").fill_null(0)).alias("revenue"),
     )
     return pl.concat([keys.drop("label", "n_purchases", "revenue", strict=False), out], how="horizontal")
 
@@ -227,7 +227,7 @@ def contact_outcomes(
         keyed.join(outcome, on="__row", how="left", maintain_order="left")
         .with_columns(
             *(pl.col(c).fill_null(False).cast(pl.Int8) for c in ("converted", "opened", "clicked")),
-            (pl.col("__money").fill_null(0).cast(pl.Float64) / _MONEY_SCALE).alias("revenue"),
+            _from_money(pl.col("__money").fill_null(0)).alias("revenue"),
         )
         .drop("__row", "__money")
     )
@@ -235,6 +235,13 @@ def contact_outcomes(
 
 def _money(column: str) -> pl.Expr:
     return (pl.col(column).cast(pl.Float64) * _MONEY_SCALE).round().cast(pl.Int64).fill_null(0).alias("__money")
+
+
+def _from_money(units: pl.Expr) -> pl.Expr:
+    # divide by a same-length column: polars' column/scalar division goes through the reciprocal
+    # (rounds 39.9 to 39.900000000000006) on longer frames but not on 1-row frames.
+    value = units.cast(pl.Float64)
+    return value / (value * 0.0 + float(_MONEY_SCALE))
 
 
 def _check_horizon(days: int) -> None:

@@ -38,7 +38,7 @@ import polars as pl
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.features._spec import Aggregate, Attribute, Consent, Feature
 
-__all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "compute_at", "compute_for_keys"]
+__all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "compute_at", "compute_for_keys", "true_div"]
 
 MICROS_PER_DAY = 86_400_000_000
 MONEY_SCALE = 10_000  # sums use integer 1/10,000 units: exact, associative, order-independent
@@ -68,6 +68,16 @@ class _Plan:
 
     def col(self, agg: Aggregate) -> str:
         return self.column[agg.measure_key]
+
+
+def true_div(numerator: pl.Expr, denominator: float) -> pl.Expr:
+    """``numerator / denominator``, correctly rounded whatever the frame's length.
+
+    Polars divides a column by a scalar through the reciprocal on longer frames but exactly on a
+    1-row frame, so the same key could get different last bits from the scoring and the training
+    path; dividing by a column of the same length is always the exact IEEE division.
+    """
+    return numerator / (numerator * 0.0 + float(denominator))
 
 
 def _engine(streaming: bool) -> Literal["streaming", "auto"]:
@@ -123,7 +133,13 @@ def _cube(
     running = []
     for agg in measures.values():
         c = pl.col(plan.col(agg))
-        op = {"count": c.cum_sum(), "sum": c.cum_sum(), "last": c.cum_max(), "first": c.cum_min()}[agg.kind]
+        # cum_max / cum_min keep a segment without a match null: carry the running value forward
+        op = {
+            "count": c.cum_sum(),
+            "sum": c.cum_sum(),
+            "last": c.cum_max().forward_fill(),
+            "first": c.cum_min().forward_fill(),
+        }[agg.kind]
         running.append(op.over("customer_id").alias(plan.col(agg)))
     return cube.with_columns(running).sort("__seg", maintain_order=True)
 
@@ -194,12 +210,12 @@ def _aggregate_features(
             continue
         agg, col = f.spec, plan.col(f.spec)
         if agg.kind in ("last", "first"):
-            expr = (cut - pl.col(f"{col}__0")).cast(pl.Float64) / MICROS_PER_DAY
+            expr = true_div((cut - pl.col(f"{col}__0")).cast(pl.Float64), MICROS_PER_DAY)
         else:
             expr = pl.col(f"{col}__0").fill_null(0)
             if agg.window is not None:
                 expr = expr - pl.col(f"{col}__{agg.window}").fill_null(0)
-            expr = expr.cast(pl.Int32) if agg.kind == "count" else expr.cast(pl.Float64) / MONEY_SCALE
+            expr = expr.cast(pl.Int32) if agg.kind == "count" else true_div(expr.cast(pl.Float64), MONEY_SCALE)
         exprs.append(expr.alias(f.name))
     if _FIRST_EVENT.measure_key in plan.measures.get("events", {}):
         exprs.append(pl.col(f"{plan.col(_FIRST_EVENT)}__0").is_not_null().alias("__has_history"))
@@ -246,7 +262,7 @@ def _attribute_expr(attr: Attribute, name: str) -> pl.Expr:
         return _as_bool(c).cast(pl.Int8).alias(name)
     if attr.kind == "date":
         moment = _as_timestamp(c).dt.epoch("us")
-        days = (pl.col("__cutoff_us") - moment).cast(pl.Float64) / MICROS_PER_DAY
+        days = true_div((pl.col("__cutoff_us") - moment).cast(pl.Float64), MICROS_PER_DAY)
         return pl.when(moment < pl.col("__cutoff_us")).then(days).alias(name)
     levels = pl.Series(attr.levels, dtype=pl.String)
     text = c.cast(pl.String)
@@ -285,10 +301,16 @@ def _finish(
         [keys.select("__row", "customer_id", "cutoff"), aggregates.drop("__row"), static.drop("__row")],
         how="horizontal",
     )
+    # Polars picks other float kernels for a 1-row frame (column / literal is computed via the
+    # reciprocal on longer frames), so derived features are never evaluated on a single row:
+    # the same (customer, cutoff) then gets the same bits whichever path computed it.
+    single = frame.height == 1
+    if single:
+        frame = pl.concat([frame, frame])
     for f in features:  # derived features, in definition order (each may use earlier ones)
         if isinstance(f.spec, pl.Expr):
             frame = frame.with_columns(f.spec.cast(f.output_dtype).alias(f.name))
-    return frame
+    return frame.head(1) if single else frame
 
 
 def compute_for_keys(

@@ -1,0 +1,311 @@
+"""Benchmark: omni_ml point-in-time features vs the same features as one DuckDB query and as pandas.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_features                 # 20 million events (issue 5)
+    .venv/bin/python -m benchmarks.bench_features --events 2000000  # quick run
+    .venv/bin/python -m benchmarks.bench_features --events 100000000 --only omni_ml,omni_ml_12
+
+One synthetic event log (numpy, seeded, written once to benchmarks/_data/, gitignored): events
+over two years, ~40 per customer, 8 channels, purchases with amounts. The features (the same in
+all three contenders, checked for equality): families ``rfm`` + ``rfm_channel`` at windows
+7/30/90/365 days -- purchases and revenue overall and per purchase channel per window, days since
+the last purchase (overall and per channel) and since the last event, total purchases and
+revenue, and the average order value over 365 days -- for every customer with an event before
+the cutoff. Each contender runs in its own subprocess for a clean peak RSS (ru_maxrss), reading
+the parquet file itself (time includes the read). ``omni_ml_12`` builds 12 monthly cutoffs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parent / "_data"
+CUTOFF = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+START = CUTOFF - dt.timedelta(days=700)
+SPAN_DAYS = 730  # data runs 30 days past the cutoff: those rows must be ignored
+WINDOWS = (7, 30, 90, 365)
+CHANNELS = np.array(["web", "app", "store", "email", "sms", "push", "direct_mail", "call_center"])
+PURCHASE_CHANNELS = ("app", "store", "web")
+TYPES = np.array(["view", "visit", "cart", "purchase", "open", "click", "return", "service_call"])
+TYPE_P = np.array([0.38, 0.28, 0.08, 0.10, 0.08, 0.04, 0.02, 0.02])
+CHUNK = 5_000_000
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def generate(n_events: int, path: Path, seed: int = 0) -> None:
+    """Write a synthetic, time-ordered event log with the normalised events schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    n_customers = max(n_events // 40, 10)
+    # heavy-tailed activity: a few customers do a lot
+    weights = rng.pareto(1.5, n_customers) + 1.0
+    weights /= weights.sum()
+    ids = np.char.add("C", np.char.zfill(np.arange(n_customers).astype(str), 8))
+    start_us = int(START.timestamp() * 1_000_000)
+    span_us = SPAN_DAYS * 86_400_000_000
+    n_chunks = max(1, -(-n_events // CHUNK))
+    schema = pa.schema(
+        [
+            ("customer_id", pa.string()),
+            ("identifier", pa.string()),
+            ("timestamp", pa.timestamp("us", tz="UTC")),
+            ("channel", pa.string()),
+            ("event_type", pa.string()),
+            ("amount", pa.float64()),
+            ("product_id", pa.string()),
+            ("category", pa.string()),
+            ("campaign_id", pa.string()),
+        ]
+    )
+    tmp = path.with_suffix(".tmp")
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for i in range(n_chunks):
+            n = min(CHUNK, n_events - i * CHUNK)
+            lo, hi = start_us + span_us * i // n_chunks, start_us + span_us * (i + 1) // n_chunks
+            ts = np.sort(rng.integers(lo, hi, n))
+            etype = TYPES[rng.choice(len(TYPES), n, p=TYPE_P)]
+            channel = CHANNELS[rng.integers(0, len(CHANNELS), n)]
+            buy = np.isin(etype, ["purchase", "return"])
+            channel = np.where(buy, np.array(PURCHASE_CHANNELS)[rng.integers(0, 3, n)], channel)
+            amount = np.where(buy, np.round(rng.gamma(2.0, 40.0, n), 2), np.nan)
+            cats = np.char.add("cat", rng.integers(0, 20, n).astype(str))
+            table = pa.table(
+                {
+                    "customer_id": ids[rng.choice(n_customers, n, p=weights)],
+                    "identifier": pa.nulls(n, pa.string()),
+                    "timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
+                    "channel": channel,
+                    "event_type": etype,
+                    "amount": pa.array(amount, from_pandas=True),
+                    "product_id": pa.nulls(n, pa.string()),
+                    "category": cats,
+                    "campaign_id": pa.nulls(n, pa.string()),
+                },
+                schema=schema,
+            )
+            writer.write_table(table, row_group_size=1_000_000)
+    tmp.replace(path)
+
+
+def monthly_cutoffs(n: int) -> list[dt.datetime]:
+    return [CUTOFF - dt.timedelta(days=30 * k) for k in range(n)][::-1]
+
+
+# ----------------------------------------------------------------------------- contenders
+
+
+def run_omni_ml(path: Path, n_cutoffs: int, out: Path) -> int:
+    import polars as pl
+
+    from omni_ml.data import Histories
+    from omni_ml.features import FeatureConfig, FeatureSet, Vocabulary, build_features
+
+    # Resolved, validated histories: a plain lazy scan (validation is load_histories' cost, not ours).
+    hist = Histories(events=pl.scan_parquet(path), identity_map=pl.DataFrame({"identifier": [], "customer_id": []}))
+    config = FeatureConfig(windows=WINDOWS, families=("rfm", "rfm_channel"))
+    fs = FeatureSet(config, Vocabulary(purchase_channels=PURCHASE_CHANNELS), config.resolved_families())
+    X = build_features(hist, monthly_cutoffs(n_cutoffs) if n_cutoffs > 1 else CUTOFF, feature_set=fs)
+    X.write_parquet(out)
+    return X.height
+
+
+def _sql_columns() -> list[str]:
+    cols = []
+    us = "86400000000.0"
+    cols.append(
+        f"date_diff('microsecond', max(timestamp) FILTER (WHERE event_type = 'purchase'), $c) / {us}"
+        " AS days_since_last_purchase"
+    )
+    cols.append(f"date_diff('microsecond', max(timestamp), $c) / {us} AS days_since_last_event")
+    cols.append("count(*) FILTER (WHERE event_type = 'purchase')::INTEGER AS purchases_total")
+    cols.append("coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0) AS revenue_total")
+    for w in WINDOWS:
+        win = f"event_type = 'purchase' AND timestamp >= $c - INTERVAL {w} DAY"
+        cols.append(f"count(*) FILTER (WHERE {win})::INTEGER AS purchases_{w}d")
+        cols.append(f"coalesce(sum(amount) FILTER (WHERE {win}), 0) AS revenue_{w}d")
+    w = max(WINDOWS)
+    win = f"event_type = 'purchase' AND timestamp >= $c - INTERVAL {w} DAY"
+    cols.append(f"sum(amount) FILTER (WHERE {win}) / nullif(count(*) FILTER (WHERE {win}), 0) AS avg_order_value_{w}d")
+    for ch in PURCHASE_CHANNELS:
+        p = f"event_type = 'purchase' AND channel = '{ch}'"
+        cols.append(
+            f"date_diff('microsecond', max(timestamp) FILTER (WHERE {p}), $c) / {us} AS days_since_last_purchase_{ch}"
+        )
+        for w in WINDOWS:
+            win = f"{p} AND timestamp >= $c - INTERVAL {w} DAY"
+            cols.append(f"count(*) FILTER (WHERE {win})::INTEGER AS purchases_{ch}_{w}d")
+            cols.append(f"coalesce(sum(amount) FILTER (WHERE {win}), 0) AS revenue_{ch}_{w}d")
+    return cols
+
+
+def run_duckdb(path: Path, n_cutoffs: int, out: Path) -> int:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    cols = ",\n  ".join(c.replace("$c", "k.cutoff") for c in _sql_columns())
+    cutoffs = ", ".join(f"(TIMESTAMPTZ '{c.isoformat()}')" for c in monthly_cutoffs(n_cutoffs))
+    sql = f"""
+      WITH k(cutoff) AS (VALUES {cutoffs})
+      SELECT e.customer_id, k.cutoff,
+        {cols}
+      FROM read_parquet('{path}') e JOIN k ON e.timestamp < k.cutoff
+      GROUP BY e.customer_id, k.cutoff
+      ORDER BY k.cutoff, e.customer_id
+    """
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
+    return int(con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0])  # type: ignore[index]
+
+
+def run_pandas(path: Path, n_cutoffs: int, out: Path) -> int:
+    import pandas as pd
+
+    df = pd.read_parquet(path, columns=["customer_id", "timestamp", "channel", "event_type", "amount"])
+    frames = []
+    for cutoff in monthly_cutoffs(n_cutoffs):
+        c = pd.Timestamp(cutoff)
+        d = df[df["timestamp"] < c]
+        g = d.groupby("customer_id")
+        res = pd.DataFrame(index=pd.Index(sorted(d["customer_id"].unique()), name="customer_id"))
+        buys = d[d["event_type"] == "purchase"]
+        res["days_since_last_purchase"] = (
+            c - buys.groupby("customer_id")["timestamp"].max()
+        ).dt.total_seconds() / 86400
+        res["days_since_last_event"] = (c - g["timestamp"].max()).dt.total_seconds() / 86400
+        res["purchases_total"] = buys.groupby("customer_id").size()
+        res["revenue_total"] = buys.groupby("customer_id")["amount"].sum()
+        for w in WINDOWS:
+            b = buys[buys["timestamp"] >= c - pd.Timedelta(days=w)].groupby("customer_id")
+            res[f"purchases_{w}d"] = b.size()
+            res[f"revenue_{w}d"] = b["amount"].sum()
+        w = max(WINDOWS)
+        res[f"avg_order_value_{w}d"] = res[f"revenue_{w}d"] / res[f"purchases_{w}d"]
+        for ch in PURCHASE_CHANNELS:
+            bc = buys[buys["channel"] == ch]
+            res[f"days_since_last_purchase_{ch}"] = (
+                c - bc.groupby("customer_id")["timestamp"].max()
+            ).dt.total_seconds() / 86400
+            for w in WINDOWS:
+                b = bc[bc["timestamp"] >= c - pd.Timedelta(days=w)].groupby("customer_id")
+                res[f"purchases_{ch}_{w}d"] = b.size()
+                res[f"revenue_{ch}_{w}d"] = b["amount"].sum()
+        counts = [col for col in res.columns if col.startswith(("purchases_", "revenue_"))]
+        res[counts] = res[counts].fillna(0)
+        res.insert(0, "cutoff", c)
+        frames.append(res.reset_index())
+    result = pd.concat(frames, ignore_index=True)
+    result.to_parquet(out)
+    return len(result)
+
+
+CONTENDERS = {
+    "omni_ml": (run_omni_ml, 1),
+    "duckdb": (run_duckdb, 1),
+    "pandas": (run_pandas, 1),
+    "omni_ml_12": (run_omni_ml, 12),
+    "duckdb_12": (run_duckdb, 12),
+}
+
+
+# ----------------------------------------------------------------------------- harness
+
+
+def _child(name: str, path: Path) -> None:
+    func, n_cutoffs = CONTENDERS[name]
+    out = DATA / f"out_{name}.parquet"
+    t0 = time.perf_counter()
+    rows = func(path, n_cutoffs, out)
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"name": name, "seconds": seconds, "peak_mb": peak_mb, "rows": rows}))
+
+
+def _compare(a: str, b: str) -> str:
+    import polars as pl
+
+    fa, fb = DATA / f"out_{a}.parquet", DATA / f"out_{b}.parquet"
+    if not (fa.exists() and fb.exists()):
+        return "n/a"
+    x = pl.read_parquet(fa).sort("cutoff", "customer_id")
+    y = pl.read_parquet(fb).sort("cutoff", "customer_id")
+    if x.height != y.height or x["customer_id"].to_list() != y["customer_id"].to_list():
+        return f"DIFFERENT rows ({x.height} vs {y.height})"
+    worst = 0.0
+    for col in x.columns:
+        if col in ("customer_id", "cutoff"):
+            continue
+        u, v = x[col].cast(pl.Float64).to_numpy(), y[col].cast(pl.Float64).to_numpy()
+        if not np.array_equal(np.isnan(u), np.isnan(v)):
+            return f"DIFFERENT nulls in {col}"
+        both = ~np.isnan(u)
+        if both.any():
+            worst = max(worst, float(np.max(np.abs(u[both] - v[both]) / np.maximum(1.0, np.abs(v[both])))))
+    return "identical" if worst == 0 else f"equal (max rel diff {worst:.1e})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20_000_000, help="number of events (default 20 million)")
+    parser.add_argument("--only", default="omni_ml,duckdb,pandas,omni_ml_12", help="comma-separated contenders")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, Path(args.path))
+        return
+    DATA.mkdir(exist_ok=True)
+    path = DATA / f"events_{args.events}.parquet"
+    if not path.exists():
+        t0 = time.perf_counter()
+        generate(args.events, path)
+        print(f"generated {path.name} ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:,.0f} s")
+    results = {}
+    for name in args.only.split(","):
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_features", "--child", name, "--path", str(path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "POLARS_MAX_THREADS": os.environ.get("POLARS_MAX_THREADS", "2")},
+            check=False,
+        )
+        if proc.returncode != 0:
+            print(f"{name}: FAILED (exit {proc.returncode})\n{proc.stderr[-2000:]}")
+            continue
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\n{args.events:,} events; features: rfm + rfm_channel at windows {WINDOWS} (40 columns)")
+    print(f"{'contender':<12} {'cutoffs':>7} {'rows':>11} {'seconds':>9} {'peak MB':>9}  vs duckdb (time, memory)")
+    base = results.get("duckdb")
+    for name, r in results.items():
+        ratio = f"{r['seconds'] / base['seconds']:.2f}x, {r['peak_mb'] / base['peak_mb']:.2f}x" if base else ""
+        cut = CONTENDERS[name][1]
+        print(f"{name:<12} {cut:>7} {r['rows']:>11,} {r['seconds']:>9.2f} {r['peak_mb']:>9,.0f}  {ratio}")
+    if "omni_ml" in results and "pandas" in results:
+        print(f"pandas / omni_ml time: {results['pandas']['seconds'] / results['omni_ml']['seconds']:.1f}x")
+    if "omni_ml" in results and "omni_ml_12" in results:
+        ratio12 = results["omni_ml_12"]["seconds"] / results["omni_ml"]["seconds"]
+        print(f"omni_ml 12 cutoffs / 1 cutoff time: {ratio12:.2f}x")
+    for other in ("duckdb", "pandas"):
+        if "omni_ml" in results and other in results:
+            print(f"omni_ml vs {other} values: {_compare('omni_ml', other)}")
+    if "omni_ml_12" in results and "duckdb_12" in results:
+        print(f"omni_ml_12 vs duckdb_12 values: {_compare('omni_ml_12', 'duckdb_12')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Labels: `cutoff <= timestamp < cutoff + horizon`, fully observed windows only, no overlap with features."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_ml.data import Histories
+from omni_ml.exceptions import LeakageError, SchemaError
+from omni_ml.features import FeatureConfig, build_features
+from omni_ml.labels import contact_outcomes, observed_until, purchase_labels
+
+UTC = dt.UTC
+C = dt.datetime(2025, 3, 1, 6, 0, 0, 500, tzinfo=UTC)
+US = dt.timedelta(microseconds=1)
+DAY = dt.timedelta(days=1)
+END = C + 100 * DAY
+
+
+def _hist(purchases: list[tuple[str, dt.datetime, float]], **tables: pl.DataFrame) -> Histories:
+    ev = pl.DataFrame(
+        {
+            "customer_id": [p[0] for p in purchases],
+            "timestamp": [p[1] for p in purchases],
+            "channel": ["web"] * len(purchases),
+            "event_type": ["purchase"] * len(purchases),
+            "amount": [p[2] for p in purchases],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+    )
+    return Histories.from_frames(ev, **tables)
+
+
+def test_label_window_is_half_open_to_the_microsecond() -> None:
+    hist = _hist(
+        [
+            ("at", C, 10.0),  # at the cutoff: in the label
+            ("before", C - US, 10.0),  # 1 us before: a feature, not a label
+            ("last", C + 30 * DAY - US, 2.5),  # last microsecond of the window: in
+            ("after", C + 30 * DAY, 10.0),  # at cutoff + horizon: out
+            ("x", END, 1.0),
+        ]
+    )
+    keys = pl.DataFrame({"customer_id": ["at", "before", "last", "after", "none"], "cutoff": [C] * 5})
+    out = purchase_labels(hist, keys, 30)
+    assert out["label"].to_list() == [1, 0, 1, 0, 0]
+    assert out["n_purchases"].to_list() == [1, 0, 1, 0, 0]
+    assert out["revenue"].to_list() == [10.0, 0.0, 2.5, 0.0, 0.0]
+    assert out.schema["label"] == pl.Int8
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.integers(-60 * 86_400, 60 * 86_400).map(lambda s: C + dt.timedelta(seconds=s)), max_size=6),
+    st.sampled_from([7, 14, 30]),
+)
+def test_label_windows_never_overlap_feature_windows(moments: list[dt.datetime], horizon: int) -> None:
+    edges = [C, C - US, C + horizon * DAY, C + horizon * DAY - US]
+    purchases = [("a", t, 1.0) for t in [*moments, *edges[: len(moments) % 5]]] + [("z", END, 1.0)]
+    hist = _hist(purchases)
+    keys = pl.DataFrame({"customer_id": ["a"], "cutoff": [C]})
+    feats = build_features(hist, keys, config=FeatureConfig(windows=(7, 365), families=("rfm",)))
+    labels = purchase_labels(hist, keys, horizon)
+    seen = feats["purchases_total"].item()
+    future = labels["n_purchases"].item()
+    distinct = sorted({t for cid, t, _amount in purchases if cid == "a"})
+    assert seen == sum(t < C for t in distinct)
+    assert future == sum(C <= t < C + horizon * DAY for t in distinct)
+    assert seen + future == sum(t < C + horizon * DAY for t in distinct)  # each purchase counted once at most
+
+
+def test_label_window_not_fully_observed_raises_leakage_error() -> None:
+    hist = _hist([("a", C, 1.0), ("a", C + 20 * DAY, 1.0)])
+    keys = pl.DataFrame({"customer_id": ["a", "a"], "cutoff": [C - 30 * DAY, C]})
+    with pytest.raises(LeakageError, match=r"1 of 2 windows end after the end of observation .*Hint: use cutoffs"):
+        purchase_labels(hist, keys, 30)
+    with pytest.raises(LeakageError, match="end of observation 2025-02-15"):
+        purchase_labels(hist, keys.head(1), 30, as_of=dt.datetime(2025, 2, 15))
+    # the window may end exactly at the end of observation
+    assert purchase_labels(hist, keys, 20)["n_purchases"].to_list() == [0, 1]  # C + 20d itself is outside
+
+
+def test_observed_until_prefers_as_of_then_load_as_of_then_last_event() -> None:
+    hist = _hist([("a", C, 1.0)])
+    assert observed_until(hist) == C
+    assert observed_until(hist, dt.datetime(2026, 1, 1)) == dt.datetime(2026, 1, 1, tzinfo=UTC)
+    ev = hist.events.collect()
+    loaded = Histories.from_frames(ev, as_of=dt.datetime(2025, 6, 1))
+    assert observed_until(loaded) == dt.datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def test_labels_keep_key_order_and_extra_columns() -> None:
+    hist = _hist([("b", C + DAY, 3.0), ("z", END, 1.0)])
+    keys = pl.DataFrame({"customer_id": ["b", "a", "b"], "cutoff": [C, C, C + 2 * DAY], "fold": [1, 2, 3]})
+    out = purchase_labels(hist, keys, 7)
+    assert out.columns == ["customer_id", "cutoff", "fold", "label", "n_purchases", "revenue"]
+    assert out["fold"].to_list() == [1, 2, 3]
+    assert out["label"].to_list() == [1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("keys", "horizon", "match"),
+    [
+        (pl.DataFrame({"cutoff": [C]}), 7, r"keys: missing column\(s\) \['customer_id'\]"),
+        (pl.DataFrame({"customer_id": ["a"], "cutoff": [C]}), 0, "horizon: expected a positive whole number"),
+        (pl.DataFrame({"customer_id": ["a"], "cutoff": ["x"]}), 7, "keys.cutoff: expected a Datetime or Date"),
+    ],
+)
+def test_bad_label_requests_are_schema_errors(keys: pl.DataFrame, horizon: int, match: str) -> None:
+    with pytest.raises(SchemaError, match=match):
+        purchase_labels(_hist([("a", END, 1.0)]), keys, horizon)
+
+
+def _contact_hist() -> Histories:
+    ev = pl.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "b", "b", "z"],
+            "timestamp": [C + DAY, C + 2 * DAY, C + 3 * DAY, C + 7 * DAY, C - US, END],
+            "channel": ["email", "email", "store", "sms", "web", "web"],
+            "event_type": ["open", "click", "purchase", "click", "purchase", "visit"],
+            "amount": [None, None, 50.0, None, 9.0, None],
+            "campaign_id": ["X", "Y", None, None, None, None],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+    )
+    co = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "timestamp": [C, C],
+            "channel": ["email", "sms"],
+            "campaign_id": ["X", None],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+    )
+    return Histories.from_frames(ev, contacts=co)
+
+
+def test_contact_outcomes_follow_the_response_window() -> None:
+    out = contact_outcomes(_contact_hist(), 7).sort("customer_id")
+    a, b = out.row(0, named=True), out.row(1, named=True)
+    assert (a["converted"], a["opened"], a["clicked"], a["revenue"]) == (1, 1, 0, 50.0)  # click is campaign Y
+    # b's purchase is 1 us before the contact; b's click is exactly at contact + 7 days: both outside
+    assert (b["converted"], b["opened"], b["clicked"], b["revenue"]) == (0, 0, 0, 0.0)
+    assert out.schema["converted"] == pl.Int8
+
+
+def test_contact_outcomes_refuse_unobserved_windows_unless_told_to_drop() -> None:
+    hist = _contact_hist()
+    with pytest.raises(LeakageError, match=r"contact outcomes with a 7-day window: 2 of 2 windows end after"):
+        contact_outcomes(hist, 7, as_of=C + 6 * DAY)
+    assert contact_outcomes(hist, 7, as_of=C + 6 * DAY, incomplete="drop").height == 0
+
+
+def test_contact_outcomes_need_a_contacts_table() -> None:
+    with pytest.raises(SchemaError, match="no contacts table"):
+        contact_outcomes(_hist([("a", C, 1.0)]))
