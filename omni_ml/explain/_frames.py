@@ -13,6 +13,7 @@ import polars as pl
 from omni_ml.exceptions import SchemaError
 
 _DEFAULT_NAME = re.compile(r"^Column_\d+$")
+_LGB_SPECIAL = re.compile(r'[",:\[\]{}]')
 
 
 def _fmt_names(names: list[str], limit: int = 5) -> str:
@@ -52,6 +53,13 @@ def feature_matrix(X: Any, feature_names: list[str]) -> npt.NDArray[np.float64]:
 def _from_polars(X: pl.DataFrame, feature_names: list[str]) -> npt.NDArray[np.float64]:
     columns = X.columns
     missing = [n for n in feature_names if n not in columns]
+    if missing:
+        # LightGBM stores names with the characters ",:[]{}" replaced by "_"; match those too.
+        sanitized = {_LGB_SPECIAL.sub("_", c): c for c in columns}
+        if all(n in columns or n in sanitized for n in feature_names):
+            X = X.select([pl.col(n if n in columns else sanitized[n]).alias(n) for n in feature_names])
+            columns = X.columns
+            missing = []
     if missing and all(_DEFAULT_NAME.match(n) for n in feature_names) and X.width == len(feature_names):
         selected = X  # model trained without names: positional
     elif missing:

@@ -213,6 +213,7 @@ def _reason_frame(
     units: Units,
     by: By,
     direction: Direction,
+    offset: float | None = None,
 ) -> pl.DataFrame:
     n = phi.shape[0]
     if top_k < 1:
@@ -258,6 +259,10 @@ def _reason_frame(
     if prob is not None:
         columns["probability"] = p
         columns["base_probability"] = p0
+    if offset is not None:
+        columns["offset_log_odds"] = np.full(n, offset)
+        if prob is not None:
+            columns["offset_probability"] = offset * slope
     texts = _render(feature_set, names, shown_feature.reshape(-1), x[rows, shown_feature].reshape(-1))
     text_arr = np.array(texts, dtype=object).reshape(n, k)
     for slot in range(k):
@@ -407,7 +412,10 @@ def explain_difference(
     -------
     polars.DataFrame
         Same columns as :func:`explain`, with ``score_*`` the output for ``X_a`` and ``base_*`` the
-        output for ``X_b``; the probability contributions add up to ``p(X_a) - p(X_b)``.
+        output for ``X_b``, plus ``offset_log_odds``/``offset_probability``: the part of the difference
+        due to the two models' different base values (0 when ``model_b`` is not given). Over all features,
+        contributions + offset add up to ``score_log_odds - base_log_odds`` and to
+        ``probability - base_probability`` (with ``p`` from each side's own model).
 
     Examples
     --------
@@ -448,6 +456,7 @@ def explain_difference(
         phi=phi_a - phi_b,
         raw=raw_a,
         base=raw_b,
+        offset=ts_a.expected_value - ts_b.expected_value,
         x=xa,
         names=ts_a.feature_names,
         key_frame=_keys_frame(X_a, keys, xa.shape[0]),
