@@ -369,7 +369,7 @@ def pairwise_merge_scores(predicted: pl.DataFrame, truth: pl.DataFrame) -> dict[
 
 @dataclasses.dataclass
 class _Graph:
-    nodes: pl.DataFrame  # identifier (sorted), first_seen (Int64 us, _NEVER if unseen)
+    nodes: pl.DataFrame  # identifier (in code order), first_seen (Int64 us, _NEVER if unseen)
     src: np.ndarray  # unique undirected edges, src < dst (node codes)
     dst: np.ndarray
     stats: dict[str, int]
@@ -416,108 +416,129 @@ def _check_previous(previous: pl.DataFrame | None) -> pl.DataFrame | None:
 
 
 def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityRules) -> _Graph:
-    """Nodes (every identifier and primary id seen) and unique undirected edges, in one collect_all."""
+    """Nodes (every identifier and primary id seen) and unique undirected edges, in one collect_all.
+
+    Identifiers become integer codes through a 64-bit hash (verified by a second, independent
+    hash; an exact string ranking takes over on a collision), so that edges, degrees and
+    components are integer arrays: no string joins over the links.
+    """
     ts = pl.col("timestamp")
-    known_ts = ts if moment is None else pl.when(ts < moment).then(ts)
+    known_ts = (ts if moment is None else pl.when(ts < moment).then(ts)).dt.epoch("us")
     primary = f"{rules.primary_type}:"
     queries: list[pl.LazyFrame] = []
     links = hist.identity_links
     if links is not None:
-        a, b = pl.col("identifier_a"), pl.col("identifier_b")
-        known = links if moment is None else links.filter(ts < moment)
         after = (ts >= moment).sum() if moment else pl.lit(0)
         queries.append(links.select(pl.len().alias("total"), after.alias("after")))
-        queries.append(
-            known.select(
-                pl.when(a <= b).then(a).otherwise(b).alias("a"),
-                pl.when(a <= b).then(b).otherwise(a).alias("b"),
-                "timestamp",
-            )
-            .group_by("a", "b")
-            .agg(ts.min(), pl.len().alias("n"))
-        )
+        known = links if moment is None else links.filter(ts < moment)
+        queries.append(known.select("identifier_a", "identifier_b", ts.dt.epoch("us").alias("t")))
     tables = [t for t in _KEYED_TABLES if getattr(hist, t) is not None]
     for t in tables:
         lf: pl.LazyFrame = getattr(hist, t)
-        queries.append(
-            lf.group_by("customer_id", "identifier").agg(known_ts.min().alias("timestamp"), pl.len().alias("rows"))
-        )
+        queries.append(lf.group_by("customer_id", "identifier").agg(known_ts.min().alias("t"), pl.len().alias("rows")))
     if hist.customers is not None:
         queries.append(hist.customers.select("customer_id").unique())
     results = iter(pl.collect_all(queries))
 
-    empty_links = pl.DataFrame(schema={"a": pl.String, "b": pl.String, "timestamp": TIMESTAMP, "n": pl.UInt32})
     stats = {"links_total": 0, "links_after_as_of": 0, "self_links": 0, "duplicate_links": 0, "row_links": 0}
-    link_pairs = empty_links
+    link_rows = pl.DataFrame(schema={"identifier_a": pl.String, "identifier_b": pl.String, "t": pl.Int64})
     if links is not None:
         counts = next(results).row(0, named=True)
         stats["links_total"], stats["links_after_as_of"] = int(counts["total"]), int(counts["after"])
-        link_pairs = next(results)
-        self_mask = link_pairs["a"] == link_pairs["b"]
-        stats["self_links"] = int(link_pairs.filter(self_mask)["n"].sum())
-        stats["duplicate_links"] = int(link_pairs.filter(~self_mask)["n"].sum()) - int((~self_mask).sum())
+        link_rows = next(results)
     rows_resolved: dict[str, int] = {}
     per_table = []
     for t in tables:
         grouped = next(results)
         rows_resolved[t] = int(grouped.filter(pl.col("customer_id").is_null())["rows"].sum())
         per_table.append(grouped.drop("rows"))
-    keyed = pl.concat(per_table) if per_table else pl.DataFrame(schema={"customer_id": pl.String})
-    keyed = keyed.with_columns((primary + pl.col("customer_id")).alias("primary"))
-    if keyed.height and keyed["customer_id"].str.starts_with(ANON_PREFIX).any():
-        example = keyed.filter(pl.col("customer_id").str.starts_with(ANON_PREFIX)).item(0, "customer_id")
+    keyed = (
+        pl.concat(per_table)
+        if per_table
+        else pl.DataFrame(schema={"customer_id": pl.String, "identifier": pl.String, "t": pl.Int64})
+    )
+    reserved = keyed.filter(pl.col("customer_id").str.starts_with(ANON_PREFIX))
+    if reserved.height:
         msg = (
             f"customer_id: ids starting with {ANON_PREFIX!r} are reserved for anonymous customers "
-            f"(e.g. {example!r}). Hint: drop customer_id from identifier-only rows before resolving again."
+            f"(e.g. {reserved.item(0, 'customer_id')!r}). Hint: drop customer_id from identifier-only rows "
+            "before resolving again."
         )
         raise SchemaError(msg)
     customers = next(results) if hist.customers is not None else None
 
-    row_links = empty_links.drop("n")
-    if rules.row_links and keyed.height:
-        pairs = keyed.filter(
-            pl.col("customer_id").is_not_null() & pl.col("identifier").is_not_null() & pl.col("timestamp").is_not_null()
-        ).select(pl.col("identifier").alias("x"), pl.col("primary").alias("y"), "timestamp")
-        row_links = pairs.select(
-            pl.min_horizontal("x", "y").alias("a"), pl.max_horizontal("x", "y").alias("b"), "timestamp"
-        ).filter(pl.col("a") != pl.col("b"))
-        stats["row_links"] = row_links.select("a", "b").n_unique() if row_links.height else 0
-
-    ids = [
-        link_pairs.select(pl.col("a").alias("identifier"), "timestamp"),
-        link_pairs.select(pl.col("b").alias("identifier"), "timestamp"),
+    # every occurrence of an identifier, with the time it was seen (_NEVER: not before as_of)
+    has_ident = keyed["identifier"].is_not_null().to_numpy()
+    has_primary = keyed["customer_id"].is_not_null().to_numpy()
+    row_time = keyed["t"].fill_null(_NEVER).to_numpy()
+    link_time = link_rows["t"].to_numpy()
+    strings = [
+        link_rows["identifier_a"],
+        link_rows["identifier_b"],
+        keyed["identifier"].filter(pl.Series(has_ident)),
+        (primary + keyed["customer_id"].filter(pl.Series(has_primary))),
     ]
-    if keyed.height:
-        ids.append(keyed.select("identifier", "timestamp").drop_nulls("identifier"))
-        ids.append(keyed.select(pl.col("primary").alias("identifier"), "timestamp").drop_nulls("identifier"))
+    times = [link_time, link_time, row_time[has_ident], row_time[has_primary]]
     if customers is not None:
-        no_time = pl.lit(None, TIMESTAMP).alias("timestamp")
-        ids.append(customers.select((primary + pl.col("customer_id")).alias("identifier"), no_time))
-    nodes = (
-        pl.concat(ids, how="vertical_relaxed")
-        .group_by("identifier")
-        .agg(pl.col("timestamp").min().dt.epoch("us").fill_null(_NEVER).alias("first_seen"))
-        .sort("identifier")
-    )
-    edges = (
-        pl.concat([link_pairs.select("a", "b").filter(pl.col("a") != pl.col("b")), row_links.select("a", "b")])
-        .unique()
-        .lazy()
-    )
-    codes = nodes.lazy().select("identifier").with_row_index("code")
-    coded = (
-        edges.join(codes, left_on="a", right_on="identifier")
-        .join(codes, left_on="b", right_on="identifier", suffix="_b")
-        .select("code", "code_b")
-        .collect()
-    )
+        strings.append(primary + customers["customer_id"])
+        times.append(np.full(customers.height, _NEVER, dtype=np.int64))
+    occurrences = pl.concat([s.alias("identifier") for s in strings])
+    codes, identifiers = _encode(occurrences)
+    n = identifiers.len()
+    first_seen = np.full(n, _NEVER, dtype=np.int64)
+    np.minimum.at(first_seen, codes, np.concatenate(times).astype(np.int64))
+
+    m = link_rows.height
+    a, b = codes[:m], codes[m : 2 * m]
+    self_link = a == b
+    stats["self_links"] = int(self_link.sum())
+    keys = _edge_keys(a[~self_link], b[~self_link], n)
+    stats["duplicate_links"] = int((~self_link).sum()) - keys.size
+    if rules.row_links and keyed.height:
+        ident_codes = codes[2 * m : 2 * m + int(has_ident.sum())]
+        primary_codes = codes[2 * m + int(has_ident.sum()) : 2 * m + int(has_ident.sum()) + int(has_primary.sum())]
+        both = has_ident & has_primary & (row_time != _NEVER)
+        x = ident_codes[(np.cumsum(has_ident) - 1)[both]]
+        y = primary_codes[(np.cumsum(has_primary) - 1)[both]]
+        row_keys = _edge_keys(x[x != y], y[x != y], n)
+        stats["row_links"] = row_keys.size
+        keys = np.union1d(keys, row_keys)
     return _Graph(
-        nodes=nodes,
-        src=coded["code"].to_numpy().astype(np.int64),
-        dst=coded["code_b"].to_numpy().astype(np.int64),
+        nodes=pl.DataFrame({"identifier": identifiers, "first_seen": first_seen}),
+        src=keys // max(n, 1),
+        dst=keys % max(n, 1),
         stats=stats,
         rows_resolved=rows_resolved,
     )
+
+
+def _edge_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Sorted unique undirected edges as ``low * n + high``."""
+    return np.unique(np.minimum(a, b) * n + np.maximum(a, b))
+
+
+def _encode(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Integer code (0..n-1) of each value and the distinct values, in code order.
+
+    Codes come from the dense rank of a 64-bit hash; a second hash with another seed must agree
+    on every value, otherwise (two identifiers sharing a hash, ~1e-6 at 10 million) the exact
+    but slower string ranking is used. Codes are internal: nothing visible depends on their order.
+    """
+    if values.len() == 0:
+        return np.zeros(0, dtype=np.int64), values
+    codes = (values.hash(seed=0).rank("dense") - 1).to_numpy().astype(np.int64)
+    first = _first_positions(codes)
+    check = values.hash(seed=1).to_numpy()
+    if not np.array_equal(check, check[first][codes]):
+        codes = (values.rank("dense") - 1).to_numpy().astype(np.int64)
+        first = _first_positions(codes)
+    return codes, values.gather(first)
+
+
+def _first_positions(codes: np.ndarray) -> np.ndarray:
+    first = np.empty(int(codes.max()) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)  # the last write (the first occurrence) wins
+    return first
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -584,11 +605,12 @@ def _group(graph: _Graph, rules: IdentityRules) -> _Groups:
     anon_nodes = np.flatnonzero(((n_primary == 0) & ~oversize_comp & (size >= 2))[comp])
     if anon_nodes.size:
         first_seen = graph.nodes["first_seen"].to_numpy()
-        order = anon_nodes[np.lexsort((anon_nodes, first_seen[anon_nodes], comp[anon_nodes]))]
-        c_sorted = comp[order]
-        starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
+        earliest = np.full(n_comp, _NEVER, dtype=np.int64)
+        np.minimum.at(earliest, comp[anon_nodes], first_seen[anon_nodes])
+        candidates = anon_nodes[first_seen[anon_nodes] == earliest[comp[anon_nodes]]]
         comp_anchor = np.full(n_comp, -1, dtype=np.int64)
-        comp_anchor[c_sorted[starts]] = order[starts]
+        comps, chosen = _smallest_identifier(comp[candidates], candidates, ident)
+        comp_anchor[comps] = chosen
         anchor[anon_nodes] = comp_anchor[comp[anon_nodes]]
     # conflicts: nearest primary id; oversize: direct neighbours of exactly one primary id
     label = np.full(n, _UNREACHED, dtype=np.int64)
@@ -617,6 +639,18 @@ def _group(graph: _Graph, rules: IdentityRules) -> _Groups:
         label=label,
         primary_links=int(primary_pair.sum()),
         edges_used=int(src.size),
+    )
+
+
+def _smallest_identifier(keys: np.ndarray, codes: np.ndarray, ident: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per key, the code whose identifier sorts first (strings compared only where a key has several)."""
+    count = np.bincount(keys)
+    single = count[keys] == 1
+    several = pl.DataFrame({"key": keys[~single], "code": codes[~single], "identifier": ident.gather(codes[~single])})
+    best = several.group_by("key").agg(pl.col("code").sort_by("identifier").first())
+    return (
+        np.concatenate([keys[single], best["key"].to_numpy()]),
+        np.concatenate([codes[single], best["code"].to_numpy()]),
     )
 
 
@@ -656,69 +690,70 @@ def _anon_id(anchor: str) -> str:
 def _name_groups(
     graph: _Graph, groups: _Groups, rules: IdentityRules, prev: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, dict[str, int] | None]:
-    """Customer id per identifier: the primary value, an earlier anon id, or the anchor's hash."""
+    """Customer id per identifier: the primary value, an earlier anon id, or the anchor's hash.
+
+    Returns the identity map sorted by identifier, and the stability counts against ``prev``.
+    """
     ident = graph.nodes["identifier"]
-    frame = pl.DataFrame(
-        {
-            "identifier": ident,
-            "anchor": groups.anchor,
-            "anchor_primary": groups.is_primary[groups.anchor],
-            "rank": _rank(graph.nodes["first_seen"].to_numpy()),
-        }
-    ).with_columns(anchor_identifier=ident.gather(groups.anchor))
-    anon = frame.filter(~pl.col("anchor_primary"))
+    anchors, position = np.unique(groups.anchor, return_inverse=True)
+    names = pl.DataFrame(
+        {"anchor": anchors, "anchor_identifier": ident.gather(anchors), "primary": groups.is_primary[anchors]}
+    )
+    primary_len = len(rules.primary_type) + 1
     kept = pl.DataFrame(schema={"anchor": pl.Int64, "customer_id": pl.String})
-    if prev is not None and anon.height:
-        candidates = (
-            anon.join(prev, on="identifier", how="inner")
-            .filter(pl.col("customer_id").str.starts_with(ANON_PREFIX))
-            .sort("rank")
+    if prev is not None:
+        anon_nodes = np.flatnonzero(~groups.is_primary[groups.anchor])
+        holders = pl.DataFrame(
+            {
+                "identifier": ident.gather(anon_nodes),
+                "anchor": groups.anchor[anon_nodes],
+                "first_seen": graph.nodes["first_seen"].to_numpy()[anon_nodes],
+            }
         )
         kept = (
-            candidates.unique("anchor", keep="first", maintain_order=True)  # earliest holder per group
+            holders.join(prev, on="identifier", how="inner")
+            .filter(pl.col("customer_id").str.starts_with(ANON_PREFIX))
+            .sort("first_seen", "identifier")
+            .unique("anchor", keep="first", maintain_order=True)  # earliest holder per group
             .unique("customer_id", keep="first", maintain_order=True)  # each earlier id to one group
             .select("anchor", "customer_id")
         )
-    anchors = anon.select("anchor", "anchor_identifier").unique("anchor").join(kept, on="anchor", how="anti")
+    fresh = names.filter(~pl.col("primary")).join(kept, on="anchor", how="anti")
     taken = set(kept["customer_id"].to_list())
-    fresh = []
-    for name in anchors["anchor_identifier"].to_list():
+    fresh_ids = []
+    for name in fresh["anchor_identifier"].to_list():
         new, salt = _anon_id(name), 0
         while new in taken:  # only when an earlier id already names another group
             salt += 1
             new = _anon_id(f"{name}#{salt}")
-        fresh.append(new)
-    named = pl.concat([kept, anchors.select("anchor", pl.Series("customer_id", fresh, dtype=pl.String))])
-    primary_len = len(rules.primary_type) + 1
-    identity_map = frame.join(named, on="anchor", how="left", maintain_order="left").select(
-        "identifier",
-        pl.when(pl.col("anchor_primary"))
-        .then(pl.col("anchor_identifier").str.slice(primary_len))
-        .otherwise(pl.col("customer_id"))
-        .alias("customer_id"),
+        fresh_ids.append(new)
+    named = pl.concat([kept, fresh.select("anchor", pl.Series("customer_id", fresh_ids, dtype=pl.String))])
+    customer_of_anchor = (
+        names.join(named, on="anchor", how="left", maintain_order="left")
+        .select(
+            pl.when(pl.col("primary"))
+            .then(pl.col("anchor_identifier").str.slice(primary_len))
+            .otherwise(pl.col("customer_id"))
+            .alias("customer_id")
+        )
+        .to_series()
+    )
+    identity_map = pl.DataFrame({"identifier": ident, "customer_id": customer_of_anchor.gather(position)}).sort(
+        "identifier"
     )
     if prev is None:
         return identity_map, None
     both = identity_map.join(prev, on="identifier", how="full", suffix="_prev")
     now, before = pl.col("customer_id"), pl.col("customer_id_prev")
+    upgraded = before.str.starts_with(ANON_PREFIX) & ~now.str.starts_with(ANON_PREFIX)
     counts = both.select(
         (now == before).sum().alias("kept"),
-        (before.str.starts_with(ANON_PREFIX) & ~now.str.starts_with(ANON_PREFIX)).sum().alias("upgraded"),
-        ((now != before) & ~(before.str.starts_with(ANON_PREFIX) & ~now.str.starts_with(ANON_PREFIX)))
-        .sum()
-        .alias("changed"),
-        (before.is_null()).sum().alias("new"),
-        (now.is_null()).sum().alias("gone"),
+        upgraded.sum().alias("upgraded"),
+        ((now != before) & ~upgraded).sum().alias("changed"),
+        before.is_null().sum().alias("new"),
+        now.is_null().sum().alias("gone"),
     ).row(0, named=True)
     return identity_map, {k: int(v) for k, v in counts.items()}
-
-
-def _rank(first_seen: np.ndarray) -> np.ndarray:
-    """Position of each node in (first_seen, identifier) order; nodes are sorted by identifier."""
-    order = np.lexsort((np.arange(first_seen.size), first_seen))
-    rank = np.empty(first_seen.size, dtype=np.int64)
-    rank[order] = np.arange(first_seen.size)
-    return rank
 
 
 def _apply_map(lf: pl.LazyFrame, identity_map: pl.DataFrame) -> pl.LazyFrame:
@@ -785,9 +820,9 @@ def _report(
         .sort("size", "component", descending=[True, False])
         .drop("comp")
     )
-    sizes = identity_map.group_by("customer_id").len()
-    size_counts = sizes.group_by("len").len(name="count").sort("len")
-    merged = sizes.filter(pl.col("len") >= 2)
+    per_group = np.bincount(groups.anchor)
+    per_group = per_group[per_group > 0]  # identifiers per customer
+    size_values, size_freq = np.unique(per_group, return_counts=True)
     return IdentityReport(
         as_of=moment,
         rules=rules,
@@ -799,11 +834,11 @@ def _report(
         primary_links_ignored=groups.primary_links,
         edges_used=groups.edges_used,
         identifiers=identity_map.height,
-        customers=sizes.height,
-        merges=identity_map.height - sizes.height,
-        merged_customers=merged.height,
-        largest_group=int(sizes["len"].max() or 0),  # type: ignore[arg-type]
-        size_counts={int(k): int(v) for k, v in size_counts.iter_rows()},
+        customers=int(per_group.size),
+        merges=identity_map.height - int(per_group.size),
+        merged_customers=int((per_group >= 2).sum()),
+        largest_group=int(per_group.max()) if per_group.size else 0,
+        size_counts={int(k): int(v) for k, v in zip(size_values, size_freq, strict=True)},
         quarantined=quarantined,
         oversize=per_comp.filter("oversize").drop("oversize"),
         conflicts=per_comp.filter(~pl.col("oversize")).drop("oversize"),
