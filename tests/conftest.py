@@ -48,6 +48,8 @@ CAMPAIGN_TEST_CONFIG = {
         "model": {"n_estimators": 120, "learning_rate": 0.1, "early_stopping_rounds": 20, "num_leaves": 15},
     },
     "channel": {"n_estimators": 60, "lookback_days": 49, "pause_ratio": 0.5},
+    # Contact whenever the rules allow, whatever the estimated value: the strictest test of consent.
+    "policy": {"min_value": -1000.0},
 }
 CAMPAIGN_TRAIN_AS_OF = "2024-12-01"
 

@@ -47,7 +47,16 @@ from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError,
 from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, stable_hash, uniform_from_hash
 from omni_ml.scoring._writer import AtomicTableWriter, output_format
 
-__all__ = ["CHUNK_CUSTOMERS", "LoadedCampaignModel", "ScoringSummary", "campaign_schema", "score"]
+__all__ = [
+    "CHUNK_CUSTOMERS",
+    "LoadedCampaignModel",
+    "ScoringSummary",
+    "campaign_schema",
+    "chunk_histories",
+    "finish_chunk",
+    "histories_for_job",
+    "score",
+]
 
 CHUNK_CUSTOMERS = 250_000
 """Customers per chunk when ``chunks`` is not given."""
@@ -276,6 +285,11 @@ def _check_histories(hist: Histories, as_of: dt.datetime, model: Any) -> int:
     return max(int(n_customers), 1)
 
 
+def histories_for_job(directory: str | Path, as_of: dt.datetime) -> Histories:
+    """Load and identity-resolve a histories directory as the job does (also on Spark executors)."""
+    return _resolved(_load_histories(directory, as_of), as_of)
+
+
 def _resolved(hist: Histories, as_of: dt.datetime) -> Histories:
     """Identity-resolved histories (resolution is global: it must happen before customers are chunked)."""
     from omni_ml.identity import require_resolved, resolve_identities
@@ -451,12 +465,17 @@ def score(
     job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage)
 
     if engine == "spark":
+        import secrets
+
         from omni_ml.scoring.spark import scored_chunks_spark
 
         if not isinstance(hist_or_dir, str | Path):
             msg = "engine='spark' reads the histories on the executors: pass a directory, not a Histories object."
             raise ConfigError(msg)
-        frames: Iterator[pl.DataFrame] = scored_chunks_spark(Path(hist_or_dir), job, n_chunks)
+        staging = out_path.parent / f".{out_path.name}.spark-{secrets.token_hex(4)}"
+        frames: Iterator[pl.DataFrame] = scored_chunks_spark(
+            Path(hist_or_dir).resolve(), job, n_chunks, staging_dir=staging.resolve()
+        )
     else:
         frames = (job.run(chunk_histories(hist, b, n_chunks)) for b in range(n_chunks))
 

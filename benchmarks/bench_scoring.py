@@ -1,0 +1,173 @@
+"""Claim (issue 10): the batch job scores 1 million customers with reason codes in under 5 minutes on 2 cores.
+
+Run from the repository root::
+
+    nice -n 10 .venv/bin/python -m benchmarks.bench_scoring                    # 1,000,000 customers
+    .venv/bin/python -m benchmarks.bench_scoring --customers 50000              # quick run
+
+World: a simulated ``default``-preset world (30,000 persons, seed 0) is identity-resolved at its end
+date, then **replicated with new customer ids** (``C0000001`` -> ``C0000001-r07``) until the requested
+number of customers exists (simulating a million persons directly takes far longer than scoring them).
+Replicas carry a ``customer_id`` on every row, i.e. the histories a production job gets after
+``omni-ml resolve``. Written once to ``benchmarks/_data/scoring_<n>/`` (gitignored).
+
+Model: one :class:`omni_ml.campaign.CampaignModel` (propensity + channel model + policy) fitted on the
+base world one month before its end, saved with joblib.
+
+Contenders, each ``omni-ml score`` in a fresh subprocess (clean peak RSS, Python start-up included):
+
+* ``chunked, no reasons``    -- ``--reasons 0``, chunks chosen by size (250,000 customers per chunk);
+* ``chunked, 3 reasons``     -- ``--reasons 3`` (the claim);
+* ``one chunk, 3 reasons``   -- ``--chunks 1``: everything in memory at once, the naive alternative the
+  chunking is measured against (same output bytes, higher peak memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+DATA = Path(__file__).resolve().parent / "_data"
+AS_OF = "2025-01-01"
+TRAIN_AS_OF = "2024-12-01"
+_PERSON_TABLES = ("events", "contacts", "consents", "customers")
+
+
+def _base_world() -> Path:
+    from omni_ml.simulate import preset, simulate
+
+    raw = DATA / "scoring_base_raw"
+    if not (raw / "events.parquet").exists():
+        simulate(preset("default", seed=0), raw)
+    resolved = DATA / "scoring_base"
+    if not (resolved / "events.parquet").exists():
+        from omni_ml.data import load_histories
+        from omni_ml.identity import resolve_identities
+
+        hist = resolve_identities(load_histories(raw), as_of=AS_OF)
+        resolved.mkdir(parents=True, exist_ok=True)
+        for table in _PERSON_TABLES:
+            lf = getattr(hist, table)
+            if lf is not None:
+                lf.collect().write_parquet(resolved / f"{table}.parquet")
+    return resolved
+
+
+def _replicated_world(customers: int) -> Path:
+    base = _base_world()
+    out = DATA / f"scoring_{customers}"
+    if (out / "events.parquet").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    ids = pl.read_parquet(base / "customers.parquet")["customer_id"]
+    events_ids = pl.scan_parquet(base / "events.parquet").select("customer_id").unique().collect()["customer_id"]
+    all_ids = pl.concat([ids, events_ids]).unique().sort()
+    copies = -(-customers // all_ids.len())
+    for table in _PERSON_TABLES:
+        frame = pl.read_parquet(base / f"{table}.parquet")
+        parts = [
+            frame.with_columns(pl.col("customer_id") + f"-r{r:02d}", pl.lit(None, dtype=pl.String).alias("identifier"))
+            if "identifier" in frame.columns
+            else frame.with_columns(pl.col("customer_id") + f"-r{r:02d}")
+            for r in range(copies)
+        ]
+        pl.concat(parts).write_parquet(out / f"{table}.parquet")
+    return out
+
+
+def _model(base: Path) -> Path:
+    path = DATA / "scoring_model.joblib"
+    if path.exists():
+        return path
+    from omni_ml.campaign import CampaignModel
+    from omni_ml.data import load_histories
+
+    model = CampaignModel().fit(load_histories(base), TRAIN_AS_OF, horizon_days=28)
+    return model.save(path)
+
+
+_CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from omni_ml.scoring import score
+summary = score(sys.argv[1], model=sys.argv[2], as_of=sys.argv[3], out=sys.argv[4], reasons=int(sys.argv[5]),
+                chunks=None if sys.argv[6] == "auto" else int(sys.argv[6]), progress=False)
+print(json.dumps({"seconds": summary.seconds, "customers": summary.customers, "chunks": summary.chunks,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "wall_with_imports": time.perf_counter() - t0}))
+"""
+
+
+def _run(world: Path, model: Path, reasons: int, chunks: str, out: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(world), str(model), AS_OF, str(out), str(reasons), chunks],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--skip-one-chunk", action="store_true", help="skip the everything-at-once contender")
+    args = parser.parse_args(argv)
+
+    t = time.perf_counter()
+    world = _replicated_world(args.customers)
+    model = _model(DATA / "scoring_base")
+    n_events = pl.scan_parquet(world / "events.parquet").select(pl.len()).collect().item()
+    print(f"world: {world} ({n_events:,} events; prepared in {time.perf_counter() - t:,.0f} s); model: {model}")
+
+    contenders = [("chunked, no reasons", 0, "auto"), ("chunked, 3 reasons", 3, "auto")]
+    if not args.skip_one_chunk:
+        contenders.append(("one chunk, 3 reasons", 3, "1"))
+    rows = []
+    for name, reasons, chunks in contenders:
+        out = DATA / f"campaign_{args.customers}_{reasons}_{chunks}.parquet"
+        result = _run(world, model, reasons, chunks, out)
+        rows.append({"contender": name, **result, "file_mb": out.stat().st_size / 2**20})
+        print(f"  {name}: {result}", flush=True)
+
+    table = pl.DataFrame(rows).with_columns(
+        (pl.col("customers") / pl.col("seconds")).alias("customers_per_s"),
+        (pl.col("seconds") / pl.col("seconds").filter(pl.col("contender") == "chunked, 3 reasons").first()).alias(
+            "time_ratio"
+        ),
+        (
+            pl.col("peak_rss_mb") / pl.col("peak_rss_mb").filter(pl.col("contender") == "chunked, 3 reasons").first()
+        ).alias("rss_ratio"),
+    )
+    with pl.Config(tbl_rows=10, tbl_cols=20, tbl_width_chars=200, float_precision=1):
+        print(
+            table.select(
+                "contender",
+                "customers",
+                "chunks",
+                "seconds",
+                "customers_per_s",
+                "time_ratio",
+                "peak_rss_mb",
+                "rss_ratio",
+                "file_mb",
+            )
+        )
+    claim = table.filter(pl.col("contender") == "chunked, 3 reasons").row(0, named=True)
+    per_million = claim["seconds"] / claim["customers"] * 1_000_000
+    print(
+        f"claim: 1 million customers with 3 reasons in {per_million / 60:.1f} min (target < 5 min): "
+        f"{'met' if per_million < 300 else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""CampaignModel: the fitted bundle that turns histories + an as-of date into the campaign table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_ml.campaign import NO_CHANNEL_MODEL, CampaignConfig, CampaignModel
+from omni_ml.config import from_mapping
+from omni_ml.data import Histories, load_histories
+from omni_ml.exceptions import ConfigError, ModelNotFoundError
+from omni_ml.identity import consent_state, resolve_identities
+
+SCORE_AS_OF = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def model(campaign_model_path: Path) -> CampaignModel:
+    return CampaignModel.load(campaign_model_path)
+
+
+@pytest.fixture(scope="module")
+def resolved(small_world: Path) -> Histories:
+    return resolve_identities(load_histories(small_world), as_of=SCORE_AS_OF).collect()
+
+
+@pytest.fixture(scope="module")
+def scored(model: CampaignModel, resolved: Histories) -> pl.DataFrame:
+    return model.score(resolved, SCORE_AS_OF, reasons=0)
+
+
+def _subset(hist: Histories, ids: list[str]) -> Histories:
+    keep = pl.col("customer_id").is_in(ids)
+    return hist.replace(
+        **{t: lf.filter(keep) for t, lf in hist.tables().items() if t != "identity_links"}, identity_links=None
+    )
+
+
+def test_score_has_the_documented_schema_one_row_per_customer(model: CampaignModel, scored: pl.DataFrame) -> None:
+    assert scored.schema == model.output_schema(reasons=0)
+    assert scored.columns[:5] == ["customer_id", "as_of", "propensity", "propensity_decile", "best_channel"]
+    assert [c for c in scored.columns if c.startswith("score_")] == [f"score_{c}" for c in model.channels]
+    assert scored["customer_id"].is_unique().all()
+    assert scored["customer_id"].to_list() == sorted(scored["customer_id"].to_list())
+    assert scored["propensity"].is_between(0.0, 1.0).all()
+    assert set(scored["propensity_decile"].unique().to_list()) <= set(range(1, 11))
+    assert (scored["as_of"] == SCORE_AS_OF).all()
+    assert scored["best_channel"].null_count() == 0
+    assert scored["rule"].null_count() == 0
+
+
+def test_scores_every_customer_with_history_or_a_customers_row(scored: pl.DataFrame, resolved: Histories) -> None:
+    before = resolved.events.filter(pl.col("timestamp") < SCORE_AS_OF).select("customer_id")
+    expected = pl.concat([before, resolved.customers.select("customer_id")]).unique().collect()  # type: ignore[union-attr]
+    assert set(scored["customer_id"]) == set(expected["customer_id"])
+
+
+def test_deciles_follow_propensity_with_fixed_edges(model: CampaignModel, scored: pl.DataFrame) -> None:
+    assert len(model.decile_edges_) == 9
+    assert list(model.decile_edges_) == sorted(model.decile_edges_)
+    by_decile = scored.group_by("propensity_decile").agg(
+        pl.col("propensity").min().alias("lo"), pl.col("propensity").max().alias("hi")
+    )
+    bounds = by_decile.sort("propensity_decile")
+    # decile 1 is the top: every propensity in decile d+1 is at most every propensity in decile d
+    lo, hi = bounds["lo"].to_list(), bounds["hi"].to_list()
+    assert all(hi[i + 1] <= lo[i] + 1e-12 for i in range(len(lo) - 1))
+    # the training population at the latest cutoff is split into ~10% per decile: the scoring
+    # population at a later date is close to it (fixed edges, so not exactly 10%)
+    shares = scored["propensity_decile"].value_counts(normalize=True)["proportion"]
+    assert shares.max() < 0.3
+
+
+@settings(max_examples=3, deadline=None)
+@given(n_parts=st.integers(2, 4), seed=st.integers(0, 10_000))
+def test_score_of_any_partition_equals_score_of_all(
+    model: CampaignModel, resolved: Histories, scored: pl.DataFrame, n_parts: int, seed: int
+) -> None:
+    ids = scored["customer_id"].to_list()
+    part = np.random.default_rng(seed).integers(0, n_parts, len(ids))
+    pieces = []
+    for p in range(n_parts):
+        mine = [c for c, q in zip(ids, part, strict=True) if q == p]
+        pieces.append(model.score(_subset(resolved, mine), SCORE_AS_OF, reasons=0))
+    together = pl.concat(pieces).sort("customer_id")
+    assert together.equals(scored)
+
+
+def test_no_customer_is_contacted_without_consent(scored: pl.DataFrame, resolved: Histories) -> None:
+    contacted = scored.filter(pl.col("best_channel") != "no_contact")
+    assert contacted.height > 0  # the test policy contacts whenever the rules allow
+    consent = consent_state(resolved, SCORE_AS_OF)
+    joined = contacted.join(consent, on="customer_id", how="left")
+    granted = [row[f"consent_{row['best_channel']}"] for row in joined.iter_rows(named=True)]
+    assert all(g is True for g in granted)
+
+
+def test_contacts_take_the_best_consented_channel(scored: pl.DataFrame) -> None:
+    contacted = scored.filter(pl.col("best_channel") != "no_contact")
+    assert (contacted["rule"] == "best_value").all()
+    assert (contacted["expected_value"] > -1000.0).all()  # the test policy's min_value
+    best = pl.max_horizontal(pl.col(f"score_{c}") for c in ("email", "sms", "push", "direct_mail", "call_center"))
+    assert contacted.select((pl.col("expected_value") - best).abs().max()).item() < 1e-9
+    paused = scored.filter(pl.col("best_channel") == "no_contact")
+    assert (paused["expected_value"] == 0).all()
+
+
+def test_transaction_log_gets_propensity_and_no_channel_model(small_world: Path) -> None:
+    purchases = (
+        pl.read_parquet(small_world / "events.parquet")
+        .filter((pl.col("event_type") == "purchase") & pl.col("customer_id").is_not_null())
+        .select("customer_id", pl.col("timestamp").alias("date"), "amount")
+    )
+    hist = Histories.from_frames(purchases)
+    config = CampaignConfig(train={"n_cutoffs": 4, "model": {"n_estimators": 40, "early_stopping_rounds": 10}})
+    model = CampaignModel(config).fit(hist, "2024-12-01", horizon_days=28)
+    assert model.channel_model_ is None
+    assert "no contacts table" in (model.channel_note_ or "")
+    out = model.score(hist, "2025-01-01", reasons=0)
+    assert out.height == purchases["customer_id"].n_unique()
+    assert (out["best_channel"] == "no_contact").all()
+    assert (out["rule"] == NO_CHANNEL_MODEL).all()
+    assert out["propensity"].is_between(0.0, 1.0).all()
+    assert out["propensity"].n_unique() > 5
+
+
+def test_save_and_load_give_identical_scores(model: CampaignModel, resolved: Histories, tmp_path: Path) -> None:
+    path = model.save(tmp_path / "m.joblib")
+    again = CampaignModel.load(path)
+    subset = _subset(resolved, resolved.customers.collect()["customer_id"].head(200).to_list())  # type: ignore[union-attr]
+    assert again.score(subset, SCORE_AS_OF, reasons=0).equals(model.score(subset, SCORE_AS_OF, reasons=0))
+
+
+def test_unfitted_or_missing_model_raises_clearly(tmp_path: Path, resolved: Histories) -> None:
+    with pytest.raises(ModelNotFoundError, match="not fitted"):
+        CampaignModel().score(resolved, SCORE_AS_OF)
+    with pytest.raises(ModelNotFoundError, match="no such file"):
+        CampaignModel.load(tmp_path / "missing.joblib")
+
+
+def test_config_rejects_unknown_keys_and_bad_reasons() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'channel'"):
+        from_mapping(CampaignConfig, {"chanel": None})
+    with pytest.raises(ConfigError, match="reasons must be an integer"):
+        CampaignConfig(reasons=-1)
+    with pytest.raises(ConfigError, match="did you mean 'n_cutoffs'"):
+        CampaignConfig(train={"n_cutofs": 3}).resolved()
