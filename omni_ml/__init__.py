@@ -20,6 +20,7 @@ from omni_ml.exceptions import (
 from omni_ml.explain import explain
 from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline, predict_propensity
+from omni_ml.simulate import SimulationConfig
 from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "RecencyFrequencyBaseline",
     "Report",
     "SchemaError",
+    "SimulationConfig",
     "TrainingSet",
     "__version__",
     "consent_state",

@@ -154,6 +154,7 @@ def simulate(
     end: Annotated[str | None, typer.Option("--end", help="End of the history = as-of date of the truth.")] = None,
     future_days: Annotated[int | None, typer.Option("--future-days", help="Length H of the future window.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same bytes.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Processes simulating chunks (same files).")] = 1,
 ) -> None:
     """Simulate a seeded omnichannel world: histories tables plus the ground truth in OUT/truth/."""
     import datetime as dt
@@ -183,7 +184,7 @@ def simulate(
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        path = run_simulation(config, out, progress=advance)
+        path = run_simulation(config, out, progress=advance, workers=workers)
     typer.echo(
         f"wrote a world of {config.n_customers:,} customers ({config.start} .. {config.end}, "
         f"future {config.future_days} days, seed {config.seed}) to {path}; truth in {path / 'truth'}"

@@ -64,7 +64,8 @@ def test_world_validates_against_the_histories_contract(small_world: Path) -> No
         assert hist.report.tables[table].duplicates_dropped == 0
     events = hist.report.tables["events"]
     assert events.future_rows == 0
-    assert events.start is not None and events.start >= dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    assert events.start is not None
+    assert events.start >= dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     assert set(events.channels) == {"web", "app", "store", *CONTACTABLE_CHANNELS}
     assert {"purchase", "return", "view", "cart", "visit", "open", "click", "service_call", "unsubscribe"} <= set(
         events.event_types
@@ -269,7 +270,8 @@ def test_fatigue_lowers_response(small_world: Path, resolved_events: pl.DataFram
     )
     fresh = c.filter(pl.col("recent") <= 1)["opened"].mean()
     tired = c.filter(pl.col("recent") >= 3)["opened"].mean()
-    assert isinstance(fresh, float) and isinstance(tired, float)
+    assert isinstance(fresh, float)
+    assert isinstance(tired, float)
     assert tired < 0.85 * fresh
 
 
@@ -289,7 +291,8 @@ def test_truth_is_consistent_and_the_oracle_is_good_not_perfect(small_world: Pat
     assert (resp["p_if_contacted"] >= resp["p_if_not"] - 1e-12).all()
     assert (resp["p_if_not"] <= resp["p_purchase"] + 1e-12).all()  # 7 days within 30 days
     gone = resp.filter(pl.col("p_purchase") == 0)
-    assert gone.height > 0 and (gone["p_if_contacted"] == 0).all()
+    assert gone.height > 0
+    assert (gone["p_if_contacted"] == 0).all()
     world = json.loads((small_world / "truth" / "world.json").read_text())
     assert "no outbound contacts" in world["future_regime"].lower()
 
@@ -339,7 +342,8 @@ def test_continue_with_a_campaign_lifts_purchases_as_the_truth_says(small_world:
     assert abs(lift - expected) < 0.5 * expected + 0.01
     sent = pl.read_parquet(tmp_path / "cont" / "contacts.parquet")
     assert sent.height == campaign.height
-    assert (sent["timestamp"] == END).all() and (sent["campaign_id"] == "test-sms").all()
+    assert (sent["timestamp"] == END).all()
+    assert (sent["campaign_id"] == "test-sms").all()
     # persons not in the campaign buy on the same days (common random numbers)
     others = ~pl.col("customer_id").is_in(campaign["customer_id"].implode())
     days = pl.col("timestamp").dt.date()
@@ -368,6 +372,8 @@ def test_any_seed_gives_a_valid_world(tmp_path_factory: pytest.TempPathFactory, 
         tmp_path_factory.mktemp("w"),
     )
     hist = load_histories(world)
-    assert hist.report is not None and hist.report.tables["customers"].rows == n
+    assert hist.report is not None
+    assert hist.report.tables["customers"].rows == n
     prop = _read(world, "truth/propensity")
-    assert prop.height == n and prop["p_purchase"].is_between(0, 1).all()
+    assert prop.height == n
+    assert prop["p_purchase"].is_between(0, 1).all()

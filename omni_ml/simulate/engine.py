@@ -27,9 +27,9 @@ products) are drawn afterwards per chunk and period, and may be re-drawn when th
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
-from scipy import stats
 
 from omni_ml.simulate.config import (
     CHANNELS,
@@ -145,7 +145,9 @@ def run_chunk(
     next_change = np.maximum(pop.signup_day, 0)[:, None] + _waits(rng0, cfg, pop.consent0)
     next_any = next_change.min(axis=1)
     by_signup = np.argsort(pop.signup_day, kind="stable")
-    session_cdf = np.cumsum(stats.poisson.pmf(np.arange(12), cfg.in_market_sessions)).astype(np.float32)
+    lam_s = cfg.in_market_sessions
+    session_pmf = [math.exp(-lam_s) * lam_s**k / math.factorial(k) for k in range(12)]
+    session_cdf = np.cumsum(session_pmf).astype(np.float32)
     signup_sorted = pop.signup_day[by_signup]
 
     end_state: EndState | None = None

@@ -6,11 +6,15 @@ memory is bounded by a chunk and the same config gives the same bytes.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import itertools
 import json
 import math
+import multiprocessing
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +166,59 @@ def _truth(
     return propensity, response
 
 
-def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progress | None = None) -> Path:
+def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[tuple[str, pl.DataFrame]]:
+    """Every table's rows of chunk ``k`` (a pure function of the config and ``k``)."""
+    cal = Calendar.build(cfg)
+    tables = CategoryTables.build(cfg)
+    pop = draw_population(cfg, k, offset, n)
+    rec = run_chunk(cfg, k, pop, cal, tables)
+    history, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
+    ev, seen = events_frame(cfg, k, pop, cal, history, period=0, campaign_name="", with_customer_id=False)
+    del history
+    fut, seen_f = events_frame(cfg, k, pop, cal, future, period=1, campaign_name="", with_customer_id=True)
+    propensity, response = _truth(cfg, pop, cal, tables, rec)
+    return [
+        ("events", ev),
+        ("truth/future_events", fut),
+        ("contacts", contacts_frame(cfg, pop, cal, rec.contacts, 0, cal.n_history, "")),
+        ("consents", consents_frame(cal, pop, rec.consents, -(10**9), cal.n_history)),
+        ("identity_links", links_frame(cfg, pop, cal, seen)),
+        ("customers", _customers(pop, cal)),
+        ("truth/identity", identity_truth(cfg, pop, pl.concat([seen, seen_f]))),
+        ("truth/propensity", propensity),
+        ("truth/channel_response", response),
+    ]
+
+
+def _chunk_frames(
+    cfg: SimulationConfig, chunks: list[tuple[int, int, int]], workers: int
+) -> Iterator[list[tuple[str, pl.DataFrame]]]:
+    """Chunk results in chunk order.
+
+    With ``workers > 1`` they are computed by that many spawned processes, at most ``workers + 1``
+    chunks in flight so memory stays bounded.
+    """
+    if workers <= 1 or len(chunks) <= 1:
+        for k, offset, n in chunks:
+            yield _simulate_chunk(cfg, k, offset, n)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: collections.deque[concurrent.futures.Future[list[tuple[str, pl.DataFrame]]]] = collections.deque()
+        todo = iter(chunks)
+        for k, offset, n in itertools.islice(todo, workers + 1):
+            pending.append(pool.submit(_simulate_chunk, cfg, k, offset, n))
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_simulate_chunk, cfg, *nxt))
+            yield result
+
+
+def simulate(
+    config: SimulationConfig, out_dir: str | Path, *, progress: Progress | None = None, workers: int = 1
+) -> Path:
     """Simulate a world and write its histories directory and ``truth/``.
 
     Parameters
@@ -174,6 +230,8 @@ def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progres
         ``truth/{identity,propensity,channel_response,future_events}.parquet`` + ``truth/world.json``.
     progress
         Called with ``(chunks_done, n_chunks)`` after each chunk.
+    workers
+        Processes simulating chunks in parallel (the files are identical for any number of workers).
 
     Returns
     -------
@@ -191,8 +249,6 @@ def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progres
     cfg = config
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cal = Calendar.build(cfg)
-    tables = CategoryTables.build(cfg)
     names = ("events", "contacts", "consents", "identity_links", "customers")
     truth_names = ("identity", "propensity", "channel_response", "future_events")
     writers = {n: _Writer(out / f"{n}.parquet") for n in names}
@@ -200,25 +256,12 @@ def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progres
     chunks = _chunks(cfg)
     sink = _Sink(writers)
     try:
-        for k, offset, n in chunks:
-            pop = draw_population(cfg, k, offset, n)
-            rec = run_chunk(cfg, k, pop, cal, tables)
-            history, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
-            ev, seen = events_frame(cfg, k, pop, cal, history, period=0, campaign_name="", with_customer_id=False)
-            sink.put("events", ev)
-            fut, seen_f = events_frame(cfg, k, pop, cal, future, period=1, campaign_name="", with_customer_id=True)
-            sink.put("truth/future_events", fut)
-            sink.put("contacts", contacts_frame(cfg, pop, cal, rec.contacts, 0, cal.n_history, ""))
-            sink.put("consents", consents_frame(cal, pop, rec.consents, -(10**9), cal.n_history))
-            sink.put("identity_links", links_frame(cfg, pop, cal, seen))
-            sink.put("customers", _customers(pop, cal))
-            sink.put("truth/identity", identity_truth(cfg, pop, pl.concat([seen, seen_f])))
-            propensity, response = _truth(cfg, pop, cal, tables, rec)
-            sink.put("truth/propensity", propensity)
-            sink.put("truth/channel_response", response)
-            del rec, history, future, ev, fut, seen, seen_f
+        for done, frames in enumerate(_chunk_frames(cfg, chunks, workers), start=1):
+            for name, frame in frames:
+                sink.put(name, frame)
+            del frames
             if progress is not None:
-                progress(k + 1, len(chunks))
+                progress(done, len(chunks))
     finally:
         sink.close()
     world = {
