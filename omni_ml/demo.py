@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from omni_ml.data import load_histories
 
@@ -23,6 +24,55 @@ def run(out_dir: Path) -> None:
         hist = load_histories(SAMPLE)
     assert hist.report is not None
     print(hist.report.to_text())
+    campaign_step(out_dir)
+
+
+def campaign_step(out_dir: Path, *, tracking_uri: str | None = None, register_as: str = "omni_ml_campaign") -> Any:
+    """Simulate the small world, train a campaign model tracked in MLflow, register it as champion, score.
+
+    The model is logged to the embedded MLflow store (``./mlflow.db`` unless ``MLFLOW_TRACKING_URI`` or
+    ``tracking_uri`` says otherwise), registered as ``register_as`` with alias ``champion``, and the
+    scoring job loads it back by ``models:/<register_as>@champion``. Returns the ScoringSummary.
+    """
+    import datetime as dt
+
+    from omni_ml.campaign import CampaignModel
+    from omni_ml.scoring import score
+    from omni_ml.simulate import preset, simulate
+    from omni_ml.tracking import log_run, resolve_tracking_uri
+
+    config = preset("small", seed=0)
+    world = out_dir / "world"
+    print(f"== simulate the small world ({config.n_customers:,} persons, {config.start} .. {config.end}) -> {world}")
+    if not (world / "events.parquet").exists():
+        simulate(config, world)
+    end = dt.datetime.combine(config.end, dt.time(), tzinfo=dt.UTC)
+    train_as_of = end - dt.timedelta(days=28)
+    print(f"== train the campaign model as of {train_as_of:%Y-%m-%d} (propensity, channel model, policy)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hist = load_histories(world)
+        model = CampaignModel().fit(hist, train_as_of, horizon_days=28)
+    print(f"   {model}")
+    print("   back-test: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(model.metrics_.items())[:6]))
+    uri = resolve_tracking_uri(tracking_uri)
+    run = log_run(
+        model,
+        metrics=model.metrics_,
+        params={"horizon_days": model.horizon_days_, "as_of": f"{train_as_of:%Y-%m-%d}"},
+        run_name="demo-campaign",
+        register_as=register_as,
+        alias="champion",
+        tracking_uri=uri,
+    )
+    model_uri = f"models:/{register_as}@champion"
+    print(f"   MLflow run {run.run_id} in {uri}; registered {register_as} version {run.version} as {model_uri}")
+    out = out_dir / "campaign.parquet"
+    print(f"== score every customer as of {end:%Y-%m-%d} with {model_uri}")
+    summary = score(world, model=model_uri, as_of=end, out=out, reasons=3, tracking_uri=uri, progress=False)
+    print(summary.to_text())
+    print(f"MLflow UI:     mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> None:
