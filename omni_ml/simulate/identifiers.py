@@ -115,7 +115,13 @@ def events_frame(
     ``with_customer_id``: every row carries its true customer id (truth tables); otherwise a share
     ``identifier_only_share`` of the rows with a local identifier carry only that identifier.
     """
-    order = np.lexsort((rows.event_type, rows.ts, pop.gid[rows.idx]))
+    # sort by person, then time: one int64 key (46 bits of microseconds cover 2.2 years)
+    t0 = int(rows.ts.min()) if rows.ts.size else 0
+    span = int(rows.ts.max()) - t0 if rows.ts.size else 0
+    if span < (1 << 46) and pop.n < (1 << 17):
+        order = np.argsort((rows.idx << 46) + (rows.ts - t0), kind="stable")
+    else:
+        order = np.lexsort((rows.ts, rows.idx))
     rows = rows.take(order)
     day = rows.ts // (86_400 * 1_000_000) - cal.epoch_day
     val = _values(cfg, pop, rows.idx, rows.kind.astype(np.int64), day)
@@ -134,9 +140,11 @@ def events_frame(
     )
     n = rows.idx.size
     cid_pos = np.where(keep_cid, rows.idx, pop.n)
-    uniq, first, inverse = np.unique(val, return_index=True, return_inverse=True)
-    ident_names = _ident_strings(rows.kind[first], uniq).append(pl.Series([None], dtype=pl.String))
-    ident_pos = np.where(show_ident, inverse, uniq.size)
+    shown = np.flatnonzero(show_ident)
+    uniq, first, inverse = np.unique(val[shown], return_index=True, return_inverse=True)
+    ident_names = _ident_strings(rows.kind[shown[first]], uniq).append(pl.Series([None], dtype=pl.String))
+    ident_pos = np.full(n, uniq.size, dtype=np.int64)
+    ident_pos[shown] = inverse
     amount = rows.amount
     frame = pl.DataFrame(
         {
