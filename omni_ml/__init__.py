@@ -6,6 +6,7 @@ Importing omni_ml has no side effects.
 
 from __future__ import annotations
 
+from omni_ml.campaign import CampaignConfig, CampaignModel
 from omni_ml.data import Histories, LoadReport, load_histories
 from omni_ml.evaluate import Report, evaluate, fit_propensity
 from omni_ml.exceptions import (
@@ -20,12 +21,15 @@ from omni_ml.exceptions import (
 from omni_ml.explain import explain
 from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline, predict_propensity
+from omni_ml.scoring import ScoringSummary, score
 from omni_ml.simulate import SimulationConfig
 from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CampaignConfig",
+    "CampaignModel",
     "ConfigError",
     "ConsentError",
     "DataInsufficientError",
@@ -41,6 +45,7 @@ __all__ = [
     "RecencyFrequencyBaseline",
     "Report",
     "SchemaError",
+    "ScoringSummary",
     "SimulationConfig",
     "TrainingSet",
     "__version__",
@@ -52,6 +57,7 @@ __all__ = [
     "load_histories",
     "predict_propensity",
     "resolve_identities",
+    "score",
     "training_cutoffs",
     "training_set",
 ]
