@@ -377,3 +377,22 @@ def test_any_seed_gives_a_valid_world(tmp_path_factory: pytest.TempPathFactory, 
     prop = _read(world, "truth/propensity")
     assert prop.height == n
     assert prop["p_purchase"].is_between(0, 1).all()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_simulate_writes_a_world_and_reports_bad_dates(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+
+    runner = CliRunner()
+    args = ["simulate", "--preset", "small", "--customers", "80", "--future-days", "14", "--seed", "3"]
+    done = runner.invoke(app, [*args, "--out", str(tmp_path / "w")])
+    assert done.exit_code == 0, done.output
+    assert "wrote a world of 80 customers" in done.output
+    assert load_config(tmp_path / "w") == preset("small", n_customers=80, future_days=14, seed=3)
+    bad = runner.invoke(app, [*args, "--start", "yesterday", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2
+    assert "cannot parse 'yesterday' as a date" in bad.output

@@ -34,7 +34,22 @@ card to many persons' emails (``shared`` in the truth); following them would mer
 were never linked cannot be resolved (they become ``anon-`` customers) although the truth knows them.
 
 A world is continued under a campaign with :func:`continue_world` (same seed, same history, common
-random numbers), so a policy can be evaluated by simulation as well as by the truth tables.
+random numbers), so a policy can be evaluated by simulation as well as by the truth tables. Every
+per-person decision of a day uses that person's own uniforms, so persons not in the campaign buy on the
+same days as in ``truth/future_events``; row details (times, amounts, products) of a chunk may be
+re-drawn when its rows change.
+
+Scale: persons are simulated in chunks of ``chunk_size`` (memory is bounded by a chunk); each chunk
+has its own random streams derived from ``(seed, chunk)`` with numpy ``SeedSequence``, so results
+depend on ``seed`` and ``chunk_size`` but not on ``workers`` (chunks simulated in parallel processes).
+
+Examples
+--------
+>>> import tempfile
+>>> import polars as pl
+>>> world = simulate(preset("small", n_customers=100), tempfile.mkdtemp())
+>>> sorted(p.name for p in (world / "truth").iterdir())
+['channel_response.parquet', 'future_events.parquet', 'identity.parquet', 'propensity.parquet', 'world.json']
 """
 
 from __future__ import annotations
