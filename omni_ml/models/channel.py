@@ -75,6 +75,12 @@ class ChannelModel(BaseEstimator):
     weighting
         ``"ipw"``: weight contact rows by ``1 / assignment_probability`` (see the module docstring);
         ``"none"``: unweighted.
+    arm_aligned
+        S-learner only: add *arm-aligned* copies of per-channel features. A feature that exists once per
+        channel (``open_rate_email_90d``, ``open_rate_sms_90d`` ...) gets a column ``arm:open_rate_{arm}_90d``
+        holding the value for the arm of the row (missing for ``no_contact``), so what the model learns
+        about "people who open this channel respond to it" is shared across channels instead of being
+        rebuilt from the arm code by deep interactions.
     max_weight
         Cap of an inverse-probability weight before normalisation.
     n_estimators, learning_rate, num_leaves, min_child_samples, reg_lambda, subsample, colsample_bytree
@@ -126,6 +132,7 @@ class ChannelModel(BaseEstimator):
         *,
         learner: Learner = "s",
         weighting: Weighting = "ipw",
+        arm_aligned: bool = True,
         max_weight: float = 50.0,
         n_estimators: int = 300,
         learning_rate: float = 0.05,
@@ -140,6 +147,7 @@ class ChannelModel(BaseEstimator):
     ) -> None:
         self.learner = learner
         self.weighting = weighting
+        self.arm_aligned = arm_aligned
         self.max_weight = max_weight
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -249,12 +257,13 @@ class ChannelModel(BaseEstimator):
         params = self._params()
         code = {a: i for i, a in enumerate(self.arms_)}
         if self.learner == "s":
-            arm_code = np.array([code[a] for a in arms], dtype=np.float64)
+            self.aligned_ = _aligned_templates(names, channels) if self.arm_aligned else {}
+            arm_code = np.array([code[a] for a in arms], dtype=np.int64)
             data = lgb.Dataset(
-                np.column_stack([matrix, arm_code]),
+                self._s_matrix(matrix, arm_code),
                 label=labels,
                 weight=weight,
-                feature_name=[*_safe_names(names), "arm"],
+                feature_name=[*_safe_names(names), *(_safe_names(list(self.aligned_))), "arm"],
                 categorical_feature=["arm"],
                 free_raw_data=True,
             )
@@ -274,6 +283,15 @@ class ChannelModel(BaseEstimator):
                 )
                 self.boosters_[a] = lgb.train(params, data, num_boost_round=self.n_estimators)
         return self
+
+    def _s_matrix(self, matrix: np.ndarray, arm_code: np.ndarray) -> np.ndarray:
+        """Features, the arm-aligned columns for each row's arm, and the arm code (last column)."""
+        aligned = np.full((matrix.shape[0], len(self.aligned_)), np.nan)
+        for j, columns in enumerate(self.aligned_.values()):
+            for k, col in enumerate(columns):  # k-th channel = arm code k + 1
+                rows = arm_code == k + 1
+                aligned[rows, j] = matrix[rows, col]
+        return np.column_stack([matrix, aligned, arm_code.astype(np.float64)])
 
     def _weights(
         self, arms: np.ndarray, assignment_probability: Any, sample_weight: Any, keep: np.ndarray
@@ -303,8 +321,8 @@ class ChannelModel(BaseEstimator):
         out = np.empty((n, len(self.arms_)))
         if self.learner == "s":
             booster = self.boosters_["all"]
-            stacked = np.column_stack([np.tile(matrix, (len(self.arms_), 1)), np.repeat(np.arange(len(self.arms_)), n)])
-            out[:] = np.asarray(booster.predict(stacked)).reshape(len(self.arms_), n).T
+            for j in range(len(self.arms_)):
+                out[:, j] = booster.predict(self._s_matrix(matrix, np.full(n, j, dtype=np.int64)))
         else:
             for j, a in enumerate(self.arms_):
                 out[:, j] = self.boosters_[a].predict(matrix)
@@ -343,6 +361,23 @@ class ChannelModel(BaseEstimator):
         )
 
 
+def _aligned_templates(names: Sequence[str], channels: Sequence[str]) -> dict[str, list[int]]:
+    """``{"arm:open_rate_{arm}_90d": [column index for each channel in order]}`` for per-channel features."""
+    position = {n: i for i, n in enumerate(names)}
+    templates: dict[str, list[int]] = {}
+    first = channels[0]
+    for name in names:
+        for pattern in (f"_{first}_", f"_{first}"):
+            if pattern in name and (pattern.endswith("_") or name.endswith(pattern)):
+                head, _, tail = name.rpartition(pattern) if not pattern.endswith("_") else name.partition(pattern)
+                template = head + pattern.replace(first, "{arm}") + tail
+                columns = [position.get(template.replace("{arm}", c)) for c in channels]
+                if all(c is not None for c in columns):
+                    templates[f"arm:{template}"] = [int(c) for c in columns if c is not None]
+                break
+    return templates
+
+
 def _safe_names(names: Sequence[str]) -> list[str]:
     """LightGBM rejects some characters in feature names (JSON special characters)."""
     import re
@@ -371,7 +406,7 @@ class ChannelConfig:
     learner, weighting, n_estimators, learning_rate, num_leaves, min_child_samples
         Passed to :class:`ChannelModel`.
     features
-        :class:`omni_ml.features.FeatureConfig` of the features (``None``: its defaults).
+        :class:`omni_ml.features.FeatureConfig` of the features (``None``: see :meth:`feature_config`).
     seed
         Seed of the no-contact sampling and of LightGBM.
     """
@@ -399,6 +434,16 @@ class ChannelConfig:
         if self.pause_ratio <= 0:
             msg = f"ChannelConfig: pause_ratio must be > 0 (got {self.pause_ratio})."
             raise ConfigError(msg)
+
+    def feature_config(self) -> Any:
+        """The feature config used: ``features``, else the defaults with a 365-day engagement window.
+
+        Per-channel opens and clicks are rare; a year of them says more about a person's channel
+        affinity than 90 days.
+        """
+        from omni_ml.features import FeatureConfig
+
+        return self.features if self.features is not None else FeatureConfig(engagement_window=365)
 
     def model(self) -> ChannelModel:
         """The unfitted :class:`ChannelModel` this config describes."""
@@ -574,7 +619,7 @@ def channel_training_data(
         .otherwise(1.0)
         .alias("sample_weight_population")
     )
-    feature_set = FeatureSet.from_histories(hist, cfg.features, before=t)
+    feature_set = FeatureSet.from_histories(hist, cfg.feature_config(), before=t)
     frame = build_features(hist, keys.select("customer_id", "cutoff"), feature_set=feature_set)
     X = frame.drop("customer_id", "cutoff")
     if X.height != keys.height:
