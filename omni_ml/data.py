@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from omni_ml.exceptions import SchemaError
@@ -730,24 +731,40 @@ def _first_occurrences(frame: pl.DataFrame, cols: list[str]) -> pl.Series | None
     """
     if frame.height < 2:
         return None
-    if "timestamp" in cols:
-        ts = frame.get_column("timestamp")
-        ordered = ts.sort()
-        repeated = ordered.filter(ordered.diff() == dt.timedelta(0))
-        if repeated.len() == 0 and ts.null_count() < 2:
+    if "timestamp" in cols and frame.get_column("timestamp").null_count() == 0:
+        from omni_ml._data_kernels import distinct_and_repeated
+
+        ts = frame.get_column("timestamp").to_physical().to_numpy()
+        distinct, repeated = distinct_and_repeated(ts)
+        if distinct == frame.height:
             return None
-        candidates = ts.is_in(repeated.unique().implode()).fill_null(False)
-        if ts.null_count() > 1:
-            candidates = candidates | ts.is_null()
-        n_candidates = int(candidates.sum())
-        if n_candidates < frame.height // 4:
+        if frame.height - distinct < frame.height // 8:
+            candidates = pl.Series(repeated)
             sub = frame.filter(candidates).select(pl.struct(cols).is_first_distinct()).to_series()
             if sub.all():
                 return None
-            keep = pl.Series("keep", [True] * frame.height)
+            keep = pl.Series("keep", np.ones(frame.height, np.bool_))
             return keep.scatter(candidates.arg_true(), sub)
     keep = frame.select(pl.struct(cols).is_first_distinct()).to_series()
     return None if keep.all() else keep
+
+
+def _distinct_count(values: pl.Series) -> int:
+    """Distinct non-null values, counted over 64-bit hashes: exact unless two values collide (~1e-7 at 1e6)."""
+    from omni_ml._data_kernels import distinct_and_repeated
+
+    return distinct_and_repeated(values.drop_nulls().hash(seed=0).to_numpy(), want_mask=False)[0]
+
+
+def _value_counts(values: pl.Series) -> dict[str | None, int]:
+    """Rows per value (null included) in order of first appearance, for low-cardinality columns."""
+    from omni_ml._data_kernels import small_groups
+
+    groups = small_groups(values.hash(seed=0).to_numpy())
+    if groups is None:  # many distinct values: polars' general group-by
+        return {k: int(v) for k, v in values.to_frame("v").group_by("v", maintain_order=True).len().iter_rows()}
+    first, counts = groups
+    return dict(zip(values.gather(first).to_list(), counts.tolist(), strict=True))
 
 
 def _summarise(
@@ -774,10 +791,6 @@ def _summarise(
         rule_aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
     rule_aggs += [(pl.col(c).str.len_bytes() == 0).any().alias(f"__blank_{c}") for c in plan.as_written]
     # Duplicates copy values, so the distinct ids of ``frame`` and ``kept`` are the same: counted once.
-    if "customer_id" in cols:
-        # Distinct 64-bit hashes: exact unless two ids collide (odds ~1e-7 at a million customers),
-        # and about three times faster than hashing the strings into a set of strings.
-        rule_aggs.append(pl.col("customer_id").drop_nulls().hash(seed=0).n_unique().alias("__customers"))
     if "identifier" in cols:
         # Identifiers are checked once per distinct value, not once per row.
         rule_aggs.append(pl.col("identifier").drop_nulls().unique().implode().alias("__identifier_values"))
@@ -797,15 +810,14 @@ def _summarise(
         queries = [frame.lazy().select(*rule_aggs, *aggs)]
     else:
         queries = [frame.lazy().select(rule_aggs), kept.lazy().select(aggs)]
-    queries += [kept.lazy().group_by(c).len().sort(c, nulls_last=True) for c in counted]
-    results = pl.collect_all(queries)
     stats: dict[str, Any] = {}
-    for result in results[: len(queries) - len(counted)]:
+    for result in pl.collect_all(queries):
         lists = [c for c, t in result.schema.items() if isinstance(t, pl.List)]
         stats |= result.drop(lists).row(0, named=True)
         stats |= {c: result.get_column(c)[0] for c in lists}  # Series, not python lists
-    count_frames = results[len(queries) - len(counted) :]
-    counts = {c: {k: int(v) for k, v in f.iter_rows()} for c, f in zip(counted, count_frames, strict=True)}
+    if "customer_id" in cols:
+        stats["__customers"] = _distinct_count(frame.get_column("customer_id"))
+    counts = {c: dict(sorted(_value_counts(kept.get_column(c)).items(), key=_none_last)) for c in counted}
     dirty = [c for c in plan.as_written if stats[f"__blank_{c}"]]
     dirty += [
         c
@@ -858,6 +870,10 @@ def _summarise(
         notes=tuple(notes),
     )
     return summary, problems, dirty
+
+
+def _none_last(item: tuple[str | None, int]) -> tuple[bool, str]:
+    return item[0] is None, item[0] or ""
 
 
 def _read_error(table: str, file: Path | None, exc: Exception) -> str:
