@@ -182,3 +182,16 @@ def test_bad_inputs_raise_clear_errors() -> None:
         off_policy_value(["fax"], [1.0], ["email"], logging_probability=[0.5], action_space=["email"])
     with pytest.raises(DataInsufficientError, match="no logged units"):
         off_policy_value([], [], [])
+
+
+def test_design_weights_equal_duplicated_units() -> None:
+    log = _logged(9, 1000)
+    twice = np.r_[np.arange(1000), np.arange(500)]  # the first 500 units appear twice
+    weight = np.r_[np.full(500, 2.0), np.ones(500)]
+    kw = {"logging_probability": log["p0"], "action_space": ACTIONS, "n_bootstrap": 20}
+    dup = off_policy_value(log["action"][twice], log["reward"][twice], _target(log["x"])[twice], **{
+        **kw, "logging_probability": log["p0"][twice]})  # fmt: skip
+    wtd = off_policy_value(log["action"], log["reward"], _target(log["x"]), sample_weight=weight, **kw)
+    assert wtd.ips == pytest.approx(dup.ips)
+    assert wtd.snips == pytest.approx(dup.snips)
+    assert wtd.effective_sample_size < wtd.n_matched

@@ -110,7 +110,13 @@ def _as_1d(values: Any, n: int | None, *, name: str, dtype: Any = np.float64) ->
 
 
 def estimate_logging_probability(
-    X: Any, actions: Sequence[str] | np.ndarray, *, n_folds: int = 5, seed: int = 0, floor: float = 1e-3
+    X: Any,
+    actions: Sequence[str] | np.ndarray,
+    *,
+    sample_weight: Any = None,
+    n_folds: int = 5,
+    seed: int = 0,
+    floor: float = 1e-3,
 ) -> np.ndarray:
     """Cross-fitted P(logged action | x) from a multinomial logistic regression on standardised features.
 
@@ -134,6 +140,7 @@ def estimate_logging_probability(
     acts = np.asarray(actions).astype(str)
     matrix = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X, dtype=np.float64)
     matrix = np.where(np.isfinite(matrix), matrix, 0.0)
+    weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     labels, y = np.unique(acts, return_inverse=True)
     out = np.empty(acts.shape[0])
     if labels.size == 1:
@@ -147,7 +154,10 @@ def estimate_logging_probability(
         )
         raise DataInsufficientError(msg)
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(matrix, y):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(matrix[train], y[train])
+        fit_params = {} if weight is None else {"logisticregression__sample_weight": weight[train]}
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
+            matrix[train], y[train], **fit_params
+        )
         proba = clf.predict_proba(matrix[test])
         col = {c: i for i, c in enumerate(clf.classes_)}
         out[test] = [proba[k, col[y_k]] if y_k in col else 0.0 for k, y_k in enumerate(y[test])]
@@ -163,6 +173,7 @@ def off_policy_value(
     action_space: Sequence[str] | None = None,
     q_hat: np.ndarray | None = None,
     X: Any = None,
+    sample_weight: Any = None,
     n_bootstrap: int = 500,
     confidence: float = 0.95,
     tiny_probability: float = 0.01,
@@ -189,6 +200,9 @@ def off_policy_value(
         Outcome model predictions ``(n, k)``: expected reward of each action for each unit. Enables DR.
     X
         Features of the units, used only to estimate missing logging probabilities.
+    sample_weight
+        Design weights of the units (e.g. ``1 / sampling fraction`` for subsampled no-contact units);
+        every estimate becomes the weighted mean over units. Default: all 1.
     n_bootstrap, confidence, seed
         Percentile bootstrap over units.
     tiny_probability
@@ -259,7 +273,7 @@ def off_policy_value(
                 "assignment_probability with each contact."
             )
             raise DataInsufficientError(msg)
-        p0[missing] = estimate_logging_probability(X, acts, seed=seed)[missing]
+        p0[missing] = estimate_logging_probability(X, acts, sample_weight=sample_weight, seed=seed)[missing]
         source = (
             "estimated (cross-fitted multinomial logistic regression on X)"
             if missing.all()
@@ -273,6 +287,7 @@ def off_policy_value(
         raise SchemaError(msg)
 
     w = pi[np.arange(n), a_idx] / p0
+    design = np.ones(n) if sample_weight is None else _as_1d(sample_weight, n, name="sample_weight")
     if q_hat is not None:
         q = np.asarray(q_hat, dtype=np.float64)
         if q.shape != (n, k):
@@ -284,12 +299,16 @@ def off_policy_value(
         dr_terms = None
 
     def estimates(idx: np.ndarray | None) -> tuple[float, float, float]:
-        ww, rr = (w, r) if idx is None else (w[idx], r[idx])
-        wr = float(np.dot(ww, rr))
-        sw = float(ww.sum())
-        ips = wr / ww.size
+        ww, rr, dd = (w, r, design) if idx is None else (w[idx], r[idx], design[idx])
+        total = float(dd.sum())
+        wr = float(np.dot(dd * ww, rr))
+        sw = float(np.dot(dd, ww))
+        ips = wr / total
         snips = wr / sw if sw > 0 else float("nan")
-        dr = float("nan") if dr_terms is None else float((dr_terms if idx is None else dr_terms[idx]).mean())
+        if dr_terms is None:
+            dr = float("nan")
+        else:
+            dr = float(np.dot(dd, dr_terms if idx is None else dr_terms[idx]) / total)
         return ips, snips, dr
 
     point = estimates(None)
@@ -305,7 +324,8 @@ def off_policy_value(
         return (float(np.quantile(col, alpha)), float(np.quantile(col, 1.0 - alpha)))
 
     matched = w > 0
-    ess = float(w.sum() ** 2 / np.square(w).sum()) if matched.any() else 0.0
+    dw = design * w
+    ess = float(dw.sum() ** 2 / np.square(dw).sum()) if matched.any() else 0.0
     return OffPolicyResult(
         ips=point[0],
         ips_ci=interval(0),
