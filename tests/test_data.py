@@ -548,3 +548,65 @@ def test_parquet_and_csv_load_to_the_same_frame_and_only_duplicates_are_dropped(
     expected = distinct.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
     assert events.select(expected.columns).equals(expected)
     assert sum(from_pq.report.tables["events"].channels.values()) == events.height  # type: ignore[union-attr]
+
+
+def test_typed_strings_are_cleaned_only_where_needed(tmp_path: Path) -> None:
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["C1", "", "C2"],
+            "identifier": [None, "cookie:1", None],
+            "timestamp": [dt.datetime(2025, 1, 1)] * 3,
+            "channel": [" Web", "APP", ""],
+            "event_type": ["visit", "View ", "visit"],
+            "product_id": ["", "P1", "P2"],
+        }
+    )
+    hist = load_histories(write(tmp_path, events_parquet=frame))
+    events = hist.events.collect()
+    assert events["customer_id"].to_list() == ["C1", None, "C2"]
+    assert events["channel"].to_list() == ["web", "app", "unknown"]
+    assert events["event_type"].to_list() == ["visit", "view", "visit"]
+    assert events["product_id"].to_list() == [None, "P1", "P2"]
+    summary = hist.report.tables["events"]  # type: ignore[union-attr]
+    assert summary.channels == {"app": 1, "unknown": 1, "web": 1}
+    assert any("1 rows without a channel" in n for n in summary.notes)
+
+
+def test_many_distinct_channels_are_counted_exactly() -> None:
+    n = 5000  # more groups than the small-group kernel handles: the general group-by path
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"C{i % 7}" for i in range(n + 10)],
+            "timestamp": [dt.datetime(2025, 1, 1) + dt.timedelta(seconds=i) for i in range(n + 10)],
+            "channel": [f"ch{i}" for i in range(n)] + ["ch0"] * 10,
+            "event_type": ["visit"] * (n + 10),
+        }
+    )
+    summary = Histories.from_frames(frame).report.tables["events"]  # type: ignore[union-attr]
+    assert len(summary.channels) == n
+    assert summary.channels["ch0"] == 11
+    assert summary.customers == 7
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(0, 20), max_size=300))
+def test_distinct_and_repeated_kernel_matches_numpy(values: list[int]) -> None:
+    import numpy as np
+
+    from omni_ml._data_kernels import distinct_and_repeated, small_groups
+
+    keys = np.array(values, dtype=np.int64)
+    distinct, repeated = distinct_and_repeated(keys)
+    uniques, counts = np.unique(keys, return_counts=True)
+    assert distinct == uniques.size
+    assert repeated.tolist() == np.isin(keys, uniques[counts > 1]).tolist()
+    groups = small_groups(keys.view(np.uint64), limit=8)
+    if uniques.size > 8:
+        assert groups is None
+    else:
+        assert groups is not None
+        first, group_counts = groups
+        assert sorted(keys[first].tolist()) == uniques.tolist()
+        assert dict(zip(keys[first].tolist(), group_counts.tolist(), strict=True)) == dict(
+            zip(uniques.tolist(), counts.tolist(), strict=True)
+        )
