@@ -174,6 +174,7 @@ def off_policy_value(
     q_hat: np.ndarray | None = None,
     X: Any = None,
     sample_weight: Any = None,
+    baseline: Any = None,
     n_bootstrap: int = 500,
     confidence: float = 0.95,
     tiny_probability: float = 0.01,
@@ -203,6 +204,10 @@ def off_policy_value(
     sample_weight
         Design weights of the units (e.g. ``1 / sampling fraction`` for subsampled no-contact units);
         every estimate becomes the weighted mean over units. Default: all 1.
+    baseline
+        Another policy in the same form as ``target``: the estimates become the *difference*
+        ``value(target) - value(baseline)`` on the same units, with a paired bootstrap (e.g. the
+        incremental value of a policy over pausing everyone). Diagnostics describe ``target``.
     n_bootstrap, confidence, seed
         Percentile bootstrap over units.
     tiny_probability
@@ -237,7 +242,9 @@ def off_policy_value(
     if deterministic:
         tgt = tgt.astype(str)
     if action_space is None:
-        names = sorted(set(acts) | (set(tgt) if deterministic else set()))
+        base = np.asarray(baseline) if baseline is not None else None
+        extra = set(base.astype(str)) if base is not None and base.ndim == 1 else set()
+        names = sorted(set(acts) | (set(tgt) if deterministic else set()) | extra)
         if not deterministic:
             msg = "action_space: required with a stochastic target (the names of its columns)."
             raise SchemaError(msg)
@@ -249,14 +256,26 @@ def off_policy_value(
         msg = f"actions: {unknown[:5]} are not in the action space {names}."
         raise SchemaError(msg)
     k = len(names)
-    if deterministic:
-        pi = np.zeros((n, k))
-        pi[np.arange(n), [index[a] for a in tgt]] = 1.0
-    else:
-        pi = np.asarray(tgt, dtype=np.float64)
-        if pi.shape != (n, k) or not np.allclose(pi.sum(axis=1), 1.0, atol=1e-6):
-            msg = f"target: expected an ({n}, {k}) matrix of probabilities summing to 1 per unit, got {pi.shape}."
+
+    def as_matrix(policy: Any, what: str) -> np.ndarray:
+        arr = np.asarray(policy.to_numpy() if hasattr(policy, "to_numpy") else policy)
+        if arr.ndim == 1:
+            chosen = arr.astype(str)
+            bad = sorted(set(chosen) - set(index))
+            if bad or chosen.shape[0] != n:
+                msg = f"{what}: expected {n:,} actions from {names}, got {chosen.shape[0]:,} (unknown: {bad[:5]})."
+                raise SchemaError(msg)
+            out = np.zeros((n, k))
+            out[np.arange(n), [index[a] for a in chosen]] = 1.0
+            return out
+        out = arr.astype(np.float64)
+        if out.shape != (n, k) or not np.allclose(out.sum(axis=1), 1.0, atol=1e-6):
+            msg = f"{what}: expected an ({n}, {k}) matrix of probabilities summing to 1 per unit, got {out.shape}."
             raise SchemaError(msg)
+        return out
+
+    pi = as_matrix(tgt, "target")
+    pi_base = None if baseline is None else as_matrix(baseline, "baseline")
     a_idx = np.array([index[a] for a in acts])
 
     p0 = (
@@ -287,28 +306,36 @@ def off_policy_value(
         raise SchemaError(msg)
 
     w = pi[np.arange(n), a_idx] / p0
+    w_base = None if pi_base is None else pi_base[np.arange(n), a_idx] / p0
     design = np.ones(n) if sample_weight is None else _as_1d(sample_weight, n, name="sample_weight")
     if q_hat is not None:
         q = np.asarray(q_hat, dtype=np.float64)
         if q.shape != (n, k):
             msg = f"q_hat: expected shape ({n}, {k}) (units x actions {names}), got {q.shape}."
             raise SchemaError(msg)
-        dm = (pi * q).sum(axis=1)
-        dr_terms = dm + w * (r - q[np.arange(n), a_idx])
+        residual = r - q[np.arange(n), a_idx]
+        dr_terms = (pi * q).sum(axis=1) + w * residual
+        if pi_base is not None and w_base is not None:
+            dr_terms = dr_terms - ((pi_base * q).sum(axis=1) + w_base * residual)
     else:
         dr_terms = None
 
-    def estimates(idx: np.ndarray | None) -> tuple[float, float, float]:
-        ww, rr, dd = (w, r, design) if idx is None else (w[idx], r[idx], design[idx])
-        total = float(dd.sum())
+    def one(weights: np.ndarray, idx: np.ndarray | None) -> tuple[float, float]:
+        ww, rr, dd = (weights, r, design) if idx is None else (weights[idx], r[idx], design[idx])
         wr = float(np.dot(dd * ww, rr))
         sw = float(np.dot(dd, ww))
-        ips = wr / total
-        snips = wr / sw if sw > 0 else float("nan")
+        return wr / float(dd.sum()), (wr / sw if sw > 0 else float("nan"))
+
+    def estimates(idx: np.ndarray | None) -> tuple[float, float, float]:
+        ips, snips = one(w, idx)
+        if w_base is not None:
+            ips_b, snips_b = one(w_base, idx)
+            ips, snips = ips - ips_b, snips - snips_b
         if dr_terms is None:
             dr = float("nan")
         else:
-            dr = float(np.dot(dd, dr_terms if idx is None else dr_terms[idx]) / total)
+            dd = design if idx is None else design[idx]
+            dr = float(np.dot(dd, dr_terms if idx is None else dr_terms[idx]) / float(dd.sum()))
         return ips, snips, dr
 
     point = estimates(None)

@@ -1,0 +1,240 @@
+"""Channel choice on a simulated world, judged by the world's truth and off-policy.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_channel                    # default preset (30,000 people)
+    .venv/bin/python -m benchmarks.bench_channel --preset small     # quick run
+
+Steps: simulate a world (or reuse ``--world DIR``), resolve identities, build the channel model's
+decision units once, fit each learner as of ``end`` and turn its estimates into decisions with
+:func:`omni_ml.policy.decide` (consent at ``end``, pressure caps, cool-down, category suppression,
+service incidents); the same rules apply to the oracle (``decide`` on the truth table). Each policy's
+value is computed from ``truth/channel_response.parquet``: sum over customers of
+``(p_if_contacted - p_if_not) * value - cost`` of the chosen channel (0 for ``no_contact``). "Share" is
+``(V - V_random) / (V_oracle - V_random)``, the issue's criterion.
+
+Off-policy: a separate S-learner is fitted on decision units before a split date and evaluated on the
+held-out units after it (IPS / SNIPS / DR with 95% bootstrap intervals), each unit's reward being
+``converted * value - cost``; the logging probability of sampled no-contact units is estimated
+(cross-fitted logistic regression, with the sampling design weights), that of contacts is logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from omni_ml.data import load_histories
+from omni_ml.evaluate import estimate_logging_probability, off_policy_value
+from omni_ml.identity import consent_state, resolve_identities
+from omni_ml.models.channel import NO_CONTACT, ChannelConfig, ChannelModel, channel_training_data
+from omni_ml.policy import PolicyConfig, baseline_decisions, decide, engagement_rates, history_facts
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _value(decisions: pl.DataFrame, truth: pl.DataFrame, value: float) -> tuple[float, int]:
+    j = decisions.select("customer_id", "best_channel").join(
+        truth, left_on=["customer_id", "best_channel"], right_on=["customer_id", "channel"], how="left"
+    )
+    total = j.select(((pl.col("p_if_contacted") - pl.col("p_if_not")) * value - pl.col("cost")).fill_null(0.0).sum())
+    return float(total.item()), int((decisions["best_channel"] != NO_CONTACT).sum())
+
+
+def _unit_actions(
+    kind: str,
+    X: pl.DataFrame,
+    proba: np.ndarray | None,
+    arms: list[str],
+    costs: dict[str, float],
+    value: float,
+    seed: int,
+) -> np.ndarray:
+    """Action probabilities (n, arms) of a policy applied to logged decision units (consent from features)."""
+    n = X.height
+    channels = arms[1:]
+    consent = np.column_stack(
+        [X[f"consent_{c}"].fill_null(0).to_numpy().astype(bool) if f"consent_{c}" in X.columns else np.zeros(n, bool)
+         for c in channels]
+    )  # fmt: skip
+    out = np.zeros((n, len(arms)))
+    if kind == "random":
+        k = consent.sum(axis=1, keepdims=True)
+        out[:, 1:] = np.where(k > 0, consent / np.maximum(k, 1), 0.0)
+        out[:, 0] = (k[:, 0] == 0).astype(float)
+        return out
+    if kind == "learned":
+        assert proba is not None
+        ev = (proba[:, 1:] - proba[:, :1]) * value - np.array([costs.get(c, 0.0) for c in channels])
+        score = np.where(consent, ev, -np.inf)
+        best = score.argmax(axis=1)
+        go = score[np.arange(n), best] > 0
+    elif kind == "always_email":
+        best = np.full(n, channels.index("email"))
+        go = consent[:, best[0]]
+    elif kind == "most_engaged":
+        rates = []
+        for c in channels:
+            cols = [f"opens_{c}_365d", f"clicks_{c}_365d"]
+            sent = X[f"contacts_{c}_365d"].fill_null(0).to_numpy() if f"contacts_{c}_365d" in X.columns else 0
+            eng = sum(X[col].fill_null(0).to_numpy() for col in cols if col in X.columns)
+            rates.append(np.asarray(eng, dtype=float) / np.maximum(sent, 1))
+        rng = np.random.default_rng(seed)
+        score = np.where(consent, np.column_stack(rates) + 1e-9 * rng.random((n, len(channels))), -np.inf)
+        best = score.argmax(axis=1)
+        go = consent.any(axis=1)
+    else:
+        raise ValueError(kind)
+    out[np.arange(n), np.where(go, best + 1, 0)] = 1.0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default", choices=["small", "default"])
+    parser.add_argument("--world", type=Path, default=None, help="reuse a simulated world directory")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--value", type=float, default=40.0, help="value of one conversion")
+    parser.add_argument("--learners", default="s,s-none,t", help="comma list of learner[-weighting]")
+    parser.add_argument("--holdout-days", type=int, default=42)
+    parser.add_argument("--bootstrap", type=int, default=300)
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    if args.world is None:
+        from omni_ml.simulate import preset, simulate
+
+        world = Path(tempfile.mkdtemp(prefix="bench_channel_")) / "world"
+        simulate(preset(args.preset, seed=args.seed), world)
+    else:
+        world = args.world
+    end = dt.datetime.fromisoformat(json.loads((world / "truth" / "world.json").read_text())["config"]["end"])
+    end = end.replace(tzinfo=dt.UTC)
+    hist = resolve_identities(load_histories(world)).collect()
+    truth = pl.read_parquet(world / "truth" / "channel_response.parquet")
+    ids = truth["customer_id"].unique().sort()
+    consent = consent_state(hist, end)
+    policy = PolicyConfig(conversion_value=args.value)
+    facts = history_facts(hist, end, config=policy, customers=ids)
+    print(f"world {world} ({ids.len():,} customers), as of {end:%Y-%m-%d}, conversion value {args.value}")
+
+    rows: list[dict[str, object]] = []
+    oracle, n_oracle = _value(decide(truth, consent, facts, policy), truth, args.value)
+    engagement = engagement_rates(hist, end)
+    for kind in ("random", "always_email", "most_engaged", "contact_everyone"):
+        dec = baseline_decisions(kind, ids, consent, engagement=engagement, facts=facts, config=policy, seed=args.seed)  # type: ignore[arg-type]
+        v, n = _value(dec, truth, args.value)
+        rows.append({"policy": kind, "value": v, "contacts": n, "fit_s": 0.0})
+    rows.append({"policy": "oracle (truth)", "value": oracle, "contacts": n_oracle, "fit_s": 0.0})
+    s_effects: pl.DataFrame | None = None
+
+    t1 = time.perf_counter()
+    cfg = ChannelConfig(seed=args.seed)
+    data = channel_training_data(hist, end, cfg)
+    build_s = time.perf_counter() - t1
+    arms_count = data.keys.group_by("arm").len().sort("arm")
+    print(f"decision units: {data.keys.height:,} ({dict(arms_count.iter_rows())}); built in {build_s:.0f} s; "
+          f"no-contact sampling fraction {data.sampling_fraction:.4f}")  # fmt: skip
+    from omni_ml.features import build_features
+
+    keys_end = pl.DataFrame(
+        {"customer_id": ids, "cutoff": pl.Series([end] * ids.len(), dtype=pl.Datetime("us", "UTC"))}
+    )
+    X_end = build_features(hist, keys_end, feature_set=data.feature_set).drop("customer_id", "cutoff")
+    for spec in args.learners.split(","):
+        learner, _, weighting = spec.partition("-")
+        t2 = time.perf_counter()
+        model = ChannelModel(learner=learner, weighting=weighting or "ipw", random_state=args.seed)  # type: ignore[arg-type]
+        model.fit(data.X, data.arm, data.y, assignment_probability=data.keys["assignment_probability"])
+        fit_s = time.perf_counter() - t2
+        effects = model.predict_effects(X_end, customer_id=ids)
+        if spec == "s":
+            s_effects = effects
+        v, n = _value(decide(effects, consent, facts, policy), truth, args.value)
+        rows.append(
+            {"policy": f"learned {learner}-learner ({weighting or 'ipw'})", "value": v, "contacts": n, "fit_s": fit_s}
+        )
+
+    random_v = next(float(r["value"]) for r in rows if r["policy"] == "random")  # type: ignore[arg-type]
+    print(f"\n{'policy':32s} {'value by truth':>15s} {'share of oracle':>16s} {'contacts':>9s} {'fit s':>7s}")
+    for r in rows:
+        share = (float(r["value"]) - random_v) / (oracle - random_v)  # type: ignore[arg-type]
+        print(
+            f"{r['policy']!s:32s} {float(r['value']):15,.1f} {share:16.3f} {r['contacts']:>9,} {float(r['fit_s']):7.0f}"
+        )  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------- off-policy on held-out units
+    split = end - dt.timedelta(days=cfg.window_days + args.holdout_days)
+    before = (data.keys["cutoff"] < split).to_numpy()
+    after = ~before
+    model = ChannelModel(random_state=args.seed).fit(
+        data.X.filter(pl.Series(before)), data.arm.filter(pl.Series(before)), data.y[before],
+        assignment_probability=data.keys["assignment_probability"].filter(pl.Series(before)),
+    )  # fmt: skip
+    X_h = data.X.filter(pl.Series(after))
+    keys_h = data.keys.filter(pl.Series(after))
+    arms = model.arms_
+    proba = model.predict_arm_proba(X_h)
+    costs = {c: policy.cost(c) for c in arms[1:]}
+    logged = keys_h["arm"].to_numpy().astype(str)
+    known = np.isin(logged, arms)
+    X_h, keys_h, proba, logged = (
+        X_h.filter(pl.Series(known)),
+        keys_h.filter(pl.Series(known)),
+        proba[known],
+        logged[known],
+    )
+    cost_logged = np.array([costs.get(a, 0.0) for a in logged])
+    reward = keys_h["converted"].to_numpy() * args.value - cost_logged
+    design = keys_h["sample_weight_population"].to_numpy()
+    p0 = keys_h["assignment_probability"].to_numpy().astype(float)
+    pause = logged == NO_CONTACT
+    contacted = np.where(pause, NO_CONTACT, "contact")
+    p_pause = estimate_logging_probability(X_h.fill_null(0), contacted, sample_weight=design, seed=args.seed)
+    p0 = np.where(pause, p_pause, p0)
+    q_hat = proba * args.value - np.array([0.0, *[costs[c] for c in arms[1:]]])
+    no_rules = {
+        "learned": decide(s_effects, consent, None, policy) if s_effects is not None else None,
+        "random": baseline_decisions("random", ids, consent, config=policy, seed=args.seed),
+        "always_email": baseline_decisions("always_email", ids, consent, config=policy),
+        "most_engaged": baseline_decisions("most_engaged", ids, consent, engagement=engagement, config=policy),
+    }
+    print(
+        f"\noff-policy incremental value per decision over pausing everyone, on {keys_h.height:,} held-out decision "
+        f"units after {split:%Y-%m-%d} (contact probability logged, no-contact probability estimated);\n"
+        "last column: the same policy's true incremental value per customer at end (no pressure rules)"
+    )
+    head = ("policy", "IPS [95% CI]", "SNIPS [95% CI]", "DR [95% CI]", "ESS", "max w", "truth@end")
+    print(f"{head[0]:14s} {head[1]:>25s} {head[2]:>25s} {head[3]:>25s} {head[4]:>7s} {head[5]:>7s} {head[6]:>10s}")
+    pause_all = np.full(keys_h.height, NO_CONTACT)
+    for kind in ("learned", "random", "always_email", "most_engaged"):
+        target = _unit_actions(kind, X_h, proba, arms, costs, args.value, args.seed)
+        res = off_policy_value(
+            logged, reward, target, logging_probability=p0, action_space=arms, q_hat=q_hat, sample_weight=design,
+            baseline=pause_all, n_bootstrap=args.bootstrap, seed=args.seed,
+        )  # fmt: skip
+        cells = [
+            f"{getattr(res, k):6.3f} [{getattr(res, k + '_ci')[0]:6.3f},{getattr(res, k + '_ci')[1]:6.3f}]"
+            for k in ("ips", "snips", "dr")
+        ]
+        dec = no_rules[kind]
+        true_v = _value(dec, truth, args.value)[0] / ids.len() if dec is not None else float("nan")
+        print(
+            f"{kind:14s} {cells[0]:>25s} {cells[1]:>25s} {cells[2]:>25s} "
+            f"{res.effective_sample_size:7.0f} {res.max_weight:7.1f} {true_v:10.3f}"
+        )
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s, peak RSS {_peak_mb():,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
