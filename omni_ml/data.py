@@ -16,18 +16,22 @@ all tables are listed in one message. Nothing is silently dropped: rows that are
 identical after normalisation (exact duplicates) are removed and counted in the
 :class:`LoadReport`; missing channels become ``"unknown"`` and are counted too.
 
-Normalised types: ids and strings are ``String`` (surrounding whitespace stripped,
-empty strings null; channel and event_type lower-cased; integer ids become their
-decimal text), timestamps are ``Datetime("us", "UTC")`` (naive input is taken as
-UTC, aware input is converted, a date means midnight), ``amount``, ``cost`` and
-``assignment_probability`` are ``Float64``, ``granted`` is ``Boolean``. Every
-table carries all of its contract columns in the contract order (absent optional
-columns are null), then any extra columns as given, so consumers never test for a
-column's existence. Row order is the file's order.
+Normalised types: ids and strings are ``String`` (empty strings become null; csv
+values are stripped of surrounding whitespace, parquet and in-memory strings are
+taken as written; channel and event_type are always stripped and lower-cased;
+integer ids become their decimal text), timestamps are ``Datetime("us", "UTC")``
+(naive input is taken as UTC, aware input is converted, a date means midnight),
+``amount``, ``cost`` and ``assignment_probability`` are ``Float64``, ``granted`` is
+``Boolean``. Every table carries all of its contract columns in the contract order
+(absent optional columns are null), then any extra columns as given, so consumers
+never test for a column's existence. Row order is the file's order.
 
 Each table is read once into memory, validated there, and exposed as a LazyFrame
 over the in-memory frame: consumers' ``collect()`` calls never read or parse the
-files again.
+files again. The set operations of validation (repeated timestamps, distinct
+customers, rows per channel) run in numba kernels (:mod:`omni_ml._data_kernels`);
+distinct customers are counted over 64-bit hashes of the ids (exact unless two ids
+collide, odds ~1e-7 at a million customers).
 """
 
 from __future__ import annotations
@@ -789,7 +793,7 @@ def _summarise(
     for i, chk in enumerate(checks):
         rule_aggs.append(chk.bad.sum().alias(f"__n{i}"))
         rule_aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
-    rule_aggs += [(pl.col(c).str.len_bytes() == 0).any().alias(f"__blank_{c}") for c in plan.as_written]
+    rule_aggs += [(pl.col(c).str.len_bytes().min() == 0).alias(f"__blank_{c}") for c in plan.as_written]
     # Duplicates copy values, so the distinct ids of ``frame`` and ``kept`` are the same: counted once.
     if "identifier" in cols:
         # Identifiers are checked once per distinct value, not once per row.
