@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from omni_ml.campaign import CampaignConfig, CampaignModel
 from omni_ml.data import Histories, LoadReport, load_histories
-from omni_ml.evaluate import Report, evaluate, fit_propensity
+from omni_ml.evaluate import Report, evaluate, fit_propensity, off_policy_value
 from omni_ml.exceptions import (
     ConfigError,
     ConsentError,
@@ -20,7 +20,15 @@ from omni_ml.exceptions import (
 )
 from omni_ml.explain import explain
 from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
-from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline, predict_propensity
+from omni_ml.models import (
+    ChannelModel,
+    LogisticBaseline,
+    PropensityModel,
+    RecencyFrequencyBaseline,
+    fit_channel_model,
+    predict_propensity,
+)
+from omni_ml.policy import PolicyConfig, decide
 from omni_ml.scoring import ScoringSummary, score
 from omni_ml.simulate import SimulationConfig
 from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
@@ -30,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CampaignConfig",
     "CampaignModel",
+    "ChannelModel",
     "ConfigError",
     "ConsentError",
     "DataInsufficientError",
@@ -41,6 +50,7 @@ __all__ = [
     "LogisticBaseline",
     "ModelNotFoundError",
     "OmniMLError",
+    "PolicyConfig",
     "PropensityModel",
     "RecencyFrequencyBaseline",
     "Report",
@@ -51,10 +61,13 @@ __all__ = [
     "__version__",
     "consent_state",
     "cutoffs",
+    "decide",
     "evaluate",
     "explain",
+    "fit_channel_model",
     "fit_propensity",
     "load_histories",
+    "off_policy_value",
     "predict_propensity",
     "resolve_identities",
     "score",
