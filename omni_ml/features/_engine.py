@@ -113,7 +113,7 @@ def _cube(
     customers: pl.DataFrame | None,
     streaming: bool,
 ) -> pl.DataFrame:
-    """One pass over a source: running measures per (customer, segment), accumulated per customer."""
+    """One streaming pass over a source: measures per (customer_id, segment)."""
     hi = dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=int(boundaries[-1]))
     lo = dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=int(boundaries[0]))
     rows = source.filter(pl.col("timestamp") < hi)  # THE exclusive cutoff: nothing at or after it is read
@@ -123,44 +123,66 @@ def _cube(
         rows = rows.join(customers.lazy(), on="customer_id", how="semi")
     segment = pl.lit(pl.Series(boundaries)).search_sorted(pl.col("timestamp").dt.epoch("us"), side="right")
     aggs = [_measure_expr(agg, plan.col(agg)) for agg in measures.values()]
-    cube = (
+    return (
         rows.with_columns(segment.cast(pl.Int64).alias("__seg"))
         .group_by("customer_id", "__seg")
         .agg(aggs)
         .collect(engine=_engine(streaming))
-        .sort("customer_id", "__seg")
     )
-    running = []
-    for agg in measures.values():
-        c = pl.col(plan.col(agg))
-        # cum_max / cum_min keep a segment without a match null: carry the running value forward
-        op = {
-            "count": c.cum_sum(),
-            "sum": c.cum_sum(),
-            "last": c.cum_max().forward_fill(),
-            "first": c.cum_min().forward_fill(),
-        }[agg.kind]
-        running.append(op.over("customer_id").alias(plan.col(agg)))
-    return cube.with_columns(running).sort("__seg", maintain_order=True)
 
 
-def _lookup(
-    keys: pl.DataFrame, cube: pl.DataFrame, boundaries: np.ndarray, offset_days: int, columns: list[str]
-) -> pl.DataFrame:
-    """Running values of ``columns`` just before ``cutoff - offset_days`` for every key, in key order."""
-    at = keys["__cutoff_us"].to_numpy() - offset_days * MICROS_PER_DAY
-    index = np.searchsorted(boundaries, at, side="left")  # boundaries contain every `at` exactly
-    left = keys.select("__row", "customer_id").with_columns(pl.Series("__j", index, dtype=pl.Int64)).sort("__j")
-    right = cube.select("customer_id", "__seg", *columns)
-    joined = left.join_asof(
-        right,
-        left_on="__j",
-        right_on="__seg",
-        by="customer_id",
-        strategy="backward",  # segments <= index(b) hold exactly the rows with timestamp < b
-        check_sortedness=False,
-    )
-    return joined.sort("__row").select(pl.col(columns).name.suffix(f"__{offset_days}"))
+_SENTINEL = -(2**63)
+
+
+class _Running:
+    """A cube sorted by (customer code, segment) holding running values, searchable by key."""
+
+    def __init__(
+        self, cube: pl.DataFrame, measures: dict[str, Aggregate], plan: _Plan, codes: pl.Enum, n_boundaries: int
+    ) -> None:
+        self.stride = n_boundaries + 1  # segments are 0 .. n_boundaries
+        frame = (
+            cube.with_columns(
+                pl.col("customer_id").cast(codes, strict=False).to_physical().cast(pl.Int64).alias("__code")
+            )
+            .drop("customer_id")
+            .drop_nulls("__code")  # e.g. contacts of someone without events at scoring time: not a row
+            .sort("__code", "__seg")
+        )
+        first = pl.col("__code") != pl.col("__code").shift(1, fill_value=-1)  # a customer's first segment
+        running = []
+        for agg in measures.values():
+            c = pl.col(plan.col(agg))
+            if agg.kind in ("count", "sum"):
+                # running sum restarted per customer without hashing: the global running sum minus its
+                # value just before the customer's first segment
+                total = c.cum_sum()
+                op = total - pl.when(first).then(total - c).forward_fill()
+            else:
+                # segments are in time order, so the latest timestamp so far is the last non-null one and
+                # the earliest is the first non-null one; a sentinel on each customer's first row keeps
+                # forward_fill from carrying a value over from the previous customer
+                value = c
+                if agg.kind == "first":
+                    seen = c.is_not_null().cast(pl.Int64)
+                    n_seen = seen.cum_sum() - pl.when(first).then(seen.cum_sum() - seen).forward_fill()
+                    value = pl.when(n_seen == 1).then(c)
+                marked = pl.when(first & value.is_null()).then(pl.lit(_SENTINEL)).otherwise(value).forward_fill()
+                op = pl.when(marked != _SENTINEL).then(marked)
+            running.append(op.alias(plan.col(agg)))
+        self.frame = frame.with_columns(running)
+        self.code = self.frame["__code"].to_numpy()
+        self.key = self.code * self.stride + self.frame["__seg"].to_numpy()
+
+    def lookup(self, code: np.ndarray, segment: np.ndarray, columns: list[str], suffix: str) -> pl.DataFrame:
+        """Running values at each customer's last segment ``<= segment`` (null when there is none)."""
+        if not len(self.key):
+            return pl.DataFrame({f"{c}{suffix}": pl.Series([None] * len(code), dtype=pl.Int64) for c in columns})
+        pos = np.searchsorted(self.key, code * self.stride + segment, side="right") - 1
+        safe = np.clip(pos, 0, None)
+        valid = pl.Series("__valid", (pos >= 0) & (self.code[safe] == code))
+        picked = self.frame.select(columns)[safe]
+        return picked.select(pl.when(valid).then(pl.col(c)).alias(f"{c}{suffix}") for c in columns)
 
 
 def _cubes(
@@ -171,7 +193,7 @@ def _cubes(
     customers: pl.DataFrame | None,
     streaming: bool,
 ) -> dict[str, tuple[pl.DataFrame, np.ndarray]]:
-    """The running-measure cube and the boundaries of every source table the features read."""
+    """Per source table the features read: the (customer_id, segment) cube and the boundaries."""
     out: dict[str, tuple[pl.DataFrame, np.ndarray]] = {}
     for source, measures in plan.measures.items():
         starts = [cutoffs - w * MICROS_PER_DAY for w in sorted(plan.windows[source])]
@@ -193,15 +215,23 @@ def _aggregate_features(
     plan: _Plan,
     cubes: dict[str, tuple[pl.DataFrame, np.ndarray]],
     features: Sequence[Feature],
+    codes: pl.Enum,
 ) -> pl.DataFrame:
-    """``__row``, every aggregate feature and ``__has_history`` (if measured) for ``keys``."""
+    """``__row``, every aggregate feature and ``__has_history`` (if measured) for ``keys``.
+
+    ``keys`` carries ``__code``, the customer's position in ``codes``.
+    """
     parts = [keys.select("__row", "__cutoff_us")]
+    code = keys["__code"].to_numpy()
+    cutoff_us = keys["__cutoff_us"].to_numpy()
     for source, (cube, boundaries) in cubes.items():
-        measures = plan.measures[source].values()
-        parts.append(_lookup(keys, cube, boundaries, 0, [plan.col(a) for a in measures]))
-        for w in sorted(plan.windows[source]):
-            cols = [plan.col(a) for a in measures if a.measure_key in plan.read_at[w]]
-            parts.append(_lookup(keys, cube, boundaries, w, cols))
+        measures = plan.measures[source]
+        running = _Running(cube, measures, plan, codes, len(boundaries))
+        for offset in (0, *sorted(plan.windows[source])):
+            # boundaries hold every cutoff - offset exactly; segments <= its index hold the rows before it
+            at = np.searchsorted(boundaries, cutoff_us - offset * MICROS_PER_DAY, side="left")
+            cols = [plan.col(a) for a in measures.values() if offset == 0 or a.measure_key in plan.read_at[offset]]
+            parts.append(running.lookup(code, at, cols, f"__{offset}"))
     out = pl.concat(parts, how="horizontal")
     cut = pl.col("__cutoff_us")
     exprs: list[pl.Expr] = []
@@ -320,11 +350,13 @@ def compute_for_keys(
 
     Returns ``customer_id, cutoff`` and one column per feature (hidden ``__`` ones included).
     """
-    keys = _with_row(keys)
+    customers = keys.select(pl.col("customer_id").unique().sort())
+    codes = pl.Enum(customers["customer_id"])
+    keys = _with_row(keys).with_columns(pl.col("customer_id").cast(codes).to_physical().cast(pl.Int64).alias("__code"))
     plan = _Plan(features, need_first_event=False)
     cutoffs = np.unique(keys["__cutoff_us"].to_numpy())
-    cubes = _cubes(hist, plan, cutoffs, customers=keys.select("customer_id").unique(), streaming=streaming)
-    aggregates = _aggregate_features(keys, plan, cubes, features)
+    cubes = _cubes(hist, plan, cutoffs, customers=customers, streaming=streaming)
+    aggregates = _aggregate_features(keys, plan, cubes, features, codes)
     return _finish(keys, aggregates, _static_features(hist, keys, features), features)
 
 
@@ -338,14 +370,25 @@ def compute_at(
     plan = _Plan(features, need_first_event=True)
     moments = pl.Series("cutoff", sorted(set(cutoffs)), dtype=TIMESTAMP)
     cubes = _cubes(hist, plan, _utc_us(moments), customers=None, streaming=streaming)
-    candidates = cubes["events"][0].select("customer_id").unique()
-    listed = pl.DataFrame(schema={"customer_id": pl.String})
+    candidates = cubes["events"][0]["customer_id"].unique()
+    listed = pl.Series("customer_id", [], dtype=pl.String)
     if hist.customers is not None:
-        listed = hist.customers.select("customer_id").collect()
+        listed = hist.customers.select("customer_id").collect()["customer_id"]
         candidates = pl.concat([candidates, listed]).unique()
-    keys = _with_row(candidates.sort("customer_id").join(moments.to_frame(), how="cross").sort("cutoff", "customer_id"))
-    aggregates = _aggregate_features(keys, plan, cubes, features)
-    keep = aggregates["__has_history"] | keys["customer_id"].is_in(listed["customer_id"].implode())
+    candidates = candidates.sort()
+    codes = pl.Enum(candidates)
+    n, k = candidates.len(), moments.len()
+    keys = _with_row(
+        pl.DataFrame(
+            {
+                "customer_id": candidates.gather(np.tile(np.arange(n), k)),
+                "cutoff": moments.gather(np.repeat(np.arange(k), n)),
+                "__code": np.tile(np.arange(n, dtype=np.int64), k),
+            }
+        )
+    )
+    aggregates = _aggregate_features(keys, plan, cubes, features, codes)
+    keep = aggregates["__has_history"] | keys["customer_id"].is_in(listed.implode())
     keys = _with_row(keys.filter(keep).drop("__row", "__cutoff_us"))
     aggregates = aggregates.filter(keep).drop("__row", "__has_history").with_row_index("__row")
     return _finish(keys, aggregates, _static_features(hist, keys, features), features)
