@@ -19,7 +19,9 @@ from omni_ml.exceptions import (
     SchemaError,
 )
 from omni_ml.explain import explain
+from omni_ml.features import FeatureConfig, FeatureSet, build_features
 from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
+from omni_ml.labels import purchase_labels
 from omni_ml.models import (
     ChannelModel,
     LogisticBaseline,
@@ -42,6 +44,8 @@ __all__ = [
     "ConfigError",
     "ConsentError",
     "DataInsufficientError",
+    "FeatureConfig",
+    "FeatureSet",
     "Histories",
     "IdentityReport",
     "IdentityRules",
@@ -59,6 +63,7 @@ __all__ = [
     "SimulationConfig",
     "TrainingSet",
     "__version__",
+    "build_features",
     "consent_state",
     "cutoffs",
     "decide",
@@ -69,6 +74,7 @@ __all__ = [
     "load_histories",
     "off_policy_value",
     "predict_propensity",
+    "purchase_labels",
     "resolve_identities",
     "score",
     "training_cutoffs",

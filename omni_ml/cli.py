@@ -232,6 +232,54 @@ def score(
     typer.echo(summary.to_text())
 
 
+@app.command()
+@_user_errors
+def features(
+    directory: Annotated[Path, typer.Argument(help="Histories directory (events.parquet|csv, ...).")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Cutoff (ISO 8601): features use history strictly before it.")],
+    out: Annotated[Path, typer.Option("--out", help="Feature table to write (parquet), atomically.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML of FeatureConfig (windows, families, ...).")
+    ] = None,
+) -> None:
+    """Build point-in-time features for every customer as of a date (one row per customer)."""
+    import datetime as dt
+    import os
+    import warnings
+
+    from omni_ml.config import from_yaml
+    from omni_ml.data import load_histories
+    from omni_ml.exceptions import SchemaError
+    from omni_ml.features import FeatureConfig, FeatureSet, build_features
+    from omni_ml.identity import resolve_identities
+
+    try:
+        cutoff = dt.datetime.fromisoformat(as_of)
+    except ValueError as exc:
+        msg = f"--as-of: cannot parse {as_of!r} as a date. Hint: use ISO 8601, e.g. 2025-06-01."
+        raise SchemaError(msg) from exc
+    cutoff = cutoff.replace(tzinfo=dt.UTC) if cutoff.tzinfo is None else cutoff.astimezone(dt.UTC)
+    feature_config = from_yaml(FeatureConfig, config) if config is not None else FeatureConfig()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        hist = load_histories(directory, as_of=cutoff)
+    hist = resolve_identities(hist, as_of=cutoff)  # links seen before the cutoff only
+    feature_set = FeatureSet.from_histories(hist, feature_config, before=cutoff)
+    table = build_features(hist, cutoff, feature_set=feature_set)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        table.write_parquet(tmp)
+        os.replace(tmp, out)  # atomic: a failed run leaves no partial file
+    finally:
+        tmp.unlink(missing_ok=True)
+    families = ", ".join(f"{k} {len(v)}" for k, v in feature_set.families().items() if v)
+    typer.echo(
+        f"wrote {table.height:,} customers x {len(feature_set.names)} features as of {cutoff:%Y-%m-%d %H:%M} to {out}"
+    )
+    typer.echo(f"families: {families}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point used by ``python -m omni_ml``."""
     app()

@@ -475,3 +475,34 @@ def test_simulated_world_features_ignore_the_future_and_agree_across_paths(small
     joined = scored.select("customer_id", "purchases_90d").join(labels, on="customer_id")
     rate = joined.group_by(pl.col("purchases_90d") > 0).agg(pl.col("label").mean()).sort("purchases_90d")
     assert rate["label"][1] > rate["label"][0]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_features_writes_one_row_per_customer_atomically(sample_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+
+    out = tmp_path / "deep" / "features.parquet"
+    result = CliRunner().invoke(app, ["features", str(sample_dir), "--as-of", "2025-02-10", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(out)
+    assert table["customer_id"].is_unique().all()
+    assert table["cutoff"].unique().to_list() == [dt.datetime(2025, 2, 10, tzinfo=UTC)]
+    assert all(dtype.is_numeric() for dtype in table.drop("customer_id", "cutoff").dtypes)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["features.parquet"]  # no temp file left
+    assert "families: rfm" in result.output
+
+
+def test_cli_features_bad_date_exits_2_with_a_hint(sample_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+
+    out = tmp_path / "features.parquet"
+    result = CliRunner().invoke(app, ["features", str(sample_dir), "--as-of", "yesterday", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "Hint: use ISO 8601" in result.output
+    assert not out.exists()
