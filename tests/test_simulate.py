@@ -396,3 +396,9 @@ def test_cli_simulate_writes_a_world_and_reports_bad_dates(tmp_path: Path) -> No
     bad = runner.invoke(app, [*args, "--start", "yesterday", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2
     assert "cannot parse 'yesterday' as a date" in bad.output
+
+
+def test_simulate_refuses_a_directory_with_other_files(tmp_path: Path) -> None:
+    (tmp_path / "events.csv").write_text("customer_id,timestamp\n")
+    with pytest.raises(ConfigError, match=r"holds other files \(events\.csv\).*Hint: choose a new or empty"):
+        simulate(preset("small", n_customers=20), tmp_path)

@@ -251,6 +251,15 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     names = ("events", "contacts", "consents", "identity_links", "customers")
     truth_names = ("identity", "propensity", "channel_response", "future_events")
+    ours = {f"{n}.parquet" for n in names} | {"truth"}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
+    if foreign:
+        msg = (
+            f"simulate: output directory {str(out)!r} holds other files ({', '.join(foreign[:5])}"
+            f"{' ...' if len(foreign) > 5 else ''}); a histories directory must hold only its tables. "
+            "Hint: choose a new or empty directory (re-running into a world directory is fine)."
+        )
+        raise ConfigError(msg)
     writers = {n: _Writer(out / f"{n}.parquet") for n in names}
     writers |= {f"truth/{n}": _Writer(out / "truth" / f"{n}.parquet") for n in truth_names}
     chunks = _chunks(cfg)
