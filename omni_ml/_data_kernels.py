@@ -10,12 +10,16 @@ open-addressing table that stays in cache, which is several times cheaper on lar
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numba
 import numpy as np
 
-__all__ = ["distinct_and_repeated", "small_groups"]
+__all__ = ["distinct", "small_groups"]
 
 _ROWS_PER_PARTITION = 1 << 14  # ~16k keys -> a 32k-slot table of 16-byte entries fits in L2
+_NO_MASK, _REPEATED, _FIRST = 0, 1, 2
+_MODES = {"none": _NO_MASK, "repeated": _REPEATED, "first": _FIRST}
 
 
 @numba.njit(cache=True, nogil=True)
@@ -34,8 +38,9 @@ def _fmix(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _distinct_and_repeated(keys: np.ndarray, want_mask: bool) -> tuple[int, np.ndarray]:  # pragma: no cover
+def _distinct(keys: np.ndarray, mode: int) -> tuple[int, np.ndarray]:  # pragma: no cover
     n = keys.size
+    want_mask = mode != _NO_MASK
     bits = 0
     while (n >> bits) > _ROWS_PER_PARTITION and bits < 16:
         bits += 1
@@ -69,7 +74,7 @@ def _distinct_and_repeated(keys: np.ndarray, want_mask: bool) -> tuple[int, np.n
     slot_mask = np.uint64(cap - 1)
     table_key = np.empty(cap, np.uint64)
     table_row = np.full(cap, -1, np.int64)
-    repeated = np.zeros(n if want_mask else 0, np.bool_)
+    marked = np.zeros(n if want_mask else 0, np.bool_)
     distinct = 0
     for q in range(parts):
         for j in range(offsets[q], offsets[q + 1]):
@@ -81,11 +86,13 @@ def _distinct_and_repeated(keys: np.ndarray, want_mask: bool) -> tuple[int, np.n
                     table_row[s] = part_row[j] if want_mask else 0
                     table_key[s] = k
                     distinct += 1
+                    if mode == _FIRST:
+                        marked[part_row[j]] = True
                     break
                 if table_key[s] == k:
-                    if want_mask:
-                        repeated[part_row[j]] = True
-                        repeated[r] = True
+                    if mode == _REPEATED:
+                        marked[part_row[j]] = True
+                        marked[r] = True
                     break
                 s = (s + np.uint64(1)) & slot_mask
         # Empty the table for the next partition: every slot written lies in a run that starts at
@@ -95,7 +102,7 @@ def _distinct_and_repeated(keys: np.ndarray, want_mask: bool) -> tuple[int, np.n
             while table_row[s] >= 0:
                 table_row[s] = -1
                 s = (s + np.uint64(1)) & slot_mask
-    return distinct, repeated
+    return distinct, marked
 
 
 @numba.njit(cache=True, nogil=True)
@@ -130,18 +137,24 @@ def _small_groups(keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]
     return first[:groups], counts[:groups]
 
 
-def distinct_and_repeated(keys: np.ndarray, *, want_mask: bool = True) -> tuple[int, np.ndarray]:
-    """Number of distinct values in ``keys`` (64-bit) and, if wanted, a mask of rows whose value repeats.
+def distinct(keys: np.ndarray, *, mask: Literal["none", "repeated", "first"] = "repeated") -> tuple[int, np.ndarray]:
+    """Number of distinct values in ``keys`` (64-bit) and a row mask.
+
+    ``mask="repeated"`` marks the rows whose value occurs more than once, ``"first"`` the first
+    row of each distinct value, ``"none"`` returns an empty mask (cheaper).
 
     Examples
     --------
-    >>> n, mask = distinct_and_repeated(np.array([5, 7, 5, 9], dtype=np.int64))
-    >>> n, mask.tolist()
+    >>> keys = np.array([5, 7, 5, 9], dtype=np.int64)
+    >>> n, repeated = distinct(keys)
+    >>> n, repeated.tolist()
     (3, [True, False, True, False])
+    >>> distinct(keys, mask="first")[1].tolist()
+    [True, True, False, True]
     """
     if keys.size == 0:
         return 0, np.zeros(0, np.bool_)
-    return _distinct_and_repeated(np.ascontiguousarray(keys).view(np.uint64), want_mask)
+    return _distinct(np.ascontiguousarray(keys).view(np.uint64), _MODES[mask])
 
 
 def small_groups(keys: np.ndarray, *, limit: int = 4096) -> tuple[np.ndarray, np.ndarray] | None:

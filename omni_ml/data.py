@@ -736,13 +736,20 @@ def _first_occurrences(frame: pl.DataFrame, cols: list[str]) -> pl.Series | None
     if frame.height < 2:
         return None
     if "timestamp" in cols and frame.get_column("timestamp").null_count() == 0:
-        from omni_ml._data_kernels import distinct_and_repeated
+        from omni_ml._data_kernels import distinct
 
         ts = frame.get_column("timestamp").to_physical().to_numpy()
-        distinct, repeated = distinct_and_repeated(ts)
-        if distinct == frame.height:
+        if bool((ts[1:] >= ts[:-1]).all()):  # exports in time order: repeats are neighbours
+            repeated = np.zeros(ts.size, np.bool_)
+            same = ts[1:] == ts[:-1]
+            repeated[1:] |= same
+            repeated[:-1] |= same
+            n_distinct = ts.size - int(same.sum())
+        else:
+            n_distinct, repeated = distinct(ts)
+        if n_distinct == frame.height:
             return None
-        if frame.height - distinct < frame.height // 8:
+        if frame.height - n_distinct < frame.height // 8:
             candidates = pl.Series(repeated)
             sub = frame.filter(candidates).select(pl.struct(cols).is_first_distinct()).to_series()
             if sub.all():
@@ -755,9 +762,17 @@ def _first_occurrences(frame: pl.DataFrame, cols: list[str]) -> pl.Series | None
 
 def _distinct_count(values: pl.Series) -> int:
     """Distinct non-null values, counted over 64-bit hashes: exact unless two values collide (~1e-7 at 1e6)."""
-    from omni_ml._data_kernels import distinct_and_repeated
+    from omni_ml._data_kernels import distinct
 
-    return distinct_and_repeated(values.drop_nulls().hash(seed=0).to_numpy(), want_mask=False)[0]
+    return distinct(values.drop_nulls().hash(seed=0).to_numpy(), mask="none")[0]
+
+
+def _distinct_values(values: pl.Series) -> pl.Series:
+    """One row per distinct non-null value (first seen), found over 64-bit hashes like ``_distinct_count``."""
+    from omni_ml._data_kernels import distinct
+
+    present = values.drop_nulls()
+    return present.filter(pl.Series(distinct(present.hash(seed=0).to_numpy(), mask="first")[1]))
 
 
 def _value_counts(values: pl.Series) -> dict[str | None, int]:
@@ -795,9 +810,6 @@ def _summarise(
         rule_aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
     rule_aggs += [(pl.col(c).str.len_bytes().min() == 0).alias(f"__blank_{c}") for c in plan.as_written]
     # Duplicates copy values, so the distinct ids of ``frame`` and ``kept`` are the same: counted once.
-    if "identifier" in cols:
-        # Identifiers are checked once per distinct value, not once per row.
-        rule_aggs.append(pl.col("identifier").drop_nulls().unique().implode().alias("__identifier_values"))
     aggs: list[pl.Expr] = [pl.len().alias("__rows")]
     if "timestamp" in cols:
         ts = pl.col("timestamp")
@@ -840,8 +852,8 @@ def _summarise(
                 f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {stats[f'__ex{i}']!r})."
                 f" Hint: {chk.fix}."
             )
-    if "identifier" in cols:
-        values: pl.Series = stats.pop("__identifier_values")
+    if "identifier" in cols:  # checked once per distinct value, not once per row
+        values = _distinct_values(frame.get_column("identifier"))
         stats["__identifiers"] = values.len()
         untyped = values.filter(~values.str.contains(_IDENTIFIER)).sort()
         if untyped.len():

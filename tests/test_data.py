@@ -590,16 +590,17 @@ def test_many_distinct_channels_are_counted_exactly() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(values=st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(0, 20), max_size=300))
-def test_distinct_and_repeated_kernel_matches_numpy(values: list[int]) -> None:
+def test_distinct_kernels_match_numpy(values: list[int]) -> None:
     import numpy as np
 
-    from omni_ml._data_kernels import distinct_and_repeated, small_groups
+    from omni_ml._data_kernels import distinct, small_groups
 
     keys = np.array(values, dtype=np.int64)
-    distinct, repeated = distinct_and_repeated(keys)
-    uniques, counts = np.unique(keys, return_counts=True)
-    assert distinct == uniques.size
+    n_distinct, repeated = distinct(keys)
+    uniques, first_rows, counts = np.unique(keys, return_index=True, return_counts=True)
+    assert n_distinct == uniques.size == distinct(keys, mask="none")[0]
     assert repeated.tolist() == np.isin(keys, uniques[counts > 1]).tolist()
+    assert np.flatnonzero(distinct(keys, mask="first")[1]).tolist() == sorted(first_rows.tolist())
     groups = small_groups(keys.view(np.uint64), limit=8)
     if uniques.size > 8:
         assert groups is None
@@ -610,3 +611,19 @@ def test_distinct_and_repeated_kernel_matches_numpy(values: list[int]) -> None:
         assert dict(zip(keys[first].tolist(), group_counts.tolist(), strict=True)) == dict(
             zip(uniques.tolist(), counts.tolist(), strict=True)
         )
+
+
+def test_duplicates_in_a_time_ordered_export() -> None:
+    # Time-ordered input takes the neighbour comparison path; same-instant near-duplicates are kept.
+    ts = [dt.datetime(2025, 1, 1, 10, 0, i // 3) for i in range(9)]
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "a", "a", "a", "c", "c", "c"],
+            "timestamp": ts,
+            "channel": ["web"] * 9,
+            "event_type": ["visit"] * 9,
+        }
+    )
+    hist = Histories.from_frames(frame)
+    assert hist.events.collect()["customer_id"].to_list() == ["a", "b", "a", "c"]
+    assert hist.report.tables["events"].duplicates_dropped == 5  # type: ignore[union-attr]
