@@ -627,3 +627,31 @@ def test_duplicates_in_a_time_ordered_export() -> None:
     hist = Histories.from_frames(frame)
     assert hist.events.collect()["customer_id"].to_list() == ["a", "b", "a", "c"]
     assert hist.report.tables["events"].duplicates_dropped == 5  # type: ignore[union-attr]
+
+
+def test_kernel_and_polars_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    import omni_ml.data as data_module
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in rng.integers(0, 400, n)],
+            "identifier": [None if i % 3 else f"cookie:{i % 50}" for i in range(n)],
+            "timestamp": [dt.datetime(2025, 1, 1) + dt.timedelta(seconds=int(s)) for s in rng.integers(0, 2000, n)],
+            "channel": rng.choice(["web", "app", "email"], n).tolist(),
+            "event_type": rng.choice(["visit", "view"], n).tolist(),
+        }
+    )
+    frame = pl.concat([frame, frame.sample(300, seed=1)])  # exact duplicates
+    by_polars = Histories.from_frames(frame)
+    monkeypatch.setattr(data_module, "_KERNEL_MIN_ROWS", 0)
+    by_kernels = Histories.from_frames(frame)
+    assert by_kernels.events.collect().equals(by_polars.events.collect())
+    assert by_kernels.report == by_polars.report
+    summary = by_kernels.report.tables["events"]  # type: ignore[union-attr]
+    assert summary.duplicates_dropped == frame.height - frame.unique().height
+    assert summary.customers == frame["customer_id"].n_unique()
+    assert summary.identifiers == 50
