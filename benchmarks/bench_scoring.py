@@ -85,10 +85,12 @@ def _model(base: Path) -> Path:
     path = DATA / "scoring_model.joblib"
     if path.exists():
         return path
-    from omni_ml.campaign import CampaignModel
+    from omni_ml.campaign import CampaignConfig, CampaignModel
     from omni_ml.data import load_histories
 
-    model = CampaignModel().fit(load_histories(base), TRAIN_AS_OF, horizon_days=28)
+    # Default recipe, with 6 training cutoffs and a 3-month channel look-back to keep the set-up short.
+    config = CampaignConfig(train={"n_cutoffs": 6}, channel={"lookback_days": 91})
+    model = CampaignModel(config).fit(load_histories(base), TRAIN_AS_OF, horizon_days=28)
     return model.save(path)
 
 

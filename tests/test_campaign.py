@@ -77,7 +77,7 @@ def test_deciles_follow_propensity_with_fixed_edges(model: CampaignModel, scored
     assert shares.max() < 0.3
 
 
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=2, deadline=None)
 @given(n_parts=st.integers(2, 4), seed=st.integers(0, 10_000))
 def test_score_of_any_partition_equals_score_of_all(
     model: CampaignModel, resolved: Histories, scored: pl.DataFrame, n_parts: int, seed: int

@@ -131,7 +131,7 @@ def test_control_group_is_held_out_and_keeps_the_recommendation(campaign: Path) 
 def test_same_inputs_give_the_same_bytes_for_any_chunk_count(
     campaign: Path, small_world: Path, campaign_model_path: Path, tmp_path: Path
 ) -> None:
-    for chunks, name in ((1, "a.parquet"), (3, "b.parquet"), (5, "c.parquet")):
+    for chunks, name in ((1, "a.parquet"), (5, "c.parquet")):
         score(
             small_world,
             model=campaign_model_path,
@@ -141,8 +141,8 @@ def test_same_inputs_give_the_same_bytes_for_any_chunk_count(
             chunks=chunks,
             progress=False,
         )
-    assert _digest(tmp_path / "a.parquet") == _digest(tmp_path / "b.parquet") == _digest(tmp_path / "c.parquet")
-    assert _digest(tmp_path / "b.parquet") == _digest(campaign)
+    # the module's campaign file was written with 3 chunks
+    assert _digest(tmp_path / "a.parquet") == _digest(campaign) == _digest(tmp_path / "c.parquet")
 
 
 def test_control_group_depends_on_seed_and_fraction_only(
