@@ -40,9 +40,10 @@ import dataclasses
 import datetime as dt
 import difflib
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -80,6 +81,7 @@ TIMESTAMP = pl.Datetime("us", "UTC")
 
 _STR = pl.String
 _F64 = pl.Float64
+_T = TypeVar("_T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -800,17 +802,17 @@ def _summarise(
     table: str,
     plan: _Plan,
     frame: pl.DataFrame,
-    kept: pl.DataFrame,
     *,
     as_of: dt.datetime | None,
     notes: list[str],
-) -> tuple[TableSummary, list[str], list[str]]:
+) -> tuple[pl.DataFrame, TableSummary, list[str], list[str]]:
     """One pass of aggregates: the rules over every row read, the summary over the rows kept.
 
-    ``kept`` is ``frame`` without its exact duplicates (the same object when there are none,
-    and then everything is one query). Also returns the columns kept as written that turn out to
-    need cleaning (blank strings; channel or event_type values not stripped and lower-case): the
-    caller cleans them and runs the pass again.
+    Returns the rows kept (``frame`` without its exact duplicates), the summary, the problems,
+    and the columns kept as written that turn out to need cleaning (blank strings; channel or
+    event_type values not stripped and lower-case): the caller cleans them and runs the pass again.
+    On large tables the duplicate search and the distinct ids (numba, GIL released) run in
+    threads while polars aggregates the rules.
     """
     cols = set(frame.columns)
     checks = [c for c in plan.checks if all(n in cols for n in c.bad.meta.root_names())]
@@ -832,17 +834,18 @@ def _summarise(
         ids = pl.concat([pl.col("identifier_a"), pl.col("identifier_b")])
         aggs.append(ids.drop_nulls().n_unique().alias("__identifiers"))
     counted = [c for c in _COUNTED if c in cols and table in ("events", "contacts")]
-    if kept is frame:
-        queries = [frame.lazy().select(*rule_aggs, *aggs)]
-    else:
-        queries = [frame.lazy().select(rule_aggs), kept.lazy().select(aggs)]
-    stats: dict[str, Any] = {}
-    for result in pl.collect_all(queries):
-        lists = [c for c, t in result.schema.items() if isinstance(t, pl.List)]
-        stats |= result.drop(lists).row(0, named=True)
-        stats |= {c: result.get_column(c)[0] for c in lists}  # Series, not python lists
-    if "customer_id" in cols:
-        stats["__customers"] = _distinct_count(frame.get_column("customer_id"))
+    with ThreadPoolExecutor(max_workers=3) if frame.height >= _KERNEL_MIN_ROWS else _Inline() as pool:
+        keep_job = pool.submit(_first_occurrences, frame, plan.data_cols)
+        customers_job = pool.submit(_distinct_count, frame.get_column("customer_id")) if "customer_id" in cols else None
+        identifiers_job = (
+            pool.submit(_distinct_values, frame.get_column("identifier")) if "identifier" in cols else None
+        )
+        stats: dict[str, Any] = frame.select(rule_aggs).row(0, named=True)
+        keep = keep_job.result()
+    kept = frame if keep is None else frame.filter(keep)
+    stats |= kept.select(aggs).row(0, named=True)
+    if customers_job is not None:
+        stats["__customers"] = customers_job.result()
     counts = {c: dict(sorted(_value_counts(kept.get_column(c)).items(), key=_none_last)) for c in counted}
     dirty = [c for c in plan.as_written if stats[f"__blank_{c}"]]
     dirty += [
@@ -862,8 +865,8 @@ def _summarise(
                 f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {stats[f'__ex{i}']!r})."
                 f" Hint: {chk.fix}."
             )
-    if "identifier" in cols:  # checked once per distinct value, not once per row
-        values = _distinct_values(frame.get_column("identifier"))
+    if identifiers_job is not None:  # checked once per distinct value, not once per row
+        values: pl.Series = identifiers_job.result()
         stats["__identifiers"] = values.len()
         untyped = values.filter(~values.str.contains(_IDENTIFIER)).sort()
         if untyped.len():
@@ -895,7 +898,22 @@ def _summarise(
         future_rows=int(stats.get("__future") or 0),
         notes=tuple(notes),
     )
-    return summary, problems, dirty
+    return kept, summary, problems, dirty
+
+
+class _Inline:
+    """Stand-in for a thread pool on small tables: runs each job at once."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        done: Future[_T] = Future()
+        done.set_result(fn(*args))
+        return done
 
 
 def _none_last(item: tuple[str | None, int]) -> tuple[bool, str]:
@@ -927,9 +945,7 @@ def _check_table(
             missing_channel += missing_now
         if missing_channel:
             notes.append(f"{missing_channel:,} rows without a channel: channel set to {UNKNOWN_CHANNEL!r}")
-        keep = _first_occurrences(frame, plan.data_cols)
-        kept = frame if keep is None else frame.filter(keep)
-        summary, problems, dirty = _summarise(table, plan, frame, kept, as_of=as_of, notes=notes)
+        kept, summary, problems, dirty = _summarise(table, plan, frame, as_of=as_of, notes=notes)
         if not dirty:
             return kept, summary, problems
         frame = frame.with_columns(_clean_string(c, pl.String(), lower=c in _LOWER).alias(c) for c in dirty)
