@@ -362,15 +362,13 @@ class CampaignModel:
                 "propensity_decile": _deciles(raw, np.asarray(self.decile_edges_)),
             }
         )
-        decisions = self._decide(hist, moment, ids, features, X)
+        decisions = self._decide(hist, moment, ids)
         out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
         if k > 0:
             out = out.join(self._reasons(X, ids, k), on="customer_id", how="left", maintain_order="left")
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
-    def _decide(
-        self, hist: Histories, moment: dt.datetime, ids: pl.Series, features: pl.DataFrame, X: pl.DataFrame
-    ) -> pl.DataFrame:
+    def _decide(self, hist: Histories, moment: dt.datetime, ids: pl.Series) -> pl.DataFrame:
         from omni_ml.identity import consent_state
         from omni_ml.policy import check_consent, decide, history_facts
 
@@ -388,16 +386,10 @@ class CampaignModel:
                     "suppressed_category": pl.Series([None] * ids.len(), dtype=pl.String),
                 }
             )
-        channel_fs = getattr(self.channel_model_, "feature_set_", None)
-        if channel_fs is None or channel_fs == self.feature_set_:
-            Xc = X
-        else:
-            from omni_ml.features import build_features
+        from omni_ml.models.channel import predict_channel_effects
 
-            Xc = build_features(hist, features.select("customer_id", "cutoff"), feature_set=channel_fs).drop(
-                "customer_id", "cutoff"
-            )
-        effects = self.channel_model_.predict_effects(Xc, customer_id=ids)
+        # The channel model builds its own inputs (its feature set plus past-response features).
+        effects = predict_channel_effects(self.channel_model_, hist, moment, customers=ids)
         keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * ids.len(), dtype=TIMESTAMP)})
         consent = consent_state(hist, keys, channels=list(policy.channels), default=policy.default_consent).drop(
             "cutoff"

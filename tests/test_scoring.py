@@ -25,6 +25,7 @@ from omni_ml.scoring import campaign_schema, score
 from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, bucket_of, reference_hash, stable_hash, uniform_from_hash
 
 AS_OF = "2025-01-01"
+_AS_OF = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def _digest(path: Path) -> str:
@@ -336,3 +337,49 @@ def test_spark_and_single_machine_write_identical_files(
     assert _digest(tmp_path / "spark.parquet") == _digest(tmp_path / "local.parquet")
     assert pl.read_parquet(tmp_path / "spark.parquet")["reason_1"].null_count() < local.customers
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.parquet", "spark.parquet"]  # staging removed
+
+
+@pytest.fixture(scope="module")
+def resolved_world(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small world identity-resolved and written back as parquet: every row has a customer_id."""
+    hist = resolve_identities(load_histories(small_world), as_of=AS_OF)
+    out = tmp_path_factory.mktemp("resolved_world")
+    for table in ("events", "contacts", "consents", "customers"):
+        getattr(hist, table).collect().write_parquet(out / f"{table}.parquet")
+    return out
+
+
+def test_chunks_read_only_their_rows_and_match_the_in_memory_job(
+    resolved_world: Path, campaign_model_path: Path, tmp_path: Path
+) -> None:
+    from omni_ml.scoring import read_chunk, streaming_tables
+
+    scans = streaming_tables(resolved_world)
+    assert scans is not None
+    chunk = read_chunk(scans, 1, 3, _AS_OF)
+    ids = chunk.events.select("customer_id").unique().collect()["customer_id"]
+    assert set(bucket_of(stable_hash(ids, BUCKET_SEED).to_numpy(), 3).tolist()) == {1}
+    args = {"model": campaign_model_path, "as_of": AS_OF, "reasons": 1, "progress": False}
+    score(resolved_world, out=tmp_path / "streamed.parquet", chunks=3, **args)  # type: ignore[arg-type]
+    in_memory = load_histories(resolved_world)
+    score(in_memory, out=tmp_path / "in_memory.parquet", chunks=2, **args)  # type: ignore[arg-type]
+    assert _digest(tmp_path / "streamed.parquet") == _digest(tmp_path / "in_memory.parquet")
+
+
+def test_a_bad_row_in_a_late_chunk_leaves_no_file(resolved_world: Path, model: CampaignModel, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for table in ("contacts", "consents", "customers"):
+        (broken / f"{table}.parquet").write_bytes((resolved_world / f"{table}.parquet").read_bytes())
+    events = pl.read_parquet(resolved_world / "events.parquet").with_columns(pl.col("timestamp").cast(pl.String))
+    events = events.with_columns(
+        pl.when(pl.int_range(pl.len()) == events.height - 1)
+        .then(pl.lit("soon"))
+        .otherwise("timestamp")
+        .alias("timestamp")
+    )
+    events.write_parquet(broken / "events.parquet")
+    out = tmp_path / "campaign.parquet"
+    with pytest.raises(SchemaError, match=r"events\.timestamp: 1 of [\d,]+ rows cannot be parsed"):
+        score(broken, model=model, as_of=AS_OF, out=out, reasons=0, chunks=4, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]

@@ -6,9 +6,14 @@
    histories are all checked before any customer is scored; bad input raises an
    :class:`~omni_ml.exceptions.OmniMLError` (CLI exit code 2) naming what to fix.
 2. **Bounded memory.** Customers are split into ``chunks`` buckets by a stable hash of their id
-   (:mod:`omni_ml.scoring._hashing`); each chunk filters the lazy scans of every table by its bucket,
-   so it reads only its own customers' rows, and is scored, checked and written before the next
-   one is read. Memory grows with the largest chunk, not with the number of customers.
+   (:mod:`omni_ml.scoring._hashing`) and scored, checked and written one bucket after another, so
+   features, SHAP values and decisions exist for one chunk at a time. When the histories are parquet
+   files with a ``customer_id`` on every row (resolved histories, e.g. written by ``omni-ml resolve``),
+   each chunk also *reads* only its own customers' rows: the lazy parquet scans are filtered by the
+   bucket and the chunk is validated against the input contract on its own
+   (:func:`read_chunk`); the file is renamed only after every chunk passed, so a bad row anywhere
+   still leaves no output. Otherwise (csv files, identifier-only rows that need the global identity
+   resolution) the histories are loaded and resolved once, in memory, and only the scoring is chunked.
 3. **Measurement built in.** A deterministic control group: customer ``c`` is held out when
    ``uniform(stable_hash(c, seed)) < control_fraction``. A held-out customer keeps the model's
    recommendation in ``recommended_channel`` (so treated and control customers with the same
@@ -35,6 +40,7 @@ import dataclasses
 import datetime as dt
 import math
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -42,9 +48,9 @@ from typing import Any, Literal
 
 import polars as pl
 
-from omni_ml.data import Histories, load_histories
+from omni_ml.data import Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
-from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, stable_hash, uniform_from_hash
+from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, bucket_of, stable_hash, uniform_from_hash
 from omni_ml.scoring._writer import AtomicTableWriter, output_format
 
 __all__ = [
@@ -55,7 +61,9 @@ __all__ = [
     "chunk_histories",
     "finish_chunk",
     "histories_for_job",
+    "read_chunk",
     "score",
+    "streaming_tables",
 ]
 
 CHUNK_CUSTOMERS = 250_000
@@ -249,25 +257,24 @@ def _load_histories(hist_or_dir: Histories | str | Path, as_of: dt.datetime) -> 
     if not isinstance(hist_or_dir, str | Path):
         msg = f"histories must be a directory or a Histories object, got {type(hist_or_dir).__name__}."
         raise SchemaError(msg)
-    import warnings
-
-    from omni_ml.data import UnknownTableWarning
-
     with warnings.catch_warnings():
         # An unknown file is reported by `omni-ml validate`; it does not stop a scoring job.
         warnings.simplefilter("ignore", UnknownTableWarning)
         return load_histories(hist_or_dir, as_of=as_of)
 
 
-def _check_histories(hist: Histories, as_of: dt.datetime, model: Any) -> int:
-    """Check the histories can be scored at ``as_of``; return the number of customers (upper bound)."""
+def _history_facts(hist: Histories) -> tuple[dt.datetime | None, int]:
+    """First event and number of customers (an upper bound) from the load report."""
     summary = hist.report.tables.get("events") if hist.report else None
     if summary is not None:
-        start, n_customers = summary.start, summary.customers
-    else:
-        stats = hist.events.select(pl.col("timestamp").min(), pl.col("customer_id").n_unique()).collect()
-        start, n_customers = stats.item(0, 0), int(stats.item(0, 1))
-    if start is None or start >= as_of:
+        return summary.start, int(summary.customers)
+    stats = hist.events.select(pl.col("timestamp").min(), pl.col("customer_id").n_unique()).collect()
+    return stats.item(0, 0), int(stats.item(0, 1))
+
+
+def _check_dates(start: dt.datetime | None, as_of: dt.datetime, model: Any, *, known: bool = True) -> None:
+    """The histories must start before ``as_of`` and the model must not be trained after it."""
+    if known and (start is None or start >= as_of):
         shown = f"{start:%Y-%m-%d}" if start else "none"
         msg = (
             f"events: no rows before as_of {as_of:%Y-%m-%d} (first event: {shown}); there is no history to score. "
@@ -282,12 +289,77 @@ def _check_histories(hist: Histories, as_of: dt.datetime, model: Any) -> int:
             "a model with an earlier --as-of for a backtest."
         )
         raise LeakageError(msg)
-    return max(int(n_customers), 1)
 
 
 def histories_for_job(directory: str | Path, as_of: dt.datetime) -> Histories:
     """Load and identity-resolve a histories directory as the job does (also on Spark executors)."""
     return _resolved(_load_histories(directory, as_of), as_of)
+
+
+def streaming_tables(directory: str | Path) -> dict[str, pl.LazyFrame] | None:
+    """Lazy parquet scans of the person tables when each chunk can read only its own rows, else ``None``.
+
+    Chunk-by-chunk reading needs parquet files (csv is read whole by :func:`omni_ml.load_histories`)
+    and a ``customer_id`` on every row (identity resolution is global: identifier-only rows must be
+    resolved over all rows first, e.g. with ``omni-ml resolve``). Otherwise the job loads the whole
+    histories into memory once and chunks the scoring only.
+    """
+    root = Path(directory)
+    if any((root / f"{t}.csv").exists() for t in (*_PERSON_TABLES, "identity_links")):
+        return None
+    scans = {t: pl.scan_parquet(root / f"{t}.parquet") for t in _PERSON_TABLES if (root / f"{t}.parquet").exists()}
+    if "events" not in scans:
+        return None
+    try:
+        if any("customer_id" not in lf.collect_schema().names() for lf in scans.values()):
+            return None
+        nulls = pl.collect_all([lf.select(pl.col("customer_id").null_count()) for lf in scans.values()])
+    except pl.exceptions.PolarsError:
+        return None  # unreadable: load_histories reports it properly
+    if any(frame.item() for frame in nulls):
+        return None
+    return scans
+
+
+def read_chunk(scans: Mapping[str, pl.LazyFrame], bucket: int, n_buckets: int, as_of: dt.datetime) -> Histories:
+    """Read and validate only the rows of the customers in ``bucket`` (see :func:`streaming_tables`).
+
+    Raises
+    ------
+    SchemaError
+        A row breaks the contract (as :func:`omni_ml.load_histories` would say), or customer ids are
+        written in a form whose normalisation moves them to another bucket (then use one chunk).
+    """
+    frames = {}
+    for table, lf in scans.items():
+        raw = pl.col("customer_id").cast(pl.String).str.strip_chars().alias("__raw_id")
+        frames[table] = (
+            lf.with_columns(raw).filter(bucket_expr("__raw_id", n_buckets) == bucket).drop("__raw_id").collect()
+        )
+    events = frames.pop("events")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownTableWarning)
+        hist = Histories.from_frames(events, as_of=as_of, **frames)  # type: ignore[arg-type]
+    ids = pl.concat([lf.select("customer_id") for lf in hist.tables().values()]).unique().collect()["customer_id"]
+    moved = ids.filter(pl.Series(bucket_of(stable_hash(ids, BUCKET_SEED).to_numpy(), n_buckets) != bucket))
+    if moved.len():
+        msg = (
+            f"customer_id: {moved.len():,} ids change when normalised (e.g. {moved[0]!r}), so their rows cannot be "
+            "read chunk by chunk. Hint: write customer_id as plain text in the parquet files, or pass chunks=1."
+        )
+        raise SchemaError(msg)
+    return hist
+
+
+def _stream_facts(scans: Mapping[str, pl.LazyFrame]) -> tuple[dt.datetime | None, int]:
+    events = scans["events"]
+    aggs = [pl.col("customer_id").n_unique().alias("n")]
+    if isinstance(events.collect_schema().get("timestamp"), pl.Datetime):
+        ts = pl.col("timestamp")
+        zone = getattr(events.collect_schema()["timestamp"], "time_zone", None)
+        aggs.append((ts.dt.convert_time_zone("UTC") if zone else ts.dt.replace_time_zone("UTC")).min().alias("start"))
+    stats = events.select(aggs).collect(engine="streaming").row(0, named=True)
+    return stats.get("start"), int(stats["n"])
 
 
 def _resolved(hist: Histories, as_of: dt.datetime) -> Histories:
@@ -456,9 +528,18 @@ def score(
         msg = f"engine must be 'polars' or 'spark' (got {engine!r})."
         raise ConfigError(msg)
     loaded = _load_model(model, tracking_uri=tracking_uri)
-    hist = _load_histories(hist_or_dir, moment)
-    n_customers = _check_histories(hist, moment, loaded.model)
-    hist = _resolved(hist, moment)
+    is_dir = isinstance(hist_or_dir, str | Path) and Path(hist_or_dir).is_dir()
+    scans = streaming_tables(hist_or_dir) if is_dir else None  # type: ignore[arg-type]
+    hist: Histories | None = None
+    if scans is None:
+        hist = _load_histories(hist_or_dir, moment)
+        start, n_customers = _history_facts(hist)
+        _check_dates(start, moment, loaded.model)
+        hist = _resolved(hist, moment)
+    else:
+        start, n_customers = _stream_facts(scans)
+        _check_dates(start, moment, loaded.model, known=start is not None)
+    n_customers = max(n_customers, 1)
     n_chunks = chunks if chunks is not None else max(1, math.ceil(n_customers / CHUNK_CUSTOMERS))
     schema = campaign_schema(loaded.model, reasons=reasons)
     lineage = {"model_uri": loaded.model_uri, "model_version": loaded.model_version, "run_id": loaded.run_id}
@@ -476,7 +557,10 @@ def score(
         frames: Iterator[pl.DataFrame] = scored_chunks_spark(
             Path(hist_or_dir).resolve(), job, n_chunks, staging_dir=staging.resolve()
         )
+    elif scans is not None:
+        frames = (job.run(read_chunk(scans, b, n_chunks, moment)) for b in range(n_chunks))
     else:
+        assert hist is not None
         frames = (job.run(chunk_histories(hist, b, n_chunks)) for b in range(n_chunks))
 
     tally = _Tally()

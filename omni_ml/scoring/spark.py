@@ -7,8 +7,9 @@ everything first (exactly as :func:`omni_ml.scoring.score` does), then:
    executors (so ``models:/NAME@ALIAS`` is resolved once, on the driver, and every executor scores
    with exactly the same model version);
 2. ``spark.range(n_chunks, numPartitions=n_chunks)`` makes one partition per bucket; ``mapInArrow``
-   runs, for each bucket ``b``, the single-machine pipeline: read the histories directory, keep the
-   customers whose stable hash falls in bucket ``b`` (:func:`omni_ml.scoring.chunk_histories`), score
+   runs, for each bucket ``b``, the single-machine pipeline: read only the rows of the customers whose
+   stable hash falls in bucket ``b`` (:func:`omni_ml.scoring.read_chunk` on resolved parquet histories;
+   otherwise the whole directory is loaded and filtered, :func:`omni_ml.scoring.chunk_histories`), score
    them with :meth:`CampaignModel.score`, apply the control group and lineage
    (:func:`omni_ml.scoring.finish_chunk`) and return Arrow record batches;
 3. the executors write their partitions as parquet into a hidden staging directory next to ``out``
@@ -83,15 +84,19 @@ def campaign_dataframe(spark: Any, histories_dir: str | Path, job: _Job, n_chunk
 
     def score_buckets(batches: Iterator[Any]) -> Iterator[Any]:
         # Runs on the executors.
-        from omni_ml.scoring import chunk_histories, histories_for_job
+        from omni_ml.scoring import chunk_histories, histories_for_job, read_chunk, streaming_tables
 
         work = pickle.loads(payload.value)
+        scans = streaming_tables(directory)  # each task reads only its customers' rows when it can
         hist = None
         for batch in batches:
             for bucket in batch.column("id").to_pylist():
-                if hist is None:
-                    hist = histories_for_job(directory, work.as_of)
-                frame = work.run(chunk_histories(hist, int(bucket), n_chunks))
+                if scans is not None:
+                    chunk = read_chunk(scans, int(bucket), n_chunks, work.as_of)
+                else:
+                    hist = hist if hist is not None else histories_for_job(directory, work.as_of)
+                    chunk = chunk_histories(hist, int(bucket), n_chunks)
+                frame = work.run(chunk)
                 yield from frame.to_arrow().cast(arrow_schema).to_batches()
 
     return spark.range(0, n_chunks, 1, numPartitions=n_chunks).mapInArrow(
