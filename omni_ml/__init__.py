@@ -31,7 +31,6 @@ from omni_ml.models import (
     predict_propensity,
 )
 from omni_ml.policy import PolicyConfig, decide
-from omni_ml.scoring import ScoringSummary, score
 from omni_ml.simulate import SimulationConfig
 from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
 
@@ -80,3 +79,14 @@ __all__ = [
     "training_cutoffs",
     "training_set",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The batch job is imported on first use: modules below it (omni_ml.tracking reads
+    # omni_ml.__version__) must not import it through the package (import-linter layers).
+    if name in ("ScoringSummary", "score"):
+        import importlib
+
+        return getattr(importlib.import_module("omni_ml.scoring"), name)
+    msg = f"module 'omni_ml' has no attribute {name!r}"
+    raise AttributeError(msg)
