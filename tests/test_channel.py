@@ -191,3 +191,25 @@ def test_transaction_only_history_says_channel_choice_needs_contacts(small_world
     with_web = Histories.from_frames(events.select("customer_id", "timestamp", "amount"), contacts=contacts)
     with pytest.raises(DataInsufficientError, match="no rows on a contactable channel"):
         fit_channel_model(with_web, dt.datetime(2024, 12, 1), SMALL)
+
+
+def test_response_history_counts_only_closed_windows(small_histories: Histories, world_end: dt.datetime) -> None:
+    from omni_ml.labels import contact_outcomes
+    from omni_ml.models.channel import response_history
+
+    cutoff = world_end - dt.timedelta(days=30)
+    ids = small_histories.contacts.select("customer_id").unique().sort("customer_id").head(200).collect()  # type: ignore[union-attr]
+    keys = ids.with_columns(pl.lit(cutoff).cast(pl.Datetime("us", "UTC")).alias("cutoff"))
+    rh = response_history(small_histories, keys, ["email", "sms"], 7)
+    assert rh.height == keys.height
+    expected = (
+        contact_outcomes(small_histories, 7, as_of=cutoff, incomplete="drop")
+        .filter(pl.col("channel") == "email", pl.col("timestamp") + dt.timedelta(days=7) < cutoff)
+        .group_by("customer_id")
+        .agg(pl.len().alias("n"), pl.col("converted").sum().alias("k"))
+    )
+    got = keys.select("customer_id").with_columns(rh["resp_contacts_email"], rh["resp_conversions_email"])
+    both = got.join(expected, on="customer_id", how="left").fill_null(0)
+    assert (both["resp_contacts_email"] == both["n"]).all()
+    assert (both["resp_conversions_email"] == both["k"]).all()
+    assert (rh["resp_contacts_all"] >= rh["resp_contacts_email"] + rh["resp_contacts_sms"]).all()
