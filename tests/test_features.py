@@ -309,6 +309,7 @@ def test_partitions_and_engines_do_not_change_the_result() -> None:
     base = build_features(hist, [C, C + 3 * DAY], feature_set=fs)
     for cfg in (
         FeatureConfig(**{**SMALL.__dict__, "partitions": 3}),
+        FeatureConfig(**{**SMALL.__dict__, "events_per_partition": 7}),  # automatic: 36 events -> 6 partitions
         FeatureConfig(**{**SMALL.__dict__, "streaming": False}),
     ):
         other = FeatureSet(cfg, fs.vocabulary, fs.families_built)

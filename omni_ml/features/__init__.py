@@ -149,10 +149,11 @@ def build_features(
     features = feature_set.features
     names = feature_set.names
     streaming = feature_set.config.streaming
+    n_parts = _n_partitions(hist, feature_set.config)
     parts = []
-    for index, part in enumerate(_partitions(hist, feature_set.config.partitions)):
+    for index, part in enumerate(_partitions(hist, n_parts)):
         if isinstance(at, pl.DataFrame):
-            unique = _part_keys(keys, feature_set.config.partitions, index).unique(maintain_order=True)
+            unique = _part_keys(keys, n_parts, index).unique(maintain_order=True)
             if unique.height == 0:
                 continue
             parts.append(compute_for_keys(part, unique, features, streaming=streaming))
@@ -164,7 +165,14 @@ def build_features(
     result = result.select("customer_id", "cutoff", *names)
     if isinstance(at, pl.DataFrame):
         return keys.join(result, on=["customer_id", "cutoff"], how="left", maintain_order="left")
-    return result.sort("cutoff", "customer_id") if feature_set.config.partitions > 1 else result
+    return result.sort("cutoff", "customer_id") if n_parts > 1 else result
+
+
+def _n_partitions(hist: Histories, config: FeatureConfig) -> int:
+    if config.partitions is not None:
+        return config.partitions
+    rows = hist.events.select(pl.len()).collect().item()  # parquet: read from the metadata
+    return max(1, -(-int(rows) // config.events_per_partition))
 
 
 def _partitions(hist: Histories, n: int) -> list[Histories]:

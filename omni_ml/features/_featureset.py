@@ -80,8 +80,11 @@ class FeatureConfig:
     max_levels
         Most frequent string values of a customer attribute that get their own code.
     partitions
-        Split customers into this many hash partitions processed one after the other: bounds
-        memory for histories larger than memory, at the price of one scan per partition.
+        Split customers into this many hash partitions processed one after the other (one scan
+        each): bounds memory for histories larger than memory. ``None`` (default) picks one
+        partition per ``events_per_partition`` events. The result does not depend on it.
+    events_per_partition
+        Target events per partition when ``partitions`` is ``None``.
     streaming
         Use polars' streaming engine for the scans.
 
@@ -100,7 +103,8 @@ class FeatureConfig:
     pressure_windows: tuple[int, ...] = (7, 30)
     trend_pairs: tuple[tuple[int, int], ...] = ((7, 30), (30, 365))
     max_levels: int = 50
-    partitions: int = 1
+    partitions: int | None = None
+    events_per_partition: int = 5_000_000
     streaming: bool = True
 
     def __post_init__(self) -> None:
@@ -118,8 +122,10 @@ class FeatureConfig:
         if self.families is not None:
             object.__setattr__(self, "families", _tuples(self.families))
         object.__setattr__(self, "exclude", _tuples(self.exclude))
-        for name in ("top_categories", "engagement_window", "max_levels", "partitions"):
+        for name in ("top_categories", "engagement_window", "max_levels", "partitions", "events_per_partition"):
             value = getattr(self, name)
+            if value is None and name == "partitions":
+                continue
             if not isinstance(value, int) or value < (0 if name == "top_categories" else 1):
                 msg = f"FeatureConfig.{name}: expected a positive whole number, got {value!r}."
                 raise ConfigError(msg)
