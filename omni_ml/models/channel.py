@@ -14,8 +14,13 @@ Learners (meta-learners in the sense of Kunzel, Sekhon, Bickel & Yu 2019, PNAS 1
 - ``"t"`` (T-learner): one LightGBM classifier per arm; effects are differences of separately fitted
   models. No shrinkage of the arm, but noisier for arms with few rows.
 
-The measured comparison (benchmarks/bench_channel.py) decides the default; see the module
-``DEFAULT_LEARNER`` note there and the issue's closing note.
+Measured (``python -m benchmarks.bench_channel``, default world: 30,000 people, 295,090 decision units,
+conversion value 40, value of each policy by the world's truth, share = (V - V_random) / (V_oracle -
+V_random)): S-learner 0.741 (IPW) / 0.743 (unweighted), T-learner 0.624; the most-engaged-channel
+baseline 0.628, always-email 0.660. The S-learner is the default: with effects of 0.4-2.3 percentage
+points against 3-10 % base rates, separately fitted per-arm models mostly difference their noise
+(correlation of estimated with true uplift 0.00-0.07 for T versus 0.15-0.27 for S). More capacity
+hurt (31 leaves x 600 trees: 0.711); slower learning (800 trees at 0.03) changed nothing (0.742).
 
 Training data (:func:`channel_training_data`) are the logged contacts of the historic policy (one row
 per contact, features as of the contact's timestamp, outcome from
