@@ -136,6 +136,25 @@ def main() -> None:
         v, n = _value(dec, truth, args.value)
         rows.append({"policy": kind, "value": v, "contacts": n, "fit_s": 0.0})
     rows.append({"policy": "oracle (truth)", "value": oracle, "contacts": n_oracle, "fit_s": 0.0})
+    # Truth-informed references that locate the learner: what knowing only each channel's average effect
+    # is worth, and what knowing in addition who is still active / each person's overall responsiveness adds.
+    uplift = truth.with_columns((pl.col("p_if_contacted") - pl.col("p_if_not")).alias("u"))
+    means = uplift.group_by("channel").agg(pl.col("u").mean().alias("m"))
+    person = (
+        uplift.join(means, on="channel")
+        .group_by("customer_id")
+        .agg((pl.col("u").sum() / pl.col("m").sum()).alias("resp"), (pl.col("p_if_not").max() > 0).alias("active"))
+    )
+    flat = uplift.join(means, on="channel").join(person, on="customer_id")
+    for label, factor in (
+        ("ref: channel means", pl.lit(1.0)),
+        ("ref: channel means x active", pl.col("active").cast(pl.Float64)),
+        ("ref: channel means x person resp.", pl.col("resp")),
+    ):
+        est = flat.select("customer_id", "channel", "cost", (pl.col("m") * factor).alias("p_if_contacted"),
+                          pl.lit(0.0).alias("p_if_not"))  # fmt: skip
+        v, n = _value(decide(est, consent, facts, policy), truth, args.value)
+        rows.append({"policy": label, "value": v, "contacts": n, "fit_s": 0.0})
     s_effects: pl.DataFrame | None = None
 
     t1 = time.perf_counter()
