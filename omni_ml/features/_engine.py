@@ -219,37 +219,53 @@ def _aggregate_features(
 ) -> pl.DataFrame:
     """``__row``, every aggregate feature and ``__has_history`` (if measured) for ``keys``.
 
-    ``keys`` carries ``__code``, the customer's position in ``codes``.
+    ``keys`` carries ``__code``, the customer's position in ``codes``. Window starts are looked
+    up one at a time and turned into features at once, so only two lookups are alive together.
     """
-    parts = [keys.select("__row", "__cutoff_us")]
     code = keys["__code"].to_numpy()
     cutoff_us = keys["__cutoff_us"].to_numpy()
-    for source, (cube, boundaries) in cubes.items():
+    cut = pl.col("__cutoff_us")
+    columns: dict[str, pl.Series] = {}
+    for source in list(cubes):
+        cube, boundaries = cubes.pop(source)
         measures = plan.measures[source]
         running = _Running(cube, measures, plan, codes, len(boundaries))
-        for offset in (0, *sorted(plan.windows[source])):
+        del cube
+
+        def at(offset: int) -> np.ndarray:
             # boundaries hold every cutoff - offset exactly; segments <= its index hold the rows before it
-            at = np.searchsorted(boundaries, cutoff_us - offset * MICROS_PER_DAY, side="left")
-            cols = [plan.col(a) for a in measures.values() if offset == 0 or a.measure_key in plan.read_at[offset]]
-            parts.append(running.lookup(code, at, cols, f"__{offset}"))
-    out = pl.concat(parts, how="horizontal")
-    cut = pl.col("__cutoff_us")
-    exprs: list[pl.Expr] = []
-    for f in features:
-        if not isinstance(f.spec, Aggregate):
-            continue
-        agg, col = f.spec, plan.col(f.spec)
-        if agg.kind in ("last", "first"):
-            expr = true_div((cut - pl.col(f"{col}__0")).cast(pl.Float64), MICROS_PER_DAY)
-        else:
-            expr = pl.col(f"{col}__0").fill_null(0)
-            if agg.window is not None:
-                expr = expr - pl.col(f"{col}__{agg.window}").fill_null(0)
-            expr = expr.cast(pl.Int32) if agg.kind == "count" else true_div(expr.cast(pl.Float64), MONEY_SCALE)
-        exprs.append(expr.alias(f.name))
-    if _FIRST_EVENT.measure_key in plan.measures.get("events", {}):
-        exprs.append(pl.col(f"{plan.col(_FIRST_EVENT)}__0").is_not_null().alias("__has_history"))
-    return out.select("__row", *exprs)
+            return np.searchsorted(boundaries, cutoff_us - offset * MICROS_PER_DAY, side="left")  # noqa: B023
+
+        mine = [(f.name, f.spec) for f in features if isinstance(f.spec, Aggregate) and f.spec.source == source]
+        now = running.lookup(code, at(0), [plan.col(a) for a in measures.values()], "__0")
+        now = now.with_columns(keys["__cutoff_us"])
+        for w in sorted(plan.windows[source]):
+            cols = [plan.col(a) for a in measures.values() if a.measure_key in plan.read_at[w]]
+            start = running.lookup(code, at(w), cols, f"__{w}")
+            both = pl.concat([now, start], how="horizontal")
+            exprs = [_value(agg, plan, name) for name, agg in mine if agg.window == w]
+            columns.update(both.select(exprs).to_dict())
+            del start, both
+        exprs = [_value(agg, plan, name) for name, agg in mine if agg.window is None]
+        if source == "events" and _FIRST_EVENT.measure_key in measures:
+            exprs.append(pl.col(f"{plan.col(_FIRST_EVENT)}__0").is_not_null().alias("__has_history"))
+        columns.update(now.select(cut, *exprs).drop("__cutoff_us").to_dict())
+        del now, running
+    names = [f.name for f in features if isinstance(f.spec, Aggregate)]
+    extra = ["__has_history"] if "__has_history" in columns else []
+    return pl.DataFrame([keys["__row"], *(columns[n] for n in dict.fromkeys(names + extra))])
+
+
+def _value(agg: Aggregate, plan: _Plan, name: str) -> pl.Expr:
+    """A feature from running values at the cutoff (``__0``) and at its window start (``__<w>``)."""
+    col = plan.col(agg)
+    if agg.kind in ("last", "first"):
+        return true_div((pl.col("__cutoff_us") - pl.col(f"{col}__0")).cast(pl.Float64), MICROS_PER_DAY).alias(name)
+    expr = pl.col(f"{col}__0").fill_null(0)
+    if agg.window is not None:
+        expr = expr - pl.col(f"{col}__{agg.window}").fill_null(0)
+    expr = expr.cast(pl.Int32) if agg.kind == "count" else true_div(expr.cast(pl.Float64), MONEY_SCALE)
+    return expr.alias(name)
 
 
 def _static_features(hist: Histories, keys: pl.DataFrame, features: Sequence[Feature]) -> pl.DataFrame:
