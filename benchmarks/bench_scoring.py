@@ -100,7 +100,9 @@ t0 = time.perf_counter()
 from omni_ml.scoring import score
 summary = score(sys.argv[1], model=sys.argv[2], as_of=sys.argv[3], out=sys.argv[4], reasons=int(sys.argv[5]),
                 chunks=None if sys.argv[6] == "auto" else int(sys.argv[6]), progress=False)
+usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": summary.seconds, "customers": summary.customers, "chunks": summary.chunks,
+                  "cpu_seconds": usage.ru_utime + usage.ru_stime,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "wall_with_imports": time.perf_counter() - t0}))
 """
