@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--skip-one-chunk", action="store_true", help="skip the everything-at-once contender")
+    parser.add_argument("--chunks", default="auto", help="chunks of the chunked contenders (default: by size)")
     args = parser.parse_args(argv)
 
     t = time.perf_counter()
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     n_events = pl.scan_parquet(world / "events.parquet").select(pl.len()).collect().item()
     print(f"world: {world} ({n_events:,} events; prepared in {time.perf_counter() - t:,.0f} s); model: {model}")
 
-    contenders = [("chunked, no reasons", 0, "auto"), ("chunked, 3 reasons", 3, "auto")]
+    contenders = [("chunked, no reasons", 0, args.chunks), ("chunked, 3 reasons", 3, args.chunks)]
     if not args.skip_one_chunk:
         contenders.append(("one chunk, 3 reasons", 3, "1"))
     rows = []
