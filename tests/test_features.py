@@ -220,6 +220,15 @@ def test_scoring_population_is_customers_table_plus_anyone_with_an_event_before_
     ]
 
 
+def test_nothing_before_the_cutoff_gives_an_empty_typed_table() -> None:
+    hist = _hist(_events([("a", C, "web", "visit", None, None)]))
+    fs = FeatureSet.from_histories(hist, SMALL)
+    out = build_features(hist, C, feature_set=fs)
+    assert out.height == 0
+    assert out.columns == ["customer_id", "cutoff", *fs.names]
+    assert all(dtype.is_numeric() for dtype in out.drop("customer_id", "cutoff").dtypes)
+
+
 def test_output_is_numeric_only_and_in_feature_set_order() -> None:
     rows = [("a", C - DAY, "web", "purchase", 10.0, "tv")]
     customers = pl.DataFrame(
