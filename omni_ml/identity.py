@@ -301,7 +301,7 @@ def resolve(
     -------
     tuple[Histories, IdentityReport]
         Histories whose events/contacts/consents all carry a customer_id and whose
-        ``identity_map`` is a DataFrame(identifier, customer_id) sorted by identifier,
+        ``identity_map`` is a DataFrame(identifier, customer_id) (one row per identifier, deterministic order),
         and the report.
 
     Raises
@@ -502,7 +502,7 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
         y = primary_codes[(np.cumsum(has_primary) - 1)[both]]
         row_keys = _edge_keys(x[x != y], y[x != y], n)
         stats["row_links"] = row_keys.size
-        keys = np.union1d(keys, row_keys)
+        keys = _sorted_unique(np.r_[keys, row_keys])
     return _Graph(
         nodes=pl.DataFrame({"identifier": identifiers, "first_seen": first_seen}),
         src=keys // max(n, 1),
@@ -514,7 +514,13 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
 
 def _edge_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     """Sorted unique undirected edges as ``low * n + high``."""
-    return np.unique(np.minimum(a, b) * n + np.maximum(a, b))
+    return _sorted_unique(np.minimum(a, b) * n + np.maximum(a, b))
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` by sorting (numpy 2's hash-based unique measured ~8x slower on 10M int64)."""
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if values.size else values
 
 
 def _encode(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
@@ -692,10 +698,13 @@ def _name_groups(
 ) -> tuple[pl.DataFrame, dict[str, int] | None]:
     """Customer id per identifier: the primary value, an earlier anon id, or the anchor's hash.
 
-    Returns the identity map sorted by identifier, and the stability counts against ``prev``.
+    Returns the identity map (rows in internal code order: deterministic, not sorted; sorting
+    ten million strings would cost more than the whole resolution) and the stability counts.
     """
     ident = graph.nodes["identifier"]
-    anchors, position = np.unique(groups.anchor, return_inverse=True)
+    present = np.bincount(groups.anchor, minlength=ident.len()) > 0
+    anchors = np.flatnonzero(present)
+    position = (np.cumsum(present) - 1)[groups.anchor]
     names = pl.DataFrame(
         {"anchor": anchors, "anchor_identifier": ident.gather(anchors), "primary": groups.is_primary[anchors]}
     )
@@ -738,9 +747,7 @@ def _name_groups(
         )
         .to_series()
     )
-    identity_map = pl.DataFrame({"identifier": ident, "customer_id": customer_of_anchor.gather(position)}).sort(
-        "identifier"
-    )
+    identity_map = pl.DataFrame({"identifier": ident, "customer_id": customer_of_anchor.gather(position)})
     if prev is None:
         return identity_map, None
     both = identity_map.join(prev, on="identifier", how="full", suffix="_prev")
@@ -822,7 +829,9 @@ def _report(
     )
     per_group = np.bincount(groups.anchor)
     per_group = per_group[per_group > 0]  # identifiers per customer
-    size_values, size_freq = np.unique(per_group, return_counts=True)
+    size_freq = np.bincount(per_group) if per_group.size else np.zeros(0, dtype=np.int64)
+    size_values = np.flatnonzero(size_freq)
+    size_freq = size_freq[size_values]
     return IdentityReport(
         as_of=moment,
         rules=rules,
