@@ -668,3 +668,24 @@ def test_small_histories_fixture_is_resolved(small_histories: Histories) -> None
         assert frame is not None
         assert frame.collect()["customer_id"].null_count() == 0
     require_resolved(small_histories)
+
+
+def test_hash_collisions_fall_back_to_exact_coding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omni_ml import identity
+
+    real_hash = pl.Series.hash
+
+    def colliding(self: pl.Series, seed: int = 0, *args: object, **kwargs: object) -> pl.Series:
+        if seed == 0:  # every identifier gets the same first hash
+            return pl.Series(self.name, [7] * self.len(), dtype=pl.UInt64)
+        return real_hash(self, seed)
+
+    values = pl.Series("identifier", ["b:1", "a:1", "b:1", "c:9"])
+    monkeypatch.setattr(pl.Series, "hash", colliding)
+    codes, distinct = identity._encode(values)
+    assert distinct.to_list() == ["a:1", "b:1", "c:9"]
+    assert codes.tolist() == [1, 0, 1, 2]
+    hist = resolve_identities(make_hist([("cookie:1", "crm:C1", 1), ("cookie:2", "email:x@y", 1)]))
+    m = mapping(hist)
+    assert m["cookie:1"] == "C1"
+    assert m["cookie:2"] == m["email:x@y"] != m["cookie:1"]
