@@ -161,17 +161,28 @@ def test_paths_longer_than_the_table_depth_are_computed_directly() -> None:
     X, y = _data(4)
     booster = _train(X, y, num_leaves=31, min_data_in_leaf=2)
     direct = TreeShap(booster, max_table_depth=2)
+    np.testing.assert_allclose(direct.shap_values(X), _contrib(booster, X)[:, :-1], rtol=0, atol=ATOL)
     assert direct.table_depth == 2
     assert int(direct._flat.path_d.max()) > 2
-    np.testing.assert_allclose(direct.shap_values(X), _contrib(booster, X)[:, :-1], rtol=0, atol=ATOL)
+
+
+def test_tables_grow_with_the_batch_and_stay_exact() -> None:
+    X, y = _data(13)
+    booster = _train(X, y, num_leaves=31, min_data_in_leaf=2)
+    ts = TreeShap(booster)
+    assert ts.table_depth == -1
+    np.testing.assert_allclose(ts.shap_values(X[:3]), _contrib(booster, X[:3])[:, :-1], rtol=0, atol=ATOL)
+    small = ts.table_depth
+    np.testing.assert_allclose(ts.shap_values(X), _contrib(booster, X)[:, :-1], rtol=0, atol=ATOL)
+    assert 4 <= small < ts.table_depth
 
 
 def test_table_budget_lowers_the_table_depth() -> None:
     X, y = _data(5)
     booster = _train(X, y, num_leaves=31, min_data_in_leaf=2)
     small = TreeShap(booster, max_table_bytes=20_000)
-    assert small._table.nbytes <= 20_000
-    np.testing.assert_allclose(small.shap_values(X[:50]), _contrib(booster, X[:50])[:, :-1], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(small.shap_values(X), _contrib(booster, X)[:, :-1], rtol=0, atol=ATOL)
+    assert 0 < small._table.nbytes <= 20_000
 
 
 def test_single_leaf_trees_only_move_the_base_value() -> None:

@@ -512,7 +512,9 @@ class TreeShap:
         are not supported.
     max_table_depth : int, default 16
         Paths with at most this many distinct features get a precomputed table of ``2**d`` rows;
-        longer paths are computed per row (exact either way, slower).
+        longer paths are computed per row (exact either way, slower). Tables are built on the first
+        call and grown for larger batches: a batch of ``n`` rows tables paths up to
+        ``min(max_table_depth, ceil(log2 n) + 2)`` features, so explaining a handful of rows stays cheap.
     max_table_bytes : int, default 512 MiB
         Memory budget of the tables; the depth threshold is lowered until the tables fit.
 
@@ -525,6 +527,8 @@ class TreeShap:
         The model's feature names, in column order.
     max_depth : int
         The depth of the deepest leaf of the model.
+    table_depth : int
+        Paths with up to this many features currently have tables (-1 before the first call).
 
     Examples
     --------
@@ -561,7 +565,11 @@ class TreeShap:
         self._flat = _parse_model(dump)
         self.expected_value: float = float(self._flat.expected_value)
         self.max_depth: int = self._flat.max_depth
-        self._build_tables(max_table_depth, max_table_bytes)
+        self._max_table_depth = int(max_table_depth)
+        self._max_table_bytes = int(max_table_bytes)
+        self.table_depth: int = -1  # tables are built lazily, sized to the batch (see _kernel)
+        self._table_start = np.full(self._flat.path_d.size, -1, dtype=np.int64)
+        self._table = np.empty(0, dtype=np.float64)
         self._build_cuts()
 
     @property
@@ -581,7 +589,7 @@ class TreeShap:
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self._table_start = np.where((d <= cap) & (d > 0), starts, -1).astype(np.int64)
         self._table = np.empty(int(sizes.sum()), dtype=np.float64)
-        self.table_depth: int = cap
+        self.table_depth = cap
         f = self._flat
         if f.path_d.size:
             _fill_tables(f.path_d, f.path_feat_start, f.path_z, f.leaf_value, self._table_start, self._table)
@@ -633,6 +641,11 @@ class TreeShap:
         return out
 
     def _kernel(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        # A path's table costs about 2**d per-row evaluations of that path to fill, so it pays off only
+        # for batches of more than ~2**(d-2) rows: size the tables to the largest batch seen so far.
+        wanted = min(self._max_table_depth, max(4, int(math.ceil(math.log2(max(x.shape[0], 2)))) + 2))
+        if wanted > self.table_depth:
+            self._build_tables(wanted, self._max_table_bytes)
         f = self._flat
         out = np.zeros((x.shape[0], self.n_features), dtype=np.float64)
         _shap_kernel(
