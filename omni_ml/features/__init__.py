@@ -150,18 +150,21 @@ def build_features(
     names = feature_set.names
     streaming = feature_set.config.streaming
     n_parts = _n_partitions(hist, feature_set.config)
+    visible = ["customer_id", "cutoff", *names]  # hidden helper columns are dropped as soon as possible
     parts = []
     for index, part in enumerate(_partitions(hist, n_parts)):
         if isinstance(at, pl.DataFrame):
             unique = _part_keys(keys, n_parts, index).unique(maintain_order=True)
             if unique.height == 0:
                 continue
-            parts.append(compute_for_keys(part, unique, features, streaming=streaming))
+            parts.append(compute_for_keys(part, unique, features, streaming=streaming).select(visible))
         else:
-            parts.append(compute_at(part, cutoffs, features, streaming=streaming))
+            parts.append(compute_at(part, cutoffs, features, streaming=streaming).select(visible))
     schema: dict[str, pl.DataType] = {"customer_id": pl.String(), "cutoff": TIMESTAMP}
     schema.update({f.name: f.output_dtype for f in features})
-    result = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
+    # no rechunk and no second reference: the partitions' tables are the only copy until the sort
+    result = pl.concat(parts, how="vertical", rechunk=False) if parts else pl.DataFrame(schema=schema)
+    parts.clear()
     result = result.select("customer_id", "cutoff", *names)
     if isinstance(at, pl.DataFrame):
         return keys.join(result, on=["customer_id", "cutoff"], how="left", maintain_order="left")

@@ -88,15 +88,15 @@ def _utc_us(values: pl.Series) -> np.ndarray:
     return values.cast(TIMESTAMP).dt.epoch("us").to_numpy()
 
 
-def _measure_expr(agg: Aggregate, name: str) -> pl.Expr:
-    where = None if agg.where is None else agg.where.fill_null(False)
-    ts = pl.col("timestamp").dt.epoch("us")
+def _measure_expr(agg: Aggregate, name: str, where: pl.Expr | None) -> pl.Expr:
+    """The per-segment aggregate of one measure; ``where`` is its (precomputed) row predicate."""
+    ts = pl.col("__ts")
     if agg.kind == "count":
         expr = pl.len() if where is None else where.sum()
         return expr.cast(pl.Int64).alias(name)
     if agg.kind == "sum":
         assert agg.column is not None  # checked by Aggregate
-        money = (pl.col(agg.column).cast(pl.Float64) * MONEY_SCALE).round().cast(pl.Int64).fill_null(0)
+        money = pl.col(f"__money_{agg.column}")
         value = money if where is None else pl.when(where).then(money).otherwise(0)
         return value.sum().cast(pl.Int64).alias(name)
     value = ts if where is None else pl.when(where).then(ts)
@@ -121,10 +121,24 @@ def _cube(
         rows = rows.filter(pl.col("timestamp") >= lo)
     if customers is not None:
         rows = rows.join(customers.lazy(), on="customer_id", how="semi")
-    segment = pl.lit(pl.Series(boundaries)).search_sorted(pl.col("timestamp").dt.epoch("us"), side="right")
-    aggs = [_measure_expr(agg, plan.col(agg)) for agg in measures.values()]
+    # Each distinct predicate and money column is computed once per row, not once per measure.
+    predicates: dict[str, str] = {}
+    derived: list[pl.Expr] = [pl.col("timestamp").dt.epoch("us").alias("__ts")]
+    for agg in measures.values():
+        if agg.where is not None and str(agg.where) not in predicates:
+            predicates[str(agg.where)] = name = f"__where{len(predicates)}"
+            derived.append(agg.where.fill_null(False).alias(name))
+        if agg.kind == "sum" and f"__money_{agg.column}" not in {e.meta.output_name() for e in derived}:
+            money = (pl.col(agg.column).cast(pl.Float64) * MONEY_SCALE).round().cast(pl.Int64).fill_null(0)  # type: ignore[arg-type]
+            derived.append(money.alias(f"__money_{agg.column}"))
+    segment = pl.lit(pl.Series(boundaries)).search_sorted(pl.col("__ts"), side="right")
+    aggs = [
+        _measure_expr(agg, plan.col(agg), None if agg.where is None else pl.col(predicates[str(agg.where)]))
+        for agg in measures.values()
+    ]
     return (
-        rows.with_columns(segment.cast(pl.Int64).alias("__seg"))
+        rows.with_columns(derived)
+        .with_columns(segment.cast(pl.Int64).alias("__seg"))
         .group_by("customer_id", "__seg")
         .agg(aggs)
         .collect(engine=_engine(streaming))
