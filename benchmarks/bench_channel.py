@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--world", type=Path, default=None, help="reuse a simulated world directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--value", type=float, default=40.0, help="value of one conversion")
-    parser.add_argument("--learners", default="s,s-none,t", help="comma list of learner[-weighting]")
+    parser.add_argument("--learners", default="s,s-ipw,t", help="comma list of learner[-weighting]")
     parser.add_argument("--holdout-days", type=int, default=42)
     parser.add_argument("--bootstrap", type=int, default=300)
     args = parser.parse_args()
@@ -173,7 +173,7 @@ def main() -> None:
     for spec in args.learners.split(","):
         learner, _, weighting = spec.partition("-")
         t2 = time.perf_counter()
-        model = ChannelModel(learner=learner, weighting=weighting or "ipw", random_state=args.seed)  # type: ignore[arg-type]
+        model = ChannelModel(learner=learner, weighting=weighting or "none", random_state=args.seed)  # type: ignore[arg-type]
         model.fit(data.X, data.arm, data.y, assignment_probability=data.keys["assignment_probability"])
         fit_s = time.perf_counter() - t2
         effects = model.predict_effects(X_end, customer_id=ids)
@@ -181,7 +181,7 @@ def main() -> None:
             s_effects = effects
         v, n = _value(decide(effects, consent, facts, policy), truth, args.value)
         rows.append(
-            {"policy": f"learned {learner}-learner ({weighting or 'ipw'})", "value": v, "contacts": n, "fit_s": fit_s}
+            {"policy": f"learned {learner}-learner ({weighting or 'none'})", "value": v, "contacts": n, "fit_s": fit_s}
         )
 
     random_v = next(float(r["value"]) for r in rows if r["policy"] == "random")  # type: ignore[arg-type]

@@ -73,10 +73,14 @@ def test_same_seed_same_model() -> None:
 def test_ipw_weights_change_the_fit_only_through_assignment_probability() -> None:
     x, arm, y, _ = _synthetic(4, 3000)
     p = np.where(arm == NO_CONTACT, np.nan, np.where(x[:, 0] > 0, 0.9, 0.1))
-    plain = ChannelModel(n_estimators=30).fit(x, arm, y).predict_arm_proba(x[:100])
-    weighted = ChannelModel(n_estimators=30).fit(x, arm, y, assignment_probability=p).predict_arm_proba(x[:100])
+    plain = ChannelModel(n_estimators=30, weighting="ipw").fit(x, arm, y).predict_arm_proba(x[:100])
+    weighted = (
+        ChannelModel(n_estimators=30, weighting="ipw")
+        .fit(x, arm, y, assignment_probability=p)
+        .predict_arm_proba(x[:100])
+    )
     ignored = (
-        ChannelModel(n_estimators=30, weighting="none")
+        ChannelModel(n_estimators=30)  # default: unweighted
         .fit(x, arm, y, assignment_probability=p)
         .predict_arm_proba(x[:100])
     )
