@@ -1,0 +1,204 @@
+"""Propensity against the oracle and the baselines on a simulated world.
+
+Trains every contender on the same stacked training set (cutoffs whose label windows end by the world's
+``end``), scores every customer at ``end`` and compares with what really happened in the future window
+(``truth/future_events.parquet``) and with the oracle (``truth/propensity.parquet`` p_purchase).
+
+    .venv/bin/python -m benchmarks.bench_propensity                 # default preset (30,000 people)
+    .venv/bin/python -m benchmarks.bench_propensity --preset small  # quick run
+    .venv/bin/python -m benchmarks.bench_propensity --world DIR     # an existing simulated world
+
+Targets (issue 6): AUC >= 0.97 x oracle AUC, ECE <= 0.02, better than both baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psutil
+
+from omni_ml.data import load_histories
+from omni_ml.evaluate import evaluate_scores
+from omni_ml.features import build_features
+from omni_ml.identity import resolve_identities
+from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
+from omni_ml.training import training_cutoffs, training_set
+
+
+class _PeakRSS:
+    """Peak resident memory of this process while the block runs, sampled every 20 ms."""
+
+    def __enter__(self) -> _PeakRSS:
+        self._proc = psutil.Process()
+        self.start = self._proc.memory_info().rss
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def extra_mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def _world(args: argparse.Namespace) -> Path:
+    if args.world:
+        return Path(args.world)
+    from omni_ml.simulate import preset, simulate
+
+    overrides: dict[str, Any] = {"seed": args.seed}
+    if args.customers:
+        overrides["n_customers"] = args.customers
+    out = Path(tempfile.mkdtemp(prefix=f"bench_propensity_{args.preset}_"))
+    t = time.perf_counter()
+    simulate(preset(args.preset, **overrides), out)
+    print(f"simulated {args.preset} world (seed {args.seed}) in {time.perf_counter() - t:.1f}s -> {out}")
+    return out
+
+
+def _truth(world: Path, end: dt.datetime, horizon: int) -> pl.DataFrame:
+    oracle = pl.read_parquet(world / "truth" / "propensity.parquet")
+    future = pl.read_parquet(world / "truth" / "future_events.parquet")
+    buyers = (
+        future.filter(
+            (pl.col("event_type") == "purchase")
+            & (pl.col("timestamp") >= end)
+            & (pl.col("timestamp") < end + dt.timedelta(days=horizon))
+        )
+        .select("customer_id")
+        .unique()
+        .with_columns(pl.lit(1, pl.Int8).alias("bought"))
+    )
+    return oracle.join(buyers, on="customer_id", how="left").with_columns(pl.col("bought").fill_null(0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default", choices=["small", "default", "large"])
+    parser.add_argument("--customers", type=int, default=None, help="override the preset's n_customers")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--world", default=None, help="use this simulated world instead of simulating")
+    parser.add_argument("--n-cutoffs", type=int, default=12)
+    parser.add_argument("--every-days", type=int, default=28)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--refit-all", action="store_true", help="also run PropensityModel(refit='all')")
+    args = parser.parse_args()
+
+    world = _world(args)
+    meta = json.loads((world / "truth" / "world.json").read_text())["config"]
+    end = dt.datetime.fromisoformat(meta["end"]).replace(tzinfo=dt.UTC)
+    horizon = int(meta["future_days"])
+
+    t = time.perf_counter()
+    hist = resolve_identities(load_histories(world, as_of=end), as_of=end).collect()
+    t_load = time.perf_counter() - t
+    t = time.perf_counter()
+    with _PeakRSS() as mem:
+        cuts = training_cutoffs(end, horizon, every_days=args.every_days, n=args.n_cutoffs)
+        ts = training_set(hist, cuts, horizon, as_of=end)
+        scoring = build_features(hist, end, feature_set=ts.feature_set)
+    t_features = time.perf_counter() - t
+    print(
+        f"histories loaded + resolved in {t_load:.1f}s; training set {len(ts):,} rows x {ts.X.width} features "
+        f"({len(ts.cutoffs)} cutoffs, base rate {ts.y.mean():.3f}) + scoring rows in {t_features:.1f}s "
+        f"(+{mem.extra_mb:,.0f} MB)"
+    )
+
+    truth = _truth(world, end, horizon)
+    keyed = scoring.select("customer_id").with_row_index("row").join(truth, on="customer_id", how="inner")
+    rows = keyed["row"].to_numpy()
+    y = keyed["bought"].to_numpy()
+    oracle = keyed["p_purchase"].to_numpy()
+    print(
+        f"truth: {truth.height:,} persons, {keyed.height:,} matched to scored customers "
+        f"({scoring.height:,} scored); realised purchase rate {y.mean():.4f}, oracle mean {oracle.mean():.4f}"
+    )
+    X_now = scoring.drop("customer_id", "cutoff")[rows]
+
+    contenders: dict[str, Any] = {
+        "PropensityModel": PropensityModel(n_jobs=args.n_jobs, random_state=args.seed),
+        "LogisticBaseline": LogisticBaseline(),
+        "RecencyFrequencyBaseline": RecencyFrequencyBaseline(),
+    }
+    if args.refit_all:
+        contenders["PropensityModel(refit=all)"] = PropensityModel(n_jobs=args.n_jobs, refit="all")
+    results: list[dict[str, Any]] = []
+    fitted: dict[str, Any] = {}
+    for name, model in contenders.items():
+        t = time.perf_counter()
+        with _PeakRSS() as mem:
+            model.fit_training_set(ts)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        p = model.predict_proba(X_now)[:, 1]
+        predict_s = time.perf_counter() - t
+        report = evaluate_scores(y, p, oracle=oracle)
+        fitted[name] = model
+        results.append(
+            {"model": name, "fit_s": fit_s, "predict_s": predict_s, "peak_mb": mem.extra_mb, **report.metrics}
+        )
+    oracle_report = evaluate_scores(y, oracle, oracle=oracle)
+    results.append(
+        {"model": "oracle (true p_purchase)", "fit_s": 0.0, "predict_s": 0.0, "peak_mb": 0.0, **oracle_report.metrics}
+    )
+
+    cols = [
+        "auc",
+        "auc_share_of_oracle",
+        "pr_auc",
+        "brier",
+        "log_loss",
+        "ece",
+        "ece_uniform",
+        "top_decile_lift",
+        "p_mean",
+    ]
+    header = f"{'model':<28} {'fit s':>7} {'+MB':>6} " + " ".join(f"{c[:11]:>11}" for c in cols)
+    print()
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        cells = " ".join(f"{r[c]:>11.4f}" for c in cols)
+        print(f"{r['model']:<28} {r['fit_s']:>7.1f} {r['peak_mb']:>6.0f} {cells}")
+    main_row = results[0]
+    base_auc = max(r["auc"] for r in results[1:3])
+    print()
+    print(f"base rate {y.mean():.4f}; ECE = 10 equal-mass bins; AUC share = model AUC / oracle AUC")
+    checks = {
+        "AUC >= 0.97 x oracle": main_row["auc_share_of_oracle"] >= 0.97,
+        "ECE <= 0.02": main_row["ece"] <= 0.02,
+        "beats both baselines (AUC)": main_row["auc"] > base_auc,
+    }
+    for what, ok in checks.items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {what}")
+    model = fitted["PropensityModel"]
+    print(
+        f"\nPropensityModel: {model.best_iteration_} trees; cutoffs per part "
+        f"{json.dumps({k: len(v) for k, v in model.split_.items()})}"
+    )
+    print("top features by gain:")
+    for row in model.feature_importance().head(12).iter_rows(named=True):
+        print(f"  {row['feature']:<40} {row['gain_share']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
