@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--skip-one-chunk", action="store_true", help="skip the everything-at-once contender")
     parser.add_argument("--chunks", default="auto", help="chunks of the chunked contenders (default: by size)")
+    parser.add_argument("--claim-only", action="store_true", help="run only the claim (chunked, 3 reasons)")
     args = parser.parse_args(argv)
 
     t = time.perf_counter()
@@ -134,7 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"world: {world} ({n_events:,} events; prepared in {time.perf_counter() - t:,.0f} s); model: {model}")
 
     contenders = [("chunked, no reasons", 0, args.chunks), ("chunked, 3 reasons", 3, args.chunks)]
-    if not args.skip_one_chunk:
+    if args.claim_only:
+        contenders = contenders[1:]
+    elif not args.skip_one_chunk:
         contenders.append(("one chunk, 3 reasons", 3, "1"))
     rows = []
     for name, reasons, chunks in contenders:
