@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -168,9 +169,9 @@ def _run_omni_ml(directory: Path) -> tuple[pl.DataFrame, dict[str, float]]:
 
     t0 = time.perf_counter()
     hist = load_histories(directory)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     resolved, report = resolve(hist)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     events = resolved.events.collect()
     t3 = time.perf_counter()
     assert events["customer_id"].null_count() == 0
@@ -178,6 +179,7 @@ def _run_omni_ml(directory: Path) -> tuple[pl.DataFrame, dict[str, float]]:
     extra = {
         "load_s": t1 - t0,
         "resolve_s": t2 - t1,
+        "resolve_cpu_s": c2 - c1,
         "apply_s": t3 - t2,
         "quarantined": float(report.quarantined.height),
         "conflicts": float(report.conflicts.height),
@@ -225,13 +227,14 @@ _CONTENDERS = {"omni_ml": _run_omni_ml, "scipy": _run_scipy, "python": _run_pyth
 def _child(contender: str, directory: Path) -> None:
     from omni_ml.identity import pairwise_merge_scores
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     mapping, extra = _CONTENDERS[contender](directory)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     truth = pl.read_parquet(directory / "truth" / "identity.parquet").filter(~pl.col("shared"))
     scores = pairwise_merge_scores(mapping.with_columns(pl.col("customer_id").cast(pl.String)), truth)
-    out = {"seconds": seconds, "peak_mib": peak_mib, "precision": scores["precision"], "recall": scores["recall"]}
+    out = {"seconds": seconds, "cpu_s": cpu, "load": os.getloadavg()[0], "peak_mib": peak_mib}
+    out |= {"precision": scores["precision"], "recall": scores["recall"]}
     print(json.dumps(out | extra))
 
 
@@ -269,16 +272,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{n_rows:,} links over {n_ids:,} identifiers (+30 hubs); 2 cores; best of 1 run each")
     results = {name: _measure(name, directory) for name in args.contenders.split(",")}
     base = results.get("omni_ml")
-    print(f"{'contender':<10} {'seconds':>9} {'peak MiB':>9} {'x omni_ml':>10} {'precision':>10} {'recall':>8}")
+    print("seconds = wall clock; cpu = process CPU seconds (all threads); load = 1-min load average at the end")
+    header = f"{'contender':<10} {'seconds':>9} {'cpu':>7} {'load':>5} {'peak MiB':>9} {'x omni_ml':>10}"
+    print(header + f" {'precision':>10} {'recall':>8}")
     for name, r in results.items():
         ratio = f"{r['seconds'] / base['seconds']:.2f}" if base else "-"
         print(
-            f"{name:<10} {r['seconds']:>9.1f} {r['peak_mib']:>9,.0f} {ratio:>10} "
+            f"{name:<10} {r['seconds']:>9.1f} {r['cpu_s']:>7.1f} {r['load']:>5.1f} {r['peak_mib']:>9,.0f} {ratio:>10} "
             f"{r['precision']:>10.4f} {r['recall']:>8.4f}"
         )
     if base:
         print(
-            f"omni_ml breakdown: load {base['load_s']:.1f} s, resolve {base['resolve_s']:.1f} s, "
+            f"omni_ml breakdown: load {base['load_s']:.1f} s, resolve {base['resolve_s']:.1f} s "
+            f"({base['resolve_cpu_s']:.1f} CPU s), "
             f"apply to {n_rows // 5:,} events {base['apply_s']:.1f} s; {base['customers']:,.0f} customers, "
             f"{base['quarantined']:,.0f} quarantined, {base['conflicts']:,.0f} conflict components"
         )
