@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
@@ -194,3 +195,30 @@ def test_cli_train_prints_metrics_and_saves_a_loadable_model(log_frame: pl.DataF
     bad = runner.invoke(app, ["train", str(tmp_path), "--as-of", "someday", "--horizon", "28"])
     assert bad.exit_code == 2
     assert re.search(r"SchemaError: as_of: cannot parse 'someday' as a date.*Hint", bad.output)
+
+
+def test_simulated_world_ranking_is_close_to_the_oracle(small_world: Path, small_histories: Histories) -> None:
+    """Trained at the world's end, scored there, checked against what really happened next (truth/)."""
+    from omni_ml.evaluate import evaluate_scores
+
+    meta = json.loads((small_world / "truth" / "world.json").read_text())["config"]
+    end, horizon = dt.datetime.fromisoformat(meta["end"]).replace(tzinfo=dt.UTC), int(meta["future_days"])
+    config = {"n_cutoffs": 6, "model": FAST}
+    model, report = fit_propensity(small_histories, end, horizon, config)
+    assert report.metrics["auc"] > 0.75  # back-test on the latest fully observed cutoff
+    scores = predict_propensity(small_histories, model, end)
+    bought = (
+        pl.read_parquet(small_world / "truth" / "future_events.parquet")
+        .filter(pl.col("event_type") == "purchase")
+        .select("customer_id")
+        .unique()
+        .with_columns(pl.lit(1).alias("bought"))
+    )
+    truth = (
+        pl.read_parquet(small_world / "truth" / "propensity.parquet")
+        .join(bought, on="customer_id", how="left")
+        .join(scores, on="customer_id", how="inner")
+    )
+    assert truth.height > 0.95 * pl.read_parquet(small_world / "truth" / "propensity.parquet").height
+    result = evaluate_scores(truth["bought"].fill_null(0), truth["propensity"], oracle=truth["p_purchase"])
+    assert result.metrics["auc_share_of_oracle"] > 0.9
