@@ -514,7 +514,8 @@ class TreeShap:
         Paths with at most this many distinct features get a precomputed table of ``2**d`` rows;
         longer paths are computed per row (exact either way, slower). Tables are built on the first
         call and grown for larger batches: a batch of ``n`` rows tables paths up to
-        ``min(max_table_depth, ceil(log2 n) + 2)`` features, so explaining a handful of rows stays cheap.
+        ``min(max_table_depth, floor(log2 n) + 1)`` features (at least 4), so explaining a handful of
+        rows stays cheap.
     max_table_bytes : int, default 512 MiB
         Memory budget of the tables; the depth threshold is lowered until the tables fit.
 
@@ -627,10 +628,10 @@ class TreeShap:
         if x.shape[0] == 0:
             return np.zeros((0, self.n_features), dtype=np.float64)
         if dedupe and x.shape[0] > 1:
-            codes = self.decision_bins(x)
-            _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
-            if first.size < 0.9 * x.shape[0]:
-                return self._kernel(np.ascontiguousarray(x[first]))[inverse.reshape(-1)]
+            groups = _distinct_rows(self.decision_bins(x))
+            if groups is not None and groups[0].size < 0.9 * x.shape[0]:
+                first, inverse = groups
+                return self._kernel(np.ascontiguousarray(x[first]))[inverse]
         return self._kernel(x)
 
     def decision_bins(self, X: Any) -> npt.NDArray[np.int32]:
@@ -641,9 +642,9 @@ class TreeShap:
         return out
 
     def _kernel(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        # A path's table costs about 2**d per-row evaluations of that path to fill, so it pays off only
-        # for batches of more than ~2**(d-2) rows: size the tables to the largest batch seen so far.
-        wanted = min(self._max_table_depth, max(4, int(math.ceil(math.log2(max(x.shape[0], 2)))) + 2))
+        # A path's table costs about 2**d per-row evaluations of that path to fill, so it pays off for
+        # batches of about 2**(d-1) rows or more: size the tables to the largest batch seen so far.
+        wanted = min(self._max_table_depth, max(4, int(math.log2(max(x.shape[0], 2))) + 1))
         if wanted > self.table_depth:
             self._build_tables(wanted, self._max_table_bytes)
         f = self._flat
@@ -677,6 +678,22 @@ class TreeShap:
             out,
         )
         return out
+
+
+def _distinct_rows(codes: npt.NDArray[np.int32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """Index of one row per distinct code row and, per row, its group; None on a hash collision.
+
+    Rows are grouped by a 64-bit hash (fast, 1-D), then every row is compared with its group's
+    representative, so a collision can never merge different rows: it only disables the shortcut.
+    """
+    import polars as pl
+
+    hashes = pl.DataFrame(codes, orient="row").hash_rows(seed=0).to_numpy()
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1).astype(np.int64)
+    if not np.array_equal(codes, codes[first[inverse]]):
+        return None
+    return first.astype(np.int64), inverse
 
 
 def _block_size(n_rows: int) -> int:
