@@ -250,6 +250,7 @@ def main() -> None:
     parser.add_argument("--preset", default="default", help="simulator preset for part 2")
     parser.add_argument("--world", default=None, help="an existing simulated world instead")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic model")
     parser.add_argument("--no-world", action="store_true", help="skip the simulated customers")
     parser.add_argument("--no-depth", action="store_true", help="skip the depth-cap table")
     args = parser.parse_args()
@@ -259,7 +260,8 @@ def main() -> None:
         f"# bench_explain  cores={os.cpu_count()} numba threads={numba.get_num_threads()} "
         f"lightgbm {lgb.__version__}  numpy {np.__version__}"
     )
-    part_synthetic(args)
+    if not args.no_synthetic:
+        part_synthetic(args)
     if not args.no_world:
         part_world(args)
     if not args.no_depth:
