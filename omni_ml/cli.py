@@ -121,27 +121,79 @@ def train(
     directory: Annotated[Path, typer.Argument(help="Histories directory (events.parquet|csv, ...).")],
     as_of: Annotated[str, typer.Option("--as-of", help="Data ends here; labels must be observed by then (ISO 8601).")],
     horizon: Annotated[int, typer.Option("--horizon", help="Label window in days: purchase in [t, t + horizon).")],
-    out: Annotated[Path, typer.Option("--out", help="Where to save the fitted model (joblib).")] = Path(
-        "propensity_model.joblib"
-    ),
+    register_as: Annotated[
+        str | None, typer.Option("--register-as", help="Register the campaign model under this name.")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Point this registry alias (e.g. champion) at the new version.")
+    ] = None,
+    experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment name.")] = "omni_ml",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Experiment YAML (experiments/*.yaml): campaign settings.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also save the fitted campaign model here (joblib).")
+    ] = None,
+    no_tracking: Annotated[
+        bool, typer.Option("--no-tracking", help="Do not log to MLflow (then --out is required).")
+    ] = False,
 ) -> None:
-    """Train the purchase propensity model, back-test it out of time, print the metrics and save it."""
+    """Train the campaign model (propensity, channel, policy), back-test it out of time, log it to MLflow."""
     import warnings
 
+    from omni_ml.campaign import CampaignConfig, CampaignModel
+    from omni_ml.config import from_yaml
     from omni_ml.data import load_histories
-    from omni_ml.evaluate import fit_propensity
-    from omni_ml.identity import resolve_identities
-    from omni_ml.models import save_model
+    from omni_ml.exceptions import ConfigError
 
+    if no_tracking and out is None:
+        msg = "--no-tracking needs --out PATH (otherwise the fitted model would be lost)."
+        raise ConfigError(msg)
+    if alias and not register_as:
+        msg = "--alias needs --register-as NAME (an alias points at a registered model version)."
+        raise ConfigError(msg)
+    settings = None
+    horizon_days, train_as_of = horizon, as_of
+    if config is not None:
+        import yaml
+
+        raw = yaml.safe_load(config.read_text()) if config.is_file() else None
+        settings = from_yaml(CampaignConfig, config, section="campaign")
+        if isinstance(raw, dict):
+            experiment = str(raw.get("experiment", experiment)) if experiment == "omni_ml" else experiment
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        hist = load_histories(directory, as_of=as_of)
-    hist = resolve_identities(hist, as_of=as_of)
-    model, report = fit_propensity(hist, as_of, horizon)
-    typer.echo(f"out-of-time back-test ({horizon}-day horizon, as of {as_of}):")
-    typer.echo(report.to_text())
-    path = save_model(model, out)
-    typer.echo(f"saved model ({model.best_iteration_} trees, {len(model.feature_names_)} features) to {path}")
+        hist = load_histories(directory, as_of=train_as_of)
+    if no_tracking:
+        model = CampaignModel(settings).fit(hist, train_as_of, horizon_days=horizon_days)
+        run = None
+    else:
+        from omni_ml.tracking import train_campaign
+
+        model, run = train_campaign(
+            hist,
+            train_as_of,
+            horizon_days,
+            config=settings,
+            experiment=experiment,
+            register_as=register_as,
+            alias=alias,
+            tracking_uri=tracking_uri,
+            source=str(Path(directory).resolve()),
+        )
+    typer.echo(f"out-of-time back-test ({horizon_days}-day horizon, as of {train_as_of}):")
+    typer.echo(model.report_.to_text())
+    typer.echo(f"channel model: {type(model.channel_model_).__name__ if model.channel_model_ else model.channel_note_}")
+    if out is not None:
+        typer.echo(f"saved campaign model to {model.save(out)}")
+    if run is not None:
+        typer.echo(f"run_id: {run.run_id}")
+        typer.echo(f"model_uri: {run.registered_uri or run.model_uri}")
+        typer.echo(f"tracking_uri: {run.tracking_uri}")
 
 
 @app.command()
@@ -278,6 +330,43 @@ def features(
         f"wrote {table.height:,} customers x {len(feature_set.names)} features as of {cutoff:%Y-%m-%d %H:%M} to {out}"
     )
     typer.echo(f"families: {families}")
+
+
+@app.command()
+@_user_errors
+def measure(
+    campaign_file: Annotated[Path, typer.Argument(help="Campaign file from `omni-ml score` (with control_group).")],
+    directory: Annotated[Path, typer.Argument(help="Histories directory holding the events after the campaign date.")],
+    window: Annotated[int, typer.Option("--window", help="Outcome window in days after the campaign's as_of.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Report table (.csv|.parquet); plot and balance table are written beside it."),
+    ] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples per segment (0: Welch only).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    alpha: Annotated[float, typer.Option("--alpha", help="1 - confidence level.")] = 0.05,
+    mlflow_log: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Log metrics to the model's run (lineage run_id) or a new run.")
+    ] = True,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI.")] = None,
+) -> None:
+    """Measure a campaign: treated vs held-out control, incremental conversion and revenue with intervals."""
+    from omni_ml.measure import measure_campaign, write_report
+
+    report = measure_campaign(
+        campaign_file,
+        directory,
+        window_days=window,
+        n_boot=n_boot,
+        seed=seed,
+        alpha=alpha,
+        log_mlflow=mlflow_log,
+        tracking_uri=tracking_uri,
+    )
+    typer.echo(report.to_text())
+    if out is not None:
+        for path in write_report(report, out):
+            typer.echo(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -187,7 +187,9 @@ def test_cli_train_prints_metrics_and_saves_a_loadable_model(log_frame: pl.DataF
     log_frame.write_csv(tmp_path / "events.csv")
     out = tmp_path / "model.joblib"
     runner = CliRunner()
-    result = runner.invoke(app, ["train", str(tmp_path), "--as-of", "2025-01-01", "--horizon", "28", "--out", str(out)])
+    result = runner.invoke(
+        app, ["train", str(tmp_path), "--as-of", "2025-01-01", "--horizon", "28", "--out", str(out), "--no-tracking"]
+    )
     assert result.exit_code == 0, result.output
     assert re.search(r"overall: n_rows=\d+ .* auc=0\.\d+", result.output)
     model = load_model(out)
