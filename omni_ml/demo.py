@@ -36,10 +36,9 @@ def campaign_step(out_dir: Path, *, tracking_uri: str | None = None, register_as
     """
     import datetime as dt
 
-    from omni_ml.campaign import CampaignModel
     from omni_ml.scoring import score
     from omni_ml.simulate import preset, simulate
-    from omni_ml.tracking import log_run, resolve_tracking_uri
+    from omni_ml.tracking import resolve_tracking_uri, train_campaign
 
     config = preset("small", seed=0)
     world = out_dir / "world"
@@ -49,22 +48,22 @@ def campaign_step(out_dir: Path, *, tracking_uri: str | None = None, register_as
     end = dt.datetime.combine(config.end, dt.time(), tzinfo=dt.UTC)
     train_as_of = end - dt.timedelta(days=28)
     print(f"== train the campaign model as of {train_as_of:%Y-%m-%d} (propensity, channel model, policy)")
+    uri = resolve_tracking_uri(tracking_uri)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hist = load_histories(world)
-        model = CampaignModel().fit(hist, train_as_of, horizon_days=28)
+        model, run = train_campaign(
+            hist,
+            train_as_of,
+            28,
+            run_name="demo-campaign",
+            register_as=register_as,
+            alias="champion",
+            tracking_uri=uri,
+            source=str(world.resolve()),
+        )
     print(f"   {model}")
     print("   back-test: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(model.metrics_.items())[:6]))
-    uri = resolve_tracking_uri(tracking_uri)
-    run = log_run(
-        model,
-        metrics=model.metrics_,
-        params={"horizon_days": model.horizon_days_, "as_of": f"{train_as_of:%Y-%m-%d}"},
-        run_name="demo-campaign",
-        register_as=register_as,
-        alias="champion",
-        tracking_uri=uri,
-    )
     model_uri = f"models:/{register_as}@champion"
     print(f"   MLflow run {run.run_id} in {uri}; registered {register_as} version {run.version} as {model_uri}")
     out = out_dir / "campaign.parquet"
