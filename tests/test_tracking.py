@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -161,3 +162,50 @@ def test_fingerprint_changes_with_content_and_not_with_identity() -> None:
     assert dataset_fingerprint(a)["content_hash"] != dataset_fingerprint(changed)["content_hash"]
     assert dataset_fingerprint(a)["start"] == "2025-01-01"
     assert dataset_fingerprint(a)["customers"] == 2
+
+
+def test_cli_train_logs_a_real_campaign_run_and_score_loads_it_by_alias(
+    small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9 end to end: `omni-ml train --config --register-as --alias`, then `omni-ml score --model models:/...`."""
+    import mlflow
+    import yaml
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+    from tests.conftest import CAMPAIGN_TEST_CONFIG
+
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({"experiment": "yaml_experiment", "campaign": CAMPAIGN_TEST_CONFIG}))
+    runner = CliRunner()
+    args = ["train", str(small_world), "--as-of", "2024-12-01", "--horizon", "28", "--config", str(config)]
+    result = runner.invoke(app, [*args, "--register-as", "omni", "--alias", "champion"])
+    assert result.exit_code == 0, result.output
+    run_id = re.search(r"run_id: (\w+)", result.output).group(1)  # type: ignore[union-attr]
+    assert "model_uri: models:/omni@champion" in result.output
+
+    client = mlflow.MlflowClient(resolve_tracking_uri())
+    run = client.get_run(run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "yaml_experiment"
+    assert run.data.params["horizon_days"] == "28"
+    assert run.data.params["train.n_cutoffs"] == "5"
+    assert 0.5 < run.data.metrics["auc"] <= 1.0
+    assert any(k.startswith("cutoff_") and k.endswith("/auc") for k in run.data.metrics)
+    plots = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert {"plots/backtest_lift.png", "plots/backtest_calibration.png", "plots/shap_beeswarm.png"} <= plots
+    tables = {a.path for a in client.list_artifacts(run_id, "tables")}
+    assert "tables/features.csv" in tables
+    assert run.inputs.dataset_inputs, "the training data fingerprint is logged as an MLflow dataset"
+
+    out = tmp_path / "campaign.parquet"
+    scored = runner.invoke(
+        app, ["score", str(small_world), "--model", "models:/omni@champion", "--as-of", "2025-01-01", "--out", str(out)]
+    )
+    assert scored.exit_code == 0, scored.output
+    campaign = pl.read_parquet(out)
+    assert campaign["run_id"].unique().to_list() == [run_id]
+    assert campaign["model_version"].unique().to_list() == ["1"]
+
+    bad = runner.invoke(app, [*args, "--alias", "champion"])
+    assert bad.exit_code == 2
+    assert "--alias needs --register-as" in bad.output
