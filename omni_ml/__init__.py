@@ -51,6 +51,7 @@ __all__ = [
     "LeakageError",
     "LoadReport",
     "LogisticBaseline",
+    "MeasureReport",
     "ModelNotFoundError",
     "OmniMLError",
     "PolicyConfig",
@@ -71,6 +72,7 @@ __all__ = [
     "fit_channel_model",
     "fit_propensity",
     "load_histories",
+    "measure_campaign",
     "off_policy_value",
     "predict_propensity",
     "purchase_labels",
@@ -88,5 +90,9 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return getattr(importlib.import_module("omni_ml.scoring"), name)
+    if name in ("MeasureReport", "measure_campaign"):
+        import importlib
+
+        return getattr(importlib.import_module("omni_ml.measure"), name)
     msg = f"module 'omni_ml' has no attribute {name!r}"
     raise AttributeError(msg)
