@@ -30,6 +30,7 @@ from omni_ml.models import (
     fit_channel_model,
     predict_propensity,
 )
+from omni_ml.models.value import CustomerValueModel, OrderValueStats, ValueConfig
 from omni_ml.policy import PolicyConfig, decide
 from omni_ml.simulate import SimulationConfig
 from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
@@ -42,6 +43,7 @@ __all__ = [
     "ChannelModel",
     "ConfigError",
     "ConsentError",
+    "CustomerValueModel",
     "DataInsufficientError",
     "FeatureConfig",
     "FeatureSet",
@@ -54,6 +56,7 @@ __all__ = [
     "MeasureReport",
     "ModelNotFoundError",
     "OmniMLError",
+    "OrderValueStats",
     "PolicyConfig",
     "PropensityModel",
     "RecencyFrequencyBaseline",
@@ -62,6 +65,7 @@ __all__ = [
     "ScoringSummary",
     "SimulationConfig",
     "TrainingSet",
+    "ValueConfig",
     "__version__",
     "build_features",
     "consent_state",
