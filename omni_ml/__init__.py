@@ -88,8 +88,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The batch job is imported on first use: modules below it (omni_ml.tracking reads
-    # omni_ml.__version__) must not import it through the package (import-linter layers).
+    # The batch job and measurement are imported on first use: importing the package stays
+    # lighter, and lower layers that import omni_ml.<module> never pull them in (import-linter).
     if name in ("ScoringSummary", "score"):
         import importlib
 

@@ -214,20 +214,20 @@ def log_run(
     TrackedRun
         Run id, model URI and registered version.
     """
+    from importlib.metadata import version as _dist_version
+
     import joblib
     import matplotlib.pyplot as plt
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-    from omni_ml import __version__
-
     if alias and not register_as:
         msg = "alias given without register_as. Hint: pass --register-as NAME together with --alias."
         raise ValueError(msg)
     with _tracking(tracking_uri) as uri:
         exp = mlflow.set_experiment(experiment)
-        all_tags = {"omni_ml.version": __version__, "omni_ml.kind": "campaign_model"}
+        all_tags = {"omni_ml.version": _dist_version("omni_ml"), "omni_ml.kind": "campaign_model"}
         commit = _git_commit()
         if commit:
             all_tags["mlflow.source.git.commit"] = commit
