@@ -521,3 +521,17 @@ def test_reasons_on_simulated_customers_use_the_feature_set(small_world_model: t
     assert used <= set(ts.feature_set.families())
     for fam_reason in fams["reason_1"].drop_nulls().to_list()[:50]:
         assert any(fam_reason.startswith(family_label(f) + ": ") for f in used)
+
+
+def test_explain_a_real_propensity_model_with_isotonic_calibration() -> None:
+    from omni_ml.models import PropensityModel
+
+    rng = np.random.default_rng(0)
+    X = pl.DataFrame({"visits_web_7d": rng.poisson(2, 3000).astype(float), "age": rng.normal(45, 12, 3000)})
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(X["visits_web_7d"].to_numpy() - 2)))).astype(int)
+    cutoff = np.repeat(np.arange("2025-01", "2025-06", dtype="datetime64[M]"), 600)
+    model = PropensityModel(n_estimators=40, min_child_samples=20, random_state=0).fit(X, y, cutoff=cutoff)
+    out = explain(model, X.head(100), feature_set=_StubFeatureSet(), top_k=2)
+    np.testing.assert_allclose(out["probability"].to_numpy(), model.predict_proba(X.head(100))[:, 1], atol=1e-12)
+    total = out.select(pl.sum_horizontal(pl.col("^probability_\\d$").fill_null(0.0))).to_series().to_numpy()
+    np.testing.assert_allclose(total, (out["probability"] - out["base_probability"]).to_numpy(), atol=1e-9)
