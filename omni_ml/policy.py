@@ -18,8 +18,10 @@ Rules in order of precedence (the first that applies is recorded in ``rule``):
    itself bought recently, else pause (rule ``category_suppressed``). The column
    ``suppressed_category`` records the category that was suppressed.
 5. **Value**: expected value of channel ``c`` = (p_if_contacted(c) - p_if_not) x
-   ``conversion_value`` - cost(c). The best channel wins if its value exceeds
-   ``min_value`` (rule ``best_value``), otherwise the answer is to pause (``no_positive_value``).
+   value of a conversion - cost(c); the value of a conversion is the customer's own
+   (``values``, e.g. from :mod:`omni_ml.models.value`) or the constant ``conversion_value``. The
+   best channel wins if its value exceeds ``min_value`` (rule ``best_value``), otherwise the
+   answer is to pause (``no_positive_value``).
 
 Every decision carries the rule that fired, so a campaign manager can see why someone was
 paused. :func:`baseline_decisions` produces the usual commercial policies (random consented
@@ -91,8 +93,8 @@ class PolicyConfig:
     Parameters
     ----------
     conversion_value
-        Value of one conversion (margin, in the currency of ``channel_costs``). Constant for now;
-        a per-customer value model can replace it later.
+        Value of one conversion (margin, in the currency of ``channel_costs``): the default for
+        customers without a per-customer value (``decide(..., values=...)``).
     channel_costs
         Cost of one contact per channel; overridden by a ``cost`` column in the estimates, and
         usually set from the logged contacts with :func:`costs_from_contacts`.
@@ -367,11 +369,47 @@ def _consent_matrix(consent: pl.DataFrame, ids: pl.Series, channels: Sequence[st
     return out
 
 
+def _conversion_values(values: pl.DataFrame | None, ids: pl.Series, default: float) -> np.ndarray:
+    """Per-customer value of a conversion aligned with ``ids`` (``default`` for customers not listed)."""
+    if values is None:
+        return np.full(ids.len(), float(default))
+    missing = [c for c in ("customer_id", "conversion_value") if c not in values.columns]
+    if missing:
+        msg = f"values: missing column(s) {missing}; found {values.columns}. Hint: customer_id, conversion_value."
+        raise SchemaError(msg)
+    dup = values["customer_id"].is_duplicated()
+    if dup.any():
+        msg = (
+            f"values: {int(dup.sum()):,} rows repeat a customer_id (e.g. {values.filter(dup)['customer_id'][0]!r}). "
+            "Hint: one conversion value per customer."
+        )
+        raise SchemaError(msg)
+    bad = values.filter(
+        pl.col("conversion_value").is_null() | pl.col("conversion_value").is_nan() | (pl.col("conversion_value") < 0)
+    )
+    if bad.height:
+        example = bad.row(0, named=True)
+        msg = (
+            f"values: {bad.height:,} of {values.height:,} rows have a missing, NaN or negative conversion_value "
+            f"(e.g. {example['customer_id']!r}: {example['conversion_value']}). Hint: values must be >= 0."
+        )
+        raise SchemaError(msg)
+    joined = ids.to_frame().join(
+        values.select(pl.col("customer_id").cast(pl.String), pl.col("conversion_value").cast(pl.Float64)),
+        on="customer_id",
+        how="left",
+        maintain_order="left",
+    )
+    return joined["conversion_value"].fill_null(float(default)).to_numpy()
+
+
 def decide(
     estimates: pl.DataFrame,
     consent: pl.DataFrame,
     facts: pl.DataFrame | None = None,
     config: PolicyConfig | None = None,
+    *,
+    values: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One decision per customer: the channel with the best expected value, or ``no_contact``.
 
@@ -389,6 +427,11 @@ def decide(
         service rules (every customer counts as fresh).
     config
         Business settings; :class:`PolicyConfig` defaults when ``None``.
+    values
+        Optional per-customer value of a conversion, ``customer_id, conversion_value`` (e.g.
+        :meth:`omni_ml.models.value.OrderValueStats.conversion_value`: margin x expected revenue of a
+        converting customer). Replaces ``config.conversion_value`` for the customers listed; the others
+        keep the constant.
 
     Returns
     -------
@@ -413,7 +456,8 @@ def decide(
     ids, uplift, cost, available = _wide(estimates, channels, cfg)
     n = ids.len()
     allowed = _consent_matrix(consent, ids, channels, cfg.default_consent) & available
-    value = uplift * cfg.conversion_value - cost
+    worth = _conversion_values(values, ids, cfg.conversion_value)
+    value = uplift * worth[:, None] - cost
     masked_value = np.where(allowed, value, -np.inf)
     best = np.argmax(masked_value, axis=1) if n else np.zeros(0, dtype=np.int64)
     best_value = masked_value[np.arange(n), best] if n else np.zeros(0)

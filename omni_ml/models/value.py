@@ -145,9 +145,13 @@ class OrderValueStats:
         return (
             _purchases(hist, t - dt.timedelta(days=self.lookback_days), t)
             .group_by("customer_id")
-            .agg(pl.len().cast(pl.Int64).alias("n_orders"), pl.col("amount").sum().alias("__sum"))
-            .with_columns(((pl.col("__sum") + k * m) / (pl.col("n_orders") + k)).alias("order_value"))
-            .drop("__sum")
+            # summed in integer cents: exact, so the value does not depend on row order (chunked scoring)
+            .agg(
+                pl.len().cast(pl.Int64).alias("n_orders"),
+                (pl.col("amount") * 100).round().cast(pl.Int64).sum().alias("__cents"),
+            )
+            .with_columns(((pl.col("__cents") / 100.0 + k * m) / (pl.col("n_orders") + k)).alias("order_value"))
+            .drop("__cents")
             .sort("customer_id")
             .collect()
         )
