@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +310,8 @@ def test_explain_ranks_by_absolute_contribution_and_renders_text(
     value = X["visits_web_7d"][0]
     idx = [row[f"feature_{k}"] for k in (1, 2, 3)].index("visits_web_7d")
     assert (
-        row[f"reason_{idx + 1}"] == f"{value:,.0f} web visits in the last 7 days ({row[f'probability_{idx + 1}']:+.3f})"
+        row[f"reason_{idx + 1}"]
+        == f"{value:,.0f} web visits in the last 7 days ({row[f'probability_{idx + 1}'] * 100:+.2g} pp)"
     )
     # a feature the feature set does not know falls back to "<name> = <value>"
     fallback = [r for r in out["reason_1"].to_list() + out["reason_3"].to_list() if r and r.startswith("unused")]
@@ -535,3 +537,18 @@ def test_explain_a_real_propensity_model_with_isotonic_calibration() -> None:
     np.testing.assert_allclose(out["probability"].to_numpy(), model.predict_proba(X.head(100))[:, 1], atol=1e-12)
     total = out.select(pl.sum_horizontal(pl.col("^probability_\\d$").fill_null(0.0))).to_series().to_numpy()
     np.testing.assert_allclose(total, (out["probability"] - out["base_probability"]).to_numpy(), atol=1e-9)
+
+
+def test_probability_reasons_show_percentage_points_with_significant_digits(
+    named_model: tuple[lgb.Booster, pl.DataFrame],
+) -> None:
+    """Small contributions must stay readable: '+0.021 pp', never a rounded '+0.000'."""
+    booster, X = named_model
+    out = explain(booster, X.head(200), top_k=3)
+    rows = out.filter(pl.col("reason_1").is_not_null()).head(50).iter_rows(named=True)
+    for row in rows:
+        match = re.search(r"\(([+-][0-9.]+) pp\)$", row["reason_1"])
+        assert match, row["reason_1"]
+        shown = float(match.group(1))
+        assert shown == pytest.approx(row["probability_1"] * 100, rel=0.06, abs=1e-12)
+        assert shown != 0.0 or row["probability_1"] == 0.0

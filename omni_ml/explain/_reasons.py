@@ -196,7 +196,14 @@ def _family_of(feature_set: FeatureDescriber | None, name: str) -> str:
 
 
 def _format_number(value: float, units: Units) -> str:
-    return f"{value:+.3f}" if units == "probability" else f"{value:+.2f} log-odds"
+    """Format a contribution: probability as percentage points to two significant digits.
+
+    ``+0.21 pp`` or ``-4.5 pp``: a fixed three decimals printed most reasons of low-propensity
+    customers as ``+0.000``.
+    """
+    if units == "probability":
+        return np.format_float_positional(value * 100, precision=2, fractional=False, sign=True, trim="-") + " pp"
+    return f"{value:+.2f} log-odds"
 
 
 def _reason_frame(
