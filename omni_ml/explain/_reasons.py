@@ -360,8 +360,8 @@ def explain(
     >>> out = explain(booster, X.head(2), top_k=1, keys=["ann", "bob"])
     >>> out.columns[:2]
     ['customer_id', 'score_log_odds']
-    >>> out["reason_1"][1]  # doctest: +ELLIPSIS
-    'visits_7d = 0 (-0...)'
+    >>> out["reason_1"][1].startswith("visits_7d = 0 (-")
+    True
     """
     feature_set = _resolve_feature_set(model, feature_set)
     ts = explainer_for(model)
