@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint lab bench clean lock
+.PHONY: demo test notebooks lint lab bench clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q
+	$(MAKE) notebooks
+
+# The experiments/ notebooks, executed top to bottom on the small simulated world (nbmake, kernel python3).
+notebooks: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=600 experiments/
 
 lint: $(STAMP)
 	$(BIN)/ruff check omni_ml tests benchmarks
