@@ -65,6 +65,16 @@ class CampaignConfig:
         Replace the policy's channel costs by the mean logged cost per channel (where logged).
     reasons
         Default number of reason codes per customer.
+    value_margin
+        ``None`` (default): the policy values every conversion at ``policy.conversion_value``. A number:
+        each customer's conversion is worth ``value_margin x`` their expected revenue given a purchase
+        (orders per buyer x shrunk mean order value, :class:`~omni_ml.models.value.OrderValueStats`),
+        passed to :func:`~omni_ml.policy.decide` as ``values``.
+    value_model
+        ``None`` (default): the campaign table's ``customer_value`` (expected revenue over the horizon) is
+        the heuristic propensity x orders per buyer x shrunk order value. A
+        :class:`~omni_ml.models.value.ValueConfig` or mapping of its fields (``horizon_days`` defaults to
+        the propensity horizon): a LightGBM value model is fitted and predicts it instead.
 
     Examples
     --------
@@ -79,10 +89,17 @@ class CampaignConfig:
     policy: Any = None
     costs_from_contacts: bool = True
     reasons: int = 3
+    value_margin: float | None = None
+    value_model: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.reasons, int) or isinstance(self.reasons, bool) or not 0 <= self.reasons <= 20:
             msg = f"CampaignConfig.reasons must be an integer in 0..20 (got {self.reasons!r})."
+            raise ConfigError(msg)
+        if self.value_margin is not None and not (
+            isinstance(self.value_margin, int | float) and self.value_margin >= 0
+        ):
+            msg = f"CampaignConfig.value_margin must be None or a number >= 0 (got {self.value_margin!r})."
             raise ConfigError(msg)
 
     def resolved(self) -> tuple[Any, Any, PolicyConfig]:
@@ -294,7 +311,25 @@ class CampaignModel:
         self.reasons_ = cfg.reasons
         self.metrics_ = {k: float(v) for k, v in report.metrics.items() if isinstance(v, int | float)}
         self.report_ = report
+        self._fit_value(hist, moment, cfg)
         return self
+
+    def _fit_value(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
+        from omni_ml.models.value import CustomerValueModel, OrderValueStats, ValueConfig
+
+        try:
+            self.value_stats_: Any = OrderValueStats.fit(hist, moment, horizon_days=self.horizon_days_)
+        except DataInsufficientError:
+            self.value_stats_ = None
+        self.value_margin_ = cfg.value_margin
+        self.value_model_: Any = None
+        if cfg.value_model is not None:
+            vcfg = cfg.value_model
+            if isinstance(vcfg, dict):
+                from omni_ml.config import from_mapping
+
+                vcfg = from_mapping(ValueConfig, {"horizon_days": self.horizon_days_, **vcfg}, where="value_model")
+            self.value_model_ = CustomerValueModel(vcfg).fit(hist, moment)
 
     # ------------------------------------------------------------------ score
 
@@ -308,6 +343,7 @@ class CampaignModel:
             "best_channel": pl.String(),
             "expected_uplift": pl.Float64(),
             "expected_value": pl.Float64(),
+            "customer_value": pl.Float64(),
         }
         cols.update({f"score_{c}": pl.Float64() for c in self.channels})
         cols.update({"rule": pl.String(), "offer_category": pl.String(), "suppressed_category": pl.String()})
@@ -331,8 +367,10 @@ class CampaignModel:
         -------
         polars.DataFrame
             :meth:`output_schema` columns: ``customer_id, as_of, propensity, propensity_decile (1 = top
-            10%), best_channel (or no_contact), expected_uplift, expected_value, score_<channel>..., rule,
-            offer_category, suppressed_category, reason_1..reason_K``.
+            10%), best_channel (or no_contact), expected_uplift, expected_value, customer_value, score_<channel>...,
+            rule, offer_category, suppressed_category, reason_1..reason_K``. ``customer_value`` is the expected
+            revenue over the propensity horizon (the value model's, or propensity x orders per buyer x shrunk
+            order value; null for a model saved before it existed).
 
         Raises
         ------
@@ -362,11 +400,33 @@ class CampaignModel:
                 "propensity_decile": _deciles(raw, np.asarray(self.decile_edges_)),
             }
         )
+        base = base.with_columns(pl.Series("customer_value", self._customer_value(hist, moment, ids, X, propensity)))
         decisions = self._decide(hist, moment, ids)
         out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
         if k > 0:
             out = out.join(self._reasons(X, ids, k), on="customer_id", how="left", maintain_order="left")
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+    def _customer_value(
+        self, hist: Histories, moment: dt.datetime, ids: pl.Series, X: pl.DataFrame, propensity: np.ndarray
+    ) -> np.ndarray:
+        model = getattr(self, "value_model_", None)
+        if model is not None:
+            return (
+                model.predict_frame(X)
+                if set(model.feature_names_) <= set(X.columns)
+                else self._value_of(hist, moment, ids, model)
+            )
+        stats = getattr(self, "value_stats_", None)
+        if stats is None:
+            return np.full(ids.len(), np.nan)
+        return np.asarray(propensity, dtype=np.float64) * stats.orders_per_buyer * stats.order_value(hist, moment, ids)
+
+    @staticmethod
+    def _value_of(hist: Histories, moment: dt.datetime, ids: pl.Series, model: Any) -> np.ndarray:
+        pred = model.predict(hist, moment)
+        joined = ids.to_frame().join(pred, on="customer_id", how="left", maintain_order="left")
+        return joined["customer_value"].to_numpy().astype(np.float64)
 
     def _decide(self, hist: Histories, moment: dt.datetime, ids: pl.Series) -> pl.DataFrame:
         from omni_ml.identity import consent_state
@@ -395,7 +455,10 @@ class CampaignModel:
             "cutoff"
         )
         facts = history_facts(hist, moment, config=policy, customers=ids)
-        decisions = decide(effects, consent, facts, policy)
+        margin = getattr(self, "value_margin_", None)
+        stats = getattr(self, "value_stats_", None)
+        values = stats.conversion_value(hist, moment, ids, margin=margin) if margin is not None and stats else None
+        decisions = decide(effects, consent, facts, policy, values=values)
         # Guard at the boundary of the campaign table, independent of the policy's own check.
         check_consent(decisions, consent, default=policy.default_consent)
         return decisions

@@ -242,17 +242,13 @@ def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
-def _as_histories(hist: Histories | str | Path, as_of: dt.datetime) -> Histories:
+def _as_histories(hist: Histories | str | Path) -> Histories:
     if isinstance(hist, Histories):
         return hist
-    import warnings
-
     from omni_ml.data import load_histories
 
-    with warnings.catch_warnings():
-        # Outcomes are after as_of by design: the loader's "rows after as_of" report is expected here.
-        warnings.simplefilter("ignore")
-        return load_histories(hist)
+    # No as_of here: the outcomes are after the campaign date by design.
+    return load_histories(hist)
 
 
 def _with_customer_ids(hist: Histories, end: dt.datetime) -> Histories:
@@ -563,7 +559,7 @@ def measure_campaign(
         )
         raise DataInsufficientError(msg)
     end = as_of + dt.timedelta(days=window_days)
-    histories = _with_customer_ids(_as_histories(hist, as_of), end)
+    histories = _with_customer_ids(_as_histories(hist), end)
     outcomes = _outcomes(histories, as_of, end)
     pre = _pre_period(histories, as_of, pre_days)
     price = _contact_costs(histories, costs)

@@ -345,3 +345,38 @@ def test_a_log_of_sends_replaces_the_plan_and_must_match_it() -> None:
         feedback_contacts(
             campaign, campaign_id="c", sends=pl.DataFrame({"customer_id": ["nobody"], "channel": ["sms"]})
         )
+
+
+def test_measure_recovers_the_simulators_true_effect_through_continue_world(
+    small_world: Path, campaign_model_path: Path, tmp_path: Path
+) -> None:
+    from omni_ml.scoring import score
+    from omni_ml.simulate import continue_world
+
+    out = tmp_path / "campaign.parquet"
+    score(small_world, model=campaign_model_path, as_of="2025-01-01", out=out, reasons=0, control_fraction=0.4, seed=3)
+    people = pl.read_parquet(small_world / "customers.parquet")["customer_id"].implode()
+    campaign = pl.read_parquet(out).filter(pl.col("customer_id").is_in(people))  # anon- ids cannot be addressed
+    # the campaign file reports a customer value (expected revenue over the horizon)
+    assert campaign["customer_value"].null_count() == 0
+    assert (campaign["customer_value"] >= 0).all()
+    assert spearman_positive(campaign["propensity"], campaign["customer_value"])
+    future = continue_world(small_world, campaign.select("customer_id", pl.col("best_channel").alias("channel")))
+    report = measure_campaign(campaign, Histories.from_frames(future), window_days=7, n_boot=200)
+    o = report.overall
+    eligible = campaign.filter(pl.col("recommended_channel") != "no_contact").select(
+        "customer_id", pl.col("recommended_channel").alias("channel")
+    )
+    truth = eligible.join(
+        pl.read_parquet(small_world / "truth" / "channel_response.parquet"), on=["customer_id", "channel"]
+    )
+    assert truth.height == eligible.height
+    effect = float((truth["p_if_contacted"] - truth["p_if_not"]).mean())  # type: ignore[arg-type]
+    assert o["n_treated"] + o["n_control"] == eligible.height
+    assert o["conversion_ci_low"] <= effect <= o["conversion_ci_high"]
+
+
+def spearman_positive(a: pl.Series, b: pl.Series) -> bool:
+    from scipy.stats import spearmanr
+
+    return bool(spearmanr(a.to_numpy(), b.to_numpy())[0] > 0.5)
