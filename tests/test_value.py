@@ -154,3 +154,36 @@ def test_policy_uses_the_per_customer_conversion_value() -> None:
         decide(est, consent, config=cfg, values=values.with_columns(pl.lit(-1.0).alias("conversion_value")))
     with pytest.raises(SchemaError, match="repeat a customer_id"):
         decide(est, consent, config=cfg, values=pl.concat([values, values]))
+
+
+def test_campaign_model_values_conversions_per_customer_and_reports_customer_value(small_histories: Histories) -> None:
+    from omni_ml.campaign import CampaignConfig, CampaignModel
+    from omni_ml.config import from_mapping
+    from tests.conftest import CAMPAIGN_TEST_CONFIG
+
+    as_of = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    cfg = from_mapping(
+        CampaignConfig,
+        {
+            **CAMPAIGN_TEST_CONFIG,
+            "reasons": 0,
+            "value_margin": 0.25,
+            "value_model": {"n_cutoffs": 3, "n_estimators": 60, "num_leaves": 7},
+        },
+    )
+    model = CampaignModel(cfg).fit(small_histories, "2024-12-01", horizon_days=28)
+    assert model.value_model_.horizon_days_ == 28
+    scored = model.score(small_histories, as_of, reasons=0)
+    direct = model.value_model_.predict(small_histories, as_of)
+    joined = scored.select("customer_id", "customer_value").join(direct, on="customer_id", suffix="_direct")
+    assert joined.height == scored.height
+    assert np.allclose(joined["customer_value"], joined["customer_value_direct"])
+    # contacted customers: expected value = uplift x 0.25 x orders per buyer x shrunk order value - cost
+    contacted = scored.filter(pl.col("best_channel") != "no_contact")
+    assert contacted.height > 0
+    worth = model.value_stats_.conversion_value(small_histories, as_of, contacted["customer_id"], margin=0.25)
+    cost = contacted["best_channel"].replace_strict(dict(model.policy_.channel_costs), return_dtype=pl.Float64)
+    expected = contacted["expected_uplift"] * worth["conversion_value"] - cost
+    assert np.allclose(contacted["expected_value"], expected)
+    with pytest.raises(ConfigError, match="value_margin must be None or a number >= 0"):
+        CampaignConfig(value_margin=-1.0)
