@@ -313,7 +313,7 @@ class MeasureReport:
         <o>_diff, <o>_se, <o>_ci_low, <o>_ci_high, <o>_p_value, <o>_boot_low, <o>_boot_high``; then
         ``incremental_conversions, incremental_revenue, contact_cost, incremental_revenue_per_cost``.
     balance
-        ``segment_type, segment, covariate, mean_treated, mean_control, smd, flagged``.
+        ``segment_type, segment, covariate, mean_treated, mean_control, smd, smd_2se, flagged``.
     customers
         The per-customer frame the table was computed from (eligible customers only):
         ``customer_id, group (treated|control), channel, decile, converted, revenue, cost, pre_*``.
@@ -404,7 +404,8 @@ class MeasureReport:
             worst = flagged.sort(pl.col("smd").abs(), descending=True).row(0, named=True)
             lines.append(
                 f"  BALANCE WARNING: {flagged.height} covariate/segment pairs with |SMD| > {SMD_THRESHOLD} "
-                f"(worst {worst['covariate']} in {worst['segment_type']} {worst['segment']}: {worst['smd']:+.2f})"
+                f"(worst {worst['covariate']} in {worst['segment_type']} {worst['segment']}: {worst['smd']:+.2f}; "
+                f"chance level 2 SE there {worst['smd_2se']:.2f})"
             )
         else:
             lines.append(f"  balance: all pre-campaign |SMD| <= {SMD_THRESHOLD}")
@@ -420,7 +421,9 @@ def balance_table(customers: pl.DataFrame) -> pl.DataFrame:
     """Standardised mean differences of the pre-campaign covariates, overall and per channel.
 
     ``customers`` needs ``group`` (``treated``/``control``), ``channel`` and the ``pre_*`` columns (as in
-    :attr:`MeasureReport.customers`). ``flagged`` is ``|smd| > 0.1``.
+    :attr:`MeasureReport.customers`). ``flagged`` is ``|smd| > 0.1``. ``smd_2se`` = ``2 sqrt(1/n_t + 1/n_c)``
+    is the size an SMD reaches by chance about 5% of the time under random assignment: a flag in a segment
+    whose ``smd_2se`` exceeds 0.1 (small groups) may be chance; one in a large group is a real imbalance.
     """
     rows = []
     segments: list[tuple[str, str, pl.DataFrame]] = [("overall", "all", customers)]
@@ -440,6 +443,7 @@ def balance_table(customers: pl.DataFrame) -> pl.DataFrame:
                     "mean_treated": float(t.mean()) if t.size else None,
                     "mean_control": float(c.mean()) if c.size else None,
                     "smd": smd,
+                    "smd_2se": 2 * float(np.sqrt(1 / t.size + 1 / c.size)) if t.size and c.size else None,
                     "flagged": bool(np.isfinite(smd) and abs(smd) > SMD_THRESHOLD) or bool(np.isinf(smd)),
                 }
             )
@@ -452,6 +456,7 @@ def balance_table(customers: pl.DataFrame) -> pl.DataFrame:
             "mean_treated": pl.Float64,
             "mean_control": pl.Float64,
             "smd": pl.Float64,
+            "smd_2se": pl.Float64,
             "flagged": pl.Boolean,
         },
     )

@@ -171,6 +171,7 @@ def test_measure_recovers_a_known_effect_on_synthetic_ab_data() -> None:
     row = report.balance.filter((pl.col("segment_type") == "overall") & (pl.col("covariate") == "pre_purchases"))
     assert row["smd"].item() == pytest.approx(smd)
     assert row["flagged"].item() == (abs(smd) > 0.1)
+    assert row["smd_2se"].item() == pytest.approx(2 * np.sqrt(1 / t.size + 1 / c.size))
 
 
 def test_customers_not_recommended_a_contact_are_not_compared() -> None:
