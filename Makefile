@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python -m omni_ml.demo demo_out
 
 test: $(STAMP)
-	$(BIN)/ruff check omni_ml tests benchmarks
+	$(BIN)/ruff check omni_ml tests benchmarks experiments
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q
@@ -30,8 +30,8 @@ notebooks: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=600 experiments/
 
 lint: $(STAMP)
-	$(BIN)/ruff check omni_ml tests benchmarks
-	$(BIN)/ruff format --check omni_ml tests benchmarks
+	$(BIN)/ruff check omni_ml tests benchmarks experiments
+	$(BIN)/ruff format --check omni_ml tests benchmarks experiments
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
