@@ -348,21 +348,30 @@ def test_a_log_of_sends_replaces_the_plan_and_must_match_it() -> None:
         )
 
 
-def test_measure_recovers_the_simulators_true_effect_through_continue_world(
-    small_world: Path, campaign_model_path: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def simulated_campaign(
+    small_world: Path, campaign_model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The small world's campaign file (40% control) and its future through continue_world."""
     from omni_ml.scoring import score
     from omni_ml.simulate import continue_world
 
-    out = tmp_path / "campaign.parquet"
+    out = tmp_path_factory.mktemp("measure") / "campaign.parquet"
     score(small_world, model=campaign_model_path, as_of="2025-01-01", out=out, reasons=0, control_fraction=0.4, seed=3)
     people = pl.read_parquet(small_world / "customers.parquet")["customer_id"].implode()
     campaign = pl.read_parquet(out).filter(pl.col("customer_id").is_in(people))  # anon- ids cannot be addressed
+    future = continue_world(small_world, campaign.select("customer_id", pl.col("best_channel").alias("channel")))
+    return campaign, future
+
+
+def test_measure_recovers_the_simulators_true_effect_through_continue_world(
+    small_world: Path, simulated_campaign: tuple[pl.DataFrame, pl.DataFrame]
+) -> None:
+    campaign, future = simulated_campaign
     # the campaign file reports a customer value (expected revenue over the horizon)
     assert campaign["customer_value"].null_count() == 0
     assert (campaign["customer_value"] >= 0).all()
     assert spearman_positive(campaign["propensity"], campaign["customer_value"])
-    future = continue_world(small_world, campaign.select("customer_id", pl.col("best_channel").alias("channel")))
     report = measure_campaign(campaign, Histories.from_frames(future), window_days=7, n_boot=200)
     o = report.overall
     eligible = campaign.filter(pl.col("recommended_channel") != "no_contact").select(
@@ -375,6 +384,33 @@ def test_measure_recovers_the_simulators_true_effect_through_continue_world(
     effect = float((truth["p_if_contacted"] - truth["p_if_not"]).mean())  # type: ignore[arg-type]
     assert o["n_treated"] + o["n_control"] == eligible.height
     assert o["conversion_ci_low"] <= effect <= o["conversion_ci_high"]
+
+
+def test_fed_back_contacts_become_channel_training_units_with_their_probability(
+    small_histories: Histories, simulated_campaign: tuple[pl.DataFrame, pl.DataFrame], tmp_path: Path
+) -> None:
+    from omni_ml.models.channel import ChannelConfig, channel_training_data
+
+    campaign, future = simulated_campaign
+    world = tmp_path / "next"
+    world.mkdir()
+    events = small_histories.events.collect()
+    pl.concat([events, future.select(events.columns)]).write_parquet(world / "events.parquet")
+    assert small_histories.contacts is not None
+    small_histories.contacts.collect().write_parquet(world / "contacts.parquet")
+    assert small_histories.consents is not None
+    small_histories.consents.collect().write_parquet(world / "consents.parquet")
+    sent = feedback_contacts(campaign, campaign_id="measured", control_fraction=0.4)
+    append_contacts(world, sent)
+    end = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    data = channel_training_data(load_histories(world), end + dt.timedelta(days=14), ChannelConfig(lookback_days=14))
+    units = data.keys.filter(pl.col("cutoff") == end)
+    contacted = units.filter(pl.col("arm") != "no_contact")
+    # every contact sent by the campaign is a training unit on its channel, with P = 1 - control fraction
+    assert contacted.height == sent.height
+    assert np.allclose(contacted["assignment_probability"].to_numpy(), 0.6)
+    arms = contacted.join(sent, on="customer_id").filter(pl.col("arm") != pl.col("channel"))
+    assert arms.height == 0
 
 
 def spearman_positive(a: pl.Series, b: pl.Series) -> bool:
