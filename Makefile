@@ -36,7 +36,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 lab: $(STAMP)
-	MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(BIN)/jupyter lab --notebook-dir=experiments
+	MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(BIN)/jupyter lab --notebook-dir=experiments \
+		$(if $(filter 0,$(shell id -u)),--allow-root)  # containers often run as root; Jupyter refuses that without the flag
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

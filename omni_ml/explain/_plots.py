@@ -134,13 +134,11 @@ def _finish(fig: Figure, path: str | Path | None) -> Figure:
 
 
 def _new_figure() -> Any:
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in {"agg", "module://matplotlib_inline.backend_inline"}:
-        matplotlib.use("Agg")
+    # Leave the backend alone: notebooks keep their inline backend (switching to Agg and closing
+    # every figure broke plt.show() after an explain plot), and matplotlib already falls back to
+    # Agg without a display. shap draws on the current figure, so its callers open a fresh one.
     import matplotlib.pyplot as plt
 
-    plt.close("all")
     return plt
 
 
@@ -169,6 +167,7 @@ def plot_beeswarm(
     plt = _new_figure()
     feature_set = _resolve_feature_set(model, feature_set)
     explanation = _explanation(model, X, feature_set)
+    plt.figure()
     shap.plots.beeswarm(explanation, max_display=max_display, show=False)
     fig = plt.gcf()
     fig.suptitle("SHAP values (log-odds) per feature")
@@ -203,6 +202,7 @@ def plot_waterfall(
         data=x[row],
         feature_names=labels,
     )
+    plt.figure()
     shap.plots.waterfall(explanation, max_display=max_display, show=False)
     fig = plt.gcf()
     return _finish(fig, path)
