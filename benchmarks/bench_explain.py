@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import os
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -30,36 +29,9 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-import psutil
 
+from benchmarks._memory import PeakRSS
 from omni_ml.explain import TreeShap
-
-
-class _PeakRSS:
-    """Peak resident memory of this process while the block runs, sampled every 10 ms."""
-
-    def __enter__(self) -> _PeakRSS:
-        self._proc = psutil.Process()
-        self.start = self._proc.memory_info().rss
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.01)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def extra_mb(self) -> float:
-        return (self.peak - self.start) / 2**20
 
 
 def _time(fn: Callable[[], np.ndarray], repeat: int) -> tuple[float, float, np.ndarray]:
@@ -67,7 +39,7 @@ def _time(fn: Callable[[], np.ndarray], repeat: int) -> tuple[float, float, np.n
     peak = 0.0
     out = np.empty(0)
     for _ in range(repeat):
-        with _PeakRSS() as mem:
+        with PeakRSS() as mem:
             t = time.perf_counter()
             out = fn()
             best = min(best, time.perf_counter() - t)

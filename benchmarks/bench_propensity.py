@@ -17,47 +17,19 @@ import argparse
 import datetime as dt
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psutil
 
+from benchmarks._memory import PeakRSS
 from omni_ml.data import load_histories
 from omni_ml.evaluate import evaluate_scores
 from omni_ml.features import build_features
 from omni_ml.identity import resolve_identities
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
 from omni_ml.training import training_cutoffs, training_set
-
-
-class _PeakRSS:
-    """Peak resident memory of this process while the block runs, sampled every 20 ms."""
-
-    def __enter__(self) -> _PeakRSS:
-        self._proc = psutil.Process()
-        self.start = self._proc.memory_info().rss
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def extra_mb(self) -> float:
-        return (self.peak - self.start) / 2**20
 
 
 def _world(args: argparse.Namespace) -> Path:
@@ -112,7 +84,7 @@ def main() -> None:
     hist = resolve_identities(load_histories(world, as_of=end), as_of=end).collect()
     t_load = time.perf_counter() - t
     t = time.perf_counter()
-    with _PeakRSS() as mem:
+    with PeakRSS() as mem:
         cuts = training_cutoffs(end, horizon, every_days=args.every_days, n=args.n_cutoffs)
         ts = training_set(hist, cuts, horizon, as_of=end)
         scoring = build_features(hist, end, feature_set=ts.feature_set)
@@ -145,7 +117,7 @@ def main() -> None:
     fitted: dict[str, Any] = {}
     for name, model in contenders.items():
         t = time.perf_counter()
-        with _PeakRSS() as mem:
+        with PeakRSS() as mem:
             model.fit_training_set(ts)
         fit_s = time.perf_counter() - t
         t = time.perf_counter()

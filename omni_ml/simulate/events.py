@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 
+from omni_ml.data import EVENT_TYPES
 from omni_ml.simulate.config import CATEGORIES, CHANNELS, PRODUCTS_PER_CATEGORY, SimulationConfig
 from omni_ml.simulate.engine import ChunkRecords
 from omni_ml.simulate.population import EXPAND, Calendar, Population, rng_for
@@ -18,17 +19,6 @@ from omni_ml.simulate.population import EXPAND, Calendar, Population, rng_for
 __all__ = ["EVENT_CHANNELS", "EVENT_TYPES", "KINDS", "RawRows", "expand"]
 
 EVENT_CHANNELS: tuple[str, ...] = ("store", "web", "app", *CHANNELS)
-EVENT_TYPES: tuple[str, ...] = (
-    "purchase",
-    "return",
-    "view",
-    "cart",
-    "visit",
-    "open",
-    "click",
-    "service_call",
-    "unsubscribe",
-)
 # Which channel-local identifier an event carries (besides, or instead of, the customer id).
 KINDS: tuple[str, ...] = ("none", "cookie", "app", "loyalty", "default_card", "email", "phone")
 _K = {k: i for i, k in enumerate(KINDS)}
