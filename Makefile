@@ -40,7 +40,7 @@ lab: $(STAMP)
 		$(if $(filter 0,$(shell id -u)),--allow-root)  # containers often run as root; Jupyter refuses that without the flag
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.run_all $(BENCH)
 
 # Re-resolve the pins after changing dependencies in pyproject.toml.
 lock:
