@@ -38,7 +38,8 @@ import numpy as np
 import polars as pl
 
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
-from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError, SchemaError
+from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
+from omni_ml.identity import ensure_resolved
 from omni_ml.policy import NO_CONTACT, PolicyConfig
 
 __all__ = ["NO_CHANNEL_MODEL", "CampaignConfig", "CampaignModel"]
@@ -126,16 +127,6 @@ def _utc(value: str | dt.date | dt.datetime) -> dt.datetime:
     from omni_ml.training import to_utc
 
     return to_utc(value)
-
-
-def _resolved(hist: Histories, as_of: dt.datetime) -> Histories:
-    from omni_ml.identity import require_resolved, resolve_identities
-
-    try:
-        require_resolved(hist, *[t for t in ("events", "contacts", "consents") if getattr(hist, t) is not None])
-    except SchemaError:
-        return resolve_identities(hist, as_of=as_of)
-    return hist
 
 
 def _before(hist: Histories, moment: dt.datetime) -> Histories:
@@ -275,7 +266,7 @@ class CampaignModel:
             self.config = config
         train_cfg, channel_cfg, policy = cfg.resolved()
         moment = _utc(as_of)
-        hist = _before(_resolved(hist, moment), moment)
+        hist = _before(ensure_resolved(hist, moment), moment)
 
         cuts = training_cutoffs(moment, horizon_days, every_days=train_cfg.every_days, n=train_cfg.n_cutoffs)
         ts = training_set(hist, cuts, horizon_days, config=_feature_config(train_cfg.features), as_of=moment)
@@ -383,7 +374,7 @@ class CampaignModel:
         k = self.reasons_ if reasons is None else int(reasons)
         schema = self.output_schema(reasons=k)
         moment = _utc(as_of)
-        hist = _resolved(hist, moment)
+        hist = ensure_resolved(hist, moment)
         features = build_features(hist, moment, feature_set=self.feature_set_)
         if features.height == 0:
             return pl.DataFrame(schema=schema)

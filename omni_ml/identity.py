@@ -70,6 +70,7 @@ __all__ = [
     "IdentityReport",
     "IdentityRules",
     "consent_state",
+    "ensure_resolved",
     "pairwise_merge_scores",
     "require_resolved",
     "resolve",
@@ -274,6 +275,23 @@ def resolve_identities(
     0
     """
     return resolve(hist, as_of=as_of, rules=rules, previous=previous)[0]
+
+
+def ensure_resolved(hist: Histories, as_of: str | dt.date | dt.datetime | None = None) -> Histories:
+    """``hist`` itself when every events/contacts/consents row has a customer_id, else resolved as of ``as_of``.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> from omni_ml.data import load_histories
+    >>> ensure_resolved(load_histories("data/sample"), dt.datetime(2025, 3, 1)).identity_map is not None
+    True
+    """
+    try:
+        require_resolved(hist, *[t for t in _KEYED_TABLES if getattr(hist, t) is not None])
+    except SchemaError:
+        return resolve_identities(hist, as_of=as_of)
+    return hist
 
 
 def resolve(

@@ -456,15 +456,16 @@ def train_campaign(
     from omni_ml.campaign import CampaignConfig, CampaignModel
     from omni_ml.explain import global_importance, plot_beeswarm, plot_importance
     from omni_ml.features import build_features
-    from omni_ml.identity import resolve_identities
+    from omni_ml.identity import ensure_resolved
+    from omni_ml.training import to_utc
 
-    cfg = config if isinstance(config, CampaignConfig) or config is None else config
-    model = CampaignModel(cfg).fit(hist, as_of, horizon_days=horizon_days)
-    train_cfg, channel_cfg, policy = (cfg or CampaignConfig()).resolved()
+    moment = to_utc(as_of)
+    # Resolve once: the fit and the explanation sample below use the same customer ids.
+    resolved = ensure_resolved(hist, moment)
+    model = CampaignModel(config).fit(resolved, moment, horizon_days=horizon_days)
+    train_cfg, channel_cfg, _policy = (config or CampaignConfig()).resolved()
     report = model.report_
-    moment = model.as_of_
 
-    resolved = hist if hist.identity_map is not None else resolve_identities(hist, as_of=moment)
     scoring_rows = build_features(resolved, moment, feature_set=model.feature_set_)
     if scoring_rows.height > explain_sample:
         scoring_rows = scoring_rows.sample(explain_sample, seed=seed, shuffle=False)

@@ -50,6 +50,7 @@ import polars as pl
 
 from omni_ml.data import Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
+from omni_ml.identity import ensure_resolved
 from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, bucket_of, stable_hash, uniform_from_hash
 from omni_ml.scoring._writer import AtomicTableWriter, output_format
 
@@ -293,7 +294,7 @@ def _check_dates(start: dt.datetime | None, as_of: dt.datetime, model: Any, *, k
 
 def histories_for_job(directory: str | Path, as_of: dt.datetime) -> Histories:
     """Load and identity-resolve a histories directory as the job does (also on Spark executors)."""
-    return _resolved(_load_histories(directory, as_of), as_of)
+    return ensure_resolved(_load_histories(directory, as_of), as_of)
 
 
 def streaming_tables(directory: str | Path) -> dict[str, pl.LazyFrame] | None:
@@ -360,17 +361,6 @@ def _stream_facts(scans: Mapping[str, pl.LazyFrame]) -> tuple[dt.datetime | None
         aggs.append((ts.dt.convert_time_zone("UTC") if zone else ts.dt.replace_time_zone("UTC")).min().alias("start"))
     stats = events.select(aggs).collect(engine="streaming").row(0, named=True)
     return stats.get("start"), int(stats["n"])
-
-
-def _resolved(hist: Histories, as_of: dt.datetime) -> Histories:
-    """Identity-resolved histories (resolution is global: it must happen before customers are chunked)."""
-    from omni_ml.identity import require_resolved, resolve_identities
-
-    try:
-        require_resolved(hist, *[t for t in ("events", "contacts", "consents") if getattr(hist, t) is not None])
-    except SchemaError:
-        return resolve_identities(hist, as_of=as_of)
-    return hist
 
 
 # ----------------------------------------------------------------------------- the job
@@ -535,7 +525,8 @@ def score(
         hist = _load_histories(hist_or_dir, moment)
         start, n_customers = _history_facts(hist)
         _check_dates(start, moment, loaded.model)
-        hist = _resolved(hist, moment)
+        # resolution is global: it must happen before customers are chunked
+        hist = ensure_resolved(hist, moment)
     else:
         start, n_customers = _stream_facts(scans)
         _check_dates(start, moment, loaded.model, known=start is not None)
