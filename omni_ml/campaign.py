@@ -339,6 +339,7 @@ class CampaignModel:
         cols.update({f"score_{c}": pl.Float64() for c in self.channels})
         cols.update({"rule": pl.String(), "offer_category": pl.String(), "suppressed_category": pl.String()})
         cols.update({f"reason_{k}": pl.String() for k in range(1, reasons + 1)})
+        cols.update({f"channel_reason_{k}": pl.String() for k in range(1, reasons + 1)})
         return pl.Schema(cols)
 
     def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
@@ -359,7 +360,10 @@ class CampaignModel:
         polars.DataFrame
             :meth:`output_schema` columns: ``customer_id, as_of, propensity, propensity_decile (1 = top
             10%), best_channel (or no_contact), expected_uplift, expected_value, customer_value, score_<channel>...,
-            rule, offer_category, suppressed_category, reason_1..reason_K``. ``customer_value`` is the expected
+            rule, offer_category, suppressed_category, reason_1..reason_K, channel_reason_1..channel_reason_K``.
+            ``reason_*`` explain the propensity; ``channel_reason_*`` explain the channel decision (why the
+            chosen channel rather than no contact: SHAP of the channel model's effect, in percentage points
+            of conversion), null for ``no_contact``. ``customer_value`` is the expected
             revenue over the propensity horizon (the value model's, or propensity x orders per buyer x shrunk
             order value; null for a model saved before it existed).
 
@@ -392,10 +396,15 @@ class CampaignModel:
             }
         )
         base = base.with_columns(pl.Series("customer_value", self._customer_value(hist, moment, ids, X, propensity)))
-        decisions = self._decide(hist, moment, ids)
+        decisions, channel_X = self._decide(hist, moment, ids)
         out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
         if k > 0:
             out = out.join(self._reasons(X, ids, k), on="customer_id", how="left", maintain_order="left")
+            if channel_X is not None:
+                why = self._channel_reasons(channel_X, ids, out["best_channel"], k)
+                out = out.join(why, on="customer_id", how="left", maintain_order="left")
+        missing = [name for name in schema if name not in out.columns]
+        out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
     def _customer_value(
@@ -419,13 +428,14 @@ class CampaignModel:
         joined = ids.to_frame().join(pred, on="customer_id", how="left", maintain_order="left")
         return joined["customer_value"].to_numpy().astype(np.float64)
 
-    def _decide(self, hist: Histories, moment: dt.datetime, ids: pl.Series) -> pl.DataFrame:
+    def _decide(self, hist: Histories, moment: dt.datetime, ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """The decisions and the channel model's input rows (one per id, in order; ``None`` without a model)."""
         from omni_ml.identity import consent_state
         from omni_ml.policy import check_consent, decide, history_facts
 
         policy = self.policy_
         if self.channel_model_ is None:
-            return pl.DataFrame(
+            none = pl.DataFrame(
                 {
                     "customer_id": ids,
                     "best_channel": pl.Series([NO_CONTACT] * ids.len(), dtype=pl.String),
@@ -437,10 +447,12 @@ class CampaignModel:
                     "suppressed_category": pl.Series([None] * ids.len(), dtype=pl.String),
                 }
             )
-        from omni_ml.models.channel import predict_channel_effects
+            return none, None
+        from omni_ml.models.channel import channel_features
 
         # The channel model builds its own inputs (its feature set plus past-response features).
-        effects = predict_channel_effects(self.channel_model_, hist, moment, customers=ids)
+        who, channel_X = channel_features(self.channel_model_, hist, moment, customers=ids)
+        effects = self.channel_model_.predict_effects(channel_X, customer_id=who)
         keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * ids.len(), dtype=TIMESTAMP)})
         consent = consent_state(hist, keys, channels=list(policy.channels), default=policy.default_consent).drop(
             "cutoff"
@@ -452,13 +464,22 @@ class CampaignModel:
         decisions = decide(effects, consent, facts, policy, values=values)
         # Guard at the boundary of the campaign table, independent of the policy's own check.
         check_consent(decisions, consent, default=policy.default_consent)
-        return decisions
+        return decisions, channel_X
 
     def _reasons(self, X: pl.DataFrame, ids: pl.Series, k: int) -> pl.DataFrame:
         from omni_ml.explain import explain
 
         frame = explain(self.propensity_, X, feature_set=self.feature_set_, top_k=k, keys=ids.to_frame())
         return frame.select("customer_id", *[f"reason_{i}" for i in range(1, k + 1)])
+
+    def _channel_reasons(self, channel_X: pl.DataFrame, ids: pl.Series, best: pl.Series, k: int) -> pl.DataFrame:
+        """Why the chosen channel rather than no contact (null where the decision is ``no_contact``)."""
+        from omni_ml.explain import explain_channel
+
+        frame = explain_channel(self.channel_model_, channel_X, best, top_k=k, keys=ids.to_frame())
+        return frame.select(
+            "customer_id", *[pl.col(f"reason_{i}").alias(f"channel_reason_{i}") for i in range(1, k + 1)]
+        )
 
     # ------------------------------------------------------------------ persistence
 

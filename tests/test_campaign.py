@@ -151,3 +151,44 @@ def test_config_rejects_unknown_keys_and_bad_reasons() -> None:
         CampaignConfig(reasons=-1)
     with pytest.raises(ConfigError, match="did you mean 'n_cutoffs'"):
         CampaignConfig(train={"n_cutofs": 3}).resolved()
+
+
+@pytest.fixture(scope="module")
+def scored_with_reasons(model: CampaignModel, resolved: Histories, scored: pl.DataFrame) -> pl.DataFrame:
+    ids = scored["customer_id"].to_list()[:400]
+    return model.score(_subset(resolved, ids), SCORE_AS_OF, reasons=2)
+
+
+def test_channel_reasons_explain_contacts_and_stay_null_for_pauses(scored_with_reasons: pl.DataFrame) -> None:
+    contacted = scored_with_reasons.filter(pl.col("best_channel") != "no_contact")
+    paused = scored_with_reasons.filter(pl.col("best_channel") == "no_contact")
+    assert contacted.height > 0
+    assert paused.height > 0
+    assert contacted["channel_reason_1"].null_count() == 0
+    assert paused["channel_reason_1"].null_count() == paused.height
+    texts = pl.concat([contacted["channel_reason_1"], contacted["channel_reason_2"].drop_nulls()]).to_list()
+    # Every text is rendered in words with a signed contribution, never a raw booster column name.
+    assert all(t.endswith(" pp)") and " (" in t for t in texts)
+    assert not any("arm_" in t or "{arm}" in t or " = " in t for t in texts)
+
+
+def test_channel_reasons_add_up_to_the_estimated_uplift(model: CampaignModel, resolved: Histories) -> None:
+    from omni_ml.explain import explain_channel
+    from omni_ml.models.channel import channel_features
+
+    cm = model.channel_model_
+    assert cm is not None
+    ids = resolved.customers.select("customer_id").collect()["customer_id"].head(150)  # type: ignore[union-attr]
+    who, X = channel_features(cm, resolved, SCORE_AS_OF, customers=ids)
+    channels = np.random.default_rng(1).choice(cm.channels_, size=ids.len()).tolist()
+    why = explain_channel(cm, X, channels, top_k=len(cm.feature_names_) + 50, keys=who.to_frame())
+    effects = cm.predict_effects(X, customer_id=who)
+    chosen = pl.DataFrame({"customer_id": who, "channel": channels}).join(
+        effects, on=["customer_id", "channel"], how="left", maintain_order="left"
+    )
+    # The probability contributions of all features (+ offset) add up to the estimated uplift of that channel.
+    contrib = why.select(pl.sum_horizontal(pl.col("^probability_\\d+$").fill_null(0.0))).to_series().to_numpy()
+    offset = why["offset_probability"].to_numpy()
+    np.testing.assert_allclose(contrib + offset, chosen["uplift"].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(why["probability"].to_numpy(), chosen["p_if_contacted"].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(why["base_probability"].to_numpy(), chosen["p_if_not"].to_numpy(), atol=1e-12)

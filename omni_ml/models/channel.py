@@ -64,6 +64,7 @@ __all__ = [
     "ChannelConfig",
     "ChannelModel",
     "ChannelTrainingData",
+    "channel_features",
     "channel_training_data",
     "fit_channel_model",
     "predict_channel_effects",
@@ -336,6 +337,43 @@ class ChannelModel(BaseEstimator):
         else:
             for j, a in enumerate(self.arms_):
                 out[:, j] = self.boosters_[a].predict(matrix)
+        return out
+
+    def arm_inputs(self, X: Any, channel: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
+        """The booster and input rows of "contact on ``channel``" and of "no contact", for explanations.
+
+        Returns ``(booster_c, x_c, booster_0, x_0)``: for the S-learner the one booster with the arm column
+        (and arm-aligned columns) set to ``channel`` and to ``no_contact``; for the T-learner the two arms'
+        boosters on the same feature rows. ``booster_c.predict(x_c, raw_score=True) -
+        booster_0.predict(x_0, raw_score=True)`` is the log-odds effect of contacting on ``channel``.
+        Column names are :meth:`explanation_names`.
+        """
+        check_is_fitted(self, "boosters_")
+        if channel not in self.channels_:
+            msg = f"ChannelModel: channel {channel!r} is not estimated; estimated channels: {self.channels_}."
+            raise ConfigError(msg)
+        matrix, _ = as_matrix(X, expected=self.feature_names_, where="ChannelModel X")
+        if self.learner == "s":
+            booster = self.boosters_["all"]
+            n = matrix.shape[0]
+            code = self.arms_.index(channel)
+            contact = self._s_matrix(matrix, np.full(n, code, dtype=np.int64))
+            pause = self._s_matrix(matrix, np.zeros(n, dtype=np.int64))
+            return booster, contact, booster, pause
+        return self.boosters_[channel], matrix, self.boosters_[NO_CONTACT], matrix
+
+    def explanation_names(self, channel: str) -> dict[str, str]:
+        """Booster column name -> the feature it shows for ``channel``: ``"arm"`` and aligned columns resolved.
+
+        An arm-aligned column ``arm:open_rate_{arm}_90d`` shows ``open_rate_<channel>_90d``; the arm code
+        column maps to ``"arm"``; every other column to its own feature name.
+        """
+        check_is_fitted(self, "boosters_")
+        out = dict(zip(_safe_names(self.feature_names_), self.feature_names_, strict=True))
+        for template in getattr(self, "aligned_", {}) if self.learner == "s" else {}:
+            out[_safe_names([template])[0]] = template.removeprefix("arm:").replace("{arm}", channel)
+        if self.learner == "s":
+            out["arm"] = "arm"
         return out
 
     def predict_effects(self, X: Any, *, customer_id: Sequence[str] | pl.Series | None = None) -> pl.DataFrame:
@@ -683,6 +721,17 @@ def predict_channel_effects(
     ``customers`` defaults to every customer known before ``as_of`` (events, contacts, consents,
     customers). Returns the long frame of :meth:`ChannelModel.predict_effects`.
     """
+    who, frame = channel_features(model, hist, as_of, customers=customers)
+    return model.predict_effects(frame, customer_id=who)
+
+
+def channel_features(
+    model: ChannelModel, hist: Histories, as_of: dt.datetime, *, customers: Sequence[str] | pl.Series | None = None
+) -> tuple[pl.Series, pl.DataFrame]:
+    """The customers and the channel model's input rows as of ``as_of`` (see :func:`predict_channel_effects`).
+
+    Returns ``(customer_id, X)`` with one row of ``X`` per customer, in the order of ``customer_id``.
+    """
     from omni_ml.features import build_features
 
     check_is_fitted(model, "boosters_")
@@ -699,7 +748,7 @@ def predict_channel_effects(
     if summary.get("response_history"):
         extra = response_history(hist, keys, tuple(summary["channels"]), int(summary["window_days"]))
         frame = pl.concat([frame, extra], how="horizontal")
-    return model.predict_effects(frame, customer_id=who)
+    return who, frame
 
 
 def response_history(

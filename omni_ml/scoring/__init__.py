@@ -31,7 +31,7 @@
 
 Columns of the campaign file: ``customer_id, as_of, propensity, propensity_decile, best_channel,
 recommended_channel, control_group, expected_uplift, expected_value, score_<channel>..., rule,
-offer_category, reason_1..reason_K, model_uri, model_version, run_id``.
+offer_category, reason_1..reason_K, channel_reason_1..channel_reason_K, model_uri, model_version, run_id``.
 """
 
 from __future__ import annotations
