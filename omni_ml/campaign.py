@@ -76,6 +76,11 @@ class CampaignConfig:
         the heuristic propensity x orders per buyer x shrunk order value. A
         :class:`~omni_ml.models.value.ValueConfig` or mapping of its fields (``horizon_days`` defaults to
         the propensity horizon): a LightGBM value model is fitted and predicts it instead.
+    channel_backtest_days
+        Held-out days of the channel policy's off-policy back-test
+        (:func:`omni_ml.evaluate.channel_backtest`: learned policy, random channel and always-email, valued
+        over pausing everyone with IPS / SNIPS / DR and 95% intervals); its metrics join ``metrics_``.
+        ``None`` skips it.
 
     Examples
     --------
@@ -92,6 +97,7 @@ class CampaignConfig:
     reasons: int = 3
     value_margin: float | None = None
     value_model: Any = None
+    channel_backtest_days: int | None = 42
 
     def __post_init__(self) -> None:
         if not isinstance(self.reasons, int) or isinstance(self.reasons, bool) or not 0 <= self.reasons <= 20:
@@ -101,6 +107,10 @@ class CampaignConfig:
             isinstance(self.value_margin, int | float) and self.value_margin >= 0
         ):
             msg = f"CampaignConfig.value_margin must be None or a number >= 0 (got {self.value_margin!r})."
+            raise ConfigError(msg)
+        days = self.channel_backtest_days
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 7):
+            msg = f"CampaignConfig.channel_backtest_days must be None or an integer >= 7 (got {days!r})."
             raise ConfigError(msg)
 
     def resolved(self) -> tuple[Any, Any, PolicyConfig]:
@@ -192,7 +202,10 @@ class CampaignModel:
     policy_ : PolicyConfig
         The decision rules, with channel costs from the logged contacts when configured.
     metrics_ : dict[str, float]
-        The propensity back-test metrics (out of time) and training sizes.
+        The propensity back-test metrics (out of time) and training sizes, and the channel policy's
+        off-policy back-test metrics (``offpolicy_*``) when there is a channel model.
+    channel_backtest_ : ChannelBacktest or None
+        The channel policy's out-of-time off-policy back-test (:func:`omni_ml.evaluate.channel_backtest`).
     report_ : Report
         The full back-test report (tables and plots for MLflow).
 
@@ -256,8 +269,8 @@ class CampaignModel:
         DataInsufficientError, LeakageError, ConfigError
             From the training-set, propensity and channel helpers.
         """
-        from omni_ml.evaluate import fit_propensity
-        from omni_ml.models.channel import fit_channel_model
+        from omni_ml.evaluate import channel_backtest, fit_propensity
+        from omni_ml.models.channel import channel_training_data, fit_channel_model
         from omni_ml.policy import costs_from_contacts
         from omni_ml.training import training_cutoffs, training_set
 
@@ -275,21 +288,36 @@ class CampaignModel:
         latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
         edges = np.quantile(_ranking_score(propensity, ts.X.filter(latest)), np.arange(1, _N_DECILES) / _N_DECILES)
 
+        if cfg.costs_from_contacts and hist.contacts is not None:
+            logged = costs_from_contacts(hist, before=moment)
+            if logged:
+                policy = dataclasses.replace(policy, channel_costs={**dict(policy.channel_costs), **logged})
         channel_model = None
         note = None
+        backtest = None
         if channel_cfg is None:
             note = "channel model disabled in the config (channel: null)"
         elif hist.contacts is None:
             note = "the histories have no contacts table (plain transaction log): channel choice needs logged contacts"
         else:
             try:
-                channel_model = fit_channel_model(hist, moment, channel_cfg)
+                units = channel_training_data(hist, moment, channel_cfg)
+                channel_model = fit_channel_model(hist, moment, channel_cfg, data=units)
             except DataInsufficientError as exc:
                 note = str(exc)
-        if cfg.costs_from_contacts and hist.contacts is not None:
-            logged = costs_from_contacts(hist, before=moment)
-            if logged:
-                policy = dataclasses.replace(policy, channel_costs={**dict(policy.channel_costs), **logged})
+            if channel_model is not None and cfg.channel_backtest_days is not None:
+                try:
+                    backtest = channel_backtest(
+                        hist,
+                        moment,
+                        channel_cfg,
+                        policy,
+                        holdout_days=cfg.channel_backtest_days,
+                        data=units,
+                        seed=channel_cfg.seed,
+                    )
+                except DataInsufficientError as exc:
+                    note = f"channel back-test skipped: {exc}"
 
         self.as_of_ = moment
         self.horizon_days_ = int(horizon_days)
@@ -300,7 +328,10 @@ class CampaignModel:
         self.channel_note_ = note
         self.policy_ = policy
         self.reasons_ = cfg.reasons
+        self.channel_backtest_ = backtest
         self.metrics_ = {k: float(v) for k, v in report.metrics.items() if isinstance(v, int | float)}
+        if backtest is not None:
+            self.metrics_.update(backtest.metrics)
         self.report_ = report
         self._fit_value(hist, moment, cfg)
         return self

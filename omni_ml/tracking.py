@@ -443,7 +443,9 @@ def train_campaign(
     """Fit a :class:`~omni_ml.campaign.CampaignModel` at ``as_of`` and log it as one MLflow run.
 
     Logged: parameters (horizon, cutoffs, feature families, model, channel and policy settings),
-    every metric of the out-of-time back-test (overall and per cutoff), the training set's
+    every metric of the out-of-time back-test (overall and per cutoff), the channel policy's off-policy
+    values on held-out decisions (``offpolicy_<policy>_<ips|snips|dr>[_lo|_hi]`` for the learned policy and
+    the random / always-email baselines, table ``channel_policy_offpolicy``), the training set's
     fingerprint as an MLflow dataset, artifacts (feature list with descriptions, gains / lift /
     calibration plots, SHAP beeswarm and family importance computed on a sample of
     ``explain_sample`` customers scored at ``as_of``, evaluation tables), tags (git commit, package
@@ -496,9 +498,15 @@ def train_campaign(
         "propensity_best_iteration": getattr(model.propensity_, "best_iteration_", None),
     }
     datasets = {"backtest": report.scores.select([c for c in report.scores.columns if c != "oracle"])}
+    metrics = dict(report.metrics)
+    channel_bt = getattr(model, "channel_backtest_", None)
+    if channel_bt is not None:
+        metrics.update(channel_bt.metrics)
+        tables["channel_policy_offpolicy"] = channel_bt.table
+        params["channel_backtest_split"] = channel_bt.split.isoformat()
     run = log_run(
         model,
-        metrics=report.metrics,
+        metrics=metrics,
         params=params,
         datasets=datasets,
         figures=figures,

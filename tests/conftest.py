@@ -50,6 +50,7 @@ CAMPAIGN_TEST_CONFIG = {
     "channel": {"n_estimators": 60, "lookback_days": 49, "pause_ratio": 0.5},
     # Contact whenever the rules allow, whatever the estimated value: the strictest test of consent.
     "policy": {"min_value": -1000.0},
+    "channel_backtest_days": 14,
 }
 CAMPAIGN_TRAIN_AS_OF = "2024-12-01"
 

@@ -194,7 +194,12 @@ def test_cli_train_logs_a_real_campaign_run_and_score_loads_it_by_alias(
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert {"plots/backtest_lift.png", "plots/backtest_calibration.png", "plots/shap_beeswarm.png"} <= plots
     tables = {a.path for a in client.list_artifacts(run_id, "tables")}
-    assert "tables/features.csv" in tables
+    assert {"tables/features.csv", "tables/channel_policy_offpolicy.csv"} <= tables
+    # The channel policy's off-policy values on held-out decisions, with intervals, for it and the baselines.
+    for policy in ("learned", "random", "always_email"):
+        m = run.data.metrics
+        assert m[f"offpolicy_{policy}_dr_lo"] <= m[f"offpolicy_{policy}_dr"] <= m[f"offpolicy_{policy}_dr_hi"]
+    assert run.data.metrics["offpolicy_n_holdout_units"] > 0
     assert run.inputs.dataset_inputs, "the training data fingerprint is logged as an MLflow dataset"
 
     out = tmp_path / "campaign.parquet"

@@ -688,8 +688,16 @@ def channel_training_data(
     )
 
 
-def fit_channel_model(hist: Histories, as_of: dt.datetime, config: ChannelConfig | None = None) -> ChannelModel:
+def fit_channel_model(
+    hist: Histories,
+    as_of: dt.datetime,
+    config: ChannelConfig | None = None,
+    *,
+    data: ChannelTrainingData | None = None,
+) -> ChannelModel:
     """Fit a :class:`ChannelModel` from histories as of ``as_of`` (the helper the CLI and pyfunc call).
+
+    ``data``: the :func:`channel_training_data` of ``hist`` at ``as_of`` with ``config``, if already built.
 
     Raises
     ------
@@ -697,7 +705,7 @@ def fit_channel_model(hist: Histories, as_of: dt.datetime, config: ChannelConfig
         For a transaction-only history (no contacts table or no contacts on a contactable channel).
     """
     cfg = config or ChannelConfig()
-    data = channel_training_data(hist, as_of, cfg)
+    data = data if data is not None else channel_training_data(hist, as_of, cfg)
     model = cfg.model().fit(data.X, data.arm, data.y, assignment_probability=data.keys["assignment_probability"])
     model.training_summary_ = {
         "n_units": data.keys.height,
