@@ -39,6 +39,7 @@ from omni_ml.simulate.config import (
     UNSUBSCRIBE_WEIGHT,
     SimulationConfig,
 )
+from omni_ml.simulate.kernels import day_step
 from omni_ml.simulate.population import (
     DAY_CORE,
     DAY_MISC,
@@ -116,7 +117,6 @@ def run_chunk(
     ``campaign`` (optional, length ``n``): channel index per person contacted at ``end`` (``-1``: none).
     """
     n = pop.n
-    n_cat = pop.pref_t.shape[0]
     alive = pop.alive0 & (pop.signup_day < 0) | (pop.signup_day >= 0)
     in_market = np.zeros(n, dtype=bool)
     intent_cat = np.zeros(n, dtype=np.int32)
@@ -130,8 +130,23 @@ def run_chunk(
     eff_decay = np.float32(np.exp(-1.0 / cfg.contact_decay_days))
     fat_decay = np.float32(np.exp(-1.0 / cfg.fatigue_decay_days))
 
-    purchases = _Log("idx", "day", "cat", "complaint")
-    sessions = _Log("idx", "day", "cat")
+    # purchases (idx, cat, complaint, day) and sessions (idx, cat, day), appended by the day kernel
+    b_buf: tuple[np.ndarray, ...] = (
+        np.empty(n, np.int32),
+        np.empty(n, np.int32),
+        np.empty(n, np.bool_),
+        np.empty(n, np.int32),
+    )
+    s_buf: tuple[np.ndarray, ...] = (np.empty(16 * n, np.int32), np.empty(16 * n, np.int32), np.empty(16 * n, np.int32))
+    scratch = np.empty(13 * n, dtype=np.int32)
+    counts = np.zeros(2, dtype=np.int64)
+    kernel_tables = tables.kernel_arrays()
+    # buy_p and season (set per day), complaint rate and effect, complement boost, its daily factor, the
+    # daily factors of contact effect and fatigue, the durable suppression right after a purchase
+    scalars = np.array(
+        [0, 0, cfg.complaint_rate, cfg.complaint_effect, tables.boost, tables.lift_keep, eff_decay, fat_decay, 0.05],
+        dtype=np.float32,
+    )
     contacts = _Log("idx", "day", "ch", "p_assign", "campaign", "sec", "opened", "clicked", "unsub", "unsub_sec")
     consents = _Log("idx", "day", "ch", "granted", "sec", "source")
 
@@ -172,7 +187,6 @@ def run_chunk(
             for c in range(len(CHANNELS)):
                 who = signing[pop.consent0[signing, c]]
                 consents.add(idx=who, day=t, ch=c, granted=True, sec=pop.signup_sec[who], source=0)
-        active = pop.signup_day <= t
 
         # 2. outbound contacts
         sent: tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray] | None = None
@@ -210,49 +224,37 @@ def run_chunk(
                 unsub_sec=unsub_sec,
             )
 
-        # 3. drop-out
-        live = alive & active
-        dropping = live & (core[0] < pop.q)
-        alive &= ~dropping
-        drop_day[dropping] = t
-        live &= ~dropping
+        # 3.-6. drop-out, purchases, new intent, browsing; decays at the end of the day (compiled)
+        if counts[1] + 13 * n > s_buf[0].size:  # room for a full day (at most 13 sessions per person)
+            s_buf = _grow(s_buf, int(counts[1]) + 13 * n)
+        if counts[0] + n > b_buf[0].size:
+            b_buf = _grow(b_buf, int(counts[0]) + n)
+        nb0, ns0 = int(counts[0]), int(counts[1])
+        scalars[0] = min(cfg.buy_hazard * cal.weekday[t], 0.95)
+        scalars[1] = cal.season[t]
+        day_step(
+            t,
+            core,
+            pop.signup_day,
+            pop.q,
+            pop.lam,
+            pop.browse,
+            pop.pref_t,
+            (alive, in_market, intent_cat),
+            (lam_mult, eff, fatigue, sup, lift),
+            dsl_any,
+            drop_day,
+            kernel_tables,
+            scalars,
+            session_cdf,
+            b_buf[:3],
+            (s_buf[0], s_buf[1], scratch),
+            counts,
+        )
+        b_buf[3][nb0 : counts[0]] = t
+        s_buf[2][ns0 : counts[1]] = t
 
-        # 4. purchases of in-market persons
-        buy_p = np.float32(min(cfg.buy_hazard * cal.weekday[t], 0.95))
-        buying = live & in_market & (core[1] < buy_p)
-        # 5. new purchase intent
-        cand = live & ~in_market
-        w = tables.weights(pop.pref_t, sup, lift)
-        hazard = pop.lam * lam_mult * cal.season[t] * w.sum(axis=0) + eff
-        starting = np.flatnonzero(cand & (core[2] < -np.expm1(-hazard)))
-
-        buyers = np.flatnonzero(buying)
-        if buyers.size:
-            cat = intent_cat[buyers]
-            complaint = core[4, buyers] < cfg.complaint_rate
-            purchases.add(idx=buyers, day=t, cat=cat, complaint=complaint)
-            lam_mult[buyers[complaint]] *= np.float32(cfg.complaint_effect)
-            in_market[buyers] = False
-            tables.bought(sup, lift, buyers, cat)
-            dsl_any[buyers] = 0
-        if starting.size:
-            cum = np.cumsum(w[:, starting], axis=0)
-            u = core[5, starting] * cum[-1]
-            intent_cat[starting] = np.minimum((cum < u[None, :]).sum(axis=0), n_cat - 1)
-            in_market[starting] = True
-
-        # 6. browsing: background sessions, and more while in market
-        bg = np.flatnonzero(live & ~in_market & (core[3] < pop.browse))
-        if bg.size:
-            sessions.add(idx=bg, day=t, cat=-1)
-        im = np.flatnonzero(live & in_market)
-        if im.size:
-            k = np.searchsorted(session_cdf, core[6, im], side="right")
-            rep = np.repeat(im, k)
-            if rep.size:
-                sessions.add(idx=rep, day=t, cat=intent_cat[rep])
-
-        # end of day: spontaneous consent changes (after noon, so after the day's contacts), decays
+        # end of day: spontaneous consent changes (after noon, so after the day's contacts)
         due = np.flatnonzero(next_any == t)
         hit_rows, cols = np.nonzero(next_change[due] == t)
         rows = due[hit_rows]
@@ -264,22 +266,34 @@ def run_chunk(
             consents.add(idx=r, day=t, ch=c, granted=g, sec=misc.integers(12 * 3600, 86_400, size=r.size), source=2)
             next_change[rows, cols] = t + _waits(misc, cfg, consent[rows, cols])
             next_any[due] = next_change[due].min(axis=1)
-        eff *= eff_decay
-        fatigue *= fat_decay
-        tables.advance(sup, lift)
-        dsl_any += dsl_any < NEVER - 1
 
     if end_state is None:  # pragma: no cover - future_days >= 1 is validated
         msg = "internal: the end state was never reached"
         raise RuntimeError(msg)
     return ChunkRecords(
-        purchases=purchases.frame(),
-        sessions=sessions.frame(),
+        purchases={
+            "idx": b_buf[0][: counts[0]],
+            "day": b_buf[3][: counts[0]],
+            "cat": b_buf[1][: counts[0]],
+            "complaint": b_buf[2][: counts[0]],
+        },
+        sessions={"idx": s_buf[0][: counts[1]], "day": s_buf[2][: counts[1]], "cat": s_buf[1][: counts[1]]},
         contacts=contacts.frame(),
         consents=consents.frame(),
         drop_day=drop_day,
         end_state=end_state,
     )
+
+
+def _grow(buffers: tuple[np.ndarray, ...], need: int) -> tuple[np.ndarray, ...]:
+    """The same buffers with room for at least ``need`` rows (contents kept)."""
+    size = max(need, 2 * buffers[0].size)
+    grown = []
+    for a in buffers:
+        b = np.empty(size, dtype=a.dtype)
+        b[: a.size] = a
+        grown.append(b)
+    return tuple(grown)
 
 
 def _waits(rng: np.random.Generator, cfg: SimulationConfig, consented: np.ndarray) -> np.ndarray:

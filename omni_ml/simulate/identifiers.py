@@ -18,17 +18,19 @@ import datetime as dt
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
+from omni_ml.simulate.columns import codes, strings, timestamps
 from omni_ml.simulate.config import CATEGORY_NAMES, CHANNEL_COST, CHANNELS, PRODUCTS_PER_CATEGORY, SimulationConfig
 from omni_ml.simulate.events import EVENT_CHANNELS, EVENT_TYPES, KINDS, RawRows
+from omni_ml.simulate.kernels import first_seen, identifier_values, person_time_order
 from omni_ml.simulate.population import IDENT, Calendar, Population, rng_for
 
-__all__ = ["customer_ids", "events_frame", "identity_truth", "links_frame"]
+__all__ = ["consents_table", "contacts_table", "customer_ids", "events_table", "identity_truth", "links_frame"]
 
 _PREFIX = ["", "cookie:", "app:", "loyalty:", "loyalty:", "email:u", "phone:+45"]
 _SUFFIX = ["", "", "", "", "", "@mail.example", ""]
 _K = {k: i for i, k in enumerate(KINDS)}
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -39,12 +41,6 @@ def _mix(x: np.ndarray) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
-
-
-def _hash(seed: int, gid: np.ndarray, salt: np.ndarray | int) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        h = _mix(np.asarray(gid, dtype=np.uint64) + _mix(np.full(1, seed, dtype=np.uint64)))
-        return _mix(h ^ (np.asarray(salt, dtype=np.uint64) * np.uint64(0x2545F4914F6CDD1D))) >> np.uint64(1)
 
 
 def _uniform(h: np.ndarray) -> np.ndarray:
@@ -60,22 +56,17 @@ def customer_ids(gid: np.ndarray) -> pl.Series:
 
 def _values(cfg: SimulationConfig, pop: Population, idx: np.ndarray, kind: np.ndarray, day: np.ndarray) -> np.ndarray:
     """The numeric part of each row's identifier of the given kind (0 where kind is none)."""
-    gid = pop.gid[idx]
-    val = np.zeros(idx.size, dtype=np.uint64)
-    sel = kind == _K["cookie"]
-    epoch = np.floor((day[sel] + pop.cookie_phase[idx[sel]]) / pop.cookie_life[idx[sel]]).astype(np.int64)
-    val[sel] = _hash(cfg.seed, gid[sel], 1000 + epoch)
-    sel = kind == _K["app"]
-    val[sel] = _hash(cfg.seed, gid[sel], 1)
-    sel = kind == _K["loyalty"]
-    val[sel] = (1_000_000_000 + (gid[sel] * 2_654_435_761 + 12_345) % 8_000_000_000).astype(np.uint64)
-    sel = kind == _K["default_card"]
-    val[sel] = (9_990_000_001 + pop.shop[idx[sel]]).astype(np.uint64)
-    sel = kind == _K["email"]
-    val[sel] = _hash(cfg.seed, gid[sel], 2)
-    sel = kind == _K["phone"]
-    val[sel] = (10_000_000 + (pop.phone_gid[idx[sel]] * 7_777_777 + 4_242) % 90_000_000).astype(np.uint64)
-    return val
+    return identifier_values(
+        _mix(np.full(1, cfg.seed, dtype=np.uint64))[0],
+        np.asarray(idx, dtype=np.int64),
+        np.asarray(kind, dtype=np.int64),
+        np.asarray(day, dtype=np.int64),
+        pop.gid,
+        pop.cookie_phase,
+        pop.cookie_life,
+        np.asarray(pop.shop, dtype=np.int64),
+        pop.phone_gid,
+    )
 
 
 def _ident_strings(kind: np.ndarray, val: np.ndarray) -> pl.Series:
@@ -95,11 +86,12 @@ def _ident_strings(kind: np.ndarray, val: np.ndarray) -> pl.Series:
     ).to_series()
 
 
-def _lookup(names: list[str | None], codes: np.ndarray) -> pl.Series:
-    return pl.Series(names, dtype=pl.String).gather(pl.Series(codes.astype(np.int64)))
+def _campaign_names(cfg: SimulationConfig, cal: Calendar, campaign_name: str) -> list[str]:
+    """Names of campaign codes: one per day (``cmp-YYYYMMDD``), then the continued campaign's."""
+    return [*(f"cmp-{cfg.start + dt.timedelta(days=d):%Y%m%d}" for d in range(cal.n_total)), campaign_name]
 
 
-def events_frame(
+def events_table(
     cfg: SimulationConfig,
     chunk: int,
     pop: Population,
@@ -109,68 +101,58 @@ def events_frame(
     period: int,
     campaign_name: str,
     with_customer_id: bool,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The events table of ``rows`` (normalised schema) and the (gid, identifier, ts, kind) of each row.
+) -> tuple[pa.Table, pl.DataFrame]:
+    """The events table of ``rows`` (normalised schema) and the (gid, kind, val, ts) each identifier was first seen.
 
     ``with_customer_id``: every row carries its true customer id (truth tables); otherwise a share
     ``identifier_only_share`` of the rows with a local identifier carry only that identifier.
+    Rows are ordered by person, then time (stable).
     """
-    # sort by person, then time: one int64 key (46 bits of microseconds cover 2.2 years)
-    t0 = int(rows.ts.min()) if rows.ts.size else 0
-    span = int(rows.ts.max()) - t0 if rows.ts.size else 0
-    if span < (1 << 46) and pop.n < (1 << 17):
-        order = np.argsort((rows.idx << 46) + (rows.ts - t0), kind="stable")
-    else:
-        order = np.lexsort((rows.ts, rows.idx))
-    rows = rows.take(order)
+    rows = rows.take(person_time_order(rows.idx, rows.ts, pop.n))
     day = rows.ts // (86_400 * 1_000_000) - cal.epoch_day
-    val = _values(cfg, pop, rows.idx, rows.kind.astype(np.int64), day)
-    ident_only = rows.kind == _K["default_card"]
+    kind = rows.kind.astype(np.int64)
+    val = _values(cfg, pop, rows.idx, kind, day)
+    ident_only = kind == _K["default_card"]
     if not with_customer_id:
         u = rng_for(cfg, IDENT, chunk, period).random(rows.idx.size)
-        ident_only |= (rows.kind != 0) & (u < cfg.identifier_only_share)
-    keep_cid = ~ident_only | with_customer_id
-    show_ident = ident_only | (with_customer_id & (rows.kind != 0))
-    days = [cfg.start + dt.timedelta(days=d) for d in range(cal.n_total)]
-    campaign_names: list[str | None] = [*(f"cmp-{d:%Y%m%d}" for d in days), campaign_name, None]
-    camp_pos = np.where(rows.campaign >= 0, rows.campaign, np.where(rows.campaign == -1, cal.n_total, cal.n_total + 1))
-    products: list[str | None] = [f"{c}-{p:03d}" for c in CATEGORY_NAMES for p in range(PRODUCTS_PER_CATEGORY)]
-    prod_pos = np.where(
-        rows.product >= 0, rows.category.astype(np.int64) * PRODUCTS_PER_CATEGORY + rows.product, len(products)
-    )
-    n = rows.idx.size
-    cid_pos = np.where(keep_cid, rows.idx, pop.n)
+        ident_only |= (kind != 0) & (u < cfg.identifier_only_share)
+    show_ident = ident_only | (with_customer_id & (kind != 0))
     shown = np.flatnonzero(show_ident)
     uniq, first, inverse = np.unique(val[shown], return_index=True, return_inverse=True)
-    ident_names = _ident_strings(rows.kind[shown[first]], uniq).append(pl.Series([None], dtype=pl.String))
-    ident_pos = np.full(n, uniq.size, dtype=np.int64)
+    ident_pos = np.zeros(rows.idx.size, dtype=np.int64)
     ident_pos[shown] = inverse
-    amount = rows.amount
-    frame = pl.DataFrame(
+    products = [f"{c}-{p:03d}" for c in CATEGORY_NAMES for p in range(PRODUCTS_PER_CATEGORY)]
+    category = rows.category.astype(np.int64)
+    no_cat = category < 0
+    no_product = rows.product < 0
+    product = np.where(no_product, 0, category * PRODUCTS_PER_CATEGORY + rows.product)
+    table = pa.table(
         {
-            "customer_id": customer_ids(pop.gid).append(pl.Series([None], dtype=pl.String)).gather(cid_pos),
-            "identifier": ident_names.gather(ident_pos),
-            "timestamp": pl.Series(rows.ts).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-            "channel": _lookup(list(EVENT_CHANNELS), rows.channel),
-            "event_type": _lookup(list(EVENT_TYPES), rows.event_type),
-            "amount": pl.Series(amount).fill_nan(None) if n else pl.Series(amount),
-            "product_id": _lookup([*products, None], prod_pos),
-            "category": _lookup(
-                [*CATEGORY_NAMES, None], np.where(rows.category >= 0, rows.category, len(CATEGORY_NAMES))
+            "customer_id": codes(_customer_id_array(pop.gid), rows.idx, None if with_customer_id else ident_only),
+            "identifier": strings(_ident_strings(kind[shown[first]], uniq).to_arrow(), ident_pos, ~show_ident),
+            "timestamp": timestamps(rows.ts),
+            "channel": codes(EVENT_CHANNELS, rows.channel),
+            "event_type": codes(EVENT_TYPES, rows.event_type),
+            "amount": pa.array(rows.amount, from_pandas=True),
+            "product_id": codes(products, product, no_product),
+            "category": codes(CATEGORY_NAMES, np.where(no_cat, 0, category), no_cat),
+            "campaign_id": codes(
+                _campaign_names(cfg, cal, campaign_name),
+                np.where(rows.campaign >= 0, rows.campaign, cal.n_total),
+                rows.campaign == -2,
             ),
-            "campaign_id": _lookup(campaign_names, camp_pos),
         }
     )
-    seen = (
-        pl.DataFrame({"gid": pop.gid[rows.idx], "kind": rows.kind.astype(np.int8), "val": val, "ts": rows.ts})
-        .filter(pl.col("kind") > 0)
-        .group_by("gid", "kind", "val")
-        .agg(pl.col("ts").min())
-    )
-    return frame, seen
+    s_idx, s_kind, s_val, s_ts = first_seen(rows.idx, rows.kind, val, rows.ts)
+    seen = pl.DataFrame({"gid": pop.gid[s_idx], "kind": s_kind.astype(np.int8), "val": s_val, "ts": s_ts})
+    return table, seen
 
 
-def contacts_frame(
+def _customer_id_array(gid: np.ndarray) -> pa.Array:
+    return customer_ids(gid).to_arrow().cast(pa.string())
+
+
+def contacts_table(
     cfg: SimulationConfig,
     pop: Population,
     cal: Calendar,
@@ -178,47 +160,45 @@ def contacts_frame(
     lo: int,
     hi: int,
     campaign_name: str,
-) -> pl.DataFrame:
-    """The contacts table of the records with ``lo <= day < hi``."""
+) -> pa.Table:
+    """The contacts table of the records with ``lo <= day < hi``, by person, day and second."""
     keep = (rec["day"] >= lo) & (rec["day"] < hi)
     c = {k: v[keep] for k, v in rec.items()}
-    order = np.lexsort((c["sec"], c["day"], pop.gid[c["idx"].astype(np.int64)]))
+    order = np.lexsort((c["sec"], c["day"], c["idx"]))
     c = {k: v[order] for k, v in c.items()}
     idx, day, ch = c["idx"].astype(np.int64), c["day"].astype(np.int64), c["ch"].astype(np.int64)
     ts = (cal.epoch_day + day) * 86_400_000_000 + c["sec"].astype(np.int64) * 1_000_000
-    days = [cfg.start + dt.timedelta(days=d) for d in range(cal.n_total)]
-    names: list[str | None] = [*(f"cmp-{d:%Y%m%d}" for d in days), campaign_name]
     code = c["campaign"].astype(np.int64)
     costs = np.array([CHANNEL_COST[x] for x in CHANNELS])
-    return pl.DataFrame(
+    return pa.table(
         {
-            "customer_id": customer_ids(pop.gid[idx]),
-            "identifier": pl.Series([None] * idx.size, dtype=pl.String),
-            "timestamp": pl.Series(ts).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-            "channel": _lookup(list(CHANNELS), ch),
-            "campaign_id": _lookup(names, np.where(code >= 0, code, cal.n_total)),
+            "customer_id": codes(_customer_id_array(pop.gid), idx),
+            "identifier": pa.nulls(idx.size, pa.string()),
+            "timestamp": timestamps(ts),
+            "channel": codes(CHANNELS, ch),
+            "campaign_id": codes(_campaign_names(cfg, cal, campaign_name), np.where(code >= 0, code, cal.n_total)),
             "cost": costs[ch],
             "assignment_probability": c["p_assign"].astype(np.float64),
         }
     )
 
 
-def consents_frame(cal: Calendar, pop: Population, rec: dict[str, np.ndarray], lo: int, hi: int) -> pl.DataFrame:
+def consents_table(cal: Calendar, pop: Population, rec: dict[str, np.ndarray], lo: int, hi: int) -> pa.Table:
     """The consents table of the records with ``lo <= day < hi`` (``lo`` may be very negative)."""
     keep = (rec["day"] >= lo) & (rec["day"] < hi)
     c = {k: v[keep] for k, v in rec.items()}
-    order = np.lexsort((c["ch"], c["sec"], c["day"], pop.gid[c["idx"].astype(np.int64)]))
+    order = np.lexsort((c["ch"], c["sec"], c["day"], c["idx"]))
     c = {k: v[order] for k, v in c.items()}
     idx = c["idx"].astype(np.int64)
     ts = (cal.epoch_day + c["day"].astype(np.int64)) * 86_400_000_000 + c["sec"].astype(np.int64) * 1_000_000
-    return pl.DataFrame(
+    return pa.table(
         {
-            "customer_id": customer_ids(pop.gid[idx]),
-            "identifier": pl.Series([None] * idx.size, dtype=pl.String),
-            "channel": _lookup(list(CHANNELS), c["ch"].astype(np.int64)),
+            "customer_id": codes(_customer_id_array(pop.gid), idx),
+            "identifier": pa.nulls(idx.size, pa.string()),
+            "channel": codes(CHANNELS, c["ch"]),
             "granted": c["granted"].astype(bool),
-            "timestamp": pl.Series(ts).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-            "source": _lookup(["signup", "unsubscribe", "preference_centre"], c["source"].astype(np.int64)),
+            "timestamp": timestamps(ts),
+            "source": codes(["signup", "unsubscribe", "preference_centre"], c["source"]),
         }
     )
 

@@ -254,6 +254,18 @@ class CategoryTables:
             w[child] *= factor
         return w
 
+    def kernel_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(durable, keep, parents, child_cat, child_rows)`` for :func:`~omni_ml.simulate.kernels.day_step`.
+
+        ``child_rows[j]`` lists the rows of ``lift`` lifting ``child_cat[j]``, padded with ``-1``.
+        """
+        width = max((len(rows) for _, rows in self.children), default=1)
+        child_rows = np.full((len(self.children), width), -1, dtype=np.int64)
+        for j, (_, rows) in enumerate(self.children):
+            child_rows[j, : len(rows)] = rows
+        child_cat = np.array([c for c, _ in self.children], dtype=np.int64)
+        return self.durable, np.ascontiguousarray(self.keep[:, 0]), self.parents, child_cat, child_rows
+
     def advance(self, sup: np.ndarray, lift: np.ndarray) -> None:
         """One day passes (in place)."""
         sup -= 1.0

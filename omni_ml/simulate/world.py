@@ -21,18 +21,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from omni_ml.config import from_mapping
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
+from omni_ml.simulate.columns import ParquetTable, codes, to_polars
 from omni_ml.simulate.config import AGE_BANDS, CHANNEL_COST, CHANNELS, REGIONS, SimulationConfig
 from omni_ml.simulate.engine import ChunkRecords, run_chunk
 from omni_ml.simulate.events import DAY_US, RawRows, expand
 from omni_ml.simulate.identifiers import (
-    consents_frame,
-    contacts_frame,
+    consents_table,
+    contacts_table,
     customer_ids,
-    events_frame,
+    events_table,
     identity_truth,
     links_frame,
 )
@@ -50,31 +50,6 @@ _FUTURE_REGIME = (
 )
 
 
-class _Writer:
-    """Append polars frames to one parquet file as row groups, with the first frame's schema."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.writer: pq.ParquetWriter | None = None
-        self.schema: pa.Schema | None = None
-        self.rows = 0
-
-    def write(self, frame: pl.DataFrame) -> None:
-        table = frame.to_arrow()
-        if self.writer is None:
-            self.schema = table.schema
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", compression_level=1)
-        elif table.schema != self.schema:
-            table = table.cast(self.schema)
-        self.writer.write_table(table)
-        self.rows += frame.height
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 class _Sink:
     """Writes frames to their tables on a background thread, in submission order.
 
@@ -82,9 +57,9 @@ class _Sink:
     or :meth:`close`.
     """
 
-    def __init__(self, writers: dict[str, _Writer]) -> None:
+    def __init__(self, writers: dict[str, ParquetTable]) -> None:
         self.writers = writers
-        self.queue: queue.Queue[tuple[str, pl.DataFrame] | None] = queue.Queue(maxsize=12)
+        self.queue: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(maxsize=12)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="omni-ml-simulate-writer", daemon=True)
         self.thread.start()
@@ -97,10 +72,10 @@ class _Sink:
                 except BaseException as exc:  # re-raised in the caller's thread
                     self.error = exc
 
-    def put(self, name: str, frame: pl.DataFrame) -> None:
+    def put(self, name: str, table: pa.Table) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put((name, frame))
+        self.queue.put((name, table))
 
     def close(self) -> None:
         self.queue.put(None)
@@ -126,13 +101,13 @@ def _route(cfg: SimulationConfig, cal: Calendar, hist_rows: RawRows, fut_rows: R
     return history, future
 
 
-def _customers(pop: Population, cal: Calendar) -> pl.DataFrame:
-    return pl.DataFrame(
+def _customers(pop: Population, cal: Calendar) -> pa.Table:
+    return pa.table(
         {
-            "customer_id": customer_ids(pop.gid),
-            "signup_date": pl.Series(cal.epoch_day + pop.signup_day.astype(np.int64)).cast(pl.Int32).cast(pl.Date),
-            "region": pl.Series(list(REGIONS)).gather(pl.Series(pop.region.astype(np.int64))),
-            "age_band": pl.Series(list(AGE_BANDS)).gather(pl.Series(pop.age_band.astype(np.int64))),
+            "customer_id": customer_ids(pop.gid).to_arrow().cast(pa.string()),
+            "signup_date": pa.array((cal.epoch_day + pop.signup_day).astype(np.int32), type=pa.date32()),
+            "region": codes(REGIONS, pop.region),
+            "age_band": codes(AGE_BANDS, pop.age_band),
             "loyalty_member": pop.has_card,
             "app_user": pop.has_app,
         }
@@ -141,50 +116,54 @@ def _customers(pop: Population, cal: Calendar) -> pl.DataFrame:
 
 def _truth(
     cfg: SimulationConfig, pop: Population, cal: Calendar, tables: CategoryTables, rec: ChunkRecords
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> tuple[pa.Table, pa.Table]:
     state = rec.end_state
-    cid = customer_ids(pop.gid)
+    cid = customer_ids(pop.gid).to_arrow().cast(pa.string())
     p_purchase = purchase_probability(cfg, pop, cal, tables, state, cfg.future_days)
-    propensity = pl.DataFrame({"customer_id": cid, "p_purchase": p_purchase})
+    propensity = pa.table({"customer_id": cid, "p_purchase": p_purchase})
     p_not = purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS)
-    parts = []
-    for c, name in enumerate(CHANNELS):
-        p_c = purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS, contact_channel=c)
-        parts.append(
-            pl.DataFrame(
-                {
-                    "customer_id": cid,
-                    "channel": pl.Series([name] * pop.n, dtype=pl.String),
-                    "p_if_contacted": p_c,
-                    "p_if_not": p_not,
-                    "cost": np.full(pop.n, CHANNEL_COST[name]),
-                    "consented": state.consent[:, c],
-                }
-            )
-        )
-    response = pl.concat(parts).sort("customer_id", "channel")
+    n_ch = len(CHANNELS)
+    p_contacted = np.stack(
+        [purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS, contact_channel=c) for c in range(n_ch)],
+        axis=1,
+    )
+    # one row per person and channel, by customer id then channel name
+    by_name = np.array(sorted(range(n_ch), key=lambda c: CHANNELS[c]))
+    person = np.repeat(np.arange(pop.n), n_ch)
+    channel = np.tile(by_name, pop.n)
+    cost = np.array([CHANNEL_COST[c] for c in CHANNELS])
+    response = pa.table(
+        {
+            "customer_id": codes(cid, person),
+            "channel": codes(CHANNELS, channel),
+            "p_if_contacted": p_contacted[person, channel],
+            "p_if_not": p_not[person],
+            "cost": cost[channel],
+            "consented": state.consent[person, channel],
+        }
+    )
     return propensity, response
 
 
-def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[tuple[str, pl.DataFrame]]:
+def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[tuple[str, pa.Table]]:
     """Every table's rows of chunk ``k`` (a pure function of the config and ``k``)."""
     cal = Calendar.build(cfg)
     tables = CategoryTables.build(cfg)
     pop = draw_population(cfg, k, offset, n)
     rec = run_chunk(cfg, k, pop, cal, tables)
     history, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
-    ev, seen = events_frame(cfg, k, pop, cal, history, period=0, campaign_name="", with_customer_id=False)
+    ev, seen = events_table(cfg, k, pop, cal, history, period=0, campaign_name="", with_customer_id=False)
     del history
-    fut, seen_f = events_frame(cfg, k, pop, cal, future, period=1, campaign_name="", with_customer_id=True)
+    fut, seen_f = events_table(cfg, k, pop, cal, future, period=1, campaign_name="", with_customer_id=True)
     propensity, response = _truth(cfg, pop, cal, tables, rec)
     return [
         ("events", ev),
         ("truth/future_events", fut),
-        ("contacts", contacts_frame(cfg, pop, cal, rec.contacts, 0, cal.n_history, "")),
-        ("consents", consents_frame(cal, pop, rec.consents, -(10**9), cal.n_history)),
-        ("identity_links", links_frame(cfg, pop, cal, seen)),
+        ("contacts", contacts_table(cfg, pop, cal, rec.contacts, 0, cal.n_history, "")),
+        ("consents", consents_table(cal, pop, rec.consents, -(10**9), cal.n_history)),
+        ("identity_links", links_frame(cfg, pop, cal, seen).to_arrow()),
         ("customers", _customers(pop, cal)),
-        ("truth/identity", identity_truth(cfg, pop, pl.concat([seen, seen_f]))),
+        ("truth/identity", identity_truth(cfg, pop, pl.concat([seen, seen_f])).to_arrow()),
         ("truth/propensity", propensity),
         ("truth/channel_response", response),
     ]
@@ -192,7 +171,7 @@ def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[
 
 def _chunk_frames(
     cfg: SimulationConfig, chunks: list[tuple[int, int, int]], workers: int
-) -> Iterator[list[tuple[str, pl.DataFrame]]]:
+) -> Iterator[list[tuple[str, pa.Table]]]:
     """Chunk results in chunk order.
 
     With ``workers > 1`` they are computed by that many spawned processes, at most ``workers + 1``
@@ -204,7 +183,7 @@ def _chunk_frames(
         return
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: collections.deque[concurrent.futures.Future[list[tuple[str, pl.DataFrame]]]] = collections.deque()
+        pending: collections.deque[concurrent.futures.Future[list[tuple[str, pa.Table]]]] = collections.deque()
         todo = iter(chunks)
         for k, offset, n in itertools.islice(todo, workers + 1):
             pending.append(pool.submit(_simulate_chunk, cfg, k, offset, n))
@@ -260,8 +239,8 @@ def simulate(
             "Hint: choose a new or empty directory (re-running into a world directory is fine)."
         )
         raise ConfigError(msg)
-    writers = {n: _Writer(out / f"{n}.parquet") for n in names}
-    writers |= {f"truth/{n}": _Writer(out / "truth" / f"{n}.parquet") for n in truth_names}
+    writers = {n: ParquetTable(out / f"{n}.parquet") for n in names}
+    writers |= {f"truth/{n}": ParquetTable(out / "truth" / f"{n}.parquet") for n in truth_names}
     chunks = _chunks(cfg)
     sink = _Sink(writers)
     try:
@@ -399,9 +378,9 @@ def continue_world(
         pop = draw_population(cfg, k, offset, n)
         rec = run_chunk(cfg, k, pop, cal, tables, campaign=channels[offset : offset + n])
         _hist, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
-        fut, _seen = events_frame(cfg, k, pop, cal, future, period=1, campaign_name=campaign_id, with_customer_id=True)
-        events.append(fut)
-        sent.append(contacts_frame(cfg, pop, cal, rec.contacts, cal.n_history, cal.n_total, campaign_id))
+        fut, _seen = events_table(cfg, k, pop, cal, future, period=1, campaign_name=campaign_id, with_customer_id=True)
+        events.append(to_polars(fut))
+        sent.append(to_polars(contacts_table(cfg, pop, cal, rec.contacts, cal.n_history, cal.n_total, campaign_id)))
     result = pl.concat(events)
     if out_dir is not None:
         target = Path(out_dir)
