@@ -188,6 +188,11 @@ def train(
     typer.echo(f"out-of-time back-test ({horizon_days}-day horizon, as of {train_as_of}):")
     typer.echo(model.report_.to_text())
     typer.echo(f"channel model: {type(model.channel_model_).__name__ if model.channel_model_ else model.channel_note_}")
+    if model.channel_model_ is not None and model.channel_note_:
+        typer.echo(model.channel_note_)
+    backtest = getattr(model, "channel_backtest_", None)
+    if backtest is not None:
+        typer.echo(backtest.to_text())
     if out is not None:
         typer.echo(f"saved campaign model to {model.save(out)}")
     if run is not None:

@@ -69,6 +69,29 @@ class ChannelBacktest:
     results: dict[str, OffPolicyResult]
     model: Any
 
+    def to_text(self) -> str:
+        """A few lines for a terminal: each policy's DR value per decision over pausing, with its interval.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> row = {"policy": "learned", "dr": 0.12, "dr_lo": 0.05, "dr_hi": 0.2, "contact_share": 0.3}
+        >>> bt = ChannelBacktest(pl.DataFrame([row]), dt.datetime(2024, 11, 13), 900, 400, 0, {}, None)
+        >>> print(bt.to_text())
+        channel policy off-policy, 400 held-out decisions from 2024-11-13 (value per decision vs pausing, DR, 95% CI):
+          learned        +0.1200 [+0.0500, +0.2000]  contacts 30% of decisions
+        """
+        lines = [
+            f"channel policy off-policy, {self.n_holdout:,} held-out decisions from {self.split:%Y-%m-%d} "
+            "(value per decision vs pausing, DR, 95% CI):"
+        ]
+        for row in self.table.iter_rows(named=True):
+            lines.append(
+                f"  {row['policy']:14s} {row['dr']:+.4f} [{row['dr_lo']:+.4f}, {row['dr_hi']:+.4f}]  "
+                f"contacts {row['contact_share']:.0%} of decisions"
+            )
+        return "\n".join(lines)
+
     @property
     def metrics(self) -> dict[str, float]:
         """Flat, MLflow-ready: ``offpolicy_<policy>_<estimator>[_lo|_hi]``, ``..._ess`` and unit counts."""
