@@ -6,34 +6,42 @@ Importing omni_ml has no side effects.
 
 from __future__ import annotations
 
-from omni_ml.campaign import CampaignConfig, CampaignModel
-from omni_ml.data import Histories, LoadReport, load_histories
-from omni_ml.evaluate import Report, evaluate, fit_propensity, off_policy_value
-from omni_ml.exceptions import (
-    ConfigError,
-    ConsentError,
-    DataInsufficientError,
-    LeakageError,
-    ModelNotFoundError,
-    OmniMLError,
-    SchemaError,
-)
-from omni_ml.explain import explain
-from omni_ml.features import FeatureConfig, FeatureSet, build_features
-from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
-from omni_ml.labels import purchase_labels
-from omni_ml.models import (
-    ChannelModel,
-    LogisticBaseline,
-    PropensityModel,
-    RecencyFrequencyBaseline,
-    fit_channel_model,
-    predict_propensity,
-)
-from omni_ml.models.value import CustomerValueModel, OrderValueStats, ValueConfig
-from omni_ml.policy import PolicyConfig, decide
-from omni_ml.simulate import SimulationConfig
-from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names below are imported on first use (see __getattr__)
+    from omni_ml.campaign import CampaignConfig, CampaignModel
+    from omni_ml.data import Histories, LoadReport, load_histories
+    from omni_ml.evaluate import Report, evaluate, fit_propensity, off_policy_value
+    from omni_ml.exceptions import (
+        ConfigError,
+        ConsentError,
+        DataInsufficientError,
+        LeakageError,
+        ModelNotFoundError,
+        OmniMLError,
+        SchemaError,
+    )
+    from omni_ml.explain import explain
+    from omni_ml.features import FeatureConfig, FeatureSet, build_features
+    from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
+    from omni_ml.labels import purchase_labels
+    from omni_ml.measure import MeasureReport, measure_campaign
+    from omni_ml.models import (
+        ChannelModel,
+        LogisticBaseline,
+        PropensityModel,
+        RecencyFrequencyBaseline,
+        fit_channel_model,
+        predict_propensity,
+    )
+    from omni_ml.models.value import CustomerValueModel, OrderValueStats, ValueConfig
+    from omni_ml.policy import PolicyConfig, decide
+    from omni_ml.scoring import ScoringSummary, score
+    from omni_ml.simulate import SimulationConfig
+    from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
 
 __version__ = "0.1.0"
 
@@ -87,16 +95,73 @@ __all__ = [
 ]
 
 
+# Where each re-exported name lives. Names are imported on first use (PEP 562), so that importing one
+# part of the toolkit (e.g. ``omni_ml.simulate`` in the simulator's worker processes) does not pull in
+# the modelling stack (LightGBM, scikit-learn, MLflow, SHAP); lower layers that import omni_ml.<module>
+# never pull in the upper ones either (import-linter).
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "omni_ml.campaign": ("CampaignConfig", "CampaignModel"),
+    "omni_ml.data": ("Histories", "LoadReport", "load_histories"),
+    "omni_ml.evaluate": ("Report", "evaluate", "fit_propensity", "off_policy_value"),
+    "omni_ml.exceptions": (
+        "ConfigError",
+        "ConsentError",
+        "DataInsufficientError",
+        "LeakageError",
+        "ModelNotFoundError",
+        "OmniMLError",
+        "SchemaError",
+    ),
+    "omni_ml.explain": ("explain",),
+    "omni_ml.features": ("FeatureConfig", "FeatureSet", "build_features"),
+    "omni_ml.identity": ("IdentityReport", "IdentityRules", "consent_state", "resolve_identities"),
+    "omni_ml.labels": ("purchase_labels",),
+    "omni_ml.measure": ("MeasureReport", "measure_campaign"),
+    "omni_ml.models": (
+        "ChannelModel",
+        "LogisticBaseline",
+        "PropensityModel",
+        "RecencyFrequencyBaseline",
+        "fit_channel_model",
+        "predict_propensity",
+    ),
+    "omni_ml.models.value": ("CustomerValueModel", "OrderValueStats", "ValueConfig"),
+    "omni_ml.policy": ("PolicyConfig", "decide"),
+    "omni_ml.scoring": ("ScoringSummary", "score"),
+    "omni_ml.simulate": ("SimulationConfig",),
+    "omni_ml.training": ("TrainingSet", "cutoffs", "training_cutoffs", "training_set"),
+}
+_LAZY = {name: module for module, names in _SOURCES.items() for name in names}
+# Re-exported functions named like the submodule they live in: ``omni_ml.evaluate`` is the function.
+_SHADOWED = frozenset(name for name in _LAZY if f"omni_ml.{name}" in _SOURCES)
+
+
 def __getattr__(name: str) -> object:
-    # The batch job and measurement are imported on first use: importing the package stays
-    # lighter, and lower layers that import omni_ml.<module> never pull them in (import-linter).
-    if name in ("ScoringSummary", "score"):
-        import importlib
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'omni_ml' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
 
-        return getattr(importlib.import_module("omni_ml.scoring"), name)
-    if name in ("MeasureReport", "measure_campaign"):
-        import importlib
 
-        return getattr(importlib.import_module("omni_ml.measure"), name)
-    msg = f"module 'omni_ml' has no attribute {name!r}"
-    raise AttributeError(msg)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The package module: importing ``omni_ml.evaluate`` (or ``.explain``) keeps the function under that name.
+
+    The import system binds every imported submodule on its package; for the two names that are both a
+    submodule and the function re-exported from it, the package keeps answering the function (as when
+    everything was imported eagerly).
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -85,6 +85,51 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path: Path) -> None:
     assert all(a[k] != c[k] for k in a)
 
 
+def test_files_do_not_depend_on_the_number_of_worker_processes(tmp_path: Path) -> None:
+    cfg = preset("small", n_customers=500, chunk_size=150, future_days=7)
+    one = _digest(simulate(cfg, tmp_path / "one"))
+    two = _digest(simulate(cfg, tmp_path / "two", workers=2))
+    assert one == two
+
+
+def test_string_columns_read_back_as_plain_strings(small_world: Path) -> None:
+    """Chunks are written with dictionary-coded strings; readers must still see plain string columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name in (*TABLES, *(f"truth/{t}" for t in TRUTH)):
+        schema = pq.read_schema(small_world / f"{name}.parquet")
+        assert not any(pa.types.is_dictionary(f.type) for f in schema), name
+        frame = _read(small_world, name)
+        assert pl.Categorical not in frame.schema.dtypes(), name
+    events = _read(small_world, "events")
+    assert events.schema["channel"] == pl.String
+    assert events.schema["timestamp"] == pl.Datetime("us", "UTC")
+    assert events["channel"].null_count() == 0
+    assert events["campaign_id"].null_count() > 0  # only outbound responses carry a campaign
+
+
+def test_simulate_imports_without_the_modelling_stack() -> None:
+    """Worker processes import only omni_ml.simulate: no LightGBM, scikit-learn, MLflow or SHAP."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, omni_ml.simulate; "
+        "print(sorted(m for m in ('lightgbm', 'sklearn', 'mlflow', 'shap') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert done.stdout.strip() == "[]"
+    # ... while every name of the package still resolves, and omni_ml.evaluate stays the function
+    code = (
+        "import omni_ml as om, omni_ml.evaluate, omni_ml.explain, types; "
+        "print(all(getattr(om, n) is not None for n in om.__all__), "
+        "isinstance(om.evaluate, types.FunctionType), isinstance(om.explain, types.FunctionType))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert done.stdout.split() == ["True", "True", "True"]
+
+
 def test_future_window_and_history_are_separated(small_world: Path) -> None:
     ev = _read(small_world, "events")
     fut = _read(small_world, "truth/future_events")

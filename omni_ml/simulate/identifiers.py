@@ -20,10 +20,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from omni_ml.simulate.columns import codes, strings, timestamps
+from omni_ml.simulate.columns import codes, timestamps
 from omni_ml.simulate.config import CATEGORY_NAMES, CHANNEL_COST, CHANNELS, PRODUCTS_PER_CATEGORY, SimulationConfig
 from omni_ml.simulate.events import EVENT_CHANNELS, EVENT_TYPES, KINDS, RawRows
-from omni_ml.simulate.kernels import first_seen, identifier_values, person_time_order
+from omni_ml.simulate.kernels import first_seen, identifier_utf8, identifier_values, person_time_order
 from omni_ml.simulate.population import IDENT, Calendar, Population, rng_for
 
 __all__ = ["consents_table", "contacts_table", "customer_ids", "events_table", "identity_truth", "links_frame"]
@@ -69,21 +69,27 @@ def _values(cfg: SimulationConfig, pop: Population, idx: np.ndarray, kind: np.nd
     )
 
 
+def _affixes() -> tuple[np.ndarray, np.ndarray]:
+    pieces = [x.encode() for pair in zip(_PREFIX, _SUFFIX, strict=True) for x in pair]
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8), np.cumsum([0, *map(len, pieces)]).astype(np.int64)
+
+
+_AFFIXES, _AFFIX_AT = _affixes()
+
+
+def _ident_array(kind: np.ndarray, val: np.ndarray, show: np.ndarray | None = None) -> pa.Array:
+    """Identifier strings of (kind, value) pairs (null where kind is none or ``show`` is false)."""
+    kind = np.asarray(kind, dtype=np.int64)
+    valid = kind > 0 if show is None else show & (kind > 0)
+    offsets, data = identifier_utf8(kind, np.asarray(val, dtype=np.uint64), valid, _AFFIXES, _AFFIX_AT)
+    n_null = int(kind.size - np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if n_null else None
+    return pa.Array.from_buffers(pa.string(), kind.size, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)], n_null)
+
+
 def _ident_strings(kind: np.ndarray, val: np.ndarray) -> pl.Series:
     """Identifier strings of (kind, value) pairs (null where kind is none)."""
-    kind = np.asarray(kind, dtype=np.int64)
-    frame = pl.DataFrame({"kind": kind, "val": np.asarray(val, dtype=np.uint64)})
-    return frame.select(
-        pl.when(pl.col("kind") > 0).then(
-            pl.concat_str(
-                [
-                    pl.Series(_PREFIX).gather(pl.Series(kind)),
-                    pl.col("val").cast(pl.String),
-                    pl.Series(_SUFFIX).gather(pl.Series(kind)),
-                ]
-            )
-        )
-    ).to_series()
+    return pl.Series(_ident_array(kind, val))
 
 
 def _campaign_names(cfg: SimulationConfig, cal: Calendar, campaign_name: str) -> list[str]:
@@ -117,10 +123,6 @@ def events_table(
         u = rng_for(cfg, IDENT, chunk, period).random(rows.idx.size)
         ident_only |= (kind != 0) & (u < cfg.identifier_only_share)
     show_ident = ident_only | (with_customer_id & (kind != 0))
-    shown = np.flatnonzero(show_ident)
-    uniq, first, inverse = np.unique(val[shown], return_index=True, return_inverse=True)
-    ident_pos = np.zeros(rows.idx.size, dtype=np.int64)
-    ident_pos[shown] = inverse
     products = [f"{c}-{p:03d}" for c in CATEGORY_NAMES for p in range(PRODUCTS_PER_CATEGORY)]
     category = rows.category.astype(np.int64)
     no_cat = category < 0
@@ -129,7 +131,7 @@ def events_table(
     table = pa.table(
         {
             "customer_id": codes(_customer_id_array(pop.gid), rows.idx, None if with_customer_id else ident_only),
-            "identifier": strings(_ident_strings(kind[shown[first]], uniq).to_arrow(), ident_pos, ~show_ident),
+            "identifier": _ident_array(kind, val, show_ident),
             "timestamp": timestamps(rows.ts),
             "channel": codes(EVENT_CHANNELS, rows.channel),
             "event_type": codes(EVENT_TYPES, rows.event_type),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["day_step", "first_seen", "identifier_values", "person_time_order"]
+__all__ = ["day_step", "first_seen", "identifier_utf8", "identifier_values", "person_time_order"]
 
 _F1 = np.float32(1.0)
 
@@ -255,3 +255,52 @@ def first_seen(
         elif ts[r] < o_ts[found]:
             o_ts[found] = ts[r]
     return o_idx[:m], o_kind[:m], o_val[:m], o_ts[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def identifier_utf8(
+    kind: np.ndarray, val: np.ndarray, show: np.ndarray, affixes: np.ndarray, affix_at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Arrow string buffers (int32 offsets, utf-8 bytes) of ``prefix[kind] + str(val) + suffix[kind]``.
+
+    Rows where ``show`` is false are empty (the caller marks them null). ``affixes`` holds the utf-8 bytes
+    of prefix 0, suffix 0, prefix 1, ...; ``affix_at`` the offsets of those pieces in it.
+    """
+    n = kind.shape[0]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    digits = np.empty(20, dtype=np.uint8)
+    for r in range(n):
+        size = 0
+        if show[r]:
+            k = kind[r]
+            size = affix_at[2 * k + 2] - affix_at[2 * k]
+            v = val[r]
+            size += 1
+            while v >= np.uint64(10):
+                v //= np.uint64(10)
+                size += 1
+        offsets[r + 1] = offsets[r] + size
+    data = np.empty(offsets[n], dtype=np.uint8)
+    for r in range(n):
+        if not show[r]:
+            continue
+        k = kind[r]
+        pos = offsets[r]
+        for j in range(affix_at[2 * k], affix_at[2 * k + 1]):
+            data[pos] = affixes[j]
+            pos += 1
+        v = val[r]
+        m = 0
+        while True:
+            digits[m] = np.uint8(48 + v % np.uint64(10))
+            m += 1
+            v //= np.uint64(10)
+            if v == np.uint64(0):
+                break
+        for j in range(m - 1, -1, -1):
+            data[pos] = digits[j]
+            pos += 1
+        for j in range(affix_at[2 * k + 1], affix_at[2 * k + 2]):
+            data[pos] = affixes[j]
+            pos += 1
+    return offsets, data
