@@ -23,9 +23,16 @@ UTC_US = pa.timestamp("us", tz="UTC")
 
 
 def codes(names: Sequence[str] | pa.Array, code: np.ndarray, null: np.ndarray | None = None) -> pa.DictionaryArray:
-    """``names[code]`` as a dictionary array (``null`` where the mask holds)."""
-    dictionary = names if isinstance(names, pa.Array) else pa.array(list(names), type=pa.string())
-    indices = pa.array(np.asarray(code, dtype=np.int32), mask=null)
+    """``names[code]`` as a dictionary array (``null`` where the mask holds).
+
+    The index type depends only on ``names`` (not on the codes), so every chunk of a table has one schema.
+    """
+    if isinstance(names, pa.Array):  # e.g. a chunk's customer ids: the same index type in every chunk
+        dictionary, width = names, np.int32
+    else:  # a fixed list of names: the narrowest index type
+        dictionary = pa.array(list(names), type=pa.string())
+        width = np.int8 if len(names) <= 127 else np.int16 if len(names) <= 32_767 else np.int32
+    indices = pa.array(np.asarray(code, dtype=width), mask=null)
     return pa.DictionaryArray.from_arrays(indices, dictionary, safe=False)
 
 

@@ -39,7 +39,7 @@ from omni_ml.simulate.config import (
     UNSUBSCRIBE_WEIGHT,
     SimulationConfig,
 )
-from omni_ml.simulate.kernels import day_step
+from omni_ml.simulate.kernels import contact_candidates, day_step
 from omni_ml.simulate.population import (
     DAY_CORE,
     DAY_MISC,
@@ -336,11 +336,11 @@ def _historic_policy(
     dsl_any: np.ndarray,
     t: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
-    eligible = np.flatnonzero((pop.signup_day < t) & consent.any(axis=1))
+    eligible, p_eligible = contact_candidates(pop.signup_day, consent, dsl_any, t, cfg.contact_rate)
     u = misc.random((2, eligible.size))
-    chosen = u[0] < contact_probability(cfg, dsl_any[eligible])
+    chosen = u[0] < p_eligible
     who = eligible[chosen]
-    p_contact = contact_probability(cfg, dsl_any[who])
+    p_contact = p_eligible[chosen]
     probs = channel_probabilities(cfg, consent[who], pop.spend[who])
     cum = np.cumsum(probs, axis=1)
     ch = np.minimum((cum < (u[1, chosen] * cum[:, -1])[:, None]).sum(axis=1), len(CHANNELS) - 1)

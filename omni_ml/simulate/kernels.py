@@ -11,9 +11,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["day_step", "first_seen", "identifier_utf8", "identifier_values", "person_time_order"]
+__all__ = ["contact_candidates", "day_step", "first_seen", "identifier_utf8", "identifier_values", "person_time_order"]
 
 _F1 = np.float32(1.0)
+_BOUND = np.float32(1.001)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -86,7 +87,10 @@ def day_step(
                 for c in range(1, n_cat):
                     total += w[c]
                 hazard = lam[i] * lam_mult[i] * season * total + eff[i]
-                starting = core[2, i] < -np.expm1(-hazard)
+                # 1 - exp(-h) <= h: the exact test is needed only when the uniform is below h (rare)
+                u2 = core[2, i]
+                if u2 <= hazard * _BOUND:
+                    starting = u2 < -np.expm1(-hazard)
             # 4. purchase of an in-market person
             if buying:
                 cat = intent_cat[i]
@@ -304,3 +308,31 @@ def identifier_utf8(
             data[pos] = affixes[j]
             pos += 1
     return offsets, data
+
+
+@numba.njit(cache=True, nogil=True)
+def contact_candidates(
+    signup_day: np.ndarray, consent: np.ndarray, dsl_any: np.ndarray, t: int, contact_rate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Who the historic policy may contact on day ``t``, and how likely (``engine.contact_probability``).
+
+    Eligible: signed up before ``t`` with consent on at least one channel.
+    """
+    n = signup_day.shape[0]
+    who = np.empty(n, dtype=np.int64)
+    p = np.empty(n, dtype=np.float64)
+    m = 0
+    for i in range(n):
+        if signup_day[i] >= t:
+            continue
+        ok = False
+        for c in range(consent.shape[1]):
+            if consent[i, c]:
+                ok = True
+                break
+        if ok:
+            tilt = 1.6 if dsl_any[i] < 60 else (1.0 if dsl_any[i] < 365 else 0.5)
+            who[m] = i
+            p[m] = min(max(contact_rate * tilt, 0.0), 0.95)
+            m += 1
+    return who[:m], p[:m]
