@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -27,6 +28,7 @@ def codes(names: Sequence[str] | pa.Array, code: np.ndarray, null: np.ndarray | 
 
     The index type depends only on ``names`` (not on the codes), so every chunk of a table has one schema.
     """
+    width: type[np.signedinteger[Any]]
     if isinstance(names, pa.Array):  # e.g. a chunk's customer ids: the same index type in every chunk
         dictionary, width = names, np.int32
     else:  # a fixed list of names: the narrowest index type
