@@ -63,15 +63,37 @@ def campaign_step(out_dir: Path, *, tracking_uri: str | None = None, register_as
             source=str(world.resolve()),
         )
     print(f"   {model}")
-    print("   back-test: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(model.metrics_.items())[:6]))
+    keys = ("auc", "pr_auc", "brier", "ece", "top_decile_lift", "base_rate")
+    print("   propensity back-test: " + ", ".join(f"{k} {model.metrics_[k]:.3f}" for k in keys if k in model.metrics_))
+    if getattr(model, "channel_backtest_", None) is not None:
+        print("   " + model.channel_backtest_.to_text().replace("\n", "\n   "))
     model_uri = f"models:/{register_as}@champion"
     print(f"   MLflow run {run.run_id} in {uri}; registered {register_as} version {run.version} as {model_uri}")
     out = out_dir / "campaign.parquet"
     print(f"== score every customer as of {end:%Y-%m-%d} with {model_uri}")
     summary = score(world, model=model_uri, as_of=end, out=out, reasons=3, tracking_uri=uri, progress=False)
     print(summary.to_text())
+    _show_one_contact(out)
     print(f"MLflow UI:     mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
     return summary
+
+
+def _show_one_contact(campaign: Path) -> None:
+    """Print the first contacted customer's row: decision, value and both kinds of reasons."""
+    import polars as pl
+
+    rows = pl.read_parquet(campaign).filter(~pl.col("control_group") & (pl.col("best_channel") != "no_contact"))
+    if rows.height == 0:
+        return
+    row = rows.row(0, named=True)
+    print(
+        f"== one row of the campaign file: {row['customer_id']}: {row['best_channel']} "
+        f"(propensity {row['propensity']:.3f}, decile {row['propensity_decile']}, "
+        f"uplift {row['expected_uplift']:+.4f}, value {row['expected_value']:+.3f}, rule {row['rule']})"
+    )
+    for kind, prefix in (("why likely to buy", "reason_"), ("why this channel", "channel_reason_")):
+        texts = [row[c] for c in row if c.startswith(prefix) and c[len(prefix) :].isdigit() and row[c]]
+        print(f"   {kind}: " + "; ".join(texts))
 
 
 def main(argv: list[str] | None = None) -> None:
