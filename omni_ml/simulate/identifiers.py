@@ -166,10 +166,10 @@ def contacts_table(
     """The contacts table of the records with ``lo <= day < hi``, by person, day and second."""
     keep = (rec["day"] >= lo) & (rec["day"] < hi)
     c = {k: v[keep] for k, v in rec.items()}
-    order = np.lexsort((c["sec"], c["day"], c["idx"]))
+    ts = (cal.epoch_day + c["day"].astype(np.int64)) * 86_400_000_000 + c["sec"].astype(np.int64) * 1_000_000
+    order = person_time_order(c["idx"].astype(np.int64), ts, pop.n)  # by person, day, second
     c = {k: v[order] for k, v in c.items()}
-    idx, day, ch = c["idx"].astype(np.int64), c["day"].astype(np.int64), c["ch"].astype(np.int64)
-    ts = (cal.epoch_day + day) * 86_400_000_000 + c["sec"].astype(np.int64) * 1_000_000
+    idx, ch, ts = c["idx"].astype(np.int64), c["ch"].astype(np.int64), ts[order]
     code = c["campaign"].astype(np.int64)
     costs = np.array([CHANNEL_COST[x] for x in CHANNELS])
     return pa.table(
