@@ -1,7 +1,10 @@
 """Run a world chunk by chunk and write the histories directory and its truth; continue a world.
 
-Files are written with one ``pyarrow.parquet.ParquetWriter`` per table (one row group per chunk), so
-memory is bounded by a chunk and the same config gives the same bytes.
+A chunk's tables are arrow tables with dictionary-coded strings (:mod:`omni_ml.simulate.columns`);
+with ``workers > 1`` they are computed by spawned processes that import only ``omni_ml.simulate``. A
+writer thread appends them in chunk order to one parquet file per table (row groups per chunk) while
+the next chunks are simulated, so memory is bounded by a few chunks and the same config gives the same
+bytes for any number of workers.
 """
 
 from __future__ import annotations
