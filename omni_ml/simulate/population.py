@@ -272,12 +272,3 @@ class CategoryTables:
         sup *= self.keep
         sup += 1.0
         lift *= self.lift_keep
-
-    def bought(self, sup: np.ndarray, lift: np.ndarray, who: np.ndarray, cat: np.ndarray) -> None:
-        """Persons ``who`` bought category ``cat`` today (in place)."""
-        for row, c in enumerate(self.durable):
-            sel = who[cat == c]
-            sup[row, sel] = np.float32(0.05)
-        for row, c in enumerate(self.parents):
-            sel = who[cat == c]
-            lift[row, sel] = np.float32(self.boost)
