@@ -211,9 +211,15 @@ def simulate(
     end: Annotated[str | None, typer.Option("--end", help="End of the history = as-of date of the truth.")] = None,
     future_days: Annotated[int | None, typer.Option("--future-days", help="Length H of the future window.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same bytes.")] = 0,
-    workers: Annotated[int, typer.Option("--workers", help="Processes simulating chunks (same files).")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Processes simulating chunks; default: one per core, at most 4 (same files)."),
+    ] = None,
 ) -> None:
     """Simulate a seeded omnichannel world: histories tables plus the ground truth in OUT/truth/."""
+    import os
+
+    workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
     import datetime as dt
 
     from rich.progress import Progress
