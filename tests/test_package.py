@@ -1,4 +1,4 @@
-"""The names a notebook gets from ``import omni_ml as om``: pinned, so removing or renaming one is a visible decision."""
+"""The names a notebook gets from ``import omni_ml as om``, pinned: removing or renaming one is a decision."""
 
 from __future__ import annotations
 
