@@ -326,6 +326,48 @@ def test_partitions_and_engines_do_not_change_the_result() -> None:
         assert build_features(hist, [C, C + 3 * DAY], feature_set=other).equals(base)
 
 
+@PROPERTY
+@given(
+    st.lists(event_rows, min_size=1, max_size=30),
+    st.lists(contact_rows, max_size=8),
+    st.lists(st.sampled_from([0, -1, 1, -7, 3, -30]), min_size=1, max_size=3, unique=True),
+)
+def test_one_pass_or_two_passes_per_source_give_identical_features_5(rows, contacts, day_shifts) -> None:
+    # predicate-free measures (days since the last event, tenure) and the predicate ones are measured
+    # in one pass or in two (when few rows match a predicate): only the speed may differ
+    import omni_ml.features._engine as engine
+
+    hist = _hist(_events(rows), _contacts(contacts) if contacts else None)
+    cutoffs = [C + d * DAY + d * 997 * US for d in day_shifts]
+    fs = FeatureSet.from_histories(hist, SMALL, before=max(cutoffs))
+    keys = pl.DataFrame({"customer_id": CUSTOMERS * len(cutoffs), "cutoff": [c for c in cutoffs for _ in CUSTOMERS]})
+    out = {}
+    for share in (-1.0, 1.0):  # never split, always split
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(engine, "_SPLIT_SHARE", share)
+            out[share] = (build_features(hist, cutoffs, feature_set=fs), build_features(hist, keys, feature_set=fs))
+    assert out[-1.0][0].equals(out[1.0][0])
+    assert out[-1.0][1].equals(out[1.0][1])
+
+
+def test_rare_predicates_are_measured_in_a_second_pass_over_matching_rows_only_5() -> None:
+    import omni_ml.features._engine as engine
+
+    rows = [("a", C - d * DAY, "web", "visit", None, None) for d in range(1, 20)]
+    rows.append(("a", C - 2 * DAY, "app", "purchase", 7.25, "tv"))
+    hist = _hist(_events(rows))
+    fs = FeatureSet.from_histories(hist, FeatureConfig(windows=(7, 30), families=("rfm",)))
+    plan = engine._Plan(fs.features, need_history=True)
+    passes = plan.passes("events", hist.events, streaming=True)  # 1 row of 20 is a purchase
+    assert [sorted(a.kind for a in p.measures.values()) for p in passes] == [["last"], ["count", "last", "sum"]]
+    assert passes[0].rows is None
+    assert passes[1].rows is not None
+    assert not passes[0].windows
+    assert passes[1].windows == {7, 30}
+    out = build_features(hist, C, feature_set=fs).row(0, named=True)
+    assert (out["purchases_7d"], out["revenue_30d"], out["days_since_last_event"]) == (1, 7.25, 1.0)
+
+
 # ----------------------------------------------------------------------------- the definition
 
 

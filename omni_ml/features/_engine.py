@@ -8,7 +8,10 @@ How one pass serves many cutoffs, exactly to the microsecond
    the last cutoff are never read (the filter is pushed down to the parquet scan); so is
    history older than the longest window when no feature needs all history.
 2. One streaming pass groups the rows by ``(customer_id, segment)`` into a small *cube* of
-   running measures: counts, sums, latest and earliest timestamps.
+   running measures: counts, sums, latest and earliest timestamps. When a sample shows that few
+   rows match any measure's predicate (e.g. purchases among all events), a source is read in two
+   passes: the predicate-free measures over all rows, cut only at the cutoffs (one segment for
+   a single cutoff), and the others over the matching rows only.
 3. Per customer the cube is accumulated over segments (``cum_sum`` / ``cum_max`` /
    ``cum_min``). Because ``c`` and ``c - w`` are boundaries, "everything before ``b``" is the
    running value of the last segment ``<= index(b)``: an as-of join. A window sum is the
@@ -27,6 +30,7 @@ Values for a customer without history before the cutoff: counts and sums are 0; 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
@@ -42,32 +46,69 @@ __all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "compute_at", "compute_for_keys", "t
 
 MICROS_PER_DAY = 86_400_000_000
 MONEY_SCALE = 10_000  # sums use integer 1/10,000 units: exact, associative, order-independent
-_FIRST_EVENT = Aggregate("events", "first")  # who has any history before a cutoff (scoring path)
+_ANY_EVENT = Aggregate("events", "last")  # who has any history before a cutoff (scoring path)
+# A source's predicate-free measures (e.g. days since the last event) need every row; the others
+# only the rows matching a predicate. When a sample shows at most this share of rows matching any
+# predicate, the two groups are measured in two passes (all rows, few measures; few rows, many
+# measures) instead of one pass evaluating every measure on every row. Only speed depends on it.
+_SPLIT_SHARE = 0.25
+_SAMPLE_ROWS = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pass:
+    """One scan of a source: measures over the same rows, cut at the same boundaries."""
+
+    source: str
+    measures: dict[str, Aggregate]
+    windows: frozenset[int]  # windows read from this pass (their starts become boundaries)
+    unbounded: bool  # some measure reads all history before the cutoff
+    rows: pl.Expr | None = None  # keep only rows matching this (any measure's predicate)
 
 
 class _Plan:
     """The distinct running measures per source table, and which windows each is read at."""
 
-    def __init__(self, features: Sequence[Feature], *, need_first_event: bool) -> None:
+    def __init__(self, features: Sequence[Feature], *, need_history: bool) -> None:
         self.measures: dict[str, dict[str, Aggregate]] = defaultdict(dict)
-        self.windows: dict[str, set[int]] = defaultdict(set)
-        self.read_at: dict[int, set[str]] = defaultdict(set)  # window -> measure keys read at its start
-        self.unbounded: dict[str, bool] = defaultdict(bool)
+        self.windows: dict[str, set[int]] = defaultdict(set)  # measure key -> windows it is read at
+        self.unbounded: dict[str, bool] = defaultdict(bool)  # measure key -> read over all history
         aggs = [f.spec for f in features if isinstance(f.spec, Aggregate)]
-        if need_first_event:
-            aggs.append(_FIRST_EVENT)
+        if need_history:
+            aggs.append(_ANY_EVENT)
         for agg in aggs:
-            self.measures[agg.source].setdefault(agg.measure_key, agg)
+            key = agg.measure_key
+            self.measures[agg.source].setdefault(key, agg)
             if agg.window is None:
-                self.unbounded[agg.source] = True
+                self.unbounded[key] = True
             else:
-                self.windows[agg.source].add(agg.window)
-                self.read_at[agg.window].add(agg.measure_key)
+                self.windows[key].add(agg.window)
         # measure keys start with the source, so they are unique across sources
         self.column = {key: f"__{src}_{i}" for src, ms in self.measures.items() for i, key in enumerate(ms)}
 
     def col(self, agg: Aggregate) -> str:
         return self.column[agg.measure_key]
+
+    def group(self, source: str, keys: Sequence[str], rows: pl.Expr | None = None) -> _Pass:
+        measures = {k: self.measures[source][k] for k in keys}
+        windows = frozenset(w for k in keys for w in self.windows[k])
+        return _Pass(source, measures, windows, any(self.unbounded[k] for k in keys), rows)
+
+    def passes(self, source: str, rows: pl.LazyFrame | None, *, streaming: bool) -> list[_Pass]:
+        """One pass over ``rows``, or two when few rows match the measures' predicates."""
+        measures = self.measures[source]
+        plain = [k for k, a in measures.items() if a.where is None]
+        matched = [k for k, a in measures.items() if a.where is not None]
+        if rows is None or not matched:
+            return [self.group(source, list(measures))]
+        predicates = {str(measures[k].where): measures[k].where for k in matched}
+        any_match = pl.any_horizontal([p.fill_null(False) for p in predicates.values() if p is not None])
+        if not plain:
+            return [self.group(source, matched, any_match)]
+        sample = rows.head(_SAMPLE_ROWS).select(any_match.mean()).collect(engine=_engine(streaming)).item()
+        if sample is None or sample > _SPLIT_SHARE:
+            return [self.group(source, list(measures))]
+        return [self.group(source, plain), self.group(source, matched, any_match)]
 
 
 def true_div(numerator: pl.Expr, denominator: float) -> pl.Expr:
@@ -103,42 +144,37 @@ def _measure_expr(agg: Aggregate, name: str, where: pl.Expr | None) -> pl.Expr:
     return (value.max() if agg.kind == "last" else value.min()).alias(name)
 
 
-def _cube(
-    source: pl.LazyFrame,
-    measures: dict[str, Aggregate],
-    plan: _Plan,
-    boundaries: np.ndarray,
-    *,
-    unbounded: bool,
-    customers: pl.DataFrame | None,
-    streaming: bool,
-) -> pl.DataFrame:
-    """One streaming pass over a source: measures per (customer_id, segment)."""
-    hi = dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=int(boundaries[-1]))
-    lo = dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=int(boundaries[0]))
-    rows = source.filter(pl.col("timestamp") < hi)  # THE exclusive cutoff: nothing at or after it is read
-    if not unbounded:
-        rows = rows.filter(pl.col("timestamp") >= lo)
-    if customers is not None:
-        rows = rows.join(customers.lazy(), on="customer_id", how="semi")
+def _moment(us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=us)
+
+
+def _cube(rows: pl.LazyFrame, step: _Pass, plan: _Plan, boundaries: np.ndarray, *, streaming: bool) -> pl.DataFrame:
+    """One streaming pass over a source's rows before the last cutoff: measures per (customer_id, segment)."""
+    if not step.unbounded:
+        rows = rows.filter(pl.col("timestamp") >= _moment(int(boundaries[0])))
+    if step.rows is not None:
+        rows = rows.filter(step.rows)
     # Each distinct predicate and money column is computed once per row, not once per measure.
     predicates: dict[str, str] = {}
     derived: list[pl.Expr] = [pl.col("timestamp").dt.epoch("us").alias("__ts")]
-    for agg in measures.values():
+    for agg in step.measures.values():
         if agg.where is not None and str(agg.where) not in predicates:
             predicates[str(agg.where)] = name = f"__where{len(predicates)}"
             derived.append(agg.where.fill_null(False).alias(name))
         if agg.kind == "sum" and f"__money_{agg.column}" not in {e.meta.output_name() for e in derived}:
             money = (pl.col(agg.column).cast(pl.Float64) * MONEY_SCALE).round().cast(pl.Int64).fill_null(0)  # type: ignore[arg-type]
             derived.append(money.alias(f"__money_{agg.column}"))
-    segment = pl.lit(pl.Series(boundaries)).search_sorted(pl.col("__ts"), side="right")
     aggs = [
         _measure_expr(agg, plan.col(agg), None if agg.where is None else pl.col(predicates[str(agg.where)]))
-        for agg in measures.values()
+        for agg in step.measures.values()
     ]
+    rows = rows.with_columns(derived)
+    if len(boundaries) == 1:  # every row is before the only boundary: one segment, a cheaper one-column key
+        cube = rows.group_by("customer_id").agg(aggs).collect(engine=_engine(streaming))
+        return cube.insert_column(1, pl.Series("__seg", np.zeros(cube.height, dtype=np.int64)))
+    segment = pl.lit(pl.Series(boundaries)).search_sorted(pl.col("__ts"), side="right")
     return (
-        rows.with_columns(derived)
-        .with_columns(segment.cast(pl.Int64).alias("__seg"))
+        rows.with_columns(segment.cast(pl.Int64).alias("__seg"))
         .group_by("customer_id", "__seg")
         .agg(aggs)
         .collect(engine=_engine(streaming))
@@ -199,6 +235,9 @@ class _Running:
         return picked.select(pl.when(valid).then(pl.col(c)).alias(f"{c}{suffix}") for c in columns)
 
 
+_Cube = tuple[_Pass, pl.DataFrame, np.ndarray]  # a pass, its (customer_id, segment) measures, its boundaries
+
+
 def _cubes(
     hist: Histories,
     plan: _Plan,
@@ -206,28 +245,40 @@ def _cubes(
     *,
     customers: pl.DataFrame | None,
     streaming: bool,
-) -> dict[str, tuple[pl.DataFrame, np.ndarray]]:
-    """Per source table the features read: the (customer_id, segment) cube and the boundaries."""
-    out: dict[str, tuple[pl.DataFrame, np.ndarray]] = {}
-    for source, measures in plan.measures.items():
-        starts = [cutoffs - w * MICROS_PER_DAY for w in sorted(plan.windows[source])]
-        boundaries = np.unique(np.concatenate([cutoffs, *starts]))
-        lf = getattr(hist, source)
-        if lf is None:  # e.g. no contacts table: every measure is "nothing happened"
-            schema = {"customer_id": pl.String, "__seg": pl.Int64, **{plan.col(a): pl.Int64 for a in measures.values()}}
-            out[source] = (pl.DataFrame(schema=schema), boundaries)
-            continue
-        cube = _cube(
-            lf, measures, plan, boundaries, unbounded=plan.unbounded[source], customers=customers, streaming=streaming
-        )
-        out[source] = (cube, boundaries)
+) -> list[_Cube]:
+    """Per pass over a source table the features read: the (customer_id, segment) cube and the boundaries."""
+    out: list[_Cube] = []
+    for source in plan.measures:
+        lf: pl.LazyFrame | None = getattr(hist, source)
+        rows = None
+        if lf is not None:
+            rows = lf.filter(pl.col("timestamp") < _moment(int(cutoffs.max())))  # THE exclusive cutoff
+            if customers is not None:
+                rows = rows.join(customers.lazy(), on="customer_id", how="semi")
+        for step in plan.passes(source, rows, streaming=streaming):
+            starts = [cutoffs - w * MICROS_PER_DAY for w in sorted(step.windows)]
+            boundaries = np.unique(np.concatenate([cutoffs, *starts]))
+            if rows is None:  # e.g. no contacts table: every measure is "nothing happened"
+                schema = {"customer_id": pl.String, "__seg": pl.Int64}
+                schema.update({plan.col(a): pl.Int64 for a in step.measures.values()})
+                out.append((step, pl.DataFrame(schema=schema), boundaries))
+                continue
+            out.append((step, _cube(rows, step, plan, boundaries, streaming=streaming), boundaries))
     return out
+
+
+def _with_history(cubes: list[_Cube]) -> pl.Series:
+    """Customers with any event before the last cutoff (the cube holding ``_ANY_EVENT``)."""
+    for step, cube, _ in cubes:
+        if _ANY_EVENT.measure_key in step.measures:
+            return cube["customer_id"].unique()
+    return pl.Series("customer_id", [], dtype=pl.String)
 
 
 def _aggregate_features(
     keys: pl.DataFrame,
     plan: _Plan,
-    cubes: dict[str, tuple[pl.DataFrame, np.ndarray]],
+    cubes: list[_Cube],
     features: Sequence[Feature],
     codes: pl.Enum,
 ) -> pl.DataFrame:
@@ -240,29 +291,30 @@ def _aggregate_features(
     cutoff_us = keys["__cutoff_us"].to_numpy()
     cut = pl.col("__cutoff_us")
     columns: dict[str, pl.Series] = {}
-    for source in list(cubes):
-        cube, boundaries = cubes.pop(source)
-        measures = plan.measures[source]
-        running = _Running(cube, measures, plan, codes, len(boundaries))
+    cubes.reverse()
+    while cubes:  # consumed one at a time: a cube is freed as soon as its features are out
+        step, cube, boundaries = cubes.pop()
+        running = _Running(cube, step.measures, plan, codes, len(boundaries))
         del cube
 
         def at(offset: int) -> np.ndarray:
             # boundaries hold every cutoff - offset exactly; segments <= its index hold the rows before it
             return np.searchsorted(boundaries, cutoff_us - offset * MICROS_PER_DAY, side="left")  # noqa: B023
 
-        mine = [(f.name, f.spec) for f in features if isinstance(f.spec, Aggregate) and f.spec.source == source]
-        now = running.lookup(code, at(0), [plan.col(a) for a in measures.values()], "__0")
+        mine = [(f.name, f.spec) for f in features if isinstance(f.spec, Aggregate)]
+        mine = [(name, agg) for name, agg in mine if agg.measure_key in step.measures]
+        now = running.lookup(code, at(0), [plan.col(a) for a in step.measures.values()], "__0")
         now = now.with_columns(keys["__cutoff_us"])
-        for w in sorted(plan.windows[source]):
-            cols = [plan.col(a) for a in measures.values() if a.measure_key in plan.read_at[w]]
+        for w in sorted(step.windows):
+            cols = [plan.col(a) for k, a in step.measures.items() if w in plan.windows[k]]
             start = running.lookup(code, at(w), cols, f"__{w}")
             both = pl.concat([now, start], how="horizontal")
             exprs = [_value(agg, plan, name) for name, agg in mine if agg.window == w]
             columns.update(both.select(exprs).to_dict())
             del start, both
         exprs = [_value(agg, plan, name) for name, agg in mine if agg.window is None]
-        if source == "events" and _FIRST_EVENT.measure_key in measures:
-            exprs.append(pl.col(f"{plan.col(_FIRST_EVENT)}__0").is_not_null().alias("__has_history"))
+        if _ANY_EVENT.measure_key in step.measures:
+            exprs.append(pl.col(f"{plan.col(_ANY_EVENT)}__0").is_not_null().alias("__has_history"))
         columns.update(now.select(cut, *exprs).drop("__cutoff_us").to_dict())
         del now, running
     names = [f.name for f in features if isinstance(f.spec, Aggregate)]
@@ -383,7 +435,7 @@ def compute_for_keys(
     customers = keys.select(pl.col("customer_id").unique().sort())
     codes = pl.Enum(customers["customer_id"])
     keys = _with_row(keys).with_columns(pl.col("customer_id").cast(codes).to_physical().cast(pl.Int64).alias("__code"))
-    plan = _Plan(features, need_first_event=False)
+    plan = _Plan(features, need_history=False)
     cutoffs = np.unique(keys["__cutoff_us"].to_numpy())
     cubes = _cubes(hist, plan, cutoffs, customers=customers, streaming=streaming)
     aggregates = _aggregate_features(keys, plan, cubes, features, codes)
@@ -397,10 +449,10 @@ def compute_at(
 
     "Every customer" at ``c`` = the customers table plus anyone with an event before ``c``.
     """
-    plan = _Plan(features, need_first_event=True)
+    plan = _Plan(features, need_history=True)
     moments = pl.Series("cutoff", sorted(set(cutoffs)), dtype=TIMESTAMP)
     cubes = _cubes(hist, plan, _utc_us(moments), customers=None, streaming=streaming)
-    candidates = cubes["events"][0]["customer_id"].unique()
+    candidates = _with_history(cubes)
     listed = pl.Series("customer_id", [], dtype=pl.String)
     if hist.customers is not None:
         listed = hist.customers.select("customer_id").collect()["customer_id"]

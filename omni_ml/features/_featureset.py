@@ -84,7 +84,9 @@ class FeatureConfig:
         each): bounds memory for histories larger than memory. ``None`` (default) picks one
         partition per ``events_per_partition`` events. The result does not depend on it.
     events_per_partition
-        Target events per partition when ``partitions`` is ``None``.
+        Target events per partition when ``partitions`` is ``None``. Memory grows with the
+        customers and cutoffs of a partition, not with its events (they are streamed); every
+        partition reads the whole source once more.
     streaming
         Use polars' streaming engine for the scans.
 
@@ -104,7 +106,7 @@ class FeatureConfig:
     trend_pairs: tuple[tuple[int, int], ...] = ((7, 30), (30, 365))
     max_levels: int = 50
     partitions: int | None = None
-    events_per_partition: int = 5_000_000
+    events_per_partition: int = 50_000_000
     streaming: bool = True
 
     def __post_init__(self) -> None:
