@@ -332,22 +332,26 @@ def test_partitions_and_engines_do_not_change_the_result() -> None:
     st.lists(contact_rows, max_size=8),
     st.lists(st.sampled_from([0, -1, 1, -7, 3, -30]), min_size=1, max_size=3, unique=True),
 )
-def test_one_pass_or_two_passes_per_source_give_identical_features_5(rows, contacts, day_shifts) -> None:
+def test_passes_and_lookups_never_change_the_features_5(rows, contacts, day_shifts) -> None:
     # predicate-free measures (days since the last event, tenure) and the predicate ones are measured
-    # in one pass or in two (when few rows match a predicate): only the speed may differ
+    # in one pass or in two (when few rows match a predicate), running values are looked up by a
+    # sweep over the segments or by binary search: only the speed may differ
     import omni_ml.features._engine as engine
 
     hist = _hist(_events(rows), _contacts(contacts) if contacts else None)
     cutoffs = [C + d * DAY + d * 997 * US for d in day_shifts]
     fs = FeatureSet.from_histories(hist, SMALL, before=max(cutoffs))
     keys = pl.DataFrame({"customer_id": CUSTOMERS * len(cutoffs), "cutoff": [c for c in cutoffs for _ in CUSTOMERS]})
-    out = {}
-    for share in (-1.0, 1.0):  # never split, always split
+    out = []
+    # never split, always split; lookups by sweeping the segments or by binary search
+    for share, sweep in ((-1.0, 4096), (1.0, 4096), (1.0, 0)):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(engine, "_SPLIT_SHARE", share)
-            out[share] = (build_features(hist, cutoffs, feature_set=fs), build_features(hist, keys, feature_set=fs))
-    assert out[-1.0][0].equals(out[1.0][0])
-    assert out[-1.0][1].equals(out[1.0][1])
+            mp.setattr(engine, "_SWEEP_SEGMENTS", sweep)
+            out.append((build_features(hist, cutoffs, feature_set=fs), build_features(hist, keys, feature_set=fs)))
+    for scored, paired in out[1:]:
+        assert scored.equals(out[0][0])
+        assert paired.equals(out[0][1])
 
 
 def test_rare_predicates_are_measured_in_a_second_pass_over_matching_rows_only_5() -> None:

@@ -53,6 +53,7 @@ _ANY_EVENT = Aggregate("events", "last")  # who has any history before a cutoff 
 # measures) instead of one pass evaluating every measure on every row. Only speed depends on it.
 _SPLIT_SHARE = 0.25
 _SAMPLE_ROWS = 100_000
+_SWEEP_SEGMENTS = 4_096  # up to this many segments, lookups sweep the segments instead of binary searching
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,18 +222,41 @@ class _Running:
                 op = pl.when(marked != _SENTINEL).then(marked)
             running.append(op.alias(plan.col(agg)))
         self.frame = frame.with_columns(running)
+        self.n_codes = codes.categories.len()
         self.code = self.frame["__code"].to_numpy()
-        self.key = self.code * self.stride + self.frame["__seg"].to_numpy()
+        self.seg = self.frame["__seg"].to_numpy()
+
+    def positions(self, code: np.ndarray, segment: np.ndarray) -> np.ndarray:
+        """Row of each ``(code, segment)`` customer's last segment ``<= segment``; -1 when there is none."""
+        if self.stride > _SWEEP_SEGMENTS:  # many segments (e.g. a cutoff per contact): binary search
+            key = self.code * self.stride + self.seg
+            pos = np.searchsorted(key, code * self.stride + segment, side="right") - 1
+            found = (pos >= 0) & (self.code[np.clip(pos, 0, None)] == code)
+            return np.where(found, pos, -1)
+        # few segments: sweep them in time order, keeping each customer's latest row so far; a customer
+        # has at most one row per segment, so each assignment below writes distinct places
+        rows_by_seg = np.argsort(self.seg.astype(np.int32), kind="stable")
+        row_end = np.searchsorted(self.seg[rows_by_seg], np.arange(self.stride), side="right")
+        queries_by_seg = np.argsort(segment.astype(np.int32), kind="stable")
+        query_end = np.searchsorted(segment[queries_by_seg], np.arange(self.stride), side="right")
+        latest = np.full(self.n_codes, -1, dtype=np.int64)
+        pos = np.empty(len(code), dtype=np.int64)
+        r0 = q0 = 0
+        for s in range(self.stride):
+            rows = rows_by_seg[r0 : row_end[s]]
+            latest[self.code[rows]] = rows
+            queries = queries_by_seg[q0 : query_end[s]]
+            pos[queries] = latest[code[queries]]
+            r0, q0 = row_end[s], query_end[s]
+        return pos
 
     def lookup(self, code: np.ndarray, segment: np.ndarray, columns: list[str], suffix: str) -> pl.DataFrame:
         """Running values at each customer's last segment ``<= segment`` (null when there is none)."""
-        if not len(self.key):
+        if not len(self.code):
             return pl.DataFrame({f"{c}{suffix}": pl.Series([None] * len(code), dtype=pl.Int64) for c in columns})
-        pos = np.searchsorted(self.key, code * self.stride + segment, side="right") - 1
-        safe = np.clip(pos, 0, None)
-        valid = pl.Series("__valid", (pos >= 0) & (self.code[safe] == code))
-        picked = self.frame.select(columns)[safe]
-        return picked.select(pl.when(valid).then(pl.col(c)).alias(f"{c}{suffix}") for c in columns)
+        pos = pl.Series("__pos", self.positions(code, segment))
+        index = pl.select(pl.when(pl.lit(pos) >= 0).then(pl.lit(pos))).to_series()  # null: no row, null value
+        return self.frame.select(pl.col(c).gather(index).alias(f"{c}{suffix}") for c in columns)
 
 
 _Cube = tuple[_Pass, pl.DataFrame, np.ndarray]  # a pass, its (customer_id, segment) measures, its boundaries
