@@ -370,6 +370,9 @@ def test_rare_predicates_are_measured_in_a_second_pass_over_matching_rows_only_5
     assert passes[1].windows == {7, 30}
     out = build_features(hist, C, feature_set=fs).row(0, named=True)
     assert (out["purchases_7d"], out["revenue_30d"], out["days_since_last_event"]) == (1, 7.25, 1.0)
+    # the second pass keeps the rows matching any predicate; implied ones (purchase on app) are not re-tested
+    weakest = engine._weakest([event("purchase", channel="app"), event("purchase"), None, event("cart", category="x")])
+    assert [str(p) for p in weakest] == [str(event("purchase")), str(event("cart", category="x"))]
 
 
 # ----------------------------------------------------------------------------- the definition

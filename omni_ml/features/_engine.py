@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -102,14 +103,38 @@ class _Plan:
         matched = [k for k, a in measures.items() if a.where is not None]
         if rows is None or not matched:
             return [self.group(source, list(measures))]
-        predicates = {str(measures[k].where): measures[k].where for k in matched}
-        any_match = pl.any_horizontal([p.fill_null(False) for p in predicates.values() if p is not None])
+        predicates = [measures[k].where for k in matched]
+        any_match = pl.any_horizontal([p.fill_null(False) for p in _weakest(predicates) if p is not None])
         if not plain:
             return [self.group(source, matched, any_match)]
         sample = rows.head(_SAMPLE_ROWS).select(any_match.mean()).collect(engine=_engine(streaming)).item()
         if sample is None or sample > _SPLIT_SHARE:
             return [self.group(source, list(measures))]
         return [self.group(source, plain), self.group(source, matched, any_match)]
+
+
+def _conjuncts(predicate: pl.Expr) -> frozenset[str]:
+    """The terms of ``a & b & ...`` (serialised), or the whole predicate as one term."""
+
+    def flatten(node: Any) -> list[Any]:
+        binary = node.get("BinaryExpr") if isinstance(node, dict) else None
+        if binary is not None and binary.get("op") == "And":
+            return flatten(binary["left"]) + flatten(binary["right"])
+        return [node]
+
+    return frozenset(
+        json.dumps(term, sort_keys=True) for term in flatten(json.loads(predicate.meta.serialize(format="json")))
+    )
+
+
+def _weakest(predicates: Sequence[pl.Expr | None]) -> list[pl.Expr]:
+    """The predicates not implied by another one (``a & b`` implies ``a``): their OR is the OR of all."""
+    terms = {str(p): (p, _conjuncts(p)) for p in predicates if p is not None}
+    kept: list[tuple[pl.Expr, frozenset[str]]] = []
+    for p, t in sorted(terms.values(), key=lambda pt: len(pt[1])):
+        if not any(k <= t for _, k in kept):
+            kept.append((p, t))
+    return [p for p, _ in kept]
 
 
 def true_div(numerator: pl.Expr, denominator: float) -> pl.Expr:
