@@ -330,6 +330,7 @@ def _aggregate_features(
     cubes: list[_Cube],
     features: Sequence[Feature],
     codes: pl.Enum,
+    cutoffs: np.ndarray,
 ) -> pl.DataFrame:
     """``__row``, every aggregate feature and ``__has_history`` (if measured) for ``keys``.
 
@@ -337,7 +338,7 @@ def _aggregate_features(
     up one at a time and turned into features at once, so only two lookups are alive together.
     """
     code = keys["__code"].to_numpy()
-    cutoff_us = keys["__cutoff_us"].to_numpy()
+    cutoff_index = np.searchsorted(cutoffs, keys["__cutoff_us"].to_numpy())  # cutoffs: sorted, distinct
     cut = pl.col("__cutoff_us")
     columns: dict[str, pl.Series] = {}
     cubes.reverse()
@@ -348,7 +349,8 @@ def _aggregate_features(
 
         def at(offset: int) -> np.ndarray:
             # boundaries hold every cutoff - offset exactly; segments <= its index hold the rows before it
-            return np.searchsorted(boundaries, cutoff_us - offset * MICROS_PER_DAY, side="left")  # noqa: B023
+            segment = np.searchsorted(boundaries, cutoffs - offset * MICROS_PER_DAY, side="left")  # noqa: B023
+            return segment[cutoff_index]
 
         mine = [(f.name, f.spec) for f in features if isinstance(f.spec, Aggregate)]
         mine = [(name, agg) for name, agg in mine if agg.measure_key in step.measures]
@@ -487,7 +489,7 @@ def compute_for_keys(
     plan = _Plan(features, need_history=False)
     cutoffs = np.unique(keys["__cutoff_us"].to_numpy())
     cubes = _cubes(hist, plan, cutoffs, customers=customers, streaming=streaming)
-    aggregates = _aggregate_features(keys, plan, cubes, features, codes)
+    aggregates = _aggregate_features(keys, plan, cubes, features, codes, cutoffs)
     return _finish(keys, aggregates, _static_features(hist, keys, features), features)
 
 
@@ -500,7 +502,8 @@ def compute_at(
     """
     plan = _Plan(features, need_history=True)
     moments = pl.Series("cutoff", sorted(set(cutoffs)), dtype=TIMESTAMP)
-    cubes = _cubes(hist, plan, _utc_us(moments), customers=None, streaming=streaming)
+    cutoff_us = _utc_us(moments)
+    cubes = _cubes(hist, plan, cutoff_us, customers=None, streaming=streaming)
     candidates = _with_history(cubes)
     listed = pl.Series("customer_id", [], dtype=pl.String)
     if hist.customers is not None:
@@ -518,7 +521,7 @@ def compute_at(
             }
         )
     )
-    aggregates = _aggregate_features(keys, plan, cubes, features, codes)
+    aggregates = _aggregate_features(keys, plan, cubes, features, codes, cutoff_us)
     keep = aggregates["__has_history"] | keys["customer_id"].is_in(listed.implode())
     keys = _with_row(keys.filter(keep).drop("__row", "__cutoff_us"))
     aggregates = aggregates.filter(keep).drop("__row", "__has_history").with_row_index("__row")
