@@ -16,16 +16,23 @@ the cutoff. Each contender runs in its own subprocess for a clean peak RSS (ru_m
 the parquet file itself: the time runs from the read to the feature table in memory (writing it
 for the equality check is not timed). ``omni_ml_12`` builds 12 monthly cutoffs.
 
-Measured 2026-11-23 on the shared 2-core machine (load average 7-14 from other jobs, so wall
-times are noisy; cpu seconds are the steadier comparison), ``nice -n 10``:
+Measured 2026-11-23 on the shared 2-core machine (load average ~2 from other jobs; cpu seconds
+are the steadier comparison), after the two-pass engine (issue 5):
 
     20M events      wall s  cpu s  peak MB (imports)
-    omni_ml           33.8   11.9    806 (260)   0.99x / 0.95x / 1.00x DuckDB; 0.72x above imports
-    duckdb            34.2   12.5    804  (47)
-    pandas            45.0   23.9  3,310 (101)   2.0x omni_ml cpu
-    omni_ml_12        68.4   30.3  5,102 (260)   2.02x wall / 2.54x cpu of one cutoff
-    100M events: omni_ml 304 s wall, 133 s cpu, 2,300 MB peak (20 partitions);
-                 duckdb  308 s wall,  74 s cpu, 2,992 MB peak.
+    omni_ml            3.1    5.3    777  (74)   0.54x / 0.48x / 0.86x DuckDB; 0.82x above imports
+    duckdb             5.8   11.0    906  (52)
+    pandas            17.8   20.7  3,369 (107)   5.7x omni_ml wall, 3.9x cpu
+    omni_ml_12         9.7   16.1  3,477  (74)   3.09x wall / 3.06x cpu of one cutoff
+    100M events: omni_ml 19.9 s wall, 35.2 s cpu, 2,278 MB peak (2 partitions).
+    Before (same day, same machine): omni_ml 14.1 s wall / 10.2 cpu, omni_ml_12 32.7 / 29.5;
+    100M 304 s wall / 133 cpu (20 partitions, each rereading the file).
+
+Where the time goes (one cutoff, cpu s): the pass over all 20M rows for the latest event 2.1, the
+pass over the purchases 1.1-1.6, running values and lookups 1.1, the rest 0.5. A bare polars
+``group_by("customer_id").agg(max("timestamp"))`` over the file costs 1.9-2.1 cpu s (1.0 s wall):
+hashing 20M string ids into 500k groups is the floor of any per-customer pass, and it alone is
+~1/10 of pandas' 20.7 cpu s, so "10x pandas" is out of reach on cpu; on wall it would need ~1.8 s.
 """
 
 from __future__ import annotations
