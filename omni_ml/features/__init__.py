@@ -21,7 +21,7 @@ Two entry points, one engine:
 
 Families (``FeatureSet.families()``): ``rfm``, ``rfm_channel``, ``rfm_category``, ``browsing``,
 ``cart``, ``engagement``, ``contact_pressure``, ``interpurchase``, ``returns_service``,
-``tenure``, ``consent``, ``customer``. Add your own with :func:`register_family`.
+``tenure``, ``consent``, ``customer``, ``time_of_year``. Add your own with :func:`register_family`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import polars as pl
 
 # Family modules register themselves on import.
+import omni_ml.features.calendar
 import omni_ml.features.customers
 import omni_ml.features.engagement
 import omni_ml.features.products

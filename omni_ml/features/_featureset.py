@@ -240,7 +240,9 @@ class FeatureSet:
                 prior = features.get(feat.name)
                 if prior is None:
                     if isinstance(feat.spec, pl.Expr):
-                        missing = [r for r in feat.spec.meta.root_names() if r not in features]
+                        # a derived feature may also read its row's `cutoff` (e.g. the time of year)
+                        roots = feat.spec.meta.root_names()
+                        missing = [r for r in roots if r not in features and r != "cutoff"]
                         if missing:
                             msg = (
                                 f"feature {feat.name!r} (family {family!r}) is derived from {missing}, which "
