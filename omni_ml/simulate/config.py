@@ -271,7 +271,8 @@ class SimulationConfig:
 PresetName = Literal["small", "default", "large"]
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {"n_customers": 2_500},
-    "default": {"n_customers": 30_000},
+    # two years of history, so training cutoffs include the same season one year earlier (issue 6)
+    "default": {"n_customers": 30_000, "start": dt.date(2023, 1, 1)},
     "large": {"n_customers": 1_000_000, "chunk_size": 100_000},
 }
 
@@ -279,8 +280,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset(name: PresetName | str, **overrides: Any) -> SimulationConfig:
     """The named preset, with optional field overrides.
 
-    ``small`` (2,500 persons, one year: seconds; tests and notebooks), ``default`` (30,000 persons; model
-    quality benchmarks), ``large`` (1,000,000 persons; scale benchmarks).
+    ``small`` (2,500 persons, one year: seconds; tests and notebooks), ``default`` (30,000 persons, two
+    years 2023-01-01..2025-01-01; model quality benchmarks), ``large`` (1,000,000 persons, one year;
+    scale benchmarks).
 
     Examples
     --------
