@@ -279,9 +279,10 @@ class _Running:
         """Running values at each customer's last segment ``<= segment`` (null when there is none)."""
         if not len(self.code):
             return pl.DataFrame({f"{c}{suffix}": pl.Series([None] * len(code), dtype=pl.Int64) for c in columns})
-        pos = pl.Series("__pos", self.positions(code, segment))
-        index = pl.select(pl.when(pl.lit(pos) >= 0).then(pl.lit(pos))).to_series()  # null: no row, null value
-        return self.frame.select(pl.col(c).gather(index).alias(f"{c}{suffix}") for c in columns)
+        pos = self.positions(code, segment)
+        valid = pl.Series("__valid", pos >= 0)
+        picked = self.frame.select(columns)[np.clip(pos, 0, None)]
+        return picked.select(pl.when(valid).then(pl.col(c)).alias(f"{c}{suffix}") for c in columns)
 
 
 _Cube = tuple[_Pass, pl.DataFrame, np.ndarray]  # a pass, its (customer_id, segment) measures, its boundaries
