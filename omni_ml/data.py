@@ -28,10 +28,11 @@ never test for a column's existence. Row order is the file's order.
 
 Each table is read once into memory, validated there, and exposed as a LazyFrame
 over the in-memory frame: consumers' ``collect()`` calls never read or parse the
-files again. The set operations of validation (repeated timestamps, distinct
-customers, rows per channel) run in numba kernels (:mod:`omni_ml._data_kernels`);
-distinct customers are counted over 64-bit hashes of the ids (exact unless two ids
-collide, odds ~1e-7 at a million customers).
+files again. Validation is one parallel polars ``select`` of aggregates per table (every
+rule, the summary, the timestamps that repeat) plus one group-by counting rows per
+channel and event type; exact duplicates are searched only when some timestamps repeat.
+On large tables distinct customers are counted over 64-bit hashes of the ids (exact unless
+two ids collide, odds ~1e-7 at a million customers).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import polars as pl
 
 from omni_ml.exceptions import SchemaError
@@ -159,9 +159,9 @@ _MAX_PROBLEMS = 20
 _LOWER = ("channel", "event_type")
 _COUNTED = ("channel", "event_type")
 _SOURCES_WITH_UNKNOWN = ("events", "contacts")  # tables whose missing channel means "unknown"
-# Below this many rows polars' own set operations are as fast as the numba kernels, exact, and
-# spare the kernels' load time (~0.5 s for numba in a fresh process).
-_KERNEL_MIN_ROWS = 1 << 20
+# From this many rows on, distinct customers are counted over 64-bit hashes of the ids (cheaper
+# than comparing strings) and the rows per channel are counted in a thread beside the rules.
+_HASHED_MIN_ROWS = 1 << 20
 
 
 class UnknownTableWarning(UserWarning):
@@ -732,70 +732,79 @@ def _to_datetime(text: pl.Series, fmt: str) -> pl.Series:
 # ----------------------------------------------------------------------------- validation
 
 
-def _first_occurrences(frame: pl.DataFrame, cols: list[str]) -> pl.Series | None:
+def _repeated_values(col: str) -> pl.Expr:
+    """The values of ``col`` that occur more than once (nulls aside), as one list.
+
+    One sort finds them: it costs about what a distinct count costs, and on real exports
+    (nearly all timestamps distinct) the list is short, so marking the rows that carry a
+    repeated value is then a cheap ``is_in``.
+    """
+    ordered = pl.col(col).drop_nulls().sort()
+    return ordered.filter(ordered == ordered.shift(1)).unique().implode()
+
+
+def _first_occurrences(frame: pl.DataFrame, cols: list[str], repeated_ts: pl.Series | None) -> pl.Series | None:
     """Mask keeping the first of each set of identical rows over ``cols``; ``None`` when all rows differ.
 
-    Identical rows share their timestamp, so only rows whose timestamp repeats are compared
-    in full (all rows when timestamps are coarse, e.g. dates).
+    Identical rows share their timestamp, so only rows whose timestamp repeats (``repeated_ts``,
+    from the summary pass) or is null are compared in full; all rows when that is more than an
+    eighth of them (coarse timestamps, e.g. dates) or when the table has no timestamp.
     """
     if frame.height < 2:
         return None
-    if "timestamp" in cols and frame.get_column("timestamp").null_count() == 0:
-        from omni_ml._data_kernels import distinct
-
-        ts = frame.get_column("timestamp").to_physical().to_numpy()
-        if bool((ts[1:] >= ts[:-1]).all()):  # exports in time order: repeats are neighbours
-            repeated = np.zeros(ts.size, np.bool_)
-            same = ts[1:] == ts[:-1]
-            repeated[1:] |= same
-            repeated[:-1] |= same
-            n_distinct = ts.size - int(same.sum())
-        elif ts.size < _KERNEL_MIN_ROWS:
-            repeated = frame.get_column("timestamp").is_duplicated().to_numpy()
-            n_distinct = frame.get_column("timestamp").n_unique()
-        else:
-            n_distinct, repeated = distinct(ts)
-        if n_distinct == frame.height:
+    if repeated_ts is not None:
+        ts = frame.get_column("timestamp")
+        if repeated_ts.len() == 0 and not ts.has_nulls():
             return None
-        if frame.height - n_distinct < frame.height // 8:
-            candidates = pl.Series(repeated)
+        candidates = ts.is_in(repeated_ts.implode()).fill_null(value=True)
+        n_candidates = int(candidates.sum())
+        if n_candidates < frame.height // 8:
             sub = frame.filter(candidates).select(pl.struct(cols).is_first_distinct()).to_series()
             if sub.all():
                 return None
-            keep = pl.Series("keep", np.ones(frame.height, np.bool_))
+            keep = pl.repeat(True, frame.height, eager=True, dtype=pl.Boolean).alias("keep")
             return keep.scatter(candidates.arg_true(), sub)
     keep = frame.select(pl.struct(cols).is_first_distinct()).to_series()
     return None if keep.all() else keep
 
 
-def _distinct_count(values: pl.Series) -> int:
-    """Distinct non-null values; on large tables counted over 64-bit hashes (exact unless two collide)."""
-    from omni_ml._data_kernels import distinct
-
-    if values.len() < _KERNEL_MIN_ROWS:
-        return values.drop_nulls().n_unique()
-    return distinct(values.drop_nulls().hash(seed=0).to_numpy(), mask="none")[0]
+def _distinct_count(col: str, rows: int) -> pl.Expr:
+    """Distinct non-null values of ``col``; on large tables counted over 64-bit hashes (exact unless two collide)."""
+    present = pl.col(col).drop_nulls()
+    return present.n_unique() if rows < _HASHED_MIN_ROWS else present.hash(seed=0).n_unique()
 
 
-def _distinct_values(values: pl.Series) -> pl.Series:
-    """One row per distinct non-null value (first seen), found over 64-bit hashes like ``_distinct_count``."""
-    from omni_ml._data_kernels import distinct
+def _summary_aggs(table: str, cols: set[str], rows: int, as_of: dt.datetime | None) -> list[pl.Expr]:
+    """Aggregates of the summary (over the rows kept)."""
+    aggs: list[pl.Expr] = [pl.len().alias("__rows")]
+    if "timestamp" in cols:
+        ts = pl.col("timestamp")
+        aggs += [ts.min().alias("__start"), ts.max().alias("__end")]
+        if as_of is not None:
+            aggs.append((ts >= as_of).sum().alias("__future"))
+    if "customer_id" in cols:
+        aggs.append(pl.col("customer_id").null_count().alias("__customer_nulls"))
+        aggs.append(_distinct_count("customer_id", rows).alias("__customers"))
+    if table == "identity_links":
+        ids = pl.concat([pl.col("identifier_a"), pl.col("identifier_b")])
+        aggs.append(ids.drop_nulls().n_unique().alias("__identifiers"))
+    return aggs
 
-    present = values.drop_nulls()
-    if present.len() < _KERNEL_MIN_ROWS:
-        return present.unique(maintain_order=True)
-    return present.filter(pl.Series(distinct(present.hash(seed=0).to_numpy(), mask="first")[1]))
 
+def _value_counts(frame: pl.DataFrame, counted: list[str]) -> dict[str, dict[str | None, int]]:
+    """Rows per value (null included) of each counted column, sorted by value, nulls last.
 
-def _value_counts(values: pl.Series) -> dict[str | None, int]:
-    """Rows per value (null included) in order of first appearance."""
-    from omni_ml._data_kernels import small_groups
-
-    groups = small_groups(values.hash(seed=0).to_numpy()) if values.len() >= _KERNEL_MIN_ROWS else None
-    if groups is None:  # small table or many distinct values: polars' general group-by
-        return {k: int(v) for k, v in values.to_frame("v").group_by("v", maintain_order=True).len().iter_rows()}
-    first, counts = groups
-    return dict(zip(values.gather(first).to_list(), counts.tolist(), strict=True))
+    One group-by over the counted columns together (few combinations: channel x event type),
+    on polars' streaming engine, which is the cheapest group-by on large tables.
+    """
+    if not counted:
+        return {}
+    joint = frame.lazy().group_by(counted).len().collect(engine="streaming")
+    counts: dict[str, dict[str | None, int]] = {}
+    for c in counted:
+        margin = joint.group_by(c).agg(pl.col("len").sum())
+        counts[c] = dict(sorted(((k, int(v)) for k, v in margin.iter_rows()), key=_none_last))
+    return counts
 
 
 def _summarise(
@@ -811,47 +820,51 @@ def _summarise(
     Returns the rows kept (``frame`` without its exact duplicates), the summary, the problems,
     and the columns kept as written that turn out to need cleaning (blank strings; channel or
     event_type values not stripped and lower-case): the caller cleans them and runs the pass again.
-    On large tables the duplicate search and the distinct ids (numba, GIL released) run in
-    threads while polars aggregates the rules.
+
+    All rules, the summary, the repeated timestamps (do duplicates need a search?), the distinct
+    customers and identifiers are aggregates of one ``select``, which polars evaluates in parallel;
+    the rows per channel and event type are counted meanwhile in a second thread. Only when some
+    timestamps repeat are duplicates searched, and the summary recomputed over the rows kept.
     """
     cols = set(frame.columns)
     checks = [c for c in plan.checks if all(n in cols for n in c.bad.meta.root_names())]
-    rule_aggs: list[pl.Expr] = [pl.len().alias("__total")]
-    for i, chk in enumerate(checks):
-        rule_aggs.append(chk.bad.sum().alias(f"__n{i}"))
-        rule_aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
-    rule_aggs += [(pl.col(c).str.len_bytes().min() == 0).alias(f"__blank_{c}") for c in plan.as_written]
-    # Duplicates copy values, so the distinct ids of ``frame`` and ``kept`` are the same: counted once.
-    aggs: list[pl.Expr] = [pl.len().alias("__rows")]
-    if "timestamp" in cols:
-        ts = pl.col("timestamp")
-        aggs += [ts.min().alias("__start"), ts.max().alias("__end")]
-        if as_of is not None:
-            aggs.append((ts >= as_of).sum().alias("__future"))
-    if "customer_id" in cols:
-        aggs.append(pl.col("customer_id").null_count().alias("__customer_nulls"))
-    if table == "identity_links":
-        ids = pl.concat([pl.col("identifier_a"), pl.col("identifier_b")])
-        aggs.append(ids.drop_nulls().n_unique().alias("__identifiers"))
     counted = [c for c in _COUNTED if c in cols and table in ("events", "contacts")]
-    with ThreadPoolExecutor(max_workers=3) if frame.height >= _KERNEL_MIN_ROWS else _Inline() as pool:
-        keep_job = pool.submit(_first_occurrences, frame, plan.data_cols)
-        customers_job = pool.submit(_distinct_count, frame.get_column("customer_id")) if "customer_id" in cols else None
-        identifiers_job = (
-            pool.submit(_distinct_values, frame.get_column("identifier")) if "identifier" in cols else None
-        )
-        stats: dict[str, Any] = frame.select(rule_aggs).row(0, named=True)
-        keep = keep_job.result()
+    # Blank values of the counted columns and of identifiers show among their distinct values.
+    blank_checked = [c for c in plan.as_written if c not in counted and c != "identifier"]
+    aggs: list[pl.Expr] = [pl.len().alias("__total")]
+    for i, chk in enumerate(checks):
+        aggs.append(chk.bad.sum().alias(f"__n{i}"))
+        aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
+    aggs += [(pl.col(c).str.len_bytes().min() == 0).alias(f"__blank_{c}") for c in blank_checked]
+    if "timestamp" in cols:
+        aggs.append(_repeated_values("timestamp").alias("__repeated_ts"))
+    if "identifier" in cols:
+        aggs.append(pl.col("identifier").drop_nulls().unique().implode().alias("__identifier_values"))
+    aggs += _summary_aggs(table, cols, frame.height, as_of)
+    large = frame.height >= _HASHED_MIN_ROWS
+    with ThreadPoolExecutor(max_workers=1) if large else _Inline() as pool:
+        counts_job = pool.submit(_value_counts, frame, counted)
+        pass_ = frame.lazy().select(aggs).collect(engine="in-memory")
+        counts = counts_job.result()
+    lists: dict[str, pl.Series] = {}
+    for name in ("__identifier_values", "__repeated_ts"):
+        if name in pass_.columns:
+            lists[name] = pass_.get_column(name)[0]
+            pass_ = pass_.drop(name)
+    stats: dict[str, Any] = pass_.row(0, named=True)
+    identifier_values = lists.get("__identifier_values")
+    keep = _first_occurrences(frame, plan.data_cols, lists.get("__repeated_ts"))
     kept = frame if keep is None else frame.filter(keep)
-    stats |= kept.select(aggs).row(0, named=True)
-    if customers_job is not None:
-        stats["__customers"] = customers_job.result()
-    counts = {c: dict(sorted(_value_counts(kept.get_column(c)).items(), key=_none_last)) for c in counted}
-    dirty = [c for c in plan.as_written if stats[f"__blank_{c}"]]
+    if keep is not None:  # the summary describes the rows kept
+        stats |= kept.select(_summary_aggs(table, cols, kept.height, as_of)).row(0, named=True)
+        counts = _value_counts(kept, counted)
+    dirty = [c for c in blank_checked if stats[f"__blank_{c}"]]
+    if "identifier" in plan.as_written and identifier_values is not None and (identifier_values == "").any():
+        dirty.append("identifier")
     dirty += [
         c
         for c in counted
-        if c in plan.as_written and c not in dirty and any(k is not None and k != k.strip().lower() for k in counts[c])
+        if c in plan.as_written and any(k is not None and k != k.strip().lower() or k == "" for k in counts[c])
     ]
 
     total = int(stats["__total"])
@@ -865,10 +878,9 @@ def _summarise(
                 f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {stats[f'__ex{i}']!r})."
                 f" Hint: {chk.fix}."
             )
-    if identifiers_job is not None:  # checked once per distinct value, not once per row
-        values: pl.Series = identifiers_job.result()
-        stats["__identifiers"] = values.len()
-        untyped = values.filter(~values.str.contains(_IDENTIFIER)).sort()
+    if identifier_values is not None:  # checked once per distinct value, not once per row
+        stats["__identifiers"] = identifier_values.len()
+        untyped = identifier_values.filter(~identifier_values.str.contains(_IDENTIFIER)).sort()
         if untyped.len():
             n = int(frame.select(pl.col("identifier").is_in(untyped.implode()).sum()).item())
             problems.append(

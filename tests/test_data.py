@@ -573,7 +573,7 @@ def test_typed_strings_are_cleaned_only_where_needed(tmp_path: Path) -> None:
 
 
 def test_many_distinct_channels_are_counted_exactly() -> None:
-    n = 5000  # more groups than the small-group kernel handles: the general group-by path
+    n = 5000  # many distinct channels: counted exactly by the joint group-by
     frame = pl.DataFrame(
         {
             "customer_id": [f"C{i % 7}" for i in range(n + 10)],
@@ -588,29 +588,15 @@ def test_many_distinct_channels_are_counted_exactly() -> None:
     assert summary.customers == 7
 
 
-@settings(max_examples=40, deadline=None)
-@given(values=st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(0, 20), max_size=300))
-def test_distinct_kernels_match_numpy(values: list[int]) -> None:
-    import numpy as np
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.integers(0, 30), st.integers(0, 2**50)), max_size=200))
+def test_repeated_values_are_the_values_that_occur_more_than_once(values: list[int | None]) -> None:
+    from omni_ml.data import _repeated_values
 
-    from omni_ml._data_kernels import distinct, small_groups
-
-    keys = np.array(values, dtype=np.int64)
-    n_distinct, repeated = distinct(keys)
-    uniques, first_rows, counts = np.unique(keys, return_index=True, return_counts=True)
-    assert n_distinct == uniques.size == distinct(keys, mask="none")[0]
-    assert repeated.tolist() == np.isin(keys, uniques[counts > 1]).tolist()
-    assert np.flatnonzero(distinct(keys, mask="first")[1]).tolist() == sorted(first_rows.tolist())
-    groups = small_groups(keys.view(np.uint64), limit=8)
-    if uniques.size > 8:
-        assert groups is None
-    else:
-        assert groups is not None
-        first, group_counts = groups
-        assert sorted(keys[first].tolist()) == uniques.tolist()
-        assert dict(zip(keys[first].tolist(), group_counts.tolist(), strict=True)) == dict(
-            zip(uniques.tolist(), counts.tolist(), strict=True)
-        )
+    frame = pl.Series("timestamp", values, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")).to_frame()
+    repeated = frame.select(_repeated_values("timestamp")).to_series()[0]
+    ts = frame.get_column("timestamp")
+    assert sorted(repeated.to_list()) == sorted(ts.filter(ts.is_duplicated()).drop_nulls().unique().to_list())
 
 
 def test_duplicates_in_a_time_ordered_export() -> None:
@@ -629,7 +615,7 @@ def test_duplicates_in_a_time_ordered_export() -> None:
     assert hist.report.tables["events"].duplicates_dropped == 5  # type: ignore[union-attr]
 
 
-def test_kernel_and_polars_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hashed_and_exact_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
     import omni_ml.data as data_module
@@ -646,12 +632,12 @@ def test_kernel_and_polars_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
         }
     )
     frame = pl.concat([frame, frame.sample(300, seed=1)])  # exact duplicates
-    by_polars = Histories.from_frames(frame)
-    monkeypatch.setattr(data_module, "_KERNEL_MIN_ROWS", 0)
-    by_kernels = Histories.from_frames(frame)
-    assert by_kernels.events.collect().equals(by_polars.events.collect())
-    assert by_kernels.report == by_polars.report
-    summary = by_kernels.report.tables["events"]  # type: ignore[union-attr]
+    exact = Histories.from_frames(frame)
+    monkeypatch.setattr(data_module, "_HASHED_MIN_ROWS", 0)  # hashed customers, counts in a thread
+    hashed = Histories.from_frames(frame)
+    assert hashed.events.collect().equals(exact.events.collect())
+    assert hashed.report == exact.report
+    summary = hashed.report.tables["events"]  # type: ignore[union-attr]
     assert summary.duplicates_dropped == frame.height - frame.unique().height
     assert summary.customers == frame["customer_id"].n_unique()
     assert summary.identifiers == 50
