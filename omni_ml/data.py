@@ -774,8 +774,11 @@ def _distinct_count(col: str, rows: int) -> pl.Expr:
     return present.n_unique() if rows < _HASHED_MIN_ROWS else present.hash(seed=0).n_unique()
 
 
+_ROW_COUNTS = ("__rows", "__future", "__customer_nulls")  # summary aggregates that count rows
+
+
 def _summary_aggs(table: str, cols: set[str], rows: int, as_of: dt.datetime | None) -> list[pl.Expr]:
-    """Aggregates of the summary (over the rows kept)."""
+    """Aggregates of the summary; those named in ``_ROW_COUNTS`` add up over disjoint rows."""
     aggs: list[pl.Expr] = [pl.len().alias("__rows")]
     if "timestamp" in cols:
         ts = pl.col("timestamp")
@@ -855,9 +858,16 @@ def _summarise(
     identifier_values = lists.get("__identifier_values")
     keep = _first_occurrences(frame, plan.data_cols, lists.get("__repeated_ts"))
     kept = frame if keep is None else frame.filter(keep)
-    if keep is not None:  # the summary describes the rows kept
-        stats |= kept.select(_summary_aggs(table, cols, kept.height, as_of)).row(0, named=True)
-        counts = _value_counts(kept, counted)
+    if keep is not None:  # the summary describes the rows kept: take the dropped copies off
+        dropped = frame.filter(~keep)
+        summary_aggs = _summary_aggs(table, cols, dropped.height, as_of)
+        additive = [a for a in summary_aggs if a.meta.output_name() in _ROW_COUNTS]
+        for name, value in dropped.select(additive).row(0, named=True).items():
+            stats[name] -= value
+        for c, dropped_counts in _value_counts(dropped, counted).items():
+            for value, n in dropped_counts.items():
+                counts[c][value] -= n
+        # Distinct values, first and last timestamps are those of the copies kept: unchanged.
     dirty = [c for c in blank_checked if stats[f"__blank_{c}"]]
     if "identifier" in plan.as_written and identifier_values is not None and (identifier_values == "").any():
         dirty.append("identifier")

@@ -641,3 +641,22 @@ def test_hashed_and_exact_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     assert summary.duplicates_dropped == frame.height - frame.unique().height
     assert summary.customers == frame["customer_id"].n_unique()
     assert summary.identifiers == 50
+
+
+def test_summary_of_kept_rows_takes_dropped_copies_off(tmp_path: Path) -> None:
+    rows = [
+        "C1,,2031-01-01,web,visit,,",  # future, duplicated twice
+        "C1,,2031-01-01,web,visit,,",
+        "C1,,2031-01-01,web,visit,,",
+        ",cookie:1,2025-01-01,app,view,,",  # identifier only, duplicated once
+        ",cookie:1,2025-01-01,app,view,,",
+        "C2,,2025-01-02,app,view,,",
+    ]
+    hist = load_histories(write(tmp_path, events_csv=events_csv(*rows)), as_of="2026-01-01")
+    summary = hist.report.tables["events"]  # type: ignore[union-attr]
+    assert (summary.rows, summary.duplicates_dropped, summary.future_rows) == (3, 3, 1)
+    assert (summary.customers, summary.identifiers) == (2, 1)
+    assert summary.channels == {"app": 2, "web": 1}
+    assert summary.event_types == {"view": 2, "visit": 1}
+    assert any(n.startswith("1 rows carry only an identifier") for n in summary.notes)
+    assert (summary.start, summary.end) == (dt.datetime(2025, 1, 1, tzinfo=UTC), dt.datetime(2031, 1, 1, tzinfo=UTC))
