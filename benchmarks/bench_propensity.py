@@ -9,6 +9,45 @@ Trains every contender on the same stacked training set (cutoffs whose label win
     .venv/bin/python -m benchmarks.bench_propensity --world DIR     # an existing simulated world
 
 Targets (issue 6): AUC >= 0.97 x oracle AUC, ECE <= 0.02, better than both baselines.
+
+Measured (default preset = 30,000 persons, two years 2023-01-01..2025-01-01, seed 0; 18 cutoffs 28 days
+apart 2023-08-14..2024-12-02, 786,002 rows x 176 features; 2 cores, shared machine)::
+
+    model                      AUC     share   PR-AUC  Brier   ECE     top-decile lift
+    PropensityModel            0.9042  0.9727  0.521   0.0653  0.0061  4.83
+    LogisticBaseline           0.8979  0.9659  0.496   0.0668  0.0053  4.78
+    RecencyFrequencyBaseline   0.8503  0.9147  0.354   0.0762  0.0258  4.00
+    oracle (true p_purchase)   0.9296  1       0.642   0.0570  0.0025  5.47
+    all three targets PASS; whole run 139 s wall, 198 CPU-s, peak RSS 8.9 GB (LogisticBaseline's fit
+    +6.9 GB); simulating the world 3.9 s (one year: 2.4 s)
+
+Seeds 1 and 2 of the same configuration: share 0.9720 / 0.9702, ECE 0.0065 / 0.0068.
+
+How we got there (issue 6; AUC share / ECE, seed 0; "time of year" = the ``time_of_year`` family)::
+
+    one-year world (start 2024-01-01), 12 cutoffs / 28 d                     0.957 / 0.044
+      + time of year                                                          0.955 / 0.043
+      + time of year, 48 cutoffs / 7 d                                        0.954 / 0.068
+    two-year world (start 2023-01-01; oracle AUC 0.930 vs 0.917), 12 / 28 d   0.973 / 0.031
+      24 cutoffs / 28 d                                                       0.973 / 0.030
+      24, prior shift to the EM-estimated prior (Saerens et al. 2002)         0.973 / 0.161
+      24, prior shift to last year's rate x this year's trend (seasonal naive) 0.973 / 0.008
+      24 + time of year, Fourier pair only                                    0.972 / 0.007
+      24 + time of year, day of year only                                     0.972 / 0.008
+      24 + time of year, all three features                                   0.972 / 0.005
+      24 + time of year (Fourier pair), Platt instead of isotonic             0.973 / 0.008
+      12 / 13 / 18 cutoffs + time of year      0.973 / 0.032, 0.972 / 0.033, 0.973 / 0.006 (the default)
+
+The calibration gap was seasonal: the latest (calibration) label window is December's holiday peak, and
+only a training span of more than a year (18+ cutoffs) holds the same season a year earlier for the
+booster to learn the level of January from. The prior-shift correction works as well but needs the
+scoring date inside the model; Saerens' EM fails because the shift is not a pure label shift. The AUC
+share is bounded by the features, not the model: on a two-year world whose sign-ups span two years
+instead of three (oracle AUC 0.924) LightGBM fitted to the oracle's own probabilities on the scoring rows
+(5-fold CV) reaches a share of 0.970 and the model 0.969; there num_leaves 15/63, min_child_samples
+200/1000, learning_rate 0.06, colsample 0.5, cutoffs every 14 days or refit="all" all stay within
++-0.001 (refit="all" doubles the ECE). Part of the move from 0.957 to 0.973 is the world itself, with the
+model unchanged: a second year of history (the oracle's AUC rises too, 0.917 -> 0.930).
 """
 
 from __future__ import annotations
@@ -16,6 +55,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -69,11 +109,12 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=None, help="override the preset's n_customers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--world", default=None, help="use this simulated world instead of simulating")
-    parser.add_argument("--n-cutoffs", type=int, default=12)
+    parser.add_argument("--n-cutoffs", type=int, default=18, help="training cutoffs (18 x 28 days: 16 months)")
     parser.add_argument("--every-days", type=int, default=28)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--refit-all", action="store_true", help="also run PropensityModel(refit='all')")
     args = parser.parse_args()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
 
     world = _world(args)
     meta = json.loads((world / "truth" / "world.json").read_text())["config"]
@@ -91,7 +132,8 @@ def main() -> None:
     t_features = time.perf_counter() - t
     print(
         f"histories loaded + resolved in {t_load:.1f}s; training set {len(ts):,} rows x {ts.X.width} features "
-        f"({len(ts.cutoffs)} cutoffs, base rate {ts.y.mean():.3f}) + scoring rows in {t_features:.1f}s "
+        f"({len(ts.cutoffs)} cutoffs {cuts[0]:%Y-%m-%d}..{cuts[-1]:%Y-%m-%d}, base rate {ts.y.mean():.3f}) "
+        f"+ scoring rows in {t_features:.1f}s "
         f"(+{mem.extra_mb:,.0f} MB)"
     )
 
@@ -170,6 +212,11 @@ def main() -> None:
     print("top features by gain:")
     for row in model.feature_importance().head(12).iter_rows(named=True):
         print(f"  {row['feature']:<40} {row['gain_share']:.3f}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"\nwhole run: {time.perf_counter() - wall0:.1f} s wall, {time.process_time() - cpu0:.1f} CPU-s, "
+        f"peak RSS {peak_mb:,.0f} MB"
+    )
 
 
 if __name__ == "__main__":
