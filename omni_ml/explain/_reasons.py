@@ -48,6 +48,7 @@ _FAMILY_LABELS = {
     "tenure": "tenure",
     "consent": "consent",
     "customer": "customer attributes",
+    "time_of_year": "time of year",
 }
 
 
