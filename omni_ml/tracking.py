@@ -498,15 +498,13 @@ def train_campaign(
         "propensity_best_iteration": getattr(model.propensity_, "best_iteration_", None),
     }
     datasets = {"backtest": report.scores.select([c for c in report.scores.columns if c != "oracle"])}
-    metrics = dict(report.metrics)
     channel_bt = getattr(model, "channel_backtest_", None)
     if channel_bt is not None:
-        metrics.update(channel_bt.metrics)
         tables["channel_policy_offpolicy"] = channel_bt.table
         params["channel_backtest_split"] = channel_bt.split.isoformat()
     run = log_run(
         model,
-        metrics=metrics,
+        metrics=model.metrics_,  # propensity back-test + offpolicy_* (merged once, in CampaignModel.fit)
         params=params,
         datasets=datasets,
         figures=figures,

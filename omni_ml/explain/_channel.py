@@ -64,8 +64,10 @@ class _ChannelDescriber:
 
     def describe(self, name: str) -> str:
         feature = self._feature(name)
-        if feature == "arm" or _RESPONSE.match(feature) or self.feature_set is None:
-            return self.render(name, None) if feature == "arm" else feature
+        if feature == "arm":
+            return self.render(name, None)
+        if _RESPONSE.match(feature) or self.feature_set is None:
+            return feature
         return self.feature_set.describe(feature)
 
 
