@@ -28,10 +28,11 @@ always-email 0.691, contact everyone 0.620; reference "features -> true uplift" 
 ``--pause-ratio 3 --seeds 3``: 0.789. The 0.80 target sits above what a learner trained on the true
 uplift with these features reaches (see the module docstring of :mod:`omni_ml.models.channel`).
 
-Off-policy: a separate S-learner is fitted on decision units before a split date and evaluated on the
-held-out units after it (IPS / SNIPS / DR with 95% bootstrap intervals), each unit's reward being
-``converted * value - cost``; the logging probability of sampled no-contact units is estimated
-(cross-fitted logistic regression, with the sampling design weights), that of contacts is logged.
+Off-policy: :func:`omni_ml.evaluate.channel_backtest` (the back-test training and notebook 04 use) fits
+the configured model on decision units whose outcome window closed before a split and estimates the
+learned policy, random and always-email on the held-out units after it (IPS / SNIPS / DR with 95%
+bootstrap intervals; reward ``converted * value - cost``; contact probability logged, no-contact
+probability estimated); the most-engaged baseline is added on the same held-out units.
 """
 
 from __future__ import annotations
@@ -48,9 +49,15 @@ import numpy as np
 import polars as pl
 
 from omni_ml.data import load_histories
-from omni_ml.evaluate import estimate_logging_probability, off_policy_value
+from omni_ml.evaluate import (
+    ChannelBacktest,
+    OffPolicyResult,
+    channel_backtest,
+    estimate_logging_probability,
+    off_policy_value,
+)
 from omni_ml.identity import consent_state, resolve_identities
-from omni_ml.models.channel import NO_CONTACT, ChannelConfig, ChannelModel, channel_training_data
+from omni_ml.models.channel import NO_CONTACT, ChannelConfig, ChannelModel, ChannelTrainingData, channel_training_data
 from omni_ml.policy import PolicyConfig, baseline_decisions, decide, engagement_rates, history_facts
 
 
@@ -106,52 +113,49 @@ def _value(decisions: pl.DataFrame, truth: pl.DataFrame, value: float) -> tuple[
     return float(total.item()), int((decisions["best_channel"] != NO_CONTACT).sum())
 
 
-def _unit_actions(
-    kind: str,
-    X: pl.DataFrame,
-    proba: np.ndarray | None,
-    arms: list[str],
-    costs: dict[str, float],
-    value: float,
-    seed: int,
-) -> np.ndarray:
-    """Action probabilities (n, arms) of a policy applied to logged decision units (consent from features)."""
-    n = X.height
+def _most_engaged_offpolicy(
+    bt: ChannelBacktest, data: ChannelTrainingData, policy: PolicyConfig, seed: int, n_bootstrap: int
+) -> OffPolicyResult:
+    """The most-engaged baseline on :func:`channel_backtest`'s held-out units (not one of its policies).
+
+    The held-out units, their rewards, logging probabilities and outcome model are rebuilt exactly as
+    :func:`omni_ml.evaluate.channel_backtest` builds them (same split, same seeded estimate of the
+    no-contact probability), so the row is comparable with the back-test's own rows.
+    """
+    arms = bt.model.arms_
     channels = arms[1:]
+    logged_all = data.keys["arm"].to_numpy().astype(str)
+    keep = (data.keys["cutoff"] >= bt.split).to_numpy() & np.isin(logged_all, arms)
+    X_h, keys_h, logged = data.X.filter(pl.Series(keep)), data.keys.filter(pl.Series(keep)), logged_all[keep]
+    cost = np.array([0.0, *[policy.cost(c) for c in channels]])
+    index = {a: i for i, a in enumerate(arms)}
+    reward = keys_h["converted"].to_numpy() * policy.conversion_value - cost[[index[a] for a in logged]]
+    design = keys_h["sample_weight_population"].to_numpy()
+    paused = logged == NO_CONTACT
+    p_pause = estimate_logging_probability(
+        X_h.fill_null(0), np.where(paused, NO_CONTACT, "contact"), sample_weight=design, seed=seed
+    )
+    p_logged = np.where(paused, p_pause, keys_h["assignment_probability"].to_numpy().astype(float))
+    q_hat = bt.model.predict_arm_proba(X_h) * policy.conversion_value - cost
+    # the commercial rule: the consented channel with the highest past (opens + clicks) per contact
+    n = X_h.height
     consent = np.column_stack(
-        [X[f"consent_{c}"].fill_null(0).to_numpy().astype(bool) if f"consent_{c}" in X.columns else np.zeros(n, bool)
-         for c in channels]
+        [X_h[f"consent_{c}"].fill_null(0).to_numpy().astype(bool) if f"consent_{c}" in X_h.columns
+         else np.full(n, policy.default_consent) for c in channels]
     )  # fmt: skip
-    out = np.zeros((n, len(arms)))
-    if kind == "random":
-        k = consent.sum(axis=1, keepdims=True)
-        out[:, 1:] = np.where(k > 0, consent / np.maximum(k, 1), 0.0)
-        out[:, 0] = (k[:, 0] == 0).astype(float)
-        return out
-    if kind == "learned":
-        assert proba is not None
-        ev = (proba[:, 1:] - proba[:, :1]) * value - np.array([costs.get(c, 0.0) for c in channels])
-        score = np.where(consent, ev, -np.inf)
-        best = score.argmax(axis=1)
-        go = score[np.arange(n), best] > 0
-    elif kind == "always_email":
-        best = np.full(n, channels.index("email"))
-        go = consent[:, best[0]]
-    elif kind == "most_engaged":
-        rates = []
-        for c in channels:
-            cols = [f"opens_{c}_365d", f"clicks_{c}_365d"]
-            sent = X[f"contacts_{c}_365d"].fill_null(0).to_numpy() if f"contacts_{c}_365d" in X.columns else 0
-            eng = sum(X[col].fill_null(0).to_numpy() for col in cols if col in X.columns)
-            rates.append(np.asarray(eng, dtype=float) / np.maximum(sent, 1))
-        rng = np.random.default_rng(seed)
-        score = np.where(consent, np.column_stack(rates) + 1e-9 * rng.random((n, len(channels))), -np.inf)
-        best = score.argmax(axis=1)
-        go = consent.any(axis=1)
-    else:
-        raise ValueError(kind)
-    out[np.arange(n), np.where(go, best + 1, 0)] = 1.0
-    return out
+    rates = []
+    for c in channels:
+        sent = X_h[f"contacts_{c}_365d"].fill_null(0).to_numpy() if f"contacts_{c}_365d" in X_h.columns else 0
+        eng = sum(X_h[col].fill_null(0).to_numpy() for col in (f"opens_{c}_365d", f"clicks_{c}_365d")
+                  if col in X_h.columns)  # fmt: skip
+        rates.append(np.asarray(eng, dtype=float) / np.maximum(sent, 1))
+    rng = np.random.default_rng(seed)
+    score = np.where(consent, np.column_stack(rates) + 1e-9 * rng.random((n, len(channels))), -np.inf)
+    chosen = np.where(consent.any(axis=1), np.asarray(channels)[score.argmax(axis=1)], NO_CONTACT)
+    return off_policy_value(
+        logged, reward, chosen, logging_probability=p_logged, action_space=arms, q_hat=q_hat,
+        sample_weight=design, baseline=np.full(n, NO_CONTACT), n_bootstrap=n_bootstrap, seed=seed,
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -270,35 +274,9 @@ def main() -> None:
         )
 
     # ---------------------------------------------------------------- off-policy on held-out units
-    split = end - dt.timedelta(days=cfg.window_days + args.holdout_days)
-    before = (data.keys["cutoff"] < split).to_numpy()
-    after = ~before
-    model = ChannelModel(random_state=args.seed).fit(
-        data.X.filter(pl.Series(before)), data.arm.filter(pl.Series(before)), data.y[before],
-        assignment_probability=data.keys["assignment_probability"].filter(pl.Series(before)),
-    )  # fmt: skip
-    X_h = data.X.filter(pl.Series(after))
-    keys_h = data.keys.filter(pl.Series(after))
-    arms = model.arms_
-    proba = model.predict_arm_proba(X_h)
-    costs = {c: policy.cost(c) for c in arms[1:]}
-    logged = keys_h["arm"].to_numpy().astype(str)
-    known = np.isin(logged, arms)
-    X_h, keys_h, proba, logged = (
-        X_h.filter(pl.Series(known)),
-        keys_h.filter(pl.Series(known)),
-        proba[known],
-        logged[known],
-    )
-    cost_logged = np.array([costs.get(a, 0.0) for a in logged])
-    reward = keys_h["converted"].to_numpy() * args.value - cost_logged
-    design = keys_h["sample_weight_population"].to_numpy()
-    p0 = keys_h["assignment_probability"].to_numpy().astype(float)
-    pause = logged == NO_CONTACT
-    contacted = np.where(pause, NO_CONTACT, "contact")
-    p_pause = estimate_logging_probability(X_h.fill_null(0), contacted, sample_weight=design, seed=args.seed)
-    p0 = np.where(pause, p_pause, p0)
-    q_hat = proba * args.value - np.array([0.0, *[costs[c] for c in arms[1:]]])
+    bt = channel_backtest(hist, end, cfg, policy, holdout_days=args.holdout_days, n_bootstrap=args.bootstrap,
+                          seed=args.seed, data=data)  # fmt: skip
+    results = {**bt.results, "most_engaged": _most_engaged_offpolicy(bt, data, policy, args.seed, args.bootstrap)}
     no_rules: dict[str, pl.DataFrame | None] = {
         "learned": decide(s_effects, consent, None, policy) if s_effects is not None else None,
         "random": baseline_decisions("random", ids, consent, config=policy, seed=args.seed),
@@ -306,19 +284,14 @@ def main() -> None:
         "most_engaged": baseline_decisions("most_engaged", ids, consent, engagement=engagement, config=policy),
     }
     print(
-        f"\noff-policy incremental value per decision over pausing everyone, on {keys_h.height:,} held-out decision "
-        f"units after {split:%Y-%m-%d} (contact probability logged, no-contact probability estimated);\n"
+        f"\noff-policy incremental value per decision over pausing everyone (omni_ml.evaluate.channel_backtest: "
+        f"model fitted on {bt.n_train:,} units, {bt.n_holdout:,} held-out decision units from {bt.split:%Y-%m-%d}; "
+        "contact probability logged, no-contact probability estimated);\n"
         "last column: the same policy's true incremental value per customer at end (no pressure rules)"
     )
     head = ("policy", "IPS [95% CI]", "SNIPS [95% CI]", "DR [95% CI]", "ESS", "max w", "truth@end")
     print(f"{head[0]:14s} {head[1]:>25s} {head[2]:>25s} {head[3]:>25s} {head[4]:>7s} {head[5]:>7s} {head[6]:>10s}")
-    pause_all = np.full(keys_h.height, NO_CONTACT)
-    for kind in ("learned", "random", "always_email", "most_engaged"):
-        target = _unit_actions(kind, X_h, proba, arms, costs, args.value, args.seed)
-        res = off_policy_value(
-            logged, reward, target, logging_probability=p0, action_space=arms, q_hat=q_hat, sample_weight=design,
-            baseline=pause_all, n_bootstrap=args.bootstrap, seed=args.seed,
-        )  # fmt: skip
+    for kind, res in results.items():
         cells = [
             f"{getattr(res, k):6.3f} [{getattr(res, k + '_ci')[0]:6.3f},{getattr(res, k + '_ci')[1]:6.3f}]"
             for k in ("ips", "snips", "dr")
