@@ -552,3 +552,26 @@ def test_probability_reasons_show_percentage_points_with_significant_digits(
         shown = float(match.group(1))
         assert shown == pytest.approx(row["probability_1"] * 100, rel=0.06, abs=1e-12)
         assert shown != 0.0 or row["probability_1"] == 0.0
+
+
+def test_flat_calibration_step_never_renders_zero_percentage_points(
+    named_model: tuple[lgb.Booster, pl.DataFrame],
+) -> None:
+    """Rows on the base's calibration step (p == p0) have non-zero contributions: show them, not '+0 pp'."""
+    booster, X = named_model
+    model = _CalibratedStub(booster)
+    out = explain(model, X, top_k=3)
+    flat = out.filter(pl.col("probability") == pl.col("base_probability"))
+    assert flat.height > 20  # the step map puts many rows on the base's step
+    texts = [t for k in (1, 2, 3) for t in out[f"reason_{k}"].drop_nulls().to_list()]
+    assert not [t for t in texts if re.search(r"\([+-]0 pp\)$", t)]
+    for row in flat.iter_rows(named=True):
+        assert row["log_odds_1"] != 0.0
+        assert row["probability_1"] == 0.0
+        match = re.search(r"\(([+-][0-9.]+) log-odds\)$", row["reason_1"])
+        assert match, row["reason_1"]
+        assert float(match.group(1)) == pytest.approx(row["log_odds_1"], rel=0.06)
+    # rows off the base's step keep percentage points
+    moved = out.filter(pl.col("probability") != pl.col("base_probability"))["reason_1"].drop_nulls()
+    assert moved.len() > 20
+    assert all(t.endswith(" pp)") for t in moved.to_list())

@@ -12,6 +12,10 @@ signs and the ranking of the log-odds contributions (``g`` is non-decreasing). W
 to 1e-9 the slope is the central difference of ``g`` at ``raw``. This is the "proportional
 distribution" of the probability change over the features (as in Lundberg's ``link="logit"``
 discussions); it is not the Shapley value of the probability itself.
+
+When ``g`` is flat between the base and the row (a step calibration map such as plain isotonic
+regression puts both on one step, so ``p == p0``), every probability contribution is exactly 0 although
+the features did move the score: such a reason shows its log-odds contribution instead of "+0 pp".
 """
 
 from __future__ import annotations
@@ -207,6 +211,13 @@ def _format_number(value: float, units: Units) -> str:
     return f"{value:+.2f} log-odds"
 
 
+def _format_reason_number(prob_number: float, log_odds: float, units: Units) -> str:
+    """The number of one reason; a zero probability change of a non-zero contribution shows its log-odds."""
+    if units == "probability" and prob_number == 0.0 and log_odds != 0.0:
+        return np.format_float_positional(log_odds, precision=2, fractional=False, sign=True, trim="-") + " log-odds"
+    return _format_number(prob_number, units)
+
+
 def _reason_frame(
     *,
     phi: npt.NDArray[np.float64],
@@ -284,7 +295,7 @@ def _reason_frame(
             body = text_arr[i, slot]
             if by == "family":
                 body = f"{family_label(labels[order[i, slot]])}: {body}"
-            reasons.append(f"{body} ({_format_number(float(number[i]), units)})")
+            reasons.append(f"{body} ({_format_reason_number(float(number[i]), float(contrib_lo[i]), units)})")
         columns[f"reason_{slot + 1}"] = pl.Series(reasons, dtype=pl.String)
     for slot in range(k):
         label = [labels[j] for j in order[:, slot].tolist()]
