@@ -5,7 +5,8 @@ A training row is one ``(customer_id, cutoff)`` snapshot: its features see event
 ``[cutoff, cutoff + horizon)`` (:func:`omni_ml.labels.purchase_labels`). Rows of several cutoffs are
 stacked; validation always uses the *latest* cutoffs (:meth:`TrainingSet.split_out_of_time`), never a
 random row split. :func:`training_cutoffs` chooses cutoffs whose label windows are fully observed before
-the as-of date.
+the as-of date; with ``n=None`` as many as the history holds (:data:`AUTO_MAX_CUTOFFS` at most, the first
+at least :data:`AUTO_WARMUP_DAYS` after the first event, :data:`AUTO_MIN_CUTOFFS` at least).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from omni_ml.features import FeatureSet, build_features
 from omni_ml.labels import purchase_labels
 
 __all__ = [
+    "AUTO_MAX_CUTOFFS",
+    "AUTO_MIN_CUTOFFS",
+    "AUTO_WARMUP_DAYS",
+    "AdaptiveCutoffs",
     "TrainConfig",
     "TrainingSet",
     "cutoffs",
@@ -35,6 +40,16 @@ __all__ = [
 
 _EVERY = re.compile(r"^\s*(\d+)\s*([dw])\s*$")
 _KEY_COLUMNS = ("customer_id", "cutoff")
+
+#: ``n_cutoffs=None`` takes at most this many cutoffs: 18 x 28 days = 16 months, so the latest label
+#: window's season is also seen a year earlier (measured best on the two-year default world, issue 6).
+AUTO_MAX_CUTOFFS = 18
+#: ... and at least this many (training, early stopping, calibration and a back-test cutoff), else an error.
+AUTO_MIN_CUTOFFS = 4
+#: ... each cutoff at least this many days after the day of the first event, so that no snapshot is taken
+#: of a history that has barely begun (every customer new, every window empty). 28 days keeps the 12
+#: monthly cutoffs a one-year history (e.g. 2024-01-01..2025-01-01, 30-day horizon) always had.
+AUTO_WARMUP_DAYS = 28
 
 
 def to_utc(value: str | dt.date | dt.datetime) -> dt.datetime:
@@ -91,25 +106,83 @@ def cutoffs(
     return [end - step * k for k in range(n - 1, -1, -1)]
 
 
+class AdaptiveCutoffs(list[dt.datetime]):
+    """Cutoffs from ``training_cutoffs(..., n=None)`` before the history is known: a plan, not a final list.
+
+    It holds the :data:`AUTO_MAX_CUTOFFS` candidate cutoffs, oldest first. :func:`training_set` keeps the
+    latest ones that start at least ``warmup_days`` after the day of the histories' first event and
+    raises :class:`~omni_ml.exceptions.DataInsufficientError` when fewer than ``min_cutoffs`` remain
+    (:meth:`fit_history` does the same for a known start). Used as a plain list it is all candidates.
+    """
+
+    def __init__(self, cutoffs: Sequence[dt.datetime], *, every_days: int, warmup_days: int, min_cutoffs: int) -> None:
+        super().__init__(cutoffs)
+        self.every_days = every_days
+        self.warmup_days = warmup_days
+        self.min_cutoffs = min_cutoffs
+
+    def fit_history(self, first_event: str | dt.date | dt.datetime) -> list[dt.datetime]:
+        """The cutoffs at least ``warmup_days`` after the day of ``first_event``; an error if too few fit."""
+        start = to_utc(first_event)
+        start = dt.datetime.combine(start.date(), dt.time(), tzinfo=dt.UTC)
+        earliest = start + dt.timedelta(days=self.warmup_days)
+        kept = [c for c in self if c >= earliest]
+        if len(kept) < self.min_cutoffs:
+            last = self[-1] if self else earliest
+            msg = (
+                f"training cutoffs: the history starts {start:%Y-%m-%d} and n_cutoffs=None wants each cutoff at "
+                f"least {self.warmup_days} days later ({earliest:%Y-%m-%d} or after), but only {len(kept)} of the "
+                f"cutoffs {self.every_days} days apart up to the last fully observed one ({last:%Y-%m-%d}) are; "
+                f"at least {self.min_cutoffs} are needed. "
+                "Hint: pass an explicit n_cutoffs (TrainConfig(n_cutoffs=...)), "
+                "a smaller every_days or a shorter horizon, or load a longer history."
+            )
+            raise DataInsufficientError(msg)
+        return kept
+
+
 def training_cutoffs(
-    as_of: str | dt.date | dt.datetime, horizon_days: int, every_days: int = 28, n: int = 12
+    as_of: str | dt.date | dt.datetime,
+    horizon_days: int,
+    every_days: int = 28,
+    n: int | None = 12,
+    *,
+    first_event: str | dt.date | dt.datetime | None = None,
 ) -> list[dt.datetime]:
     """Cutoffs whose label windows ``[cutoff, cutoff + horizon)`` all end at or before ``as_of``.
 
     The latest cutoff is ``as_of - horizon_days``, so its labels are exactly the last fully observed
     window; the others step back ``every_days``.
 
+    ``n=None`` adapts the number to the history: as many cutoffs as start at least
+    :data:`AUTO_WARMUP_DAYS` days after the day of the first event, at most :data:`AUTO_MAX_CUTOFFS`;
+    fewer than :data:`AUTO_MIN_CUTOFFS` raise :class:`~omni_ml.exceptions.DataInsufficientError`. With
+    ``first_event`` this happens here; without it the result is an :class:`AdaptiveCutoffs` plan that
+    :func:`training_set` fits to the histories it is given. An explicit ``n`` is used exactly.
+
     Examples
     --------
     >>> cs = training_cutoffs("2025-06-01", horizon_days=30, n=2)
     >>> [c.date().isoformat() for c in cs]
     ['2025-04-04', '2025-05-02']
+    >>> len(training_cutoffs("2025-01-01", 30, n=None, first_event="2024-01-01"))  # one year of history
+    12
+    >>> len(training_cutoffs("2025-01-01", 30, n=None, first_event="2023-01-01"))  # two years: capped
+    18
     """
     if horizon_days < 1:
         msg = f"horizon_days={horizon_days}: the label window must be at least one day."
         raise ConfigError(msg)
     last = to_utc(as_of) - dt.timedelta(days=horizon_days)
-    return cutoffs(last, every=every_days, n=n)
+    if n is not None:
+        return cutoffs(last, every=every_days, n=n)
+    plan = AdaptiveCutoffs(
+        cutoffs(last, every=every_days, n=AUTO_MAX_CUTOFFS),
+        every_days=every_days,
+        warmup_days=AUTO_WARMUP_DAYS,
+        min_cutoffs=AUTO_MIN_CUTOFFS,
+    )
+    return plan if first_event is None else plan.fit_history(first_event)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +192,11 @@ class TrainConfig:
     Attributes
     ----------
     every_days, n_cutoffs
-        Spacing and number of training cutoffs (see :func:`training_cutoffs`).
+        Spacing and number of training cutoffs (see :func:`training_cutoffs`). ``n_cutoffs=None`` (default)
+        fits the number to the history: as many as start :data:`AUTO_WARMUP_DAYS` (28) days after the first
+        event, at most :data:`AUTO_MAX_CUTOFFS` (18, i.e. 16 months at 28 days), an error below
+        :data:`AUTO_MIN_CUTOFFS` (4). One year of history gives 12 (the former fixed default), two years 18.
+        An explicit number is used exactly.
     n_valid
         Latest cutoffs held out for the out-of-time back-test report.
     model
@@ -129,7 +206,7 @@ class TrainConfig:
     """
 
     every_days: int = 28
-    n_cutoffs: int = 12
+    n_cutoffs: int | None = None
     n_valid: int = 1
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     features: Any = None
@@ -270,7 +347,8 @@ def training_set(
     hist
         Identity-resolved histories.
     cutoffs
-        Training cutoffs (e.g. :func:`training_cutoffs`).
+        Training cutoffs (e.g. :func:`training_cutoffs`). An :class:`AdaptiveCutoffs` plan
+        (``training_cutoffs(..., n=None)``) is first fitted to the first event of ``hist``.
     horizon_days
         Label window length in days.
     feature_set
@@ -291,11 +369,18 @@ def training_set(
     LeakageError
         A label window ends after ``as_of``.
     DataInsufficientError
-        A label window ends after the last event (labels would be truncated), or no rows result.
+        A label window ends after the last event (labels would be truncated), no rows result, or an
+        :class:`AdaptiveCutoffs` plan has too few cutoffs after the history's warm-up.
     """
     if not cutoffs:
         msg = "training_set: no cutoffs given. Hint: use training_cutoffs(as_of, horizon_days)."
         raise ConfigError(msg)
+    if isinstance(cutoffs, AdaptiveCutoffs):
+        first = hist.events.select(pl.col("timestamp").min()).collect().item()
+        if first is None:
+            msg = "events: no rows, so no training cutoff fits the history. Hint: load a non-empty events table."
+            raise DataInsufficientError(msg)
+        cutoffs = cutoffs.fit_history(first)
     if horizon_days < 1:
         msg = f"horizon_days={horizon_days}: the label window must be at least one day."
         raise ConfigError(msg)
