@@ -14,7 +14,7 @@ from sklearn.exceptions import NotFittedError
 from omni_ml.evaluate import brier, roc_auc
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
-from omni_ml.models._common import time_split
+from omni_ml.models._common import CentredIsotonicCalibrator, time_split
 
 N_PER_CUTOFF = 700
 N_CUTOFFS = 7
@@ -51,7 +51,7 @@ def fitted(world: dict[str, object]) -> PropensityModel:
 
 def test_estimator_contract_params_clone_and_fitted_attributes(fitted: PropensityModel) -> None:
     params = fitted.get_params()
-    assert params["calibration"] == "isotonic"
+    assert params["calibration"] == "sigmoid"
     assert params["num_leaves"] == 31
     fresh = clone(fitted)
     assert fresh.get_params() == params
@@ -191,10 +191,11 @@ def test_calibration_on_held_out_time_improves_brier_under_drift() -> None:
     last = later["cutoff"] == later["cutoff"].max()  # a period no model saw
     X_new, y_new = later["X"].filter(pl.Series(last)), later["y"][last]
     scores = {}
-    for calibration in (None, "isotonic", "sigmoid"):
+    for calibration in (None, "centred_isotonic", "isotonic", "sigmoid"):
         model = PropensityModel(**FAST, calibration=calibration)
         model.fit(drifting["X"], drifting["y"], cutoff=drifting["cutoff"])
         scores[calibration] = brier(y_new, model.predict_proba(X_new)[:, 1])
+    assert scores["centred_isotonic"] < scores[None] - 0.02
     assert scores["isotonic"] < scores[None] - 0.02
     assert scores["sigmoid"] < scores[None] - 0.02
 
@@ -236,3 +237,55 @@ def test_recency_frequency_baseline_names_a_missing_feature(world: dict) -> None
         RecencyFrequencyBaseline(recency="days_since_last_purchse").fit(world["X"], world["y"])
     with pytest.raises(SchemaError, match=r"no frequency feature matches.*Hint: pass frequency="):
         RecencyFrequencyBaseline().fit(world["X"].drop("purchases_365d"), world["y"])
+
+
+@pytest.mark.parametrize("calibration", ["sigmoid", "centred_isotonic"])
+def test_calibration_has_no_plateaus_and_never_says_0_or_1(calibration: str, world: dict) -> None:
+    """Distinct booster scores get distinct probabilities (same order); none is exactly 0 or 1."""
+    fitted = PropensityModel(**FAST, calibration=calibration).fit(world["X"], world["y"], cutoff=world["cutoff"])
+    raw = fitted.predict_raw(world["X"])
+    p = fitted.predict_proba(world["X"])[:, 1]
+    order = np.argsort(raw, kind="stable")
+    higher = np.diff(raw[order]) > 0
+    assert higher.sum() > 1000
+    assert np.all(np.diff(p[order])[higher] > 0)
+    assert np.all(np.diff(p[order])[~higher] == 0)
+    assert ((p > 0) & (p < 1)).all()
+    far = fitted.proba_from_raw(np.array([-1e6, -60.0, -25.0, 0.0, 25.0, 60.0, 1e6]))
+    assert ((far > 0) & (far < 1)).all()
+    assert np.all(np.diff(far) >= 0)
+    # the plain isotonic step map of the same booster: far fewer distinct values, still never exactly 0 or 1
+    iso = clone(fitted).set_params(calibration="isotonic").fit(world["X"], world["y"], cutoff=world["cutoff"])
+    q = iso.predict_proba(world["X"])[:, 1]
+    assert np.unique(q).size < np.unique(p).size / 10
+    assert ((q > 0) & (q < 1)).all()
+    # calibrated where it was fitted: the latest cutoff's mean probability is its purchase rate
+    latest = world["cutoff"] == world["cutoff"].max()
+    assert p[latest].mean() == pytest.approx(world["y"][latest].mean(), abs=0.01)
+
+
+def test_centred_isotonic_interpolates_block_rates_between_block_centres() -> None:
+    x = np.array([0.0, 1, 2, 3, 4, 5, 6, 7])
+    y = np.array([0, 0, 1, 0, 1, 1, 1, 1])
+    cal = CentredIsotonicCalibrator().fit(x, y)
+    # PAVA blocks {0, 1} rate 0, {2, 3} rate 1/2, {4..7} rate 1; the end blocks get Jeffreys' half count
+    np.testing.assert_allclose(cal.centres_, [0.5, 2.5, 5.5])
+    np.testing.assert_allclose(cal.predict(cal.centres_), [0.5 / 3, 0.5, 1 - 0.5 / 5])
+    logit_first = np.log(0.5 / 3 / (1 - 0.5 / 3))
+    assert cal.predict(np.array([1.5]))[0] == pytest.approx(1 / (1 + np.exp(-logit_first / 2)))
+    grid = np.linspace(-10, 20, 301)
+    q = cal.predict(grid)
+    assert np.all(np.diff(q) > 0)
+    assert ((q > 0) & (q < 1)).all()
+
+
+def test_centred_isotonic_pools_again_when_the_half_count_breaks_the_order() -> None:
+    # one non-buyer at score 0, then 100 rows with a single buyer first: PAVA rates 0 (n=1) and 0.01 (n=100);
+    # the half count lifts the first to 0.25 > 0.01, so the two blocks are pooled into one at 1.25 / 101
+    x = np.arange(101, dtype=float)
+    y = np.zeros(101, dtype=int)
+    y[1] = 1
+    cal = CentredIsotonicCalibrator().fit(x, y)
+    np.testing.assert_allclose(cal.centres_, [50.0])
+    assert cal.predict(np.array([50.0]))[0] == pytest.approx(1.25 / 101)
+    assert np.all(np.diff(cal.predict(np.array([0.0, 50.0, 100.0]))) > 0)

@@ -15,7 +15,12 @@ import polars as pl
 
 from omni_ml.exceptions import DataInsufficientError, SchemaError
 
-Calibration = Literal["isotonic", "sigmoid"] | None
+Calibration = Literal["centred_isotonic", "isotonic", "sigmoid"] | None
+
+#: Calibrated probabilities stay inside ``[P_EDGE, 1 - P_EDGE]``: never exactly 0 or 1.
+P_EDGE = 1e-15
+#: Log-odds bound of the centred isotonic map (p within about 1e-13 of 0 or 1 at most).
+_MAX_LOG_ODDS = 30.0
 
 #: Fewest rows, and fewest rows of the rarer class, any model in omni_ml.models is fitted on.
 MIN_ROWS = 50
@@ -178,6 +183,11 @@ def time_split(cutoff: Any, n_rows: int, *, n_calibration: int, n_early_stopping
     return TimeSplit(train, es, cal, names)
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-z))`` without overflow for very negative ``z``."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(z, dtype=np.float64)))
+
+
 class PlattCalibrator:
     """Platt (1999) sigmoid scaling of a score: ``p = 1 / (1 + exp(-(a * score + b)))``, fitted by max. likelihood."""
 
@@ -186,17 +196,97 @@ class PlattCalibrator:
         self.b_ = 0.0
 
     def fit(self, score: np.ndarray, y: np.ndarray) -> PlattCalibrator:
-        """Fit ``a`` and ``b`` on held-out scores (unpenalised logistic regression)."""
+        """Fit ``a`` and ``b`` on held-out scores (unpenalised logistic regression, solved to its optimum).
+
+        ``tol=1e-10``: the solver's default stops ~1e-5 short of the maximum likelihood, e.g. a constant
+        score would not map exactly to the base rate.
+        """
         from sklearn.linear_model import LogisticRegression
 
-        lr = LogisticRegression(C=np.inf, max_iter=1000).fit(score.reshape(-1, 1), y)
+        lr = LogisticRegression(C=np.inf, max_iter=1000, tol=1e-10).fit(np.reshape(score, (-1, 1)), y)
         self.a_ = float(lr.coef_[0, 0])
         self.b_ = float(lr.intercept_[0])
         return self
 
     def predict(self, score: np.ndarray) -> np.ndarray:
         """Calibrated probability of each score."""
-        return 1.0 / (1.0 + np.exp(-(self.a_ * np.asarray(score, dtype=np.float64) + self.b_)))
+        return sigmoid(self.a_ * np.asarray(score, dtype=np.float64) + self.b_)
+
+
+class CentredIsotonicCalibrator:
+    """Centred isotonic regression (Oron & Flournoy 2017) in log-odds: strictly increasing, never 0 or 1.
+
+    Plain isotonic regression (PAVA) is a step function: every score inside one block gets the block's
+    rate, so a campaign sorted by it is full of ties, and a block without a single buyer says exactly 0.
+    Here each PAVA block becomes one point, its centre (the mean score of its rows) at its rate, and the
+    map interpolates linearly between consecutive points in log-odds, as Oron & Flournoy's centred
+    isotonic regression does between block centres (it keeps the isotonic fit's calibration, since each
+    block's rows still average to about the block's rate, and is strictly increasing between centres):
+
+    1. PAVA of the 0/1 labels on the score (tied scores pooled first), then flat stretches merged, so
+       block rates strictly increase.
+    2. A block without buyers (or without non-buyers) gets Jeffreys' half count, ``0.5 / (n + 1)`` (or
+       ``1 - 0.5 / (n + 1)``), then PAVA again over the blocks if that broke the order (tiny end blocks).
+    3. ``logit p`` is interpolated linearly between block centres; beyond the first and last centre it
+       continues with the slope of a Platt fit on the same rows (the score's own log-odds scale, at least
+       ``1e-6`` so the map stays strictly increasing), bounded to +-30 log-odds.
+
+    Attributes
+    ----------
+    centres_, log_odds_ : numpy.ndarray
+        The block centres (scores) and their log-odds, both strictly increasing.
+    tail_slope_ : float
+        Log-odds per unit of score beyond the outermost centres.
+
+    References
+    ----------
+    Oron, A. P. & Flournoy, N. (2017). Centered isotonic regression: point and interval estimation for
+    dose-response studies. Statistics in Biopharmaceutical Research 9(3), 258-267.
+    """
+
+    def __init__(self) -> None:
+        self.centres_ = np.zeros(1)
+        self.log_odds_ = np.zeros(1)
+        self.tail_slope_ = 1.0
+
+    def fit(self, score: np.ndarray, y: np.ndarray) -> CentredIsotonicCalibrator:
+        """Fit the map on held-out scores and 0/1 labels."""
+        from sklearn.isotonic import isotonic_regression
+
+        x = np.asarray(score, dtype=np.float64)
+        t = np.asarray(y, dtype=np.float64)
+        values, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+        hits = np.bincount(inverse, weights=t, minlength=values.size)
+        n = counts.astype(np.float64)
+        fitted = isotonic_regression(hits / n, sample_weight=n)
+        centres, rates, sizes = _merge_flat(values * n, hits, n, fitted)
+        edge = 0.5 / (sizes + 1.0)
+        rates = np.clip(rates, edge, 1.0 - edge)
+        if rates.size > 1 and np.any(np.diff(rates) <= 0):
+            fitted = isotonic_regression(rates, sample_weight=sizes)
+            centres, rates, sizes = _merge_flat(centres * sizes, rates * sizes, sizes, fitted)
+        self.centres_ = centres
+        self.log_odds_ = np.log(rates) - np.log1p(-rates)
+        self.tail_slope_ = max(PlattCalibrator().fit(x, t).a_, 1e-6) if np.unique(t).size == 2 else 1e-6
+        return self
+
+    def predict(self, score: np.ndarray) -> np.ndarray:
+        """Calibrated probability of each score, strictly increasing in the score, inside (0, 1)."""
+        x = np.asarray(score, dtype=np.float64)
+        c, lo = self.centres_, self.log_odds_
+        z = np.interp(x, c, lo)
+        z = np.where(x < c[0], lo[0] + self.tail_slope_ * (x - c[0]), z)
+        z = np.where(x > c[-1], lo[-1] + self.tail_slope_ * (x - c[-1]), z)
+        return sigmoid(np.clip(z, -_MAX_LOG_ODDS, _MAX_LOG_ODDS))
+
+
+def _merge_flat(
+    x_sum: np.ndarray, y_sum: np.ndarray, weight: np.ndarray, fitted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool consecutive points with the same fitted value: (weighted centre, rate, weight) per block."""
+    starts = np.flatnonzero(np.r_[True, np.diff(fitted) != 0])
+    w = np.add.reduceat(weight, starts)
+    return np.add.reduceat(x_sum, starts) / w, np.add.reduceat(y_sum, starts) / w, w
 
 
 def fit_calibrator(score: np.ndarray, y: np.ndarray, method: Calibration) -> Any:
@@ -205,6 +295,8 @@ def fit_calibrator(score: np.ndarray, y: np.ndarray, method: Calibration) -> Any
         return None
     if method == "sigmoid":
         return PlattCalibrator().fit(score, y)
+    if method == "centred_isotonic":
+        return CentredIsotonicCalibrator().fit(score, y)
     from sklearn.isotonic import IsotonicRegression
 
     return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, y)

@@ -17,12 +17,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from omni_ml.models._common import (
+    P_EDGE,
     Calibration,
     as_matrix,
     check_binary_y,
     check_choice,
     check_classes,
     fit_calibrator,
+    sigmoid,
     time_split,
 )
 
@@ -61,7 +63,18 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
 
     Assumptions: rows are exchangeable *within* a cutoff and the relation between history and purchase
     drifts slowly enough that the latest cutoffs describe the next period; the booster's raw score is
-    monotone in the true propensity (isotonic calibration only reorders nothing, it relabels).
+    monotone in the true propensity (calibration reorders nothing, it relabels).
+
+    Calibration maps (measured in the docstring of ``benchmarks/bench_propensity.py``): ``"sigmoid"``
+    (default) is Platt's map ``1 / (1 + exp(-(a * raw + b)))``. The booster's raw score is already a
+    log-odds fitted by log loss, so two parameters correct its shift and scale on held-out time; on the
+    default world (three seeds) it had the lowest ECE and log loss, the same AUC. ``"centred_isotonic"``
+    is the assumption-free alternative: isotonic regression made strictly increasing by interpolating
+    between its block centres in log-odds (Oron & Flournoy 2017; ``CentredIsotonicCalibrator`` in
+    ``omni_ml.models._common``). Both keep every distinct score distinct and never give exactly 0 or 1.
+    Plain ``"isotonic"`` is a step function: on the two-year default world 98 distinct probabilities for
+    30,000 customers, 7% of them exactly 0 or 1 before the bound below. Every map's output is kept inside
+    ``[1e-15, 1 - 1e-15]``.
 
     Parameters
     ----------
@@ -72,7 +85,8 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     early_stopping_rounds
         Stop when validation log loss has not improved for this many rounds.
     calibration
-        ``"isotonic"`` (Zadrozny & Elkan 2002), ``"sigmoid"`` (Platt 1999) or ``None``.
+        ``"sigmoid"`` (Platt 1999; default), ``"centred_isotonic"`` (Oron & Flournoy 2017),
+        ``"isotonic"`` (Zadrozny & Elkan 2002) or ``None``.
     n_early_stopping_cutoffs, n_calibration_cutoffs
         How many of the latest distinct cutoffs validate and calibrate.
     refit
@@ -103,6 +117,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     Ke, G. et al. (2017). LightGBM: A highly efficient gradient boosting decision tree. NeurIPS 30.
     Zadrozny, B. & Elkan, C. (2002). Transforming classifier scores into accurate multiclass probability
     estimates. KDD. Platt, J. (1999). Probabilistic outputs for support vector machines.
+    Oron, A. P. & Flournoy, N. (2017). Centered isotonic regression. Stat. Biopharm. Res. 9(3).
 
     Examples
     --------
@@ -130,7 +145,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
         early_stopping_rounds: int = 100,
-        calibration: Calibration = "isotonic",
+        calibration: Calibration = "sigmoid",
         n_early_stopping_cutoffs: int = 1,
         n_calibration_cutoffs: int = 1,
         refit: Literal["none", "all"] = "none",
@@ -194,7 +209,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         import lightgbm as lgb
 
         name = type(self).__name__
-        check_choice("calibration", self.calibration, ("isotonic", "sigmoid", None), model=name)
+        check_choice("calibration", self.calibration, ("centred_isotonic", "isotonic", "sigmoid", None), model=name)
         check_choice("refit", self.refit, ("none", "all"), model=name)
         matrix, names = as_matrix(X)
         labels = check_binary_y(y, matrix.shape[0])
@@ -260,12 +275,17 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         return np.asarray(self.booster_.predict(matrix, raw_score=True), dtype=np.float64)
 
     def proba_from_raw(self, raw: np.ndarray) -> np.ndarray:
-        """Calibrated purchase probability from raw booster scores (log-odds), e.g. SHAP base + contributions."""
+        """Calibrated purchase probability from raw booster scores (log-odds), e.g. SHAP base + contributions.
+
+        Never exactly 0 or 1: kept inside ``[1e-15, 1 - 1e-15]`` whatever the calibration map.
+        """
         check_is_fitted(self)
         raw = np.asarray(raw, dtype=np.float64)
         if self.calibrator_ is None:
-            return 1.0 / (1.0 + np.exp(-raw))
-        return np.clip(np.asarray(self.calibrator_.predict(raw), dtype=np.float64), 0.0, 1.0)
+            p = sigmoid(raw)
+        else:
+            p = np.asarray(self.calibrator_.predict(raw), dtype=np.float64)
+        return np.clip(p, P_EDGE, 1.0 - P_EDGE)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Probabilities of no purchase and purchase, shape ``(n, 2)``."""
