@@ -12,10 +12,13 @@ How one pass serves many cutoffs, exactly to the microsecond
    rows match any measure's predicate (e.g. purchases among all events), a source is read in two
    passes: the predicate-free measures over all rows, cut only at the cutoffs (one segment for
    a single cutoff), and the others over the matching rows only.
-3. Per customer the cube is accumulated over segments (``cum_sum`` / ``cum_max`` /
-   ``cum_min``). Because ``c`` and ``c - w`` are boundaries, "everything before ``b``" is the
-   running value of the last segment ``<= index(b)``: an as-of join. A window sum is the
-   difference of two running values.
+3. Per customer the cube is accumulated over segments (sums, latest and earliest timestamps).
+   Because ``c`` and ``c - w`` are boundaries, "everything before ``b``" is the running value
+   over the segments ``<= index(b)``. A window sum is the difference of two running values.
+   ``_running.py`` reads them by one sweep over the segments (dense per-customer arrays) or,
+   with very many segments, by binary search.
+4. ``compute_at`` knows from the cube of all events who has history before each cutoff, so it
+   computes features only for the rows it returns.
 
 Segments are cut by boundaries and never by days, so a cutoff at any microsecond is exact: a
 row at exactly the cutoff is out, a row one microsecond earlier is in.
@@ -41,12 +44,11 @@ import numpy as np
 import polars as pl
 
 from omni_ml.data import TIMESTAMP, Histories
+from omni_ml.features._running import MICROS_PER_DAY, MONEY_SCALE, Blocks, feature_columns
 from omni_ml.features._spec import Aggregate, Attribute, Consent, Feature
 
 __all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "compute_at", "compute_for_keys", "true_div"]
 
-MICROS_PER_DAY = 86_400_000_000
-MONEY_SCALE = 10_000  # sums use integer 1/10,000 units: exact, associative, order-independent
 _ANY_EVENT = Aggregate("events", "last")  # who has any history before a cutoff (scoring path)
 # A source's predicate-free measures (e.g. days since the last event) need every row; the others
 # only the rows matching a predicate. When a sample shows at most this share of rows matching any
@@ -54,7 +56,7 @@ _ANY_EVENT = Aggregate("events", "last")  # who has any history before a cutoff 
 # measures) instead of one pass evaluating every measure on every row. Only speed depends on it.
 _SPLIT_SHARE = 0.25
 _SAMPLE_ROWS = 100_000
-_SWEEP_SEGMENTS = 4_096  # up to this many segments, lookups sweep the segments instead of binary searching
+_SWEEP_SEGMENTS = 4_096  # up to this many segments, running values are swept instead of binary-searched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,84 +209,6 @@ def _cube(rows: pl.LazyFrame, step: _Pass, plan: _Plan, boundaries: np.ndarray, 
     )
 
 
-_SENTINEL = -(2**63)
-
-
-class _Running:
-    """A cube sorted by (customer code, segment) holding running values, searchable by key."""
-
-    def __init__(
-        self, cube: pl.DataFrame, measures: dict[str, Aggregate], plan: _Plan, codes: pl.Enum, n_boundaries: int
-    ) -> None:
-        self.stride = n_boundaries + 1  # segments are 0 .. n_boundaries
-        frame = (
-            cube.with_columns(
-                pl.col("customer_id").cast(codes, strict=False).to_physical().cast(pl.Int64).alias("__code")
-            )
-            .drop("customer_id")
-            .drop_nulls("__code")  # e.g. contacts of someone without events at scoring time: not a row
-            .sort("__code", "__seg")
-        )
-        first = pl.col("__code") != pl.col("__code").shift(1, fill_value=-1)  # a customer's first segment
-        running = []
-        for agg in measures.values():
-            c = pl.col(plan.col(agg))
-            if agg.kind in ("count", "sum"):
-                # running sum restarted per customer without hashing: the global running sum minus its
-                # value just before the customer's first segment
-                total = c.cum_sum()
-                op = total - pl.when(first).then(total - c).forward_fill()
-            else:
-                # segments are in time order, so the latest timestamp so far is the last non-null one and
-                # the earliest is the first non-null one; a sentinel on each customer's first row keeps
-                # forward_fill from carrying a value over from the previous customer
-                value = c
-                if agg.kind == "first":
-                    seen = c.is_not_null().cast(pl.Int64)
-                    n_seen = seen.cum_sum() - pl.when(first).then(seen.cum_sum() - seen).forward_fill()
-                    value = pl.when(n_seen == 1).then(c)
-                marked = pl.when(first & value.is_null()).then(pl.lit(_SENTINEL)).otherwise(value).forward_fill()
-                op = pl.when(marked != _SENTINEL).then(marked)
-            running.append(op.alias(plan.col(agg)))
-        self.frame = frame.with_columns(running)
-        self.n_codes = codes.categories.len()
-        self.code = self.frame["__code"].to_numpy()
-        self.seg = self.frame["__seg"].to_numpy()
-
-    def positions(self, code: np.ndarray, segment: np.ndarray) -> np.ndarray:
-        """Row of each ``(code, segment)`` customer's last segment ``<= segment``; -1 when there is none."""
-        if self.stride > _SWEEP_SEGMENTS:  # many segments (e.g. a cutoff per contact): binary search
-            key = self.code * self.stride + self.seg
-            pos = np.searchsorted(key, code * self.stride + segment, side="right") - 1
-            found = (pos >= 0) & (self.code[np.clip(pos, 0, None)] == code)
-            return np.where(found, pos, -1)
-        # few segments: sweep them in time order, keeping each customer's latest row so far; a customer
-        # has at most one row per segment, so each assignment below writes distinct places
-        rows_by_seg = np.argsort(self.seg.astype(np.int32), kind="stable")
-        row_end = np.searchsorted(self.seg[rows_by_seg], np.arange(self.stride), side="right")
-        queries_by_seg = np.argsort(segment.astype(np.int32), kind="stable")
-        query_end = np.searchsorted(segment[queries_by_seg], np.arange(self.stride), side="right")
-        latest = np.full(self.n_codes, -1, dtype=np.int64)
-        pos = np.empty(len(code), dtype=np.int64)
-        r0 = q0 = 0
-        for s in range(self.stride):
-            rows = rows_by_seg[r0 : row_end[s]]
-            latest[self.code[rows]] = rows
-            queries = queries_by_seg[q0 : query_end[s]]
-            pos[queries] = latest[code[queries]]
-            r0, q0 = row_end[s], query_end[s]
-        return pos
-
-    def lookup(self, code: np.ndarray, segment: np.ndarray, columns: list[str], suffix: str) -> pl.DataFrame:
-        """Running values at each customer's last segment ``<= segment`` (null when there is none)."""
-        if not len(self.code):
-            return pl.DataFrame({f"{c}{suffix}": pl.Series([None] * len(code), dtype=pl.Int64) for c in columns})
-        pos = self.positions(code, segment)
-        valid = pl.Series("__valid", pos >= 0)
-        picked = self.frame.select(columns)[np.clip(pos, 0, None)]
-        return picked.select(pl.when(valid).then(pl.col(c)).alias(f"{c}{suffix}") for c in columns)
-
-
 _Cube = tuple[_Pass, pl.DataFrame, np.ndarray]  # a pass, its (customer_id, segment) measures, its boundaries
 
 
@@ -317,12 +241,12 @@ def _cubes(
     return out
 
 
-def _with_history(cubes: list[_Cube]) -> pl.Series:
-    """Customers with any event before the last cutoff (the cube holding ``_ANY_EVENT``)."""
-    for step, cube, _ in cubes:
-        if _ANY_EVENT.measure_key in step.measures:
-            return cube["customer_id"].unique()
-    return pl.Series("customer_id", [], dtype=pl.String)
+def _coded(cube: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
+    """``cube`` with ``__code`` (the customer's row in ``codes``) instead of ``customer_id``.
+
+    Customers not in ``codes`` are not rows (e.g. contacts of someone without events at scoring time).
+    """
+    return cube.join(codes, on="customer_id", how="inner").drop("customer_id")
 
 
 def _aggregate_features(
@@ -330,60 +254,41 @@ def _aggregate_features(
     plan: _Plan,
     cubes: list[_Cube],
     features: Sequence[Feature],
-    codes: pl.Enum,
+    codes: pl.DataFrame,
     cutoffs: np.ndarray,
 ) -> pl.DataFrame:
-    """``__row``, every aggregate feature and ``__has_history`` (if measured) for ``keys``.
+    """``__row`` and every aggregate feature for ``keys``.
 
-    ``keys`` carries ``__code``, the customer's position in ``codes``. Window starts are looked
-    up one at a time and turned into features at once, so only two lookups are alive together.
+    ``keys`` and the cubes carry ``__code``, the customer's row in ``codes`` (``customer_id``,
+    ``__code``; see :func:`_coded`). Cubes are consumed one at a time: a cube is freed as soon as its features are out.
     """
     code = keys["__code"].to_numpy()
-    cutoff_index = np.searchsorted(cutoffs, keys["__cutoff_us"].to_numpy())  # cutoffs: sorted, distinct
-    cut = pl.col("__cutoff_us")
-    columns: dict[str, pl.Series] = {}
+    blocks = Blocks(np.searchsorted(cutoffs, keys["__cutoff_us"].to_numpy()), len(cutoffs))  # cutoffs: sorted
+    columns: dict[str, np.ndarray] = {}
     cubes.reverse()
-    while cubes:  # consumed one at a time: a cube is freed as soon as its features are out
+    while cubes:
         step, cube, boundaries = cubes.pop()
-        running = _Running(cube, step.measures, plan, codes, len(boundaries))
-        del cube
-
-        def at(offset: int) -> np.ndarray:
-            # boundaries hold every cutoff - offset exactly; segments <= its index hold the rows before it
-            segment = np.searchsorted(boundaries, cutoffs - offset * MICROS_PER_DAY, side="left")  # noqa: B023
-            return segment[cutoff_index]
-
         mine = [(f.name, f.spec) for f in features if isinstance(f.spec, Aggregate)]
         mine = [(name, agg) for name, agg in mine if agg.measure_key in step.measures]
-        now = running.lookup(code, at(0), [plan.col(a) for a in step.measures.values()], "__0")
-        now = now.with_columns(keys["__cutoff_us"])
-        for w in sorted(step.windows):
-            cols = [plan.col(a) for k, a in step.measures.items() if w in plan.windows[k]]
-            start = running.lookup(code, at(w), cols, f"__{w}")
-            both = pl.concat([now, start], how="horizontal")
-            exprs = [_value(agg, plan, name) for name, agg in mine if agg.window == w]
-            columns.update(both.select(exprs).to_dict())
-            del start, both
-        exprs = [_value(agg, plan, name) for name, agg in mine if agg.window is None]
-        if _ANY_EVENT.measure_key in step.measures:
-            exprs.append(pl.col(f"{plan.col(_ANY_EVENT)}__0").is_not_null().alias("__has_history"))
-        columns.update(now.select(cut, *exprs).drop("__cutoff_us").to_dict())
-        del now, running
-    names = [f.name for f in features if isinstance(f.spec, Aggregate)]
-    extra = ["__has_history"] if "__has_history" in columns else []
-    return pl.DataFrame([keys["__row"], *(columns[n] for n in dict.fromkeys(names + extra))])
-
-
-def _value(agg: Aggregate, plan: _Plan, name: str) -> pl.Expr:
-    """A feature from running values at the cutoff (``__0``) and at its window start (``__<w>``)."""
-    col = plan.col(agg)
-    if agg.kind in ("last", "first"):
-        return true_div((pl.col("__cutoff_us") - pl.col(f"{col}__0")).cast(pl.Float64), MICROS_PER_DAY).alias(name)
-    expr = pl.col(f"{col}__0").fill_null(0)
-    if agg.window is not None:
-        expr = expr - pl.col(f"{col}__{agg.window}").fill_null(0)
-    expr = expr.cast(pl.Int32) if agg.kind == "count" else true_div(expr.cast(pl.Float64), MONEY_SCALE)
-    return expr.alias(name)
+        columns.update(
+            feature_columns(
+                cube,
+                step,
+                plan,
+                boundaries,
+                mine,
+                code=code,
+                blocks=blocks,
+                cutoffs=cutoffs,
+                n_codes=codes.height,
+                sweep_segments=_SWEEP_SEGMENTS,
+            )
+        )
+        del cube
+    series = [
+        pl.Series(f.name, columns.pop(f.name), nan_to_null=True) for f in features if isinstance(f.spec, Aggregate)
+    ]
+    return pl.DataFrame([keys["__row"], *series])
 
 
 def _static_features(hist: Histories, keys: pl.DataFrame, features: Sequence[Feature]) -> pl.DataFrame:
@@ -485,11 +390,14 @@ def compute_for_keys(
     Returns ``customer_id, cutoff`` and one column per feature (hidden ``__`` ones included).
     """
     customers = keys.select(pl.col("customer_id").unique().sort())
-    codes = pl.Enum(customers["customer_id"])
-    keys = _with_row(keys).with_columns(pl.col("customer_id").cast(codes).to_physical().cast(pl.Int64).alias("__code"))
+    codes = customers.with_row_index("__code").with_columns(pl.col("__code").cast(pl.Int64))
+    keys = _with_row(keys).join(codes, on="customer_id", how="left", maintain_order="left")
     plan = _Plan(features, need_history=False)
     cutoffs = np.unique(keys["__cutoff_us"].to_numpy())
-    cubes = _cubes(hist, plan, cutoffs, customers=customers, streaming=streaming)
+    cubes = [
+        (step, _coded(cube, codes), b)
+        for step, cube, b in _cubes(hist, plan, cutoffs, customers=customers, streaming=streaming)
+    ]
     aggregates = _aggregate_features(keys, plan, cubes, features, codes, cutoffs)
     return _finish(keys, aggregates, _static_features(hist, keys, features), features)
 
@@ -505,27 +413,33 @@ def compute_at(
     moments = pl.Series("cutoff", sorted(set(cutoffs)), dtype=TIMESTAMP)
     cutoff_us = _utc_us(moments)
     cubes = _cubes(hist, plan, cutoff_us, customers=None, streaming=streaming)
-    candidates = _with_history(cubes)
+    history, boundaries = next((cube, b) for step, cube, b in cubes if _ANY_EVENT.measure_key in step.measures)
+    candidates = history["customer_id"].unique()
     listed = pl.Series("customer_id", [], dtype=pl.String)
     if hist.customers is not None:
         listed = hist.customers.select("customer_id").collect()["customer_id"]
         candidates = pl.concat([candidates, listed]).unique()
-    candidates = candidates.sort()
-    codes = pl.Enum(candidates)
-    n, k = candidates.len(), moments.len()
+    codes = candidates.sort().to_frame().with_row_index("__code").with_columns(pl.col("__code").cast(pl.Int64))
+    # the rows: per cutoff, the listed customers and those with an event before it (their first
+    # segment with an event is at most the cutoff's), so no feature is computed for a row dropped later
+    del history
+    cubes = [(step, _coded(cube, codes), b) for step, cube, b in cubes]
+    seen = next(cube for step, cube, _ in cubes if _ANY_EVENT.measure_key in step.measures)
+    first = np.full(codes.height, np.iinfo(np.int64).max)
+    np.minimum.at(first, seen["__code"].to_numpy(), seen["__seg"].to_numpy())
+    is_listed = codes["customer_id"].is_in(listed.implode()).to_numpy()
+    rows = [np.flatnonzero(is_listed | (first <= s)) for s in np.searchsorted(boundaries, cutoff_us)]
+    code = np.concatenate(rows)
     keys = _with_row(
         pl.DataFrame(
             {
-                "customer_id": candidates.gather(np.tile(np.arange(n), k)),
-                "cutoff": moments.gather(np.repeat(np.arange(k), n)),
-                "__code": np.tile(np.arange(n, dtype=np.int64), k),
+                "customer_id": codes["customer_id"].gather(code),
+                "cutoff": moments.gather(np.repeat(np.arange(len(rows)), [len(r) for r in rows])),
+                "__code": code,
             }
         )
     )
     aggregates = _aggregate_features(keys, plan, cubes, features, codes, cutoff_us)
-    keep = aggregates["__has_history"] | keys["customer_id"].is_in(listed.implode())
-    keys = _with_row(keys.filter(keep).drop("__row", "__cutoff_us"))
-    aggregates = aggregates.filter(keep).drop("__row", "__has_history").with_row_index("__row")
     return _finish(keys, aggregates, _static_features(hist, keys, features), features)
 
 
