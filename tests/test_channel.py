@@ -217,3 +217,78 @@ def test_response_history_counts_only_closed_windows(small_histories: Histories,
     assert (both["resp_contacts_email"] == both["n"]).all()
     assert (both["resp_conversions_email"] == both["k"]).all()
     assert (rh["resp_contacts_all"] >= rh["resp_contacts_email"] + rh["resp_contacts_sms"]).all()
+
+
+def test_response_baseline_compares_conversions_with_the_persons_own_baseline() -> None:
+    from omni_ml.models.channel import response_history
+
+    day = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    # purchases on days 0 and 30 (outside any response window), day 42 (2 days after the day-40 contact)
+    # and day 200 (after the cutoff: never counted); contacts on days 40 and 100 (no purchase follows)
+    events = pl.DataFrame(
+        {
+            "customer_id": ["a"] * 4 + ["b"],
+            "timestamp": [day, day + dt.timedelta(days=30), day + dt.timedelta(days=42), day + dt.timedelta(days=200),
+                          day],
+            "amount": [10.0] * 5,
+        }
+    )  # fmt: skip
+    contacts = pl.DataFrame(
+        {
+            "customer_id": ["a", "a"],
+            "timestamp": [day + dt.timedelta(days=d) for d in (40, 100)],
+            "channel": ["sms"] * 2,
+        }
+    )
+    hist = Histories.from_frames(events, contacts=contacts)
+    keys = pl.DataFrame({"customer_id": ["a", "b"], "cutoff": [day + dt.timedelta(days=150)] * 2})
+    plain = response_history(hist, keys, ["sms"], 7)
+    assert "resp_excess_sms" not in plain.columns  # opt-in: the historic columns only
+    rh = response_history(hist, keys, ["sms"], 7, baseline=True)
+    a, b = rh.row(0, named=True), rh.row(1, named=True)
+    assert (a["resp_contacts_sms"], a["resp_conversions_sms"]) == (2, 1)
+    # 150 days observed, 14 inside response windows; 2 baseline purchases (the day-42 one is a conversion)
+    assert a["resp_baseline_days"] == pytest.approx(136.0)
+    rate = (2 + 0.5) / (136.0 + 60.0)
+    assert a["resp_baseline_rate"] == pytest.approx(30 * rate)
+    expected = 2 * (1 - np.exp(-7 * rate))
+    assert a["resp_expected_sms"] == pytest.approx(expected)
+    assert a["resp_excess_sms"] == pytest.approx((1 - expected) / (2 + 3))
+    assert a["resp_lift_sms"] == pytest.approx((1 + 1) / (expected + 1))
+    assert a["resp_lift_all"] == pytest.approx(a["resp_lift_sms"])
+    # b: never contacted: nothing expected, no excess, lift 1, rate null
+    assert (b["resp_contacts_all"], b["resp_expected_all"], b["resp_excess_all"], b["resp_lift_all"]) == (0, 0, 0, 1)
+    assert b["resp_rate_all"] is None
+
+
+def test_response_baseline_uses_only_the_past(small_histories: Histories, world_end: dt.datetime) -> None:
+    from omni_ml.models.channel import response_history
+
+    cutoff = world_end - dt.timedelta(days=60)
+    ids = small_histories.contacts.select("customer_id").unique().sort("customer_id").head(300).collect()  # type: ignore[union-attr]
+    keys = ids.with_columns(pl.lit(cutoff).cast(pl.Datetime("us", "UTC")).alias("cutoff"))
+    full = response_history(small_histories, keys, ["email", "sms"], 7, baseline=True)
+    past = Histories.from_frames(
+        small_histories.events.filter(pl.col("timestamp") < cutoff).collect(),
+        contacts=small_histories.contacts.filter(pl.col("timestamp") < cutoff).collect(),  # type: ignore[union-attr]
+    )
+    cut = response_history(past, keys, ["email", "sms"], 7, baseline=True)
+    assert full.columns == cut.columns
+    for name in full.columns:
+        assert full[name].equals(cut[name]), name  # nothing at or after the cutoff changes a feature
+    assert (full["resp_baseline_days"] >= 0).all()
+    assert full["resp_expected_all"].sum() > 0
+
+
+def test_response_baseline_config_reaches_training_and_scoring(
+    small_histories: Histories, world_end: dt.datetime
+) -> None:
+    from omni_ml.models.channel import channel_features
+
+    cfg = ChannelConfig(n_estimators=30, lookback_days=60, pause_ratio=0.5, response_baseline=True)
+    model = fit_channel_model(small_histories, world_end, cfg)
+    assert "resp_excess_all" in model.feature_names_
+    assert "arm:resp_excess_{arm}" in model.aligned_  # the arm's own excess is shared across channels
+    assert model.training_summary_["response_baseline"] is True
+    _, X = channel_features(model, small_histories, world_end, customers=["C0000001", "C0000002"])
+    assert X.columns == model.feature_names_
