@@ -3,7 +3,7 @@
 ::
 
     OmniMLError                         base of everything omni_ml raises on purpose
-    ├── SchemaError(ValueError)         input tables break the histories contract (data.py)
+    ├── SchemaError(ValueError)         input tables break the histories contract (omni_ml.data)
     ├── LeakageError(ValueError)        a feature or label would see information from the wrong side of a cutoff
     ├── ConsentError(ValueError)        a decision would contact a customer on a channel without consent
     ├── ConfigError(ValueError)         a configuration value or file is invalid

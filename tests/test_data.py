@@ -591,7 +591,7 @@ def test_many_distinct_channels_are_counted_exactly() -> None:
 @settings(max_examples=60, deadline=None)
 @given(values=st.lists(st.one_of(st.none(), st.integers(0, 30), st.integers(0, 2**50)), max_size=200))
 def test_repeated_values_are_the_values_that_occur_more_than_once(values: list[int | None]) -> None:
-    from omni_ml.data import _repeated_values
+    from omni_ml.data._validation import _repeated_values
 
     frame = pl.Series("timestamp", values, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")).to_frame()
     repeated = frame.select(_repeated_values("timestamp")).to_series()[0]
@@ -618,7 +618,7 @@ def test_duplicates_in_a_time_ordered_export() -> None:
 def test_hashed_and_exact_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    import omni_ml.data as data_module
+    import omni_ml.data._validation as data_module
 
     rng = np.random.default_rng(0)
     n = 3000

@@ -1,0 +1,56 @@
+"""What a load found: one summary per table, and the warnings."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+
+class UnknownTableWarning(UserWarning):
+    """A file in the histories directory is not one of the known tables; it is ignored."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSummary:
+    """What one table held after validation (``rows`` counts rows after exact duplicates were dropped)."""
+
+    table: str
+    rows: int
+    customers: int
+    identifiers: int
+    start: dt.datetime | None
+    end: dt.datetime | None
+    channels: dict[str, int]
+    event_types: dict[str, int]
+    duplicates_dropped: int
+    future_rows: int
+    notes: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadReport:
+    """Summary of a load: one :class:`TableSummary` per table present, and warnings."""
+
+    source: str
+    tables: dict[str, TableSummary]
+    warnings: tuple[str, ...] = ()
+    as_of: dt.datetime | None = None
+
+    def to_text(self) -> str:
+        """Render the report as the short text ``omni-ml validate`` prints."""
+        lines = [f"histories: {self.source}"]
+        for s in self.tables.values():
+            span = f"{s.start:%Y-%m-%d %H:%M} .. {s.end:%Y-%m-%d %H:%M}" if s.start and s.end else "no timestamps"
+            who = f"{s.customers:,} customers" + (f", {s.identifiers:,} identifiers" if s.identifiers else "")
+            lines.append(f"  {s.table:<15} {s.rows:>12,} rows  {who}  {span}")
+            if s.channels:
+                lines.append("    channels:    " + ", ".join(f"{k} {v:,}" for k, v in s.channels.items()))
+            if s.event_types:
+                lines.append("    event types: " + ", ".join(f"{k} {v:,}" for k, v in s.event_types.items()))
+            if s.duplicates_dropped:
+                lines.append(f"    dropped {s.duplicates_dropped:,} exact duplicate rows")
+            if s.future_rows:
+                lines.append(f"    {s.future_rows:,} rows at or after as-of {self.as_of:%Y-%m-%d %H:%M}")
+            lines.extend(f"    note: {n}" for n in s.notes)
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)

@@ -1,0 +1,301 @@
+"""Validation: every rule and the summary in one parallel pass per table, exact duplicates dropped."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+
+from omni_ml.data._contract import (
+    _COUNTED,
+    _HASHED_MIN_ROWS,
+    _IDENTIFIER,
+    _LOWER,
+    _MAX_PROBLEMS,
+    _SOURCES_WITH_UNKNOWN,
+    _STR,
+    EVENT_TYPES,
+    TABLES,
+    UNKNOWN_CHANNEL,
+)
+from omni_ml.data._normalise import _clean_string, _parse_timestamps, _Plan, _plan
+from omni_ml.data._read import _read_error
+from omni_ml.data._report import LoadReport, TableSummary
+from omni_ml.exceptions import SchemaError
+
+_T = TypeVar("_T")
+
+
+def _repeated_values(col: str) -> pl.Expr:
+    """The values of ``col`` that occur more than once (nulls aside), as one list.
+
+    One sort finds them: it costs about what a distinct count costs, and on real exports
+    (nearly all timestamps distinct) the list is short, so marking the rows that carry a
+    repeated value is then a cheap ``is_in``.
+    """
+    ordered = pl.col(col).drop_nulls().sort()
+    return ordered.filter(ordered == ordered.shift(1)).unique().implode()
+
+
+def _first_occurrences(frame: pl.DataFrame, cols: list[str], repeated_ts: pl.Series | None) -> pl.Series | None:
+    """Mask keeping the first of each set of identical rows over ``cols``; ``None`` when all rows differ.
+
+    Identical rows share their timestamp, so only rows whose timestamp repeats (``repeated_ts``,
+    from the summary pass) or is null are compared in full; all rows when that is more than an
+    eighth of them (coarse timestamps, e.g. dates) or when the table has no timestamp.
+    """
+    if frame.height < 2:
+        return None
+    if repeated_ts is not None:
+        ts = frame.get_column("timestamp")
+        if repeated_ts.len() == 0 and not ts.has_nulls():
+            return None
+        candidates = ts.is_in(repeated_ts.implode()).fill_null(value=True)
+        n_candidates = int(candidates.sum())
+        if n_candidates < frame.height // 8:
+            sub = frame.filter(candidates).select(pl.struct(cols).is_first_distinct()).to_series()
+            if sub.all():
+                return None
+            keep = pl.repeat(True, frame.height, eager=True, dtype=pl.Boolean).alias("keep")
+            return keep.scatter(candidates.arg_true(), sub)
+    keep = frame.select(pl.struct(cols).is_first_distinct()).to_series()
+    return None if keep.all() else keep
+
+
+def _distinct_count(col: str, rows: int) -> pl.Expr:
+    """Distinct non-null values of ``col``; on large tables counted over 64-bit hashes (exact unless two collide)."""
+    present = pl.col(col).drop_nulls()
+    return present.n_unique() if rows < _HASHED_MIN_ROWS else present.hash(seed=0).n_unique()
+
+
+_ROW_COUNTS = ("__rows", "__future", "__customer_nulls")  # summary aggregates that count rows
+
+
+def _summary_aggs(table: str, cols: set[str], rows: int, as_of: dt.datetime | None) -> list[pl.Expr]:
+    """Aggregates of the summary; those named in ``_ROW_COUNTS`` add up over disjoint rows."""
+    aggs: list[pl.Expr] = [pl.len().alias("__rows")]
+    if "timestamp" in cols:
+        ts = pl.col("timestamp")
+        aggs += [ts.min().alias("__start"), ts.max().alias("__end")]
+        if as_of is not None:
+            aggs.append((ts >= as_of).sum().alias("__future"))
+    if "customer_id" in cols:
+        aggs.append(pl.col("customer_id").null_count().alias("__customer_nulls"))
+        aggs.append(_distinct_count("customer_id", rows).alias("__customers"))
+    if table == "identity_links":
+        ids = pl.concat([pl.col("identifier_a"), pl.col("identifier_b")])
+        aggs.append(ids.drop_nulls().n_unique().alias("__identifiers"))
+    return aggs
+
+
+def _value_counts(frame: pl.DataFrame, counted: list[str]) -> dict[str, dict[str | None, int]]:
+    """Rows per value (null included) of each counted column, sorted by value, nulls last.
+
+    One group-by over the counted columns together (few combinations: channel x event type),
+    on polars' streaming engine, which is the cheapest group-by on large tables.
+    """
+    if not counted:
+        return {}
+    joint = frame.lazy().group_by(counted).len().collect(engine="streaming")
+    counts: dict[str, dict[str | None, int]] = {}
+    for c in counted:
+        margin = joint.group_by(c).agg(pl.col("len").sum())
+        counts[c] = dict(sorted(((k, int(v)) for k, v in margin.iter_rows()), key=_none_last))
+    return counts
+
+
+def _summarise(
+    table: str,
+    plan: _Plan,
+    frame: pl.DataFrame,
+    *,
+    as_of: dt.datetime | None,
+    notes: list[str],
+) -> tuple[pl.DataFrame, TableSummary, list[str], list[str]]:
+    """One pass of aggregates: the rules over every row read, the summary over the rows kept.
+
+    Returns the rows kept (``frame`` without its exact duplicates), the summary, the problems,
+    and the columns kept as written that turn out to need cleaning (blank strings; channel or
+    event_type values not stripped and lower-case): the caller cleans them and runs the pass again.
+
+    All rules, the summary, the repeated timestamps (do duplicates need a search?), the distinct
+    customers and identifiers are aggregates of one ``select``, which polars evaluates in parallel;
+    the rows per channel and event type are counted meanwhile in a second thread. Only when some
+    timestamps repeat are duplicates searched, and the summary recomputed over the rows kept.
+    """
+    cols = set(frame.columns)
+    checks = [c for c in plan.checks if all(n in cols for n in c.bad.meta.root_names())]
+    counted = [c for c in _COUNTED if c in cols and table in ("events", "contacts")]
+    # Blank values of the counted columns and of identifiers show among their distinct values.
+    blank_checked = [c for c in plan.as_written if c not in counted and c != "identifier"]
+    aggs: list[pl.Expr] = [pl.len().alias("__total")]
+    for i, chk in enumerate(checks):
+        aggs.append(chk.bad.sum().alias(f"__n{i}"))
+        aggs.append(chk.shown.filter(chk.bad).first().cast(_STR).alias(f"__ex{i}"))
+    aggs += [(pl.col(c).str.len_bytes().min() == 0).alias(f"__blank_{c}") for c in blank_checked]
+    if "timestamp" in cols:
+        aggs.append(_repeated_values("timestamp").alias("__repeated_ts"))
+    if "identifier" in cols:
+        aggs.append(pl.col("identifier").drop_nulls().unique().implode().alias("__identifier_values"))
+    aggs += _summary_aggs(table, cols, frame.height, as_of)
+    large = frame.height >= _HASHED_MIN_ROWS
+    with ThreadPoolExecutor(max_workers=1) if large else _Inline() as pool:
+        counts_job = pool.submit(_value_counts, frame, counted)
+        pass_ = frame.lazy().select(aggs).collect(engine="in-memory")
+        counts = counts_job.result()
+    lists: dict[str, pl.Series] = {}
+    for name in ("__identifier_values", "__repeated_ts"):
+        if name in pass_.columns:
+            lists[name] = pass_.get_column(name)[0]
+            pass_ = pass_.drop(name)
+    stats: dict[str, Any] = pass_.row(0, named=True)
+    identifier_values = lists.get("__identifier_values")
+    keep = _first_occurrences(frame, plan.data_cols, lists.get("__repeated_ts"))
+    kept = frame if keep is None else frame.filter(keep)
+    if keep is not None:  # the summary describes the rows kept: take the dropped copies off
+        dropped = frame.filter(~keep)
+        summary_aggs = _summary_aggs(table, cols, dropped.height, as_of)
+        additive = [a for a in summary_aggs if a.meta.output_name() in _ROW_COUNTS]
+        for name, value in dropped.select(additive).row(0, named=True).items():
+            stats[name] -= value
+        for c, dropped_counts in _value_counts(dropped, counted).items():
+            for value, n in dropped_counts.items():
+                counts[c][value] -= n
+        # Distinct values, first and last timestamps are those of the copies kept: unchanged.
+    dirty = [c for c in blank_checked if stats[f"__blank_{c}"]]
+    if "identifier" in plan.as_written and identifier_values is not None and (identifier_values == "").any():
+        dirty.append("identifier")
+    dirty += [
+        c
+        for c in counted
+        if c in plan.as_written and any(k is not None and k != k.strip().lower() or k == "" for k in counts[c])
+    ]
+
+    total = int(stats["__total"])
+    problems: list[str] = []
+    if table == "events" and total == 0:
+        problems.append("events: the table is empty (0 rows). Hint: the events table needs at least one row.")
+    for i, chk in enumerate(checks):
+        n = int(stats[f"__n{i}"] or 0)
+        if n:
+            problems.append(
+                f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {stats[f'__ex{i}']!r})."
+                f" Hint: {chk.fix}."
+            )
+    if identifier_values is not None:  # checked once per distinct value, not once per row
+        stats["__identifiers"] = identifier_values.len()
+        untyped = identifier_values.filter(~identifier_values.str.contains(_IDENTIFIER)).sort()
+        if untyped.len():
+            n = int(frame.select(pl.col("identifier").is_in(untyped.implode()).sum()).item())
+            problems.append(
+                f"{table}.identifier: {n:,} of {total:,} rows are not typed identifiers (e.g. {untyped[0]!r})."
+                " Hint: write identifiers as TYPE:VALUE, e.g. email:ann@x.dk, cookie:9f2c, crm:C0001."
+            )
+    notes = [*plan.notes, *notes]
+    channels = {k: v for k, v in counts.get("channel", {}).items() if k is not None}
+    event_types = {k: v for k, v in counts.get("event_type", {}).items() if k is not None}
+    other = [k for k in event_types if k not in EVENT_TYPES]
+    if other:
+        shown = ", ".join(other[:5]) + (" ..." if len(other) > 5 else "")
+        notes.append(f"event types outside the toolkit's vocabulary are kept as they are: {shown}")
+    n_unresolved = int(stats.get("__customer_nulls") or 0)
+    if table in ("events", "contacts", "consents") and n_unresolved:
+        notes.append(f"{n_unresolved:,} rows carry only an identifier: run resolve_identities()")
+    summary = TableSummary(
+        table=table,
+        rows=int(stats["__rows"]),
+        customers=int(stats.get("__customers") or 0),
+        identifiers=int(stats.get("__identifiers") or 0),
+        start=stats.get("__start"),
+        end=stats.get("__end"),
+        channels=channels,
+        event_types=event_types,
+        duplicates_dropped=frame.height - kept.height,
+        future_rows=int(stats.get("__future") or 0),
+        notes=tuple(notes),
+    )
+    return kept, summary, problems, dirty
+
+
+class _Inline:
+    """Stand-in for a thread pool on small tables: runs each job at once."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        done: Future[_T] = Future()
+        done.set_result(fn(*args))
+        return done
+
+
+def _none_last(item: tuple[str | None, int]) -> tuple[bool, str]:
+    return item[0] is None, item[0] or ""
+
+
+def _check_table(
+    table: str, plan: _Plan, frame: pl.DataFrame, *, as_of: dt.datetime | None
+) -> tuple[pl.DataFrame, TableSummary, list[str]]:
+    """Fill missing channels, drop exact duplicates, run the rules and the summary (twice if cleaning was due)."""
+    missing_channel = 0
+    while True:
+        notes = []
+        missing_now = frame.get_column("channel").null_count() if table in _SOURCES_WITH_UNKNOWN else 0
+        if missing_now:
+            frame = frame.with_columns(pl.col("channel").fill_null(UNKNOWN_CHANNEL))
+            missing_channel += missing_now
+        if missing_channel:
+            notes.append(f"{missing_channel:,} rows without a channel: channel set to {UNKNOWN_CHANNEL!r}")
+        kept, summary, problems, dirty = _summarise(table, plan, frame, as_of=as_of, notes=notes)
+        if not dirty:
+            return kept, summary, problems
+        frame = frame.with_columns(_clean_string(c, pl.String(), lower=c in _LOWER).alias(c) for c in dirty)
+        plan.as_written = [c for c in plan.as_written if c not in dirty]
+
+
+def _validate(
+    raw: dict[str, pl.LazyFrame],
+    *,
+    source: str,
+    as_of: dt.datetime | None,
+    warnings_: tuple[str, ...],
+    files: Mapping[str, Path] | None = None,
+) -> tuple[dict[str, pl.LazyFrame], LoadReport]:
+    """Type, check and summarise every table given; raise one SchemaError listing all problems."""
+    frames: dict[str, pl.LazyFrame] = {}
+    summaries: dict[str, TableSummary] = {}
+    problems: list[str] = []
+    for table in TABLES:
+        if table not in raw:
+            continue
+        file = (files or {}).get(table)
+        try:
+            plan = _plan(table, raw[table], text_source=file is not None and file.suffix.lower() == ".csv")
+            frame = plan.lazy.collect()
+        except SchemaError as exc:
+            problems.append(str(exc))
+            continue
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            problems.append(_read_error(table, file, exc))
+            continue
+        if plan.parse_later:
+            frame = frame.with_columns(_parse_timestamps(frame.get_column(c)).alias(c) for c in plan.parse_later)
+        kept, summary, table_problems = _check_table(table, plan, frame, as_of=as_of)
+        problems += table_problems
+        summaries[table] = summary
+        frames[table] = kept.select(plan.data_cols).lazy()
+    if problems:
+        shown = problems[:_MAX_PROBLEMS]
+        if len(problems) > _MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more")
+        msg = f"histories in {source!r} break the input contract:\n  " + "\n  ".join(shown)
+        raise SchemaError(msg)
+    report = LoadReport(source=source, tables=summaries, warnings=warnings_, as_of=as_of)
+    return frames, report
