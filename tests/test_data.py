@@ -589,14 +589,14 @@ def test_many_distinct_channels_are_counted_exactly() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=st.lists(st.one_of(st.none(), st.integers(0, 30), st.integers(0, 2**50)), max_size=200))
+@given(values=st.lists(st.one_of(st.none(), st.integers(0, 30), st.integers(-(2**62), 2**62)), max_size=200))
 def test_repeated_values_are_the_values_that_occur_more_than_once(values: list[int | None]) -> None:
     from omni_ml.data._validation import _repeated_values
 
-    frame = pl.Series("timestamp", values, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")).to_frame()
-    repeated = frame.select(_repeated_values("timestamp")).to_series()[0]
-    ts = frame.get_column("timestamp")
-    assert sorted(repeated.to_list()) == sorted(ts.filter(ts.is_duplicated()).drop_nulls().unique().to_list())
+    ts = pl.Series("timestamp", values, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+    repeated = _repeated_values(ts)
+    assert repeated.dtype == ts.dtype
+    assert repeated.to_list() == sorted(ts.filter(ts.is_duplicated()).drop_nulls().unique().to_list())
 
 
 def test_duplicates_in_a_time_ordered_export() -> None:
@@ -660,3 +660,76 @@ def test_summary_of_kept_rows_takes_dropped_copies_off(tmp_path: Path) -> None:
     assert summary.event_types == {"view": 2, "visit": 1}
     assert any(n.startswith("1 rows carry only an identifier") for n in summary.notes)
     assert (summary.start, summary.end) == (dt.datetime(2025, 1, 1, tzinfo=UTC), dt.datetime(2031, 1, 1, tzinfo=UTC))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=1, max_size=60),
+    row_group=st.integers(1, 20),
+    statistics=st.booleans(),
+)
+def test_parquet_statistics_prove_no_empty_strings_only_when_true(
+    tmp_path: Path, values: list[str | None], row_group: int, statistics: bool
+) -> None:
+    from omni_ml.data._read import _nonempty_strings
+
+    file = tmp_path / "t.parquet"
+    pl.DataFrame({"s": values}, schema={"s": pl.String}).write_parquet(
+        file, row_group_size=row_group, statistics=statistics
+    )
+    proven = "s" in _nonempty_strings(file, ["s", "absent"])
+    if proven:
+        assert "" not in values
+    if statistics and "" not in values:
+        assert proven
+    assert "absent" not in _nonempty_strings(file, ["absent"])
+    assert _nonempty_strings(None, ["s"]) == frozenset()
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_empty_strings_in_a_late_parquet_row_group_become_null(tmp_path: Path, statistics: bool) -> None:
+    n = 50
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "timestamp": [dt.datetime(2025, 1, 1) + dt.timedelta(minutes=i) for i in range(n)],
+            "channel": ["web"] * n,
+            "event_type": ["view"] * n,
+            "product_id": ["P1"] * (n - 1) + [""],
+        }
+    )
+    d = tmp_path / "events"
+    d.mkdir()
+    frame.write_parquet(d / "events.parquet", row_group_size=10, statistics=statistics)
+    events = load_histories(d).events.collect()
+    assert events["product_id"].null_count() == 1
+    assert events["product_id"][-1] is None
+    assert events["product_id"].drop_nulls().to_list() == ["P1"] * (n - 1)
+
+
+def test_distinct_customers_are_counted_on_first_use_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import omni_ml.data._validation as validation
+
+    calls: list[int] = []
+    real = validation._distinct_count
+
+    def counting(values: pl.Series) -> int:
+        calls.append(values.len())
+        return real(values)
+
+    monkeypatch.setattr(validation, "_distinct_count", counting)
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["a", "b", "a", None, "c", "a"],
+            "identifier": [None, None, None, "cookie:1", None, None],
+            "timestamp": [dt.datetime(2025, 1, 1, h) for h in (1, 2, 3, 4, 5, 3)],
+            "channel": ["web"] * 6,
+            "event_type": ["view", "view", "visit", "view", "view", "visit"],
+        }
+    )
+    summary = Histories.from_frames(frame).report.tables["events"]  # type: ignore[union-attr]
+    assert calls == []  # loading and validating did not count
+    assert summary.duplicates_dropped == 1
+    assert summary.customers == 3
+    assert summary.customers == 3
+    assert calls == [5]  # once, over the rows kept

@@ -29,10 +29,12 @@ never test for a column's existence. Row order is the file's order.
 Each table is read once into memory, validated there, and exposed as a LazyFrame
 over the in-memory frame: consumers' ``collect()`` calls never read or parse the
 files again. Validation is one parallel polars ``select`` of aggregates per table (every
-rule, the summary, the timestamps that repeat) plus one group-by counting rows per
-channel and event type; exact duplicates are searched only when some timestamps repeat.
-On large tables distinct customers are counted over 64-bit hashes of the ids (exact unless
-two ids collide, odds ~1e-7 at a million customers).
+rule and the summary), while two threads count rows per channel and event type and sort
+the timestamps (numpy) to find those that repeat; exact duplicates are searched only among
+rows whose timestamp repeats. Parquet statistics clear string columns of empty values
+without a scan. Distinct customers, which validation does not need, are counted when
+``report.tables[t].customers`` is first read (on large tables over 64-bit hashes of the
+ids: exact unless two ids collide, odds ~1e-7 at a million customers).
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ class _Plan:
     as_written: list[str]  # typed string columns read as they are; cleaned after reading only if needed
     checks: list[_Check]
     notes: list[str]
+    nonempty: frozenset[str] = frozenset()  # string columns that parquet statistics show have no empty value
 
 
 def _orig(col: str) -> str:

@@ -102,3 +102,38 @@ def _read_error(table: str, file: Path | None, exc: Exception) -> str:
             " Hint: save the file as UTF-8 (Excel: 'CSV UTF-8'); a BOM is fine."
         )
     return f"{table}: {where} cannot be read ({type(exc).__name__}: {first_line})."
+
+
+def _nonempty_strings(file: Path | None, columns: Iterable[str]) -> frozenset[str]:
+    """The ``columns`` of a parquet file whose statistics prove that no value is the empty string.
+
+    The empty string sorts before every other string, so a column whose every row group records
+    a non-empty minimum (a truncated minimum is a prefix of the true one) or holds only nulls has
+    none. Missing statistics prove nothing; so does anything but a parquet file.
+    """
+    if file is None or file.suffix.lower() != ".parquet":
+        return frozenset()
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(file)
+    except (OSError, ValueError):  # the read reports what is wrong with the file
+        return frozenset()
+    index = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
+    proven = set()
+    for col in columns:
+        if col not in index:
+            continue
+        for r in range(meta.num_row_groups):
+            chunk = meta.row_group(r).column(index[col])
+            stats = chunk.statistics
+            if stats is None:
+                break
+            if stats.has_min_max:
+                if len(stats.min) == 0:
+                    break
+            elif not (stats.has_null_count and stats.null_count == chunk.num_values):
+                break
+        else:
+            proven.add(col)
+    return frozenset(proven)
