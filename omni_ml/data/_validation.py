@@ -15,7 +15,6 @@ import polars as pl
 from omni_ml.data._contract import (
     _COUNTED,
     _HASHED_MIN_ROWS,
-    _IDENTIFIER,
     _LOWER,
     _MAX_PROBLEMS,
     _SOURCES_WITH_UNKNOWN,
@@ -102,9 +101,6 @@ def _summary_aggs(table: str, cols: set[str], as_of: dt.datetime | None) -> list
             aggs.append((ts >= as_of).sum().alias("__future"))
     if "customer_id" in cols:
         aggs.append(pl.col("customer_id").null_count().alias("__customer_nulls"))
-    if table == "identity_links":
-        ids = pl.concat([pl.col("identifier_a"), pl.col("identifier_b")])
-        aggs.append(ids.drop_nulls().n_unique().alias("__identifiers"))
     return aggs
 
 
@@ -148,14 +144,12 @@ def _summarise(
     cols = set(frame.columns)
     checks = [c for c in plan.checks if all(n in cols for n in c.bad.meta.root_names())]
     counted = [c for c in _COUNTED if c in cols and table in ("events", "contacts")]
-    # Blank values of the counted columns and of identifiers show among their distinct values;
-    # parquet statistics (a non-empty minimum in every row group) clear the other columns.
-    blank_checked = [c for c in plan.as_written if c not in counted and c != "identifier" and c not in plan.nonempty]
+    # Blank values of the counted columns show among their distinct values; parquet statistics
+    # (a non-empty minimum in every row group) clear the other columns.
+    blank_checked = [c for c in plan.as_written if c not in counted and c not in plan.nonempty]
     aggs: list[pl.Expr] = [pl.len().alias("__total")]
-    aggs += [chk.bad.sum().alias(f"__n{i}") for i, chk in enumerate(checks)]
+    aggs += [(chk.bad.sum() if chk.count is None else chk.count).alias(f"__n{i}") for i, chk in enumerate(checks)]
     aggs += [(pl.col(c).str.len_bytes().min() == 0).alias(f"__blank_{c}") for c in blank_checked]
-    if "identifier" in cols:
-        aggs.append(pl.col("identifier").drop_nulls().unique().implode().alias("__identifier_values"))
     aggs += _summary_aggs(table, cols, as_of)
     large = frame.height >= _HASHED_MIN_ROWS
     with ThreadPoolExecutor(max_workers=2) if large else _Inline() as pool:
@@ -164,10 +158,6 @@ def _summarise(
         pass_ = frame.lazy().select(aggs).collect(engine="in-memory")
         counts = counts_job.result()
         repeated_ts = repeated_job.result() if repeated_job is not None else None
-    identifier_values: pl.Series | None = None
-    if "__identifier_values" in pass_.columns:
-        identifier_values = pass_.get_column("__identifier_values")[0]
-        pass_ = pass_.drop("__identifier_values")
     stats: dict[str, Any] = pass_.row(0, named=True)
     failing = [i for i in range(len(checks)) if stats[f"__n{i}"]]
     if failing:  # error path: one more pass for an example value of each failing rule
@@ -185,8 +175,6 @@ def _summarise(
                 counts[c][value] -= n
         # Distinct values, first and last timestamps are those of the copies kept: unchanged.
     dirty = [c for c in blank_checked if stats[f"__blank_{c}"]]
-    if "identifier" in plan.as_written and identifier_values is not None and (identifier_values == "").any():
-        dirty.append("identifier")
     dirty += [
         c
         for c in counted
@@ -204,15 +192,6 @@ def _summarise(
                 f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {stats[f'__ex{i}']!r})."
                 f" Hint: {chk.fix}."
             )
-    if identifier_values is not None:  # checked once per distinct value, not once per row
-        stats["__identifiers"] = identifier_values.len()
-        untyped = identifier_values.filter(~identifier_values.str.contains(_IDENTIFIER)).sort()
-        if untyped.len():
-            n = int(frame.select(pl.col("identifier").is_in(untyped.implode()).sum()).item())
-            problems.append(
-                f"{table}.identifier: {n:,} of {total:,} rows are not typed identifiers (e.g. {untyped[0]!r})."
-                " Hint: write identifiers as TYPE:VALUE, e.g. email:ann@x.dk, cookie:9f2c, crm:C0001."
-            )
     notes = [*plan.notes, *notes]
     channels = {k: v for k, v in counts.get("channel", {}).items() if k is not None}
     event_types = {k: v for k, v in counts.get("event_type", {}).items() if k is not None}
@@ -224,11 +203,13 @@ def _summarise(
     if table in ("events", "contacts", "consents") and n_unresolved:
         notes.append(f"{n_unresolved:,} rows carry only an identifier: run resolve_identities()")
     customer_ids = kept.get_column("customer_id") if "customer_id" in cols else pl.Series(dtype=_STR)
+    id_cols = ["identifier_a", "identifier_b"] if table == "identity_links" else ["identifier"]
+    identifiers = pl.concat([kept.get_column(c) for c in id_cols if c in cols] or [pl.Series(dtype=_STR)])
     summary = TableSummary(
         table=table,
         rows=int(stats["__rows"]),
         count_customers=functools.partial(_distinct_count, customer_ids),
-        identifiers=int(stats.get("__identifiers") or 0),
+        count_identifiers=functools.partial(_distinct_count, identifiers),
         start=stats.get("__start"),
         end=stats.get("__end"),
         channels=channels,
