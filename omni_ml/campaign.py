@@ -5,9 +5,9 @@
 * the :class:`~omni_ml.features.FeatureSet` (feature definitions + vocabularies learned at fit time);
 * the calibrated :class:`~omni_ml.models.PropensityModel` (P(purchase within the horizon));
 * the propensity **decile edges**: the 10%, 20%, ... 90% quantiles of the propensity model's raw score
-  (log-odds; the calibrated propensity is a monotone step function of it, so the order is the same
-  but without the ties of isotonic steps) over the training rows at the latest training cutoff (the
-  population closest to the one being scored).
+  (log-odds; the calibrated propensity is a monotone function of it, so the order is the same, and
+  with ``calibration="isotonic"`` a step function whose ties the raw score does not have) over the
+  training rows at the latest training cutoff (the population closest to the one being scored).
   A scored customer's ``propensity_decile`` (1 = highest ten percent, as in
   :func:`omni_ml.evaluate.lift_table`) compares their propensity with these *fixed* thresholds, never
   with quantiles of the batch being scored, so a customer gets the same decile whether scored alone,
@@ -163,9 +163,9 @@ def _feature_config(value: Any) -> Any:
 def _ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
     """The score deciles rank: the booster's raw log-odds (same order as the calibrated propensity, no ties).
 
-    Isotonic calibration is a step function: thousands of customers share one probability, and fixed
-    decile edges on it would leave whole deciles empty. The raw score orders customers the same way
-    (calibration is monotone) and almost never ties.
+    With isotonic calibration the propensity is a step function: thousands of customers share one
+    probability, and fixed decile edges on it would leave whole deciles empty. The raw score orders
+    customers the same way whatever the calibration (it is monotone) and almost never ties.
     """
     if hasattr(model, "predict_raw"):
         return np.asarray(model.predict_raw(X), dtype=np.float64)
