@@ -52,6 +52,7 @@ class Blocks:
     """The key rows of each cutoff: a slice when the keys are sorted by cutoff, else an index array."""
 
     def __init__(self, cutoff_index: np.ndarray, n_cutoffs: int) -> None:
+        self.cutoff_index = cutoff_index
         self.n_rows = len(cutoff_index)
         self.sorted = bool(np.all(cutoff_index[1:] >= cutoff_index[:-1]))
         self.order = None if self.sorted else np.argsort(cutoff_index, kind="stable")
@@ -201,9 +202,7 @@ def _search(
     cutoffs: np.ndarray,
 ) -> dict[str, np.ndarray]:
     stride = len(boundaries) + 1
-    cutoff_index = np.empty(blocks.n_rows, dtype=np.int64)
-    for k in range(len(cutoffs)):
-        cutoff_index[blocks.rows(k)] = k
+    cutoff_index = blocks.cutoff_index
     cut = cutoffs[cutoff_index]
     row_code, seg = cube["__code"].to_numpy(), cube["__seg"].to_numpy()
     order = np.lexsort((seg, row_code))
@@ -241,10 +240,11 @@ def _search(
         pos, hit = found[offset]
         return np.where(hit, running[col][pos], _empty(kinds[col]))
 
+    now = {plan.col(agg): value(plan.col(agg), 0) for _, agg in mine}
     out = {}
     for name, agg in mine:
         out[name] = _output(blocks.n_rows, _dtype(agg))
         if agg.window is not None:
             out[name][...] = value(plan.col(agg), agg.window)
-        _fill(agg, value(plan.col(agg), 0), cut, out[name])
+        _fill(agg, now[plan.col(agg)], cut, out[name])
     return out
