@@ -37,7 +37,7 @@ def test_validate_good_input_prints_the_summary(sample_dir: Path) -> None:
     out = result.stdout
     # rows, customers and date range per table
     assert "events 16 rows 2 customers, 3 identifiers 2025-01-05 10:12 .. 2025-02-20 15:00" in flat(out)
-    assert "contacts 3 rows 2 customers, 1 identifiers 2025-02-01 07:55 .. 2025-02-02 09:00" in flat(out)
+    assert "contacts 3 rows 2 customers, 1 identifier 2025-02-01 07:55 .. 2025-02-02 09:00" in flat(out)
     assert "consents 5 rows" in flat(out)
     assert "identity_links 3 rows 0 customers, 4 identifiers" in flat(out)
     assert "customers 3 rows 3 customers no timestamps" in flat(out)

@@ -659,7 +659,7 @@ def test_summary_of_kept_rows_takes_dropped_copies_off(tmp_path: Path) -> None:
     assert (summary.customers, summary.identifiers) == (2, 1)
     assert summary.channels == {"app": 2, "web": 1}
     assert summary.event_types == {"view": 2, "visit": 1}
-    assert any(n.startswith("1 rows carry only an identifier") for n in summary.notes)
+    assert any(n.startswith("1 row carries only an identifier") for n in summary.notes)
     assert (summary.start, summary.end) == (dt.datetime(2025, 1, 1, tzinfo=UTC), dt.datetime(2031, 1, 1, tzinfo=UTC))
 
 

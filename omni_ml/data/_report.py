@@ -59,7 +59,9 @@ class LoadReport:
         lines = [f"histories: {self.source}"]
         for s in self.tables.values():
             span = f"{s.start:%Y-%m-%d %H:%M} .. {s.end:%Y-%m-%d %H:%M}" if s.start and s.end else "no timestamps"
-            who = f"{s.customers:,} customers" + (f", {s.identifiers:,} identifiers" if s.identifiers else "")
+            who = _count(s.customers, "customer") + (
+                f", {_count(s.identifiers, 'identifier')}" if s.identifiers else ""
+            )
             lines.append(f"  {s.table:<15} {s.rows:>12,} rows  {who}  {span}")
             if s.channels:
                 lines.append("    channels:    " + ", ".join(f"{k} {v:,}" for k, v in s.channels.items()))
@@ -72,3 +74,7 @@ class LoadReport:
             lines.extend(f"    note: {n}" for n in s.notes)
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -201,7 +201,8 @@ def _summarise(
         notes.append(f"event types outside the toolkit's vocabulary are kept as they are: {shown}")
     n_unresolved = int(stats.get("__customer_nulls") or 0)
     if table in ("events", "contacts", "consents") and n_unresolved:
-        notes.append(f"{n_unresolved:,} rows carry only an identifier: run resolve_identities()")
+        carry = "row carries" if n_unresolved == 1 else "rows carry"
+        notes.append(f"{n_unresolved:,} {carry} only an identifier: run resolve_identities()")
     customer_ids = kept.get_column("customer_id") if "customer_id" in cols else pl.Series(dtype=_STR)
     id_cols = ["identifier_a", "identifier_b"] if table == "identity_links" else ["identifier"]
     identifiers = pl.concat([kept.get_column(c) for c in id_cols if c in cols] or [pl.Series(dtype=_STR)])
