@@ -575,3 +575,77 @@ def test_flat_calibration_step_never_renders_zero_percentage_points(
     moved = out.filter(pl.col("probability") != pl.col("base_probability"))["reason_1"].drop_nulls()
     assert moved.len() > 20
     assert all(t.endswith(" pp)") for t in moved.to_list())
+
+
+# ------------------------------------------------------------------ channel reasons with the response history
+RAW_NAME = re.compile(r"arm_|resp_|__|\{|\}| = |nan|None")
+
+
+@pytest.fixture(scope="module")
+def response_channel_model(small_world: Path, small_histories: Any) -> tuple[Any, pl.DataFrame]:
+    """A small S-learner with every response-history column (counts, rates, baseline-adjusted) and its inputs."""
+    import datetime as dt
+    import json
+
+    from omni_ml.models.channel import ChannelConfig, channel_features, fit_channel_model
+
+    end = json.loads((small_world / "truth" / "world.json").read_text())["config"]["end"]
+    as_of = dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC)
+    cfg = ChannelConfig(n_estimators=60, lookback_days=90, pause_ratio=0.5, response_baseline=True)
+    model = fit_channel_model(small_histories, as_of, cfg)
+    contacted = small_histories.contacts.select("customer_id").unique().sort("customer_id").head(300).collect()
+    _, X = channel_features(model, small_histories, as_of, customers=contacted["customer_id"])
+    return model, X
+
+
+def test_every_response_history_column_renders_in_words(response_channel_model: tuple[Any, pl.DataFrame]) -> None:
+    from omni_ml.explain._channel import _ChannelDescriber
+
+    model, X = response_channel_model
+    wanted = [f"resp_{w}_{c}" for c in [*model.channels_, "all"] for w in ("expected", "excess", "lift")]
+    assert set(wanted) | {"resp_baseline_rate", "resp_baseline_days"} <= set(model.feature_names_)
+    assert {"arm:resp_excess_{arm}", "arm:resp_lift_{arm}", "arm:resp_expected_{arm}"} <= set(model.aligned_)
+    seen: set[str] = set()
+    for channel in model.channels_:
+        names = model.explanation_names(channel)
+        describer = _ChannelDescriber(model.feature_set_, names, channel)
+        for booster_name, feature in names.items():
+            if not feature.startswith("resp_"):
+                continue
+            column = X[feature]
+            for value in (column.min(), column.max(), column.median(), 0.0, 1.0, math.nan):
+                text = describer.render(booster_name, value)
+                assert not RAW_NAME.search(text), (booster_name, value, text)
+                seen.add(text)
+            assert not RAW_NAME.search(describer.describe(booster_name)), booster_name
+            assert describer.family_of(booster_name) == "response_history"
+    # the words name the channel and what the number means
+    assert any(re.search(r"bought [\d.]+x as often after past sms contacts as usual", t) for t in seen), seen
+    assert any(re.search(r"purchases? expected after past email contacts from their usual rate", t) for t in seen)
+    assert any(re.search(r"purchases per 100 past contacts on any channel (above|than)", t) for t in seen)
+    assert any(t.startswith("usually buys ") and t.endswith(" a month on days not just after a contact") for t in seen)
+
+
+def test_channel_reasons_with_response_history_are_words_and_add_up(
+    response_channel_model: tuple[Any, pl.DataFrame],
+) -> None:
+    from omni_ml.explain import explain_channel
+
+    model, X = response_channel_model
+    channels = np.random.default_rng(0).choice(model.channels_, size=X.height).tolist()
+    k = len(model.feature_names_) + len(model.aligned_) + 1
+    why = explain_channel(model, X, channels, top_k=k)
+    texts = why.select(pl.concat_list(pl.col("^reason_\\d+$")).explode().drop_nulls()).to_series().to_list()
+    features = why.select(pl.concat_list(pl.col("^feature_\\d+$")).explode().drop_nulls()).to_series().to_list()
+    assert any(f.startswith(("resp_", "arm_resp_")) for f in features)  # response columns do carry reasons
+    assert any("usual" in t for t in texts)
+    assert not [t for t in texts if RAW_NAME.search(t)][:5]
+    # contributions of all features (+ offset) add up to the estimated uplift of the explained channel
+    effects = model.predict_effects(X)
+    uplift = (
+        pl.DataFrame({"customer_id": [str(i) for i in range(X.height)], "channel": channels})
+        .join(effects, on=["customer_id", "channel"], how="left", maintain_order="left")["uplift"]
+        .to_numpy()
+    )
+    contrib = why.select(pl.sum_horizontal(pl.col("^probability_\\d+$").fill_null(0.0))).to_series().to_numpy()
+    np.testing.assert_allclose(contrib + why["offset_probability"].to_numpy(), uplift, atol=1e-9)

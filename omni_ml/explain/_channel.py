@@ -11,7 +11,16 @@ Texts come from the channel model's FeatureSet; the model's own columns read:
 
 * the arm itself: ``"contact by sms"`` (the part of the effect no customer feature explains);
 * an arm-aligned column (``arm:open_rate_{arm}_90d``): the channel's own feature, e.g. the sms open rate;
-* past-response columns (``resp_rate_sms`` ...): ``"3 of 8 past sms contacts followed by a purchase"``.
+* past-response columns of :func:`~omni_ml.models.channel.response_history`, per channel or over all
+  channels: counts and rate (``"3 past sms contacts with a known outcome"``, ``"38% of past sms contacts
+  followed by a purchase"``) and, compared with the person's own usual purchase rate, the purchases that
+  rate alone would give (``"0.42 purchases expected after past email contacts from their usual rate"``),
+  the excess (``"+6.5 purchases per 100 past sms contacts above their usual rate"``) and the ratio
+  (``"bought 1.9x as often after past sms contacts as usual"``); the usual rate itself
+  (``"usually buys 0.8 times a month on days not just after a contact"``) and how long it was observed.
+
+A neutral value (excess 0, ratio 1: no past contact with a known outcome, or exactly as many purchases
+as the usual rate gives) reads ``"no sign yet that past sms contacts change how often they buy"``.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from omni_ml.explain._reasons import By, FeatureDescriber, Units, _keys_frame, e
 
 __all__ = ["explain_channel"]
 
-_RESPONSE = re.compile(r"^resp_(contacts|conversions|rate)_(.+)$")
+_RESPONSE = re.compile(r"^resp_(contacts|conversions|rate|expected|excess|lift)_(.+)$")
+_BASELINE = re.compile(r"^resp_baseline_(rate|days)$")
 
 
 class _ChannelDescriber:
@@ -45,6 +55,9 @@ class _ChannelDescriber:
         feature = self._feature(name)
         if feature == "arm":
             return f"contact by {self.channel.replace('_', ' ')}"
+        found = _BASELINE.match(feature)
+        if found:
+            return _render_baseline(found.group(1), value)
         found = _RESPONSE.match(feature)
         if found:
             return _render_response(found.group(1), found.group(2), value)
@@ -56,7 +69,7 @@ class _ChannelDescriber:
         feature = self._feature(name)
         if feature == "arm":
             return "channel"
-        if _RESPONSE.match(feature):
+        if _BASELINE.match(feature) or _RESPONSE.match(feature):
             return "response_history"
         if self.feature_set is None:
             raise KeyError(feature)
@@ -66,21 +79,85 @@ class _ChannelDescriber:
         feature = self._feature(name)
         if feature == "arm":
             return self.render(name, None)
-        if _RESPONSE.match(feature) or self.feature_set is None:
+        found = _BASELINE.match(feature)
+        if found:
+            return _DESCRIBE_BASELINE[found.group(1)]
+        found = _RESPONSE.match(feature)
+        if found:
+            return _DESCRIBE_RESPONSE[found.group(1)].format(contacts=_contacts(found.group(2)))
+        if self.feature_set is None:
             return feature
         return self.feature_set.describe(feature)
 
 
+_DESCRIBE_RESPONSE = {
+    "contacts": "{contacts} whose response window has closed",
+    "conversions": "{contacts} followed by a purchase within the response window",
+    "rate": "share of {contacts} followed by a purchase",
+    "expected": "purchases after {contacts} that the customer's usual purchase rate alone would give",
+    "excess": "purchases per 100 {contacts} above the customer's usual rate (shrunk towards 0)",
+    "lift": "how many times as often the customer bought after {contacts} as their usual rate gives",
+}
+_DESCRIBE_BASELINE = {
+    "rate": "the customer's usual purchases per month, on days not just after a contact",
+    "days": "days of history on which the usual purchase rate was observed (not just after a contact)",
+}
+
+
+def _contacts(channel: str) -> str:
+    """``"past sms contacts"``; ``"past contacts on any channel"`` for the ``all`` columns."""
+    return "past contacts on any channel" if channel == "all" else f"past {channel.replace('_', ' ')} contacts"
+
+
+def _number(value: float) -> str:
+    """Two significant digits, no trailing zeros: 0.42, 1.9, 12, 130."""
+    return np.format_float_positional(value, precision=2, unique=True, fractional=False, trim="-")
+
+
 def _render_response(what: str, channel: str, value: Any) -> str:
-    where = "all channels" if channel == "all" else channel.replace("_", " ")
+    contacts = _contacts(channel)
     if value is None or value != value:
-        return f"no past {where} contacts with a known outcome"
+        return f"no {contacts} with a known outcome"
+    v = float(value)
     if what == "rate":
-        return f"{float(value):.0%} of past {where} contacts followed by a purchase"
-    count = int(value)
+        return f"{v:.0%} of {contacts} followed by a purchase"
     if what == "contacts":
-        return f"{count} past {where} contact{'' if count == 1 else 's'} with a known outcome"
-    return f"{count} purchase{'' if count == 1 else 's'} within days of past {where} contacts"
+        count = int(v)
+        return f"{count} {contacts.replace('contacts', 'contact' if count == 1 else 'contacts')} with a known outcome"
+    if what == "conversions":
+        count = int(v)
+        return f"{count} purchase{'' if count == 1 else 's'} within days of {contacts}"
+    if what == "expected":
+        if v == 0.0:  # the usual rate is always > 0, so no contacts
+            return f"no {contacts} with a known outcome"
+        shown = _number(v)
+        return f"{shown} purchase{'' if shown == '1' else 's'} expected after {contacts} from their usual rate"
+    neutral = f"no sign yet that {contacts} change how often they buy"
+    if what == "excess":
+        per_100 = 100.0 * v
+        if v == 0.0:
+            return neutral
+        if round(per_100, 1) == 0.0:
+            return f"about as many purchases after {contacts} as their usual rate gives"
+        if per_100 > 0:
+            return f"+{_number(per_100)} purchases per 100 {contacts} above their usual rate"
+        return f"{_number(-per_100)} fewer purchases per 100 {contacts} than their usual rate"
+    # lift: observed / expected conversions (smoothed)
+    if v == 1.0:
+        return neutral
+    if round(v, 1) == 1.0:
+        return f"bought about as often after {contacts} as usual"
+    return f"bought {_number(v)}x as often after {contacts} as usual"
+
+
+def _render_baseline(what: str, value: Any) -> str:
+    if value is None or value != value:
+        return "no purchase history yet"
+    v = float(value)
+    if what == "rate":
+        return f"usually buys {_number(v)} times a month on days not just after a contact"
+    days = int(round(v))
+    return f"{days} day{'' if days == 1 else 's'} of history not just after a contact"
 
 
 def explain_channel(
