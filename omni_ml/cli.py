@@ -306,22 +306,17 @@ def features(
     ] = None,
 ) -> None:
     """Build point-in-time features for every customer as of a date (one row per customer)."""
-    import datetime as dt
     import os
     import warnings
 
+    from omni_ml._time import as_utc
     from omni_ml.config import from_yaml
     from omni_ml.data import load_histories
     from omni_ml.exceptions import SchemaError
     from omni_ml.features import FeatureConfig, FeatureSet, build_features
     from omni_ml.identity import resolve_identities
 
-    try:
-        cutoff = dt.datetime.fromisoformat(as_of)
-    except ValueError as exc:
-        msg = f"--as-of: cannot parse {as_of!r} as a date. Hint: use ISO 8601, e.g. 2025-06-01."
-        raise SchemaError(msg) from exc
-    cutoff = cutoff.replace(tzinfo=dt.UTC) if cutoff.tzinfo is None else cutoff.astimezone(dt.UTC)
+    cutoff = as_utc(as_of, name="--as-of", error=SchemaError)
     feature_config = from_yaml(FeatureConfig, config) if config is not None else FeatureConfig()
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")

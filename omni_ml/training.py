@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._time import as_utc
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, SchemaError
 from omni_ml.features import FeatureSet, build_features
@@ -60,15 +61,7 @@ def to_utc(value: str | dt.date | dt.datetime) -> dt.datetime:
     >>> to_utc("2025-06-01")
     datetime.datetime(2025, 6, 1, 0, 0, tzinfo=datetime.timezone.utc)
     """
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            msg = f"cannot read {value!r} as a date or datetime. Hint: use ISO 8601, e.g. '2025-06-01'."
-            raise ConfigError(msg) from exc
-    if not isinstance(value, dt.datetime):
-        value = dt.datetime.combine(value, dt.time())
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return as_utc(value, name="date")
 
 
 def _as_timedelta(every: str | int | dt.timedelta) -> dt.timedelta:

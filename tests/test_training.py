@@ -85,7 +85,7 @@ def test_cutoffs_accept_days_weeks_and_reject_nonsense() -> None:
     assert cutoffs("2025-06-01", n=1)[0].tzinfo == dt.UTC
     with pytest.raises(ConfigError, match=r"every='monthly': expected a number of days or weeks like '28d'"):
         cutoffs("2025-06-01", every="monthly")
-    with pytest.raises(ConfigError, match=r"cannot read 'yesterday' as a date.*Hint: use ISO 8601"):
+    with pytest.raises(ConfigError, match=r"cannot parse 'yesterday' as a date.*Hint: use ISO 8601"):
         cutoffs("yesterday")
 
 

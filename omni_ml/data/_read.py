@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from omni_ml._time import as_utc
 from omni_ml.data._contract import _SEPARATORS
 from omni_ml.exceptions import SchemaError
 
@@ -77,19 +78,7 @@ def _utf8_problem(file: Path) -> str | None:
 
 
 def _to_utc(value: str | dt.date | dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            msg = f"as_of: cannot parse {value!r} as a date. Hint: use ISO 8601, e.g. 2025-06-01."
-            raise SchemaError(msg) from exc
-    if not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    return None if value is None else as_utc(value, error=SchemaError)
 
 
 def _read_error(table: str, file: Path | None, exc: Exception) -> str:

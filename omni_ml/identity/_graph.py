@@ -11,6 +11,7 @@ import polars as pl
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from omni_ml._time import as_utc
 from omni_ml.data import Histories
 from omni_ml.exceptions import SchemaError
 from omni_ml.identity._rules import (
@@ -36,17 +37,7 @@ class _Graph:
 
 
 def _to_utc(value: str | dt.date | dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError as exc:
-            msg = f"as_of: cannot parse {value!r} as a date. Hint: use ISO 8601, e.g. 2025-06-01."
-            raise SchemaError(msg) from exc
-    if not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return None if value is None else as_utc(value, error=SchemaError)
 
 
 def _check_previous(previous: pl.DataFrame | None) -> pl.DataFrame | None:

@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from omni_ml._time import as_utc
 from omni_ml.data import Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
 from omni_ml.identity import ensure_resolved
@@ -165,18 +166,6 @@ def campaign_schema(model: Any, *, reasons: int) -> pl.Schema:
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _parse_as_of(as_of: str | dt.date | dt.datetime) -> dt.datetime:
-    if isinstance(as_of, str):
-        try:
-            as_of = dt.datetime.fromisoformat(as_of.strip())
-        except ValueError as exc:
-            msg = f"as_of: cannot parse {as_of!r} as a date. Hint: use ISO 8601, e.g. 2025-06-01."
-            raise ConfigError(msg) from exc
-    if not isinstance(as_of, dt.datetime):
-        as_of = dt.datetime(as_of.year, as_of.month, as_of.day)
-    return as_of.replace(tzinfo=dt.UTC) if as_of.tzinfo is None else as_of.astimezone(dt.UTC)
 
 
 def _check_arguments(out: Path, reasons: int, control_fraction: float, seed: int, chunks: int | None) -> None:
@@ -512,7 +501,7 @@ def score(
     """
     started = time.perf_counter()
     out_path = Path(out)
-    moment = _parse_as_of(as_of)
+    moment = as_utc(as_of)
     _check_arguments(out_path, reasons, control_fraction, seed, chunks)
     if engine not in ("polars", "spark"):
         msg = f"engine must be 'polars' or 'spark' (got {engine!r})."
