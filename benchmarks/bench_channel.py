@@ -184,9 +184,16 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=1, help="average each learner's estimates over this many seeds")
     parser.add_argument(
+        "--response-history",
+        action=argparse.BooleanOptionalAction,
+        default=ChannelConfig.response_history,
+        help="response-history features (ChannelConfig.response_history; default on)",
+    )
+    parser.add_argument(
         "--response-baseline",
-        action="store_true",
-        help="add the response-history features with the baseline-adjusted columns (ChannelConfig.response_baseline)",
+        action=argparse.BooleanOptionalAction,
+        default=ChannelConfig.response_baseline,
+        help="their baseline-adjusted columns (ChannelConfig.response_baseline; default on)",
     )
     args = parser.parse_args()
 
@@ -242,22 +249,25 @@ def main() -> None:
         seed=args.seed,
         lookback_days=args.lookback_days,
         pause_ratio=args.pause_ratio,
-        response_history=args.response_baseline,
+        response_history=args.response_history,
         response_baseline=args.response_baseline,
     )
     data = channel_training_data(hist, end, cfg)
     build_s = time.perf_counter() - t1
     arms_count = data.keys.group_by("arm").len().sort("arm")
     print(f"decision units: {data.keys.height:,} ({dict(arms_count.iter_rows())}); built in {build_s:.0f} s "
-          f"({_cpu_s() - c1:.0f} CPU-s); no-contact sampling fraction {data.sampling_fraction:.4f}")  # fmt: skip
+          f"({_cpu_s() - c1:.0f} CPU-s); no-contact sampling fraction {data.sampling_fraction:.4f}; "
+          f"lookback {cfg.lookback_days} days ({data.lookback_days_used:.0f} used), response history "
+          f"{'with baseline' if cfg.response_columns[1] else 'on' if cfg.response_columns[0] else 'off'}")  # fmt: skip
     from omni_ml.features import build_features
 
     keys_end = pl.DataFrame(
         {"customer_id": ids, "cutoff": pl.Series([end] * ids.len(), dtype=pl.Datetime("us", "UTC"))}
     )
     X_end = build_features(hist, keys_end, feature_set=data.feature_set).drop("customer_id", "cutoff")
-    if cfg.response_history:  # the same columns as the training units (channel_features does this for a model)
-        extra = response_history(hist, keys_end, cfg.channels, cfg.window_days, baseline=cfg.response_baseline)
+    with_history, with_baseline = cfg.response_columns
+    if with_history:  # the same columns as the training units (channel_features does this for a model)
+        extra = response_history(hist, keys_end, cfg.channels, cfg.window_days, baseline=with_baseline)
         X_end = pl.concat([X_end, extra], how="horizontal")
     t2, c2 = time.perf_counter(), _cpu_s()
     v, n = _value(decide(_ceiling_estimates(X_end, ids, truth, args.seed), consent, facts, policy), truth, args.value)

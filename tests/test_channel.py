@@ -292,3 +292,46 @@ def test_response_baseline_config_reaches_training_and_scoring(
     assert model.training_summary_["response_baseline"] is True
     _, X = channel_features(model, small_histories, world_end, customers=["C0000001", "C0000002"])
     assert X.columns == model.feature_names_
+
+
+def test_defaults_are_a_year_of_decisions_with_the_baseline_adjusted_response_history() -> None:
+    cfg = ChannelConfig()
+    assert (cfg.lookback_days, cfg.response_history, cfg.response_baseline) == (365, True, True)
+    assert cfg.response_columns == (True, True)
+    assert ChannelConfig(response_baseline=False).response_columns == (True, False)  # counts and rates only
+    assert ChannelConfig(response_history=False).response_columns == (False, False)  # off means off
+    assert ChannelConfig(lookback_days=182).lookback_days == 182
+
+
+def test_explicit_response_settings_choose_the_columns(small_histories: Histories, world_end: dt.datetime) -> None:
+    configs = {
+        "default": ChannelConfig(lookback_days=21),
+        "counts": ChannelConfig(lookback_days=21, response_baseline=False),
+        "none": ChannelConfig(lookback_days=21, response_history=False),
+    }
+    found = {
+        name: {c for c in channel_training_data(small_histories, world_end, cfg).X.columns if c.startswith("resp_")}
+        for name, cfg in configs.items()
+    }
+    adjusted = ("resp_expected_", "resp_excess_", "resp_lift_", "resp_baseline_")
+    assert {"resp_rate_sms", "resp_lift_sms", "resp_excess_all", "resp_baseline_rate"} <= found["default"]
+    assert "resp_rate_sms" in found["counts"]
+    assert not [c for c in found["counts"] if c.startswith(adjusted)]
+    assert found["none"] == set()
+
+
+def test_lookback_longer_than_the_history_adapts_and_a_too_early_as_of_says_so(small_histories: Histories) -> None:
+    contacts = small_histories.contacts.filter(pl.col("channel").is_in(ChannelConfig.channels))  # type: ignore[union-attr]
+    first = contacts.select(pl.col("timestamp").min()).collect().item()
+    as_of = first + dt.timedelta(days=60)
+    data = channel_training_data(small_histories, as_of, ChannelConfig())  # 365 days asked, 60 exist
+    assert data.keys["cutoff"].min() >= first
+    assert data.lookback_days_used == pytest.approx(60.0)
+    model = fit_channel_model(small_histories, as_of, ChannelConfig(n_estimators=20), data=data)
+    assert model.training_summary_["lookback_days_used"] == pytest.approx(60.0)
+    assert model.training_summary_["lookback_days"] == 365
+    with pytest.raises(
+        DataInsufficientError,
+        match=rf"the contacts start on {first:%Y-%m-%d}; choose an as_of at least 7 days later",
+    ):
+        channel_training_data(small_histories, first + dt.timedelta(days=3), ChannelConfig())
