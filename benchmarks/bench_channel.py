@@ -20,17 +20,22 @@ over customers): what the features can tell when trained on the noiseless effect
 ``--lookback-days`` / ``--pause-ratio`` change the training data, ``--seeds K`` averages each learner
 over K seeds.
 
-Measured on the default world (two years of history, 256,698 decision units built in 4 s; 2 shared
-cores): S-learner 0.786 (fit 20 s wall / 21 CPU-s), IPW 0.785, T-learner 0.694; most-engaged 0.638,
-always-email 0.691, contact everyone 0.620; reference "features -> true uplift" 0.791, channel means
-0.769, x active 0.797, x person responsiveness 0.873. Whole run 124 s wall, 146 CPU-s, peak RSS 2.3 GB.
-``--learners s --lookback-days 365 --seeds 3``: 0.791 (fit 120 s; run 207 s, 229 CPU-s, 3.6 GB);
-``--pause-ratio 3 --seeds 3``: 0.789. ``--lookback-days 365 --response-baseline`` (response history with the
-baseline-adjusted columns; 553,628 units built in 11 s): S-learner 0.798 (fit 49 s wall / 51 CPU-s), IPW
-0.798, T-learner 0.679, reference "features -> true uplift" 0.806; off-policy DR of the learned policy
-+0.304 [0.186, 0.444] per decision over pausing (always-email +0.234, random -0.385, most-engaged
--0.136); whole run 300 s wall, 358 CPU-s, peak RSS 3.9 GB. The 0.80 target sits above what a learner trained on the true
-uplift with these features reaches (see the module docstring of :mod:`omni_ml.models.channel`).
+Measured on the default world (two years of history; 2 shared cores) with the library defaults
+(``ChannelConfig()``: lookback 365 days, response history with the baseline-adjusted columns; the
+command above with ``--world`` reusing the simulated world; 553,628 decision units built in 14 s):
+S-learner 0.798 (fit 53 s wall / 52 CPU-s), IPW 0.798, T-learner 0.679; most-engaged 0.638,
+always-email 0.691, contact everyone 0.620; reference "features -> true uplift" 0.806, channel means
+0.769, x active 0.797, x person responsiveness 0.873; off-policy DR of the learned policy +0.304
+[0.186, 0.444] per decision over pausing (always-email +0.234, random -0.385, most-engaged -0.136).
+Whole run 326 s wall, 370 CPU-s, peak RSS 4.1 GB. The 0.80 target sits above what a learner trained
+on the true uplift with these features reaches (see the module docstring of
+:mod:`omni_ml.models.channel`).
+
+Earlier defaults (``--lookback-days 182 --no-response-history``; 256,698 units built in 4 s):
+S-learner 0.786 (fit 20 s / 21 CPU-s), IPW 0.785, T-learner 0.694, reference 0.791; whole run 124 s
+wall, 146 CPU-s, peak RSS 2.3 GB. ``--no-response-history --learners s --seeds 3``: 0.791 (fit
+120 s; run 207 s, 229 CPU-s, 3.6 GB); ``--lookback-days 182 --no-response-history --pause-ratio 3
+--seeds 3``: 0.789.
 
 Off-policy: :func:`omni_ml.evaluate.channel_backtest` (the back-test training and notebook 04 use) fits
 the configured model on decision units whose outcome window closed before a split and estimates the

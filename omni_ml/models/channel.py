@@ -15,23 +15,23 @@ Learners (meta-learners in the sense of Kunzel, Sekhon, Bickel & Yu 2019, PNAS 1
   models. No shrinkage of the arm, but noisier for arms with few rows.
 
 Measured (``python -m benchmarks.bench_channel``, default world: 30,000 people, two years of history,
-256,698 decision units, conversion value 40, value by the world's truth; share = (V - V_random) /
-(V_oracle - V_random); the issue asks for 0.80):
+conversion value 40, value by the world's truth; share = (V - V_random) / (V_oracle - V_random); the
+issue asks for 0.80):
 
-- S-learner, defaults 0.786 (fit 20 s on one core); ``weighting="ipw"`` 0.785; T-learner 0.694;
-- S-learner, lookback 365 days (554k units) 0.788; ``pause_ratio=3`` and the mean of 3 seeds 0.789
-  (fit 100 s); lookback 365 days and 3 seeds 0.791 (fit 120 s);
+- defaults (``ChannelConfig()``: a year of decisions, ``lookback_days=365``, 553,628 units built in
+  14 s, with the response history and its baseline-adjusted columns): S-learner 0.798 (fit 53 s wall /
+  52 CPU-s on one core), ``weighting="ipw"`` 0.798, T-learner 0.679; reference "features -> true
+  uplift" 0.806. Whole run 326 s wall, 370 CPU-s, peak RSS 4.1 GB (the same values as the opt-in
+  run before these became the defaults: 0.798, fit 49 s / 51 CPU-s, 300 s / 358 CPU-s, 3.9 GB);
+- the earlier defaults (``lookback_days=182``, ``response_history=False``; 256,698 units): S-learner
+  0.786 (fit 20 s / 21 CPU-s), ``weighting="ipw"`` 0.785, T-learner 0.694, reference 0.791;
+  lookback 365 without response history (554k units) 0.788; ``pause_ratio=3`` and the mean of 3
+  seeds 0.789 (fit 100 s); lookback 365 days and 3 seeds 0.791 (fit 120 s);
 - baselines: most-engaged channel 0.638, always email 0.691, contact everyone 0.620;
-- reference: LightGBM fitted on the *true* uplift with the same features 0.791.
-- with the response-history features including the baseline-adjusted columns
-  (``ChannelConfig(response_baseline=True, lookback_days=365)``, ``bench_channel --lookback-days 365
-  --response-baseline``; 553,628 units built in 11 s): S-learner 0.798 (fit 49 s wall / 51 CPU-s),
-  ``weighting="ipw"`` 0.798, T-learner 0.679; reference "features -> true uplift" 0.806. Whole run
-  300 s wall, 358 CPU-s, peak RSS 3.9 GB. Same features at lookback 182: 0.794; lookback 540: 0.798;
-  lookback 365 with 3 seeds 0.797; counts and rates only (``response_history=True``, lookback 365)
-  0.793 against a ceiling of 0.799; engagement window 730 days (with the response features,
-  lookback 182) 0.794, no change. LightGBM variants at lookback 182 (colsample 0.5, 600 trees at
-  0.03, min_child_samples 100, 7 leaves x 600) 0.788-0.795: noise.
+- variants of the defaults: lookback 182 0.794; lookback 540 0.798; 3 seeds 0.797; counts and rates
+  only (``response_baseline=False``) 0.793 against a ceiling of 0.799; engagement window 730 days
+  (with the response features, lookback 182) 0.794, no change. LightGBM variants at lookback 182
+  (colsample 0.5, 600 trees at 0.03, min_child_samples 100, 7 leaves x 600) 0.788-0.795: noise.
 
 Response history is the one signal found that raises the features' ceiling: the person's
 responsiveness (a factor shared by all channels; 35 % of people have none) shows only through
