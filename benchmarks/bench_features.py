@@ -16,23 +16,40 @@ the cutoff. Each contender runs in its own subprocess for a clean peak RSS (ru_m
 the parquet file itself: the time runs from the read to the feature table in memory (writing it
 for the equality check is not timed). ``omni_ml_12`` builds 12 monthly cutoffs.
 
-Measured 2026-11-23 on the shared 2-core machine (load average ~2 from other jobs; cpu seconds
-are the steadier comparison), after the two-pass engine (issue 5):
+Measured 2026-11-23 on the shared 2-core machine under the heavy-run lock, after the sweep over
+segments (issue 5, session 3); wall seconds were taken when the load average was ~2 (other jobs
+not under the lock can still stretch them: cpu seconds are the steadier comparison):
 
     20M events      wall s  cpu s  peak MB (imports)
-    omni_ml            3.1    5.3    777  (74)   0.54x / 0.48x / 0.86x DuckDB; 0.82x above imports
-    duckdb             5.8   11.0    906  (52)
-    pandas            17.8   20.7  3,369 (107)   5.7x omni_ml wall, 3.9x cpu
-    omni_ml_12         9.7   16.1  3,477  (74)   3.09x wall / 3.06x cpu of one cutoff
-    100M events: omni_ml 19.9 s wall, 35.2 s cpu, 2,278 MB peak (2 partitions).
-    Before (same day, same machine): omni_ml 14.1 s wall / 10.2 cpu, omni_ml_12 32.7 / 29.5;
-    100M 304 s wall / 133 cpu (20 partitions, each rereading the file).
+    omni_ml           2.56   4.41    746  (61)   0.46x / 0.42x / 0.95x DuckDB; 0.92x above imports
+    duckdb            5.55  10.57    787  (47)
+    pandas           16.08  18.19  3,343 (102)   6.3x omni_ml wall, 4.1x cpu
+    omni_ml_12        6.07   8.61  2,407  (61)   2.37x wall / 1.95x cpu of one cutoff
+    100M events: omni_ml 18.8 s wall, 32.8 s cpu, 2,207 MB peak (2 partitions).
+    Before, at 2165fba (same day, load ~2 from jobs not under the lock): omni_ml 3.83 s wall /
+    6.03 cpu, duckdb 5.81 / 11.02, pandas 20.46 / 22.13, omni_ml_12 13.03 / 20.40 (3.40x wall,
+    3.38x cpu of one cutoff); 100M 19.9 s wall / 35.2 cpu / 2,278 MB.
 
-Where the time goes (one cutoff, cpu s): the pass over all 20M rows for the latest event 2.1, the
-pass over the purchases 1.1-1.6, running values and lookups 1.1, the rest 0.5. A bare polars
-``group_by("customer_id").agg(max("timestamp"))`` over the file costs 1.9-2.1 cpu s (1.0 s wall):
-hashing 20M string ids into 500k groups is the floor of any per-customer pass, and it alone is
-~1/10 of pandas' 20.7 cpu s, so "10x pandas" is out of reach on cpu; on wall it would need ~1.8 s.
+What changed: running values are read by one sweep over the segments into dense per-customer
+arrays (``omni_ml/features/_running.py``) and each feature is written straight into its output
+column, instead of sorting the cube by (customer, segment), accumulating it and gathering rows of
+it per cutoff and window; ``compute_at`` builds only the rows it returns. 12 cutoffs: the
+per-cutoff work is now a few vector operations over the customers, so beyond the two passes (the
+first now cut at 12 boundaries) the cost is writing the 12x larger output (1.4 GB).
+The default feature set (158 features on this log; 2M events, one cutoff, best of 7 under the
+lock): 1.65-1.72 cpu s at 558601b and at its parent alike (the reported 1.55 -> 1.9 was not
+reproduced: single runs vary by 0.3 s), 1.44-1.48 now; on the two-year default world (176
+features, 2.5M events) 1.22 / 1.16 / 1.07 cpu s (parent / 558601b / now), 12 cutoffs 5.0 / 4.4 / 3.5.
+
+Where the time goes (one cutoff, 20M events, quiet machine): the pass over all 20M rows for the
+latest event 2.0 cpu s / 1.0 s wall; the pass over the purchases 1.1 / 0.56 (0.6 cpu of it is
+reading the event type of every row and the purchases' columns); the sample deciding on two
+passes 0.1; customer codes (two joins) 0.35 / 0.2; the sweep and the features 0.4 / 0.4 (numpy,
+one thread); the rest ~0.3. A bare polars ``group_by("customer_id").agg(max("timestamp"))`` over
+the file costs 2.0 cpu s (1.0 s wall): hashing 20M string ids into 500k groups is the floor of
+any per-customer pass, and it alone is ~1/9 of pandas' 18.2 cpu s, so "10x pandas" is out of
+reach on cpu (4.1x); on wall it needs <= 1.6 s against pandas' 16.1 s, while the two polars passes
+alone take ~1.6 s on the 2 cores.
 """
 
 from __future__ import annotations
