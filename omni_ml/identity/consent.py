@@ -29,7 +29,7 @@ def require_resolved(hist: Histories, *tables: str) -> None:
         if lf is None or "customer_id" not in lf.collect_schema().names():
             continue
         summary = report.tables.get(table) if report else None
-        if summary is not None and any("carry only an identifier" in n for n in summary.notes):
+        if summary is not None and any("only an identifier" in n for n in summary.notes):
             unresolved = True
         elif summary is not None and table in ("events", "contacts"):
             unresolved = False
