@@ -427,7 +427,7 @@ def compute_at(
     seen = next(cube for step, cube, _ in cubes if _ANY_EVENT.measure_key in step.measures)
     first = np.full(codes.height, np.iinfo(np.int64).max)
     np.minimum.at(first, seen["__code"].to_numpy(), seen["__seg"].to_numpy())
-    is_listed = codes["customer_id"].is_in(listed.implode()).to_numpy()
+    is_listed = codes["customer_id"].is_in(listed.implode()).fill_null(False).to_numpy()
     rows = [np.flatnonzero(is_listed | (first <= s)) for s in np.searchsorted(boundaries, cutoff_us)]
     code = np.concatenate(rows)
     keys = _with_row(
