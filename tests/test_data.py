@@ -107,6 +107,8 @@ def test_report_counts_rows_customers_channels_and_event_types(sample_dir: Path)
     assert ev.start == dt.datetime(2025, 1, 5, 10, 12, tzinfo=UTC)
     assert ev.end == dt.datetime(2025, 2, 20, 15, 0, tzinfo=UTC)
     assert any("4 rows carry only an identifier" in n for n in ev.notes)
+    assert ev.unresolved_rows == 4
+    assert [report.tables[t].unresolved_rows for t in ("contacts", "consents", "customers")] == [1, 1, 0]
     assert report.tables["identity_links"].identifiers == 4
     text = report.to_text()
     assert "events" in text

@@ -31,6 +31,7 @@ class TableSummary:
     duplicates_dropped: int
     future_rows: int
     notes: tuple[str, ...]
+    unresolved_rows: int = 0  # rows without a customer_id (identifier only): resolve_identities() maps them
     count_customers: Callable[[], int] = dataclasses.field(repr=False, compare=False, kw_only=True)
     count_identifiers: Callable[[], int] = dataclasses.field(repr=False, compare=False, kw_only=True)
 

@@ -218,6 +218,7 @@ def _summarise(
         duplicates_dropped=frame.height - kept.height,
         future_rows=int(stats.get("__future") or 0),
         notes=tuple(notes),
+        unresolved_rows=n_unresolved if "customer_id" in cols else 0,
     )
     return kept, summary, problems, dirty
 

@@ -18,8 +18,8 @@ __all__ = ["consent_state", "require_resolved"]
 def require_resolved(hist: Histories, *tables: str) -> None:
     """Raise if any of ``tables`` still has rows without a customer_id (identifier-only rows).
 
-    Trusts the load report's note for events and contacts; other tables (consents) are checked
-    on the data, since the load report does not count their identifier-only rows.
+    Trusts the load report's count of identifier-only rows (``TableSummary.unresolved_rows``);
+    tables without a report are checked on the data.
     """
     if hist.identity_map is not None:
         return
@@ -29,10 +29,8 @@ def require_resolved(hist: Histories, *tables: str) -> None:
         if lf is None or "customer_id" not in lf.collect_schema().names():
             continue
         summary = report.tables.get(table) if report else None
-        if summary is not None and any("only an identifier" in n for n in summary.notes):
-            unresolved = True
-        elif summary is not None and table in ("events", "contacts"):
-            unresolved = False
+        if summary is not None:
+            unresolved = summary.unresolved_rows > 0
         else:
             unresolved = bool(lf.select(pl.col("customer_id").is_null().any()).collect().item())
         if unresolved:
