@@ -335,3 +335,17 @@ def test_lookback_longer_than_the_history_adapts_and_a_too_early_as_of_says_so(s
         match=rf"the contacts start on {first:%Y-%m-%d}; choose an as_of at least 7 days later",
     ):
         channel_training_data(small_histories, first + dt.timedelta(days=3), ChannelConfig())
+
+
+def test_a_model_fitted_directly_on_the_training_units_scores_with_their_response_columns(
+    small_histories: Histories, world_end: dt.datetime
+) -> None:
+    cfg = ChannelConfig(n_estimators=20, lookback_days=30, pause_ratio=0.5)
+    data = channel_training_data(small_histories, world_end, cfg)
+    direct = cfg.model().fit(data.X, data.arm, data.y)  # no training_summary_, as in notebook 04
+    direct.feature_set_ = data.feature_set
+    assert "resp_lift_sms" in direct.feature_names_
+    ids = ["C0000001", "C0000002", "C0000003"]
+    helper = fit_channel_model(small_histories, world_end, cfg, data=data)
+    expected = predict_channel_effects(helper, small_histories, world_end, customers=ids)
+    assert predict_channel_effects(direct, small_histories, world_end, customers=ids).equals(expected)

@@ -824,7 +824,8 @@ def channel_features(
 ) -> tuple[pl.Series, pl.DataFrame]:
     """The customers and the channel model's input rows as of ``as_of`` (see :func:`predict_channel_effects`).
 
-    Returns ``(customer_id, X)`` with one row of ``X`` per customer, in the order of ``customer_id``.
+    Returns ``(customer_id, X)`` with one row of ``X`` per customer, in the order of ``customer_id``;
+    with the response-history columns the model was fitted on (see :class:`ChannelConfig`).
     """
     from omni_ml.features import build_features
 
@@ -838,14 +839,29 @@ def channel_features(
         who = pl.Series("customer_id", list(customers), dtype=pl.String)
     keys = pl.DataFrame({"customer_id": who, "cutoff": pl.Series([t] * who.len(), dtype=TIMESTAMP)})
     frame = build_features(hist, keys, feature_set=getattr(model, "feature_set_", None)).drop("customer_id", "cutoff")
-    summary = getattr(model, "training_summary_", {})
-    if summary.get("response_history"):
-        extra = response_history(
-            hist,
-            keys,
-            tuple(summary["channels"]),
-            int(summary["window_days"]),
-            baseline=bool(summary.get("response_baseline", False)),
-        )
+    settings = _response_settings(model)
+    if settings is not None:
+        channels, window_days, baseline = settings
+        extra = response_history(hist, keys, channels, window_days, baseline=baseline)
         frame = pl.concat([frame, extra], how="horizontal")
     return who, frame
+
+
+def _response_settings(model: ChannelModel) -> tuple[list[str], int, bool] | None:
+    """``(channels, window_days, baseline)`` of the model's response-history columns, ``None`` without them.
+
+    From ``training_summary_`` (:func:`fit_channel_model`); for a model fitted directly on
+    :func:`channel_training_data`'s ``X`` (no summary), from its feature names, with the default
+    response window of :class:`ChannelConfig`.
+    """
+    summary = getattr(model, "training_summary_", None) or {}
+    if "response_history" in summary:
+        if not summary["response_history"]:
+            return None
+        return list(summary["channels"]), int(summary["window_days"]), bool(summary.get("response_baseline", False))
+    names = model.feature_names_
+    channels = [n.removeprefix("resp_contacts_") for n in names if n.startswith("resp_contacts_")]
+    channels = [c for c in channels if c != "all"]
+    if not channels:
+        return None
+    return channels, ChannelConfig.window_days, "resp_baseline_rate" in names
