@@ -98,7 +98,15 @@ def _replicated_world(customers: int) -> Path:
 
 
 def _model(base: Path) -> Path:
-    path = DATA / "scoring_model.joblib"
+    """The fitted model, cached per version of the package's source (a stale model would mislead)."""
+    import hashlib
+
+    import omni_ml
+
+    digest = hashlib.sha1()
+    for file in sorted(Path(omni_ml.__file__).parent.rglob("*.py")):
+        digest.update(file.read_bytes())
+    path = DATA / f"scoring_model_{digest.hexdigest()[:12]}.joblib"
     if path.exists():
         return path
     from omni_ml.campaign import CampaignConfig, CampaignModel
