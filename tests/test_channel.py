@@ -10,11 +10,11 @@ import pytest
 
 from omni_ml.data import Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
+from omni_ml.models._channel_learner import _aligned_templates
 from omni_ml.models.channel import (
     NO_CONTACT,
     ChannelConfig,
     ChannelModel,
-    _aligned_templates,
     channel_training_data,
     fit_channel_model,
     predict_channel_effects,
