@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,18 @@ SAMPLE = REPO / "data" / "sample"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never write to the developer's mlflow.db: every test gets its own SQLite store."""
+def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Never write to the developer's mlflow.db: every test gets its own SQLite store.
+
+    A test that sets MLflow's process-wide URIs (``mlflow.set_tracking_uri``, e.g. to a test server)
+    must not leak them into the next test: they take precedence over the environment variable.
+    """
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None resets it (MLflow 3 source)
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
