@@ -33,6 +33,11 @@ Re-measured after the default preset got two years of history (``--claim-only``;
 49.9M events; a fresh-clone CI run shared the machine for most of it): chunked, 3 reasons 233.8 s wall,
 257 CPU-s, peak 5,780 MB -> 3.9 min (target < 5 min).
 
+Re-measured in session 3 after the channel model's new defaults (a year of decisions, response history
+against each person's usual purchase rate, computed for every scored customer) and Platt-calibrated
+propensities (``--claim-only``, same world, model refitted): chunked, 3 reasons 222.6 s wall, 289 CPU-s,
+peak 6,442 MB -> 3.7 min (target < 5 min); +32 CPU-s over session 2, mostly the response history.
+
 (The wall times of the two runs differ by less than the noise from the other jobs; CPU seconds show the
 reasons' cost: +42 CPU-s.) Session 1, under heavier load (average 7-19) and without channel reasons:
 376 s wall / 235 CPU-s with reasons, 316 s without.
