@@ -422,6 +422,10 @@ def test_negative_purchase_amounts(tmp_path: Path) -> None:
         msg, r"^events\.amount: 1 of 5 rows are purchases with a negative amount \(e\.g\. '-699\.0'\)", "'return'"
     )
     assert len(msg.splitlines()) == 2  # the return with a positive amount is fine
+    # a negative amount elsewhere (a return written with its sign) breaks no rule
+    signed_return = events_csv(*EVENTS_OK, "C1,,2025-02-03,store,return,-699,P1")
+    ok = load_histories(write(tmp_path / "ok", events_csv=signed_return))
+    assert ok.events.collect()["amount"].min() == -699.0
 
 
 def test_consent_granted_not_boolean_like(tmp_path: Path) -> None:

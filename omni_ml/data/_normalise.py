@@ -36,6 +36,9 @@ class _Check:
     problem: str  # "cannot be parsed as a timestamp"
     fix: str
     count: pl.Expr | None = None  # a cheaper count of the offending rows than ``bad.sum()``
+    # An aggregate that is false when no row can break the rule (e.g. the column's minimum is not
+    # negative): the rule's row-wise pass then runs only when the guard is true.
+    guard: pl.Expr | None = None
 
 
 @dataclasses.dataclass
@@ -93,6 +96,8 @@ def _typed_column(
     if dtype == TIMESTAMP:
         fix = _TS_FIX
         missing.fix = fix
+        if src == TIMESTAMP:  # already the contract's type: no conversion (it would copy the column)
+            return [c], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], ""
         if isinstance(src, pl.Datetime):
             expr = (c.dt.convert_time_zone("UTC") if src.time_zone else c.dt.replace_time_zone("UTC")).cast(TIMESTAMP)
             return [expr.alias(col)], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], ""
@@ -241,6 +246,7 @@ def _table_checks(table: str) -> list[_Check]:
                 pl.col("amount"),
                 "are purchases with a negative amount",
                 "record refunds as event_type 'return' with a positive amount",
+                guard=pl.col("amount").min() < 0,
             )
         )
     if table == "contacts":
@@ -253,6 +259,7 @@ def _table_checks(table: str) -> list[_Check]:
                 "are outside (0, 1]",
                 "assignment_probability is the probability the logging policy chose this contact; leave it empty"
                 " when unknown",
+                guard=(ap.min() <= 0) | (ap.max() > 1),
             )
         )
         checks.append(
@@ -262,6 +269,7 @@ def _table_checks(table: str) -> list[_Check]:
                 pl.col("cost"),
                 "are negative",
                 "cost is what one contact costs, 0 or more",
+                guard=pl.col("cost").min() < 0,
             )
         )
     if table == "identity_links":

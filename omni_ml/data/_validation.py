@@ -148,7 +148,9 @@ def _summarise(
     # (a non-empty minimum in every row group) clear the other columns.
     blank_checked = [c for c in plan.as_written if c not in counted and c not in plan.nonempty]
     aggs: list[pl.Expr] = [pl.len().alias("__total")]
-    aggs += [(chk.bad.sum() if chk.count is None else chk.count).alias(f"__n{i}") for i, chk in enumerate(checks)]
+    for i, chk in enumerate(checks):
+        count = chk.bad.sum() if chk.count is None else chk.count
+        aggs.append((count if chk.guard is None else chk.guard).alias(f"__n{i}"))
     aggs += [(pl.col(c).str.len_bytes().min() == 0).alias(f"__blank_{c}") for c in blank_checked]
     aggs += _summary_aggs(table, cols, as_of)
     large = frame.height >= _HASHED_MIN_ROWS
@@ -159,6 +161,12 @@ def _summarise(
         counts = counts_job.result()
         repeated_ts = repeated_job.result() if repeated_job is not None else None
     stats: dict[str, Any] = pass_.row(0, named=True)
+    guarded = [i for i, chk in enumerate(checks) if chk.guard is not None]
+    for i in guarded:  # a false (or null) guard: no row can break the rule
+        stats[f"__n{i}"] = int(bool(stats[f"__n{i}"]))
+    if any(stats[f"__n{i}"] for i in guarded):  # a guard fired: count those rules' rows
+        counts_ = [checks[i].bad.sum().alias(f"__n{i}") for i in guarded if stats[f"__n{i}"]]
+        stats.update(frame.lazy().select(counts_).collect().row(0, named=True))
     failing = [i for i in range(len(checks)) if stats[f"__n{i}"]]
     if failing:  # error path: one more pass for an example value of each failing rule
         examples = [checks[i].shown.filter(checks[i].bad).first().cast(_STR).alias(f"__ex{i}") for i in failing]
@@ -280,8 +288,10 @@ def _validate(
         file = (files or {}).get(table)
         try:
             plan = _plan(table, raw[table], text_source=file is not None and file.suffix.lower() == ".csv")
-            plan.nonempty = _nonempty_strings(file, plan.as_written)
-            frame = plan.lazy.collect()
+            with ThreadPoolExecutor(max_workers=1) as pool:  # the statistics are read while the data is
+                nonempty = pool.submit(_nonempty_strings, file, plan.as_written)
+                frame = plan.lazy.collect()
+                plan.nonempty = nonempty.result()
         except SchemaError as exc:
             problems.append(str(exc))
             continue
