@@ -148,7 +148,10 @@ def diff_in_means(
         se = float(np.sqrt(vt + vc))
         out["se"] = se
         if se > 0:
-            df = (vt + vc) ** 2 / (vt**2 / (nt - 1) + vc**2 / (nc - 1))
+            # Welch-Satterthwaite degrees of freedom on variances scaled to at most 1: the squares of
+            # tiny (subnormal) variances would underflow to 0 and divide by zero.
+            a, b = vt / max(vt, vc), vc / max(vt, vc)
+            df = (a + b) ** 2 / (a**2 / (nt - 1) + b**2 / (nc - 1))
             q = float(stats.t.ppf(1 - alpha / 2, df))
             out.update(
                 ci_low=mt - mc - q * se,
