@@ -82,9 +82,11 @@ def _rows(frame: pl.DataFrame, mask: pl.Series) -> pl.DataFrame:
     return frame.lazy().with_columns(mask.alias(name)).filter(pl.col(name)).drop(name).collect()
 
 
-def _distinct_count(values: pl.Series) -> int:
-    """Distinct non-null values; on large columns counted over 64-bit hashes (exact unless two collide)."""
-    present = values.drop_nulls()
+def _distinct_count(*columns: pl.Series) -> int:
+    """Distinct non-null values over ``columns``; on large ones over 64-bit hashes (exact unless two collide)."""
+    if not columns:
+        return 0
+    present = (pl.concat(columns) if len(columns) > 1 else columns[0]).drop_nulls()
     return present.n_unique() if present.len() < _HASHED_MIN_ROWS else present.hash(seed=0).n_unique()
 
 
@@ -165,8 +167,8 @@ def _summarise(
     for i in guarded:  # a false (or null) guard: no row can break the rule
         stats[f"__n{i}"] = int(bool(stats[f"__n{i}"]))
     if any(stats[f"__n{i}"] for i in guarded):  # a guard fired: count those rules' rows
-        counts_ = [checks[i].bad.sum().alias(f"__n{i}") for i in guarded if stats[f"__n{i}"]]
-        stats.update(frame.lazy().select(counts_).collect().row(0, named=True))
+        recount = [checks[i].bad.sum().alias(f"__n{i}") for i in guarded if stats[f"__n{i}"]]
+        stats.update(frame.lazy().select(recount).collect().row(0, named=True))
     failing = [i for i in range(len(checks)) if stats[f"__n{i}"]]
     if failing:  # error path: one more pass for an example value of each failing rule
         examples = [checks[i].shown.filter(checks[i].bad).first().cast(_STR).alias(f"__ex{i}") for i in failing]
@@ -211,14 +213,15 @@ def _summarise(
     if table in ("events", "contacts", "consents") and n_unresolved:
         carry = "row carries" if n_unresolved == 1 else "rows carry"
         notes.append(f"{n_unresolved:,} {carry} only an identifier: run resolve_identities()")
-    customer_ids = kept.get_column("customer_id") if "customer_id" in cols else pl.Series(dtype=_STR)
-    id_cols = ["identifier_a", "identifier_b"] if table == "identity_links" else ["identifier"]
-    identifiers = pl.concat([kept.get_column(c) for c in id_cols if c in cols] or [pl.Series(dtype=_STR)])
+    # Counted on first read (the concatenation of identity_links' two columns too, not at load).
+    customer_ids = [kept.get_column(c) for c in ("customer_id",) if c in cols]
+    id_cols = ("identifier_a", "identifier_b") if table == "identity_links" else ("identifier",)
+    identifiers = [kept.get_column(c) for c in id_cols if c in cols]
     summary = TableSummary(
         table=table,
         rows=int(stats["__rows"]),
-        count_customers=functools.partial(_distinct_count, customer_ids),
-        count_identifiers=functools.partial(_distinct_count, identifiers),
+        count_customers=functools.partial(_distinct_count, *customer_ids),
+        count_identifiers=functools.partial(_distinct_count, *identifiers),
         start=stats.get("__start"),
         end=stats.get("__end"),
         channels=channels,
