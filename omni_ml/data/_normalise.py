@@ -192,6 +192,11 @@ def _plan(table: str, lf: pl.LazyFrame, *, text_source: bool) -> _Plan:
     return _Plan(lf.select(*exprs, *extra), data_cols, later["parse"], later["as_written"], checks, notes)
 
 
+def _null_check(col: str, problem: str, fix: str) -> _Check:
+    """Rows where ``col`` is null (blank values became null when typed)."""
+    return _Check(col, pl.col(col).is_null(), pl.lit("<null>"), problem, fix)
+
+
 def _identifier_check(col: str, fix: str) -> _Check:
     c = pl.col(col)
     bad = c.is_not_null() & ~c.str.contains(_IDENTIFIER)
@@ -221,20 +226,14 @@ def _table_checks(table: str) -> list[_Check]:
         )
     if table == "consents":
         checks.append(
-            _Check(
-                "channel",
-                pl.col("channel").is_null(),
-                pl.lit("<null>"),
-                "have no channel",
-                "every consent row names the channel it is about (email, sms, ...)",
+            _null_check(
+                "channel", "have no channel", "every consent row names the channel it is about (email, sms, ...)"
             )
         )
     if table == "events":
         checks.append(
-            _Check(
+            _null_check(
                 "event_type",
-                pl.col("event_type").is_null(),
-                pl.lit("<null>"),
                 "have no event_type (null or empty)",
                 f"use one of {', '.join(EVENT_TYPES)} (other values are kept and counted)",
             )
@@ -274,26 +273,10 @@ def _table_checks(table: str) -> list[_Check]:
         )
     if table == "identity_links":
         for col in ("identifier_a", "identifier_b"):
-            checks.append(
-                _Check(
-                    col,
-                    pl.col(col).is_null(),
-                    pl.lit("<null>"),
-                    "are null or empty",
-                    "every link needs two identifiers",
-                )
-            )
+            checks.append(_null_check(col, "are null or empty", "every link needs two identifiers"))
             checks.append(_identifier_check(col, "write identifiers as TYPE:VALUE, e.g. email:ann@x.dk, crm:C0001"))
     if table == "customers":
-        checks.append(
-            _Check(
-                "customer_id",
-                pl.col("customer_id").is_null(),
-                pl.lit("<null>"),
-                "are null or empty",
-                "every customer row needs its customer_id",
-            )
-        )
+        checks.append(_null_check("customer_id", "are null or empty", "every customer row needs its customer_id"))
         checks.append(
             _Check(
                 "customer_id",
