@@ -97,13 +97,13 @@ def _typed_column(
         fix = _TS_FIX
         missing.fix = fix
         if src == TIMESTAMP:  # already the contract's type: no conversion (it would copy the column)
-            return [c], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], ""
+            return [c], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
         if isinstance(src, pl.Datetime):
             expr = (c.dt.convert_time_zone("UTC") if src.time_zone else c.dt.replace_time_zone("UTC")).cast(TIMESTAMP)
-            return [expr.alias(col)], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], ""
+            return [expr.alias(col)], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
         if src == pl.Date:
             expr = c.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-            return [expr.alias(col)], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], ""
+            return [expr.alias(col)], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
         bad = _Check(col, c.is_null() & _given(col), pl.col(_orig(col)), "cannot be parsed as a timestamp", fix)
         if src in (_STR, pl.Categorical) or isinstance(src, pl.Enum):
             # Parsed after reading (``_parse_timestamps``): only the first format runs over every row.
@@ -114,7 +114,7 @@ def _typed_column(
         fix = f"use true/false (also accepted: {', '.join(_TRUE[2:5])} / {', '.join(_FALSE[2:5])})"
         missing.fix = fix
         if src == pl.Boolean:
-            return [c.alias(col)], [_Check(col, c.is_null(), pl.lit("<missing>"), missing.problem, fix)], ""
+            return [c.alias(col)], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
         if src.is_numeric():
             expr = pl.when(c == 1).then(True).when(c == 0).then(False)
         else:
@@ -192,9 +192,9 @@ def _plan(table: str, lf: pl.LazyFrame, *, text_source: bool) -> _Plan:
     return _Plan(lf.select(*exprs, *extra), data_cols, later["parse"], later["as_written"], checks, notes)
 
 
-def _null_check(col: str, problem: str, fix: str) -> _Check:
-    """Rows where ``col`` is null (blank values became null when typed)."""
-    return _Check(col, pl.col(col).is_null(), pl.lit("<null>"), problem, fix)
+def _null_check(col: str, problem: str, fix: str, *, shown: str = "<null>") -> _Check:
+    """Rows where ``col`` is null (blank values became null when typed); ``shown`` is the example value."""
+    return _Check(col, pl.col(col).is_null(), pl.lit(shown), problem, fix)
 
 
 def _identifier_check(col: str, fix: str) -> _Check:

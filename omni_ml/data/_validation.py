@@ -40,7 +40,8 @@ def _repeated_values(values: pl.Series) -> pl.Series:
     short, so marking the rows that carry a repeated value is then a cheap ``is_in``.
     """
     present = values.drop_nulls() if values.has_nulls() else values
-    ordered = np.sort(present.to_physical().to_numpy())
+    ordered = present.to_physical().to_numpy(writable=True)  # our own copy (polars' memory is immutable)
+    ordered.sort()  # in place: np.sort would allocate and fill another 160 MB on 20M rows
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     return pl.Series(values.name, repeated).cast(values.dtype)
 
@@ -129,6 +130,7 @@ def _summarise(
     *,
     as_of: dt.datetime | None,
     notes: list[str],
+    repeated_job: Future[pl.Series] | None = None,
 ) -> tuple[pl.DataFrame, TableSummary, list[str], list[str]]:
     """One pass of aggregates: the rules over every row read, the summary over the rows kept.
 
@@ -158,7 +160,8 @@ def _summarise(
     large = frame.height >= _HASHED_MIN_ROWS
     with ThreadPoolExecutor(max_workers=2) if large else _Inline() as pool:
         counts_job = pool.submit(_value_counts, frame, counted)
-        repeated_job = pool.submit(_repeated_values, frame.get_column("timestamp")) if "timestamp" in cols else None
+        if repeated_job is None and "timestamp" in cols:
+            repeated_job = pool.submit(_repeated_values, frame.get_column("timestamp"))
         pass_ = frame.lazy().select(aggs).collect(engine="in-memory")
         counts = counts_job.result()
         repeated_ts = repeated_job.result() if repeated_job is not None else None
@@ -254,7 +257,12 @@ def _none_last(item: tuple[str | None, int]) -> tuple[bool, str]:
 
 
 def _check_table(
-    table: str, plan: _Plan, frame: pl.DataFrame, *, as_of: dt.datetime | None
+    table: str,
+    plan: _Plan,
+    frame: pl.DataFrame,
+    *,
+    as_of: dt.datetime | None,
+    repeated_job: Future[pl.Series] | None = None,
 ) -> tuple[pl.DataFrame, TableSummary, list[str]]:
     """Fill missing channels, drop exact duplicates, run the rules and the summary (twice if cleaning was due)."""
     missing_channel = 0
@@ -266,11 +274,47 @@ def _check_table(
             missing_channel += missing_now
         if missing_channel:
             notes.append(f"{missing_channel:,} rows without a channel: channel set to {UNKNOWN_CHANNEL!r}")
-        kept, summary, problems, dirty = _summarise(table, plan, frame, as_of=as_of, notes=notes)
+        kept, summary, problems, dirty = _summarise(
+            table, plan, frame, as_of=as_of, notes=notes, repeated_job=repeated_job
+        )
         if not dirty:
             return kept, summary, problems
         frame = frame.with_columns(_clean_string(c, pl.String(), lower=c in _LOWER).alias(c) for c in dirty)
         plan.as_written = [c for c in plan.as_written if c not in dirty]
+
+
+def _read(plan: _Plan, file: Path | None) -> tuple[pl.DataFrame, Future[pl.Series] | None]:
+    """Read a table as ``plan`` types it; the search for repeated timestamps starts during the read.
+
+    From parquet, when the timestamp needs no parsing, the timestamp column is read first and a
+    thread sorts it (:func:`_repeated_values`) while polars reads the other columns: the sort is
+    single-threaded, and after the read it would keep one core busy while the other waits (on 20
+    million events ~0.3 s of a ~0.6 s validation). Reading the columns in two parts reads each once.
+    Parquet statistics of the string columns are read meanwhile too (:func:`_nonempty_strings`).
+    """
+    columns = plan.lazy.collect_schema().names()
+    early = (
+        file is not None
+        and file.suffix.lower() == ".parquet"
+        and "timestamp" in columns
+        and "timestamp" not in plan.parse_later
+    )
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        nonempty = pool.submit(_nonempty_strings, file, plan.as_written)
+        repeated: Future[pl.Series] | None = None
+        if early:
+            ts = plan.lazy.select("timestamp").collect().get_column("timestamp")
+            repeated = pool.submit(_repeated_values, ts)
+            frame = plan.lazy.drop("timestamp").collect().with_columns(ts).select(columns)
+        else:
+            frame = plan.lazy.collect()
+        plan.nonempty = nonempty.result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=False)
+    return frame, repeated
 
 
 def _validate(
@@ -291,10 +335,7 @@ def _validate(
         file = (files or {}).get(table)
         try:
             plan = _plan(table, raw[table], text_source=file is not None and file.suffix.lower() == ".csv")
-            with ThreadPoolExecutor(max_workers=1) as pool:  # the statistics are read while the data is
-                nonempty = pool.submit(_nonempty_strings, file, plan.as_written)
-                frame = plan.lazy.collect()
-                plan.nonempty = nonempty.result()
+            frame, repeated_job = _read(plan, file)
         except SchemaError as exc:
             problems.append(str(exc))
             continue
@@ -303,7 +344,7 @@ def _validate(
             continue
         if plan.parse_later:
             frame = frame.with_columns(_parse_timestamps(frame.get_column(c)).alias(c) for c in plan.parse_later)
-        kept, summary, table_problems = _check_table(table, plan, frame, as_of=as_of)
+        kept, summary, table_problems = _check_table(table, plan, frame, as_of=as_of, repeated_job=repeated_job)
         problems += table_problems
         summaries[table] = summary
         frames[table] = kept.select(plan.data_cols).lazy()
