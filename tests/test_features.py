@@ -258,17 +258,17 @@ def test_customer_attributes_dates_become_days_before_cutoff_and_codes_keep_unse
     customers = pl.DataFrame(
         {
             "customer_id": ["a", "b", "c", "d"],
-            "signup": ["2025-02-27", "2025-03-01T12:30:15.123456", None, "2030-01-01"],
+            "signup_date": ["2025-02-27", "2025-03-01T12:30:15.123456", None, "2030-01-01"],
             "region": ["north", "north", None, "south"],
         }
     )
     fs = FeatureSet.from_histories(_hist(_events(rows), customers=customers), SMALL)
     kinds = {a.column: a.kind for a in fs.vocabulary.attributes}
-    assert kinds == {"signup": "date", "region": "code"}
+    assert kinds == {"signup_date": "date", "region": "code"}
     assert fs.vocabulary.attributes[1].levels == ("north", "south")
     new_customers = customers.with_columns(pl.Series("region", ["north", "east", None, "south"]))
     out = build_features(_hist(_events(rows), customers=new_customers), C, feature_set=fs).sort("customer_id")
-    assert out["attr_signup_days"].to_list() == [
+    assert out["attr_signup_date_days"].to_list() == [
         pytest.approx(2 + (C - C.replace(hour=0, minute=0, second=0, microsecond=0)) / DAY),
         None,
         None,
@@ -277,6 +277,10 @@ def test_customer_attributes_dates_become_days_before_cutoff_and_codes_keep_unse
     assert out["attr_region"].to_list() == [0, 2, None, 1]  # unseen "east" -> len(levels); null stays null
     assert fs.render("attr_region", 1) == "region is south"
     assert fs.render("attr_region", 2) == "region is other"
+    # reasons say column names in words
+    assert fs.render("attr_signup_date_days", 313) == "signup date 313 days ago"
+    assert fs.render("attr_signup_date_days", 1) == "signup date 1 day ago"
+    assert fs.render("attr_signup_date_days", None) == "signup date unknown"
 
 
 def test_consent_flags_are_as_of_the_cutoff() -> None:
@@ -293,6 +297,7 @@ def test_consent_flags_are_as_of_the_cutoff() -> None:
     fs = FeatureSet.from_histories(hist, SMALL)
     keys = pl.DataFrame({"customer_id": ["a", "a", "a"], "cutoff": [C - DAY, C, C + US]})
     assert build_features(hist, keys, feature_set=fs)["consent_email"].to_list() == [0, 1, 0]
+    assert [fs.render("consent_email", v) for v in (0, 1)] == ["email consent not granted", "email consent granted"]
 
 
 def test_engagement_rates_per_contact_and_open_cart() -> None:

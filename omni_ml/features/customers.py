@@ -23,7 +23,7 @@ def consent(ctx: FamilyContext) -> list[Feature]:
             f"consent_{slug(ch)}",
             Consent(ch),
             f"1 if the customer consented to {ch} contact as of the cutoff",
-            f"{ch} consent flag {{value}}",
+            f"{ch} consent {{value}}",
         )
         for ch in ctx.consent_channels
     ]
@@ -35,14 +35,15 @@ def customer(ctx: FamilyContext) -> list[Feature]:
     out: list[Feature] = []
     for attr in ctx.attributes:
         name = f"attr_{slug(attr.column)}"
+        said = attr.column.replace("_", " ").strip()  # in reasons: "signup date 313 days ago"
         if attr.kind == "date":
             out.append(
                 Feature(
                     f"{name}_days",
                     attr,
                     f"Days from {attr.column} to the cutoff (null if not before it)",
-                    f"{attr.column} {{value}} day{{s}} ago",
-                    missing=f"{attr.column} unknown",
+                    f"{said} {{value}} day{{s}} ago",
+                    missing=f"{said} unknown",
                 )
             )
         elif attr.kind == "code":
@@ -51,8 +52,8 @@ def customer(ctx: FamilyContext) -> list[Feature]:
                     name,
                     attr,
                     f"{attr.column} (integer code; {len(attr.levels)} levels stored in the feature set)",
-                    f"{attr.column} is {{value}}",
-                    missing=f"{attr.column} unknown",
+                    f"{said} is {{value}}",
+                    missing=f"{said} unknown",
                 )
             )
         else:
@@ -61,9 +62,9 @@ def customer(ctx: FamilyContext) -> list[Feature]:
                     name,
                     attr,
                     f"{attr.column} ({attr.kind})",
-                    f"{attr.column} is {{value}}",
+                    f"{said} is {{value}}",
                     fmt=",.4g",
-                    missing=f"{attr.column} unknown",
+                    missing=f"{said} unknown",
                 )
             )
     return out
