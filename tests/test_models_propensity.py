@@ -289,3 +289,29 @@ def test_centred_isotonic_pools_again_when_the_half_count_breaks_the_order() -> 
     np.testing.assert_allclose(cal.centres_, [50.0])
     assert cal.predict(np.array([50.0]))[0] == pytest.approx(1.25 / 101)
     assert np.all(np.diff(cal.predict(np.array([0.0, 50.0, 100.0]))) > 0)
+
+
+def test_logistic_baseline_transforms_in_place_without_touching_the_callers_matrix() -> None:
+    """The pipeline's log1p and scaling overwrite the imputer's copy; the input stays as given."""
+    rng = np.random.default_rng(3)
+    X = rng.exponential(size=(600, 4)) * np.array([1.0, -1.0, 10.0, 1.0])  # a negative feature too
+    X[rng.random(X.shape) < 0.1] = np.nan
+    y = (X[:, 0] + rng.normal(size=600) > 1).astype(int)
+    given = X.copy()
+    model = LogisticBaseline(calibration="sigmoid").fit(X, y, cutoff=np.repeat([1, 2], 300))
+    p = model.predict_proba(X)[:, 1]
+    np.testing.assert_array_equal(X, given)  # NaNs in the same places, every value unchanged
+    assert np.array_equal(model.predict_proba(X)[:, 1], p)  # predicting twice gives the same numbers
+    # same numbers as the textbook pipeline that copies at every step
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    reference = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        FunctionTransformer(lambda a: np.sign(a) * np.log1p(np.abs(a))),
+        StandardScaler(),
+        LogisticRegression(max_iter=2000),
+    ).fit(X[:300], y[:300])
+    np.testing.assert_allclose(model.pipeline_.predict_proba(X)[:, 1], reference.predict_proba(X)[:, 1], rtol=1e-9)

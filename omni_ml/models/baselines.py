@@ -200,6 +200,20 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
+def _signed_log1p_in_place(x: np.ndarray) -> np.ndarray:
+    """``sign(x) * log1p(|x|)`` written over ``x``.
+
+    Only for the pipeline below, where ``x`` is the imputer's output (always a new array): a
+    copy per step would hold the feature matrix several times over (786k x 176 features: 1.1 GB
+    each).
+    """
+    negative = x < 0
+    np.abs(x, out=x)
+    np.log1p(x, out=x)
+    np.negative(x, out=x, where=negative)
+    return x
+
+
 class LogisticBaseline(_TimeCalibrated):
     """L2-regularised logistic regression on the same features, calibrated on held-out time.
 
@@ -257,8 +271,12 @@ class LogisticBaseline(_TimeCalibrated):
             ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True))
         ]
         if self.log_transform:
-            steps.append(("log1p", FunctionTransformer(_signed_log1p)))
-        steps += [("scale", StandardScaler()), ("logistic", LogisticRegression(C=self.C, max_iter=self.max_iter))]
+            steps.append(("log1p", FunctionTransformer(_signed_log1p_in_place)))
+        # The imputer copies the input; the steps after it work in place on that copy.
+        steps += [
+            ("scale", StandardScaler(copy=False)),
+            ("logistic", LogisticRegression(C=self.C, max_iter=self.max_iter)),
+        ]
         self.pipeline_ = Pipeline(steps).fit(matrix, y)
 
     def _score(self, matrix: np.ndarray) -> np.ndarray:
