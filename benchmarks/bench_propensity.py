@@ -20,7 +20,9 @@ features; Platt calibration, the default since session 3; 2 cores, shared machin
     RecencyFrequencyBaseline   0.8503  0.9147  0.354   0.0762  0.0258  4.00
     oracle (true p_purchase)   0.9296  1       0.642   0.0570  0.0025  5.47
     all three targets PASS; whole run 112 s wall, 173 CPU-s, peak RSS 8.7 GB (LogisticBaseline's fit
-    +6.9 GB); simulating the world 3.9 s (one year: 2.4 s)
+    +6.9 GB); simulating the world 3.9 s (one year: 2.4 s). Session 4, LogisticBaseline transforming
+    in place (same numbers): its fit +6.2 GB, whole run 136 s wall (another engineer's jobs shared the
+    2 cores), 173 CPU-s, peak RSS 8.25 GB
 
 Seeds 1 and 2 (``--seed N --only-propensity``): share 0.9731 / 0.9705, ECE 0.0059 / 0.0044 (38 s / 52 s wall,
 62 / 89 CPU-s, peak 4.2 GB without the baselines). Before, with isotonic calibration: seed 0 share 0.9727,
