@@ -15,6 +15,7 @@ from omni_ml.models.channel import (
     NO_CONTACT,
     ChannelConfig,
     ChannelModel,
+    ChannelTrainingData,
     channel_training_data,
     fit_channel_model,
     predict_channel_effects,
@@ -147,6 +148,48 @@ def test_training_units_respect_time_and_sampling(small_histories: Histories, wo
     assert clash.height == 0
     assert data.X.height == keys.height
     assert all(dtype.is_numeric() for dtype in data.X.dtypes)
+
+
+def test_no_contact_draws_reach_the_pause_ratio_and_estimate_the_same_eligible_pairs(
+    small_histories: Histories, world_end: dt.datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import omni_ml.models.channel as channel_module
+
+    def units(ratio: float, seed: int = 0) -> ChannelTrainingData:
+        cfg = ChannelConfig(lookback_days=60, pause_ratio=ratio, seed=seed)
+        return channel_training_data(small_histories, world_end, cfg)
+
+    def pause_units(data: ChannelTrainingData) -> pl.DataFrame:
+        return data.keys.filter(pl.col("arm") == NO_CONTACT).drop("sample_weight_population")
+
+    n_contacts = units(1.0).keys.filter(pl.col("arm") != NO_CONTACT).height
+    with monkeypatch.context() as patch:  # on this world one round of 3 x target draws falls short at ratio 6
+        patch.setattr(channel_module, "_MAX_DRAW_ROUNDS", 1)
+        with pytest.warns(UserWarning, match="pause_ratio=6 asks for"):
+            one_round = units(6.0)
+    short = pause_units(one_round).height
+    assert short < 6 * n_contacts
+    eligible_pairs = {}
+    for ratio in (1.0, 3.0, 6.0):
+        data = units(ratio)
+        pause = pause_units(data)
+        assert pause.height == int(np.ceil(ratio * n_contacts))  # further rounds reach the target
+        assert pause.select("customer_id", "cutoff").n_unique() == pause.height  # no pair twice
+        eligible_pairs[ratio] = pause.height / data.sampling_fraction
+        if ratio == 6.0:
+            assert pause.head(short).equals(pause_units(one_round))  # later rounds only add units
+    # distinct pairs drawn are a uniform sample of all pairs: every ratio estimates the same eligible pairs
+    # (counting repeated draws as misses made the estimate shrink as more pairs were drawn)
+    assert eligible_pairs[3.0] == pytest.approx(eligible_pairs[1.0], rel=0.03)
+    assert eligible_pairs[6.0] == pytest.approx(eligible_pairs[1.0], rel=0.03)
+    # more than there are: every eligible pair once, a sampling fraction of 1, and a warning that says so
+    with pytest.warns(UserWarning, match="all of them are used. Hint: lower pause_ratio"):
+        everything = units(10.0)
+    assert everything.sampling_fraction == pytest.approx(1.0)
+    assert pause_units(everything).height == pytest.approx(eligible_pairs[1.0], rel=0.03)
+    # same seed, same units; another seed, other no-contact units
+    assert units(3.0).keys.equals(units(3.0).keys)
+    assert not pause_units(units(3.0, seed=1)).equals(pause_units(units(3.0)))
 
 
 def test_learned_policy_beats_random_by_truth_and_respects_consent(
