@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -391,4 +392,8 @@ def test_a_model_fitted_directly_on_the_training_units_scores_with_their_respons
     ids = ["C0000001", "C0000002", "C0000003"]
     helper = fit_channel_model(small_histories, world_end, cfg, data=data)
     expected = predict_channel_effects(helper, small_histories, world_end, customers=ids)
-    assert predict_channel_effects(direct, small_histories, world_end, customers=ids).equals(expected)
+    with pytest.warns(UserWarning, match=r"no training_summary_.*default 7-day response window.*fit_channel_model"):
+        assert predict_channel_effects(direct, small_histories, world_end, customers=ids).equals(expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the settings recorded by fit_channel_model: no guess, no warning
+        predict_channel_effects(helper, small_histories, world_end, customers=ids)

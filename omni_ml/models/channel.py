@@ -555,7 +555,8 @@ def _response_settings(model: ChannelModel) -> tuple[list[str], int, bool] | Non
 
     From ``training_summary_`` (:func:`fit_channel_model`); for a model fitted directly on
     :func:`channel_training_data`'s ``X`` (no summary), from its feature names, with the default
-    response window of :class:`ChannelConfig`.
+    response window of :class:`ChannelConfig` and a warning: the window the columns were built with
+    is not recorded in the model (``fit_channel_model(hist, as_of, config, data=units)`` records it).
     """
     summary = getattr(model, "training_summary_", None) or {}
     if "response_history" in summary:
@@ -567,4 +568,12 @@ def _response_settings(model: ChannelModel) -> tuple[list[str], int, bool] | Non
     channels = [c for c in channels if c != "all"]
     if not channels:
         return None
+    warnings.warn(
+        "ChannelModel has response-history columns but no training_summary_ (it was fitted outside "
+        f"fit_channel_model): they are rebuilt with the default {ChannelConfig.window_days}-day response window, "
+        "which is wrong if the training data used another window_days. Hint: fit with "
+        "fit_channel_model(hist, as_of, config, data=units) to record the settings.",
+        UserWarning,
+        stacklevel=3,
+    )
     return channels, ChannelConfig.window_days, "resp_baseline_rate" in names
