@@ -36,7 +36,9 @@ issue asks for 0.80):
   the last two months of logged decision units (``benchmarks/bench_channel.py``): more regularisation
   raises the loss; ``pause_ratio=3`` lowers it (0.13806 vs 0.13861) but scores 0.7975 (seed 1:
   0.783 vs 0.781), with ``learning_rate=0.025`` on top 0.795 / 0.785 (fit 3.3x), the mean of three
-  models on three no-contact samples 0.797 / 0.784 (fit 3x): none adopted.
+  models on three no-contact samples 0.797 / 0.784 (fit 3x): none adopted; engagement window 730
+  days at the defaults 0.796 (ceiling 0.810); the S-learner boosted from a cross-fitted no-arm
+  baseline (LightGBM ``init_score``, so that its trees spend on the arm's effect) 0.790 (fit 3.4x).
 
 Response history is the one signal found that raises the features' ceiling: the person's
 responsiveness (a factor shared by all channels; 35 % of people have none) shows only through
