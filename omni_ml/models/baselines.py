@@ -197,6 +197,7 @@ class RecencyFrequencyBaseline(_TimeCalibrated):
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    # Referenced by LogisticBaseline pipelines pickled before the in-place version: kept so they load.
     return np.sign(x) * np.log1p(np.abs(x))
 
 
