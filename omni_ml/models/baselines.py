@@ -198,7 +198,7 @@ class RecencyFrequencyBaseline(_TimeCalibrated):
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
     # Referenced by LogisticBaseline pipelines pickled before the in-place version: kept so they load.
-    return np.sign(x) * np.log1p(np.abs(x))
+    return _signed_log1p_in_place(np.array(x, dtype=np.float64))
 
 
 def _signed_log1p_in_place(x: np.ndarray) -> np.ndarray:
