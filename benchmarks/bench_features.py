@@ -50,6 +50,22 @@ the file costs 2.0 cpu s (1.0 s wall): hashing 20M string ids into 500k groups i
 any per-customer pass, and it alone is ~1/9 of pandas' 18.2 cpu s, so "10x pandas" is out of
 reach on cpu (4.1x); on wall it needs <= 1.6 s against pandas' 16.1 s, while the two polars passes
 alone take ~1.6 s on the 2 cores.
+
+Session 5 re-measured the floor (quiet machine; this run: omni_ml 2.92 s / 4.73 cpu, pandas 16.72 / 19.43,
+5.7x wall; warm in-process best of 3: 2.20 s, of which the two polars passes 1.42, customer codes 0.19,
+the sweep 0.41) and the ways around hashing the 20M string ids, none of which reaches 1.6 s:
+
+* the parquet dictionary pages (pyarrow ``read_dictionary``): the writer starts a new dictionary per data
+  page (160 chunks, 55M dictionary entries for 500k ids), so unifying them took 5.3 s;
+* grouping on polars' 64-bit hash of the id instead of the string: 1.42 vs 1.90 cpu s for the
+  latest-event pass, but a collision check (a second hash's min and max per group) brings it back to
+  1.79, and recovering one string per group (``first()``) costs more than the string group-by;
+* ``cast(pl.Enum(ids))`` 1.19 cpu s, a join on the id 1.54, a numba open-addressing table from the two
+  hashes to dense codes 1.0 s on one core (20M random accesses into a 2M-slot table): the memory
+  latency of one random access per event, ~0.5 s per core, is the floor of any per-customer pass.
+
+With 19.4 cpu s for pandas, 10x needs <= 1.7 s wall: about what reading the five columns (0.3 s), one
+hash pass over the ids and the purchase pass take on two cores before any feature is written.
 """
 
 from __future__ import annotations
