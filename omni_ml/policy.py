@@ -329,13 +329,14 @@ def _wide(
             f"(e.g. {example['customer_id']!r}, {example['channel']!r}). Hint: one row per customer and channel."
         )
         raise SchemaError(msg)
+    # a null or NaN cost is a missing cost: the configured one applies (NaN would otherwise win argmax)
     cost_expr = pl.col("cost") if "cost" in est.columns else pl.lit(None, dtype=pl.Float64)
     default_cost = pl.col("channel").replace_strict(
         {c: cfg.cost(c) for c in channels}, default=0.0, return_dtype=pl.Float64
     )
     est = est.with_columns(
         (pl.col("p_if_contacted") - pl.col("p_if_not")).cast(pl.Float64).alias("__uplift"),
-        pl.coalesce(cost_expr.cast(pl.Float64), default_cost).alias("__cost"),
+        pl.coalesce(cost_expr.cast(pl.Float64).fill_nan(None), default_cost).alias("__cost"),
     )
     ids = est.select(pl.col("customer_id").unique().sort())["customer_id"]
     index = {c: i for i, c in enumerate(channels)}
