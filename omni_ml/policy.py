@@ -456,7 +456,8 @@ def decide(
     channels = list(cfg.channels)
     ids, uplift, cost, available = _wide(estimates, channels, cfg)
     n = ids.len()
-    allowed = _consent_matrix(consent, ids, channels, cfg.default_consent) & available
+    consented_to = _consent_matrix(consent, ids, channels, cfg.default_consent)
+    allowed = consented_to & available
     worth = _conversion_values(values, ids, cfg.conversion_value)
     value = uplift * worth[:, None] - cost
     masked_value = np.where(allowed, value, -np.inf)
@@ -464,7 +465,9 @@ def decide(
     best_value = masked_value[np.arange(n), best] if n else np.zeros(0)
 
     rule = np.where(best_value > cfg.min_value, "best_value", "no_positive_value").astype(object)
-    rule[~allowed.any(axis=1)] = "no_consent"
+    # no_consent only without any consented channel; a consented channel without an estimate just
+    # leaves nothing that beats the pause (no_positive_value)
+    rule[~consented_to.any(axis=1)] = "no_consent"
 
     offer = np.full(n, None, dtype=object)
     suppressed = np.full(n, None, dtype=object)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_ml.policy import PolicyConfig, decide
+from omni_ml.policy import NO_CONTACT, PolicyConfig, decide
 
 CH = ("email", "sms", "push")
 CFG = PolicyConfig(conversion_value=10.0, channels=CH, channel_costs={"email": 0.1, "sms": 0.5, "push": 0.05})
@@ -57,3 +57,22 @@ def test_a_nan_cost_never_hides_the_other_channels(p: list[float], nan_at: int) 
     assert got.select("best_channel", "rule").rows() == want.select("best_channel", "rule").rows()
     assert got["expected_value"][0] == pytest.approx(want["expected_value"][0])
 
+
+def test_a_consented_customer_without_estimates_is_not_reported_as_no_consent() -> None:
+    """The recorded rule must be the one that decided: consent was given, there is just nothing to beat the pause."""
+    est = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "channel": ["email", "email"],
+            "p_if_contacted": [None, None],
+            "p_if_not": [0.1, 0.1],
+        },
+        schema_overrides={"p_if_contacted": pl.Float64},
+    )
+    consent = pl.concat([_consent("a", (True, False, False)), _consent("b", (False, False, False))])
+    out = decide(est, consent, config=CFG)
+    assert out["best_channel"].to_list() == [NO_CONTACT, NO_CONTACT]
+    assert out["rule"].to_list() == ["no_positive_value", "no_consent"]
+    # and, being consented, the pressure rules apply to it like to anyone else
+    facts = _facts(contacts_7d=[5])
+    assert decide(est.head(1), consent.head(1), facts, CFG)["rule"].to_list() == ["pressure_cap"]
