@@ -166,6 +166,10 @@ def history_facts(
 ) -> pl.DataFrame:
     """Per-customer facts the rules need, from history strictly before ``as_of``.
 
+    "Within N days" is the window of the features (``features/_spec.py``): ``as_of - N days <= timestamp
+    < as_of``, so an event exactly N days back counts, and so do the rules of :func:`decide` (an incident
+    exactly ``service_incident_days`` back, a contact exactly ``cooldown_days`` back).
+
     Returns
     -------
     polars.DataFrame
@@ -199,8 +203,8 @@ def history_facts(
             hist.contacts.filter(ts < t)
             .group_by("customer_id")
             .agg(
-                (days < 7).sum().cast(pl.Int64).alias("contacts_7d"),
-                (days < 30).sum().cast(pl.Int64).alias("contacts_30d"),
+                (days <= 7).sum().cast(pl.Int64).alias("contacts_7d"),
+                (days <= 30).sum().cast(pl.Int64).alias("contacts_30d"),
                 days.min().alias("days_since_contact"),
             )
             .collect()
@@ -220,13 +224,13 @@ def history_facts(
             days.filter(pl.col("event_type").is_in(list(cfg.service_event_types))).min().alias("days_since_incident"),
             pl.col("category")
             .filter(
-                (pl.col("event_type") == "purchase") & (days < cfg.suppression_days) & pl.col("category").is_not_null()
+                (pl.col("event_type") == "purchase") & (days <= cfg.suppression_days) & pl.col("category").is_not_null()
             )
             .unique()
             .sort()
             .alias("recent_categories"),
             pl.col("category")
-            .filter((pl.col("event_type") == "purchase") & (days < 365) & pl.col("category").is_not_null())
+            .filter((pl.col("event_type") == "purchase") & (days <= 365) & pl.col("category").is_not_null())
             .mode()
             .sort()
             .first()
@@ -476,12 +480,12 @@ def decide(
         days_contact = f["days_since_contact"].fill_null(np.inf).to_numpy() if "days_since_contact" in f else None
         consented = rule != "no_consent"
         if days_contact is not None:
-            rule[consented & (days_contact < cfg.cooldown_days)] = "cooldown"
+            rule[consented & (days_contact <= cfg.cooldown_days)] = "cooldown"
         c7 = f["contacts_7d"].fill_null(0).to_numpy() if "contacts_7d" in f else np.zeros(n)
         c30 = f["contacts_30d"].fill_null(0).to_numpy() if "contacts_30d" in f else np.zeros(n)
         rule[consented & ((c7 >= cfg.max_contacts_7d) | (c30 >= cfg.max_contacts_30d))] = "pressure_cap"
         if "days_since_incident" in f:
-            incident = f["days_since_incident"].fill_null(np.inf).to_numpy() < cfg.service_incident_days
+            incident = f["days_since_incident"].fill_null(np.inf).to_numpy() <= cfg.service_incident_days
             rule[incident] = "service_incident"
         recent = f["recent_categories"].to_list() if "recent_categories" in f else [None] * n
         preferred = f["preferred_category"].to_list() if "preferred_category" in f else [None] * n
@@ -617,12 +621,12 @@ def baseline_decisions(
     if kind == "most_engaged" and facts is not None:
         f = ids.to_frame().join(facts, on="customer_id", how="left")
         days_contact = f["days_since_contact"].fill_null(np.inf).to_numpy()
-        rule[any_allowed & (days_contact < cfg.cooldown_days)] = "cooldown"
+        rule[any_allowed & (days_contact <= cfg.cooldown_days)] = "cooldown"
         over = (f["contacts_7d"].fill_null(0).to_numpy() >= cfg.max_contacts_7d) | (
             f["contacts_30d"].fill_null(0).to_numpy() >= cfg.max_contacts_30d
         )
         rule[any_allowed & over] = "pressure_cap"
-        incident = f["days_since_incident"].fill_null(np.inf).to_numpy() < cfg.service_incident_days
+        incident = f["days_since_incident"].fill_null(np.inf).to_numpy() <= cfg.service_incident_days
         rule[any_allowed & incident] = "service_incident"
     contact = rule == "baseline"
     chosen = np.where(contact, np.asarray(channels, dtype=object)[best] if n else [], NO_CONTACT)

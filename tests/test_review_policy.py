@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_ml.policy import NO_CONTACT, PolicyConfig, decide
+from omni_ml.data import Histories
+from omni_ml.features import build_features
+from omni_ml.policy import NO_CONTACT, PolicyConfig, decide, history_facts
 
 CH = ("email", "sms", "push")
 CFG = PolicyConfig(conversion_value=10.0, channels=CH, channel_costs={"email": 0.1, "sms": 0.5, "push": 0.05})
@@ -76,3 +80,82 @@ def test_a_consented_customer_without_estimates_is_not_reported_as_no_consent() 
     # and, being consented, the pressure rules apply to it like to anyone else
     facts = _facts(contacts_7d=[5])
     assert decide(est.head(1), consent.head(1), facts, CFG)["rule"].to_list() == ["pressure_cap"]
+
+
+_T = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+
+
+def _one_customer_history(days_back: float) -> Histories:
+    """A purchase, a service call and a contact, all ``days_back`` days before ``_T``."""
+    at = _T - dt.timedelta(days=days_back)
+    events = pl.DataFrame(
+        {
+            "customer_id": ["a", "a"],
+            "timestamp": [at, at],
+            "channel": ["web", "call_center"],
+            "event_type": ["purchase", "service_call"],
+            "category": ["phones", None],
+            "amount": [10.0, None],
+        }
+    )
+    contacts = pl.DataFrame({"customer_id": ["a"], "timestamp": [at], "channel": ["email"]})
+    return Histories.from_frames(events, contacts=contacts)
+
+
+def test_policy_windows_match_the_feature_windows_at_the_exact_boundary() -> None:
+    """ "In the last N days" is ``as_of - N days <= timestamp < as_of`` everywhere (features/_spec.py).
+
+    An event exactly N days back counted in the features' ``contacts_7d``/``purchases_30d`` but not in the
+    policy's facts, so the pressure cap, suppression and service rules missed it.
+    """
+    hist = _one_customer_history(7.0)
+    feats = build_features(hist, _T)
+    facts = history_facts(hist, _T)
+    assert facts["contacts_7d"][0] == feats["contacts_7d"][0] == 1
+    hist30 = _one_customer_history(30.0)
+    assert build_features(hist30, _T)["purchases_cat_phones_30d"][0] == 1
+    assert history_facts(hist30, _T, config=PolicyConfig(suppression_days=30))["recent_categories"][0].to_list() == [
+        "phones"
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    half_days=st.integers(1, 80),
+    window=st.integers(0, 30),
+    cooldown=st.integers(0, 10),
+)
+def test_every_rule_window_includes_its_start_and_excludes_as_of(half_days: int, window: int, cooldown: int) -> None:
+    days_back = half_days / 2
+    cfg = PolicyConfig(
+        conversion_value=10.0,
+        channels=CH,
+        channel_costs=CFG.channel_costs,
+        suppression_days=window,
+        service_incident_days=window,
+        cooldown_days=float(cooldown),
+        max_contacts_7d=1,
+        max_contacts_30d=2,
+        complements={},
+        offer_category="phones",
+    )
+    facts = history_facts(_one_customer_history(days_back), _T, config=cfg)
+    assert facts["contacts_7d"][0] == int(days_back <= 7)
+    assert facts["contacts_30d"][0] == int(days_back <= 30)
+    assert facts["recent_categories"][0].to_list() == (["phones"] if days_back <= window else [])
+    est = pl.DataFrame(
+        {"customer_id": ["a"] * 3, "channel": list(CH), "p_if_contacted": [0.9] * 3, "p_if_not": [0.0] * 3}
+    )
+    rule = decide(est, _consent("a", (True, True, True)), facts, cfg)["rule"][0]
+    if days_back <= window:
+        assert rule == "service_incident"
+    elif days_back <= 7:
+        assert rule == "pressure_cap"
+    elif days_back <= cooldown:
+        assert rule == "cooldown"
+    else:
+        assert rule == "best_value"
+    # an event at as_of itself is in the future of the decision
+    at_as_of = history_facts(_one_customer_history(0.0), _T, config=cfg)
+    assert at_as_of["contacts_7d"][0] == 0
+    assert at_as_of["days_since_incident"][0] is None
