@@ -499,7 +499,7 @@ def decide(
             alternative = cfg.complements.get(wanted)
             if alternative is not None and alternative not in bought:
                 offer[k] = alternative
-            elif rule[k] == "best_value":
+            elif rule[k] in ("best_value", "no_positive_value"):  # suppression precedes the value rule
                 rule[k] = "category_suppressed"
     else:
         offer[:] = cfg.offer_category

@@ -159,3 +159,19 @@ def test_every_rule_window_includes_its_start_and_excludes_as_of(half_days: int,
     at_as_of = history_facts(_one_customer_history(0.0), _T, config=cfg)
     assert at_as_of["contacts_7d"][0] == 0
     assert at_as_of["days_since_incident"][0] is None
+
+
+def test_category_suppression_is_recorded_before_the_value_rule() -> None:
+    """Documented precedence: suppression (4) comes before value (5); the paused customer shows why."""
+    cfg = PolicyConfig(
+        conversion_value=10.0, channels=CH, channel_costs=CFG.channel_costs, offer_category="phones", complements={}
+    )
+    est = pl.DataFrame(
+        {"customer_id": ["a"] * 3, "channel": list(CH), "p_if_contacted": [0.1] * 3, "p_if_not": [0.1] * 3}
+    )
+    out = decide(est, _consent("a", (True, True, True)), _facts(recent_categories=[["phones"]]), cfg)
+    assert out.select("best_channel", "rule", "suppressed_category").row(0) == (
+        NO_CONTACT,
+        "category_suppressed",
+        "phones",
+    )
