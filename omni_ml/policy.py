@@ -627,7 +627,7 @@ def baseline_decisions(
         )
         rule[any_allowed & over] = "pressure_cap"
         incident = f["days_since_incident"].fill_null(np.inf).to_numpy() <= cfg.service_incident_days
-        rule[any_allowed & incident] = "service_incident"
+        rule[incident] = "service_incident"  # service first, before consent, as in decide()
     contact = rule == "baseline"
     chosen = np.where(contact, np.asarray(channels, dtype=object)[best] if n else [], NO_CONTACT)
     out = pl.DataFrame(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from omni_ml.data import Histories
 from omni_ml.features import build_features
-from omni_ml.policy import NO_CONTACT, PolicyConfig, decide, history_facts
+from omni_ml.policy import NO_CONTACT, PolicyConfig, baseline_decisions, decide, history_facts
 
 CH = ("email", "sms", "push")
 CFG = PolicyConfig(conversion_value=10.0, channels=CH, channel_costs={"email": 0.1, "sms": 0.5, "push": 0.05})
@@ -175,3 +175,24 @@ def test_category_suppression_is_recorded_before_the_value_rule() -> None:
         "category_suppressed",
         "phones",
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    flags=st.lists(st.booleans(), min_size=3, max_size=3),
+    incident=st.one_of(st.none(), st.floats(0.5, 30.0)),
+    contacts_7d=st.integers(0, 5),
+    since_contact=st.one_of(st.none(), st.floats(0.1, 10.0)),
+)
+def test_most_engaged_baseline_records_the_same_rule_as_decide(
+    flags: list[bool], incident: float | None, contacts_7d: int, since_contact: float | None
+) -> None:
+    """Baselines apply the service, consent and pressure rules with decide's precedence (service first)."""
+    facts = _facts(days_since_incident=[incident], contacts_7d=[contacts_7d], days_since_contact=[since_contact])
+    consent = _consent("a", (flags[0], flags[1], flags[2]))
+    est = pl.DataFrame(
+        {"customer_id": ["a"] * 3, "channel": list(CH), "p_if_contacted": [0.9] * 3, "p_if_not": [0.0] * 3}
+    )
+    learned = decide(est, consent, facts, CFG)["rule"][0]
+    base = baseline_decisions("most_engaged", ["a"], consent, facts=facts, config=CFG)["rule"][0]
+    assert (base if base != "baseline" else "best_value") == learned
