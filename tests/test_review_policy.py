@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_ml.data import Histories
+from omni_ml.evaluate import off_policy_value
+from omni_ml.exceptions import SchemaError
 from omni_ml.features import build_features
 from omni_ml.policy import NO_CONTACT, PolicyConfig, baseline_decisions, decide, history_facts
 
@@ -196,3 +199,28 @@ def test_most_engaged_baseline_records_the_same_rule_as_decide(
     learned = decide(est, consent, facts, CFG)["rule"][0]
     base = baseline_decisions("most_engaged", ["a"], consent, facts=facts, config=CFG)["rule"][0]
     assert (base if base != "baseline" else "best_value") == learned
+
+
+# ----------------------------------------------------------------------------- off-policy
+
+_ACTS = np.array(["email", "no_contact"] * 20)
+_REWARD = np.tile([1.0, 0.0], 20)
+_P0 = np.full(40, 0.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(excess=st.floats(0.01, 5.0))
+def test_a_stochastic_target_with_probabilities_outside_0_1_is_rejected(excess: float) -> None:
+    """Rows summing to 1 with a negative entry are not a policy; they gave IPS/SNIPS outside the reward range."""
+    bad = np.tile([1.0 + excess, -excess], (40, 1))
+    with pytest.raises(SchemaError, match=r"probabilities in \[0, 1\]"):
+        off_policy_value(_ACTS, _REWARD, bad, logging_probability=_P0, action_space=["email", "no_contact"])
+    with pytest.raises(SchemaError, match=r"baseline: .*probabilities in \[0, 1\]"):
+        off_policy_value(
+            _ACTS,
+            _REWARD,
+            np.full(40, "email"),
+            logging_probability=_P0,
+            action_space=["email", "no_contact"],
+            baseline=bad,
+        )

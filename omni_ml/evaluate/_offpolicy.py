@@ -272,6 +272,15 @@ def off_policy_value(
         if out.shape != (n, k) or not np.allclose(out.sum(axis=1), 1.0, atol=1e-6):
             msg = f"{what}: expected an ({n}, {k}) matrix of probabilities summing to 1 per unit, got {out.shape}."
             raise SchemaError(msg)
+        outside = ~((out >= 0.0) & (out <= 1.0))
+        if outside.any():
+            unit, col = (int(v[0]) for v in np.nonzero(outside))
+            msg = (
+                f"{what}: expected probabilities in [0, 1]; {int(outside.any(axis=1).sum()):,} of {n:,} units have "
+                f"one outside (e.g. unit {unit}, action {names[col]!r}: {out[unit, col]!r}). Hint: pass each "
+                "unit's probability of each action of action_space."
+            )
+            raise SchemaError(msg)
         return out
 
     pi = as_matrix(tgt, "target")
