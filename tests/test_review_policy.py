@@ -224,3 +224,12 @@ def test_a_stochastic_target_with_probabilities_outside_0_1_is_rejected(excess: 
             action_space=["email", "no_contact"],
             baseline=bad,
         )
+
+
+def test_a_non_finite_outcome_model_is_an_error_not_a_silent_fall_back_to_snips() -> None:
+    """A q_hat with NaN (e.g. for a channel never logged) made DR NaN and ``best`` quietly report SNIPS."""
+    q = np.zeros((40, 2))
+    q[3, 0] = np.nan
+    with pytest.raises(SchemaError, match=r"q_hat: 1 of 40 units .*'email'"):
+        off_policy_value(_ACTS, _REWARD, np.full(40, "no_contact"), logging_probability=_P0, q_hat=q)
+

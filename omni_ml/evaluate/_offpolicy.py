@@ -322,6 +322,15 @@ def off_policy_value(
         if q.shape != (n, k):
             msg = f"q_hat: expected shape ({n}, {k}) (units x actions {names}), got {q.shape}."
             raise SchemaError(msg)
+        not_finite = ~np.isfinite(q)
+        if not_finite.any():
+            unit, col = (int(v[0]) for v in np.nonzero(not_finite))
+            msg = (
+                f"q_hat: {int(not_finite.any(axis=1).sum()):,} of {n:,} units have a null or non-finite predicted "
+                f"reward (e.g. unit {unit}, action {names[col]!r}). Hint: predict every action of the action "
+                "space (a channel never logged still needs a prediction), or leave q_hat out (no DR)."
+            )
+            raise SchemaError(msg)
         residual = r - q[np.arange(n), a_idx]
         dr_terms = (pi * q).sum(axis=1) + w * residual
         if pi_base is not None and w_base is not None:
