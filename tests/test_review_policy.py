@@ -233,3 +233,12 @@ def test_a_non_finite_outcome_model_is_an_error_not_a_silent_fall_back_to_snips(
     with pytest.raises(SchemaError, match=r"q_hat: 1 of 40 units .*'email'"):
         off_policy_value(_ACTS, _REWARD, np.full(40, "no_contact"), logging_probability=_P0, q_hat=q)
 
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_an_infinite_logging_probability_is_rejected_not_taken_as_missing(bad: float) -> None:
+    """Only null/NaN mean "not logged"; +-inf is a wrong value (it was estimated over, or blamed on missing X)."""
+    p0 = _P0.copy()
+    p0[5] = bad
+    with pytest.raises(SchemaError, match=r"values must be in \(0, 1\]"):
+        off_policy_value(_ACTS, _REWARD, np.full(40, "email"), logging_probability=p0)
+

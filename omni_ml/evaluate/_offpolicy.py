@@ -292,7 +292,7 @@ def off_policy_value(
         if logging_probability is None
         else _as_1d(logging_probability, n, name="logging_probability")
     )
-    missing = ~np.isfinite(p0)
+    missing = np.isnan(p0)  # null/NaN = not logged; +-inf is a wrong value, rejected below
     if missing.any():
         if X is None:
             msg = (
