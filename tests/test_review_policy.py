@@ -242,3 +242,11 @@ def test_an_infinite_logging_probability_is_rejected_not_taken_as_missing(bad: f
     with pytest.raises(SchemaError, match=r"values must be in \(0, 1\]"):
         off_policy_value(_ACTS, _REWARD, np.full(40, "email"), logging_probability=p0)
 
+
+@pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf])
+def test_design_weights_must_be_finite_and_non_negative(bad: float) -> None:
+    """A NaN design weight turned every estimate into NaN without a word."""
+    design = np.ones(40)
+    design[7] = bad
+    with pytest.raises(SchemaError, match=r"sample_weight: 1 of 40 .*unit 7"):
+        off_policy_value(_ACTS, _REWARD, np.full(40, "email"), logging_probability=_P0, sample_weight=design)

@@ -287,6 +287,16 @@ def off_policy_value(
     pi_base = None if baseline is None else as_matrix(baseline, "baseline")
     a_idx = np.array([index[a] for a in acts])
 
+    if sample_weight is not None:
+        sw_check = _as_1d(sample_weight, n, name="sample_weight")
+        bad_w = ~(np.isfinite(sw_check) & (sw_check >= 0))
+        if bad_w.any() or sw_check.sum() <= 0:
+            first = int(np.flatnonzero(bad_w)[0]) if bad_w.any() else 0
+            msg = (
+                f"sample_weight: {int(bad_w.sum()):,} of {n:,} design weights are null, negative or not finite "
+                f"(e.g. unit {first}: {sw_check[first]!r}), or they sum to 0. Hint: 1 / sampling fraction per unit."
+            )
+            raise SchemaError(msg)
     p0 = (
         np.full(n, np.nan)
         if logging_probability is None
