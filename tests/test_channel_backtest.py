@@ -90,3 +90,18 @@ def test_too_short_a_history_says_what_to_change(hist: Histories, units: Channel
         channel_backtest(hist, AS_OF, CFG, holdout_days=60, data=units)
     with pytest.raises(ValueError, match="unknown policies"):
         channel_backtest(hist, AS_OF, CFG, data=units, policies=("oracle",))
+
+
+def test_the_result_says_which_logging_probabilities_were_estimated(
+    hist: Histories, units: ChannelTrainingData
+) -> None:
+    """No-contact units have no logged probability: the back-test estimates it, and each result must say so.
+
+    It used to report "logged assignment_probability" although every no-contact unit's was estimated.
+    """
+    bt = channel_backtest(hist, AS_OF, CFG, holdout_days=21, data=units, n_bootstrap=10, policies=("always_email",))
+    source = bt.results["always_email"].propensity_source
+    held = units.keys.filter(units.keys["cutoff"] >= bt.split)
+    n_pause = int((held["arm"] == "no_contact").sum())
+    assert f"estimated (cross-fitted logistic regression on the unit features) for {n_pause:,} no-contact" in source
+    assert source.startswith(f"logged for {bt.n_holdout - n_pause:,} contacted units")

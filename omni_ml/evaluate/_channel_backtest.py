@@ -17,7 +17,8 @@ from its ``consent_<channel>`` features (as of the unit's moment); units without
 policy's ``default_consent``. The business rules that need per-unit history (pressure caps, cool-downs,
 category and service rules) are not applied: the back-test measures the value rule and the consent mask.
 The no-contact units' logging probability is not logged by a campaign tool; it is estimated
-(:func:`estimate_logging_probability`, cross-fitted), and the result says so.
+(:func:`estimate_logging_probability`, cross-fitted), and each result says so
+(``propensity_source``).
 """
 
 from __future__ import annotations
@@ -188,6 +189,10 @@ def channel_backtest(
         X_h.fill_null(0), np.where(paused, _NO_CONTACT, "contact"), sample_weight=design, seed=seed
     )
     p_logged = np.where(paused, p_pause, p_logged)
+    source = (
+        f"logged for {int((~paused).sum()):,} contacted units; estimated (cross-fitted logistic "
+        f"regression on the unit features) for {int(paused.sum()):,} no-contact units"
+    )
     q_hat = model.predict_arm_proba(X_h) * rules.conversion_value - cost
 
     unit_ids = pl.Series("customer_id", [f"unit{i:08d}" for i in range(n)], dtype=pl.String)
@@ -229,6 +234,7 @@ def channel_backtest(
             n_bootstrap=n_bootstrap,
             seed=seed,
         )
+        res = dataclasses.replace(res, propensity_source=source)  # all finite by now, yet partly estimated
         results[name] = res
         rows.append(
             {
