@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,3 +107,24 @@ def test_the_result_says_which_logging_probabilities_were_estimated(
     n_pause = int((held["arm"] == "no_contact").sum())
     assert f"estimated (cross-fitted logistic regression on the unit features) for {n_pause:,} no-contact" in source
     assert source.startswith(f"logged for {bt.n_holdout - n_pause:,} contacted units")
+
+
+def test_contacts_without_assignment_probability_are_estimated_not_an_error(
+    hist: Histories, units: ChannelTrainingData
+) -> None:
+    """assignment_probability is optional in the data contract: the back-test estimates a missing one."""
+    keys = units.keys.with_row_index("__i").with_columns(
+        pl.when((pl.col("arm") != "no_contact") & (pl.col("__i") % 2 == 0))
+        .then(None)
+        .otherwise(pl.col("assignment_probability"))
+        .alias("assignment_probability")
+    )
+    unlogged = dataclasses.replace(units, keys=keys.drop("__i"))
+    bt = channel_backtest(hist, AS_OF, CFG, holdout_days=21, data=unlogged, n_bootstrap=10, policies=("always_email",))
+    res = bt.results["always_email"]
+    held = keys.filter((pl.col("cutoff") >= bt.split) & pl.col("arm").is_in(list(bt.model.arms_)))
+    n_missing = int(held["assignment_probability"].is_null().sum()) - int((held["arm"] == "no_contact").sum())
+    assert n_missing > 0
+    assert f"and {n_missing:,} contacted units without one" in res.propensity_source
+    assert np.isfinite(res.ips)
+    assert np.isfinite(res.dr)

@@ -17,8 +17,8 @@ from its ``consent_<channel>`` features (as of the unit's moment); units without
 policy's ``default_consent``. The business rules that need per-unit history (pressure caps, cool-downs,
 category and service rules) are not applied: the back-test measures the value rule and the consent mask.
 The no-contact units' logging probability is not logged by a campaign tool; it is estimated
-(:func:`estimate_logging_probability`, cross-fitted), and each result says so
-(``propensity_source``).
+(:func:`estimate_logging_probability`, cross-fitted), as is that of a contact logged without
+``assignment_probability``, and each result says so (``propensity_source``).
 """
 
 from __future__ import annotations
@@ -188,10 +188,16 @@ def channel_backtest(
     p_pause = estimate_logging_probability(
         X_h.fill_null(0), np.where(paused, _NO_CONTACT, "contact"), sample_weight=design, seed=seed
     )
+    # a contact logged without assignment_probability (optional in the data contract): P(its arm | x)
+    unlogged = ~paused & np.isnan(p_logged)
+    if unlogged.any():
+        p_arm = estimate_logging_probability(X_h.fill_null(0), logged, sample_weight=design, seed=seed)
+        p_logged = np.where(unlogged, p_arm, p_logged)
     p_logged = np.where(paused, p_pause, p_logged)
     source = (
-        f"logged for {int((~paused).sum()):,} contacted units; estimated (cross-fitted logistic "
+        f"logged for {int((~paused & ~unlogged).sum()):,} contacted units; estimated (cross-fitted logistic "
         f"regression on the unit features) for {int(paused.sum()):,} no-contact units"
+        + (f" and {int(unlogged.sum()):,} contacted units without one" if unlogged.any() else "")
     )
     q_hat = model.predict_arm_proba(X_h) * rules.conversion_value - cost
 
