@@ -324,6 +324,42 @@ def _observed_until(hist: Histories, as_of: dt.datetime | None) -> tuple[dt.date
     return midnight + dt.timedelta(days=1), False
 
 
+def _utc(column: str, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone:
+        return pl.col(column).dt.convert_time_zone("UTC")
+    return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")  # naive or a date: UTC midnight
+
+
+def _first_seen(hist: Histories) -> pl.DataFrame:
+    """Each customer's earliest known moment: first events/contacts/consents row or customers-table date.
+
+    Customers with no timestamped row and no date attribute get no row (they are kept: nothing says when
+    they arrived, and without any record they can never be labelled 1).
+    """
+    parts = [
+        lf.select("customer_id", pl.col("timestamp").cast(TIMESTAMP).alias("__first_seen"))
+        for name, lf in hist.tables().items()
+        if name in ("events", "contacts", "consents")
+    ]
+    if hist.customers is not None:
+        schema = hist.customers.collect_schema()
+        dates = [c for c, t in schema.items() if isinstance(t, pl.Datetime) or t == pl.Date]
+        parts += [
+            hist.customers.select(
+                pl.col("customer_id").cast(pl.String),
+                _utc(c, schema[c]).cast(TIMESTAMP).alias("__first_seen"),
+            )
+            for c in dates
+        ]
+    return (
+        pl.concat(parts, how="vertical")
+        .drop_nulls()
+        .group_by("customer_id")
+        .agg(pl.col("__first_seen").min())
+        .collect()
+    )
+
+
 def training_set(
     hist: Histories,
     cutoffs: Sequence[str | dt.date | dt.datetime],
@@ -334,6 +370,11 @@ def training_set(
     as_of: str | dt.date | dt.datetime | None = None,
 ) -> TrainingSet:
     """Build the stacked training set: features before each cutoff, purchase labels after it.
+
+    A row ``(customer, cutoff)`` exists only when the customer was known before the cutoff: a first
+    events/contacts/consents row (or customers-table date, e.g. a signup date) strictly before it.
+    A customer who first appears at or after a cutoff gets no row for it (scoring at that moment
+    could not have seen them; their row would carry a label from their very first purchase).
 
     Parameters
     ----------
@@ -391,6 +432,11 @@ def training_set(
     if feature_set is None:
         feature_set = FeatureSet.from_histories(hist, config=config, before=moments[-1])
     features = build_features(hist, moments, feature_set=feature_set)
+    features = features.join(_first_seen(hist), on="customer_id", how="left", maintain_order="left")
+    # a customer first seen at or after a cutoff did not exist then: such a row is future knowledge
+    # (its label is 1 whenever the first record is a purchase in the window), and scoring at t never sees it
+    features = features.filter(pl.col("__first_seen").is_null() | (pl.col("__first_seen") < pl.col("cutoff")))
+    features = features.drop("__first_seen")
     if features.height == 0:
         msg = f"training_set: no customers have history before any of the {len(moments)} cutoffs."
         raise DataInsufficientError(msg)
