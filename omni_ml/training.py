@@ -360,6 +360,45 @@ def _first_seen(hist: Histories) -> pl.DataFrame:
     )
 
 
+def _is_resolved(hist: Histories) -> bool:
+    from omni_ml.identity import require_resolved
+
+    try:
+        require_resolved(hist, *[t for t in ("events", "contacts", "consents") if getattr(hist, t) is not None])
+    except SchemaError:
+        return False
+    return True
+
+
+def _rows(
+    hist: Histories, moments: list[dt.datetime], horizon_days: int, feature_set: Any, until: dt.datetime
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Features and labels of the customers known before each of ``moments``, in ``hist``'s identities."""
+    features = build_features(hist, moments, feature_set=feature_set)
+    features = features.join(_first_seen(hist), on="customer_id", how="left", maintain_order="left")
+    # a customer first seen at or after a cutoff did not exist then: such a row is future knowledge
+    # (its label is 1 whenever the first record is a purchase in the window), and scoring at t never sees it
+    features = features.filter(pl.col("__first_seen").is_null() | (pl.col("__first_seen") < pl.col("cutoff")))
+    features = features.drop("__first_seen")
+    keys = features.select("customer_id", pl.col("cutoff").cast(TIMESTAMP))
+    if keys.height == 0:
+        return features, np.zeros(0, dtype=np.int8)
+    labels = purchase_labels(hist, keys, horizon_days, as_of=until)
+    joined = keys.with_row_index("__row").join(
+        labels.select("customer_id", pl.col("cutoff").cast(TIMESTAMP), "label"),
+        on=["customer_id", "cutoff"],
+        how="left",
+    )
+    joined = joined.sort("__row")
+    if joined.height != keys.height or joined["label"].null_count():
+        msg = (
+            f"training_set: labels for {joined['label'].null_count():,} of {keys.height:,} rows are missing "
+            "or duplicated. Hint: (customer_id, cutoff) must be unique in the features."
+        )
+        raise SchemaError(msg)
+    return features, joined["label"].cast(pl.Int8).to_numpy()
+
+
 def training_set(
     hist: Histories,
     cutoffs: Sequence[str | dt.date | dt.datetime],
@@ -379,7 +418,11 @@ def training_set(
     Parameters
     ----------
     hist
-        Identity-resolved histories.
+        Histories. When some events/contacts/consents rows carry only an identifier, identities are
+        resolved as of each cutoff (:func:`omni_ml.resolve_identities`), so a row at ``t`` uses only
+        links seen before ``t`` (DESIGN.md section 4); its label counts the purchases of the customer as
+        known at ``t`` (rows carrying their customer_id, or identifiers linked to them before ``t``).
+        Resolved histories are used as they are.
     cutoffs
         Training cutoffs (e.g. :func:`training_cutoffs`). An :class:`AdaptiveCutoffs` plan
         (``training_cutoffs(..., n=None)``) is first fitted to the first event of ``hist``.
@@ -429,31 +472,20 @@ def training_set(
             f"{what} (e.g. {late[-1]:%Y-%m-%d}). Hint: use training_cutoffs(as_of, horizon_days)."
         )
         raise (LeakageError if explicit else DataInsufficientError)(msg)
+    if _is_resolved(hist):
+        as_of_cutoff = [(hist, moments)]
+    else:  # identity as of each cutoff: a link seen at or after t must not merge histories into a row at t
+        from omni_ml.identity import resolve_identities
+
+        as_of_cutoff = [(resolve_identities(hist, as_of=t), [t]) for t in moments]
     if feature_set is None:
-        feature_set = FeatureSet.from_histories(hist, config=config, before=moments[-1])
-    features = build_features(hist, moments, feature_set=feature_set)
-    features = features.join(_first_seen(hist), on="customer_id", how="left", maintain_order="left")
-    # a customer first seen at or after a cutoff did not exist then: such a row is future knowledge
-    # (its label is 1 whenever the first record is a purchase in the window), and scoring at t never sees it
-    features = features.filter(pl.col("__first_seen").is_null() | (pl.col("__first_seen") < pl.col("cutoff")))
-    features = features.drop("__first_seen")
+        feature_set = FeatureSet.from_histories(as_of_cutoff[-1][0], config=config, before=moments[-1])
+    parts = [_rows(h, ts, horizon_days, feature_set, until) for h, ts in as_of_cutoff]
+    features = pl.concat([f for f, _ in parts], how="vertical")
     if features.height == 0:
         msg = f"training_set: no customers have history before any of the {len(moments)} cutoffs."
         raise DataInsufficientError(msg)
     keys = features.select("customer_id", pl.col("cutoff").cast(TIMESTAMP))
-    labels = purchase_labels(hist, keys, horizon_days, as_of=until)
-    joined = keys.with_row_index("__row").join(
-        labels.select("customer_id", pl.col("cutoff").cast(TIMESTAMP), "label"),
-        on=["customer_id", "cutoff"],
-        how="left",
-    )
-    joined = joined.sort("__row")
-    if joined.height != keys.height or joined["label"].null_count():
-        msg = (
-            f"training_set: labels for {joined['label'].null_count():,} of {keys.height:,} rows are missing "
-            "or duplicated. Hint: (customer_id, cutoff) must be unique in the features."
-        )
-        raise SchemaError(msg)
     X = features.drop("customer_id", "cutoff")
-    y = joined["label"].cast(pl.Int8).to_numpy()
+    y = np.concatenate([labels for _, labels in parts]).astype(np.int8)
     return TrainingSet(X=X, y=y, keys=keys, feature_set=feature_set, horizon_days=horizon_days)

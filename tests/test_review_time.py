@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from omni_ml.data import Histories
 from omni_ml.exceptions import DataInsufficientError
-from omni_ml.features import FeatureConfig
+from omni_ml.features import FeatureConfig, build_features
+from omni_ml.identity import resolve_identities
+from omni_ml.labels import purchase_labels
 from omni_ml.training import training_set
 
 UTC = dt.UTC
@@ -60,3 +62,74 @@ def test_no_training_row_for_a_customer_not_yet_seen_at_its_cutoff(
     ts = training_set(hist, cuts, 30, config=TINY, as_of=AS_OF)
     got = sorted(zip(ts.keys["customer_id"].to_list(), ts.keys["cutoff"].to_list(), strict=True))
     assert got == expected
+
+
+_ident_rows = st.lists(
+    st.tuples(
+        st.sampled_from([None, "cookie:k1", "cookie:k2", "email:e1"]), _seconds, st.sampled_from(["purchase", "visit"])
+    ),
+    min_size=1,
+    max_size=10,
+)
+_links = st.lists(
+    st.tuples(st.sampled_from(["cookie:k1", "cookie:k2"]), st.sampled_from(["crm:C", "email:e1"]), _seconds),
+    max_size=4,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ident_rows, _links, _cutoff_days)
+def test_training_rows_use_only_identity_links_seen_before_their_cutoff(
+    rows: list[tuple[str | None, dt.datetime, str]], links: list[tuple[str, str, dt.datetime]], days: list[int]
+) -> None:
+    """Unresolved histories: each cutoff's rows (features and labels) equal those of a resolution as of it."""
+    ev = pl.DataFrame(
+        {
+            "customer_id": ["C" if r[0] is None else None for r in rows],
+            "identifier": [r[0] for r in rows],
+            "timestamp": [r[1] for r in rows],
+            "channel": ["web"] * len(rows),
+            "event_type": [r[2] for r in rows],
+            "amount": [10.0 if r[2] == "purchase" else None for r in rows],
+        },
+        schema_overrides={
+            "customer_id": pl.String,
+            "identifier": pl.String,
+            "timestamp": pl.Datetime("us", "UTC"),
+            "amount": pl.Float64,
+        },
+    )
+    link_frame = pl.DataFrame(
+        {
+            "identifier_a": [x[0] for x in links],
+            "identifier_b": [x[1] for x in links],
+            "timestamp": [x[2] for x in links],
+        },
+        schema={"identifier_a": pl.String, "identifier_b": pl.String, "timestamp": pl.Datetime("us", "UTC")},
+    )
+    hist = Histories.from_frames(ev, identity_links=link_frame)
+    cuts = [T0 + dt.timedelta(days=d) for d in sorted(days)]
+    expected = []
+    for t in cuts:
+        at_t = resolve_identities(hist, as_of=t)
+        first = at_t.events.group_by("customer_id").agg(pl.col("timestamp").min()).collect()
+        known = first.filter(pl.col("timestamp") < t)["customer_id"].sort().to_list()
+        keys = pl.DataFrame(
+            {"customer_id": known, "cutoff": [t] * len(known)},
+            schema={"customer_id": pl.String, "cutoff": pl.Datetime("us", "UTC")},
+        )
+        labels = purchase_labels(at_t, keys, 30, as_of=AS_OF)
+        expected += list(labels.select("customer_id", "cutoff", "label").iter_rows())
+    if not expected:
+        with pytest.raises(DataInsufficientError, match="no customers have history before"):
+            training_set(hist, cuts, 30, config=TINY, as_of=AS_OF)
+        return
+    ts = training_set(hist, cuts, 30, config=TINY, as_of=AS_OF)
+    got = list(zip(ts.keys["customer_id"].to_list(), ts.keys["cutoff"].to_list(), ts.y.tolist(), strict=True))
+    assert sorted(got) == sorted(expected)
+    for t in cuts:
+        at_t = resolve_identities(hist, as_of=t)
+        mine = ts.to_frame().filter(pl.col("cutoff") == t).drop("label").sort("customer_id")
+        if mine.height:
+            want = build_features(at_t, mine.select("customer_id", "cutoff"), feature_set=ts.feature_set)
+            assert mine.equals(want.sort("customer_id"))
