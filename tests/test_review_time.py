@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from omni_ml.data import Histories
 from omni_ml.exceptions import DataInsufficientError
 from omni_ml.features import FeatureConfig, build_features
-from omni_ml.identity import resolve_identities
+from omni_ml.identity import consent_state, resolve_identities
 from omni_ml.labels import purchase_labels
 from omni_ml.training import training_set
 
@@ -20,6 +21,8 @@ UTC = dt.UTC
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
 AS_OF = dt.datetime(2025, 1, 1, tzinfo=UTC)
 TINY = FeatureConfig(windows=(30,))
+TS = pl.Datetime("us", "UTC")
+DAY = dt.timedelta(days=1)
 
 _seconds = st.integers(0, 300 * 86_400).map(lambda s: T0 + dt.timedelta(seconds=s))
 _customer_events = st.lists(
@@ -133,3 +136,75 @@ def test_training_rows_use_only_identity_links_seen_before_their_cutoff(
         if mine.height:
             want = build_features(at_t, mine.select("customer_id", "cutoff"), feature_set=ts.feature_set)
             assert mine.equals(want.sort("customer_id"))
+
+
+_consent_records = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.sampled_from(["email", "sms"]),
+        st.booleans(),
+        st.integers(0, 20).map(lambda h: T0 + dt.timedelta(hours=h)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_consent_records, st.lists(st.integers(-1, 22), min_size=1, max_size=4), st.booleans())
+def test_consent_state_is_the_latest_record_strictly_before_t_withdrawn_on_ties(
+    records: list[tuple[str, str, bool, dt.datetime]], hours: list[int], default: bool
+) -> None:
+    """Reference: records with timestamp < t, the latest instant wins, a same-instant tie reads withdrawn."""
+    ev = _events([("a", T0, "visit"), ("b", T0, "visit")])
+    cs = pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in records],
+            "channel": [r[1] for r in records],
+            "granted": [r[2] for r in records],
+            "timestamp": [r[3] for r in records],
+        },
+        schema={"customer_id": pl.String, "channel": pl.String, "granted": pl.Boolean, "timestamp": TS},
+    )
+    hist = Histories.from_frames(ev, consents=cs)
+    cph = ZoneInfo("Europe/Copenhagen")
+    at = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"] * len(hours),
+            "cutoff": [(T0 + dt.timedelta(hours=h)).astimezone(cph) for h in hours for _ in "ab"],
+        }
+    )
+    out = consent_state(hist, at, channels=["email", "sms"], default=default)
+    assert out.height == at.height
+    for row in out.iter_rows(named=True):
+        t = row["cutoff"]
+        for channel in ("email", "sms"):
+            known = [r for r in records if r[0] == row["customer_id"] and r[1] == channel and r[3] < t]
+            if not known:
+                want = default
+            else:
+                last = max(r[3] for r in known)
+                want = all(r[2] for r in known if r[3] == last)
+            assert row[f"consent_{channel}"] == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(_customer_events, st.integers(20, 200), st.sampled_from(["UTC", "Europe/Copenhagen", "America/New_York"]))
+def test_label_keys_in_any_time_zone_or_as_dates_mean_the_same_instant(
+    rows: list[tuple[str, dt.datetime, str]], day: int, zone: str
+) -> None:
+    """A cutoff given in another zone (across DST) or as a date labels exactly like its UTC instant."""
+    hist = Histories.from_frames(_events(rows))
+    cutoff = T0 + dt.timedelta(days=day)
+    ids = ["a", "b", "c", "d"]
+    utc = purchase_labels(hist, pl.DataFrame({"customer_id": ids, "cutoff": [cutoff] * 4}), 30, as_of=AS_OF)
+    local = pl.DataFrame({"customer_id": ids, "cutoff": [cutoff.astimezone(ZoneInfo(zone))] * 4})
+    dates = pl.DataFrame({"customer_id": ids, "cutoff": [cutoff.date()] * 4})
+    for keys in (local, dates):
+        out = purchase_labels(hist, keys, 30, as_of=AS_OF)
+        assert out.select("label", "n_purchases", "revenue").equals(utc.select("label", "n_purchases", "revenue"))
+    naive = pl.DataFrame({"customer_id": ids, "cutoff": [cutoff.replace(tzinfo=None)] * 4})
+    assert purchase_labels(hist, naive, 30, as_of=AS_OF)["label"].equals(utc["label"])
+    want = [
+        int(any(r[0] == c and r[2] == "purchase" and cutoff <= r[1] < cutoff + 30 * DAY for r in rows)) for c in ids
+    ]
+    assert utc["label"].to_list() == want
