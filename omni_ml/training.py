@@ -316,12 +316,15 @@ def _observed_until(hist: Histories, as_of: dt.datetime | None) -> tuple[dt.date
         return as_of, True
     if hist.report is not None and hist.report.as_of is not None:
         return hist.report.as_of, True
-    last = hist.events.select(pl.col("timestamp").max()).collect().item()
+    ts = pl.col("timestamp")
+    last, timed = hist.events.select(ts.max(), (ts != ts.dt.truncate("1d")).any().alias("timed")).collect().row(0)
     if last is None:
         msg = "events: no rows, so no label window is observed. Hint: load a non-empty events table."
         raise DataInsufficientError(msg)
-    midnight = dt.datetime.combine(last.date(), dt.time(), tzinfo=dt.UTC)
-    return midnight + dt.timedelta(days=1), False
+    if timed:  # timestamps: the data is only known to reach the last event, not the end of its day
+        return last, False
+    # dates (every timestamp midnight): the last day is observed to its end
+    return last + dt.timedelta(days=1), False
 
 
 def _utc(column: str, dtype: pl.DataType) -> pl.Expr:
@@ -435,7 +438,8 @@ def training_set(
         A ``FeatureConfig`` for a new feature set.
     as_of
         The moment data is known until. Every label window must end at or before it; defaults to the
-        load's ``as_of`` or, failing that, the midnight after the last event.
+        load's ``as_of`` or, failing that, the last event (the midnight after it when every
+        timestamp is a midnight, i.e. the events are dates).
 
     Returns
     -------
@@ -466,7 +470,8 @@ def training_set(
     horizon = dt.timedelta(days=horizon_days)
     late = [c for c in moments if c + horizon > until]
     if late:
-        what = f"the as-of date {until:%Y-%m-%d %H:%M}" if explicit else f"the end of the events ({until:%Y-%m-%d})"
+        events_end = f"the end of the events ({until:%Y-%m-%d %H:%M:%S})"
+        what = f"the as-of date {until:%Y-%m-%d %H:%M}" if explicit else events_end
         msg = (
             f"training_set: {len(late)} cutoff(s) have label windows [cutoff, cutoff + {horizon_days}d) ending after "
             f"{what} (e.g. {late[-1]:%Y-%m-%d}). Hint: use training_cutoffs(as_of, horizon_days)."

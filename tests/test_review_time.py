@@ -208,3 +208,27 @@ def test_label_keys_in_any_time_zone_or_as_dates_mean_the_same_instant(
         int(any(r[0] == c and r[2] == "purchase" and cutoff <= r[1] < cutoff + 30 * DAY for r in rows)) for c in ids
     ]
     assert utc["label"].to_list() == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 23 * 3600 + 3599), st.integers(1, 86_399), st.sampled_from([7, 30]))
+def test_without_as_of_a_window_past_the_last_timestamp_is_not_labelled(
+    last_second: int, past: int, horizon: int
+) -> None:
+    """Timestamped events and no as-of: the data is only known to reach the last event, not its midnight."""
+    last = dt.datetime(2024, 6, 30, tzinfo=UTC) + dt.timedelta(seconds=last_second)
+    ev = _events([("a", T0, "visit"), ("a", last, "visit")])
+    next_midnight = dt.datetime.combine(last.date() + DAY, dt.time(), tzinfo=UTC)
+    end = min(last + dt.timedelta(seconds=past), next_midnight)  # in (last, next midnight]
+    cutoff = end - dt.timedelta(days=horizon)
+    with pytest.raises(DataInsufficientError, match="ending after the end of the events"):
+        training_set(Histories.from_frames(ev), [cutoff], horizon, config=TINY)
+    fine = last - dt.timedelta(days=horizon)  # the window ends exactly at the last event: fully observed
+    assert training_set(Histories.from_frames(ev), [fine], horizon, config=TINY).y.tolist() == [0]
+
+
+def test_without_as_of_date_level_data_counts_the_last_day_as_observed() -> None:
+    """Dates are midnight: a log whose last date is D is observed through the end of D."""
+    log = pl.DataFrame({"customer_id": ["a", "a"], "date": [dt.date(2024, 1, 5), dt.date(2024, 6, 30)]})
+    ts = training_set(Histories.from_frames(log.with_columns(amount=pl.lit(5.0))), ["2024-06-01"], 30, config=TINY)
+    assert ts.y.tolist() == [1]  # window [06-01, 07-01) holds the purchase of 06-30
