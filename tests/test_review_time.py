@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +16,7 @@ from omni_ml.exceptions import DataInsufficientError
 from omni_ml.features import FeatureConfig, build_features
 from omni_ml.identity import consent_state, resolve_identities
 from omni_ml.labels import purchase_labels
-from omni_ml.training import training_set
+from omni_ml.training import TrainingSet, training_set
 
 UTC = dt.UTC
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
@@ -232,3 +233,34 @@ def test_without_as_of_date_level_data_counts_the_last_day_as_observed() -> None
     log = pl.DataFrame({"customer_id": ["a", "a"], "date": [dt.date(2024, 1, 5), dt.date(2024, 6, 30)]})
     ts = training_set(Histories.from_frames(log.with_columns(amount=pl.lit(5.0))), ["2024-06-01"], 30, config=TINY)
     assert ts.y.tolist() == [1]  # window [06-01, 07-01) holds the purchase of 06-30
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 400), min_size=2, max_size=8, unique=True),
+    st.integers(1, 3),
+    st.integers(1, 60),
+)
+def test_out_of_time_split_never_lets_a_training_label_window_reach_the_validation_period(
+    days: list[int], n_valid: int, horizon: int
+) -> None:
+    """Validation = the latest cutoffs; every kept training window [c, c + h) ends by the first of them."""
+    cuts = [T0 + dt.timedelta(days=d) for d in days for _ in range(2)]  # duplicate cutoffs: two customers each
+    keys = pl.DataFrame(
+        {"customer_id": ["x", "y"] * len(days), "cutoff": cuts}, schema={"customer_id": pl.String, "cutoff": TS}
+    )
+    ts = TrainingSet(
+        pl.DataFrame({"f": range(len(cuts))}), np.zeros(len(cuts), dtype=np.int8), keys, horizon_days=horizon
+    )
+    ordered = sorted(set(cuts))
+    first_valid = ordered[-n_valid] if len(ordered) > n_valid else None
+    kept = [c for c in ordered[:-n_valid] if c + dt.timedelta(days=horizon) <= first_valid] if first_valid else []
+    if not kept:
+        with pytest.raises(DataInsufficientError):
+            ts.split_out_of_time(n_valid)
+        return
+    train, valid = ts.split_out_of_time(n_valid)
+    assert sorted(set(valid.keys["cutoff"].to_list())) == ordered[-n_valid:]
+    assert sorted(set(train.keys["cutoff"].to_list())) == kept
+    assert max(train.keys["cutoff"]) + dt.timedelta(days=horizon) <= min(valid.keys["cutoff"])
+    assert set(train.X["f"].to_list()).isdisjoint(valid.X["f"].to_list())
