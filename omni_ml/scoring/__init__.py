@@ -327,9 +327,17 @@ def read_chunk(scans: Mapping[str, pl.LazyFrame], bucket: int, n_buckets: int, a
             lf.with_columns(raw).filter(bucket_expr("__raw_id", n_buckets) == bucket).drop("__raw_id").collect()
         )
     events = frames.pop("events")
+    # A bucket without events (more chunks than customers, or only customers-table rows) is valid:
+    # the contract's "events needs a row" is about the whole table. Its other tables are validated
+    # with one borrowed events row (any row of the file), which is then dropped.
+    borrowed = events.height == 0
+    if borrowed:
+        events = scans["events"].head(1).collect()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnknownTableWarning)
         hist = Histories.from_frames(events, as_of=as_of, **frames)  # type: ignore[arg-type]
+    if borrowed:
+        hist = hist.replace(events=hist.events.clear())
     ids = pl.concat([lf.select("customer_id") for lf in hist.tables().values()]).unique().collect()["customer_id"]
     moved = ids.filter(pl.Series(bucket_of(stable_hash(ids, BUCKET_SEED).to_numpy(), n_buckets) != bucket))
     if moved.len():

@@ -1,0 +1,60 @@
+"""Review of the scheduled scoring job: edge cases of chunking, dates, consent and the CLI contract."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from omni_ml.campaign import CampaignModel
+from omni_ml.data import Histories, load_histories
+from omni_ml.scoring import score, streaming_tables
+
+AS_OF = "2025-01-01"
+_TABLES = ("events", "contacts", "consents", "customers")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def model(campaign_model_path: Path) -> CampaignModel:
+    return CampaignModel.load(campaign_model_path)
+
+
+def _few_customers(hist: Histories, n: int) -> list[str]:
+    ids = hist.customers.select("customer_id").sort("customer_id").collect()["customer_id"]  # type: ignore[union-attr]
+    return ids.head(n).to_list()
+
+
+def _write_resolved(hist: Histories, ids: list[str], directory: Path, **events_change: pl.Expr) -> Path:
+    """The histories of ``ids`` as resolved parquet files (every row has a customer_id)."""
+    directory.mkdir()
+    for table in _TABLES:
+        frame = getattr(hist, table).filter(pl.col("customer_id").is_in(ids)).collect()
+        if table == "events" and events_change:
+            frame = frame.with_columns(**events_change)
+        frame.write_parquet(directory / f"{table}.parquet")
+    return directory
+
+
+def test_more_chunks_than_customers_scores_every_customer_like_one_chunk(
+    small_histories: Histories, model: CampaignModel, tmp_path: Path
+) -> None:
+    # three customers with history and one known only from the customers table
+    ids = _few_customers(small_histories, 3)
+    world = _write_resolved(small_histories, ids, tmp_path / "world")
+    customers = pl.read_parquet(world / "customers.parquet")
+    only = customers.head(1).with_columns(customer_id=pl.lit("ZZ-customers-table-only"))
+    pl.concat([customers, only]).write_parquet(world / "customers.parquet")
+    assert streaming_tables(world) is not None  # chunk-by-chunk reading: most of 40 buckets are empty
+    args = {"model": model, "as_of": AS_OF, "reasons": 1, "progress": False}
+    summary = score(world, out=tmp_path / "streamed.parquet", chunks=40, **args)  # type: ignore[arg-type]
+    score(load_histories(world), out=tmp_path / "one_chunk.parquet", chunks=1, **args)  # type: ignore[arg-type]
+    frame = pl.read_parquet(tmp_path / "streamed.parquet")
+    assert summary.customers == frame.height == 4
+    assert sorted(frame["customer_id"]) == sorted([*ids, "ZZ-customers-table-only"])
+    assert _digest(tmp_path / "streamed.parquet") == _digest(tmp_path / "one_chunk.parquet")
