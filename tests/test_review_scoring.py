@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from omni_ml.campaign import CampaignModel
 from omni_ml.data import Histories, load_histories
+from omni_ml.exceptions import DataInsufficientError
 from omni_ml.scoring import score, streaming_tables
 
 AS_OF = "2025-01-01"
@@ -58,3 +60,28 @@ def test_more_chunks_than_customers_scores_every_customer_like_one_chunk(
     assert summary.customers == frame.height == 4
     assert sorted(frame["customer_id"]) == sorted([*ids, "ZZ-customers-table-only"])
     assert _digest(tmp_path / "streamed.parquet") == _digest(tmp_path / "one_chunk.parquet")
+
+
+@pytest.mark.parametrize("dtype", [pl.String, pl.Date])
+def test_streamed_histories_that_start_after_as_of_are_refused(
+    small_histories: Histories, model: CampaignModel, tmp_path: Path, dtype: pl.DataType
+) -> None:
+    # every event 800 days later: nothing happened before as_of, there is nothing to score
+    later = (pl.col("timestamp") + pl.duration(days=800)).cast(dtype)
+    world = _write_resolved(small_histories, _few_customers(small_histories, 60), tmp_path / "world", timestamp=later)
+    assert streaming_tables(world) is not None
+    out = tmp_path / "campaign.parquet"
+    with pytest.raises(DataInsufficientError, match=r"no rows before as_of 2025-01-01 \(first event: 2026-03-1\d\)"):
+        score(world, model=model, as_of=AS_OF, out=out, reasons=0, chunks=3, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["world"]
+
+
+def test_streamed_text_timestamps_with_history_still_score(
+    small_histories: Histories, model: CampaignModel, tmp_path: Path
+) -> None:
+    world = _write_resolved(
+        small_histories, _few_customers(small_histories, 60), tmp_path / "w", timestamp=pl.col("timestamp").cast(str)
+    )
+    out = tmp_path / "campaign.parquet"
+    summary = score(world, model=model, as_of=dt.date(2025, 1, 1), out=out, reasons=0, chunks=3, progress=False)
+    assert summary.customers == pl.read_parquet(out).height == 60

@@ -350,14 +350,28 @@ def read_chunk(scans: Mapping[str, pl.LazyFrame], bucket: int, n_buckets: int, a
 
 
 def _stream_facts(scans: Mapping[str, pl.LazyFrame]) -> tuple[dt.datetime | None, int]:
+    """First event (``None`` when the timestamps are text: each chunk's validation parses them) and customers."""
     events = scans["events"]
     aggs = [pl.col("customer_id").n_unique().alias("n")]
-    if isinstance(events.collect_schema().get("timestamp"), pl.Datetime):
-        ts = pl.col("timestamp")
-        zone = getattr(events.collect_schema()["timestamp"], "time_zone", None)
+    dtype = events.collect_schema().get("timestamp")
+    if isinstance(dtype, pl.Datetime | pl.Date):
+        ts = pl.col("timestamp").cast(pl.Datetime("us")) if isinstance(dtype, pl.Date) else pl.col("timestamp")
+        zone = getattr(dtype, "time_zone", None)
         aggs.append((ts.dt.convert_time_zone("UTC") if zone else ts.dt.replace_time_zone("UTC")).min().alias("start"))
     stats = events.select(aggs).collect(engine="streaming").row(0, named=True)
     return stats.get("start"), int(stats["n"])
+
+
+def _scored_stream(
+    scans: Mapping[str, pl.LazyFrame], n_chunks: int, job: _Job, starts: list[dt.datetime]
+) -> Iterator[pl.DataFrame]:
+    """Read, validate and score bucket after bucket; collect each chunk's first event into ``starts``."""
+    for bucket in range(n_chunks):
+        chunk = read_chunk(scans, bucket, n_chunks, job.as_of)
+        summary = chunk.report.tables.get("events") if chunk.report else None
+        if summary is not None and summary.start is not None and summary.rows:
+            starts.append(summary.start)
+        yield job.run(chunk)
 
 
 # ----------------------------------------------------------------------------- the job
@@ -532,6 +546,7 @@ def score(
     schema = campaign_schema(loaded.model, reasons=reasons)
     lineage = {"model_uri": loaded.model_uri, "model_version": loaded.model_version, "run_id": loaded.run_id}
     job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage)
+    starts: list[dt.datetime] = []
 
     if engine == "spark":
         import secrets
@@ -546,7 +561,7 @@ def score(
             Path(hist_or_dir).resolve(), job, n_chunks, staging_dir=staging.resolve()
         )
     elif scans is not None:
-        frames = (job.run(read_chunk(scans, b, n_chunks, moment)) for b in range(n_chunks))
+        frames = _scored_stream(scans, n_chunks, job, starts)
     else:
         assert hist is not None
         frames = (job.run(chunk_histories(hist, b, n_chunks)) for b in range(n_chunks))
@@ -558,6 +573,9 @@ def score(
             writer.write(frame)
             tally.add(frame)
             bar.update(task, advance=1, customers=tally.customers)
+        if scans is not None and start is None and engine == "polars":
+            # text timestamps: the first event is known only now that every chunk parsed its own
+            _check_dates(min(starts, default=None), moment, loaded.model)
         writer.commit()
     return ScoringSummary(
         out=out_path,
