@@ -33,6 +33,29 @@ def _root() -> None:
     """omni_ml: omnichannel personalisation toolkit (histories -> features -> models -> campaign file)."""
 
 
+def _check_out(out: Path, example: str) -> None:
+    """Refuse an ``--out`` that cannot become a file before any work is done (exit 2, not a late traceback)."""
+    from omni_ml.exceptions import ConfigError
+
+    if out.is_dir():
+        msg = f"--out {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
+        raise ConfigError(msg)
+
+
+def _write_atomically(out: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a hidden temporary file next to ``out``, then rename it: a failed run leaves no partial file."""
+    import os
+    import secrets
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _user_errors(func: _F) -> _F:
     """Turn an OmniMLError into a clear message on stderr and exit code 2."""
 
@@ -80,7 +103,6 @@ def resolve(
     ] = None,
 ) -> None:
     """Resolve identifiers into customer ids, write the identity map and print a report."""
-    import os
     import warnings
 
     import polars as pl
@@ -91,6 +113,7 @@ def resolve(
     from omni_ml.identity import IdentityRules
     from omni_ml.identity import resolve as resolve_histories
 
+    _check_out(out, "identity_map.parquet")
     identity_rules = from_yaml(IdentityRules, rules) if rules is not None else None
     earlier = None
     if previous is not None:
@@ -106,13 +129,11 @@ def resolve(
         warnings.simplefilter("always")
         hist = load_histories(directory)
     resolved, report = resolve_histories(hist, as_of=as_of, rules=identity_rules, previous=earlier)
-    assert resolved.identity_map is not None  # set by resolve
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    resolved.identity_map.write_parquet(tmp)
-    os.replace(tmp, out)  # atomic: a failed run leaves no partial map
+    identity_map = resolved.identity_map
+    assert identity_map is not None  # set by resolve
+    _write_atomically(out, identity_map.write_parquet)
     typer.echo(report.to_text())
-    typer.echo(f"wrote {resolved.identity_map.height:,} identifiers -> {report.customers:,} customers to {out}")
+    typer.echo(f"wrote {identity_map.height:,} identifiers -> {report.customers:,} customers to {out}")
 
 
 @app.command()
@@ -150,6 +171,8 @@ def train(
     from omni_ml.data import load_histories
     from omni_ml.exceptions import ConfigError
 
+    if out is not None:
+        _check_out(out, "campaign_model.joblib")
     if no_tracking and out is None:
         msg = "--no-tracking needs --out PATH (otherwise the fitted model would be lost)."
         raise ConfigError(msg)
@@ -194,6 +217,7 @@ def train(
     if backtest is not None:
         typer.echo(backtest.to_text())
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         typer.echo(f"saved campaign model to {model.save(out)}")
     if run is not None:
         typer.echo(f"run_id: {run.run_id}")
@@ -306,7 +330,6 @@ def features(
     ] = None,
 ) -> None:
     """Build point-in-time features for every customer as of a date (one row per customer)."""
-    import os
     import warnings
 
     from omni_ml._time import as_utc
@@ -317,6 +340,7 @@ def features(
     from omni_ml.identity import resolve_identities
 
     cutoff = as_utc(as_of, name="--as-of", error=SchemaError)
+    _check_out(out, "features.parquet")
     feature_config = from_yaml(FeatureConfig, config) if config is not None else FeatureConfig()
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
@@ -324,13 +348,7 @@ def features(
     hist = resolve_identities(hist, as_of=cutoff)  # links seen before the cutoff only
     feature_set = FeatureSet.from_histories(hist, feature_config, before=cutoff)
     table = build_features(hist, cutoff, feature_set=feature_set)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        table.write_parquet(tmp)
-        os.replace(tmp, out)  # atomic: a failed run leaves no partial file
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_atomically(out, table.write_parquet)
     families = ", ".join(f"{k} {len(v)}" for k, v in feature_set.families().items() if v)
     typer.echo(
         f"wrote {table.height:,} customers x {len(feature_set.names)} features as of {cutoff:%Y-%m-%d %H:%M} to {out}"

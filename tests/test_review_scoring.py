@@ -8,8 +8,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
 from omni_ml.campaign import CampaignModel
+from omni_ml.cli import app
 from omni_ml.data import Histories, load_histories
 from omni_ml.exceptions import DataInsufficientError
 from omni_ml.scoring import score, streaming_tables
@@ -85,3 +87,48 @@ def test_streamed_text_timestamps_with_history_still_score(
     out = tmp_path / "campaign.parquet"
     summary = score(world, model=model, as_of=dt.date(2025, 1, 1), out=out, reasons=0, chunks=3, progress=False)
     assert summary.customers == pl.read_parquet(out).height == 60
+
+
+# ----------------------------------------------------------------------------- other files the CLI writes
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        (["resolve", "{dir}"], "identity_map.parquet"),
+        (["features", "{dir}", "--as-of", "2025-03-01"], "features.parquet"),
+        (["train", "{dir}", "--as-of", "2025-03-01", "--horizon", "30", "--no-tracking"], "campaign_model.joblib"),
+    ],
+)
+def test_a_directory_as_out_is_refused_before_any_work(
+    sample_dir: Path, tmp_path: Path, command: list[str], example: str
+) -> None:
+    target = tmp_path / "existing_dir"
+    target.mkdir()
+    args = [a.replace("{dir}", str(sample_dir)) for a in command]
+    result = CliRunner().invoke(app, [*args, "--out", str(target)])
+    assert result.exit_code == 2, result.output
+    text = "".join(result.output.split())  # the console wraps long lines anywhere
+    assert "ConfigError" in text
+    assert f"--out'{target}'isadirectory" in text
+    assert example in text
+    assert [p.name for p in tmp_path.iterdir() if p.name != "mlflow.db"] == ["existing_dir"]
+    assert list(target.iterdir()) == []
+
+
+def test_a_failed_identity_map_write_keeps_the_old_map_and_leaves_no_temp_file(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "map.parquet"
+    out.write_bytes(b"yesterday's map")
+
+    def disk_full(self: pl.DataFrame, file: Path, *args: object, **kwargs: object) -> None:
+        Path(file).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", disk_full)
+    result = CliRunner().invoke(app, ["resolve", str(sample_dir), "--out", str(out)])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, OSError)
+    assert out.read_bytes() == b"yesterday's map"
+    assert [p.name for p in tmp_path.iterdir() if p.name != "mlflow.db"] == ["map.parquet"]
