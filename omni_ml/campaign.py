@@ -515,12 +515,24 @@ class CampaignModel:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | Path) -> Path:
-        """Save the fitted bundle with joblib (compressed); returns the path."""
+        """Save the fitted bundle with joblib (compressed); returns the path.
+
+        Written to a hidden temporary file next to ``path`` and renamed: a failed or interrupted save
+        leaves no partial model under ``path`` (an earlier model there stays as it was).
+        """
+        import os
+        import secrets
+
         import joblib
 
         self._check_fitted()
         target = Path(path)
-        joblib.dump(self, target, compress=3)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            joblib.dump(self, tmp, compress=3)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         return target
 
     @classmethod

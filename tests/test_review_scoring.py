@@ -132,3 +132,24 @@ def test_a_failed_identity_map_write_keeps_the_old_map_and_leaves_no_temp_file(
     assert isinstance(result.exception, OSError)
     assert out.read_bytes() == b"yesterday's map"
     assert [p.name for p in tmp_path.iterdir() if p.name != "mlflow.db"] == ["map.parquet"]
+
+
+def test_a_failed_model_save_keeps_the_old_model_and_leaves_no_temp_file(
+    model: CampaignModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import joblib
+
+    target = tmp_path / "campaign_model.joblib"
+    model.save(target)
+    before = target.read_bytes()
+
+    def interrupted(value: object, filename: Path, *args: object, **kwargs: object) -> None:
+        Path(filename).write_bytes(before[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(joblib, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name != "mlflow.db"] == ["campaign_model.joblib"]
+    assert CampaignModel.load(target).decile_edges_ == model.decile_edges_
