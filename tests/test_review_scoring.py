@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import warnings
 from pathlib import Path
 
 import polars as pl
@@ -45,6 +46,7 @@ def _write_resolved(hist: Histories, ids: list[str], directory: Path, **events_c
     return directory
 
 
+@pytest.mark.filterwarnings("ignore:events. the last event")  # three customers: the last event is weeks old
 def test_more_chunks_than_customers_scores_every_customer_like_one_chunk(
     small_histories: Histories, model: CampaignModel, tmp_path: Path
 ) -> None:
@@ -153,3 +155,30 @@ def test_a_failed_model_save_keeps_the_old_model_and_leaves_no_temp_file(
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name != "mlflow.db"] == ["campaign_model.joblib"]
     assert CampaignModel.load(target).decile_edges_ == model.decile_edges_
+
+
+# ----------------------------------------------------------------------------- stale histories
+
+
+@pytest.mark.parametrize("layout", ["raw", "resolved_text_timestamps"])
+def test_scoring_long_after_the_last_event_warns_and_the_summary_says_so(
+    small_world: Path, small_histories: Histories, model: CampaignModel, tmp_path: Path, layout: str
+) -> None:
+    world = small_world
+    if layout != "raw":
+        ids = _few_customers(small_histories, 200)
+        world = _write_resolved(small_histories, ids, tmp_path / "w", timestamp=pl.col("timestamp").cast(str))
+    end = small_histories.events.select(pl.col("timestamp").max()).collect().item()
+    args = {"model": model, "reasons": 0, "chunks": 2, "progress": False}
+    with pytest.warns(UserWarning, match=r"events: the last event \(2024-12-31\) is 73 days before as_of 2025-03-15"):
+        late = score(world, as_of="2025-03-15", out=tmp_path / "late.parquet", **args)  # type: ignore[arg-type]
+    assert late.history_end is not None
+    assert late.history_end.date() == end.date()
+    assert "more than the model's 28-day horizon" in late.to_text()
+    assert "history to: 2024-12-31" in late.to_text()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fresh = score(world, as_of=AS_OF, out=tmp_path / "fresh.parquet", **args)  # type: ignore[arg-type]
+    assert not [w for w in caught if "last event" in str(w.message)]
+    assert fresh.warnings == ()
+    assert "warning:" not in fresh.to_text()

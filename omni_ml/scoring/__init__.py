@@ -30,8 +30,9 @@
    null for a model loaded from a local file).
 
 Columns of the campaign file: ``customer_id, as_of, propensity, propensity_decile, best_channel,
-recommended_channel, control_group, expected_uplift, expected_value, score_<channel>..., rule,
-offer_category, reason_1..reason_K, channel_reason_1..channel_reason_K, model_uri, model_version, run_id``.
+recommended_channel, control_group, expected_uplift, expected_value, customer_value, score_<channel>..., rule,
+offer_category, suppressed_category, reason_1..reason_K, channel_reason_1..channel_reason_K, model_uri,
+model_version, run_id``.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ class ScoringSummary:
     ``per_channel`` counts ``best_channel`` after the control group is held out (who will be
     contacted, and how); ``recommended`` counts the model's choice before it; ``rules`` counts the
     rule that fired per customer (``control_group`` for contacts held out); ``control`` is the
-    size of the control group (all held-out customers, contactable or not).
+    size of the control group (all held-out customers, contactable or not). ``history_end`` is the
+    last event in the histories; ``warnings`` holds what the job also warned about (a last event more
+    than the model's horizon before ``as_of``: a histories feed that stopped).
     """
 
     out: Path
@@ -113,6 +116,8 @@ class ScoringSummary:
     run_id: str | None
     seconds: float
     engine: str = "polars"
+    history_end: dt.datetime | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def no_contact(self) -> int:
@@ -137,6 +142,8 @@ class ScoringSummary:
             f"({rate:,.0f}/s, {self.chunks} chunk{'s' if self.chunks != 1 else ''}, engine {self.engine})",
             f"  contacted:  {self.contacted:,}",
         ]
+        if self.history_end is not None:
+            lines.insert(3, f"  history to: {self.history_end:%Y-%m-%d %H:%M} UTC (last event)")
         for channel, n in sorted(self.per_channel.items(), key=lambda kv: (-kv[1], kv[0])):
             if channel != NO_CONTACT:
                 lines.append(f"    {channel:<16}{n:>12,}")
@@ -149,6 +156,7 @@ class ScoringSummary:
             f"  control group: {self.control:,} ({share:.1%}; target {self.control_fraction:.1%}, seed {self.seed}); "
             f"{self.control_held_out:,} of them held out from a recommended contact"
         )
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -253,13 +261,29 @@ def _load_histories(hist_or_dir: Histories | str | Path, as_of: dt.datetime) -> 
         return load_histories(hist_or_dir, as_of=as_of)
 
 
-def _history_facts(hist: Histories) -> tuple[dt.datetime | None, int]:
-    """First event and number of customers (an upper bound) from the load report."""
+def _history_facts(hist: Histories) -> tuple[dt.datetime | None, dt.datetime | None, int]:
+    """First and last event and number of customers (an upper bound) from the load report."""
     summary = hist.report.tables.get("events") if hist.report else None
     if summary is not None:
-        return summary.start, int(summary.customers)
-    stats = hist.events.select(pl.col("timestamp").min(), pl.col("customer_id").n_unique()).collect()
-    return stats.item(0, 0), int(stats.item(0, 1))
+        return summary.start, summary.end, int(summary.customers)
+    ts = pl.col("timestamp")
+    stats = hist.events.select(ts.min(), ts.max().alias("end"), pl.col("customer_id").n_unique()).collect()
+    return stats.item(0, 0), stats.item(0, 1), int(stats.item(0, 2))
+
+
+def _stale_history(end: dt.datetime | None, as_of: dt.datetime, model: Any) -> str | None:
+    """A warning when the events stop more than the model's horizon before ``as_of`` (a feed that stopped)."""
+    horizon = getattr(model, "horizon_days_", None)
+    if end is None or not isinstance(horizon, int):
+        return None
+    gap = as_of - end
+    if gap <= dt.timedelta(days=horizon):
+        return None
+    return (
+        f"events: the last event ({end:%Y-%m-%d}) is {gap.days} days before as_of {as_of:%Y-%m-%d}, more than the "
+        f"model's {horizon}-day horizon: every customer looks inactive. Hint: check that the histories are up to "
+        "date, or score at an as-of date closer to their end."
+    )
 
 
 def _check_dates(start: dt.datetime | None, as_of: dt.datetime, model: Any, *, known: bool = True) -> None:
@@ -349,28 +373,28 @@ def read_chunk(scans: Mapping[str, pl.LazyFrame], bucket: int, n_buckets: int, a
     return hist
 
 
-def _stream_facts(scans: Mapping[str, pl.LazyFrame]) -> tuple[dt.datetime | None, int]:
-    """First event (``None`` when the timestamps are text: each chunk's validation parses them) and customers."""
+def _stream_facts(scans: Mapping[str, pl.LazyFrame]) -> tuple[dt.datetime | None, dt.datetime | None, int]:
+    """First and last event (``None`` for text timestamps: each chunk's validation parses them), customers."""
     events = scans["events"]
     aggs = [pl.col("customer_id").n_unique().alias("n")]
     dtype = events.collect_schema().get("timestamp")
     if isinstance(dtype, pl.Datetime | pl.Date):
         ts = pl.col("timestamp").cast(pl.Datetime("us")) if isinstance(dtype, pl.Date) else pl.col("timestamp")
-        zone = getattr(dtype, "time_zone", None)
-        aggs.append((ts.dt.convert_time_zone("UTC") if zone else ts.dt.replace_time_zone("UTC")).min().alias("start"))
+        utc = ts.dt.convert_time_zone("UTC") if getattr(dtype, "time_zone", None) else ts.dt.replace_time_zone("UTC")
+        aggs += [utc.min().alias("start"), utc.max().alias("end")]
     stats = events.select(aggs).collect(engine="streaming").row(0, named=True)
-    return stats.get("start"), int(stats["n"])
+    return stats.get("start"), stats.get("end"), int(stats["n"])
 
 
 def _scored_stream(
-    scans: Mapping[str, pl.LazyFrame], n_chunks: int, job: _Job, starts: list[dt.datetime]
+    scans: Mapping[str, pl.LazyFrame], n_chunks: int, job: _Job, spans: list[tuple[dt.datetime, dt.datetime]]
 ) -> Iterator[pl.DataFrame]:
-    """Read, validate and score bucket after bucket; collect each chunk's first event into ``starts``."""
+    """Read, validate and score bucket after bucket; collect each chunk's first and last event into ``spans``."""
     for bucket in range(n_chunks):
         chunk = read_chunk(scans, bucket, n_chunks, job.as_of)
         summary = chunk.report.tables.get("events") if chunk.report else None
-        if summary is not None and summary.start is not None and summary.rows:
-            starts.append(summary.start)
+        if summary is not None and summary.start is not None and summary.end is not None and summary.rows:
+            spans.append((summary.start, summary.end))
         yield job.run(chunk)
 
 
@@ -534,19 +558,19 @@ def score(
     hist: Histories | None = None
     if scans is None:
         hist = _load_histories(hist_or_dir, moment)
-        start, n_customers = _history_facts(hist)
+        start, end, n_customers = _history_facts(hist)
         _check_dates(start, moment, loaded.model)
         # resolution is global: it must happen before customers are chunked
         hist = ensure_resolved(hist, moment)
     else:
-        start, n_customers = _stream_facts(scans)
+        start, end, n_customers = _stream_facts(scans)
         _check_dates(start, moment, loaded.model, known=start is not None)
     n_customers = max(n_customers, 1)
     n_chunks = chunks if chunks is not None else max(1, math.ceil(n_customers / CHUNK_CUSTOMERS))
     schema = campaign_schema(loaded.model, reasons=reasons)
     lineage = {"model_uri": loaded.model_uri, "model_version": loaded.model_version, "run_id": loaded.run_id}
     job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage)
-    starts: list[dt.datetime] = []
+    spans: list[tuple[dt.datetime, dt.datetime]] = []
 
     if engine == "spark":
         import secrets
@@ -561,7 +585,7 @@ def score(
             Path(hist_or_dir).resolve(), job, n_chunks, staging_dir=staging.resolve()
         )
     elif scans is not None:
-        frames = _scored_stream(scans, n_chunks, job, starts)
+        frames = _scored_stream(scans, n_chunks, job, spans)
     else:
         assert hist is not None
         frames = (job.run(chunk_histories(hist, b, n_chunks)) for b in range(n_chunks))
@@ -575,8 +599,12 @@ def score(
             bar.update(task, advance=1, customers=tally.customers)
         if scans is not None and start is None and engine == "polars":
             # text timestamps: the first event is known only now that every chunk parsed its own
-            _check_dates(min(starts, default=None), moment, loaded.model)
+            _check_dates(min((a for a, _ in spans), default=None), moment, loaded.model)
+            end = max((b for _, b in spans), default=None)
         writer.commit()
+    stale = _stale_history(end, moment, loaded.model)
+    if stale is not None:
+        warnings.warn(stale, UserWarning, stacklevel=2)
     return ScoringSummary(
         out=out_path,
         customers=tally.customers,
@@ -594,6 +622,8 @@ def score(
         run_id=loaded.run_id,
         seconds=time.perf_counter() - started,
         engine=engine,
+        history_end=end,
+        warnings=(stale,) if stale else (),
     )
 
 
