@@ -251,7 +251,10 @@ class CampaignModel:
         Parameters
         ----------
         hist
-            Histories; identifier-only rows are resolved first (:func:`omni_ml.resolve_identities` as of ``as_of``).
+            Histories; identifier-only rows are resolved first (:func:`omni_ml.resolve_identities` as of ``as_of``),
+            except for the propensity training rows, which are resolved as of their own cutoff (links seen later
+            do not merge histories into an earlier row). The channel model's units still use the resolution as
+            of ``as_of``.
         as_of
             The moment the data ends. Training labels all end at or before it.
         horizon_days
@@ -279,10 +282,14 @@ class CampaignModel:
             self.config = config
         train_cfg, channel_cfg, policy = cfg.resolved()
         moment = _utc(as_of)
-        hist = _before(ensure_resolved(hist, moment), moment)
+        # The propensity rows at each cutoff t see identity links known before t only: training_set resolves
+        # unresolved histories as of each cutoff (a link made at a later purchase, e.g. a login at checkout,
+        # must not merge browsing into a row at t). The rest of the fit works on the histories as of `moment`.
+        raw = _before(hist, moment)
+        hist = ensure_resolved(raw, moment)
 
         cuts = training_cutoffs(moment, horizon_days, every_days=train_cfg.every_days, n=train_cfg.n_cutoffs)
-        ts = training_set(hist, cuts, horizon_days, config=_feature_config(train_cfg.features), as_of=moment)
+        ts = training_set(raw, cuts, horizon_days, config=_feature_config(train_cfg.features), as_of=moment)
         propensity, report = fit_propensity(hist, moment, horizon_days, train_cfg, ts=ts)
 
         latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()

@@ -16,6 +16,7 @@ from omni_ml.config import from_mapping
 from omni_ml.data import Histories, load_histories
 from omni_ml.exceptions import ConfigError, ModelNotFoundError
 from omni_ml.identity import consent_state, resolve_identities
+from tests.conftest import CAMPAIGN_TEST_CONFIG
 
 SCORE_AS_OF = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -192,3 +193,49 @@ def test_channel_reasons_add_up_to_the_estimated_uplift(model: CampaignModel, re
     np.testing.assert_allclose(contrib + offset, chosen["uplift"].to_numpy(), atol=1e-9)
     np.testing.assert_allclose(why["probability"].to_numpy(), chosen["p_if_contacted"].to_numpy(), atol=1e-12)
     np.testing.assert_allclose(why["base_probability"].to_numpy(), chosen["p_if_not"].to_numpy(), atol=1e-12)
+
+
+def test_fit_trains_each_cutoff_on_identity_links_known_before_it(small_world: Path) -> None:
+    """A link made after a training cutoff (a login at a later checkout) must not merge earlier browsing into a row.
+
+    An anonymous cookie browses in spring and is linked to a known customer in late November, after every
+    training cutoff: at those cutoffs the cookie was its own visitor, so the propensity rows are those of a
+    resolution as of each cutoff, not of the fit's as-of (which would have given the customer the cookie's visits).
+    """
+    from omni_ml.training import training_cutoffs, training_set
+
+    raw = load_histories(small_world).collect()
+    assert raw.events is not None
+    assert raw.identity_links is not None
+    events, links = raw.events.collect(), raw.identity_links.collect()
+    visits = pl.DataFrame(
+        {
+            "identifier": ["cookie:trap"] * 6,
+            "timestamp": [dt.datetime(2024, 3, d, 12, tzinfo=dt.UTC) for d in range(1, 7)],
+            "channel": ["web"] * 6,
+            "event_type": ["visit"] * 6,
+        }
+    )
+    visits = visits.select([pl.col(c) if c in visits.columns else pl.lit(None).alias(c) for c in events.columns]).cast(
+        dict(events.schema)
+    )
+    linked = dt.datetime(2024, 11, 25, tzinfo=dt.UTC)
+    link = pl.DataFrame(
+        {"identifier_a": ["crm:C0000001"], "identifier_b": ["cookie:trap"], "source": ["login"]}
+    ).with_columns(timestamp=pl.lit(linked))
+    hist = raw.replace(
+        events=pl.concat([events, visits]).lazy(),
+        identity_links=pl.concat([links, link.select(links.columns).cast(dict(links.schema))]).lazy(),
+    )
+    as_of = dt.datetime(2024, 12, 1, tzinfo=dt.UTC)
+    cfg = from_mapping(CampaignConfig, {**CAMPAIGN_TEST_CONFIG, "channel": None})
+    cuts = training_cutoffs(as_of, 28, every_days=28, n=CAMPAIGN_TEST_CONFIG["train"]["n_cutoffs"])
+    assert max(cuts) < linked
+
+    def rows(resolved_at: dt.datetime, t: dt.datetime) -> int:
+        return len(training_set(resolve_identities(hist, as_of=resolved_at), [t], 28, as_of=as_of))
+
+    as_of_each_cutoff = sum(rows(t, t) for t in cuts)
+    assert as_of_each_cutoff == sum(rows(as_of, t) for t in cuts) + len(cuts)  # the trap is a row of its own
+    model = CampaignModel(cfg).fit(hist, as_of, horizon_days=28)
+    assert model.metrics_["train_rows"] == as_of_each_cutoff
