@@ -661,13 +661,14 @@ def _log(report: MeasureReport, run_id: str | None, tracking_uri: str | None) ->
     import matplotlib.pyplot as plt
     import mlflow
 
-    from omni_ml.tracking import DEFAULT_EXPERIMENT, resolve_tracking_uri
+    from omni_ml.tracking import DEFAULT_EXPERIMENT, resolve_tracking_uri, use_experiment
 
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
     try:
         if run_id is None:
-            mlflow.set_experiment(DEFAULT_EXPERIMENT)
+            use_experiment(DEFAULT_EXPERIMENT, uri)
         stamp = f"{report.as_of:%Y%m%d}"
         with mlflow.start_run(
             run_id=run_id, run_name=None if run_id else f"measure-{stamp}", tags={"omni_ml.kind": "measure"}

@@ -31,12 +31,14 @@ from omni_ml.exceptions import ModelNotFoundError
 __all__ = [
     "LoadedModel",
     "TrackedRun",
+    "artifact_root",
     "compare_runs",
     "dataset_fingerprint",
     "load_campaign_model",
     "log_run",
     "resolve_tracking_uri",
     "train_campaign",
+    "use_experiment",
 ]
 
 _MODEL_CODE = Path(__file__).with_name("_mlflow_model.py")
@@ -114,6 +116,46 @@ def _tracking(uri: str | None) -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment's artifacts go for tracking store ``uri``: beside a SQLite file, else the store's.
+
+    MLflow puts the artifacts of an experiment created on a SQLite store in ``./mlruns`` of the *current
+    working directory*, so runs logged from two directories scatter their models and plots (and a test
+    or a scheduled job writes into whatever directory it was started from). For ``sqlite:///DIR/x.db``
+    this returns ``DIR/mlartifacts`` as a ``file://`` URI; servers and file stores keep their own root
+    (``None``).
+
+    Examples
+    --------
+    >>> artifact_root("sqlite:////tmp/proj/mlflow.db")
+    'file:///tmp/proj/mlartifacts'
+    >>> artifact_root("http://127.0.0.1:5000") is None
+    True
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.endswith(":memory:"):
+        return None
+    return (Path(uri[len(prefix) :].split("?")[0]).resolve().parent / "mlartifacts").as_uri()
+
+
+def use_experiment(name: str, uri: str) -> Any:
+    """``mlflow.set_experiment(name)``, creating it first with its artifacts at :func:`artifact_root` of ``uri``.
+
+    An experiment that already exists keeps the artifact location it was created with.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    location = artifact_root(uri)
+    if location is not None and mlflow.get_experiment_by_name(name) is None:
+        try:
+            mlflow.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by another process: use theirs
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
+    return mlflow.set_experiment(name)
 
 
 def _git_commit() -> str | None:
@@ -226,7 +268,7 @@ def log_run(
         msg = "alias given without register_as. Hint: pass --register-as NAME together with --alias."
         raise ValueError(msg)
     with _tracking(tracking_uri) as uri:
-        exp = mlflow.set_experiment(experiment)
+        exp = use_experiment(experiment, uri)
         all_tags = {"omni_ml.version": _dist_version("omni_ml"), "omni_ml.kind": "campaign_model"}
         commit = _git_commit()
         if commit:

@@ -154,6 +154,25 @@ def test_default_tracking_uri_is_sqlite_in_working_directory(monkeypatch: pytest
     assert resolve_tracking_uri() == "http://127.0.0.1:5000"
 
 
+def test_artifacts_of_a_sqlite_store_go_beside_it_not_into_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sample_dir: Path
+) -> None:
+    """MLflow's default for a SQLite store is ./mlruns of whatever directory the job started in."""
+    import mlflow
+
+    store, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    store.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    tracked = _log(uri, sample_dir, 0.6)
+    run = mlflow.MlflowClient(uri).get_run(tracked.run_id)
+    assert run.info.artifact_uri.startswith((store / "mlartifacts").as_uri() + "/")
+    assert not (elsewhere / "mlruns").exists()
+    monkeypatch.chdir(tmp_path)  # another working directory later still finds the model
+    assert load_campaign_model("models:/omni_test_model@champion", tracking_uri=uri).model.value == pytest.approx(0.6)
+
+
 def test_fingerprint_changes_with_content_and_not_with_identity() -> None:
     a = pl.DataFrame({"customer_id": ["a", "b"], "cutoff": ["2025-01-01", "2025-02-01"], "x": [1.0, 2.0]})
     same = pl.DataFrame({"customer_id": ["a", "b"], "cutoff": ["2025-01-01", "2025-02-01"], "x": [1.0, 2.0]})
