@@ -134,10 +134,15 @@ def artifact_root(uri: str) -> str | None:
     >>> artifact_root("http://127.0.0.1:5000") is None
     True
     """
+    db = _sqlite_file(uri)
+    return None if db is None else (db.parent / "mlartifacts").as_uri()
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (absolute), else ``None``."""
     prefix = "sqlite:///"
-    if not uri.startswith(prefix) or uri.endswith(":memory:"):
-        return None
-    return (Path(uri[len(prefix) :].split("?")[0]).resolve().parent / "mlartifacts").as_uri()
+    path = uri[len(prefix) :].split("?")[0] if uri.startswith(prefix) else ""
+    return None if path in ("", ":memory:") else Path(path).resolve()
 
 
 def use_experiment(name: str, uri: str) -> Any:
@@ -367,6 +372,15 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    store = resolve_tracking_uri(tracking_uri)
+    db = _sqlite_file(store)
+    if db is not None and not db.exists():  # MLflow would create an empty store here and then not find the model
+        msg = (
+            f"model {uri!r}: the tracking store {store} does not exist (no {db.name} in {db.parent}). Hint: pass "
+            "--tracking-uri (or set MLFLOW_TRACKING_URI) to the store `omni-ml train` logged to, "
+            "or run from its directory."
+        )
+        raise ModelNotFoundError(msg)
     with _tracking(tracking_uri) as resolved:
         client = mlflow.MlflowClient(resolved, resolved)
         version: str | None = None

@@ -141,6 +141,17 @@ def test_missing_alias_names_existing_aliases(sample_dir: Path) -> None:
         load_campaign_model("models:/omni_test_model@champion")
 
 
+def test_registry_uri_without_a_store_is_a_clear_error_and_creates_no_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A scheduled job started in the wrong directory must not leave an empty mlflow.db there."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError, match=r"tracking store .* does not exist.*Hint: pass --tracking-uri"):
+        load_campaign_model("models:/omni@champion")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_local_model_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="no such file. Hint: pass models:/NAME@ALIAS"):
         load_campaign_model(str(tmp_path / "nope.joblib"))
