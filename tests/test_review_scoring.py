@@ -182,3 +182,17 @@ def test_scoring_long_after_the_last_event_warns_and_the_summary_says_so(
     assert not [w for w in caught if "last event" in str(w.message)]
     assert fresh.warnings == ()
     assert "warning:" not in fresh.to_text()
+
+
+def test_writer_that_fails_to_start_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """__exit__ does not run when __enter__ raises: the writer must clean up its own temporary file."""
+    from omni_ml.scoring import _writer
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_writer.pq, "ParquetWriter", broken)
+    target = tmp_path / "campaign.parquet"
+    with pytest.raises(OSError, match="disk full"), _writer.AtomicTableWriter(target, pl.Schema({"x": pl.Int64})):
+        pass
+    assert list(tmp_path.iterdir()) == []

@@ -72,7 +72,13 @@ class AtomicTableWriter:
     def __enter__(self) -> AtomicTableWriter:
         self._fh = self.tmp_path.open("wb")
         if self.format == "parquet":
-            self._parquet = pq.ParquetWriter(self._fh, self._arrow_schema, compression="zstd", write_statistics=True)
+            try:
+                self._parquet = pq.ParquetWriter(
+                    self._fh, self._arrow_schema, compression="zstd", write_statistics=True
+                )
+            except BaseException as exc:  # __exit__ does not run when __enter__ fails: no temporary file left
+                self.__exit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     def write(self, frame: pl.DataFrame) -> None:
