@@ -109,14 +109,17 @@ def uniform_from_hash(hashes: pl.Series) -> pl.Series:
 
 
 def bucket_of(hashes: np.ndarray, n_buckets: int) -> np.ndarray:
-    """Bucket (0..n_buckets-1) of each UInt64 hash: the index of its range among ``n_buckets`` equal ranges.
+    """Bucket (0..n_buckets-1) of each UInt64 hash: ``floor(top * n_buckets / 2**32)`` of its top 32 bits ``top``.
+
+    The buckets are ``n_buckets`` ranges of the top 32 bits that differ in size by at most one value (so by
+    at most 2**32 hashes); :func:`bucket_expr` computes the same buckets in polars.
 
     Examples
     --------
     >>> bucket_of(np.array([0, 2**63, 2**64 - 1], dtype=np.uint64), 4).tolist()
     [0, 2, 3]
     """
-    # floor(h * N / 2**64) == floor(floor(h / 2**32) * N / 2**32) exactly, for N < 2**32.
+    # Top 32 bits times N < 2**32 fits in 64 bits; this is not floor(h * N / 2**64) (the low bits can carry).
     return ((hashes >> np.uint64(32)) * np.uint64(n_buckets)) >> np.uint64(32)
 
 
