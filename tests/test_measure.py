@@ -229,8 +229,10 @@ def test_missing_or_empty_control_group_is_a_clear_error() -> None:
 def test_metrics_are_logged_to_the_models_run(tmp_path: Path) -> None:
     import mlflow
 
+    from omni_ml.tracking import resolve_tracking_uri, use_experiment
+
     campaign, events = _ab_world(5, n=800)
-    mlflow.set_experiment("omni_ml")
+    use_experiment("omni_ml", resolve_tracking_uri())  # artifacts beside the test's store, not in ./mlruns
     with mlflow.start_run() as run:
         mlflow.log_metric("auc", 0.7)
     lineage = campaign.with_columns(pl.lit(run.info.run_id).alias("run_id"))
