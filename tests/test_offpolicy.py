@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -215,3 +217,17 @@ def test_incremental_value_over_a_baseline_is_paired_and_covers_truth() -> None:
     assert gain.dr_ci[0] <= true_gain <= gain.dr_ci[1]
     # pairing: the interval of the difference is narrower than the two separate intervals suggest
     assert gain.dr_ci[1] - gain.dr_ci[0] < (alone.dr_ci[1] - alone.dr_ci[0]) + (base.dr_ci[1] - base.dr_ci[0])
+
+
+def test_bootstrap_draws_without_a_matching_unit_are_reported() -> None:
+    """With one matching unit in 30, about a third of the draws miss it: SNIPS is undefined there, say so."""
+    actions = np.array(["email"] + ["sms"] * 29)
+    rewards = np.r_[1.0, np.zeros(29)]
+    target = np.array(["email"] * 30)
+    with pytest.warns(UserWarning, match=r"bootstrap draws had no unit .* \(only 1 of 30 units match\)"):
+        res = off_policy_value(actions, rewards, target, logging_probability=np.full(30, 0.5), n_bootstrap=200)
+    assert res.n_matched == 1
+    many = _logged(3, 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        off_policy_value(many["action"], many["reward"], _target(many["x"]), logging_probability=many["p0"])

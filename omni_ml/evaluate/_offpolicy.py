@@ -22,6 +22,7 @@ says so (``propensity_source``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -370,6 +371,16 @@ def off_policy_value(
     rng = np.random.default_rng(seed)
     draws = np.array([estimates(np.asarray(rng.integers(0, n, n))) for _ in range(n_bootstrap)])
     alpha = (1.0 - confidence) / 2.0
+    unmatched = int((~np.isfinite(draws[:, 1])).sum())
+    if unmatched:  # SNIPS is undefined on a draw without a unit the policy agrees with: the interval ignores it
+        warnings.warn(
+            f"off_policy_value: {unmatched:,} of {n_bootstrap:,} bootstrap draws had no unit whose logged action the "
+            f"policy takes (only {int((w > 0).sum()):,} of {n:,} units match); the SNIPS interval is over the other "
+            "draws and understates the uncertainty. Hint: the overlap is too thin for this policy; log more "
+            "diverse decisions or evaluate on more units.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def interval(j: int) -> tuple[float, float]:
         col = draws[:, j]
