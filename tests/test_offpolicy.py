@@ -231,3 +231,12 @@ def test_bootstrap_draws_without_a_matching_unit_are_reported() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         off_policy_value(many["action"], many["reward"], _target(many["x"]), logging_probability=many["p0"])
+
+
+@pytest.mark.parametrize("where", ["actions", "target", "baseline"])
+def test_a_missing_action_is_named_as_missing_not_as_the_action_none(where: str) -> None:
+    log = _logged(3, 200)
+    acts, tgt, base = log["action"].astype(object), _target(log["x"]).astype(object), np.full(200, "no_contact", object)
+    {"actions": acts, "target": tgt, "baseline": base}[where][7] = None
+    with pytest.raises(SchemaError, match=rf"{where}: 1 of 200 actions are missing \(null\), e.g. unit 7"):
+        off_policy_value(acts, log["reward"], tgt, logging_probability=log["p0"], baseline=base, action_space=ACTIONS)

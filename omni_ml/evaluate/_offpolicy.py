@@ -165,6 +165,21 @@ def estimate_logging_probability(
     return np.maximum(out, floor)
 
 
+def _action_names(values: Any, what: str) -> np.ndarray:
+    """Action names as text; a missing action (None/NaN) is an error here, not the action ``'None'``."""
+    arr = np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values)
+    if arr.dtype.kind in "OfcSU":
+        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in arr.ravel()], dtype=bool)
+        if missing.any():
+            first = int(np.flatnonzero(missing)[0])
+            msg = (
+                f"{what}: {int(missing.sum()):,} of {arr.size:,} actions are missing (null), e.g. unit {first}. "
+                "Hint: every unit needs an action; a pause is the action 'no_contact'."
+            )
+            raise SchemaError(msg)
+    return arr.astype(str)
+
+
 def off_policy_value(
     actions: Sequence[str] | np.ndarray,
     rewards: Any,
@@ -229,7 +244,7 @@ def off_policy_value(
     >>> bool(res.snips_ci[0] < 0.2 < res.snips_ci[1])
     True
     """
-    acts = np.asarray(actions).astype(str)
+    acts = _action_names(actions, "actions")
     n = acts.shape[0]
     if n == 0:
         msg = "off_policy_value: no logged units. Hint: pass the logged contacts (and no-contact units) to evaluate."
@@ -241,7 +256,7 @@ def off_policy_value(
     tgt = np.asarray(target.to_numpy() if hasattr(target, "to_numpy") else target)
     deterministic = tgt.ndim == 1
     if deterministic:
-        tgt = tgt.astype(str)
+        tgt = _action_names(tgt, "target")
     if action_space is None:
         base = np.asarray(baseline) if baseline is not None else None
         extra = set(base.astype(str)) if base is not None and base.ndim == 1 else set()
@@ -261,7 +276,7 @@ def off_policy_value(
     def as_matrix(policy: Any, what: str) -> np.ndarray:
         arr = np.asarray(policy.to_numpy() if hasattr(policy, "to_numpy") else policy)
         if arr.ndim == 1:
-            chosen = arr.astype(str)
+            chosen = _action_names(arr, what)
             bad = sorted(set(chosen) - set(index))
             if bad or chosen.shape[0] != n:
                 msg = f"{what}: expected {n:,} actions from {names}, got {chosen.shape[0]:,} (unknown: {bad[:5]})."
