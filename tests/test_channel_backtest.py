@@ -128,3 +128,16 @@ def test_contacts_without_assignment_probability_are_estimated_not_an_error(
     assert f"and {n_missing:,} contacted units without one" in res.propensity_source
     assert np.isfinite(res.ips)
     assert np.isfinite(res.dr)
+
+
+def test_unit_consent_is_granted_only_by_a_one_never_by_a_missing_value() -> None:
+    from omni_ml.evaluate._channel_backtest import _unit_consent
+
+    X = pl.DataFrame(
+        {"consent_email": [1.0, float("nan"), None, 0.0], "consent_sms": pl.Series([1, 0, None, 1], dtype=pl.Int8)}
+    )
+    ids = pl.Series("customer_id", ["u0", "u1", "u2", "u3"])
+    got = _unit_consent(X, ids, ("email", "sms", "push"), False)
+    assert got["consent_email"].to_list() == [True, False, False, False]
+    assert got["consent_sms"].to_list() == [True, False, False, True]
+    assert got["consent_push"].to_list() == [False] * 4

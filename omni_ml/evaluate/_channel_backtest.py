@@ -108,6 +108,24 @@ class ChannelBacktest:
         return out
 
 
+def _unit_consent(X: pl.DataFrame, unit_ids: pl.Series, channels: Any, default: bool) -> pl.DataFrame:
+    """Consent per unit from its ``consent_<channel>`` features: granted only when the value is 1.
+
+    A missing value (null, or NaN in a float column) is no consent: a cast to Boolean would read NaN as True.
+    A channel without a consent column takes ``default``.
+    """
+    n = unit_ids.len()
+    columns = {
+        f"consent_{c}": (
+            X[f"consent_{c}"].cast(pl.Float64).fill_nan(None).fill_null(0.0) == 1.0
+            if f"consent_{c}" in X.columns
+            else pl.Series([default] * n, dtype=pl.Boolean)
+        )
+        for c in channels
+    }
+    return pl.DataFrame({"customer_id": unit_ids, **columns})
+
+
 def channel_backtest(
     hist: Any,
     as_of: dt.datetime,
@@ -202,19 +220,7 @@ def channel_backtest(
     q_hat = model.predict_arm_proba(X_h) * rules.conversion_value - cost
 
     unit_ids = pl.Series("customer_id", [f"unit{i:08d}" for i in range(n)], dtype=pl.String)
-    consent = pl.DataFrame(
-        {
-            "customer_id": unit_ids,
-            **{
-                f"consent_{c}": (
-                    X_h[f"consent_{c}"].fill_null(0).cast(pl.Boolean)
-                    if f"consent_{c}" in X_h.columns
-                    else pl.Series([rules.default_consent] * n, dtype=pl.Boolean)
-                )
-                for c in rules.channels
-            },
-        }
-    )
+    consent = _unit_consent(X_h, unit_ids, rules.channels, rules.default_consent)
     targets: dict[str, pl.DataFrame] = {}
     for name in policies:
         if name == "learned":
