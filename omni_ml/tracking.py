@@ -381,7 +381,7 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
             "or run from its directory."
         )
         raise ModelNotFoundError(msg)
-    with _tracking(tracking_uri) as resolved:
+    with _tracking(store) as resolved:
         client = mlflow.MlflowClient(resolved, resolved)
         version: str | None = None
         run_id: str | None = None

@@ -168,7 +168,7 @@ def estimate_logging_probability(
 def _action_names(values: Any, what: str) -> np.ndarray:
     """Action names as text; a missing action (None/NaN) is an error here, not the action ``'None'``."""
     arr = np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values)
-    if arr.dtype.kind in "OfcSU":
+    if arr.dtype.kind in "Of":  # text arrays cannot hold a missing value; object and float ones can
         missing = np.array([v is None or (isinstance(v, float) and v != v) for v in arr.ravel()], dtype=bool)
         if missing.any():
             first = int(np.flatnonzero(missing)[0])
