@@ -72,10 +72,12 @@ class TeamServer:
 
     @property
     def tracking_uri(self) -> str:
+        """The MLflow server's URI (``http://127.0.0.1:PORT``)."""
         return f"http://127.0.0.1:{self.mlflow_port}"
 
     @property
     def backend_store_uri(self) -> str:
+        """The PostgreSQL database behind it (SQLAlchemy URI; psycopg 3 driver)."""
         return f"postgresql://postgres@127.0.0.1:{self.pg_port}/mlflow"
 
     def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -96,7 +98,7 @@ class TeamServer:
                 self.root.chmod(self.root.stat().st_mode | 0o011)  # let the postgres user reach pg/
                 for parent in self.root.parents:
                     if parent.stat().st_mode & 0o001 == 0:
-                        msg = f"{parent} is not traversable by the postgres user. Hint: use a --dir under /tmp or chmod o+x."
+                        msg = f"{parent}: postgres cannot enter it. Hint: a --dir under /tmp, or chmod o+x."
                         raise RuntimeError(msg)
             self._pg("initdb", "-D", str(pg / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         options = f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {pg}"
@@ -131,7 +133,8 @@ class TeamServer:
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    msg = f"mlflow server did not start (exit code {proc.poll()}); see {self.root / 'mlflow_server.log'}"
+                    log_file = self.root / "mlflow_server.log"
+                    msg = f"mlflow server did not start (exit code {proc.poll()}); see {log_file}"
                     raise RuntimeError(msg) from None
                 time.sleep(0.5)
 

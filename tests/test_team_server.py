@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _team_server_module():  # noqa: ANN202 - a script module loaded by path
     spec = importlib.util.spec_from_file_location("team_server", REPO / "scripts" / "team_server.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["team_server"] = module
     spec.loader.exec_module(module)
