@@ -50,7 +50,7 @@ docs: $(STAMP)
 	cd experiments && MPLBACKEND=Agg ../$(BIN)/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=600 --output-dir ../docs/_generated/notebooks [0-9]*.ipynb
 	$(BIN)/typer omni_ml.cli utils docs --name omni-ml --title "Command line" --output docs/_generated/cli.md
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python scripts/check_docs.py site
 
 # The experiments/ notebooks, executed top to bottom on the small simulated world (nbmake, kernel python3).
