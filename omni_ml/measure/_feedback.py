@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 
+from omni_ml._io import write_atomically
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP
 from omni_ml.exceptions import ConfigError, SchemaError
 from omni_ml.measure._inputs import NO_CONTACT, read_campaign
@@ -179,10 +179,4 @@ def append_contacts(directory: str | Path, contacts: pl.DataFrame) -> Path:
             )
             raise SchemaError(msg)
         new = pl.concat([old, contacts], how="diagonal_relaxed")
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        new.write_parquet(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return write_atomically(target, new.write_parquet, mkdir=False)

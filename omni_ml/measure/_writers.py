@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from omni_ml._io import write_atomically
 from omni_ml.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -34,20 +34,12 @@ def write_report(report: MeasureReport, out: str | Path) -> list[Path]:
     balance = target.with_name(f"{target.stem}_balance{target.suffix}")
     png = target.with_suffix(".png")
     for frame, path in ((report.table, target), (report.balance, balance)):
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            frame.write_csv(tmp) if path.suffix == ".csv" else frame.write_parquet(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomically(path, frame.write_csv if path.suffix == ".csv" else frame.write_parquet, mkdir=False)
     fig = report.plot()
-    tmp_png = png.with_name(f".{png.stem}.tmp.png")
     try:
-        fig.savefig(tmp_png, dpi=110)
-        os.replace(tmp_png, png)
+        write_atomically(png, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), mkdir=False)
     finally:
         plt.close(fig)
-        tmp_png.unlink(missing_ok=True)
     return [target, balance, png]
 
 
