@@ -28,8 +28,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["TeamServer", "find_postgres_bin"]
 
@@ -65,6 +66,8 @@ class TeamServer:
     root: Path
     pg_port: int = 0
     mlflow_port: int = 0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _log: Any = field(default=None, repr=False)
 
     @property
     def _as_postgres(self) -> list[str]:
@@ -114,8 +117,8 @@ class TeamServer:
             )
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
-        log = (self.root / "mlflow_server.log").open("ab")
-        proc = subprocess.Popen(
+        self._log = log = (self.root / "mlflow_server.log").open("ab")
+        self._proc = proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server",
              "--backend-store-uri", self.backend_store_uri,
              "--artifacts-destination", str(self.root / "artifacts"),
@@ -156,6 +159,13 @@ class TeamServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(state["mlflow_pid"]), signal.SIGKILL)
             state_file.unlink()
+        if self._proc is not None:  # started by this object: reap it
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         data = self.root / "pg" / "data"
         if (data / "postmaster.pid").is_file():
             self._pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop", check=False)
