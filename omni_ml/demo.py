@@ -65,7 +65,7 @@ def campaign_step(out_dir: Path, *, tracking_uri: str | None = None, register_as
     print(f"   {model}")
     keys = ("auc", "pr_auc", "brier", "ece", "top_decile_lift", "base_rate")
     print("   propensity back-test: " + ", ".join(f"{k} {model.metrics_[k]:.3f}" for k in keys if k in model.metrics_))
-    if getattr(model, "channel_backtest_", None) is not None:
+    if model.channel_backtest_ is not None:
         print("   " + model.channel_backtest_.to_text().replace("\n", "\n   "))
     model_uri = f"models:/{register_as}@champion"
     print(f"   MLflow run {run.run_id} in {uri}; registered {register_as} version {run.version} as {model_uri}")

@@ -23,7 +23,7 @@ import polars as pl
 from omni_ml._time import as_utc
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, SchemaError
-from omni_ml.features import FeatureSet, build_features
+from omni_ml.features import FeatureConfig, FeatureSet, build_features
 from omni_ml.labels import purchase_labels
 
 __all__ = [
@@ -193,16 +193,27 @@ class TrainConfig:
     n_valid
         Latest cutoffs held out for the out-of-time back-test report.
     model
-        Keyword arguments of :class:`~omni_ml.models.PropensityModel`.
+        Keyword arguments of :class:`~omni_ml.models.PropensityModel` (their names are checked by
+        :class:`~omni_ml.campaign.CampaignConfig` and by the model itself).
     features
-        A ``FeatureConfig`` (or a mapping of its fields); ``None`` means the feature defaults.
+        A ``FeatureConfig`` (a mapping of its fields is converted once, here); ``None`` means the
+        feature defaults.
     """
 
     every_days: int = 28
     n_cutoffs: int | None = None
     n_valid: int = 1
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    features: Any = None
+    features: FeatureConfig | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.features, Mapping):
+            from omni_ml.config import from_mapping
+
+            object.__setattr__(self, "features", from_mapping(FeatureConfig, self.features, where="train.features"))
+        if not isinstance(self.model, Mapping):
+            msg = f"train.model: expected a mapping of PropensityModel settings, got {type(self.model).__name__}."
+            raise ConfigError(msg)
 
 
 @dataclasses.dataclass(frozen=True)
