@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from omni_ml.data import load_histories
+from omni_ml.data import NO_CONTACT, load_histories
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
@@ -82,7 +82,7 @@ def _show_one_contact(campaign: Path) -> None:
     """Print the first contacted customer's row: decision, value and both kinds of reasons."""
     import polars as pl
 
-    rows = pl.read_parquet(campaign).filter(~pl.col("control_group") & (pl.col("best_channel") != "no_contact"))
+    rows = pl.read_parquet(campaign).filter(~pl.col("control_group") & (pl.col("best_channel") != NO_CONTACT))
     if rows.height == 0:
         return
     row = rows.row(0, named=True)

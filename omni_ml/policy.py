@@ -39,7 +39,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
+from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "history_facts",
 ]
 
-NO_CONTACT = "no_contact"
 RULES: tuple[str, ...] = (
     "best_value",
     "no_positive_value",

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import polars as pl
 
-from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
+from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import DataInsufficientError, SchemaError
 
 __all__ = ["NO_CONTACT", "read_campaign"]
 
-NO_CONTACT = "no_contact"
 
 _CONTROL_HINT = (
     "Hint: score the campaign with a control group (`omni-ml score ... --control-fraction 0.1`, or "

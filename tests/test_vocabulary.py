@@ -1,0 +1,33 @@
+"""Contract vocabulary and time rules live in one place each (issue 21)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import omni_ml
+from omni_ml.data import NO_CONTACT
+
+PACKAGE = Path(omni_ml.__file__).resolve().parent
+
+
+def _sources() -> dict[str, str]:
+    return {str(p.relative_to(PACKAGE)): p.read_text() for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_no_contact_is_defined_once_in_the_data_contract() -> None:
+    definitions = [
+        name
+        for name, text in _sources().items()
+        if re.search(r"^\s*_?[A-Z_]+\s*(:\s*\w+\s*)?=\s*[\"']no_contact[\"']", text, flags=re.MULTILINE)
+    ]
+    assert definitions == ["data/_contract.py"]
+    assert NO_CONTACT == "no_contact"
+
+
+def test_every_module_that_names_the_action_imports_the_contracts_constant() -> None:
+    from omni_ml import measure, policy, scoring
+    from omni_ml.models import _channel_learner
+    from omni_ml.simulate import world
+
+    assert {m.NO_CONTACT is NO_CONTACT for m in (measure, policy, scoring, _channel_learner, world)} == {True}
