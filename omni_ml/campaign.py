@@ -38,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import polars as pl
 
+from omni_ml._time import as_utc, before
 from omni_ml.config import check_keys, from_mapping, from_yaml
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
@@ -209,16 +210,10 @@ class CampaignModelLike(Protocol):
         ...
 
 
-def _utc(value: str | dt.date | dt.datetime) -> dt.datetime:
-    from omni_ml.training import to_utc
-
-    return to_utc(value)
-
-
 def _before(hist: Histories, moment: dt.datetime) -> Histories:
     """Only rows strictly before ``moment``: nothing a model fitted at ``moment`` could not have known."""
     changes: dict[str, Any] = {
-        table: lf.filter(pl.col("timestamp") < moment)
+        table: lf.filter(before(moment))
         for table, lf in hist.tables().items()
         if "timestamp" in lf.collect_schema().names()
     }
@@ -349,7 +344,7 @@ class CampaignModel:
 
         cfg = config or self.config or CampaignConfig()
         train_cfg, channel_cfg, policy = cfg.train, cfg.channel, cfg.policy
-        moment = _utc(as_of)
+        moment = as_utc(as_of, name="as_of")
         # The propensity rows at each cutoff t see identity links known before t only: training_set resolves
         # unresolved histories as of each cutoff (a link made at a later purchase, e.g. a login at checkout,
         # must not merge browsing into a row at t). The rest of the fit works on the histories as of `moment`.
@@ -482,7 +477,7 @@ class CampaignModel:
         self._check_fitted()
         k = self.reasons_ if reasons is None else int(reasons)
         schema = self.output_schema(reasons=k)
-        moment = _utc(as_of)
+        moment = as_utc(as_of, name="as_of")
         hist = ensure_resolved(hist, moment)
         features = build_features(hist, moment, feature_set=self.feature_set_)
         if features.height == 0:

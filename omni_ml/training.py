@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from omni_ml._time import as_utc
+from omni_ml._time import as_utc, before
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, SchemaError
 from omni_ml.features import FeatureConfig, FeatureSet, build_features
@@ -392,7 +392,7 @@ def _rows(
     features = features.join(_first_seen(hist), on="customer_id", how="left", maintain_order="left")
     # a customer first seen at or after a cutoff did not exist then: such a row is future knowledge
     # (its label is 1 whenever the first record is a purchase in the window), and scoring at t never sees it
-    features = features.filter(pl.col("__first_seen").is_null() | (pl.col("__first_seen") < pl.col("cutoff")))
+    features = features.filter(pl.col("__first_seen").is_null() | before(pl.col("cutoff"), "__first_seen"))
     features = features.drop("__first_seen")
     keys = features.select("customer_id", pl.col("cutoff").cast(TIMESTAMP))
     if keys.height == 0:

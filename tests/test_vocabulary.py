@@ -31,3 +31,24 @@ def test_every_module_that_names_the_action_imports_the_contracts_constant() -> 
     from omni_ml.simulate import world
 
     assert {m.NO_CONTACT is NO_CONTACT for m in (measure, policy, scoring, _channel_learner, world)} == {True}
+
+
+_TIME_COMPARISON = re.compile(r"""(pl\.col\("[a-z_]*(timestamp|ts|cutoff|seen)[a-z_]*"\)|\bts)\s*(<|>=|<=|>)\s""")
+
+
+def test_time_comparisons_live_only_in_the_time_module_and_the_feature_engine() -> None:
+    """`before(t)` / `window(t, days)` of omni_ml._time state "strictly before the cutoff" for every other module."""
+    offenders = [
+        f"{name}:{i}: {line.strip()}"
+        for name, text in _sources().items()
+        if not name.startswith(("features/", "simulate/")) and name != "_time.py"
+        for i, line in enumerate(text.splitlines(), start=1)
+        if _TIME_COMPARISON.search(line)
+    ]
+    assert offenders == []
+
+
+def test_the_pattern_would_see_a_stray_comparison() -> None:
+    assert _TIME_COMPARISON.search('    lf.filter(pl.col("timestamp") < moment)')
+    assert _TIME_COMPARISON.search("    past = events.filter(ts >= start)")
+    assert not _TIME_COMPARISON.search("    lf.filter(before(moment))")

@@ -124,6 +124,8 @@ import numpy as np
 import polars as pl
 from sklearn.utils.validation import check_is_fitted
 
+from omni_ml import _time
+from omni_ml._time import before, window
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
 from omni_ml.models._channel_learner import NO_CONTACT, ChannelModel, Learner, Weighting
@@ -323,7 +325,7 @@ def channel_training_data(
     shortened = isinstance(first_contact, dt.datetime) and first_contact > start
     if shortened:
         start = first_contact  # type: ignore[assignment]
-    period = (pl.col("timestamp") >= start) & (pl.col("timestamp") < stop)
+    period = window(start, end=stop)
     outcomes = contact_outcomes(hist, cfg.window_days, as_of=t, incomplete="drop")
     logged = outcomes.filter(period & pl.col("channel").is_in(list(cfg.channels)))
     if isinstance(logged, pl.LazyFrame):
@@ -463,7 +465,7 @@ def _sample_pause_pairs(
             drawn.with_row_index("__u")
             .join(contacts, on="customer_id")
             .filter(
-                (pl.col("__ts") >= pl.col("cutoff").dt.truncate("1d")) & (pl.col("__ts") < pl.col("cutoff") + window)
+                _time.window(pl.col("cutoff").dt.truncate("1d"), end=pl.col("cutoff") + window, column="__ts")
             )
             .select("__u")
             .unique()
@@ -549,7 +551,7 @@ def channel_features(
     check_is_fitted(model, "boosters_")
     t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
     if customers is None:
-        ids = [hist.events.filter(pl.col("timestamp") < t).select("customer_id")]
+        ids = [hist.events.filter(before(t)).select("customer_id")]
         ids += [lf.select("customer_id") for lf in (hist.consents, hist.customers) if lf is not None]
         who = pl.concat(ids).drop_nulls().unique().sort("customer_id").collect()["customer_id"]
     else:
