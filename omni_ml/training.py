@@ -43,7 +43,7 @@ _EVERY = re.compile(r"^\s*(\d+)\s*([dw])\s*$")
 _KEY_COLUMNS = ("customer_id", "cutoff")
 
 #: ``n_cutoffs=None`` takes at most this many cutoffs: 18 x 28 days = 16 months, so the latest label
-#: window's season is also seen a year earlier (measured best on the two-year default world, issue 6).
+#: window's season is also seen a year earlier (``benchmarks/RESULTS.md``, section "Propensity").
 AUTO_MAX_CUTOFFS = 18
 #: ... and at least this many (training, early stopping, calibration and a back-test cutoff), else an error.
 AUTO_MIN_CUTOFFS = 4
