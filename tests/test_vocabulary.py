@@ -52,3 +52,12 @@ def test_the_pattern_would_see_a_stray_comparison() -> None:
     assert _TIME_COMPARISON.search('    lf.filter(pl.col("timestamp") < moment)')
     assert _TIME_COMPARISON.search("    past = events.filter(ts >= start)")
     assert not _TIME_COMPARISON.search("    lf.filter(before(moment))")
+
+
+def test_the_package_ships_its_type_hints() -> None:
+    """PEP 561: ``py.typed`` is in the package and declared as package data."""
+    import tomllib
+
+    assert (PACKAGE / "py.typed").is_file()
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["omni_ml"]
