@@ -31,18 +31,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
 
+from omni_ml._time import as_utc, before
+from omni_ml.config import check_keys, from_mapping, from_yaml
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
 from omni_ml.identity import ensure_resolved
+from omni_ml.models.channel import ChannelConfig
+from omni_ml.models.value import ValueConfig
 from omni_ml.policy import NO_CONTACT, PolicyConfig
+from omni_ml.training import TrainConfig
 
-__all__ = ["NO_CHANNEL_MODEL", "CampaignConfig", "CampaignModel"]
+__all__ = [
+    "NO_CHANNEL_MODEL",
+    "CampaignConfig",
+    "CampaignModel",
+    "CampaignModelLike",
+    "ExperimentConfig",
+    "load_experiment",
+]
 
 NO_CHANNEL_MODEL = "no_channel_model"
 _N_DECILES = 10
@@ -56,12 +69,13 @@ class CampaignConfig:
     ----------
     train
         Propensity recipe: a :class:`~omni_ml.training.TrainConfig` (cutoff spacing and count,
-        back-test cutoffs, LightGBM parameters, feature config) or a mapping of its fields.
+        back-test cutoffs, LightGBM parameters, feature config). A mapping of its fields is converted
+        here, once; ``None`` means the defaults.
     channel
-        Channel-model recipe (:class:`~omni_ml.models.channel.ChannelConfig` or a mapping);
+        Channel-model recipe (:class:`~omni_ml.models.channel.ChannelConfig`; a mapping is converted);
         ``None`` never fits one (every decision is ``no_contact`` / ``no_channel_model``).
     policy
-        Business rules of the decision (:class:`~omni_ml.policy.PolicyConfig` or a mapping).
+        Business rules of the decision (:class:`~omni_ml.policy.PolicyConfig`; a mapping is converted).
     costs_from_contacts
         Replace the policy's channel costs by the mean logged cost per channel (where logged).
     reasons
@@ -75,7 +89,9 @@ class CampaignConfig:
         ``None`` (default): the campaign table's ``customer_value`` (expected revenue over the horizon) is
         the heuristic propensity x orders per buyer x shrunk order value. A
         :class:`~omni_ml.models.value.ValueConfig` or mapping of its fields (``horizon_days`` defaults to
-        the propensity horizon): a LightGBM value model is fitted and predicts it instead.
+        the propensity horizon): a LightGBM value model is fitted and predicts it instead. A mapping is
+        checked here (unknown keys are a :class:`~omni_ml.exceptions.ConfigError`) and completed with
+        the propensity horizon at fit time.
     channel_backtest_days
         Held-out days of the channel policy's off-policy back-test
         (:func:`omni_ml.evaluate.channel_backtest`: learned policy, random channel and always-email, valued
@@ -90,16 +106,40 @@ class CampaignConfig:
     (True, 2)
     """
 
-    train: Any = None
-    channel: Any = dataclasses.field(default_factory=dict)
-    policy: Any = None
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    channel: ChannelConfig | None = dataclasses.field(default_factory=ChannelConfig)
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     costs_from_contacts: bool = True
     reasons: int = 3
     value_margin: float | None = None
-    value_model: Any = None
+    value_model: Any = None  # ValueConfig | Mapping | None: a mapping waits for the propensity horizon
     channel_backtest_days: int | None = 42
 
     def __post_init__(self) -> None:
+        def build(name: str, cls: type, default: Any) -> None:
+            value = getattr(self, name)
+            if value is None:
+                value = default
+            elif isinstance(value, Mapping):
+                value = from_mapping(cls, value, where=f"campaign.{name}")
+            elif not isinstance(value, cls):
+                got = type(value).__name__
+                msg = f"campaign.{name}: expected a {cls.__name__} or a mapping of its fields, got {got}."
+                raise ConfigError(msg)
+            object.__setattr__(self, name, value)
+
+        build("train", TrainConfig, TrainConfig())
+        build("channel", ChannelConfig, None)
+        build("policy", PolicyConfig, PolicyConfig())
+        _check_model_keys(self.train.model)
+        if isinstance(self.value_model, Mapping):
+            # every key checked now (nested features too); built at fit with the propensity horizon as default
+            from_mapping(ValueConfig, {"horizon_days": 1, **self.value_model}, where="campaign.value_model")
+            object.__setattr__(self, "value_model", dict(self.value_model))
+        elif self.value_model is not None and not isinstance(self.value_model, ValueConfig):
+            got = type(self.value_model).__name__
+            msg = f"campaign.value_model: expected a ValueConfig, a mapping or None, got {got}."
+            raise ConfigError(msg)
         if not isinstance(self.reasons, int) or isinstance(self.reasons, bool) or not 0 <= self.reasons <= 20:
             msg = f"CampaignConfig.reasons must be an integer in 0..20 (got {self.reasons!r})."
             raise ConfigError(msg)
@@ -113,51 +153,73 @@ class CampaignConfig:
             msg = f"CampaignConfig.channel_backtest_days must be None or an integer >= 7 (got {days!r})."
             raise ConfigError(msg)
 
-    def resolved(self) -> tuple[Any, Any, PolicyConfig]:
-        """The (TrainConfig, ChannelConfig | None, PolicyConfig) this config describes."""
-        from omni_ml.config import from_mapping
-        from omni_ml.models.channel import ChannelConfig
-        from omni_ml.training import TrainConfig
-
-        def build(cls: type, value: Any, where: str) -> Any:
-            if value is None or isinstance(value, cls):
-                return value
-            if isinstance(value, dict):
-                return from_mapping(cls, value, where=where)
-            msg = f"{where}: expected a {cls.__name__} or a mapping of its fields, got {type(value).__name__}."
-            raise ConfigError(msg)
-
-        train = build(TrainConfig, self.train, "CampaignConfig.train") or TrainConfig()
-        channel = build(ChannelConfig, self.channel, "CampaignConfig.channel")
-        policy = build(PolicyConfig, self.policy, "CampaignConfig.policy") or PolicyConfig()
-        return train, channel, policy
+    def resolved(self) -> tuple[TrainConfig, ChannelConfig | None, PolicyConfig]:
+        """``(train, channel, policy)``: the typed parts (already built by the constructor)."""
+        return self.train, self.channel, self.policy
 
 
-def _utc(value: str | dt.date | dt.datetime) -> dt.datetime:
-    from omni_ml.training import to_utc
+def _check_model_keys(model: Mapping[str, Any]) -> None:
+    """Unknown :class:`~omni_ml.models.PropensityModel` settings under ``train.model`` are a ConfigError."""
+    from omni_ml.models import PropensityModel
 
-    return to_utc(value)
+    check_keys(model, PropensityModel().get_params(), where="campaign.train.model", what="PropensityModel")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """An experiment YAML (``experiments/*.yaml``): its MLflow experiment name and the campaign recipe.
+
+    Examples
+    --------
+    >>> cfg = from_mapping(ExperimentConfig, {"experiment": "x", "campaign": {"channel": None, "reasons": 1}})
+    >>> cfg.experiment, cfg.campaign.channel, cfg.campaign.reasons
+    ('x', None, 1)
+    """
+
+    experiment: str | None = None
+    campaign: CampaignConfig = dataclasses.field(default_factory=CampaignConfig)
+
+    def __post_init__(self) -> None:
+        if self.campaign is None:
+            object.__setattr__(self, "campaign", CampaignConfig())
+        elif isinstance(self.campaign, Mapping):
+            object.__setattr__(self, "campaign", from_mapping(CampaignConfig, self.campaign, where="campaign"))
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML once into typed settings; a misspelt key at any level is a ConfigError.
+
+    Raises
+    ------
+    ConfigError
+        Missing or invalid file, or an unknown key (named with its closest known key).
+    """
+    return from_yaml(ExperimentConfig, path)
+
+
+@runtime_checkable
+class CampaignModelLike(Protocol):
+    """What scoring, tracking and the MLflow pyfunc need of a campaign model (:class:`CampaignModel` has it)."""
+
+    def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
+        """The campaign table as of ``as_of``."""
+        ...
+
+    def output_schema(self, *, reasons: int = 3) -> pl.Schema:
+        """Columns and types of :meth:`score`."""
+        ...
 
 
 def _before(hist: Histories, moment: dt.datetime) -> Histories:
     """Only rows strictly before ``moment``: nothing a model fitted at ``moment`` could not have known."""
     changes: dict[str, Any] = {
-        table: lf.filter(pl.col("timestamp") < moment)
+        table: lf.filter(before(moment))
         for table, lf in hist.tables().items()
         if "timestamp" in lf.collect_schema().names()
     }
     if hist.report is not None:
         changes["report"] = dataclasses.replace(hist.report, as_of=moment)
     return hist.replace(**changes)
-
-
-def _feature_config(value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    from omni_ml.config import from_mapping
-    from omni_ml.features import FeatureConfig
-
-    return from_mapping(FeatureConfig, value, where="CampaignConfig.train.features")
 
 
 def _ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
@@ -187,6 +249,8 @@ class CampaignModel:
 
     Attributes
     ----------
+    config_ : CampaignConfig
+        The config the fit used (``fit(config=...)`` or the constructor's or the defaults).
     as_of_ : datetime
         The as-of date of training (UTC). Scoring earlier than this would use a model that saw the future.
     horizon_days_ : int
@@ -260,7 +324,8 @@ class CampaignModel:
         horizon_days
             Propensity horizon in days.
         config
-            Overrides the config given to the constructor.
+            Used instead of the config given to the constructor for this fit (``self.config`` is left as
+            it was; the config used is ``config_``).
 
         Returns
         -------
@@ -278,10 +343,8 @@ class CampaignModel:
         from omni_ml.training import training_cutoffs, training_set
 
         cfg = config or self.config or CampaignConfig()
-        if config is not None:
-            self.config = config
-        train_cfg, channel_cfg, policy = cfg.resolved()
-        moment = _utc(as_of)
+        train_cfg, channel_cfg, policy = cfg.train, cfg.channel, cfg.policy
+        moment = as_utc(as_of, name="as_of")
         # The propensity rows at each cutoff t see identity links known before t only: training_set resolves
         # unresolved histories as of each cutoff (a link made at a later purchase, e.g. a login at checkout,
         # must not merge browsing into a row at t). The rest of the fit works on the histories as of `moment`.
@@ -289,7 +352,7 @@ class CampaignModel:
         hist = ensure_resolved(raw, moment)
 
         cuts = training_cutoffs(moment, horizon_days, every_days=train_cfg.every_days, n=train_cfg.n_cutoffs)
-        ts = training_set(raw, cuts, horizon_days, config=_feature_config(train_cfg.features), as_of=moment)
+        ts = training_set(raw, cuts, horizon_days, config=train_cfg.features, as_of=moment)
         propensity, report = fit_propensity(hist, moment, horizon_days, train_cfg, ts=ts)
 
         latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
@@ -326,6 +389,7 @@ class CampaignModel:
                 except DataInsufficientError as exc:
                     note = f"channel back-test skipped: {exc}"
 
+        self.config_ = cfg
         self.as_of_ = moment
         self.horizon_days_ = int(horizon_days)
         self.feature_set_ = ts.feature_set
@@ -345,7 +409,7 @@ class CampaignModel:
         return self
 
     def _fit_value(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
-        from omni_ml.models.value import CustomerValueModel, OrderValueStats, ValueConfig
+        from omni_ml.models.value import CustomerValueModel, OrderValueStats
 
         try:
             self.value_stats_: Any = OrderValueStats.fit(hist, moment, horizon_days=self.horizon_days_)
@@ -355,9 +419,7 @@ class CampaignModel:
         self.value_model_: Any = None
         if cfg.value_model is not None:
             vcfg = cfg.value_model
-            if isinstance(vcfg, dict):
-                from omni_ml.config import from_mapping
-
+            if isinstance(vcfg, Mapping):
                 vcfg = from_mapping(ValueConfig, {"horizon_days": self.horizon_days_, **vcfg}, where="value_model")
             self.value_model_ = CustomerValueModel(vcfg).fit(hist, moment)
 
@@ -416,7 +478,7 @@ class CampaignModel:
         self._check_fitted()
         k = self.reasons_ if reasons is None else int(reasons)
         schema = self.output_schema(reasons=k)
-        moment = _utc(as_of)
+        moment = as_utc(as_of, name="as_of")
         hist = ensure_resolved(hist, moment)
         features = build_features(hist, moment, feature_set=self.feature_set_)
         if features.height == 0:

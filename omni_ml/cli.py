@@ -195,8 +195,7 @@ def train(
     """Train the campaign model (propensity, channel, policy), back-test it out of time, log it to MLflow."""
     import warnings
 
-    from omni_ml.campaign import CampaignConfig, CampaignModel
-    from omni_ml.config import from_yaml
+    from omni_ml.campaign import CampaignModel, load_experiment
     from omni_ml.data import load_histories
     from omni_ml.exceptions import ConfigError
 
@@ -211,12 +210,10 @@ def train(
     settings = None
     horizon_days, train_as_of = horizon, as_of
     if config is not None:
-        import yaml
-
-        raw = yaml.safe_load(config.read_text()) if config.is_file() else None
-        settings = from_yaml(CampaignConfig, config, section="campaign")
-        if isinstance(raw, dict):
-            experiment = str(raw.get("experiment", experiment)) if experiment == "omni_ml" else experiment
+        loaded = load_experiment(config)  # read once; a misspelt key at any level is an error (exit 2)
+        settings = loaded.campaign
+        if loaded.experiment is not None and experiment == "omni_ml":
+            experiment = str(loaded.experiment)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         hist = load_histories(directory, as_of=train_as_of)

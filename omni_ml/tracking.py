@@ -22,11 +22,15 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from omni_ml.exceptions import ModelNotFoundError
+
+if TYPE_CHECKING:
+    from omni_ml.campaign import CampaignConfig, CampaignModel, CampaignModelLike
+    from omni_ml.data import Histories
 
 __all__ = [
     "LoadedModel",
@@ -73,7 +77,7 @@ class TrackedRun:
 class LoadedModel:
     """A campaign model with its lineage (written into every campaign file)."""
 
-    model: Any
+    model: CampaignModelLike
     model_uri: str
     model_version: str | None
     run_id: str | None
@@ -238,7 +242,7 @@ def _clean_metric_name(name: str) -> str:
 
 
 def log_run(
-    model: Any,
+    model: CampaignModelLike,
     *,
     metrics: Mapping[str, float] | None = None,
     params: Mapping[str, Any] | None = None,
@@ -659,11 +663,11 @@ def _feature_table(feature_set: Any) -> pl.DataFrame:
 
 
 def train_campaign(
-    hist: Any,
+    hist: Histories,
     as_of: str | dt.date | dt.datetime,
     horizon_days: int,
     *,
-    config: Any = None,
+    config: CampaignConfig | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     run_name: str | None = None,
     register_as: str | None = None,
@@ -672,7 +676,7 @@ def train_campaign(
     explain_sample: int = 2000,
     source: str | None = None,
     seed: int = 0,
-) -> tuple[Any, TrackedRun]:
+) -> tuple[CampaignModel, TrackedRun]:
     """Fit a :class:`~omni_ml.campaign.CampaignModel` at ``as_of`` and log it as one MLflow run.
 
     Logged: parameters (horizon, cutoffs, feature families, model, channel and policy settings),
@@ -694,7 +698,7 @@ def train_campaign(
     -------
     (CampaignModel, TrackedRun)
     """
-    from omni_ml.campaign import CampaignConfig, CampaignModel
+    from omni_ml.campaign import CampaignConfig, CampaignModel  # noqa: F811 - the runtime import
     from omni_ml.explain import global_importance, plot_beeswarm, plot_importance
     from omni_ml.features import build_features
     from omni_ml.identity import ensure_resolved
@@ -704,7 +708,8 @@ def train_campaign(
         msg = "alias given without register_as. Hint: pass --register-as NAME together with --alias."
         raise ValueError(msg)
     moment = to_utc(as_of)
-    train_cfg, channel_cfg, _policy = (config or CampaignConfig()).resolved()
+    cfg = config or CampaignConfig()
+    train_cfg, channel_cfg = cfg.train, cfg.channel
     title = run_name or f"campaign-{moment:%Y-%m-%d}-h{horizon_days}"
     with _run(experiment, run_name=title, tracking_uri=tracking_uri) as (run, exp, uri):
         import mlflow
@@ -722,7 +727,7 @@ def train_campaign(
         )
         # The very call `omni-ml train --no-tracking` makes, on the same (unresolved) histories: the fit
         # resolves identities as of each training cutoff itself.
-        model = CampaignModel(config).fit(hist, moment, horizon_days=horizon_days)
+        model = CampaignModel(cfg).fit(hist, moment, horizon_days=horizon_days)
         report = model.report_
 
         scoring_rows = build_features(ensure_resolved(hist, moment), moment, feature_set=model.feature_set_)

@@ -22,6 +22,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "unsubscribe",
 )
 UNKNOWN_CHANNEL = "unknown"
+#: The action of not contacting a customer: a ``best_channel`` / ``recommended_channel`` of the campaign
+#: file, an arm of the channel model and a logged action of off-policy evaluation, beside the channels.
+NO_CONTACT = "no_contact"
 TIMESTAMP = pl.Datetime("us", "UTC")
 
 _STR = pl.String

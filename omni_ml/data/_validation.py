@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import polars as pl
 
+from omni_ml._time import before
 from omni_ml.data._contract import (
     _COUNTED,
     _HASHED_MIN_ROWS,
@@ -101,7 +102,7 @@ def _summary_aggs(table: str, cols: set[str], as_of: dt.datetime | None) -> list
         ts = pl.col("timestamp")
         aggs += [ts.min().alias("__start"), ts.max().alias("__end")]
         if as_of is not None:
-            aggs.append((ts >= as_of).sum().alias("__future"))
+            aggs.append((~before(as_of)).sum().alias("__future"))
     if "customer_id" in cols:
         aggs.append(pl.col("customer_id").null_count().alias("__customer_nulls"))
     return aggs

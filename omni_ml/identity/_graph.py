@@ -11,7 +11,7 @@ import polars as pl
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from omni_ml._time import as_utc
+from omni_ml._time import as_utc, before
 from omni_ml.data import Histories
 from omni_ml.exceptions import SchemaError
 from omni_ml.identity._rules import (
@@ -73,14 +73,14 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
     components are integer arrays: no string joins over the links.
     """
     ts = pl.col("timestamp")
-    known_ts = (ts if moment is None else pl.when(ts < moment).then(ts)).dt.epoch("us")
+    known_ts = (ts if moment is None else pl.when(before(moment)).then(ts)).dt.epoch("us")
     primary = f"{rules.primary_type}:"
     queries: list[pl.LazyFrame] = []
     links = hist.identity_links
     if links is not None:
-        after = (ts >= moment).sum() if moment else pl.lit(0)
+        after = (~before(moment)).sum() if moment else pl.lit(0)
         queries.append(links.select(pl.len().alias("total"), after.alias("after")))
-        known = links if moment is None else links.filter(ts < moment)
+        known = links if moment is None else links.filter(before(moment))
         queries.append(known.select("identifier_a", "identifier_b", ts.dt.epoch("us").alias("t")))
     tables = [t for t in _KEYED_TABLES if getattr(hist, t) is not None]
     for t in tables:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._time import before, window
 from omni_ml.data import Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError, SchemaError
 
@@ -47,9 +48,8 @@ def _utc(value: str | dt.date | dt.datetime) -> dt.datetime:
 
 
 def _purchases(hist: Histories, start: dt.datetime, end: dt.datetime) -> pl.LazyFrame:
-    ts = pl.col("timestamp")
     return hist.events.filter(
-        (pl.col("event_type") == "purchase") & (ts >= start) & (ts < end) & pl.col("customer_id").is_not_null()
+        (pl.col("event_type") == "purchase") & window(start, end=end) & pl.col("customer_id").is_not_null()
     ).select("customer_id", pl.col("amount").fill_null(0.0).cast(pl.Float64))
 
 
@@ -303,7 +303,7 @@ class CustomerValueModel:
             from omni_ml.features import FeatureConfig
 
             feature_cfg = from_mapping(FeatureConfig, feature_cfg, where="ValueConfig.features")
-        past = hist.replace(events=hist.events.filter(pl.col("timestamp") < t))
+        past = hist.replace(events=hist.events.filter(before(t)))
         cuts = training_cutoffs(t, cfg.horizon_days, every_days=cfg.every_days, n=cfg.n_cutoffs)
         ts = training_set(past, cuts, cfg.horizon_days, config=feature_cfg, as_of=t)
         y = purchase_labels(past, ts.keys, cfg.horizon_days, as_of=t)["revenue"].to_numpy().astype(np.float64)

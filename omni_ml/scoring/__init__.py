@@ -50,7 +50,7 @@ from typing import Any, Literal
 import polars as pl
 
 from omni_ml._time import as_utc
-from omni_ml.data import Histories, UnknownTableWarning, load_histories
+from omni_ml.data import NO_CONTACT, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
 from omni_ml.identity import ensure_resolved
 from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, bucket_of, stable_hash, uniform_from_hash
@@ -72,7 +72,6 @@ __all__ = [
 CHUNK_CUSTOMERS = 250_000
 """Customers per chunk when ``chunks`` is not given."""
 
-NO_CONTACT = "no_contact"
 CONTROL_RULE = "control_group"
 _PERSON_TABLES = ("events", "contacts", "consents", "customers")
 _LINEAGE: dict[str, pl.DataType] = {"model_uri": pl.String(), "model_version": pl.String(), "run_id": pl.String()}

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from omni_ml.data import NO_CONTACT
 from omni_ml.exceptions import ConfigError, SchemaError
 from omni_ml.simulate.config import SimulationConfig
 from omni_ml.simulate.world import load_config, simulate
@@ -24,7 +25,6 @@ __all__ = ["ensure_world", "policy_value", "purchase_outcomes", "world_window"]
 
 _TABLES = ("events", "contacts", "consents", "identity_links", "customers")
 _TRUTH = ("identity", "propensity", "channel_response", "future_events")
-_NO_CONTACT = "no_contact"
 
 
 def _complete(path: Path) -> bool:
@@ -185,7 +185,7 @@ def policy_value(decisions: pl.DataFrame, world: str | Path | pl.DataFrame, conv
     j = decisions.select("customer_id", "best_channel").join(
         truth, left_on=["customer_id", "best_channel"], right_on=["customer_id", "channel"], how="left"
     )
-    contacted = pl.col("best_channel") != _NO_CONTACT
+    contacted = pl.col("best_channel") != NO_CONTACT
     out = j.select(
         pl.when(contacted)
         .then((pl.col("p_if_contacted") - pl.col("p_if_not")) * conversion_value - pl.col("cost"))

@@ -27,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from omni_ml.config import from_mapping
+from omni_ml.data import NO_CONTACT
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 from omni_ml.simulate.columns import ParquetTable, codes, to_polars
 from omni_ml.simulate.config import AGE_BANDS, CHANNEL_COST, CHANNELS, REGIONS, SimulationConfig
@@ -46,7 +47,6 @@ from omni_ml.simulate.truth import purchase_probability
 __all__ = ["continue_world", "simulate"]
 
 Progress = Callable[[int, int], None]
-NO_CONTACT = "no_contact"
 CONVERSION_DAYS = 7
 _FUTURE_REGIME = (
     "No outbound contacts in the future window [end, end + future_days) unless a campaign is applied "
