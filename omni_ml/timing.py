@@ -4,12 +4,13 @@
 the day and the days of the week, and recommends ``send_hour`` (0-23), ``send_weekday`` (1 = Monday) and
 ``send_on`` (a date within the campaign period) for the channel a decision chose.
 
-**Hour and weekday (empirical Bayes).** The engagement events (``visit, open, click, purchase`` by
-default; ``open`` and ``click`` only for the weekday, because purchases and the visits around them follow
-the retailer's weekly buying cycle rather than the person's) strictly before the cutoff, within
+**Hour and weekday (empirical Bayes).** The engagement events (``visit, open, click, purchase`` for the
+hour; ``visit`` for the weekday by default: purchases follow the retailer's weekly buying cycle and opens
+the days the campaigns were sent, rather than the person's week) strictly before the cutoff, within
 ``lookback_days``, are counted per customer into 24 hour bins and 7 weekday bins, in the customer's own
 time zone (``customers.time_zone``, an IANA name) or UTC. Events on the chosen channel count 1, events on
-other channels ``other_channel_weight``. The counts are one draw of a Dirichlet-multinomial whose
+other channels ``other_channel_weight`` (1 by default: on the simulated worlds one pooled profile per
+person beat channel-specific ones, see ``benchmarks/RESULTS.md``). The counts are one draw of a Dirichlet-multinomial whose
 Dirichlet mean is the customer's *segment* profile and whose concentration ``alpha`` is estimated by
 maximising the Dirichlet-multinomial marginal likelihood of all customers' counts over a grid (Minka
 2000, "Estimating a Dirichlet distribution"); the segment profile is itself shrunk to the population's.
@@ -22,8 +23,9 @@ The segment is the ``customers`` column named by ``segment_by``; ``"auto"`` pick
 in entropy, at least ``min_information`` bits), or none.
 
 **Day of the campaign period.** ``send_on`` is the day ``d`` of ``[as_of, as_of + period_days)`` (in the
-customer's time zone) with the highest ``hazard_d * weekday_d``: ``weekday_d`` is the customer's weekday
-profile relative to a flat week (1 on average), and ``hazard_d = 1 + cycle_d + browsing_d`` an index of the
+customer's time zone) with the highest ``hazard_d * weekday_d * wait_discount ** d``: ``weekday_d`` is the
+customer's weekday profile relative to a flat week (1 on average; a flat profile, as for a customer without
+weekday evidence, leaves the day to the hazard and to the discount of waiting), and ``hazard_d = 1 + cycle_d + browsing_d`` an index of the
 customer's purchase hazard: ``cycle_d`` a bump of height ``cycle_weight`` around the day their next
 purchase is due (last purchase + their mean gap between purchases, shrunk to the population's; so a
 recent buyer with a 30-day cycle waits), ``browsing_d = browsing_weight * sessions of the last 3 days *
@@ -74,7 +76,8 @@ class TimingConfig:
     hour_event_types, weekday_event_types
         Event types counted as engagement for the hour and for the weekday.
     other_channel_weight
-        Weight of engagement on other channels than the chosen one.
+        Weight of engagement on other channels than the chosen one (1: one profile of the person for
+        every channel; lower values make the profile channel-specific).
     segment_by
         ``customers`` column of the segment, ``"auto"`` or ``None`` (the population only).
     min_information
@@ -83,18 +86,21 @@ class TimingConfig:
         Standard deviation (in hours) of the circular smoothing of the hour profile.
     cycle_weight, browsing_weight
         Heights of the purchase-cycle bump and of the browsing-now term of the hazard index.
+    wait_discount
+        Factor per day of waiting applied to a day's score (in ``(0, 1]``; 1: waiting is free).
     """
 
     period_days: int = 7
     lookback_days: int = 365
     hour_event_types: tuple[str, ...] = ("visit", "open", "click", "purchase")
-    weekday_event_types: tuple[str, ...] = ("open", "click", "visit")
-    other_channel_weight: float = 0.5
+    weekday_event_types: tuple[str, ...] = ("visit",)
+    other_channel_weight: float = 1.0
     segment_by: str | None = "auto"
     min_information: float = 0.01
-    smoothing_hours: float = 1.0
+    smoothing_hours: float = 1.5
     cycle_weight: float = 0.5
     browsing_weight: float = 0.5
+    wait_discount: float = 0.95
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +111,8 @@ class TimingConfig:
         for name in ("other_channel_weight", "smoothing_hours", "cycle_weight", "browsing_weight", "min_information"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not 0 < self.wait_discount <= 1:
+            problems.append(f"wait_discount must be within (0, 1] (got {self.wait_discount})")
         if problems:
             msg = "TimingConfig: " + "; ".join(problems) + ". Hint: see the TimingConfig docstring for defaults."
             raise ConfigError(msg)
@@ -665,7 +673,8 @@ class SendTimeModel:
         start_wd = start.dt.weekday().to_numpy().astype(np.int64) - 1 if n else np.zeros(0, dtype=np.int64)
         wd = (start_wd[:, None] + np.arange(p)[None, :]) % WEEKDAYS
         week = np.take_along_axis(affinity, wd, axis=1) if n else np.zeros((0, p))
-        score = np.where(allowed, hazard * week, -np.inf)
+        discount = cfg.wait_discount ** np.arange(p, dtype=np.float64)[None, :]
+        score = np.where(allowed, hazard * week * discount, -np.inf)
         best = np.argmax(score, axis=1) if n else np.zeros(0, dtype=np.int64)
         any_ok = allowed.any(axis=1)
         first = np.where(any_ok, np.argmax(allowed, axis=1), -1)

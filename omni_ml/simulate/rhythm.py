@@ -15,8 +15,10 @@ simulated retailer's customers share one clock and the customers table has no ``
 *activity* density: with probability 0.7 around the channel's best hour (``N(h, 1.25 h)``), otherwise
 uniform over 07:00-23:00. A store purchase keeps a time within opening hours (09:00-20:00). An open is
 the person's next active moment after the send (so e-mails sent at 09:00 are opened in the evening by
-evening people). Background browsing is more likely on days near the best weekday (the daily browse
-probability times the weekday curve below, mean 1 over the week).
+evening people). Background browsing is more likely on days near the best weekday: the daily browse
+probability is multiplied by ``vm7(w - d; BROWSE_WEEKDAY_KAPPA)`` (below; mean 1 over the week, 1.5: the
+best day about 17 times as busy as the worst). The habit of visiting on some days is stronger than
+the effect of a message on those days (``kappa_weekday``).
 
 **The effect curve** (recorded in ``truth/world.json`` under ``send_time``). A contact on channel ``c``
 sent at hour ``s`` (a real number: 09:30 is 9.5) of weekday ``w`` adds ``uplift * fatigue_factor * m``
@@ -77,6 +79,7 @@ MODE_PROBS: tuple[tuple[float, ...], ...] = (
 )
 EMAIL_SD, MOBILE_SD = 0.75, 1.0  # hours: person around the mode; mobile around e-mail
 ACTIVITY_SD, ACTIVITY_FOCUS = 1.25, 0.7  # activity density around the best hour, and its weight
+BROWSE_WEEKDAY_KAPPA = 1.5
 _MOBILE = ("sms", "push", "call_center")
 _FLAT = ("direct_mail",)
 
@@ -147,7 +150,7 @@ class Rhythm:
 
     def weekday_factor(self, weekday: int) -> np.ndarray:
         """(n,) multiplier of the background browsing probability on ``weekday`` (mean 1 over the week)."""
-        return _weekday_table(self.kappa_weekday)[(weekday - self.best_weekday) % 7].astype(np.float32)
+        return _weekday_table(BROWSE_WEEKDAY_KAPPA)[(weekday - self.best_weekday) % 7].astype(np.float32)
 
     def best_integer_hour(self) -> np.ndarray:
         """(n, 5) the whole hour ``H`` (a send at ``H:00``) with the largest effect: the nearest to the best hour."""
@@ -217,5 +220,6 @@ def curve_description(cfg: SimulationConfig) -> dict[str, Any]:
         "mode_probabilities_by_age_band": {a: list(p) for a, p in zip(AGE_BANDS, MODE_PROBS, strict=True)},
         "hour_sd": {"email_around_mode": EMAIL_SD, "mobile_around_email": MOBILE_SD, "activity": ACTIVITY_SD},
         "activity_focus": ACTIVITY_FOCUS,
+        "browse_weekday_kappa": BROWSE_WEEKDAY_KAPPA,
         "best_weekday": "uniform over Monday..Sunday",
     }
