@@ -10,8 +10,9 @@ the days the campaigns were sent, rather than the person's week) strictly before
 ``lookback_days``, are counted per customer into 24 hour bins and 7 weekday bins, in the customer's own
 time zone (``customers.time_zone``, an IANA name) or UTC. Events on the chosen channel count 1, events on
 other channels ``other_channel_weight`` (1 by default: on the simulated worlds one pooled profile per
-person beat channel-specific ones, see ``benchmarks/RESULTS.md``). The counts are one draw of a Dirichlet-multinomial whose
-Dirichlet mean is the customer's *segment* profile and whose concentration ``alpha`` is estimated by
+person beat channel-specific ones, see ``benchmarks/RESULTS.md``). The counts are one draw of a
+Dirichlet-multinomial whose Dirichlet mean is the customer's *segment* profile and whose concentration
+``alpha`` is estimated by
 maximising the Dirichlet-multinomial marginal likelihood of all customers' counts over a grid (Minka
 2000, "Estimating a Dirichlet distribution"); the segment profile is itself shrunk to the population's.
 A customer's posterior mean ``(n + alpha p_segment) / (N + alpha)`` is smoothed circularly (a Gaussian
@@ -25,8 +26,8 @@ in entropy, at least ``min_information`` bits), or none.
 **Day of the campaign period.** ``send_on`` is the day ``d`` of ``[as_of, as_of + period_days)`` (in the
 customer's time zone) with the highest ``hazard_d * weekday_d * wait_discount ** d``: ``weekday_d`` is the
 customer's weekday profile relative to a flat week (1 on average; a flat profile, as for a customer without
-weekday evidence, leaves the day to the hazard and to the discount of waiting), and ``hazard_d = 1 + cycle_d + browsing_d`` an index of the
-customer's purchase hazard: ``cycle_d`` a bump of height ``cycle_weight`` around the day their next
+weekday evidence, leaves the day to the hazard and to the discount of waiting), and
+``hazard_d = 1 + cycle_d + browsing_d`` an index of the customer's purchase hazard: ``cycle_d`` a bump of height ``cycle_weight`` around the day their next
 purchase is due (last purchase + their mean gap between purchases, shrunk to the population's; so a
 recent buyer with a 30-day cycle waits), ``browsing_d = browsing_weight * sessions of the last 3 days *
 exp(-d / 2)`` (a customer browsing now goes today). Ties go to the earliest day.
