@@ -26,11 +26,11 @@ in entropy, at least ``min_information`` bits), or none.
 **Day of the campaign period.** ``send_on`` is the day ``d`` of ``[as_of, as_of + period_days)`` (in the
 customer's time zone) with the highest ``hazard_d * weekday_d * wait_discount ** d``: ``weekday_d`` is the
 customer's weekday profile relative to a flat week (1 on average; a flat profile, as for a customer without
-weekday evidence, leaves the day to the hazard and to the discount of waiting), and
-``hazard_d = 1 + cycle_d + browsing_d`` an index of the customer's purchase hazard: ``cycle_d`` a bump of
-height ``cycle_weight`` around the day their next purchase is due (last purchase + their mean gap between purchases, shrunk to the population's; so a
-recent buyer with a 30-day cycle waits), ``browsing_d = browsing_weight * sessions of the last 3 days *
-exp(-d / 2)`` (a customer browsing now goes today). Ties go to the earliest day.
+weekday evidence, leaves the day to the hazard and to the discount of waiting), and ``hazard_d = 1 + cycle_d +
+browsing_d`` an index of the customer's purchase hazard: ``cycle_d`` a bump of height ``cycle_weight`` around
+the day their next purchase is due (last purchase + their mean gap between purchases, shrunk to the
+population's; so a recent buyer with a 30-day cycle waits), ``browsing_d = browsing_weight * sessions of the
+last 3 days * exp(-d / 2)`` (a customer browsing now goes today). Ties go to the earliest day.
 
 **Rules at the send time.** A day is allowed only if, at its send instant, the customer has fewer than
 ``max_contacts_7d`` / ``max_contacts_30d`` contacts in the 7 / 30 days before it, the last contact is more
