@@ -26,11 +26,12 @@ in entropy, at least ``min_information`` bits), or none.
 **Day of the campaign period.** ``send_on`` is the day ``d`` of ``[as_of, as_of + period_days)`` (in the
 customer's time zone) with the highest ``hazard_d * weekday_d * wait_discount ** d``: ``weekday_d`` is the
 customer's weekday profile relative to a flat week (1 on average; a flat profile, as for a customer without
-weekday evidence, leaves the day to the hazard and to the discount of waiting), and ``hazard_d = 1 + cycle_d +
-browsing_d`` an index of the customer's purchase hazard: ``cycle_d`` a bump of height ``cycle_weight`` around
-the day their next purchase is due (last purchase + their mean gap between purchases, shrunk to the
-population's; so a recent buyer with a 30-day cycle waits), ``browsing_d = browsing_weight * sessions of the
-last 3 days * exp(-d / 2)`` (a customer browsing now goes today). Ties go to the earliest day.
+weekday evidence, leaves the day to the hazard and to the discount of waiting), and ``hazard_d =
+cycle_d * (1 + browsing_d)`` the customer's purchase hazard relative to today's. ``cycle_d = ((s + d + 1) /
+(s + 1)) ** cycle_weight`` with ``s`` the days since their last purchase, capped at their mean gap between
+purchases (shrunk to the population's): a Weibull hazard rising until the next purchase is due, flat after
+(so a recent buyer with a 30-day cycle waits); ``browsing_d = browsing_weight * visits of the last 3 days *
+exp(-d / 2)`` (a customer browsing now goes today). Ties go to the earliest day.
 
 **Rules at the send time.** A day is allowed only if, at its send instant, the customer has fewer than
 ``max_contacts_7d`` / ``max_contacts_30d`` contacts in the 7 / 30 days before it, the last contact is more
@@ -86,7 +87,7 @@ class TimingConfig:
     smoothing_hours
         Standard deviation (in hours) of the circular smoothing of the hour profile.
     cycle_weight, browsing_weight
-        Heights of the purchase-cycle bump and of the browsing-now term of the hazard index.
+        Shape - 1 of the rising purchase hazard after a purchase, and the weight of browsing now.
     wait_discount
         Factor per day of waiting applied to a day's score (in ``(0, 1]``; 1: waiting is free).
     """
@@ -99,7 +100,7 @@ class TimingConfig:
     segment_by: str | None = "auto"
     min_information: float = 0.01
     smoothing_hours: float = 1.5
-    cycle_weight: float = 0.5
+    cycle_weight: float = 1.0
     browsing_weight: float = 0.5
     wait_discount: float = 0.95
 
@@ -580,10 +581,10 @@ class SendTimeModel:
         )
         due = gap - since  # days from as_of to the expected next purchase (nan: never bought)
         days = np.arange(p, dtype=np.float64)[None, :]
-        width = 0.25 * gap[:, None] + 1.0
-        cycle = np.where(
-            np.isnan(due)[:, None], 0.0, cfg.cycle_weight * np.exp(-0.5 * ((days - due[:, None]) / width) ** 2)
-        )
+        # a rising (Weibull) hazard until the next purchase is due, relative to today's; flat once due
+        elapsed = np.minimum(since[:, None] + days, gap[:, None])
+        start = np.minimum(since[:, None], gap[:, None])
+        cycle = np.where(np.isnan(due)[:, None], 1.0, ((elapsed + 1.0) / (start + 1.0)) ** cfg.cycle_weight)
         recent = (
             events.filter((pl.col("event_type") == "visit") & (pl.col("timestamp") >= moment - dt.timedelta(days=3)))
             .group_by("customer_id")
@@ -591,12 +592,9 @@ class SendTimeModel:
         )
         sessions = ids.to_frame().join(recent, on="customer_id", how="left", maintain_order="left")["len"]
         browse = cfg.browsing_weight * sessions.fill_null(0).to_numpy()[:, None] * np.exp(-days / 2.0)
-        hazard = 1.0 + cycle + browse
-        driver = np.where(
-            browse > cycle, "browsing", np.where(cycle > 0.05 * cfg.cycle_weight, "purchase_cycle", "weekday")
-        )
-        driver = np.where((browse < 0.05) & (cycle < 0.05 * max(cfg.cycle_weight, 1e-9)), "weekday", driver)
-        return hazard, driver.reshape(n, p), np.round(due, 1)
+        hazard = cycle * (1.0 + browse)
+        driver = np.where(browse[:, :1] > 0.05, "browsing", np.where(cycle[:, -1:] > 1.2, "purchase_cycle", "weekday"))
+        return hazard, np.broadcast_to(driver, (n, p)), np.round(due, 1)
 
     def _schedule(
         self,
