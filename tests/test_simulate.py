@@ -19,7 +19,7 @@ from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 from omni_ml.simulate import SimulationConfig, continue_world, load_config, preset, simulate
 
 TABLES = ("events", "contacts", "consents", "identity_links", "customers")
-TRUTH = ("identity", "propensity", "channel_response", "future_events")
+TRUTH = ("identity", "propensity", "channel_response", "future_events", "send_time")
 CFG = preset("small")
 END = dt.datetime(CFG.end.year, CFG.end.month, CFG.end.day, tzinfo=dt.UTC)
 
