@@ -330,3 +330,26 @@ def test_model_beats_the_population_mode_for_customers_with_history_24(small_wor
     rich = rec.filter(pl.col("send_time_events") >= 5)
     assert rich.height > 200
     assert hit(rich["send_hour"], rich["best_hour"]) > hit(pl.Series([pop] * rich.height), rich["best_hour"]) + 0.3
+
+
+def test_campaign_table_carries_the_send_time_columns_24(campaign_model_path: Path, small_world: Path) -> None:
+    from omni_ml.campaign import CampaignModel
+    from omni_ml.data import load_histories
+    from omni_ml.identity import resolve_identities
+
+    model = CampaignModel.load(campaign_model_path)
+    as_of = dt.datetime(2024, 12, 15, tzinfo=dt.UTC)
+    hist = resolve_identities(load_histories(small_world), as_of=as_of).collect()
+    table = model.score(hist, as_of, reasons=0)
+    assert table.schema["send_on"] == pl.Date
+    assert table.schema["send_hour"] == pl.Int8
+    for column in ("send_weekday", "send_hour", "send_time_zone", "send_time_reason"):
+        assert table[column].null_count() == 0, column  # cold start included: never null
+    contacted = table["best_channel"] != "no_contact"
+    assert contacted.any()
+    assert (table["send_on"].is_null() == ~contacted).all()
+    on = table.filter(contacted)["send_on"]
+    assert on.min() >= as_of.date()
+    assert on.max() < as_of.date() + dt.timedelta(days=7)
+    assert table["send_hour"].is_between(0, 23).all()
+    assert table["send_weekday"].is_between(1, 7).all()
