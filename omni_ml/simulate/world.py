@@ -386,7 +386,8 @@ def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFram
 
 def _campaign_times(cfg: SimulationConfig, world: Path, campaign: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Send day after ``end`` and UTC second of the day per global person (see :mod:`.schedule`)."""
-    times = send_instants(cfg, campaign.with_columns(pl.col("customer_id").cast(pl.String)))
+    sent = campaign.filter(pl.col("channel").cast(pl.String).str.to_lowercase() != NO_CONTACT)
+    times = send_instants(cfg, sent.with_columns(pl.col("customer_id").cast(pl.String)))
     known = pl.read_parquet(world / "customers.parquet", columns=["customer_id"]).with_row_index("gid")
     joined = times.join(known, on="customer_id", how="inner")
     day = np.zeros(cfg.n_customers, dtype=np.int64)
