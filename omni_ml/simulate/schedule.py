@@ -44,6 +44,8 @@ def send_instants(cfg: SimulationConfig, campaign: pl.DataFrame) -> pl.DataFrame
     """
     end = dt.datetime.combine(cfg.end, dt.time(), tzinfo=dt.UTC)
     stop = end + dt.timedelta(days=cfg.future_days)
+    if campaign.height == 0:
+        return pl.DataFrame(schema={"customer_id": pl.String, "send_day": pl.Int64, "send_sec": pl.Int64})
     frame = campaign.select("customer_id")
     if "send_on" in campaign.columns:
         on = campaign["send_on"]
