@@ -59,6 +59,14 @@ __all__ = [
 
 NO_CHANNEL_MODEL = "no_channel_model"
 _N_DECILES = 10
+# the send-time columns of the campaign table (omni_ml.timing), after the reasons
+_SEND_TIME_SCHEMA: dict[str, pl.DataType] = {
+    "send_weekday": pl.Int8(),
+    "send_hour": pl.Int8(),
+    "send_time_zone": pl.String(),
+    "send_on": pl.Date(),
+    "send_time_reason": pl.String(),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +105,10 @@ class CampaignConfig:
         (:func:`omni_ml.evaluate.channel_backtest`: learned policy, random channel and always-email, valued
         over pausing everyone with IPS / SNIPS / DR and 95% intervals); its metrics join ``metrics_``.
         ``None`` skips it.
+    timing
+        Send-time recipe (:class:`~omni_ml.timing.TimingConfig` or a mapping of its fields; ``{}``: its
+        defaults): the campaign table gets ``send_weekday, send_hour, send_time_zone, send_on,
+        send_time_reason``. ``None`` leaves those columns null.
 
     Examples
     --------
@@ -114,6 +126,7 @@ class CampaignConfig:
     value_margin: float | None = None
     value_model: Any = None  # ValueConfig | Mapping | None: a mapping waits for the propensity horizon
     channel_backtest_days: int | None = 42
+    timing: Any = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def build(name: str, cls: type, default: Any) -> None:
@@ -406,7 +419,25 @@ class CampaignModel:
             self.metrics_.update(backtest.metrics)
         self.report_ = report
         self._fit_value(hist, moment, cfg)
+        self._fit_timing(hist, moment, cfg)
         return self
+
+    def _fit_timing(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
+        from omni_ml.config import from_mapping
+        from omni_ml.timing import SendTimeModel, TimingConfig
+
+        self.timing_: Any = None
+        if cfg.timing is None:
+            return
+        tcfg = cfg.timing
+        if isinstance(tcfg, dict):
+            tcfg = from_mapping(TimingConfig, tcfg, where="CampaignConfig.timing")
+        if not isinstance(tcfg, TimingConfig):
+            msg = (
+                f"CampaignConfig.timing: expected a TimingConfig or a mapping of its fields, got {type(tcfg).__name__}."
+            )
+            raise ConfigError(msg)
+        self.timing_ = SendTimeModel(config=tcfg).fit(hist, moment)
 
     def _fit_value(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
         from omni_ml.models.value import CustomerValueModel, OrderValueStats
@@ -441,6 +472,7 @@ class CampaignModel:
         cols.update({"rule": pl.String(), "offer_category": pl.String(), "suppressed_category": pl.String()})
         cols.update({f"reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update({f"channel_reason_{k}": pl.String() for k in range(1, reasons + 1)})
+        cols.update(_SEND_TIME_SCHEMA)
         return pl.Schema(cols)
 
     def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
@@ -461,12 +493,16 @@ class CampaignModel:
         polars.DataFrame
             :meth:`output_schema` columns: ``customer_id, as_of, propensity, propensity_decile (1 = top
             10%), best_channel (or no_contact), expected_uplift, expected_value, customer_value, score_<channel>...,
-            rule, offer_category, suppressed_category, reason_1..reason_K, channel_reason_1..channel_reason_K``.
+            rule, offer_category, suppressed_category, reason_1..reason_K, channel_reason_1..channel_reason_K,
+            send_weekday, send_hour, send_time_zone, send_on, send_time_reason``.
             ``reason_*`` explain the propensity; ``channel_reason_*`` explain the channel decision (why the
             chosen channel rather than no contact: SHAP of the channel model's effect, in percentage points
             of conversion), null for ``no_contact``. ``customer_value`` is the expected
             revenue over the propensity horizon (the value model's, or propensity x orders per buyer x shrunk
-            order value; null for a model saved before it existed).
+            order value; null for a model saved before it existed). ``send_*`` come from the send-time model
+            (:mod:`omni_ml.timing`; null when ``timing`` is disabled or for a model saved before it existed):
+            the customer's best weekday (1 = Monday) and hour in ``send_time_zone``, and ``send_on``, the date
+            of the recommended contact within the campaign period (null for ``no_contact``).
 
         Raises
         ------
@@ -504,6 +540,11 @@ class CampaignModel:
             if channel_X is not None:
                 why = self._channel_reasons(channel_X, ids, out["best_channel"], k)
                 out = out.join(why, on="customer_id", how="left", maintain_order="left")
+        timing = getattr(self, "timing_", None)
+        if timing is not None:
+            out = out.join(
+                self._send_times(timing, hist, moment, out), on="customer_id", how="left", maintain_order="left"
+            )
         missing = [name for name in schema if name not in out.columns]
         out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
@@ -566,6 +607,16 @@ class CampaignModel:
         # Guard at the boundary of the campaign table, independent of the policy's own check.
         check_consent(decisions, consent, default=policy.default_consent)
         return decisions, channel_X
+
+    def _send_times(self, timing: Any, hist: Histories, moment: dt.datetime, out: pl.DataFrame) -> pl.DataFrame:
+        """``send_weekday, send_hour, send_time_zone, send_on, send_time_reason`` per row of ``out``."""
+        from omni_ml.explain import timing_reasons
+
+        decisions = out.select("customer_id", "best_channel")
+        rec = timing.recommend(hist, moment, decisions, policy=self.policy_)
+        return rec.select("customer_id", *[c for c in _SEND_TIME_SCHEMA if c != "send_time_reason"]).with_columns(
+            timing_reasons(rec, decisions["best_channel"])
+        )
 
     def _reasons(self, X: pl.DataFrame, ids: pl.Series, k: int) -> pl.DataFrame:
         from omni_ml.explain import explain

@@ -16,6 +16,7 @@ from __future__ import annotations
 from omni_ml.explain._channel import explain_channel
 from omni_ml.explain._plots import global_importance, plot_beeswarm, plot_importance, plot_waterfall
 from omni_ml.explain._reasons import FeatureDescriber, explain, explain_difference, explainer_for, family_label
+from omni_ml.explain._timing import timing_reasons
 from omni_ml.explain._treeshap import TreeShap
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "plot_beeswarm",
     "plot_importance",
     "plot_waterfall",
+    "timing_reasons",
 ]

@@ -42,6 +42,8 @@ from omni_ml.simulate.identifiers import (
     links_frame,
 )
 from omni_ml.simulate.population import Calendar, CategoryTables, Population, draw_population
+from omni_ml.simulate.rhythm import DEFAULT_SEND_HOUR, curve_description, draw_rhythm, weekday_of_day
+from omni_ml.simulate.schedule import send_instants
 from omni_ml.simulate.truth import purchase_probability
 
 __all__ = ["continue_world", "simulate"]
@@ -119,7 +121,7 @@ def _customers(pop: Population, cal: Calendar) -> pa.Table:
 
 
 def _truth(
-    cfg: SimulationConfig, pop: Population, cal: Calendar, tables: CategoryTables, rec: ChunkRecords
+    cfg: SimulationConfig, chunk: int, pop: Population, cal: Calendar, tables: CategoryTables, rec: ChunkRecords
 ) -> tuple[pa.Table, pa.Table]:
     state = rec.end_state
     cid = customer_ids(pop.gid).to_arrow().cast(pa.string())
@@ -127,8 +129,24 @@ def _truth(
     propensity = pa.table({"customer_id": cid, "p_purchase": p_purchase})
     p_not = purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS)
     n_ch = len(CHANNELS)
+    rhythm = draw_rhythm(cfg, chunk, pop)
+    everyone = np.arange(pop.n)
+    sec = np.full(pop.n, int(DEFAULT_SEND_HOUR * 3600))
+    end_weekday = weekday_of_day(cal.epoch_day + cal.n_history)
     p_contacted = np.stack(
-        [purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS, contact_channel=c) for c in range(n_ch)],
+        [
+            purchase_probability(
+                cfg,
+                pop,
+                cal,
+                tables,
+                state,
+                CONVERSION_DAYS,
+                contact_channel=c,
+                contact_multiplier=rhythm.multiplier(everyone, np.full(pop.n, c), sec, end_weekday),
+            )
+            for c in range(n_ch)
+        ],
         axis=1,
     )
     # one row per person and channel, by customer id then channel name
@@ -149,6 +167,24 @@ def _truth(
     return propensity, response
 
 
+def _send_time_truth(cfg: SimulationConfig, chunk: int, pop: Population) -> pa.Table:
+    """``customer_id, channel, best_hour, best_weekday`` (ISO: 1 = Monday); null hour: no hour curve."""
+    rhythm = draw_rhythm(cfg, chunk, pop)
+    n_ch = len(CHANNELS)
+    by_name = np.array(sorted(range(n_ch), key=lambda c: CHANNELS[c]))
+    person = np.repeat(np.arange(pop.n), n_ch)
+    channel = np.tile(by_name, pop.n)
+    hour = rhythm.best_integer_hour()[person, channel].astype(np.int8)
+    return pa.table(
+        {
+            "customer_id": codes(customer_ids(pop.gid).to_arrow().cast(pa.string()), person),
+            "channel": codes(CHANNELS, channel),
+            "best_hour": pa.array(hour, mask=rhythm.flat[channel]),
+            "best_weekday": pa.array((rhythm.best_weekday[person] + 1).astype(np.int8)),
+        }
+    )
+
+
 def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[tuple[str, pa.Table]]:
     """Every table's rows of chunk ``k`` (a pure function of the config and ``k``)."""
     cal = Calendar.build(cfg)
@@ -159,7 +195,7 @@ def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[
     ev, seen = events_table(cfg, k, pop, cal, history, period=0, campaign_name="", with_customer_id=False)
     del history
     fut, seen_f = events_table(cfg, k, pop, cal, future, period=1, campaign_name="", with_customer_id=True)
-    propensity, response = _truth(cfg, pop, cal, tables, rec)
+    propensity, response = _truth(cfg, k, pop, cal, tables, rec)
     return [
         ("events", ev),
         ("truth/future_events", fut),
@@ -170,6 +206,7 @@ def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[
         ("truth/identity", identity_truth(cfg, pop, pl.concat([seen, seen_f])).to_arrow()),
         ("truth/propensity", propensity),
         ("truth/channel_response", response),
+        ("truth/send_time", _send_time_truth(cfg, k, pop)),
     ]
 
 
@@ -247,7 +284,7 @@ def simulate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = ("events", "contacts", "consents", "identity_links", "customers")
-    truth_names = ("identity", "propensity", "channel_response", "future_events")
+    truth_names = ("identity", "propensity", "channel_response", "future_events", "send_time")
     ours = {f"{n}.parquet" for n in names} | {"truth"}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
     if foreign:
@@ -274,6 +311,7 @@ def simulate(
         "config": cfg.to_dict(),
         "future_regime": _FUTURE_REGIME,
         "conversion_days": CONVERSION_DAYS,
+        "send_time": curve_description(cfg),
         "rows": {name: w.rows for name, w in writers.items()},
     }
     (out / "truth" / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
@@ -346,6 +384,20 @@ def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFram
     return channels
 
 
+def _campaign_times(cfg: SimulationConfig, world: Path, campaign: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Send day after ``end`` and UTC second of the day per global person (see :mod:`.schedule`)."""
+    sent = campaign.filter(pl.col("channel").cast(pl.String).str.to_lowercase() != NO_CONTACT)
+    times = send_instants(cfg, sent.with_columns(pl.col("customer_id").cast(pl.String)))
+    known = pl.read_parquet(world / "customers.parquet", columns=["customer_id"]).with_row_index("gid")
+    joined = times.join(known, on="customer_id", how="inner")
+    day = np.zeros(cfg.n_customers, dtype=np.int64)
+    sec = np.full(cfg.n_customers, int(DEFAULT_SEND_HOUR * 3600), dtype=np.int64)
+    gid = joined["gid"].to_numpy()
+    day[gid] = joined["send_day"].to_numpy()
+    sec[gid] = joined["send_sec"].to_numpy()
+    return day, sec
+
+
 def continue_world(
     world_dir: str | Path,
     campaign: pl.DataFrame,
@@ -356,8 +408,12 @@ def continue_world(
     """The future window of an existing world with a campaign sent at ``end``.
 
     The world is re-simulated from its config (same seed: the history and every person's state at
-    ``end`` are identical); contacts are sent at ``end`` (timestamp ``end`` 00:00 UTC,
-    ``assignment_probability`` 1) to the listed customers on their channel; the future then unfolds with
+    ``end`` are identical); contacts are sent (``assignment_probability`` 1) to the listed customers on
+    their channel at their send time: ``send_on`` (a date) at ``send_hour`` (0-23) in ``send_time_zone``
+    (UTC when missing) when the campaign has those columns (the campaign file's ``send_*`` columns), else
+    on ``end`` at the world's default send time, 09:00 UTC. A contact's effect depends on its send time
+    (:mod:`omni_ml.simulate.rhythm`); a contact due after ``end`` is sent only if the customer is still
+    consented to its channel that day. The future then unfolds with
     common random numbers, so with an all-``no_contact`` campaign the result equals
     ``truth/future_events.parquet``, and a campaign changes outcomes only through its effects.
 
@@ -366,8 +422,8 @@ def continue_world(
     world_dir
         A directory written by :func:`simulate`.
     campaign
-        ``customer_id`` and ``channel`` (a contactable channel or ``"no_contact"``); customers not listed
-        are not contacted.
+        ``customer_id`` and ``channel`` (a contactable channel or ``"no_contact"``), optionally
+        ``send_on``, ``send_hour``, ``send_time_zone``; customers not listed are not contacted.
     out_dir
         When given, ``future_events.parquet`` and ``contacts.parquet`` (the contacts sent) are written here.
     campaign_id
@@ -381,20 +437,31 @@ def continue_world(
     Raises
     ------
     SchemaError
-        Missing columns, unknown channels or customers, a customer listed twice.
+        Missing columns, unknown channels or customers, a customer listed twice, a send time outside the
+        future window, an hour outside 0-23 or an unknown time zone.
     ConsentError
         A contact on a channel the customer has not consented to at ``end``.
     """
     world = Path(world_dir)
     cfg = load_config(world)
     channels = _campaign_channels(cfg, world, campaign)
+    send_day, send_sec = _campaign_times(cfg, world, campaign)
     cal = Calendar.build(cfg)
     tables = CategoryTables.build(cfg)
     events: list[pl.DataFrame] = []
     sent: list[pl.DataFrame] = []
     for k, offset, n in _chunks(cfg):
         pop = draw_population(cfg, k, offset, n)
-        rec = run_chunk(cfg, k, pop, cal, tables, campaign=channels[offset : offset + n])
+        rec = run_chunk(
+            cfg,
+            k,
+            pop,
+            cal,
+            tables,
+            campaign=channels[offset : offset + n],
+            send_day=send_day[offset : offset + n],
+            send_sec=send_sec[offset : offset + n],
+        )
         _hist, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
         fut, _seen = events_table(cfg, k, pop, cal, future, period=1, campaign_name=campaign_id, with_customer_id=True)
         events.append(to_polars(fut))
