@@ -20,6 +20,10 @@ EVENT_TYPES: tuple[str, ...] = (
     "click",
     "service_call",
     "unsubscribe",
+    "redeem",
+    "no_answer",
+    "reached",
+    "interested",
 )
 UNKNOWN_CHANNEL = "unknown"
 TIMESTAMP = pl.Datetime("us", "UTC")
