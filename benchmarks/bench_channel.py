@@ -108,6 +108,7 @@ probability estimated); the most-engaged baseline is added on the same held-out 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import resource
@@ -261,6 +262,17 @@ def main() -> None:
         default=ChannelConfig.response_baseline,
         help="their baseline-adjusted columns (ChannelConfig.response_baseline; default on)",
     )
+    parser.add_argument(
+        "--exclude-families",
+        default="",
+        help="comma list of feature families left out of the channel model (e.g. contact_outcomes)",
+    )
+    parser.add_argument(
+        "--offpolicy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the off-policy back-test on held-out units (--no-offpolicy: the truth table only)",
+    )
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -318,6 +330,11 @@ def main() -> None:
         response_history=args.response_history,
         response_baseline=args.response_baseline,
     )
+    if args.exclude_families:
+        from omni_ml.features import FeatureConfig
+
+        excluded = tuple(f for f in args.exclude_families.split(",") if f)
+        cfg = dataclasses.replace(cfg, features=FeatureConfig(engagement_window=365, exclude=excluded))
     data = channel_training_data(hist, end, cfg)
     build_s = time.perf_counter() - t1
     arms_count = data.keys.group_by("arm").len().sort("arm")
@@ -365,15 +382,27 @@ def main() -> None:
         rows.append({"policy": label, "value": v, "contacts": n, "fit_s": fit_s, "fit_cpu_s": fit_cpu_s})
 
     random_v = next(float(r["value"]) for r in rows if r["policy"] == "random")  # type: ignore[arg-type]
-    value_head = f"{'value by truth':>15s} {'share of oracle':>16s} {'contacts':>9s} {'fit s':>7s} {'fit CPU-s':>10s}"
-    print(f"\n{'policy':40s} {value_head}")
+    email_v = next(float(r["value"]) for r in rows if r["policy"] == "always_email")  # type: ignore[arg-type]
+    value_head = (
+        f"{'value by truth':>15s} {'share of oracle':>16s} {'value/oracle':>13s} {'x email':>8s} "
+        f"{'contacts':>9s} {'fit s':>7s} {'fit CPU-s':>10s}"
+    )
+    print(
+        "\nvalue: over pausing everyone, by the truth; share of oracle: (V - V_random) / (V_oracle - V_random); "
+        "value/oracle: V / V_oracle; x email: V / V_always_email"
+    )
+    print(f"{'policy':40s} {value_head}")
     for r in rows:
-        share = (float(r["value"]) - random_v) / (oracle - random_v)  # type: ignore[arg-type]
+        v = float(r["value"])  # type: ignore[arg-type]
+        share = (v - random_v) / (oracle - random_v)
         print(
-            f"{r['policy']!s:40s} {float(r['value']):15,.1f} {share:16.3f} {r['contacts']:>9,} "  # type: ignore[arg-type]
-            f"{float(r['fit_s']):7.0f} {float(r.get('fit_cpu_s', 0.0)):10.0f}"  # type: ignore[arg-type]
+            f"{r['policy']!s:40s} {v:15,.1f} {share:16.3f} {v / oracle:13.3f} {v / email_v:8.2f} "
+            f"{r['contacts']:>9,} {float(r['fit_s']):7.0f} {float(r.get('fit_cpu_s', 0.0)):10.0f}"  # type: ignore[arg-type]
         )
 
+    if not args.offpolicy:
+        print(f"\ntotal {time.perf_counter() - t0:.0f} s ({_cpu_s():.0f} CPU-s), peak RSS {_peak_mb():,.0f} MB")
+        return
     # ---------------------------------------------------------------- off-policy on held-out units
     bt = channel_backtest(hist, end, cfg, policy, holdout_days=args.holdout_days, n_bootstrap=args.bootstrap,
                           seed=args.seed, data=data)  # fmt: skip
