@@ -154,3 +154,18 @@ def test_outcome_events_validate(small_world: Path) -> None:
     assert report is not None
     notes = [n for t in report.tables.values() for n in t.notes]
     assert not any("outside the toolkit's vocabulary" in n for n in notes)
+
+
+def test_ensure_world_replaces_a_world_from_before_outcome_events(tmp_path: Path) -> None:
+    import json
+
+    from omni_ml.simulate.cache import ensure_world
+
+    cfg = preset("small", n_customers=60, seed=2)
+    world = ensure_world(cfg, tmp_path / "w")
+    meta = world / "truth" / "world.json"
+    old = json.loads(meta.read_text())
+    del old["event_types"]  # as written before the outcome events existed
+    meta.write_text(json.dumps(old))
+    ensure_world(cfg, world)
+    assert json.loads(meta.read_text())["event_types"] == list(EVENT_TYPES)
