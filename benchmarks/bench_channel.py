@@ -183,6 +183,24 @@ def _ceiling_estimates(X_end: pl.DataFrame, ids: pl.Series, truth: pl.DataFrame,
     )
 
 
+def _pooled(effects: pl.DataFrame, alpha: float) -> pl.DataFrame:
+    """``alpha * uplift + (1 - alpha) * m_c * g_i``: each channel's mean uplift ``m_c`` times the person's factor.
+
+    ``g_i = sum_c uplift_ic / sum_c m_c`` pools the person's estimated uplift over all channels (the
+    person-level responsiveness shared by the channels), so the channel-specific part of each estimate
+    is shrunk away; ``alpha = 1`` is the learner's own estimate.
+    """
+    means = effects.group_by("channel").agg(pl.col("uplift").mean().alias("__m"))
+    out = effects.join(means, on="channel", how="left", maintain_order="left")
+    factor = (pl.col("uplift").sum() / pl.col("__m").sum()).over("customer_id")
+    pooled = alpha * pl.col("uplift") + (1.0 - alpha) * pl.col("__m") * factor
+    return (
+        out.with_columns(pooled.alias("uplift"))
+        .with_columns((pl.col("p_if_not") + pl.col("uplift")).alias("p_if_contacted"))
+        .drop("__m")
+    )
+
+
 def _value(decisions: pl.DataFrame, truth: pl.DataFrame, value: float) -> tuple[float, int]:
     j = decisions.select("customer_id", "best_channel").join(
         truth, left_on=["customer_id", "best_channel"], right_on=["customer_id", "channel"], how="left"
@@ -266,6 +284,11 @@ def main() -> None:
         "--exclude-families",
         default="",
         help="comma list of feature families left out of the channel model (e.g. contact_outcomes)",
+    )
+    parser.add_argument(
+        "--pool",
+        default="",
+        help="comma list of alpha: also score the S-learner's uplift pooled across channels (see _pooled)",
     )
     parser.add_argument(
         "--offpolicy",
@@ -375,6 +398,11 @@ def main() -> None:
         fit_s, fit_cpu_s = time.perf_counter() - t2, _cpu_s() - c2
         if spec == "s":
             s_effects = effects
+            for alpha in [float(a) for a in args.pool.split(",") if a]:
+                pooled = _pooled(effects, alpha)
+                v, n = _value(decide(pooled, consent, facts, policy), truth, args.value)
+                rows.append({"policy": f"  pooled across channels (alpha {alpha:g})", "value": v, "contacts": n,
+                             "fit_s": 0.0})  # fmt: skip
         v, n = _value(decide(effects, consent, facts, policy), truth, args.value)
         label = f"learned {learner}-learner ({weighting or 'none'})" + (
             f" x{args.seeds} seeds" if args.seeds > 1 else ""
