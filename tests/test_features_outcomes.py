@@ -47,21 +47,21 @@ def test_counts_and_rates_before_the_cutoff(features: pl.DataFrame) -> None:
     a = features.row(0, named=True)
     # the call and the redemption at the cutoff itself are not yet known
     assert a["mail_redemptions"] == 1
-    assert a["mail_redeem_rate"] == pytest.approx(0.5)
+    assert a["redeem_rate_direct_mail"] == pytest.approx(0.5)
     assert a["days_since_last_redemption"] == pytest.approx(35.0)
     assert a["calls_answered"] == 1
     assert a["calls_interested"] == 1
-    assert a["call_answer_rate"] == pytest.approx(0.5)
-    assert a["call_interest_rate"] == pytest.approx(1.0)
+    assert a["answer_rate_call_center"] == pytest.approx(0.5)
+    assert a["interest_rate_call_center"] == pytest.approx(1.0)
 
 
 def test_without_mail_or_calls_rates_are_null_and_counts_zero(features: pl.DataFrame) -> None:
     b = features.row(1, named=True)
     assert b["mail_redemptions"] == 0
     assert b["calls_answered"] == 0
-    assert b["mail_redeem_rate"] is None
-    assert b["call_answer_rate"] is None
-    assert b["call_interest_rate"] is None
+    assert b["redeem_rate_direct_mail"] is None
+    assert b["answer_rate_call_center"] is None
+    assert b["interest_rate_call_center"] is None
     assert b["days_since_last_redemption"] is None
 
 

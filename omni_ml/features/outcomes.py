@@ -61,7 +61,7 @@ def contact_outcomes(ctx: FamilyContext) -> list[Feature]:
     answered = pl.col("calls_answered")
     out += [
         Feature(
-            "mail_redeem_rate",
+            "redeem_rate_direct_mail",
             pl.when(mail > 0).then(pl.col("mail_redemptions").cast(pl.Float64) / mail),
             "Direct-mail codes redeemed per mail piece received (null without mail)",
             "redeemed {value} of the direct-mail codes received",
@@ -69,7 +69,7 @@ def contact_outcomes(ctx: FamilyContext) -> list[Feature]:
             missing="never received direct mail",
         ),
         Feature(
-            "call_answer_rate",
+            "answer_rate_call_center",
             pl.when(calls > 0).then(answered.cast(pl.Float64) / calls),
             "Share of call-centre contacts answered (null without calls)",
             "answered {value} of the calls from the call centre",
@@ -77,7 +77,7 @@ def contact_outcomes(ctx: FamilyContext) -> list[Feature]:
             missing="never called by the call centre",
         ),
         Feature(
-            "call_interest_rate",
+            "interest_rate_call_center",
             pl.when(answered > 0).then(pl.col("calls_interested").cast(pl.Float64) / answered),
             "Share of answered calls that ended with the customer interested (null without an answered call)",
             "was interested on {value} of the answered calls",
