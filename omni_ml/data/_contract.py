@@ -20,6 +20,10 @@ EVENT_TYPES: tuple[str, ...] = (
     "click",
     "service_call",
     "unsubscribe",
+    "redeem",
+    "no_answer",
+    "reached",
+    "interested",
 )
 UNKNOWN_CHANNEL = "unknown"
 #: The action of not contacting a customer: a ``best_channel`` / ``recommended_channel`` of the campaign

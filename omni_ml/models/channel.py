@@ -48,7 +48,7 @@ import dataclasses
 import datetime as dt
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -121,6 +121,14 @@ class ChannelConfig:
         (lookback 365 days; see the module docstring); the channel reasons of the campaign file put each
         of these columns in words (e.g. "bought 1.9x as often after past sms contacts as usual").
         ``False``: the counts and rates only.
+    pause_units
+        Which (customer, campaign day) pairs are no-contact units: ``"window"`` (default) pairs without a
+        contact from the start of the day to the end of the response window; ``"day"`` pairs without a
+        contact on the campaign day itself (later contacts, like those that follow a logged contact,
+        belong to the outcome). ``"window"`` selects on the future: a customer who buys in the window is
+        targeted more by a policy that favours recent buyers, so is more often excluded, which lowers the
+        no-contact conversion and inflates every channel's uplift; ``"day"`` compares like with like (see
+        benchmarks/RESULTS.md).
     seed
         Seed of the no-contact sampling and of LightGBM.
     """
@@ -138,6 +146,7 @@ class ChannelConfig:
     features: Any = None
     response_history: bool = True
     response_baseline: bool = True
+    pause_units: Literal["window", "day"] = "window"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -363,8 +372,9 @@ def _sample_pause_pairs(
 ) -> tuple[pl.DataFrame, float]:
     """``target`` eligible (customer, campaign day) pairs drawn uniformly, and the eligible share of the pairs drawn.
 
-    Eligible: no contact from the start of the day to the end of the response window, and consent to at
-    least one of ``cfg.channels`` at the cutoff. The first round draws ``3 * target + 100`` pairs; when
+    Eligible: no contact from the start of the day to the end of the response window (``pause_units="day"``:
+    to the end of the day), and consent to at least one of ``cfg.channels`` at the cutoff. The first round
+    draws ``3 * target + 100`` pairs; when
     fewer than ``target`` of them are eligible (about a third are, so ``pause_ratio=3`` used to fall a few
     percent short), further rounds draw new pairs from the same seeded stream until ``target`` is reached
     or no eligible pair is left to find. The eligible share is counted over *distinct* pairs drawn: they are
@@ -375,7 +385,12 @@ def _sample_pause_pairs(
     from omni_ml.identity import consent_state
 
     rng = np.random.default_rng(cfg.seed)
-    window = dt.timedelta(days=cfg.window_days)
+    # A pair is a pause when the customer was not contacted in the response window after the campaign
+    # day ("window"), or not on the campaign day itself ("day"); see ChannelConfig.pause_units.
+    if cfg.pause_units == "window":
+        blocked_until = pl.col("cutoff") + dt.timedelta(days=cfg.window_days)
+    else:
+        blocked_until = pl.col("cutoff").dt.truncate("1d") + dt.timedelta(days=1)
     contacts = all_contacts.select("customer_id", pl.col("timestamp").alias("__ts"))
     n_draw, n_distinct, n_found = int(target * 3 + 100), 0, 0
     seen: pl.DataFrame | None = None
@@ -394,9 +409,7 @@ def _sample_pause_pairs(
         touched = (
             drawn.with_row_index("__u")
             .join(contacts, on="customer_id")
-            .filter(
-                _time.window(pl.col("cutoff").dt.truncate("1d"), end=pl.col("cutoff") + window, column="__ts")
-            )
+            .filter(_time.window(pl.col("cutoff").dt.truncate("1d"), end=blocked_until, column="__ts"))
             .select("__u")
             .unique()
         )

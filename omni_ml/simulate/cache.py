@@ -10,6 +10,7 @@ set of channel decisions is worth by the true channel response.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import polars as pl
 from omni_ml.data import NO_CONTACT
 from omni_ml.exceptions import ConfigError, SchemaError
 from omni_ml.simulate.config import SimulationConfig
+from omni_ml.simulate.events import EVENT_TYPES
 from omni_ml.simulate.world import load_config, simulate
 
 __all__ = ["ensure_world", "policy_value", "purchase_outcomes", "world_window"]
@@ -33,6 +35,12 @@ def _complete(path: Path) -> bool:
     )
 
 
+def _current_events(path: Path) -> bool:
+    """Whether the world was written by a simulator with today's event types (older ones lack outcome events)."""
+    recorded = json.loads((path / "truth" / "world.json").read_text()).get("event_types")
+    return recorded == list(EVENT_TYPES)
+
+
 def ensure_world(config: SimulationConfig, path: str | Path) -> Path:
     """The world simulated with ``config`` in ``path``: reused when already there, else (re)simulated.
 
@@ -42,7 +50,8 @@ def ensure_world(config: SimulationConfig, path: str | Path) -> Path:
         The world's settings (e.g. ``preset("small")``).
     path
         Directory of the world. Reused when it holds every table and ``truth/world.json`` records
-        exactly ``config``; a directory written by :func:`simulate` with another config is replaced.
+        exactly ``config`` and the simulator's current event types; a directory written by
+        :func:`simulate` with another config (or by an older simulator) is replaced.
 
     Returns
     -------
@@ -76,7 +85,7 @@ def ensure_world(config: SimulationConfig, path: str | Path) -> Path:
                 "truth/world.json). Hint: choose a new directory; ensure_world never deletes foreign files."
             )
             raise ConfigError(msg)
-        if current == config and _complete(out):
+        if current == config and _complete(out) and _current_events(out):
             return out
         shutil.rmtree(out)
     return simulate(config, out)

@@ -14,6 +14,7 @@ import numpy as np
 from omni_ml.data import EVENT_TYPES
 from omni_ml.simulate.config import CATEGORIES, CHANNELS, PRODUCTS_PER_CATEGORY, SimulationConfig
 from omni_ml.simulate.engine import ChunkRecords
+from omni_ml.simulate.outcomes import call_outcomes, redemptions
 from omni_ml.simulate.population import EXPAND, Calendar, Population, rng_for
 from omni_ml.simulate.rhythm import RHYTHM_TIMES, Rhythm, activity_channel, draw_rhythm
 
@@ -98,6 +99,51 @@ def expand(
     parts = [_purchases(cfg, rng, pop, rec.purchases, lo, hi, base_us, times)]
     parts.append(_sessions(rng, pop, rec.sessions, lo, hi, base_us, times))
     parts.append(_contact_events(rng, rec.contacts, lo, hi, base_us, times))
+    parts.append(_outcome_events(cfg, chunk, pop, cal, rec, (lo, hi), base_us, parts[0]))
+    return RawRows.concat(parts)
+
+
+def _outcome_events(
+    cfg: SimulationConfig,
+    chunk: int,
+    pop: Population,
+    cal: Calendar,
+    rec: ChunkRecords,
+    period_days: tuple[int, int],
+    base_us: int,
+    purchase_rows: RawRows,
+) -> RawRows:
+    """Mail-code redemptions and call outcomes (:mod:`omni_ml.simulate.outcomes`) of the period's rows.
+
+    ``purchase_rows`` starts with the period's purchases in record order (:func:`_purchases`); a
+    redemption carries its purchase's timestamp.
+    """
+    lo, hi = period_days
+    p_day = rec.purchases["day"]
+    hit, code = redemptions(cfg, chunk, pop, cal, rec.purchases, rec.contacts)
+    in_period = (p_day >= lo) & (p_day < hi)
+    position = np.cumsum(in_period) - 1  # a period purchase's row in purchase_rows
+    keep = in_period[hit]
+    rows = position[hit[keep]]
+    parts = [
+        _rows(purchase_rows.idx[rows], purchase_rows.ts[rows], _CH["direct_mail"], _ET["redeem"], campaign=code[keep])
+    ]
+    calls, outcome, delay = call_outcomes(cfg, chunk, pop, rec.contacts, rec.drop_day)
+    day = rec.contacts["day"].astype(np.int64)[calls]
+    keep = (day >= lo) & (day < hi)
+    ts = base_us + day * DAY_US + (rec.contacts["sec"].astype(np.int64)[calls] + delay) * US
+    event = np.array([_ET["no_answer"], _ET["reached"], _ET["interested"]])[outcome]
+    for e in np.unique(event[keep]):
+        sel = keep & (event == e)
+        parts.append(
+            _rows(
+                rec.contacts["idx"].astype(np.int64)[calls][sel],
+                ts[sel],
+                _CH["call_center"],
+                int(e),
+                campaign=rec.contacts["campaign"].astype(np.int64)[calls][sel],
+            )
+        )
     return RawRows.concat(parts)
 
 

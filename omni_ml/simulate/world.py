@@ -32,7 +32,7 @@ from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 from omni_ml.simulate.columns import ParquetTable, codes, to_polars
 from omni_ml.simulate.config import AGE_BANDS, CHANNEL_COST, CHANNELS, REGIONS, SimulationConfig
 from omni_ml.simulate.engine import ChunkRecords, run_chunk
-from omni_ml.simulate.events import DAY_US, RawRows, expand
+from omni_ml.simulate.events import DAY_US, EVENT_TYPES, RawRows, expand
 from omni_ml.simulate.identifiers import (
     consents_table,
     contacts_table,
@@ -312,6 +312,7 @@ def simulate(
         "future_regime": _FUTURE_REGIME,
         "conversion_days": CONVERSION_DAYS,
         "send_time": curve_description(cfg),
+        "event_types": list(EVENT_TYPES),
         "rows": {name: w.rows for name, w in writers.items()},
     }
     (out / "truth" / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
