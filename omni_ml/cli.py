@@ -291,7 +291,7 @@ def score(
     control_fraction: Annotated[
         float, typer.Option("--control-fraction", help="Share of customers held out from contact.")
     ] = 0.1,
-    seed: Annotated[int, typer.Option("--seed", help="Campaign seed of the control group.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Campaign seed of the control group and exploration.")] = 0,
     chunks: Annotated[
         int | None, typer.Option("--chunks", help="Customer chunks processed in turn (default: by size).")
     ] = None,
@@ -299,6 +299,14 @@ def score(
     tracking_uri: Annotated[
         str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ models.")
     ] = None,
+    explore: Annotated[
+        float,
+        typer.Option(
+            "--explore",
+            help="Share in [0, 1) of customers outside the control group whose channel is drawn at random "
+            "among their allowed options, no_contact included (rule explore).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
@@ -315,6 +323,7 @@ def score(
         progress=sys.stderr.isatty(),
         engine=engine,  # type: ignore[arg-type]  # validated by score()
         tracking_uri=tracking_uri,
+        explore=explore,
     )
     typer.echo(summary.to_text())
 

@@ -198,9 +198,10 @@ def history_facts(
     else:
         keys = pl.DataFrame({"customer_id": pl.Series(list(customers), dtype=pl.String)})
     days = (pl.lit(t).cast(TIMESTAMP) - ts).dt.total_seconds() / 86_400.0
-    if hist.contacts is not None:
+    sent = hist.sent_contacts  # a logged pause (no_contact) is no contact pressure
+    if sent is not None:
         contact_facts = (
-            hist.contacts.filter(ts < t)
+            sent.filter(ts < t)
             .group_by("customer_id")
             .agg(
                 (days <= 7).sum().cast(pl.Int64).alias("contacts_7d"),
@@ -251,9 +252,10 @@ def history_facts(
 
 def costs_from_contacts(hist: Histories, *, before: dt.datetime | None = None) -> dict[str, float]:
     """Mean logged cost per channel (channels without a logged cost are left out)."""
-    if hist.contacts is None:
+    sent = hist.sent_contacts
+    if sent is None:
         return {}
-    lf = hist.contacts if before is None else hist.contacts.filter(pl.col("timestamp") < before)
+    lf = sent if before is None else sent.filter(pl.col("timestamp") < before)
     frame = lf.group_by("channel").agg(pl.col("cost").mean()).drop_nulls("cost").sort("channel").collect()
     return {str(c): float(v) for c, v in frame.iter_rows()}
 

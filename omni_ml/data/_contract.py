@@ -22,6 +22,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "unsubscribe",
 )
 UNKNOWN_CHANNEL = "unknown"
+NO_CONTACT = "no_contact"
+"""The pause as an action: a ``contacts`` row on this channel is a logged decision not to contact (a control-group or
+explored pause, cost 0, with its ``assignment_probability``), never a message (:attr:`Histories.sent_contacts`)."""
 TIMESTAMP = pl.Datetime("us", "UTC")
 
 _STR = pl.String
