@@ -34,7 +34,9 @@ card to many persons' emails (``shared`` in the truth); following them would mer
 were never linked cannot be resolved (they become ``anon-`` customers) although the truth knows them.
 
 A world is continued under a campaign with :func:`continue_world` (same seed, same history, common
-random numbers), so a policy can be evaluated by simulation as well as by the truth tables. Every
+random numbers), so a policy can be evaluated by simulation as well as by the truth tables;
+:func:`continue_histories` (``omni-ml simulate --continue-from``) writes the continued world as a complete
+histories directory ending ``days`` later, with its own ``truth/``, to run cycle after cycle. Every
 per-person decision of a day uses that person's own uniforms, so persons not in the campaign buy on the
 same days as in ``truth/future_events``; row details (times, amounts, products) of a chunk may be
 re-drawn when its rows change.
@@ -55,6 +57,14 @@ Examples
 from __future__ import annotations
 
 from omni_ml.simulate.config import PRESETS, SimulationConfig, preset
-from omni_ml.simulate.world import continue_world, load_config, simulate
+from omni_ml.simulate.world import continue_histories, continue_world, load_config, simulate
 
-__all__ = ["PRESETS", "SimulationConfig", "continue_world", "load_config", "preset", "simulate"]
+__all__ = [
+    "PRESETS",
+    "SimulationConfig",
+    "continue_histories",
+    "continue_world",
+    "load_config",
+    "preset",
+    "simulate",
+]

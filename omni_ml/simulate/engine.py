@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -111,10 +112,13 @@ def run_chunk(
     cal: Calendar,
     tables: CategoryTables,
     campaign: np.ndarray | None = None,
+    campaigns: Mapping[int, np.ndarray] | None = None,
 ) -> ChunkRecords:
     """Live the chunk's persons through ``[start, end + H)``.
 
     ``campaign`` (optional, length ``n``): channel index per person contacted at ``end`` (``-1``: none).
+    ``campaigns`` (optional): day index -> such an array, each sent on its day (campaign code = the day), for
+    worlds continued over several cycles (:func:`omni_ml.simulate.world.continue_histories`).
     """
     n = pop.n
     alive = pop.alive0 & (pop.signup_day < 0) | (pop.signup_day >= 0)
@@ -195,6 +199,9 @@ def run_chunk(
         elif t == cal.n_history and campaign is not None:
             who = np.flatnonzero(campaign >= 0)
             sent = (who, campaign[who].astype(np.int64), np.ones(who.size), FUTURE_CAMPAIGN, np.zeros(who.size))
+        elif campaigns is not None and t in campaigns:
+            who = np.flatnonzero(campaigns[t] >= 0)
+            sent = (who, campaigns[t][who].astype(np.int64), np.ones(who.size), t, np.zeros(who.size))
         if sent is not None and sent[0].size:
             who, ch, p_assign, code, sec = sent
             fm = 1.0 / (1.0 + cfg.fatigue_strength * fatigue[who])
