@@ -191,7 +191,9 @@ def _costs(hist: Histories) -> dict[str, float]:
 
 
 def _known_customers(hist: Histories) -> pl.Series:
-    frames = [lf.select("customer_id") for lf in (hist.events, hist.contacts, hist.consents, hist.customers) if lf]
+    frames = [
+        lf.select("customer_id") for lf in (hist.events, hist.contacts, hist.consents, hist.customers) if lf is not None
+    ]
     return pl.concat(frames).drop_nulls().unique().collect()["customer_id"]
 
 

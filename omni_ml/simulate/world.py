@@ -492,6 +492,12 @@ def continue_histories(
     end_day, applied = _continuation(world, cfg)
     end_date = cfg.start + dt.timedelta(days=end_day)
     actions = _campaign_frame(campaign)
+    # a campaign file also lists customers the world does not know as persons (unresolved ``anon-`` cookies):
+    # they cannot be contacted, and a pause of a stranger changes nothing
+    persons = pl.read_parquet(world / "customers.parquet", columns=["customer_id"])
+    actions = actions.filter(
+        (pl.col("channel") != NO_CONTACT) | pl.col("customer_id").is_in(persons["customer_id"].implode())
+    )
     new_channels = _campaign_channels(cfg, world, actions, at=end_date)
     schedule = {int(a["day"]): a["file"] for a in applied}
     if end_day in schedule:  # pragma: no cover - the end moves with every continuation
