@@ -18,10 +18,12 @@ naming), ``cost`` (the mean logged cost of the channel in ``DIR``, else the
 (the probability of that action under the whole design: control group, exploration and policy), so
 off-policy estimates and inverse-propensity weights are exact.
 
-**Idempotent**: a row whose ``(customer_id, channel, campaign_id)`` is already in ``DIR``'s contacts is not
-added again, so running feedback twice (or on a simulated continuation that already logged the sends)
-adds nothing. **Nothing half-written**: the copy is assembled in a hidden temporary directory next to
-``DIR2`` and renamed into place only when complete.
+Rows of customers the histories do not know (the ``anon-`` ids identity resolution gives unlinked
+cookies, which are never contactable) are counted in the summary and not written. **Idempotent**: a row
+whose ``(customer_id, channel, campaign_id)`` is already in ``DIR``'s contacts is not added again, so
+running feedback twice (or on a simulated continuation that already logged the sends) adds nothing.
+**Nothing half-written**: the copy is assembled in a hidden temporary directory next to ``DIR2`` and
+renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class FeedbackSummary:
     already_present: int
     campaign_customers: int
     known_customers: int
+    skipped_unknown: int = 0
 
     def to_text(self) -> str:
         """The summary ``omni-ml feedback`` prints."""
@@ -78,6 +81,10 @@ class FeedbackSummary:
         lines += [f"    {c:<16}{n:>12,}" for c, n in sorted(self.added.items()) if c != NO_CONTACT]
         lines.append(f"  randomised pauses logged (no_contact): {self.added.get(NO_CONTACT, 0):,}")
         lines.append(f"  already in the contacts table (not added again): {self.already_present:,}")
+        if self.skipped_unknown:
+            lines.append(
+                f"  not written: {self.skipped_unknown:,} rows of customers unknown to the histories (e.g. anon- ids)"
+            )
         return "\n".join(lines)
 
 
@@ -309,6 +316,11 @@ def feedback(
         .select(pl.col(k).cast(v) for k, v in _CONTACT_COLUMNS.items())
         .sort("customer_id", "channel")
     )
+    # rows of customers the histories do not know (e.g. anon- ids the identity resolution made up for unlinked
+    # cookies: never contactable) cannot become rows of its contacts table; they are counted, not written
+    known_rows = pl.col("customer_id").is_in(known.implode())
+    unknown = rows.filter(~known_rows).height
+    rows = rows.filter(known_rows)
     key = ["customer_id", "channel", "campaign_id"]
     present = 0
     if hist.contacts is not None:
@@ -341,4 +353,5 @@ def feedback(
         already_present=present,
         campaign_customers=frame.height,
         known_customers=n_known,
+        skipped_unknown=unknown,
     )
