@@ -249,3 +249,30 @@ def test_off_policy_value_from_the_file_matches_the_realised_value(explored: Pat
         realised = float(_rewards(campaign.with_columns(actions.alias("__a")), "__a", run).mean())
         low, high = ope.ips_ci
         assert low <= realised <= high, (target, ope.ips, ope.ips_ci, realised)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def test_loop_runs_policies_in_their_own_worlds_under_the_same_rules(small_world: Path, tmp_path: Path) -> None:
+    from omni_ml.loop import LoopConfig, run_loop, summarise, truth_value
+
+    config = LoopConfig(cycles=2, days=7, policies=("always_email", "oracle"), n_boot=50, seed=3)
+    table = run_loop(small_world, tmp_path, config)
+    assert table.height == 4
+    assert table["as_of"].to_list() == ["2025-01-01", "2025-01-01", "2025-01-08", "2025-01-08"]
+    assert (table["consent_breaks"] == 0).all()
+    assert (table["pressure_breaks"] == 0).all()
+    oracle = table.filter(pl.col("policy") == "oracle")
+    email = table.filter(pl.col("policy") == "always_email")
+    assert (oracle["share_of_oracle"] == 1.0).all()
+    assert (oracle["value_policy"] >= email["value_policy"]).all()  # the truth-optimal decisions win
+    assert (table["exploration_cost"] == 0.0).all()  # no exploration outside the learned policy
+    truth = pl.read_parquet(small_world / "truth" / "channel_response.parquet")
+    first = pl.read_parquet(tmp_path / "always_email" / "campaign_1.parquet")
+    assert truth_value(first, truth, 40.0, "recommended_channel") / truth["customer_id"].n_unique() == pytest.approx(
+        email["value_policy"][0]
+    )
+    contacts = pl.read_parquet(tmp_path / "always_email" / "world_2" / "contacts.parquet")
+    assert set(contacts.filter(pl.col("timestamp") >= END)["campaign_id"]) == {"cmp-20250101", "cmp-20250108"}
+    assert summarise(table).height == 2
