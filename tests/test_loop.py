@@ -68,7 +68,9 @@ def test_logged_pauses_are_not_contact_pressure() -> None:
 
 
 def test_feedback_adds_sends_and_randomised_pauses_once(explored: Path, small_world: Path, tmp_path: Path) -> None:
-    campaign = pl.read_parquet(explored)
+    everyone = pl.read_parquet(explored)
+    persons = pl.read_parquet(small_world / "customers.parquet")["customer_id"]
+    campaign = everyone.filter(pl.col("customer_id").is_in(persons.implode()))  # anon- ids are not written
     first = feedback(explored, small_world, tmp_path / "w1")
     contacts = pl.read_parquet(tmp_path / "w1" / "contacts.parquet")
     added = contacts.filter(pl.col("campaign_id") == "cmp-20250101")
@@ -77,6 +79,9 @@ def test_feedback_adds_sends_and_randomised_pauses_once(explored: Path, small_wo
         (pl.col("best_channel") == "no_contact") & (pl.col("control_group") | (pl.col("rule") == "explore"))
     )
     assert added.height == sends.height + pauses.height == sum(first.added.values())
+    strangers = everyone.filter(~pl.col("customer_id").is_in(persons.implode()))
+    assert first.skipped_unknown > 0
+    assert (strangers["best_channel"] == "no_contact").all()  # nobody unknown was contacted
     assert added.filter(pl.col("channel") == "no_contact").height == pauses.height > 0
     assert (added.filter(pl.col("channel") == "no_contact")["cost"] == 0.0).all()
     joined = added.join(campaign.select("customer_id", "assignment_probability"), on="customer_id", suffix="_file")
