@@ -265,9 +265,25 @@ def simulate(
         int | None,
         typer.Option("--workers", help="Processes simulating chunks; default: one per core, at most 4 (same files)."),
     ] = None,
+    continue_from: Annotated[
+        Path | None,
+        typer.Option("--continue-from", help="A simulated world to continue (with --campaign and --days)."),
+    ] = None,
+    campaign: Annotated[
+        Path | None, typer.Option("--campaign", help="Campaign file sent at the world's end (best_channel).")
+    ] = None,
+    days: Annotated[int | None, typer.Option("--days", help="Days to continue the world by.")] = None,
 ) -> None:
-    """Simulate a seeded omnichannel world: histories tables plus the ground truth in OUT/truth/."""
+    """Simulate a seeded omnichannel world: histories tables plus the ground truth in OUT/truth/.
+
+    With --continue-from WORLD --campaign FILE --days D: the world continued by D days with the campaign
+    sent at its end, as a complete histories directory with truth/ for the new end.
+    """
     import os
+
+    if continue_from is not None or campaign is not None or days is not None:
+        _continue(continue_from, campaign, days, out)
+        return
 
     workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
     import datetime as dt
@@ -304,6 +320,31 @@ def simulate(
     )
 
 
+def _continue(world: Path | None, campaign: Path | None, days: int | None, out: Path) -> None:
+    import polars as pl
+
+    from omni_ml.exceptions import ConfigError, SchemaError
+    from omni_ml.simulate import continue_histories
+
+    missing = [
+        flag for flag, v in (("--continue-from", world), ("--campaign", campaign), ("--days", days)) if v is None
+    ]
+    if missing:
+        msg = (
+            f"simulate: continuing a world needs --continue-from, --campaign and --days (missing {', '.join(missing)})."
+        )
+        raise ConfigError(msg)
+    assert world is not None
+    assert campaign is not None
+    assert days is not None
+    if not campaign.is_file():
+        msg = f"--campaign {str(campaign)!r}: no such file. Hint: pass the campaign file omni-ml score wrote."
+        raise SchemaError(msg)
+    frame = pl.read_csv(campaign, try_parse_dates=True) if campaign.suffix == ".csv" else pl.read_parquet(campaign)
+    path = continue_histories(world, frame, days, out)
+    typer.echo(f"continued {world} by {days} days with {campaign} to {path}; truth for the new end in {path / 'truth'}")
+
+
 @app.command()
 @_user_errors
 def score(
@@ -317,7 +358,7 @@ def score(
     control_fraction: Annotated[
         float, typer.Option("--control-fraction", help="Share of customers held out from contact.")
     ] = 0.1,
-    seed: Annotated[int, typer.Option("--seed", help="Campaign seed of the control group.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Campaign seed of the control group and exploration.")] = 0,
     chunks: Annotated[
         int | None, typer.Option("--chunks", help="Customer chunks processed in turn (default: by size).")
     ] = None,
@@ -325,6 +366,14 @@ def score(
     tracking_uri: Annotated[
         str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ models.")
     ] = None,
+    explore: Annotated[
+        float,
+        typer.Option(
+            "--explore",
+            help="Share in [0, 1) of customers outside the control group whose channel is drawn at random "
+            "among their allowed options, no_contact included (rule explore).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
@@ -341,6 +390,7 @@ def score(
         progress=sys.stderr.isatty(),
         engine=engine,  # type: ignore[arg-type]  # validated by score()
         tracking_uri=tracking_uri,
+        explore=explore,
     )
     typer.echo(summary.to_text())
 
@@ -417,6 +467,27 @@ def measure(
     if out is not None:
         for path in write_report(report, out):
             typer.echo(f"wrote {path}")
+
+
+@app.command()
+@_user_errors
+def feedback(
+    campaign_file: Annotated[Path, typer.Argument(help="Campaign file from `omni-ml score` (assignment_probability).")],
+    directory: Annotated[Path, typer.Argument(help="Histories directory the campaign was scored on.")],
+    out: Annotated[Path, typer.Option("--out", help="New histories directory to write (or DIRECTORY itself).")],
+    sent: Annotated[
+        Path | None,
+        typer.Option("--sent", help="Sends log (customer_id, channel, timestamp): only these sends are added."),
+    ] = None,
+    campaign_id: Annotated[
+        str | None, typer.Option("--campaign-id", help="campaign_id of the rows (default cmp-YYYYMMDD of as_of).")
+    ] = None,
+) -> None:
+    """Append a campaign's sends and randomised pauses to the contacts table of a copy of the histories."""
+    from omni_ml.feedback import feedback as run_feedback
+
+    summary = run_feedback(campaign_file, directory, out, sent=sent, campaign_id=campaign_id)
+    typer.echo(summary.to_text())
 
 
 def main() -> None:  # pragma: no cover - console entry point

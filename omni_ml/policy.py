@@ -199,9 +199,10 @@ def history_facts(
     else:
         keys = pl.DataFrame({"customer_id": pl.Series(list(customers), dtype=pl.String)})
     days = (pl.lit(t).cast(TIMESTAMP) - ts).dt.total_seconds() / 86_400.0
-    if hist.contacts is not None:
+    sent = hist.sent_contacts  # a logged pause (no_contact) is no contact pressure
+    if sent is not None:
         contact_facts = (
-            hist.contacts.filter(before(t))
+            sent.filter(before(t))
             .group_by("customer_id")
             .agg(
                 (days <= 7).sum().cast(pl.Int64).alias("contacts_7d"),
@@ -252,9 +253,10 @@ def history_facts(
 
 def costs_from_contacts(hist: Histories, *, before: dt.datetime | None = None) -> dict[str, float]:
     """Mean logged cost per channel (channels without a logged cost are left out)."""
-    if hist.contacts is None:
+    sent = hist.sent_contacts
+    if sent is None:
         return {}
-    lf = hist.contacts if before is None else hist.contacts.filter(_time.before(before))
+    lf = sent if before is None else sent.filter(_time.before(before))
     frame = lf.group_by("channel").agg(pl.col("cost").mean()).drop_nulls("cost").sort("channel").collect()
     return {str(c): float(v) for c, v in frame.iter_rows()}
 

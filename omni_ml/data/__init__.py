@@ -5,6 +5,7 @@ data/README.md)::
 
     events          required   customer_id or identifier, timestamp, channel, event_type, amount, ...
     contacts        optional   customer_id or identifier, timestamp, channel, campaign_id, cost, assignment_probability
+                               (channel no_contact: a logged pause, a decision rather than a message)
     consents        optional   customer_id or identifier, channel, granted, timestamp
     identity_links  optional   identifier_a, identifier_b, timestamp, source
     customers       optional   customer_id, then any static attribute
@@ -131,6 +132,17 @@ class Histories:
     def collect(self) -> Histories:
         """Materialise every table in memory (faster repeated use after lazy transformations)."""
         return self.replace(**{t: lf.collect().lazy() for t, lf in self.tables().items()})
+
+    @property
+    def sent_contacts(self) -> pl.LazyFrame | None:
+        """The contacts that were sent: ``contacts`` without the logged pauses (channel ``no_contact``).
+
+        Contact pressure, cool-downs, costs and contact features count these; the pauses are decisions
+        (``omni-ml feedback`` logs the randomised ones) that the channel model learns the no-contact outcome from.
+        """
+        if self.contacts is None:
+            return None
+        return self.contacts.filter(pl.col("channel") != NO_CONTACT)
 
     @property
     def has_channels(self) -> bool:

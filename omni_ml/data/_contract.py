@@ -26,9 +26,11 @@ EVENT_TYPES: tuple[str, ...] = (
     "interested",
 )
 UNKNOWN_CHANNEL = "unknown"
-#: The action of not contacting a customer: a ``best_channel`` / ``recommended_channel`` of the campaign
-#: file, an arm of the channel model and a logged action of off-policy evaluation, beside the channels.
 NO_CONTACT = "no_contact"
+"""The action of not contacting a customer: a ``best_channel`` / ``recommended_channel`` of the campaign file, an arm
+of the channel model and a logged action of off-policy evaluation. A ``contacts`` row on this channel is a logged
+decision not to contact (a control-group or explored pause, cost 0, with its ``assignment_probability``), never a
+message (:attr:`Histories.sent_contacts`)."""
 TIMESTAMP = pl.Datetime("us", "UTC")
 
 _STR = pl.String

@@ -384,7 +384,7 @@ def _same_spec(a: object, b: object) -> bool:
 
 def _fit_vocabulary(hist: Histories, config: FeatureConfig, before: dt.datetime | None) -> Vocabulary:
     events = hist.events
-    contacts = hist.contacts
+    contacts = hist.sent_contacts
     if before is not None:
         moment = pl.lit(before if before.tzinfo else before.replace(tzinfo=dt.UTC)).cast(TIMESTAMP)
         events = events.filter(pl.col("timestamp") < moment)

@@ -28,7 +28,10 @@ at that day's first contact and no contact in the following response window. The
 uniformly among such pairs (``pause_ratio`` times as many as contacts); each stands for
 ``1 / sampling_fraction`` pairs (``sample_weight_population``), which matters for population totals
 only: the model conditions on the arm, so the per-arm sampling rate does not bias it. A lookback longer
-than the history starts at the first logged contact.
+than the history starts at the first logged contact. **Logged pauses**
+(contacts rows on channel ``no_contact``: the randomised control-group and explored pauses that
+``omni-ml feedback`` appends) join them as no-contact units of their own, with their logged
+``assignment_probability`` and population weight 1.
 
 Debiasing with the logged ``assignment_probability`` (``weighting="ipw"``): a contact row is weighted
 by ``1 / assignment_probability`` (clipped at ``max_weight``, normalised to mean 1 within its arm), so
@@ -334,11 +337,30 @@ def channel_training_data(
     )
     eligible_pairs = acceptance * customers.len() * days.height
     sampling_fraction = pause.height / max(eligible_pairs, 1.0)
-    keys = pl.concat([contact_units, pause_units]).with_columns(
-        pl.when(pl.col("arm") == NO_CONTACT)
-        .then(1.0 / sampling_fraction)
-        .otherwise(1.0)
-        .alias("sample_weight_population")
+    # Logged pauses (contacts rows on channel no_contact: control-group and explored pauses fed back by
+    # `omni-ml feedback`) are randomised no-contact units with a known assignment probability; they stand for
+    # themselves (population weight 1), the sampled pairs for 1 / sampling_fraction pairs each.
+    logged_pauses = outcomes.filter(period & (pl.col("channel") == NO_CONTACT))
+    if isinstance(logged_pauses, pl.LazyFrame):
+        logged_pauses = logged_pauses.collect()
+    decided = logged_pauses.select(
+        "customer_id",
+        pl.col("timestamp").cast(TIMESTAMP).alias("cutoff"),
+        pl.lit(NO_CONTACT).alias("arm"),
+        pl.col("converted").cast(pl.Int8),
+        pl.col("assignment_probability").cast(pl.Float64),
+        pl.lit(1.0).alias("sample_weight_population"),
+    )
+    keys = pl.concat(
+        [
+            pl.concat([contact_units, pause_units]).with_columns(
+                pl.when(pl.col("arm") == NO_CONTACT)
+                .then(1.0 / sampling_fraction)
+                .otherwise(1.0)
+                .alias("sample_weight_population")
+            ),
+            decided,
+        ]
     )
     feature_set = FeatureSet.from_histories(hist, cfg.feature_config(), before=t)
     frame = build_features(hist, keys.select("customer_id", "cutoff"), feature_set=feature_set)

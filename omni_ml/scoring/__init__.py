@@ -29,10 +29,15 @@
 5. **Lineage.** Every row carries ``model_uri``, ``model_version`` and ``run_id`` (the last two
    null for a model loaded from a local file).
 
+6. **Exploration** (``explore > 0``): a share of the customers outside the control group get an action
+   drawn at random among their allowed options (``no_contact`` included; rule ``explore``), with the
+   same hash family, independent of the control group; every row's ``assignment_probability`` is the
+   probability of its logged action under the whole design (:func:`finish_chunk`).
+
 Columns of the campaign file: ``customer_id, as_of, propensity, propensity_decile, best_channel,
-recommended_channel, control_group, expected_uplift, expected_value, customer_value, score_<channel>..., rule,
-offer_category, suppressed_category, reason_1..reason_K, channel_reason_1..channel_reason_K, model_uri,
-model_version, run_id``.
+recommended_channel, control_group, assignment_probability, expected_uplift, expected_value, customer_value,
+score_<channel>..., rule, offer_category, suppressed_category, reason_1..reason_K,
+channel_reason_1..channel_reason_K, model_uri, model_version, run_id``.
 """
 
 from __future__ import annotations
@@ -47,13 +52,22 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from omni_ml._time import as_utc
 from omni_ml.data import NO_CONTACT, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
 from omni_ml.identity import ensure_resolved
-from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, bucket_of, stable_hash, uniform_from_hash
+from omni_ml.scoring._hashing import (
+    BUCKET_SEED,
+    DRAW_SALT,
+    EXPLORE_SALT,
+    bucket_expr,
+    bucket_of,
+    stable_hash,
+    uniform_from_hash,
+)
 from omni_ml.scoring._writer import AtomicTableWriter, output_format
 
 __all__ = [
@@ -73,6 +87,9 @@ CHUNK_CUSTOMERS = 250_000
 """Customers per chunk when ``chunks`` is not given."""
 
 CONTROL_RULE = "control_group"
+EXPLORE_RULE = "explore"
+VALUE_RULES = ("best_value", "no_positive_value")
+"""Rules of a decision made on value: the only ones exploration may replace (a rule that pauses stays)."""
 _PERSON_TABLES = ("events", "contacts", "consents", "customers")
 _LINEAGE: dict[str, pl.DataType] = {"model_uri": pl.String(), "model_version": pl.String(), "run_id": pl.String()}
 
@@ -94,7 +111,8 @@ class ScoringSummary:
     ``per_channel`` counts ``best_channel`` after the control group is held out (who will be
     contacted, and how); ``recommended`` counts the model's choice before it; ``rules`` counts the
     rule that fired per customer (``control_group`` for contacts held out); ``control`` is the
-    size of the control group (all held-out customers, contactable or not). ``history_end`` is the
+    size of the control group (all held-out customers, contactable or not); ``explored`` counts the
+    customers whose action exploration drew (rule ``explore``). ``history_end`` is the
     last event in the histories; ``warnings`` holds what the job also warned about (a last event more
     than the model's horizon before ``as_of``: a histories feed that stopped).
     """
@@ -117,6 +135,8 @@ class ScoringSummary:
     engine: str = "polars"
     history_end: dt.datetime | None = None
     warnings: tuple[str, ...] = ()
+    explore_fraction: float = 0.0
+    explored: int = 0
 
     @property
     def no_contact(self) -> int:
@@ -155,6 +175,11 @@ class ScoringSummary:
             f"  control group: {self.control:,} ({share:.1%}; target {self.control_fraction:.1%}, seed {self.seed}); "
             f"{self.control_held_out:,} of them held out from a recommended contact"
         )
+        if self.explore_fraction > 0:
+            lines.append(
+                f"  exploration: {self.explored:,} customers (target {self.explore_fraction:.1%} of those outside the "
+                "control group with a choice) drew their action at random (rule explore)"
+            )
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -168,6 +193,7 @@ def campaign_schema(model: Any, *, reasons: int) -> pl.Schema:
         if name == "best_channel":
             cols["recommended_channel"] = pl.String()
             cols["control_group"] = pl.Boolean()
+            cols["assignment_probability"] = pl.Float64()
     cols.update(_LINEAGE)
     return pl.Schema(cols)
 
@@ -175,7 +201,9 @@ def campaign_schema(model: Any, *, reasons: int) -> pl.Schema:
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_arguments(out: Path, reasons: int, control_fraction: float, seed: int, chunks: int | None) -> None:
+def _check_arguments(
+    out: Path, reasons: int, control_fraction: float, seed: int, chunks: int | None, explore: float = 0.0
+) -> None:
     problems = []
     if output_format(out) is None:
         problems.append(f"out {str(out)!r} must end in .parquet or .csv (got {out.suffix or 'no extension'!r})")
@@ -187,6 +215,11 @@ def _check_arguments(out: Path, reasons: int, control_fraction: float, seed: int
         problems.append(f"reasons must be an integer in 0..20 (got {reasons!r})")
     if not isinstance(control_fraction, int | float) or not 0.0 <= float(control_fraction) < 1.0:
         problems.append(f"control_fraction must be in [0, 1) (got {control_fraction!r}); 0.1 holds out 10%")
+    if isinstance(explore, bool) or not isinstance(explore, int | float) or not 0.0 <= float(explore) < 1.0:
+        problems.append(
+            f"explore (--explore) must be in [0, 1) (got {explore!r}); 0.1 draws the channel at random for 10% "
+            "of the customers outside the control group"
+        )
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         problems.append(f"seed must be a non-negative integer (got {seed!r})")
     if chunks is not None and (not isinstance(chunks, int) or isinstance(chunks, bool) or not 1 <= chunks <= 100_000):
@@ -419,21 +452,72 @@ def finish_chunk(
     control_fraction: float,
     seed: int,
     lineage: Mapping[str, str | None],
+    explore_fraction: float = 0.0,
 ) -> pl.DataFrame:
-    """Apply the control group, add lineage, fix the schema and sort a scored chunk into file order."""
+    """Apply the control group and exploration, add lineage, fix the schema and sort a chunk into file order.
+
+    The design, customer by customer (``u_c``, ``u_e``, ``u_d``: independent uniforms from the stable hash
+    of the id with the campaign seed, see :mod:`omni_ml.scoring._hashing`):
+
+    1. ``u_c < control_fraction``: control group, ``best_channel = no_contact`` (rule ``control_group`` when
+       the policy recommended a contact);
+    2. otherwise ``u_e < explore_fraction``: exploration. The options are ``no_contact`` plus every channel
+       the policy allowed (a non-null ``score_<channel>``: consented, with an estimate) when the decision was
+       made on value (rules ``best_value`` / ``no_positive_value``); a customer paused by a rule (consent,
+       pressure cap, cool-down, service incident, suppression) has the single option ``no_contact`` and
+       keeps that rule. With ``K > 1`` options the action is option ``floor(u_d * K)`` and the rule is
+       ``explore``;
+    3. otherwise the policy's recommendation.
+
+    ``assignment_probability`` is the probability of the logged ``best_channel`` ``a`` under this whole
+    design, ``C [a = no_contact] + (1 - C) F / K + (1 - C) (1 - F) [a = recommended]``, with ``C`` the
+    control and ``F`` the exploration fraction (1 for a customer with a single option).
+    """
     ids = frame["customer_id"]
-    in_control = uniform_from_hash(stable_hash(ids, seed)) < control_fraction
-    recommended = pl.col("best_channel")
-    held_out = pl.col("control_group") & (recommended != NO_CONTACT)
+    n = frame.height
+    control = float(control_fraction)
+    explore = float(explore_fraction)
+    in_control = (uniform_from_hash(stable_hash(ids, seed)) < control).to_numpy()
+    channels = [name.removeprefix("score_") for name in schema if name.startswith("score_")]
+    recommended = frame["best_channel"].to_numpy().astype(object)
+    on_value = frame["rule"].is_in(list(VALUE_RULES)).to_numpy()
+    allowed = np.zeros((n, len(channels)), dtype=bool)
+    for j, channel in enumerate(channels):
+        column = f"score_{channel}"
+        if column in frame.columns:
+            allowed[:, j] = frame[column].is_not_null().to_numpy() & on_value
+    n_options = allowed.sum(axis=1) + 1  # + no_contact
+    exploring = np.zeros(n, dtype=bool)
+    action = np.where(in_control, NO_CONTACT, recommended).astype(object)
+    if explore > 0.0 and n:
+        explore_u = uniform_from_hash(stable_hash(ids, seed ^ EXPLORE_SALT)).to_numpy()
+        exploring = ~in_control & (explore_u < explore) & (n_options > 1)
+        draw = uniform_from_hash(stable_hash(ids, seed ^ DRAW_SALT)).to_numpy()
+        pick = np.minimum((draw * n_options).astype(np.int64), n_options - 1)  # 0 = no_contact, k = k-th allowed
+        ranks = np.cumsum(allowed, axis=1)
+        for i in np.flatnonzero(exploring):
+            action[i] = NO_CONTACT if pick[i] == 0 else channels[int(np.argmax(ranks[i] == pick[i]))]
+    is_pause = action == NO_CONTACT
+    probability = np.where(
+        n_options == 1,
+        1.0,  # the only option (exactly 1, not a sum of rounded shares)
+        control * is_pause
+        + (1.0 - control) * explore / n_options
+        + (1.0 - control) * (1.0 - explore) * (action == recommended),
+    )
+    held_out = in_control & (recommended != NO_CONTACT)
+    rule = frame["rule"].to_numpy().astype(object)
+    rule = np.where(held_out, CONTROL_RULE, np.where(exploring, EXPLORE_RULE, rule))
     out = (
         frame.with_columns(
-            control_group=in_control,
+            control_group=pl.Series(in_control, dtype=pl.Boolean),
+            recommended_channel=pl.col("best_channel"),
             __order=stable_hash(ids, BUCKET_SEED),
         )
         .with_columns(
-            recommended_channel=recommended,
-            best_channel=pl.when(held_out).then(pl.lit(NO_CONTACT)).otherwise(recommended),
-            rule=pl.when(held_out).then(pl.lit(CONTROL_RULE)).otherwise(pl.col("rule")),
+            best_channel=pl.Series(action.tolist(), dtype=pl.String),
+            rule=pl.Series(rule.tolist(), dtype=pl.String),
+            assignment_probability=pl.Series(probability, dtype=pl.Float64),
             **{k: pl.lit(v, dtype=pl.String) for k, v in lineage.items()},
         )
         .sort("__order", "customer_id")
@@ -472,6 +556,7 @@ class _Tally:
         self.rules: Counter[str] = Counter()
         self.control = 0
         self.held_out = 0
+        self.explored = 0
 
     def add(self, frame: pl.DataFrame) -> None:
         self.customers += frame.height
@@ -480,6 +565,7 @@ class _Tally:
         self.rules.update(dict(frame["rule"].value_counts().iter_rows()))
         self.control += int(frame["control_group"].sum())
         self.held_out += int((frame["rule"] == CONTROL_RULE).sum())
+        self.explored += int((frame["rule"] == EXPLORE_RULE).sum())
 
 
 def score(
@@ -495,6 +581,7 @@ def score(
     progress: bool = True,
     engine: Literal["polars", "spark"] = "polars",
     tracking_uri: str | None = None,
+    explore: float = 0.0,
 ) -> ScoringSummary:
     """Score every customer as of ``as_of`` and write the campaign file ``out`` atomically.
 
@@ -527,6 +614,11 @@ def score(
         :mod:`omni_ml.scoring.spark`; needs ``pip install omni_ml[spark]``).
     tracking_uri
         MLflow tracking URI for ``models:/`` and ``runs:/`` models (default: the environment's).
+    explore
+        Share ``F`` in ``[0, 1)`` of the customers outside the control group whose action is drawn at random
+        among their allowed options, ``no_contact`` included (rule ``explore``; see :func:`finish_chunk`).
+        Every row's ``assignment_probability`` is the probability of its ``best_channel`` under the whole
+        design, so the file's outcomes give exact importance weights. ``0``: no exploration.
 
     Returns
     -------
@@ -547,7 +639,7 @@ def score(
     started = time.perf_counter()
     out_path = Path(out)
     moment = as_utc(as_of)
-    _check_arguments(out_path, reasons, control_fraction, seed, chunks)
+    _check_arguments(out_path, reasons, control_fraction, seed, chunks, explore)
     if engine not in ("polars", "spark"):
         msg = f"engine must be 'polars' or 'spark' (got {engine!r})."
         raise ConfigError(msg)
@@ -568,7 +660,7 @@ def score(
     n_chunks = chunks if chunks is not None else max(1, math.ceil(n_customers / CHUNK_CUSTOMERS))
     schema = campaign_schema(loaded.model, reasons=reasons)
     lineage = {"model_uri": loaded.model_uri, "model_version": loaded.model_version, "run_id": loaded.run_id}
-    job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage)
+    job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage, float(explore))
     spans: list[tuple[dt.datetime, dt.datetime]] = []
 
     if engine == "spark":
@@ -614,6 +706,8 @@ def score(
         control_held_out=tally.held_out,
         control_fraction=float(control_fraction),
         seed=seed,
+        explore_fraction=float(explore),
+        explored=tally.explored,
         chunks=n_chunks,
         as_of=moment,
         model_uri=loaded.model_uri,
@@ -637,6 +731,7 @@ class _Job:
     seed: int
     schema: pl.Schema
     lineage: Mapping[str, str | None]
+    explore_fraction: float = 0.0
 
     def run(self, hist: Histories) -> pl.DataFrame:
         frame = self.model.score(hist, self.as_of, reasons=self.reasons)
@@ -646,4 +741,5 @@ class _Job:
             control_fraction=self.control_fraction,
             seed=self.seed,
             lineage=self.lineage,
+            explore_fraction=self.explore_fraction,
         )

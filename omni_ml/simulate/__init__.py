@@ -42,7 +42,9 @@ The exact value of a timed campaign and each person's best send time come from
 :func:`timed_campaign_value` and :func:`best_send_times`.
 
 A world is continued under a campaign with :func:`continue_world` (same seed, same history, common
-random numbers), so a policy can be evaluated by simulation as well as by the truth tables. Every
+random numbers), so a policy can be evaluated by simulation as well as by the truth tables;
+:func:`continue_histories` (``omni-ml simulate --continue-from``) writes the continued world as a complete
+histories directory ending ``days`` later, with its own ``truth/``, to run cycle after cycle. Every
 per-person decision of a day uses that person's own uniforms, so persons not in the campaign buy on the
 same days as in ``truth/future_events``; row details (times, amounts, products) of a chunk may be
 re-drawn when its rows change.
@@ -64,12 +66,13 @@ from __future__ import annotations
 
 from omni_ml.simulate.config import PRESETS, SimulationConfig, preset
 from omni_ml.simulate.timed import best_send_times, timed_campaign_value
-from omni_ml.simulate.world import continue_world, load_config, simulate
+from omni_ml.simulate.world import continue_histories, continue_world, load_config, simulate
 
 __all__ = [
     "PRESETS",
     "SimulationConfig",
     "best_send_times",
+    "continue_histories",
     "continue_world",
     "load_config",
     "preset",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -114,6 +115,7 @@ def run_chunk(
     campaign: np.ndarray | None = None,
     send_day: np.ndarray | None = None,
     send_sec: np.ndarray | None = None,
+    campaigns: Mapping[int, np.ndarray] | None = None,
 ) -> ChunkRecords:
     """Live the chunk's persons through ``[start, end + H)``.
 
@@ -121,6 +123,9 @@ def run_chunk(
     (``-1``: none); ``send_day`` the day of that contact counted from ``end`` (default 0) and ``send_sec``
     its second of the day (default ``DEFAULT_SEND_HOUR``). A contact due on a later day is sent only if
     the person is still consented to its channel that day (the sender checks consent at send time).
+    ``campaigns`` (optional): day index -> such an array, each sent on its day at the default send time
+    (campaign code = the day), for worlds continued over several cycles
+    (:func:`omni_ml.simulate.world.continue_histories`).
     """
     n = pop.n
     rhythm = draw_rhythm(cfg, chunk, pop)
@@ -208,6 +213,10 @@ def run_chunk(
             if t > cal.n_history:  # consent may have changed since `end`
                 who = who[consent[who, campaign[who]]]
             sent = (who, campaign[who].astype(np.int64), np.ones(who.size), FUTURE_CAMPAIGN, send_sec[who])
+        elif campaigns is not None and t in campaigns:
+            who = np.flatnonzero(campaigns[t] >= 0)
+            at = np.full(who.size, int(DEFAULT_SEND_HOUR * 3600), dtype=np.int64)
+            sent = (who, campaigns[t][who].astype(np.int64), np.ones(who.size), t, at)
         if sent is not None and sent[0].size:
             who, ch, p_assign, code, sec = sent
             fm = 1.0 / (1.0 + cfg.fatigue_strength * fatigue[who])

@@ -12,11 +12,16 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import ctypes
+import dataclasses
+import datetime as dt
 import itertools
 import json
 import math
 import multiprocessing
+import os
 import queue
+import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,7 +51,7 @@ from omni_ml.simulate.rhythm import DEFAULT_SEND_HOUR, curve_description, draw_r
 from omni_ml.simulate.schedule import send_instants
 from omni_ml.simulate.truth import purchase_probability
 
-__all__ = ["continue_world", "simulate"]
+__all__ = ["continue_histories", "continue_world", "simulate"]
 
 Progress = Callable[[int, int], None]
 CONVERSION_DAYS = 7
@@ -329,8 +334,10 @@ def load_config(world_dir: str | Path) -> SimulationConfig:
     return from_mapping(SimulationConfig, data["config"], where=str(path))
 
 
-def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFrame) -> np.ndarray:
-    """Channel index per global person (-1: no contact), after checking the table and consent at ``end``."""
+def _campaign_channels(
+    cfg: SimulationConfig, world: Path, campaign: pl.DataFrame, at: dt.date | None = None
+) -> np.ndarray:
+    """Channel index per global person (-1: no contact), after checking the table and consent at ``at`` (``end``)."""
     missing = [c for c in ("customer_id", "channel") if c not in campaign.columns]
     if missing:
         msg = f"campaign: missing column(s) {missing}; found {campaign.columns}. Hint: pass (customer_id, channel)."
@@ -361,7 +368,8 @@ def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFram
         )
         raise SchemaError(msg)
     send = joined.filter(pl.col("channel") != NO_CONTACT)
-    end = pl.lit(cfg.end).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    moment = cfg.end if at is None else at
+    end = pl.lit(moment).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     state = (
         pl.scan_parquet(world / "consents.parquet")
         .filter(pl.col("timestamp") < end)
@@ -375,7 +383,7 @@ def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFram
     if refused.height:
         msg = (
             f"campaign: {refused.height:,} of {send.height:,} contacts are on a channel without consent at end="
-            f"{cfg.end} (e.g. {refused['customer_id'][0]!r} on {refused['channel'][0]!r}). "
+            f"{moment} (e.g. {refused['customer_id'][0]!r} on {refused['channel'][0]!r}). "
             "Hint: apply the consent mask (omni_ml.policy) before continuing the world."
         )
         raise ConsentError(msg)
@@ -474,3 +482,210 @@ def continue_world(
         result.write_parquet(target / "future_events.parquet", compression="zstd")
         pl.concat(sent).write_parquet(target / "contacts.parquet", compression="zstd")
     return result
+
+
+# ----------------------------------------------------------------------------- continued histories
+
+_TABLES = ("events", "contacts", "consents", "identity_links", "customers")
+
+
+def _continuation(world: Path, cfg: SimulationConfig) -> tuple[int, list[dict[str, Any]]]:
+    """The world's current end (day index from ``start``) and the campaigns applied since the simulated end."""
+    data: dict[str, Any] = json.loads((world / "truth" / "world.json").read_text())
+    meta = data.get("continuation") or {}
+    return int(meta.get("end_day", cfg.history_days)), list(meta.get("campaigns", []))
+
+
+def _campaign_frame(campaign: pl.DataFrame) -> pl.DataFrame:
+    """``customer_id, channel, assignment_probability`` of a campaign file (``best_channel``) or action table."""
+    if "channel" not in campaign.columns and "best_channel" in campaign.columns:
+        campaign = campaign.rename({"best_channel": "channel"})
+    if "assignment_probability" not in campaign.columns:
+        campaign = campaign.with_columns(pl.lit(1.0).alias("assignment_probability"))
+    return campaign.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("channel").cast(pl.String).str.to_lowercase(),
+        pl.col("assignment_probability").cast(pl.Float64),
+    )
+
+
+def _read_table(world: Path, name: str) -> pl.DataFrame | None:
+    path = world / f"{name}.parquet"
+    return pl.read_parquet(path) if path.exists() else None
+
+
+def continue_histories(
+    world_dir: str | Path,
+    campaign: pl.DataFrame,
+    days: int,
+    out_dir: str | Path,
+) -> Path:
+    """A complete histories directory ending ``days`` after the world's end, with the campaign sent at its end.
+
+    The world (a directory written by :func:`simulate`, or by this function: worlds continue cycle after
+    cycle) is re-simulated from its config with every campaign applied so far, each on its own day, and the
+    new one at the current end (timestamp 00:00 UTC, ``campaign_id`` ``cmp-YYYYMMDD`` of that day, each
+    contact's ``assignment_probability`` from ``campaign``). ``out_dir`` then holds:
+
+    * every table of the world as it is (rows added to it, e.g. by ``omni-ml feedback``, are kept), plus
+      the rows of ``[end, end + days)``: the campaign's contacts, opens, clicks and unsubscribes, purchases,
+      returns, browsing, consent changes and new identity links (the simulated population signs up before
+      the original end, so no new customers appear);
+    * ``truth/`` for the new end: ``propensity``, ``channel_response`` and ``future_events`` (no outbound
+      contacts in ``[end + days, end + days + future_days)``), ``identity`` (grown by the identifiers seen
+      since), ``world.json`` (the original config plus the continuation: new end, campaigns and their days)
+      and ``campaigns/`` (the actions applied, to replay them in the next continuation).
+
+    The window's rows are cut from the same draws as the world's ``truth/future_events`` (common random
+    numbers), so with an all-``no_contact`` campaign and ``days <= future_days`` they are exactly the
+    future events of ``[end, end + days)`` (only which rows carry an identifier instead of a customer_id is
+    drawn anew). The output is written to a temporary directory next to ``out_dir`` and renamed when complete.
+
+    Raises
+    ------
+    ConfigError
+        ``days`` < 1, or ``out_dir`` exists.
+    SchemaError, ConsentError
+        As :func:`continue_world` (checked against the consent state at the world's current end).
+    """
+    world = Path(world_dir)
+    target = Path(out_dir)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        msg = f"continue: --days must be a positive integer (got {days!r})."
+        raise ConfigError(msg)
+    if target.exists():
+        msg = f"continue: --out {str(target)!r} already exists. Hint: choose a new directory."
+        raise ConfigError(msg)
+    cfg = load_config(world)
+    end_day, applied = _continuation(world, cfg)
+    end_date = cfg.start + dt.timedelta(days=end_day)
+    actions = _campaign_frame(campaign)
+    # a campaign file also lists customers the world does not know as persons (unresolved ``anon-`` cookies):
+    # they cannot be contacted, and a pause of a stranger changes nothing
+    persons = pl.read_parquet(world / "customers.parquet", columns=["customer_id"])
+    actions = actions.filter(
+        (pl.col("channel") != NO_CONTACT) | pl.col("customer_id").is_in(persons["customer_id"].implode())
+    )
+    new_channels = _campaign_channels(cfg, world, actions, at=end_date)
+    schedule = {int(a["day"]): a["file"] for a in applied}
+    if end_day in schedule:  # pragma: no cover - the end moves with every continuation
+        msg = f"continue: a campaign was already applied on {end_date}."
+        raise ConfigError(msg)
+    channels_by_day: dict[int, np.ndarray] = {}
+    for day, file in schedule.items():
+        at = cfg.start + dt.timedelta(days=day)
+        channels_by_day[day] = _campaign_channels(cfg, world, pl.read_parquet(world / file), at=at)
+    channels_by_day[end_day] = new_channels
+    new_end = end_day + days
+    ext = cfg.replace(future_days=new_end - cfg.history_days + cfg.future_days)
+    cal_full = Calendar.build(ext)
+    cal_new = dataclasses.replace(cal_full, n_history=new_end)
+    # the window as the world's own future saw it: same split of the draws as its truth/future_events
+    cal_window = dataclasses.replace(cal_full, n_history=end_day, n_total=max(new_end, end_day + cfg.future_days))
+    tables = CategoryTables.build(ext)
+    start_us = (cal_full.epoch_day + end_day) * DAY_US
+    stop_us = (cal_full.epoch_day + new_end) * DAY_US
+    cmp_name = f"cmp-{end_date:%Y%m%d}"
+
+    parts: dict[str, list[pl.DataFrame]] = collections.defaultdict(list)
+    for k, offset, n in _chunks(cfg):
+        pop = draw_population(ext, k, offset, n)
+        rec = run_chunk(
+            ext, k, pop, cal_new, tables, campaigns={d: c[offset : offset + n] for d, c in channels_by_day.items()}
+        )
+        _h, window = _route(
+            ext, cal_window, expand(ext, k, pop, cal_window, rec, 0), expand(ext, k, pop, cal_window, rec, 1)
+        )
+        window = window.take(window.ts < stop_us)
+        ev, seen_w = events_table(
+            ext, k, pop, cal_window, window, period=2 + end_day, campaign_name="", with_customer_id=False
+        )
+        parts["events"].append(to_polars(ev))
+        parts["contacts"].append(to_polars(contacts_table(ext, pop, cal_window, rec.contacts, end_day, new_end, "")))
+        parts["consents"].append(to_polars(consents_table(cal_window, pop, rec.consents, end_day, new_end)))
+        links = links_frame(ext, pop, cal_window, seen_w)
+        parts["identity_links"].append(
+            links.filter((pl.col("timestamp") >= _ts(start_us)) & (pl.col("timestamp") < _ts(stop_us)))
+        )
+        _h2, future = _route(ext, cal_new, expand(ext, k, pop, cal_new, rec, 0), expand(ext, k, pop, cal_new, rec, 1))
+        fut, seen_f = events_table(ext, k, pop, cal_new, future, period=1, campaign_name="", with_customer_id=True)
+        parts["truth/future_events"].append(to_polars(fut))
+        parts["truth/identity"].append(identity_truth(ext, pop, pl.concat([seen_w, seen_f])))
+        propensity, response = _truth(ext, pop, cal_new, tables, rec)
+        parts["truth/propensity"].append(to_polars(propensity))
+        parts["truth/channel_response"].append(to_polars(response))
+
+    sent = pl.concat(parts.pop("contacts"))
+    probability = actions.select("customer_id", "channel", pl.col("assignment_probability").alias("__p"))
+    sent = (
+        sent.join(probability, on=["customer_id", "channel"], how="left")
+        .with_columns(
+            pl.when(pl.col("campaign_id") == cmp_name)
+            .then(pl.col("__p"))
+            .otherwise(pl.col("assignment_probability"))
+            .alias("assignment_probability")
+        )
+        .drop("__p")
+    )
+    tmp = target.parent / f".{target.name}.continue-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        (tmp / "truth" / "campaigns").mkdir(parents=True)
+        rows: dict[str, int] = {}
+        for name in _TABLES:
+            old = _read_table(world, name)
+            new = (
+                sent
+                if name == "contacts"
+                else (pl.concat(parts[name], how="diagonal_relaxed") if name in parts else None)
+            )
+            if name == "identity_links" and old is not None and new is not None:
+                new = new.join(
+                    old.select("identifier_a", "identifier_b"), on=["identifier_a", "identifier_b"], how="anti"
+                )
+            frames = [f for f in (old, new) if f is not None]
+            if not frames:
+                continue
+            table = (
+                pl.concat([frames[0], *[f.select(frames[0].columns).cast(frames[0].schema) for f in frames[1:]]])
+                if len(frames) > 1
+                else frames[0]
+            )
+            table.write_parquet(tmp / f"{name}.parquet", compression="zstd")
+            rows[name] = table.height
+        for name in ("future_events", "propensity", "channel_response"):
+            table = pl.concat(parts[f"truth/{name}"])
+            table.write_parquet(tmp / "truth" / f"{name}.parquet", compression="zstd")
+            rows[f"truth/{name}"] = table.height
+        identity = pl.concat(
+            [pl.read_parquet(world / "truth" / "identity.parquet"), *parts["truth/identity"]], how="diagonal_relaxed"
+        )
+        identity = identity.unique(maintain_order=True)
+        identity.write_parquet(tmp / "truth" / "identity.parquet", compression="zstd")
+        rows["truth/identity"] = identity.height
+        for a in applied:
+            shutil.copy2(world / a["file"], tmp / a["file"])
+        file = f"truth/campaigns/{cmp_name}.parquet"
+        actions.write_parquet(tmp / file, compression="zstd")
+        world_json = {
+            "config": cfg.to_dict(),
+            "future_regime": _FUTURE_REGIME,
+            "conversion_days": CONVERSION_DAYS,
+            "rows": rows,
+            "continuation": {
+                "continued_from": str(world.resolve()),
+                "end": (cfg.start + dt.timedelta(days=new_end)).isoformat(),
+                "end_day": new_end,
+                "campaigns": [*applied, {"day": end_day, "date": end_date.isoformat(), "file": file}],
+            },
+        }
+        (tmp / "truth" / "world.json").write_text(json.dumps(world_json, indent=2, sort_keys=True) + "\n")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _ts(us: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(us))
