@@ -165,19 +165,28 @@ def level(name: str, family: str, value: float, median: float | None) -> str:
 
 def codes_of(
     names: list[str],
-    families: list[str],
     feature_index: npt.NDArray[np.int64],
     family_index: npt.NDArray[np.int64],
     values: npt.NDArray[np.float64],
     labels: list[str],
     medians: dict[str, float] | None,
+    coded: set[str] | None = None,
 ) -> list[str]:
-    """Codes of flattened (feature, family) picks; ``labels[family_index]`` is the reason family."""
+    """Codes of flattened (feature, family) picks; ``labels[family_index]`` is the reason family.
+
+    Features in ``coded`` hold category codes (no order): their level is ``KNOWN`` or ``NONE``.
+    """
     out: list[str] = []
+    cache: dict[tuple[int, int, float | None], str] = {}
     for j, g, v in zip(feature_index.tolist(), family_index.tolist(), values.tolist(), strict=True):
-        fam = labels[g]
-        med = None if medians is None else medians.get(names[j])
-        out.append(f"{family_prefix(fam)}_{level(names[j], fam, float(v), med)}")
+        key = (j, g, v if v == v else None)
+        code = cache.get(key)
+        if code is None:
+            fam = labels[g]
+            med = None if medians is None or (coded and names[j] in coded) else medians.get(names[j])
+            code = f"{family_prefix(fam)}_{level(names[j], fam, float(v), med)}"
+            cache[key] = code
+        out.append(code)
     return out
 
 
