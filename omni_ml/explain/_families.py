@@ -122,15 +122,32 @@ def family_prefix(reason_family_name: str) -> str:
     return reason_family_name.removeprefix("engagement_").upper()
 
 
+_INDEX: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def feature_index(feature_set: Any) -> dict[str, Any]:
+    """Feature name -> ``Feature`` of a FeatureSet (cached; ``{}`` for a describer without ``features``)."""
+    if feature_set is None:
+        return {}
+    held = _INDEX.get(id(feature_set))
+    if held is not None and held[0] is feature_set:
+        return held[1]
+    index = {f.name: f for f in getattr(feature_set, "features", ())}
+    if len(_INDEX) > 32:
+        _INDEX.clear()
+    _INDEX[id(feature_set)] = (feature_set, index)
+    return index
+
+
 def as_of_constant(feature_set: Any, names: list[str]) -> list[str]:
     """The features among ``names`` that depend on the cutoff only (the same for everyone at one moment)."""
     if feature_set is None:
         return [n for n in names if n.startswith("cutoff_")]
+    index = feature_index(feature_set)
     out: list[str] = []
     for name in names:
-        try:
-            feature = feature_set.feature(name)
-        except (KeyError, AttributeError):
+        feature = index.get(name)
+        if feature is None:
             continue
         if feature.family == "time_of_year":
             out.append(name)
@@ -141,26 +158,6 @@ def as_of_constant(feature_set: Any, names: list[str]) -> list[str]:
             if roots and roots <= {"cutoff", *out}:
                 out.append(name)
     return out
-
-
-def level(name: str, family: str, value: float, median: float | None) -> str:
-    """The level word of a code for feature ``name`` with ``value`` (see the module docstring)."""
-    if family == "consent":
-        return "GRANTED" if value == value and value >= 1 else "NOT_GRANTED"
-    if value != value:
-        return "NONE"
-    is_days = bool(_DAYS.match(name))
-    if not is_days and value == 0 and not name.endswith(("_ratio", "_trend")) and "trend" not in name:
-        return "NONE"
-    if median is None or median != median:
-        return "KNOWN"
-    if is_days:
-        return "SHORT" if value <= median else "LONG"
-    if _ENGAGED.match(name):
-        return "ENGAGED" if value > median else "UNENGAGED"
-    if value > median:
-        return "HIGH"
-    return "LOW" if value < median else "TYPICAL"
 
 
 def codes_of(
@@ -174,20 +171,42 @@ def codes_of(
 ) -> list[str]:
     """Codes of flattened (feature, family) picks; ``labels[family_index]`` is the reason family.
 
-    Features in ``coded`` hold category codes (no order): their level is ``KNOWN`` or ``NONE``.
+    Features in ``coded`` hold category codes (no order): their level is ``KNOWN`` or ``NONE``. The
+    rules of :func:`level`, vectorised.
     """
-    out: list[str] = []
-    cache: dict[tuple[int, int, float | None], str] = {}
-    for j, g, v in zip(feature_index.tolist(), family_index.tolist(), values.tolist(), strict=True):
-        key = (j, g, v if v == v else None)
-        code = cache.get(key)
-        if code is None:
-            fam = labels[g]
-            med = None if medians is None or (coded and names[j] in coded) else medians.get(names[j])
-            code = f"{family_prefix(fam)}_{level(names[j], fam, float(v), med)}"
-            cache[key] = code
-        out.append(code)
-    return out
+    if feature_index.size == 0:
+        return []
+    coded = coded or set()
+    med = np.array(
+        [np.nan if medians is None or n in coded else medians.get(n, np.nan) for n in names], dtype=np.float64
+    )
+    is_days = np.array([bool(_DAYS.match(n)) for n in names])
+    is_engaged = np.array([bool(_ENGAGED.match(n)) for n in names])
+    zero_is_none = np.array([not _DAYS.match(n) and not re.search("ratio|trend|rate", n) for n in names])
+    is_consent = np.array([lab == "consent" for lab in labels])
+    j, g, v = feature_index, family_index, values
+    m = med[j]
+    missing = np.isnan(v)
+    with np.errstate(invalid="ignore"):
+        lvl = np.select(
+            [
+                is_consent[g] & ~missing & (v >= 1),
+                is_consent[g],
+                missing,
+                zero_is_none[j] & (v == 0),
+                np.isnan(m),
+                is_days[j] & (v <= m),
+                is_days[j],
+                is_engaged[j] & (v > m),
+                is_engaged[j],
+                v > m,
+                v < m,
+            ],
+            ["GRANTED", "NOT_GRANTED", "NONE", "NONE", "KNOWN", "SHORT", "LONG", "ENGAGED", "UNENGAGED", "HIGH", "LOW"],
+            default="TYPICAL",
+        )
+    prefix = np.array([family_prefix(lab) for lab in labels], dtype=object)
+    return (prefix[g] + "_" + lvl.astype(object)).tolist()  # type: ignore[no-any-return]
 
 
 _MEANING = {

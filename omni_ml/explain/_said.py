@@ -50,10 +50,11 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from omni_ml.explain._families import as_of_constant, codes_of, reason_family
+from omni_ml.explain._families import as_of_constant, codes_of, feature_index, reason_family
 from omni_ml.explain._frames import feature_matrix
 from omni_ml.explain._reasons import (
     FeatureDescriber,
+    _family_of,
     _format_reason_number,
     _keys_frame,
     _proba_fn,
@@ -136,34 +137,30 @@ def _families_of(feature_set: FeatureDescriber | None, names: list[str], constan
         if name in constant:
             out.append(None)
             continue
-        try:
-            family = feature_set.family_of(name) if feature_set is not None else name
-        except KeyError:
-            family = name
+        feature = feature_index(feature_set).get(name)
+        family = feature.family if feature is not None else _family_of(feature_set, name)
         out.append(reason_family(name, family))
     return out
 
 
 def _rounded(feature_set: FeatureDescriber | None, name: str, value: float) -> float:
     """``value`` rounded as its text shows it (so "1 day", not "1 days", for 0.6 days)."""
-    fmt = ""
-    try:
-        fmt = str(feature_set.feature(name).fmt) if feature_set is not None else ""  # type: ignore[attr-defined]
-    except (KeyError, AttributeError):
+    feature = feature_index(feature_set).get(name)
+    if feature is None:
         return value
-    found = re.search(r"\.(\d+)f$", fmt)
+    found = re.search(r"\.(\d+)f$", str(feature.fmt))
     return round(value, int(found.group(1))) if found else value
 
 
 def _said(feature_set: FeatureDescriber | None, name: str, value: float, context: int) -> str:
-    """The feature's value in words; a missing value said as what we know.
+    """The feature's value (already :func:`_rounded`) in words; a missing value said as what we know.
 
     ``context`` (missing values only): 1 no activity at all, 2 a new customer (first activity 90 days
     ago or less),
     3 a known customer, 4 no customer record (every customer attribute missing).
     """
     if value == value:
-        return _render_one(feature_set, name, _rounded(feature_set, name, value))
+        return _render_one(feature_set, name, value)
     text = _render_one(feature_set, name, value)
     if name.startswith("attr_"):
         if context == 4:
@@ -309,14 +306,10 @@ def explain_reasons(
     ).reshape(n, k)
     columns: dict[str, Any] = {"propensity": p, "reason_baseline": p0}
     shown_pp = np.where(valid, chosen_pp, 0.0).sum(axis=1)
+    numbers = format_pp(chosen_pp, chosen_lo)
     for slot in range(k):
         ok = valid[:, slot]
-        reason = [
-            f"{texts[i][slot]} ({_format_reason_number(chosen_pp[i, slot] / 100.0, chosen_lo[i, slot], 'probability')})"
-            if ok[i]
-            else None
-            for i in range(n)
-        ]
+        reason = [f"{texts[i][slot]} ({numbers[i, slot]})" if ok[i] else None for i in range(n)]
         columns[f"reason_{slot + 1}"] = pl.Series(reason, dtype=pl.String)
         columns[f"reason_code_{slot + 1}"] = pl.Series(np.where(ok, codes[:, slot], None).tolist(), dtype=pl.String)
         columns[f"reason_pp_{slot + 1}"] = pl.Series(np.where(ok, chosen_pp[:, slot], np.nan)).fill_nan(None)
@@ -332,13 +325,11 @@ def _coded(feature_set: FeatureDescriber | None, names: list[str]) -> set[str]:
     """Features whose value is a category code (no order: their reason codes end in ``_KNOWN``)."""
     from omni_ml.features._spec import Attribute
 
+    index = feature_index(feature_set)
     out: set[str] = set()
     for name in names:
-        try:
-            spec = feature_set.feature(name).spec  # type: ignore[union-attr]
-        except (KeyError, AttributeError):
-            continue
-        if isinstance(spec, Attribute) and spec.kind == "code":
+        feature = index.get(name)
+        if feature is not None and isinstance(feature.spec, Attribute) and feature.spec.kind == "code":
             out.add(name)
     return out
 
@@ -394,6 +385,58 @@ def _slope(
     return slope
 
 
+def _decimals(feature_set: FeatureDescriber | None, names: list[str]) -> npt.NDArray[np.int64]:
+    """Decimals each feature's text shows (-1: not a fixed-point format)."""
+    index = feature_index(feature_set)
+    out = np.full(len(names), -1, dtype=np.int64)
+    for j, name in enumerate(names):
+        feature = index.get(name)
+        found = re.search(r"\.(\d+)f$", str(feature.fmt)) if feature is not None else None
+        if found:
+            out[j] = int(found.group(1))
+    return out
+
+
+def rounded_values(
+    feature_set: FeatureDescriber | None, names: list[str], feature: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``values`` of features ``feature`` rounded as their texts show them (vectorised :func:`_rounded`)."""
+    dec = _decimals(feature_set, names)[feature]
+    scale = 10.0 ** np.maximum(dec, 0)
+    return np.where(dec >= 0, np.round(values * scale) / scale, values)
+
+
+def render_unique(keys: pl.DataFrame, render: Any) -> list[str | None]:
+    """``render(*row)`` of each row of ``keys``, rendered once per distinct row (nulls stay null-safe)."""
+    if keys.height == 0:
+        return []
+    distinct = keys.unique(maintain_order=True)
+    texts = [render(*row) for row in distinct.iter_rows()]
+    mapped = keys.join(
+        distinct.with_columns(pl.Series("__text", texts, dtype=pl.String)),
+        on=keys.columns,
+        how="left",
+        nulls_equal=True,
+        maintain_order="left",
+    )
+    return mapped["__text"].to_list()
+
+
+def format_pp(pp: npt.NDArray[np.float64], log_odds: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
+    """``"+1.5 pp"`` per contribution (two significant digits); a zero change of a non-zero log-odds in log-odds."""
+    flat = pp.reshape(-1)
+    lo = log_odds.reshape(-1)
+    rounded = pl.Series(np.nan_to_num(flat), dtype=pl.Float64).round_sig_figs(2).to_numpy()
+    out = np.empty(flat.size, dtype=object)
+    uniq, inverse = np.unique(rounded, return_inverse=True)
+    words = np.array([_format_reason_number(u / 100.0, 1.0, "probability") for u in uniq.tolist()], dtype=object)
+    out[:] = words[inverse.reshape(-1)] if uniq.size else out
+    zero = (rounded == 0.0) & (lo != 0.0)
+    for i in np.flatnonzero(zero).tolist():
+        out[i] = _format_reason_number(0.0, float(lo[i]), "probability")
+    return out.reshape(pp.shape)
+
+
 def _texts(
     feature_set: FeatureDescriber | None,
     names: list[str],
@@ -401,27 +444,24 @@ def _texts(
     shown: npt.NDArray[np.int64],
     valid: npt.NDArray[np.bool_],
 ) -> list[list[str | None]]:
-    cache: dict[tuple[int, float | None, int], str] = {}
-    tenure = x[:, names.index("tenure_days")] if "tenure_days" in names else np.full(x.shape[0], np.nan)
-    attrs = [j for j, n in enumerate(names) if n.startswith("attr_")]
-    no_record = np.isnan(x[:, attrs]).all(axis=1) if attrs else np.zeros(x.shape[0], dtype=bool)
+    n, m = shown.shape
+    tenure = x[:, names.index("tenure_days")] if "tenure_days" in names else np.full(n, np.nan)
+    attrs = [j for j, name in enumerate(names) if name.startswith("attr_")]
+    no_record = np.isnan(x[:, attrs]).all(axis=1) if attrs else np.zeros(n, dtype=bool)
     context = np.where(np.isnan(tenure), 1, np.where(tenure <= 90, 2, 3))
-    context = np.where(no_record, 4, context)
-    out: list[list[str | None]] = []
-    for i in range(x.shape[0]):
-        row: list[str | None] = []
-        for slot in range(shown.shape[1]):
-            if not valid[i, slot]:
-                row.append(None)
-                continue
-            j = int(shown[i, slot])
-            v = float(x[i, j])
-            state = 0 if v == v else int(context[i]) if names[j].startswith("attr_") else min(int(context[i]), 3)
-            key = (j, v if v == v else None, state)
-            text = cache.get(key)
-            if text is None:
-                text = _said(feature_set, names[j], v, state)
-                cache[key] = text
-            row.append(text)
-        out.append(row)
-    return out
+    is_attr = np.array([name.startswith("attr_") for name in names])[shown]
+    rows = np.arange(n)[:, None]
+    values = rounded_values(feature_set, names, shown, x[rows, shown])
+    missing = np.isnan(values)
+    state = np.where(missing, np.where(is_attr & no_record[:, None], 4, context[:, None]), 0)
+    keys = pl.DataFrame(
+        {
+            "j": shown[valid],
+            "v": pl.Series(values[valid], dtype=pl.Float64, nan_to_null=True),
+            "s": state[valid],
+        }
+    )
+    said = render_unique(keys, lambda j, v, st: _said(feature_set, names[j], float("nan") if v is None else v, st))
+    grid = np.full((n, m), None, dtype=object)
+    grid[valid] = np.array(said, dtype=object)
+    return grid.tolist()  # type: ignore[no-any-return]
