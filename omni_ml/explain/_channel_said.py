@@ -281,7 +281,9 @@ def explain_channel_reasons(
                 order.reshape(-1),
                 shown_values.reshape(-1),
                 labels,
-                None if reference is None else {b: reference[f] for b, f in zip(names, features, strict=True) if f in reference},
+                None
+                if reference is None
+                else {b: reference[f] for b, f in zip(names, features, strict=True) if f in reference},
             ),
             dtype=object,
         ).reshape(order.shape)
@@ -297,7 +299,9 @@ def explain_channel_reasons(
             noun = "contacts on any channel" if h == "all" else _noun(channel)
             where = np.nonzero(good)
             keys = pl.DataFrame({"k": conv[where[0]], "n": cont[where[0]]})
-            text[where] = np.array(render_unique(keys, lambda k, n, noun=noun: _history_text(noun, k, n, window)), dtype=object)
+            text[where] = np.array(
+                render_unique(keys, lambda k, n, noun=noun: _history_text(noun, k, n, window)), dtype=object
+            )
             code[where] = "ANY_RESPONDED" if h == "all" else f"{channel.upper()}_RESPONDED"
             feat[where] = f"resp_conversions_{h};resp_contacts_{h}"
             ok |= good

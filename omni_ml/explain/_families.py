@@ -210,8 +210,8 @@ def codes_of(
 
 
 _MEANING = {
-    "SHORT": "the most telling {what} value is at or below the training population's median",
-    "LONG": "the most telling {what} value is above the training population's median",
+    "SHORT": "{what}: the most telling number of days is at or below the training population's median",
+    "LONG": "{what}: the most telling number of days is above the training population's median",
     "HIGH": "the most telling {what} value is above the training population's median",
     "LOW": "the most telling {what} value is below the training population's median",
     "TYPICAL": "the most telling {what} value equals the training population's median",
@@ -222,11 +222,7 @@ _MEANING = {
     "NOT_GRANTED": "consent not granted",
     "KNOWN": "{what} (no reference population stored with the model)",
 }
-_LEVELS = {
-    "recency": ("SHORT", "LONG", "NONE"),
-    "tenure": ("SHORT", "LONG", "NONE"),
-    "consent": ("GRANTED", "NOT_GRANTED"),
-}
+_GENERIC = ("SHORT", "LONG", "HIGH", "LOW", "TYPICAL", "NONE", "KNOWN")
 _CHANNEL_CODES = {
     "ENGAGED": "opened or clicked {channel} messages: 'opened 4 of 6 {channel} messages in the last 365 days'",
     "RESPONDED": "bought within the response window after past {channel} contacts: 'bought within 7 days after 2 of 3'",
@@ -259,9 +255,11 @@ def reason_codes(channels: tuple[str, ...] | list[str] | None = None) -> pl.Data
     families = [f for f in REASON_FAMILIES if f != "engagement"] + [f"engagement_{c}" for c in channels]
     for fam in families:
         what = fam.replace("engagement_", "").replace("_", " ")
-        levels = _LEVELS.get(fam, ("HIGH", "LOW", "TYPICAL", "NONE", "KNOWN"))
-        if fam.startswith("engagement_"):
-            levels = ("ENGAGED", "UNENGAGED", "SHORT", "LONG", "HIGH", "LOW", "TYPICAL", "NONE", "KNOWN")
+        levels: tuple[str, ...] = _GENERIC
+        if fam == "consent":
+            levels = ("GRANTED", "NOT_GRANTED")
+        elif fam.startswith("engagement_"):
+            levels = ("ENGAGED", "UNENGAGED", *_GENERIC)
         for lv in levels:
             rows.append((f"{family_prefix(fam)}_{lv}", "propensity", fam, _MEANING[lv].format(what=what)))
     for ch in channels:
@@ -269,9 +267,22 @@ def reason_codes(channels: tuple[str, ...] | list[str] | None = None) -> pl.Data
             rows.append(
                 (f"{ch.upper()}_{lv}", "channel", f"engagement_{ch}", meaning.format(channel=ch.replace("_", " ")))
             )
+    rows.append(
+        (
+            "ANY_RESPONDED",
+            "channel",
+            "history_all",
+            "bought within the response window after past contacts on any channel",
+        )
+    )
     rows += [
-        ("COST_LOWER", "channel", "cost", "allowed and cheaper than the next best channel: 'sms is allowed and costs 0.08; "
-         "direct mail would cost 0.90'"),
+        (
+            "COST_LOWER",
+            "channel",
+            "cost",
+            "allowed and cheaper than the next best channel: 'sms is allowed and costs 0.08; "
+            "direct mail would cost 0.90'",
+        ),
         ("ONLY_CONSENT", "channel", "consent", "the only channel the customer consented to"),
         ("VALUE_HIGHER", "channel", "value", "the highest expected value net of cost among the allowed channels"),
     ]

@@ -301,7 +301,15 @@ def explain_reasons(
     chosen_pp = 100.0 * chosen_lo * slope[:, None]
     values = x[rows, shown]
     codes = np.array(
-        codes_of(names, shown.reshape(-1), order.reshape(-1), values.reshape(-1), labels, reference, _coded(feature_set, names)),
+        codes_of(
+            names,
+            shown.reshape(-1),
+            order.reshape(-1),
+            values.reshape(-1),
+            labels,
+            reference,
+            _coded(feature_set, names),
+        ),
         dtype=object,
     ).reshape(n, k)
     columns: dict[str, Any] = {"propensity": p, "reason_baseline": p0}
@@ -398,7 +406,10 @@ def _decimals(feature_set: FeatureDescriber | None, names: list[str]) -> npt.NDA
 
 
 def rounded_values(
-    feature_set: FeatureDescriber | None, names: list[str], feature: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+    feature_set: FeatureDescriber | None,
+    names: list[str],
+    feature: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
     """``values`` of features ``feature`` rounded as their texts show them (vectorised :func:`_rounded`)."""
     dec = _decimals(feature_set, names)[feature]
