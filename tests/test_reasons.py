@@ -148,7 +148,8 @@ def test_reasons_add_up_to_propensity_minus_baseline_23(campaign: pl.DataFrame, 
 def test_every_contacted_row_has_a_channel_reason_none_circular_23(campaign: pl.DataFrame) -> None:
     contacted = campaign.filter(pl.col("best_channel") != "no_contact")
     paused = campaign.filter(pl.col("best_channel") == "no_contact")
-    assert contacted.height > 0 and paused.height > 0
+    assert contacted.height > 0
+    assert paused.height > 0
     assert contacted["channel_reason_1"].null_count() == 0
     assert paused.select(pl.col(_slots(campaign, "channel_reason")).is_null().all()).row(0) == (True,) * K
     texts = pl.concat([contacted[c] for c in _slots(campaign, "channel_reason")]).drop_nulls()

@@ -7,8 +7,9 @@
   (:func:`reason_codes`);
 * :func:`explain_channel_reasons` -- why the chosen channel: the customer's own history with it, other
   behaviour, and the cost/consent rule of the choice;
-* :func:`explain` -- top-k reasons per customer (one per feature or family, against the training mean), rendered from the FeatureSet, with signed contributions
-  in log-odds (exact) and probability units (documented approximation);
+* :func:`explain` -- top-k reasons per customer (one per feature or family, against the training mean),
+  rendered from the FeatureSet, with signed contributions in log-odds (exact) and probability units
+  (documented approximation);
 * :func:`explain_difference` -- reasons for the difference of two outputs (channel c vs no contact);
 * :func:`explain_channel` -- reasons for a ChannelModel's "contact on c rather than not" (the campaign's
   ``channel_reason_*``);

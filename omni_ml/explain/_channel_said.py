@@ -42,6 +42,7 @@ from omni_ml.explain._channel import _ChannelDescriber
 from omni_ml.explain._families import as_of_constant, codes_of, feature_index, reason_family
 from omni_ml.explain._reasons import _keys_frame, _render_one, explainer_for
 from omni_ml.explain._said import _slope, format_pp, moment_shap, render_unique, rounded_values, select_reasons
+from omni_ml.features._spec import slug as feature_slug
 
 __all__ = ["MIN_PP", "call_outcomes", "explain_channel_reasons"]
 
@@ -306,19 +307,22 @@ def explain_channel_reasons(
             feat[where] = f"resp_conversions_{h};resp_contacts_{h}"
             ok |= good
         # opens and clicks of the channel's messages
-        opens = _value(rows_frame, f"opens_{channel}_{w}d")
-        clicks = _value(rows_frame, f"clicks_{channel}_{w}d")
-        sent = _value(rows_frame, f"contacts_{channel}_{w}d")
+        slug = feature_slug(channel)
+        opens = _value(rows_frame, f"opens_{slug}_{w}d")
+        clicks = _value(rows_frame, f"clicks_{slug}_{w}d")
+        sent = _value(rows_frame, f"contacts_{slug}_{w}d")
         engaged = (sent >= 1) & ((opens >= 1) | (clicks >= 1))
         good = valid & (fam_of == f"engagement_{channel}") & engaged[:, None]
         where = np.nonzero(good)
         keys = pl.DataFrame({"o": opens[where[0]], "c": clicks[where[0]], "s": sent[where[0]]})
-        said_e = np.array(render_unique(keys, lambda o, c, n: _engagement_text(channel, o, c, n, w)), dtype=object)
+        said_e = np.array(
+            render_unique(keys, lambda o, c, n, ch=channel: _engagement_text(ch, o, c, n, w)), dtype=object
+        )
         text[where] = said_e
         code[where] = f"{channel.upper()}_ENGAGED"
         clicked = np.array([t.startswith("clicked") for t in said_e.tolist()], dtype=bool)
         feat[where] = np.where(
-            clicked, f"clicks_{channel}_{w}d;contacts_{channel}_{w}d", f"opens_{channel}_{w}d;contacts_{channel}_{w}d"
+            clicked, f"clicks_{slug}_{w}d;contacts_{slug}_{w}d", f"opens_{slug}_{w}d;contacts_{slug}_{w}d"
         )
         ok |= good
         # other behaviour that makes the contact pay off
@@ -332,7 +336,9 @@ def explain_channel_reasons(
         )
         where = np.nonzero(good)
         keys = pl.DataFrame({"j": shown[where], "v": shown_values[where]})
-        text[where] = np.array(render_unique(keys, lambda j, v: _render_one(describer, names[j], v)), dtype=object)
+        text[where] = np.array(
+            render_unique(keys, lambda j, v, d=describer, b=names: _render_one(d, b[j], v)), dtype=object
+        )
         code[where] = behaviour_codes[where]
         feat[where] = np.array(features, dtype=object)[shown[where]]
         ok |= good

@@ -232,7 +232,7 @@ def explain_reasons(
     reference: dict[str, float] | None = None,
     missing_weight: float = MISSING_WEIGHT,
 ) -> pl.DataFrame:
-    """Top-k reasons per customer, one per family, against the moment's baseline, in percentage points.
+    r"""Top-k reasons per customer, one per family, against the moment's baseline, in percentage points.
 
     Parameters
     ----------
@@ -269,7 +269,7 @@ def explain_reasons(
     >>> y = (X["purchases_30d"].to_numpy() + rng.normal(size=400) > 1).astype(int)
     >>> booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 4}, lgb.Dataset(X, y), 20)
     >>> out = explain_reasons(booster, X.head(3), top_k=2, keys=["a", "b", "c"])
-    >>> total = out.select(pl.sum_horizontal(pl.col("^reason_pp_\\\\d$").fill_null(0)) + pl.col("reason_other_pp"))
+    >>> total = out.select(pl.sum_horizontal(pl.col("^reason_pp_\\d$").fill_null(0)) + pl.col("reason_other_pp"))
     >>> bool(np.allclose(total.to_series(), 100 * (out["propensity"] - out["reason_baseline"])))
     True
     """
@@ -319,7 +319,9 @@ def explain_reasons(
         ok = valid[:, slot]
         reason = [f"{texts[i][slot]} ({numbers[i, slot]})" if ok[i] else None for i in range(n)]
         columns[f"reason_{slot + 1}"] = pl.Series(reason, dtype=pl.String)
-        columns[f"reason_code_{slot + 1}"] = pl.Series(np.where(ok, codes[:, slot], None).tolist(), dtype=pl.String)
+        columns[f"reason_code_{slot + 1}"] = pl.Series(
+            [c if o else None for c, o in zip(codes[:, slot].tolist(), ok.tolist(), strict=True)], dtype=pl.String
+        )
         columns[f"reason_pp_{slot + 1}"] = pl.Series(np.where(ok, chosen_pp[:, slot], np.nan)).fill_nan(None)
         fam = [labels[j] if ok[i] else None for i, j in enumerate(order[:, slot].tolist())]
         columns[f"reason_family_{slot + 1}"] = pl.Series(fam, dtype=pl.String)
@@ -458,7 +460,7 @@ def _texts(
     n, m = shown.shape
     tenure = x[:, names.index("tenure_days")] if "tenure_days" in names else np.full(n, np.nan)
     attrs = [j for j, name in enumerate(names) if name.startswith("attr_")]
-    no_record = np.isnan(x[:, attrs]).all(axis=1) if attrs else np.zeros(n, dtype=bool)
+    no_record = np.asarray(np.isnan(x[:, attrs]).all(axis=1) if attrs else np.zeros(n, dtype=bool), dtype=bool)
     context = np.where(np.isnan(tenure), 1, np.where(tenure <= 90, 2, 3))
     is_attr = np.array([name.startswith("attr_") for name in names])[shown]
     rows = np.arange(n)[:, None]
