@@ -109,8 +109,12 @@ def moment_shap(
         ts = explainer_for(model)
         return ts.shap_values(x), np.full(n, ts.expected_value)
     values = x[:, idx]
-    groups, inverse = np.unique(np.nan_to_num(values, nan=np.inf), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    filled = np.nan_to_num(values, nan=np.inf)
+    if (filled == filled[0]).all():  # the usual case: everyone scored at one moment
+        groups, inverse = filled[:1], np.zeros(n, dtype=np.int64)
+    else:
+        groups, inverse = np.unique(filled, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
     phi = np.empty((n, len(names)), dtype=np.float64)
     base = np.empty(n, dtype=np.float64)
     for g in range(groups.shape[0]):
@@ -198,14 +202,16 @@ def select_reasons(
     groups[np.flatnonzero(inside), member[inside]] = 1.0
     fam_sum = phi @ groups if labels else np.zeros((n, 1))
     missing_x = np.isnan(x)
-    weight = np.where(missing_x, missing_weight, 1.0)
+    # the most telling member of each family: largest |phi| of the family's sign (missing values weighted down)
+    cols = np.flatnonzero(inside)[np.argsort(member[inside], kind="stable")]
+    sub = phi[:, cols]
+    agree = (np.sign(sub) == np.sign(fam_sum[:, member[cols]])) & (sub != 0.0)
+    score = np.where(agree, np.abs(sub) * np.where(missing_x[:, cols], missing_weight, 1.0), -1.0)
+    starts = np.searchsorted(member[cols], np.arange(len(labels)))
+    ends = np.append(starts[1:], cols.size)
     shown_all = np.zeros((n, fam_sum.shape[1]), dtype=np.int64)
     for g in range(len(labels)):
-        cols = np.flatnonzero(member == g)
-        sub = phi[:, cols]
-        agree = np.sign(sub) == np.sign(fam_sum[:, [g]])
-        score = np.where(agree & (sub != 0.0), np.abs(sub) * weight[:, cols], -1.0)
-        shown_all[:, g] = cols[np.argmax(score, axis=1)]
+        shown_all[:, g] = cols[starts[g] + np.argmax(score[:, starts[g] : ends[g]], axis=1)]
     rows = np.arange(n)[:, None]
     shown_missing = missing_x[rows, shown_all]
     rank = np.abs(fam_sum) * np.where(shown_missing, missing_weight, 1.0)
@@ -354,25 +360,21 @@ def _distinct_texts(
     """The first ``top_k`` candidates of each row whose texts differ ("no customer record" said once)."""
     n, m = order.shape
     k = min(top_k, m)
-    o = np.zeros((n, k), dtype=np.int64)
-    s = np.zeros((n, k), dtype=np.int64)
-    v = np.zeros((n, k), dtype=np.bool_)
-    t: list[list[str | None]] = []
-    for i in range(n):
-        seen: set[str] = set()
-        row: list[str | None] = [None] * k
-        slot = 0
-        for c in range(m):
-            if slot == k or not valid[i, c]:
-                break
-            text = texts[i][c]
-            if text is None or text in seen:
-                continue
-            seen.add(text)
-            o[i, slot], s[i, slot], v[i, slot], row[slot] = order[i, c], shown[i, c], True, text
-            slot += 1
-        t.append(row)
-    return o, s, v, t
+    grid = np.array(texts, dtype=object).reshape(n, m)
+    keep = valid.copy()
+    for c in range(1, m):
+        for earlier in range(c):
+            keep[:, c] &= ~(valid[:, earlier] & (grid[:, c] == grid[:, earlier]))
+    rank = np.cumsum(keep, axis=1)
+    take = keep & (rank <= k)
+    # stable positions of the taken candidates, first k per row
+    position = np.argsort(~take, axis=1, kind="stable")[:, :k]
+    rows = np.arange(n)[:, None]
+    v = take[rows, position]
+    o = np.where(v, order[rows, position], 0)
+    s = np.where(v, shown[rows, position], 0)
+    t = np.where(v, grid[rows, position], None)
+    return o, s, v, t.tolist()  # type: ignore[no-any-return]
 
 
 def _slope(
