@@ -39,7 +39,14 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-__all__ = ["REASON_FAMILIES", "as_of_constant", "family_prefix", "reason_codes", "reason_family"]
+__all__ = [
+    "REASON_FAMILIES",
+    "as_of_constant",
+    "family_prefix",
+    "reason_codes",
+    "reason_family",
+    "reason_family_label",
+]
 
 #: The reason families, in the order of the docstring table (``engagement`` stands for ``engagement_<c>``).
 REASON_FAMILIES = (
@@ -109,6 +116,21 @@ def reason_family(name: str, family: str) -> str | None:
     if family in ("consent", "tenure"):
         return family
     return family
+
+
+def reason_family_label(reason_family_name: str) -> str:
+    """Words for a reason family: ``engagement_direct_mail`` -> ``direct mail engagement``.
+
+    Examples
+    --------
+    >>> reason_family_label("engagement_email"), reason_family_label("recency")
+    ('email engagement', 'recency')
+    """
+    if reason_family_name.startswith("engagement_"):
+        return reason_family_name.removeprefix("engagement_").replace("_", " ") + " engagement"
+    if reason_family_name.startswith("history_"):
+        return reason_family_name.removeprefix("history_").replace("_", " ") + " response history"
+    return reason_family_name.replace("_", " ")
 
 
 def family_prefix(reason_family_name: str) -> str:

@@ -236,6 +236,7 @@ def plot_waterfall(
     """
     import shap
 
+    from omni_ml.explain._families import reason_family_label
     from omni_ml.explain._said import explain_reasons
 
     plt = _new_figure()
@@ -255,7 +256,7 @@ def plot_waterfall(
             break
         text = str(why[f"reason_{i}"][0]).rsplit(" (", 1)[0]
         values.append(float(pp))
-        labels.append(_wrap(f"{why[f'reason_family_{i}'][0]}: {text}"))
+        labels.append(_wrap(f"{reason_family_label(str(why[f'reason_family_{i}'][0]))}: {text}"))
     if abs(float(why["reason_other_pp"][0])) > 1e-12:
         values.append(float(why["reason_other_pp"][0]))
         labels.append("other factors")

@@ -373,7 +373,8 @@ def _distinct_texts(
     v = take[rows, position]
     o = np.where(v, order[rows, position], 0)
     s = np.where(v, shown[rows, position], 0)
-    t = np.where(v, grid[rows, position], None)
+    t = grid[rows, position]
+    t[~v] = None
     return o, s, v, t.tolist()  # type: ignore[no-any-return]
 
 
