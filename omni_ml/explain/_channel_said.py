@@ -134,12 +134,12 @@ def _policy_reasons(
     channel: str, scores: pl.DataFrame | None, costs: dict[str, float]
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_]]:
     """The cost/consent reason of each row that chose ``channel`` (``scores``: its rows' ``score_<c>``)."""
-    n = 0 if scores is None else scores.height
     said = _said_channel(channel)
-    if scores is None or n == 0:
-        return np.array([f"{said} is the only channel they can be contacted on"] * n, dtype=object), np.array(
-            ["ONLY_CONSENT"] * n, dtype=object
-        )
+    only = f"{said} is the only channel they can be contacted on"
+    if scores is None or scores.height == 0:
+        n = 0 if scores is None else scores.height
+        return np.full(n, only, dtype=object), np.full(n, "ONLY_CONSENT", dtype=object)
+    n = scores.height
     names = sorted(c.removeprefix("score_") for c in scores.columns if c.startswith("score_"))
     values = np.column_stack([scores[f"score_{c}"].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in names])
     others = values.copy()
@@ -149,24 +149,22 @@ def _policy_reasons(
     runner = np.argmax(np.where(np.isnan(others), -np.inf, others), axis=1)
     mine = values[:, names.index(channel)] if channel in names else np.full(n, np.nan)
     cost = costs.get(channel)
-    texts = np.empty(n, dtype=object)
-    codes = np.empty(n, dtype=object)
-    for i in range(n):
-        if not has_other[i]:
-            texts[i], codes[i] = f"{said} is the only channel they can be contacted on", "ONLY_CONSENT"
+    texts = np.full(n, only, dtype=object)
+    codes = np.full(n, "ONLY_CONSENT", dtype=object)
+    for r, other in enumerate(names):
+        rows = has_other & (runner == r)
+        if not rows.any():
             continue
-        other = names[int(runner[i])]
         other_cost = costs.get(other)
         if cost is not None and other_cost is not None and cost < other_cost:
-            texts[i] = f"{said} is allowed and costs {cost:.2f}; {_said_channel(other)} would cost {other_cost:.2f}"
-            codes[i] = "COST_LOWER"
-        else:
-            after = "" if cost is None else f" after its cost of {cost:.2f}"
-            texts[i] = (
-                f"{said} is expected to earn {mine[i]:.2g}{after}, more than {_said_channel(other)} "
-                f"({others[i, int(runner[i])]:.2g})"
-            )
-            codes[i] = "VALUE_HIGHER"
+            texts[rows] = f"{said} is allowed and costs {cost:.2f}; {_said_channel(other)} would cost {other_cost:.2f}"
+            codes[rows] = "COST_LOWER"
+            continue
+        after = "" if cost is None else f" after its cost of {cost:.2f}"
+        for i in np.flatnonzero(rows).tolist():
+            theirs = f"{_said_channel(other)} ({others[i, r]:.2g})"
+            texts[i] = f"{said} is expected to earn {mine[i]:.2g}{after}, more than {theirs}"
+        codes[rows] = "VALUE_HIGHER"
     return texts, codes
 
 

@@ -194,7 +194,7 @@ def codes_of(
     """Codes of flattened (feature, family) picks; ``labels[family_index]`` is the reason family.
 
     Features in ``coded`` hold category codes (no order): their level is ``KNOWN`` or ``NONE``. The
-    rules of :func:`level`, vectorised.
+    rules of the module docstring, vectorised.
     """
     if feature_index.size == 0:
         return []
@@ -224,11 +224,12 @@ def codes_of(
                 v > m,
                 v < m,
             ],
-            ["GRANTED", "NOT_GRANTED", "NONE", "NONE", "KNOWN", "SHORT", "LONG", "ENGAGED", "UNENGAGED", "HIGH", "LOW"],
-            default="TYPICAL",
+            list(range(11)),
+            default=11,
         )
-    prefix = np.array([family_prefix(lab) for lab in labels], dtype=object)
-    return (prefix[g] + "_" + lvl.astype(object)).tolist()  # type: ignore[no-any-return]
+    words = ["GRANTED", "NOT_GRANTED", "NONE", "NONE", "KNOWN", "SHORT", "LONG", "ENGAGED", "UNENGAGED", "HIGH", "LOW"]
+    table = np.array([f"{family_prefix(lab)}_{w}" for lab in labels for w in [*words, "TYPICAL"]], dtype=object)
+    return table[g * 12 + lvl].tolist()  # type: ignore[no-any-return]
 
 
 _MEANING = {

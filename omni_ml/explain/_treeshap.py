@@ -764,12 +764,13 @@ class TreeShap:
 def _distinct_rows(codes: npt.NDArray[np.int32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
     """Index of one row per distinct code row and, per row, its group; None on a hash collision.
 
-    Rows are grouped by a 64-bit hash (fast, 1-D), then every row is compared with its group's
-    representative, so a collision can never merge different rows: it only disables the shortcut.
+    Rows are grouped by a 64-bit hash (a fixed random odd multiplier per column, summed modulo 2**64:
+    vectorised, 1-D), then every row is compared with its group's representative, so a collision can
+    never merge different rows: it only disables the shortcut.
     """
-    import polars as pl
-
-    hashes = pl.DataFrame(codes, orient="row").hash_rows(seed=0).to_numpy()
+    multipliers = np.random.default_rng(0x5EED).integers(1, 2**63, size=codes.shape[1], dtype=np.uint64) | np.uint64(1)
+    hashes = (codes.astype(np.int64).view(np.uint64) * multipliers).sum(axis=1, dtype=np.uint64)
+    hashes ^= hashes >> np.uint64(29)
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1).astype(np.int64)
     if not np.array_equal(codes, codes[first[inverse]]):
