@@ -223,10 +223,10 @@ def explain_channel_reasons(
         raise ValueError(msg)
     fs = getattr(model, "feature_set_", None)
     costs = dict(costs or {})
-    texts: list[list[str | None]] = [[None] * top_k for _ in range(n)]
-    codes: list[list[str | None]] = [[None] * top_k for _ in range(n)]
+    texts = np.full((n, top_k), None, dtype=object)
+    codes = np.full((n, top_k), None, dtype=object)
     pps = np.full((n, top_k), np.nan)
-    feats: list[list[str | None]] = [[None] * top_k for _ in range(n)]
+    feats = np.full((n, top_k), None, dtype=object)
     uplift = np.full(n, np.nan)
     other = np.full(n, np.nan)
     window = int(getattr(model, "training_summary_", {}).get("window_days", 7))
@@ -349,11 +349,10 @@ def explain_channel_reasons(
         out_i, out_c = np.nonzero(take)
         slots = slot_of[out_i, out_c]
         targets = index[out_i]
-        for t_i, s_i, r_i, c_i in zip(targets.tolist(), slots.tolist(), out_i.tolist(), out_c.tolist(), strict=True):
-            texts[t_i][s_i] = f"{text[r_i, c_i]} ({numbers[r_i, c_i]})"
-            codes[t_i][s_i] = code[r_i, c_i]
-            pps[t_i, s_i] = chosen_pp[r_i, c_i]
-            feats[t_i][s_i] = feat[r_i, c_i]
+        texts[targets, slots] = text[out_i, out_c] + " (" + numbers[out_i, out_c] + ")"
+        codes[targets, slots] = code[out_i, out_c]
+        pps[targets, slots] = chosen_pp[out_i, out_c]
+        feats[targets, slots] = feat[out_i, out_c]
         used = take.sum(axis=1)
         shown_pp = np.where(take, chosen_pp, 0.0).sum(axis=1)
         # call outcomes (logged in contacts.outcome), after the SHAP reasons while a slot is free
@@ -371,23 +370,23 @@ def explain_channel_reasons(
                 else:
                     continue
                 i = int(index[r])
-                texts[i][int(used[r])], codes[i][int(used[r])], feats[i][int(used[r])] = t, cd, "calls"
+                texts[i, int(used[r])], codes[i, int(used[r])], feats[i, int(used[r])] = t, cd, "calls"
                 used[r] += 1
         # the rule of the choice: cost or consent (always there, so no contacted row is left without a reason)
         rule_text, rule_code = _policy_reasons(channel, scores[index.tolist()] if scores is not None else None, costs)
-        for r in range(n_c):
-            if top_k == 1 and used[r] >= 1:
-                continue
-            i, s_i = int(index[r]), min(int(used[r]), top_k - 1)
-            texts[i][s_i], codes[i][s_i], feats[i][s_i] = rule_text[r], rule_code[r], "policy"
+        free = ~((top_k == 1) & (used >= 1))
+        rule_slot = np.minimum(used, top_k - 1)[free]
+        texts[index[free], rule_slot] = rule_text[free]
+        codes[index[free], rule_slot] = rule_code[free]
+        feats[index[free], rule_slot] = "policy"
         uplift[index] = p_c - p_0
         other[index] = 100.0 * (p_c - p_0) - shown_pp
     columns: dict[str, Any] = {"channel": wanted.to_list(), "uplift": uplift}
     for slot in range(top_k):
-        columns[f"channel_reason_{slot + 1}"] = pl.Series([t[slot] for t in texts], dtype=pl.String)
-        columns[f"channel_reason_code_{slot + 1}"] = pl.Series([c[slot] for c in codes], dtype=pl.String)
+        columns[f"channel_reason_{slot + 1}"] = pl.Series(texts[:, slot].tolist(), dtype=pl.String)
+        columns[f"channel_reason_code_{slot + 1}"] = pl.Series(codes[:, slot].tolist(), dtype=pl.String)
         columns[f"channel_reason_pp_{slot + 1}"] = pl.Series(pps[:, slot]).fill_nan(None)
-        columns[f"channel_reason_feature_{slot + 1}"] = pl.Series([f[slot] for f in feats], dtype=pl.String)
+        columns[f"channel_reason_feature_{slot + 1}"] = pl.Series(feats[:, slot].tolist(), dtype=pl.String)
     columns["channel_reason_other_pp"] = pl.Series(other).fill_nan(None)
     frame = pl.DataFrame(columns, schema_overrides={"channel": pl.String, "uplift": pl.Float64})
     frame = frame.with_columns(pl.col("uplift").fill_nan(None))
