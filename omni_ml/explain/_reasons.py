@@ -181,8 +181,7 @@ def _render(
 
 def _render_one(feature_set: FeatureDescriber | None, name: str, value: float) -> str:
     if feature_set is not None:
-        features = getattr(feature_set, "features", None)
-        if features is not None and hasattr(feature_set, "names"):
+        if getattr(feature_set, "features", None) is not None:
             from omni_ml.explain._families import feature_index
 
             if name not in feature_index(feature_set):
