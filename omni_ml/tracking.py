@@ -629,9 +629,7 @@ def train_campaign(
             figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
             # one customer's reasons, in pp from the moment's baseline: the likeliest buyer of the sample
             top = int(np.argmax(model.propensity_.predict_proba(X)[:, 1]))
-            figures["reasons_waterfall"] = plot_waterfall(
-                model.propensity_, X, row=top, feature_set=model.feature_set_
-            )
+            figures["reasons_waterfall"] = plot_waterfall(model.propensity_, X, row=top, feature_set=model.feature_set_)
             tables["reason_codes"] = reason_codes(model.channels)
             figures["shap_importance_by_family"] = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
             tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
