@@ -235,6 +235,12 @@ def _before(hist: Histories, moment: dt.datetime) -> Histories:
     return hist.replace(**changes)
 
 
+def _reason_reference(X: pl.DataFrame) -> dict[str, float]:
+    from omni_ml.explain import reference_medians
+
+    return reference_medians(X)
+
+
 def _ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
     """The score deciles rank: the booster's raw log-odds (same order as the calibrated propensity, no ties).
 
@@ -245,6 +251,19 @@ def _ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
     if hasattr(model, "predict_raw"):
         return np.asarray(model.predict_raw(X), dtype=np.float64)
     return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+
+
+def _reason_schema(k: int) -> dict[str, pl.DataType]:
+    """The reason columns beside the texts: codes, signed contributions (pp), baseline and other factors."""
+    if k < 1:
+        return {}
+    cols: dict[str, pl.DataType] = {f"reason_code_{i}": pl.String() for i in range(1, k + 1)}
+    cols.update({f"reason_pp_{i}": pl.Float64() for i in range(1, k + 1)})
+    cols.update({"reason_baseline": pl.Float64(), "reason_other_pp": pl.Float64()})
+    cols.update({f"channel_reason_code_{i}": pl.String() for i in range(1, k + 1)})
+    cols.update({f"channel_reason_pp_{i}": pl.Float64() for i in range(1, k + 1)})
+    cols["channel_reason_other_pp"] = pl.Float64()
+    return cols
 
 
 def _deciles(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -413,6 +432,7 @@ class CampaignModel:
         self.channel_note_ = note
         self.policy_ = policy
         self.reasons_ = cfg.reasons
+        self.reason_reference_ = _reason_reference(ts.X.filter(latest))
         self.channel_backtest_ = backtest
         self.metrics_ = {k: float(v) for k, v in report.metrics.items() if isinstance(v, int | float)}
         if backtest is not None:
@@ -473,6 +493,7 @@ class CampaignModel:
         cols.update({f"reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update({f"channel_reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update(_SEND_TIME_SCHEMA)
+        cols.update(_reason_schema(reasons))
         return pl.Schema(cols)
 
     def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
@@ -538,7 +559,7 @@ class CampaignModel:
         if k > 0:
             out = out.join(self._reasons(X, ids, k), on="customer_id", how="left", maintain_order="left")
             if channel_X is not None:
-                why = self._channel_reasons(channel_X, ids, out["best_channel"], k)
+                why = self._channel_reasons(channel_X, ids, out, k, hist, moment)
                 out = out.join(why, on="customer_id", how="left", maintain_order="left")
         timing = getattr(self, "timing_", None)
         if timing is not None:
@@ -619,19 +640,42 @@ class CampaignModel:
         )
 
     def _reasons(self, X: pl.DataFrame, ids: pl.Series, k: int) -> pl.DataFrame:
-        from omni_ml.explain import explain
+        """Why likely to buy: one reason per family against the moment's baseline (:func:`explain_reasons`)."""
+        from omni_ml.explain import explain_reasons
 
-        frame = explain(self.propensity_, X, feature_set=self.feature_set_, top_k=k, keys=ids.to_frame())
-        return frame.select("customer_id", *[f"reason_{i}" for i in range(1, k + 1)])
-
-    def _channel_reasons(self, channel_X: pl.DataFrame, ids: pl.Series, best: pl.Series, k: int) -> pl.DataFrame:
-        """Why the chosen channel rather than no contact (null where the decision is ``no_contact``)."""
-        from omni_ml.explain import explain_channel
-
-        frame = explain_channel(self.channel_model_, channel_X, best, top_k=k, keys=ids.to_frame())
-        return frame.select(
-            "customer_id", *[pl.col(f"reason_{i}").alias(f"channel_reason_{i}") for i in range(1, k + 1)]
+        frame = explain_reasons(
+            self.propensity_,
+            X,
+            feature_set=self.feature_set_,
+            top_k=k,
+            keys=ids.to_frame(),
+            reference=getattr(self, "reason_reference_", None),
         )
+        wanted = [c for c in _reason_schema(k) if not c.startswith("channel_")]
+        return frame.select("customer_id", *[f"reason_{i}" for i in range(1, k + 1)], *wanted)
+
+    def _channel_reasons(
+        self, channel_X: pl.DataFrame, ids: pl.Series, decided: pl.DataFrame, k: int, hist: Histories, moment: Any
+    ) -> pl.DataFrame:
+        """Why the chosen channel rather than no contact (null where the decision is ``no_contact``).
+
+        ``decided`` holds ``best_channel`` and the ``score_<channel>`` columns of the same customers, in order.
+        """
+        from omni_ml.explain import call_outcomes, explain_channel_reasons
+
+        frame = explain_channel_reasons(
+            self.channel_model_,
+            channel_X,
+            decided["best_channel"],
+            scores=decided.select(f"score_{c}" for c in self.channels),
+            costs=dict(self.policy_.channel_costs),
+            top_k=k,
+            keys=ids.to_frame(),
+            reference=getattr(self, "reason_reference_", None),
+            calls=call_outcomes(hist, moment, ids),
+        )
+        wanted = [c for c in _reason_schema(k) if c.startswith("channel_")]
+        return frame.select("customer_id", *[f"channel_reason_{i}" for i in range(1, k + 1)], *wanted)
 
     # ------------------------------------------------------------------ persistence
 

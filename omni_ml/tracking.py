@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from omni_ml.exceptions import ModelNotFoundError
@@ -699,7 +700,7 @@ def train_campaign(
     (CampaignModel, TrackedRun)
     """
     from omni_ml.campaign import CampaignConfig, CampaignModel  # noqa: F811 - the runtime import
-    from omni_ml.explain import global_importance, plot_beeswarm, plot_importance
+    from omni_ml.explain import global_importance, plot_beeswarm, plot_importance, plot_waterfall, reason_codes
     from omni_ml.features import build_features
     from omni_ml.identity import ensure_resolved
     from omni_ml.training import to_utc
@@ -746,8 +747,14 @@ def train_campaign(
         if X.height:
             if plots:
                 figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
+                # one customer's reasons, in pp from the moment's baseline: the likeliest buyer of the sample
+                top = int(np.argmax(model.propensity_.predict_proba(X)[:, 1]))
+                figures["reasons_waterfall"] = plot_waterfall(
+                    model.propensity_, X, row=top, feature_set=model.feature_set_
+                )
                 fig = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
                 figures["shap_importance_by_family"] = fig
+            tables["reason_codes"] = reason_codes(model.channels)
             tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
         if not plots:
             mlflow.set_tag("omni_ml.plots", "skipped: matplotlib/shap not installed (pip install 'omni_ml[lab]')")

@@ -168,8 +168,11 @@ def test_channel_reasons_explain_contacts_and_stay_null_for_pauses(scored_with_r
     assert contacted["channel_reason_1"].null_count() == 0
     assert paused["channel_reason_1"].null_count() == paused.height
     texts = pl.concat([contacted["channel_reason_1"], contacted["channel_reason_2"].drop_nulls()]).to_list()
-    # Every text is rendered in words with a signed contribution, never a raw booster column name.
-    assert all(t.endswith(" pp)") and " (" in t for t in texts)
+    codes = pl.concat([contacted["channel_reason_code_1"], contacted["channel_reason_code_2"].drop_nulls()]).to_list()
+    # Every text is in words, with a signed contribution unless it states the cost/consent rule of the choice
+    # (issue 23), never a raw booster column name.
+    rules = ("COST_LOWER", "ONLY_CONSENT", "VALUE_HIGHER")
+    assert all((t.endswith(" pp)") and " (" in t) or c in rules for t, c in zip(texts, codes, strict=True))
     assert not any("arm_" in t or "{arm}" in t or " = " in t for t in texts)
 
 
