@@ -40,6 +40,7 @@ import polars as pl
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
 from omni_ml.identity import ensure_resolved
+from omni_ml.monitor import training_reference
 from omni_ml.policy import NO_CONTACT, PolicyConfig
 
 __all__ = ["NO_CHANNEL_MODEL", "CampaignConfig", "CampaignModel"]
@@ -208,6 +209,8 @@ class CampaignModel:
         The channel policy's out-of-time off-policy back-test (:func:`omni_ml.evaluate.channel_backtest`).
     report_ : Report
         The full back-test report (tables and plots for MLflow).
+    reference_ : omni_ml.monitor.Reference
+        The training reference scoring runs are compared with (aggregates only, see :mod:`omni_ml.monitor`).
 
     Examples
     --------
@@ -341,6 +344,7 @@ class CampaignModel:
             self.metrics_.update(backtest.metrics)
         self.report_ = report
         self._fit_value(hist, moment, cfg)
+        self.reference_ = training_reference(self, hist, ts)
         return self
 
     def _fit_value(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
