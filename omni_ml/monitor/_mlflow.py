@@ -75,15 +75,15 @@ def plot_report(report: MonitorReport, directory: Path) -> list[Path]:
     top = report.features.head(15).reverse()
     fig, ax = plt.subplots(figsize=(8, 0.35 * max(top.height, 3) + 1.2))
     colours = ["#c0392b" if f in ("drift", "nulls") else "#e67e22" if f == "shift" else "#7f8c8d" for f in top["flag"]]
-    ax.barh(top["description"].to_list(), top["psi"].to_list(), color=colours)
+    labels = [d if len(d) <= 55 else d[:54] + "…" for d in top["description"].to_list()]
+    ax.barh(labels, top["psi"].to_list(), color=colours)
     ax.axvline(report.config.psi_bad, color="#c0392b", linestyle="--", linewidth=1, label="drift")
     ax.axvline(report.config.psi_warn, color="#e67e22", linestyle=":", linewidth=1, label="shift")
     ax.set_xlabel("population stability index vs training")
     ax.set_title(f"Feature drift, scoring run as of {report.as_of:%Y-%m-%d} (verdict {report.verdict})")
     ax.legend(loc="lower right")
-    fig.tight_layout()
     paths.append(directory / "drift.png")
-    fig.savefig(paths[-1], dpi=100)
+    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -96,9 +96,8 @@ def plot_report(report: MonitorReport, directory: Path) -> list[Path]:
     ax.set_ylabel("share of customers")
     ax.set_title(f"Decile occupancy (PSI {report.score_psi:.3f})")
     ax.legend()
-    fig.tight_layout()
     paths.append(directory / "deciles.png")
-    fig.savefig(paths[-1], dpi=100)
+    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
     plt.close(fig)
     return paths
 

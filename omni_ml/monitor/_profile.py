@@ -31,7 +31,9 @@ __all__ = [
     "FeatureProfile",
     "Reference",
     "feature_kinds",
+    "drift_index",
     "profile_features",
+    "reference_binned",
 ]
 
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -42,6 +44,8 @@ EXCLUDED_FAMILIES: frozenset[str] = frozenset({"time_of_year"})
 
 _MAX_LEVELS = 64
 _N_BINS = 10
+MODE_SHARE = 0.3
+"""A numeric value this common gets its own bin, and drift is also measured off it (see :func:`_numeric_edges`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +75,8 @@ class FeatureProfile:
         how much the feature moves by itself month to month (ageing, campaign cadence, season).
     natural_null_change
         The largest change of the null share between consecutive training cutoffs.
+    mode_bin
+        Numeric: the bin holding exactly the most common value when it is common (e.g. zero), else ``None``.
     """
 
     name: str
@@ -84,6 +90,7 @@ class FeatureProfile:
     rows: int
     natural_psi: float = 0.0
     natural_null_change: float = 0.0
+    mode_bin: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,21 +183,27 @@ def _as_float(column: pl.Series) -> np.ndarray:
     return column.cast(pl.Float64).fill_nan(None).to_numpy(allow_copy=True).astype(np.float64)
 
 
-def _numeric_edges(values: np.ndarray) -> tuple[float, ...]:
-    """Bin edges: deciles of the values, plus quartiles of the values other than the most common one.
+def _numeric_edges(values: np.ndarray) -> tuple[tuple[float, ...], int | None]:
+    """Bin edges and the index of the bin holding exactly the most common value (``None`` without one).
 
-    The second set keeps zero-inflated counts (90% zeros) from collapsing into one bin: their
-    non-zero part still gets its own bins.
+    Edges are the deciles of the values. When one value holds at least :data:`MODE_SHARE` of them
+    (zero-inflated counts and amounts: most customers bought nothing this month), it gets a bin of its
+    own and the other values get their deciles too, so the distribution *off* that value (what the
+    buyers spent) is still resolved into bins.
     """
     if values.size == 0:
-        return ()
+        return (), None
     edges = list(np.quantile(values, np.arange(1, _N_BINS) / _N_BINS))
-    uniques, counts = np.unique(values, return_counts=True)
-    if uniques.size > 1:
-        rest = values[values != uniques[np.argmax(counts)]]
-        edges += list(np.quantile(rest, (0.25, 0.5, 0.75)))
     edges.append(float(np.min(values)))  # values below the training minimum get a bin of their own
-    return tuple(float(e) for e in np.unique(np.round(edges, 10)))
+    uniques, counts = np.unique(values, return_counts=True)
+    mode = None
+    if uniques.size > 1 and counts.max() >= MODE_SHARE * values.size:
+        mode = float(uniques[np.argmax(counts)])
+        rest = values[values != mode]
+        edges += [*np.quantile(rest, np.arange(1, _N_BINS) / _N_BINS), mode, float(np.nextafter(mode, np.inf))]
+    unique_edges = np.unique(np.asarray(edges, dtype=np.float64))
+    mode_bin = int(np.searchsorted(unique_edges, mode, side="right")) if mode is not None else None
+    return tuple(float(e) for e in unique_edges), mode_bin
 
 
 def profile_features(
@@ -209,10 +222,11 @@ def profile_features(
             levels = tuple(float(v) for v in np.unique(present)[:_MAX_LEVELS])
             edges: tuple[float, ...] = ()
             quantiles: tuple[float, ...] = ()
+            mode_bin = None
             counts = _level_counts(present, levels)
         else:
             levels = ()
-            edges = _numeric_edges(present)
+            edges, mode_bin = _numeric_edges(present)
             quantiles = tuple(float(q) for q in np.quantile(present, QUANTILES)) if present.size else (np.nan,) * 5
             counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
         total = counts.sum()
@@ -228,6 +242,7 @@ def profile_features(
                 null_share=float(null_share),
                 quantiles=quantiles,
                 rows=int(raw.size),
+                mode_bin=mode_bin,
             )
         )
     return tuple(out)
@@ -276,11 +291,46 @@ class BinCounter:
                 idx = np.searchsorted(np.asarray(p.edges), present, side="right")
                 self.counts[p.name] += np.bincount(idx, minlength=len(p.edges) + 1)
 
-    def shares(self) -> Mapping[str, tuple[np.ndarray, float]]:
-        """Per feature: the share of non-null rows per bin and the null share."""
+    def shares(self) -> Mapping[str, Binned]:
+        """Per feature: the share of non-null rows per bin, the null share and the non-null rows."""
         out = {}
         for name, counts in self.counts.items():
-            total = counts.sum()
+            total = int(counts.sum())
             shares = counts / total if total else np.zeros(counts.size)
-            out[name] = (shares, self.nulls[name] / self.rows if self.rows else 0.0)
+            out[name] = (shares, self.nulls[name] / self.rows if self.rows else 0.0, total)
         return out
+
+
+MIN_OFF_MODE_ROWS = 100
+"""Rows off the most common value needed on both sides before drift off it is measured (noise below that)."""
+
+
+Binned = tuple[np.ndarray, float, int]
+"""A binned distribution: share of the non-null rows per bin, share of nulls, non-null rows."""
+
+
+def reference_binned(profile: FeatureProfile) -> Binned:
+    """The reference side of a profile as a :data:`Binned`."""
+    return np.asarray(profile.shares), profile.null_share, round(profile.rows * (1 - profile.null_share))
+
+
+def drift_index(profile: FeatureProfile, reference: Binned, current: Binned) -> float:
+    """PSI of one feature between two binned distributions (binned on ``profile``).
+
+    Nulls are a bin of their own (a feed that stops turns values into nulls). With a ``mode_bin``, the
+    index is the larger of the index over all rows and the index of the rows off the most common
+    value (renormalised), once both sides have :data:`MIN_OFF_MODE_ROWS` of them: a price change
+    moves only the buyers' amounts, a few percent of all rows.
+    """
+    from omni_ml.monitor._drift import psi
+
+    (ref, ref_null, ref_rows), (cur, cur_null, cur_rows) = reference, current
+    ref, cur = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    value = psi(np.append(ref * (1 - ref_null), ref_null), np.append(cur * (1 - cur_null), cur_null))
+    if profile.mode_bin is None:
+        return value
+    keep = np.arange(ref.size) != profile.mode_bin
+    off_ref, off_cur = ref[keep].sum(), cur[keep].sum()
+    if min(off_ref * ref_rows, off_cur * cur_rows) < MIN_OFF_MODE_ROWS:
+        return value
+    return max(value, psi(ref[keep] / off_ref, cur[keep] / off_cur))

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from omni_ml.monitor._drift import psi
 from omni_ml.monitor._profile import (
     QUANTILES,
     BinCounter,
     FeatureProfile,
     Reference,
+    drift_index,
     monitored_columns,
     profile_features,
 )
@@ -48,9 +48,8 @@ def natural_variation(profiles: tuple[FeatureProfile, ...], ts: Any, *, seed: in
     for prof in profiles:
         moves, null_moves = [0.0], [0.0]
         for before, after in zip(shares, shares[1:], strict=False):
-            (b, nb), (a, na) = before[prof.name], after[prof.name]
-            moves.append(psi(np.append(b * (1 - nb), nb), np.append(a * (1 - na), na)))
-            null_moves.append(abs(na - nb))
+            moves.append(drift_index(prof, before[prof.name], after[prof.name]))
+            null_moves.append(abs(after[prof.name][1] - before[prof.name][1]))
         out.append(dataclasses.replace(prof, natural_psi=float(max(moves)), natural_null_change=float(max(null_moves))))
     return tuple(out)
 

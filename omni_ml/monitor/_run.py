@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi
-from omni_ml.monitor._profile import BinCounter, Reference
+from omni_ml.monitor._profile import BinCounter, Reference, drift_index, reference_binned
 
 __all__ = ["MONITOR_COLUMNS", "MonitorReport", "ScoringMonitor", "Verdict", "monitor_path"]
 
@@ -299,11 +299,11 @@ class ScoringMonitor:
         shares = self._bins.shares()
         rows = []
         for prof in self.reference.features:
-            cur, null_now = shares[prof.name]
-            # nulls are a bin of their own, so a feed that stops (values -> null) moves the index too
+            current = shares[prof.name]
+            cur, null_now, _ = current
             ref_full = np.append(np.asarray(prof.shares) * (1 - prof.null_share), prof.null_share)
             cur_full = np.append(cur * (1 - null_now), null_now)
-            value = psi(ref_full, cur_full) if self._bins.rows else 0.0
+            value = drift_index(prof, reference_binned(prof), current) if self._bins.rows else 0.0
             js = js_distance(ref_full, cur_full) if self._bins.rows else 0.0
             natural = cfg.natural_factor * prof.natural_psi
             if abs(null_now - prof.null_share) >= max(

@@ -128,8 +128,7 @@ def plot_history(history: MonitorHistory, path: str | Path) -> Path:
     axes[2].legend(fontsize=8)
     axes[2].set_xticks(x, labels, rotation=45)
     fig.suptitle(f"Scoring runs of {history.model_uri}")
-    fig.tight_layout()
     target = Path(path)
-    fig.savefig(target, dpi=100, format="png")
+    fig.savefig(target, dpi=100, format="png", bbox_inches="tight")
     plt.close(fig)
     return target
