@@ -265,6 +265,7 @@ def timing(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    global START, TRAIN_AS_OF, AS_OF, CHANGE, END  # noqa: PLW0603  # one world end per invocation
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="part", required=True)
     d = sub.add_parser("drift")
@@ -275,9 +276,8 @@ def main() -> None:
     t.add_argument("--customers", type=int, default=200_000)
     t.add_argument("--reasons", type=int, default=3)
     t.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--end", default=END.isoformat(), help="end of the simulated history (scoring date)")
+    parser.add_argument("--end", default="2025-01-01", help="end of the simulated history (scoring date)")
     args = parser.parse_args()
-    global START, TRAIN_AS_OF, AS_OF, CHANGE, END
     END = dt.date.fromisoformat(args.end)
     START, TRAIN_AS_OF, AS_OF, CHANGE = _dates(END)
     drift(args) if args.part == "drift" else timing(args)

@@ -109,10 +109,13 @@ def test_reference_holds_no_identifiers_or_rows(model: CampaignModel, small_hist
     assert ref.rows > 1000
     # aggregates only: every stored sequence is short (bins, levels, quantiles), none per customer
     for prof in ref.features:
-        assert len(prof.shares) <= 66 and len(prof.edges) <= 30 and len(prof.levels) <= 64
+        assert len(prof.shares) <= 66
+        assert len(prof.edges) <= 30
+        assert len(prof.levels) <= 64
         assert sum(prof.shares) == pytest.approx(1.0) or prof.null_share == 1.0
         assert 0.0 <= prof.null_share <= 1.0
-    assert len(ref.decile_shares) == 10 and sum(ref.decile_shares) == pytest.approx(1.0)
+    assert len(ref.decile_shares) == 10
+    assert sum(ref.decile_shares) == pytest.approx(1.0)
     assert 0.0 < ref.label_rate < 1.0
     assert {p.name for p in ref.features}.isdisjoint(ref.excluded)
     assert any(name.startswith("cutoff_") for name in ref.excluded), "date-only features are not monitored"
@@ -127,7 +130,8 @@ def test_unchanged_world_is_healthy_and_the_monitor_file_sits_beside_the_campaig
     out = tmp_path / "campaign.parquet"
     summary = score(resolved, model=model, as_of=AS_OF, out=out, reasons=0, progress=False)
     report = summary.monitor
-    assert report is not None and report.verdict != "bad", report.to_text()
+    assert report is not None
+    assert report.verdict != "bad", report.to_text()
     assert summary.monitor_file == monitor_path(out) == tmp_path / "campaign.monitor.parquet"
     table = pl.read_parquet(summary.monitor_file)
     assert dict(table.schema) == MONITOR_COLUMNS
@@ -154,9 +158,11 @@ def test_a_broken_feed_is_flagged_with_its_features_first(
     report = summary.monitor
     assert report.verdict == "bad"
     top3 = report.features["feature"].head(3).to_list()
-    assert top3[0].startswith("views") and all("views" in n or "browsing" in n for n in top3), top3
+    assert top3[0].startswith("views"), top3
+    assert all("views" in n or "browsing" in n for n in top3), top3
     text = summary.to_text()
-    assert "health: BAD" in text and model.feature_set_.describe(top3[0]) in text
+    assert "health: BAD" in text
+    assert model.feature_set_.describe(top3[0]) in text
 
 
 def test_fail_on_drift_writes_nothing_and_the_cli_exits_3(
@@ -176,10 +182,12 @@ def test_fail_on_drift_writes_nothing_and_the_cli_exits_3(
     args = ["score", str(broken_feed), "--model", str(campaign_model_path), "--as-of", AS_OF, "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--reasons", "0", "--fail-on-drift"])
     assert result.exit_code == 3, result.output
-    assert "DriftError" in result.output and not out.exists()
+    assert "DriftError" in result.output
+    assert not out.exists()
     result = CliRunner().invoke(app, [*args, "--reasons", "0"])  # without the flag the file is written
     assert result.exit_code == 0, result.output
-    assert out.exists() and monitor_path(out).exists()
+    assert out.exists()
+    assert monitor_path(out).exists()
 
 
 def test_monitor_thresholds_come_from_a_yaml_file(resolved: Path, campaign_model_path: Path, tmp_path: Path) -> None:
@@ -193,7 +201,8 @@ def test_monitor_thresholds_come_from_a_yaml_file(resolved: Path, campaign_model
     args = ["score", str(resolved), "--model", str(campaign_model_path), "--as-of", AS_OF, "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--monitor-config", str(config)])
     assert result.exit_code == 2
-    assert "psi_wran" in result.output and "psi_warn" in result.output
+    assert "psi_wran" in result.output
+    assert "psi_warn" in result.output
     assert not out.exists()
 
 
@@ -243,7 +252,9 @@ def test_monitoring_runs_are_logged_beside_the_model_run_and_listed(
     )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("2025-01-01")]
-    assert len(lines) == 2 and "0.800" in lines[-1]
+    assert len(lines) == 2
+    assert "0.800" in lines[-1]
     assert plot.stat().st_size > 1000
     result = CliRunner().invoke(app, ["monitor", str(tmp_path / "c0.parquet")])
-    assert result.exit_code == 2 and "monitoring history lives in MLflow" in result.output
+    assert result.exit_code == 2
+    assert "monitoring history lives in MLflow" in result.output

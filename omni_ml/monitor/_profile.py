@@ -173,7 +173,8 @@ def feature_kinds(feature_set: Any, columns: Sequence[str]) -> dict[str, Literal
 
 def monitored_columns(feature_set: Any, columns: Sequence[str]) -> tuple[list[str], list[str]]:
     """The columns to monitor and those excluded (families in :data:`EXCLUDED_FAMILIES`)."""
-    keep, drop = [], []
+    keep: list[str] = []
+    drop: list[str] = []
     for name in columns:
         (drop if feature_set.family_of(name) in EXCLUDED_FAMILIES else keep).append(name)
     return keep, drop

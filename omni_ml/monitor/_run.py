@@ -100,7 +100,7 @@ class MonitorReport:
             "monitor_customers": float(self.customers),
             "monitor_sampled": float(self.sampled),
             "monitor_score_psi": self.score_psi,
-            "monitor_max_psi": float(self.features["psi"].max() or 0.0) if self.features.height else 0.0,
+            "monitor_max_psi": float(self.features["psi"].fill_null(0.0).to_numpy().max(initial=0.0)),
             "monitor_features_drifting": float(len(self.drifting)),
             "monitor_features_shifted": float((self.features["flag"] == "shift").sum()),
         }
