@@ -12,12 +12,15 @@
   A health verdict (``ok`` / ``warn`` / ``bad``) follows the thresholds of :class:`MonitorConfig`.
 * :mod:`omni_ml.monitor._mlflow` logs each run to MLflow, linked to the model's run by the tag
   ``omni_ml.model_run_id``, and reads the last runs back (``omni-ml monitor``).
+* When the outcomes are in, :func:`realised_figures` computes the realised counterparts (``omni-ml
+  measure`` prints them next to the estimates and adds them to the monitoring run).
 """
 
 from __future__ import annotations
 
 from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi
 from omni_ml.monitor._profile import EXCLUDED_FAMILIES, FeatureProfile, Reference
+from omni_ml.monitor._realised import expected_vs_realised, realised_figures, record_realised
 from omni_ml.monitor._reference import training_reference
 from omni_ml.monitor._run import MONITOR_COLUMNS, SAMPLE_SEED, MonitorReport, ScoringMonitor, Verdict, monitor_path
 
@@ -33,8 +36,11 @@ __all__ = [
     "Verdict",
     "expected_auc",
     "expected_auc_band",
+    "expected_vs_realised",
     "js_distance",
     "monitor_path",
     "psi",
+    "realised_figures",
+    "record_realised",
     "training_reference",
 ]
