@@ -36,7 +36,10 @@ class MonitorConfig:
     natural_factor
         A feature drifts (or shifts) only when its index is also at least ``natural_factor`` times the
         largest index it had between consecutive training cutoffs (its own month-to-month movement:
-        tenure that grows, the cadence of campaigns); likewise for its null share.
+        tenure that grows); likewise for its null share.
+    outbound_factor
+        The same factor for aggregates of the contacts table (our own outbound messages): they follow the
+        campaign calendar, which moves more from month to month than a few training cutoffs show.
     null_share_bad
         Absolute change of a feature's share of nulls that makes the run ``bad`` (a feed that stopped).
     score_psi_warn, score_psi_bad
@@ -61,6 +64,7 @@ class MonitorConfig:
     psi_warn: float = 0.1
     psi_bad: float = 0.25
     natural_factor: float = 2.0
+    outbound_factor: float = 4.0
     null_share_bad: float = 0.1
     score_psi_warn: float = 0.1
     score_psi_bad: float = 0.25
@@ -75,6 +79,7 @@ class MonitorConfig:
             "psi_warn",
             "psi_bad",
             "natural_factor",
+            "outbound_factor",
             "null_share_bad",
             "score_psi_warn",
             "score_psi_bad",

@@ -77,6 +77,9 @@ class FeatureProfile:
         The largest change of the null share between consecutive training cutoffs.
     mode_bin
         Numeric: the bin holding exactly the most common value when it is common (e.g. zero), else ``None``.
+    outbound
+        An aggregate of the contacts table: it counts our own outbound messages, so it follows the
+        campaign calendar (which campaign days fell in its window) rather than the customers.
     """
 
     name: str
@@ -91,6 +94,7 @@ class FeatureProfile:
     natural_psi: float = 0.0
     natural_null_change: float = 0.0
     mode_bin: int | None = None
+    outbound: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +248,7 @@ def profile_features(
                 quantiles=quantiles,
                 rows=int(raw.size),
                 mode_bin=mode_bin,
+                outbound=getattr(feature_set.feature(name).spec, "source", None) == "contacts",
             )
         )
     return tuple(out)

@@ -62,7 +62,7 @@ class MonitorReport:
     reasons
         Why the verdict is not ``ok``, in words.
     features
-        One row per monitored feature: ``feature, description, kind, psi, natural_psi, js_distance,
+        One row per monitored feature: ``feature, description, kind, psi, natural_psi, threshold, js_distance,
         null_share, null_share_reference, flag`` (``drift``, ``shift``, ``nulls`` or ``ok``): flagged
         features first (drift and nulls, then shifts), each group by decreasing index.
     deciles
@@ -126,8 +126,8 @@ class MonitorReport:
         ]  # fmt: skip
         for f in self.features.iter_rows(named=True):
             rows += [
-                ("feature", f["feature"], "psi", f["psi"], f["natural_psi"],
-                 max(cfg.psi_bad, cfg.natural_factor * f["natural_psi"]), f["flag"], f["description"]),
+                ("feature", f["feature"], "psi", f["psi"], f["natural_psi"], f["threshold"], f["flag"],
+                 f["description"]),
                 ("feature", f["feature"], "js_distance", f["js_distance"], None, None, f["flag"], f["description"]),
                 ("feature", f["feature"], "null_share", f["null_share"], f["null_share_reference"],
                  cfg.null_share_bad, f["flag"], f["description"]),
@@ -305,10 +305,9 @@ class ScoringMonitor:
             cur_full = np.append(cur * (1 - null_now), null_now)
             value = drift_index(prof, reference_binned(prof), current) if self._bins.rows else 0.0
             js = js_distance(ref_full, cur_full) if self._bins.rows else 0.0
-            natural = cfg.natural_factor * prof.natural_psi
-            if abs(null_now - prof.null_share) >= max(
-                cfg.null_share_bad, cfg.natural_factor * prof.natural_null_change
-            ):
+            factor = cfg.outbound_factor if prof.outbound else cfg.natural_factor
+            natural = factor * prof.natural_psi
+            if abs(null_now - prof.null_share) >= max(cfg.null_share_bad, factor * prof.natural_null_change):
                 flag = "nulls"
             elif value >= max(cfg.psi_bad, natural):
                 flag = "drift"
@@ -316,15 +315,18 @@ class ScoringMonitor:
                 flag = "shift"
             else:
                 flag = "ok"
+            threshold = max(cfg.psi_bad, natural)
             rows.append(
-                (prof.name, prof.description, prof.kind, value, prof.natural_psi, js, null_now, prof.null_share, flag)
-            )
+                (prof.name, prof.description, prof.kind, value, prof.natural_psi, threshold, js, null_now,
+                 prof.null_share, flag)
+            )  # fmt: skip
         schema = {
             "feature": pl.String,
             "description": pl.String,
             "kind": pl.String,
             "psi": pl.Float64,
             "natural_psi": pl.Float64,
+            "threshold": pl.Float64,
             "js_distance": pl.Float64,
             "null_share": pl.Float64,
             "null_share_reference": pl.Float64,
