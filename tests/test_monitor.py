@@ -258,3 +258,33 @@ def test_monitoring_runs_are_logged_beside_the_model_run_and_listed(
     result = CliRunner().invoke(app, ["monitor", str(tmp_path / "c0.parquet")])
     assert result.exit_code == 2
     assert "monitoring history lives in MLflow" in result.output
+
+
+def test_measure_prints_realised_figures_next_to_the_estimates(
+    resolved: Path, model: CampaignModel, tmp_path: Path
+) -> None:
+    """Scored as of 2024-12-01, measured on December: the estimate from the monitor file beside the realised."""
+    from omni_ml.measure import measure_campaign
+
+    out = tmp_path / "december.parquet"
+    score(resolved, model=model, as_of="2024-12-01", out=out, reasons=0, progress=False)
+    report = measure_campaign(out, resolved, window_days=28, n_boot=0)
+    perf = {row[0]: row[1:] for row in report.performance.iter_rows()}  # type: ignore[union-attr]
+    campaign = pl.read_parquet(out)
+    monitor = pl.read_parquet(monitor_path(out)).filter(pl.col("section") == "performance")
+    assert perf["auc"][0] == pytest.approx(monitor.filter(pl.col("metric") == "expected_auc")["value"][0])
+    assert perf["conversions"][0] == pytest.approx(campaign["propensity"].sum())
+    buyers = (
+        pl.read_parquet(resolved / "events.parquet")
+        .filter(
+            (pl.col("event_type") == "purchase")
+            & (pl.col("timestamp") >= dt.datetime(2024, 12, 1, tzinfo=dt.UTC))
+            & (pl.col("timestamp") < dt.datetime(2024, 12, 29, tzinfo=dt.UTC))
+        )
+        .select("customer_id")
+        .unique()
+        .join(campaign.select("customer_id"), on="customer_id", how="semi")
+    )
+    assert perf["conversions"][1] == buyers.height
+    assert 0.5 < perf["auc"][1] < 1.0
+    assert "expected at scoring vs realised" in report.to_text()

@@ -8,8 +8,6 @@ written chunk, and :func:`finish` before it commits the campaign file.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import secrets
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from omni_ml._io import commit, temp_path
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DriftError
 from omni_ml.monitor import SAMPLE_SEED, MonitorConfig, MonitorReport, ScoringMonitor, monitor_path
@@ -79,7 +78,7 @@ class MonitorOutcome:
     def commit(self) -> Path:
         """Rename the staged monitoring file to ``<campaign>.monitor.parquet``."""
         if self.staged is not None:
-            os.replace(self.staged, self.target)
+            commit(self.staged, self.target)
             self.staged = None
         return self.target
 
@@ -141,7 +140,7 @@ def finish(
         )
         raise DriftError(msg, report)
     target = monitor_path(out)
-    staged = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    staged = temp_path(target)
     report.to_frame().write_parquet(staged)
     return MonitorOutcome(report, staged, target, logged)
 
