@@ -32,7 +32,8 @@ class MonitorConfig:
     ----------
     psi_warn, psi_bad
         Population stability index of one feature (bins of its training distribution, nulls as a bin)
-        from which it is reported as shifted (``warn``) or drifting (``bad``).
+        from which it is reported as shifted (``warn``) or drifting (``bad``). ``psi_bad`` is above the
+        usual 0.25 because monthly counts of a few thousand customers pass 0.25 by noise alone.
     natural_factor
         A feature drifts (or shifts) only when its index is also at least ``natural_factor`` times the
         largest index it had between consecutive training cutoffs (its own month-to-month movement:
@@ -62,9 +63,9 @@ class MonitorConfig:
     """
 
     psi_warn: float = 0.1
-    psi_bad: float = 0.25
+    psi_bad: float = 0.35
     natural_factor: float = 2.0
-    outbound_factor: float = 4.0
+    outbound_factor: float = 8.0
     null_share_bad: float = 0.1
     score_psi_warn: float = 0.1
     score_psi_bad: float = 0.25
