@@ -45,6 +45,7 @@ from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFound
 from omni_ml.identity import ensure_resolved
 from omni_ml.models.channel import ChannelConfig
 from omni_ml.models.value import ValueConfig
+from omni_ml.monitor import training_reference
 from omni_ml.policy import NO_CONTACT, PolicyConfig
 from omni_ml.training import TrainConfig
 
@@ -304,6 +305,8 @@ class CampaignModel:
         The channel policy's out-of-time off-policy back-test (:func:`omni_ml.evaluate.channel_backtest`).
     report_ : Report
         The full back-test report (tables and plots for MLflow).
+    reference_ : omni_ml.monitor.Reference
+        The training reference scoring runs are compared with (aggregates only, see :mod:`omni_ml.monitor`).
 
     Examples
     --------
@@ -440,6 +443,7 @@ class CampaignModel:
         self.report_ = report
         self._fit_value(hist, moment, cfg)
         self._fit_timing(hist, moment, cfg)
+        self.reference_ = training_reference(self, hist, ts)
         return self
 
     def _fit_timing(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:

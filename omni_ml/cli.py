@@ -1,7 +1,8 @@
 """The ``omni-ml`` command line: thin wrappers that parse arguments, call the public API, print summaries.
 
 Every command exits 0 on success, 2 on bad input (a :class:`~omni_ml.exceptions.OmniMLError`)
-with the message on stderr, and 1 on an unexpected failure.
+with the message on stderr, 3 when ``score --fail-on-drift`` stops on a bad health verdict, and 1 on an
+unexpected failure.
 """
 
 from __future__ import annotations
@@ -90,8 +91,17 @@ def _user_errors(func: _F) -> _F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from omni_ml.exceptions import DriftError
+
         try:
             return func(*args, **kwargs)
+        except DriftError as exc:
+            report = getattr(exc, "report", None)
+            if report is not None:
+                typer.echo(report.to_text())
+            console.print("[bold red]error:[/] DriftError: ", end="")
+            console.print(str(exc), markup=False, highlight=False)
+            raise typer.Exit(code=3) from None
         except OmniMLError as exc:
             console.print(f"[bold red]error:[/] {type(exc).__name__}: ", end="")
             console.print(str(exc), markup=False, highlight=False)
@@ -374,9 +384,26 @@ def score(
             "among their allowed options, no_contact included (rule explore).",
         ),
     ] = 0.0,
+    fail_on_drift: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-drift", help="Exit 3 without writing the campaign file when the health verdict is bad."
+        ),
+    ] = False,
+    monitor_config: Annotated[
+        Path | None,
+        typer.Option("--monitor-config", help="YAML of MonitorConfig thresholds (a `monitor:` section or top level)."),
+    ] = None,
 ) -> None:
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
+
+    thresholds = None
+    if monitor_config is not None:
+        from omni_ml.config import from_yaml
+        from omni_ml.monitor import MonitorConfig
+
+        thresholds = from_yaml(MonitorConfig, monitor_config, section=_yaml_section(monitor_config, "monitor"))
 
     summary = run_scoring(
         directory,
@@ -391,8 +418,41 @@ def score(
         engine=engine,  # type: ignore[arg-type]  # validated by score()
         tracking_uri=tracking_uri,
         explore=explore,
+        monitor=thresholds,
+        fail_on_drift=fail_on_drift,
     )
     typer.echo(summary.to_text())
+
+
+def _yaml_section(path: Path, name: str) -> str | None:
+    """``name`` when the YAML file has that top-level section, else ``None`` (the whole file)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        return None  # from_yaml reports it
+    return name if isinstance(raw, dict) and name in raw else None
+
+
+@app.command()
+@_user_errors
+def monitor(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/...")],
+    runs: Annotated[int, typer.Option("--runs", help="How many of the latest scoring runs to show.")] = 10,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write a plot of the runs (.png) here.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI.")] = None,
+) -> None:
+    """The last scoring runs of a model: drift, expected vs realised performance, volumes per channel."""
+    from omni_ml.scoring.history import monitor_history, plot_history
+
+    if plot is not None:
+        _check_out(plot, "monitor.png")
+    table = monitor_history(model_uri, runs=runs, tracking_uri=tracking_uri)
+    typer.echo(table.to_text())
+    if plot is not None and table.runs.height:
+        _write_atomically(plot, lambda tmp: plot_history(table, tmp))
+        typer.echo(f"wrote {plot}")
 
 
 @app.command()

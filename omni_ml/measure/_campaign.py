@@ -26,6 +26,7 @@ from omni_ml.measure._inputs import (
 from omni_ml.measure._report import SMD_THRESHOLD, MeasureReport
 from omni_ml.measure._stats import _smd, diff_in_means
 from omni_ml.measure._writers import _log
+from omni_ml.monitor import expected_vs_realised, monitor_path, realised_figures
 
 __all__ = ["balance_table", "measure_campaign"]
 
@@ -216,7 +217,17 @@ def measure_campaign(
         for key in keys:
             rows.append(_segment_row(seg_type, str(key), customers.filter(pl.col(by) == key), alpha, n_boot, seed))
     table = pl.DataFrame(rows).with_columns(pl.col("n_treated", "n_control").cast(pl.Int64))
+    scored = {"propensity", "propensity_decile", "best_channel"} <= set(frame.columns)
+    realised = (
+        realised_figures(
+            frame, outcomes.select("customer_id", (pl.col("purchases") > 0).alias("converted")), alpha=alpha
+        )
+        if scored
+        else {}
+    )
+    beside = monitor_path(campaign) if isinstance(campaign, str | Path) else None
     report = MeasureReport(
+        performance=expected_vs_realised(beside, realised) if scored else None,
         table=table,
         balance=balance_table(customers),
         customers=customers,
@@ -230,4 +241,21 @@ def measure_campaign(
         lineage = frame["run_id"].drop_nulls().unique().to_list() if "run_id" in frame.columns else []
         target = run_id or (str(lineage[0]) if len(lineage) == 1 else None)
         report = dataclasses.replace(report, run_id=_log(report, target, tracking_uri))
+        if len(lineage) == 1 and scored:
+            _record_realised(str(lineage[0]), as_of, realised, window_days, tracking_uri)
     return report
+
+
+def _record_realised(
+    model_run_id: str, as_of: dt.datetime, realised: dict[str, float], window_days: int, tracking_uri: str | None
+) -> None:
+    """Add the realised figures to the scoring run's monitoring run (when there is one); warn on MLflow trouble."""
+    import warnings
+
+    from omni_ml.monitor import record_realised
+    from omni_ml.tracking import resolve_tracking_uri
+
+    try:
+        record_realised(resolve_tracking_uri(tracking_uri), model_run_id, as_of, realised, window_days=window_days)
+    except Exception as exc:  # MLflow raises many types; the measurement itself is done
+        warnings.warn(f"measure: could not add the realised figures to the monitoring run ({exc}).", stacklevel=3)

@@ -34,6 +34,10 @@ class MeasureReport:
         What was measured and how.
     run_id
         The MLflow run the metrics were logged to (``None`` when not logged).
+    performance
+        ``figure, expected, realised``: the scoring run's estimates before any outcome (from
+        ``<campaign>.monitor.parquet`` when it is beside the campaign file) next to the realised AUC,
+        buyers and top-decile lift over every customer of the campaign (:mod:`omni_ml.monitor`).
     """
 
     table: pl.DataFrame
@@ -45,6 +49,7 @@ class MeasureReport:
     n_boot: int
     seed: int
     run_id: str | None = None
+    performance: pl.DataFrame | None = None
 
     @property
     def overall(self) -> dict[str, Any]:
@@ -122,6 +127,11 @@ class MeasureReport:
             )
         else:
             lines.append(f"  balance: all pre-campaign |SMD| <= {SMD_THRESHOLD}")
+        if self.performance is not None:
+            lines.append("  expected at scoring vs realised (every customer of the campaign):")
+            for figure, expected, realised in self.performance.iter_rows():
+                shown = "-" if expected is None else f"{expected:,.3f}"
+                lines.append(f"    {figure:<24}{shown:>12}{realised:>12,.3f}")
         if self.run_id:
             lines.append(f"  logged to MLflow run {self.run_id}")
         return "\n".join(lines)

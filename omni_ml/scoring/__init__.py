@@ -59,6 +59,7 @@ from omni_ml._time import as_utc
 from omni_ml.data import NO_CONTACT, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
 from omni_ml.identity import ensure_resolved
+from omni_ml.scoring import _monitor
 from omni_ml.scoring._hashing import (
     BUCKET_SEED,
     DRAW_SALT,
@@ -137,6 +138,9 @@ class ScoringSummary:
     warnings: tuple[str, ...] = ()
     explore_fraction: float = 0.0
     explored: int = 0
+    monitor: Any = None
+    monitor_file: Path | None = None
+    monitor_run_id: str | None = None
 
     @property
     def no_contact(self) -> int:
@@ -181,6 +185,12 @@ class ScoringSummary:
                 "control group with a choice) drew their action at random (rule explore)"
             )
         lines += [f"  warning: {w}" for w in self.warnings]
+        if self.monitor is not None:
+            lines.append(self.monitor.to_text())
+            lines.append(
+                f"  monitoring: {self.monitor_file}"
+                + (f" (MLflow run {self.monitor_run_id})" if self.monitor_run_id else "")
+            )
         return "\n".join(lines)
 
 
@@ -419,7 +429,11 @@ def _stream_facts(scans: Mapping[str, pl.LazyFrame]) -> tuple[dt.datetime | None
 
 
 def _scored_stream(
-    scans: Mapping[str, pl.LazyFrame], n_chunks: int, job: _Job, spans: list[tuple[dt.datetime, dt.datetime]]
+    scans: Mapping[str, pl.LazyFrame],
+    n_chunks: int,
+    job: _Job,
+    spans: list[tuple[dt.datetime, dt.datetime]],
+    monitor: Any = None,
 ) -> Iterator[pl.DataFrame]:
     """Read, validate and score bucket after bucket; collect each chunk's first and last event into ``spans``."""
     for bucket in range(n_chunks):
@@ -427,10 +441,17 @@ def _scored_stream(
         summary = chunk.report.tables.get("events") if chunk.report else None
         if summary is not None and summary.start is not None and summary.end is not None and summary.rows:
             spans.append((summary.start, summary.end))
-        yield job.run(chunk)
+        yield _run_monitored(job, chunk, monitor)
 
 
 # ----------------------------------------------------------------------------- the job
+
+
+def _run_monitored(job: _Job, hist: Histories, monitor: Any) -> pl.DataFrame:
+    """Score a chunk and profile the features of its sampled customers (the monitoring hook)."""
+    frame = job.run(hist)
+    _monitor.profile_chunk(monitor, job.model, hist, frame)
+    return frame
 
 
 def chunk_histories(hist: Histories, bucket: int, n_buckets: int) -> Histories:
@@ -582,6 +603,8 @@ def score(
     engine: Literal["polars", "spark"] = "polars",
     tracking_uri: str | None = None,
     explore: float = 0.0,
+    monitor: Any = None,
+    fail_on_drift: bool = False,
 ) -> ScoringSummary:
     """Score every customer as of ``as_of`` and write the campaign file ``out`` atomically.
 
@@ -619,6 +642,14 @@ def score(
         among their allowed options, ``no_contact`` included (rule ``explore``; see :func:`finish_chunk`).
         Every row's ``assignment_probability`` is the probability of its ``best_channel`` under the whole
         design, so the file's outcomes give exact importance weights. ``0``: no exploration.
+    monitor
+        Monitoring thresholds (:class:`omni_ml.monitor.MonitorConfig` or a mapping of its fields; ``None``:
+        defaults; ``False``: off). The run is compared with the model's training reference and the report
+        written atomically to ``<out stem>.monitor.parquet`` beside ``out`` (and, for a model from MLflow,
+        logged as a monitoring run linked to the model's run). Features are profiled on the polars engine;
+        on Spark only scores, deciles, channels and expected performance are monitored.
+    fail_on_drift
+        Raise :class:`~omni_ml.exceptions.DriftError` and write no campaign file when the verdict is ``bad``.
 
     Returns
     -------
@@ -635,6 +666,8 @@ def score(
         The histories cannot be scored at ``as_of``.
     ConsentError
         A decision would contact a customer without consent (the file is not written).
+    DriftError
+        ``fail_on_drift`` and the health verdict is ``bad`` (the file is not written).
     """
     started = time.perf_counter()
     out_path = Path(out)
@@ -643,6 +676,7 @@ def score(
     if engine not in ("polars", "spark"):
         msg = f"engine must be 'polars' or 'spark' (got {engine!r})."
         raise ConfigError(msg)
+    monitor_cfg = _monitor.monitor_config(monitor)
     loaded = _load_model(model, tracking_uri=tracking_uri)
     is_dir = isinstance(hist_or_dir, str | Path) and Path(hist_or_dir).is_dir()
     scans = streaming_tables(hist_or_dir) if is_dir else None  # type: ignore[arg-type]
@@ -662,6 +696,8 @@ def score(
     lineage = {"model_uri": loaded.model_uri, "model_version": loaded.model_version, "run_id": loaded.run_id}
     job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage, float(explore))
     spans: list[tuple[dt.datetime, dt.datetime]] = []
+    watcher, unmonitored = _monitor.start(loaded.model, monitor_cfg, n_customers)
+    profiler = watcher if engine == "polars" else None
 
     if engine == "spark":
         import secrets
@@ -676,10 +712,10 @@ def score(
             Path(hist_or_dir).resolve(), job, n_chunks, staging_dir=staging.resolve()
         )
     elif scans is not None:
-        frames = _scored_stream(scans, n_chunks, job, spans)
+        frames = _scored_stream(scans, n_chunks, job, spans, profiler)
     else:
         assert hist is not None
-        frames = (job.run(chunk_histories(hist, b, n_chunks)) for b in range(n_chunks))
+        frames = (_run_monitored(job, chunk_histories(hist, b, n_chunks), profiler) for b in range(n_chunks))
 
     tally = _Tally()
     with AtomicTableWriter(out_path, schema) as writer, _progress(progress) as bar:
@@ -687,12 +723,31 @@ def score(
         for frame in frames:
             writer.write(frame)
             tally.add(frame)
+            if watcher is not None:
+                watcher.add_scores(frame)
             bar.update(task, advance=1, customers=tally.customers)
         if scans is not None and start is None and engine == "polars":
             # text timestamps: the first event is known only now that every chunk parsed its own
             _check_dates(min((a for a, _ in spans), default=None), moment, loaded.model)
             end = max((b for _, b in spans), default=None)
-        writer.commit()
+        outcome = None
+        if watcher is not None:
+            outcome = _monitor.finish(
+                watcher,
+                as_of=moment,
+                out=out_path,
+                model_uri=loaded.model_uri,
+                model_version=loaded.model_version,
+                run_id=loaded.run_id,
+                tracking_uri=tracking_uri,
+                fail_on_drift=fail_on_drift,
+            )
+        try:
+            monitor_file = outcome.commit() if outcome is not None else None
+            writer.commit()
+        finally:
+            if outcome is not None:
+                outcome.discard()
     stale = _stale_history(end, moment, loaded.model)
     if stale is not None:
         warnings.warn(stale, UserWarning, stacklevel=2)
@@ -716,7 +771,10 @@ def score(
         seconds=time.perf_counter() - started,
         engine=engine,
         history_end=end,
-        warnings=(stale,) if stale else (),
+        warnings=tuple(w for w in (stale, unmonitored) if w),
+        monitor=outcome.report if outcome is not None else None,
+        monitor_file=monitor_file,
+        monitor_run_id=outcome.run_id if outcome is not None else None,
     )
 
 
