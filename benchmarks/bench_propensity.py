@@ -194,6 +194,32 @@ def _calibration_variants(
                 "fit_s": fit_s,
             }
         )
+    # season checks: the booster's own sigmoid (no map), and Platt fitted on the early-stopping and
+    # calibration cutoffs together (two label windows instead of the single latest one)
+    booster_p = np.clip(1 / (1 + np.exp(-raw_now)), P_EDGE, 1 - P_EDGE)
+    wider = np.concatenate([split.early_stopping, split.calibration]) if split.early_stopping is not None else None
+    extra = [("booster (no map)", booster_p)]
+    if wider is not None:
+        platt2 = fit_calibrator(model.predict_raw(ts.X[wider]), ts.y[wider], "sigmoid")
+        extra.append(("sigmoid, last 2 cutoffs", np.clip(np.asarray(platt2.predict(raw_now)), P_EDGE, 1 - P_EDGE)))
+    for label, p in extra:
+        distinct, tied, largest = _ties(p)
+        metrics = evaluate_scores(y, p, oracle=oracle).metrics
+        rows.append(
+            {
+                "calibration": label,
+                "auc_share": metrics["auc_share_of_oracle"],
+                "ece": metrics["ece"],
+                "brier": metrics["brier"],
+                "log_loss": metrics["log_loss"],
+                "distinct": distinct,
+                "tied": tied,
+                "largest_tie": largest,
+                "at_edge": float(((p <= P_EDGE) | (p >= 1 - P_EDGE)).mean()),
+                "same_as_base": float("nan"),
+                "fit_s": 0.0,
+            }
+        )
     return rows
 
 
@@ -361,12 +387,12 @@ def main() -> None:
     model = fitted["PropensityModel"]
     print(f"\ncalibration maps of the same booster ({len(y):,} scored customers; default {model.calibration!r}):")
     print(
-        f"{'calibration':<18} {'AUC share':>9} {'ECE':>7} {'Brier':>7} {'log loss':>8} {'distinct':>9} {'tied':>7} "
+        f"{'calibration':<24} {'AUC share':>9} {'ECE':>7} {'Brier':>7} {'log loss':>8} {'distinct':>9} {'tied':>7} "
         f"{'largest':>8} {'0 or 1':>7} {'p = p0':>7}"
     )
     for v in _calibration_variants(model, ts, X_now, y, oracle):
         print(
-            f"{v['calibration']:<18} {v['auc_share']:>9.4f} {v['ece']:>7.4f} {v['brier']:>7.4f} {v['log_loss']:>8.4f} "
+            f"{v['calibration']:<24} {v['auc_share']:>9.4f} {v['ece']:>7.4f} {v['brier']:>7.4f} {v['log_loss']:>8.4f} "
             f"{v['distinct']:>9,} {v['tied']:>7.1%} {v['largest_tie']:>8.1%} {v['at_edge']:>7.1%} "
             f"{v['same_as_base']:>7.1%}"
         )
