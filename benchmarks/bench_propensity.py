@@ -98,7 +98,7 @@ import polars as pl
 from benchmarks._memory import PeakRSS
 from omni_ml.data import load_histories
 from omni_ml.evaluate import evaluate_scores
-from omni_ml.features import build_features
+from omni_ml.features import FeatureConfig, build_features
 from omni_ml.identity import resolve_identities
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
 from omni_ml.models._common import P_EDGE, fit_calibrator, time_split
@@ -266,6 +266,9 @@ def main() -> None:
         "at most 18 x 28 days = 16 months)",
     )
     parser.add_argument("--every-days", type=int, default=28)
+    parser.add_argument(
+        "--exclude-families", nargs="*", default=[], help="feature families to leave out (e.g. lifecycle)"
+    )
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--refit-all", action="store_true", help="also run PropensityModel(refit='all')")
     parser.add_argument(
@@ -291,7 +294,7 @@ def main() -> None:
     t = time.perf_counter()
     with PeakRSS() as mem:
         cuts = training_cutoffs(end, horizon, every_days=args.every_days, n=args.n_cutoffs)
-        ts = training_set(hist, cuts, horizon, as_of=end)
+        ts = training_set(hist, cuts, horizon, as_of=end, config=FeatureConfig(exclude=tuple(args.exclude_families)))
         scoring = build_features(hist, end, feature_set=ts.feature_set)
     t_features = time.perf_counter() - t
     print(

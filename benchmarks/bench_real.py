@@ -88,9 +88,7 @@ def _btyd_scores(hist: Histories, cutoff: dt.datetime, horizon_weeks: float) -> 
         out[name] = summary.select("customer_id").with_columns(
             pl.Series("p_any", model.p_any_purchase(horizon_weeks, summary["x"], summary["t_x"], summary["T"])),
             pl.Series("p_alive", model.p_alive(summary["x"], summary["t_x"], summary["T"])),
-            pl.Series(
-                "expected", model.expected_purchases(horizon_weeks, summary["x"], summary["t_x"], summary["T"])
-            ),
+            pl.Series("expected", model.expected_purchases(horizon_weeks, summary["x"], summary["t_x"], summary["T"])),
         )
     return out
 
@@ -107,11 +105,15 @@ def _btyd_features(hist: Histories, cutoffs: list[dt.datetime], horizon_weeks: f
 
 
 def _with_btyd(X: pl.DataFrame, keys: pl.DataFrame, btyd: pl.DataFrame) -> pl.DataFrame:
-    joined = keys.select("customer_id", "cutoff").join(btyd, on=["customer_id", "cutoff"], how="left", maintain_order="left")
+    joined = keys.select("customer_id", "cutoff").join(
+        btyd, on=["customer_id", "cutoff"], how="left", maintain_order="left"
+    )
     return pl.concat([X, joined.drop("customer_id", "cutoff")], how="horizontal")
 
 
-def propensity_at(hist: Histories, cutoff: dt.datetime, horizon_days: int, n_boot: int, seed: int) -> list[dict[str, Any]]:
+def propensity_at(
+    hist: Histories, cutoff: dt.datetime, horizon_days: int, n_boot: int, seed: int
+) -> list[dict[str, Any]]:
     """Every contender's AUC and top-decile lift (with bootstrap intervals) as of ``cutoff``."""
     past = hist.replace(events=hist.events.filter(pl.col("timestamp") < cutoff))
     cuts = training_cutoffs(cutoff, horizon_days, every_days=14, n=None)
@@ -131,9 +133,11 @@ def propensity_at(hist: Histories, cutoff: dt.datetime, horizon_days: int, n_boo
         .collect()
     )
     y = customers.is_in(future["customer_id"].implode()).to_numpy().astype(np.int8)
-    rows = pl.DataFrame({"customer_id": customers}).join(
-        scoring.with_row_index("row"), on="customer_id", how="left", maintain_order="left"
-    )["row"].to_numpy()
+    rows = (
+        pl.DataFrame({"customer_id": customers})
+        .join(scoring.with_row_index("row"), on="customer_id", how="left", maintain_order="left")["row"]
+        .to_numpy()
+    )
     X_now = scoring.drop("customer_id", "cutoff")[rows]
     scores: dict[str, np.ndarray] = {}
     for name, model in (

@@ -35,6 +35,7 @@ import polars as pl
 import omni_ml.features.calendar
 import omni_ml.features.customers
 import omni_ml.features.engagement
+import omni_ml.features.lifecycle
 import omni_ml.features.products
 import omni_ml.features.rfm
 import omni_ml.features.service  # noqa: F401
