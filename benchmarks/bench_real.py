@@ -192,45 +192,48 @@ def _capture(value: np.ndarray, score: np.ndarray) -> float:
     return float(value[top].sum() / max(value.sum(), 1e-12))
 
 
-def value_at(hist: Histories, as_of: dt.datetime, horizon_days: int, n_boot: int, seed: int) -> list[dict[str, Any]]:
-    """Spearman and top-decile capture of realised revenue in ``[as_of, as_of + horizon_days)``."""
-    summary = rfm_summary(hist, as_of, unit_days=WEEK)
+def _realised_revenue(events: pl.LazyFrame, ids: pl.Series, start: dt.datetime, days: int) -> np.ndarray:
     realised = (
-        hist.events.filter(
+        events.filter(
             (pl.col("event_type") == "purchase")
-            & (pl.col("timestamp") >= as_of)
-            & (pl.col("timestamp") < as_of + dt.timedelta(days=horizon_days))
+            & (pl.col("timestamp") >= start)
+            & (pl.col("timestamp") < start + dt.timedelta(days=days))
         )
         .group_by("customer_id")
         .agg(pl.col("amount").fill_null(0.0).sum().alias("revenue"))
         .collect()
     )
-    value = (
-        summary.select("customer_id")
-        .join(realised, on="customer_id", how="left", maintain_order="left")["revenue"]
-        .fill_null(0.0)
-        .to_numpy()
-    )
-    gg = GammaGammaModel().fit(summary["x"], summary["mean_value"])
+    joined = ids.to_frame().join(realised, on="customer_id", how="left", maintain_order="left")
+    return joined["revenue"].fill_null(0.0).to_numpy()
+
+
+def _btyd_values(hist: Histories, as_of: dt.datetime, horizon_days: int) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
+    summary = rfm_summary(hist, as_of, unit_days=WEEK)
+    repeat = summary.filter(pl.col("x") > 0)
+    gg = GammaGammaModel().fit(repeat["x"], repeat["mean_value"])
     preds: dict[str, np.ndarray] = {}
     for name, model in (("BG/NBD + Gamma-Gamma", BetaGeoModel()), ("Pareto/NBD + Gamma-Gamma", ParetoNBDModel())):
         model.fit(summary["x"], summary["t_x"], summary["T"])
         preds[name] = btyd_customer_value(model, gg, summary, horizon_days / WEEK)["customer_value"].to_numpy()
-    # the naive "past value continues": revenue so far per week x horizon
-    preds["past revenue rate"] = (
+    # the naive "past value continues": revenue so far per week
+    preds["past revenue per week"] = (
         (summary["first_value"] + summary["mean_value"] * summary["x"]) / summary["T"].clip(lower_bound=1.0)
     ).to_numpy()
+    return summary, preds
+
+
+def _rank_value(value: np.ndarray, preds: dict[str, np.ndarray], n_boot: int, seed: int) -> list[dict[str, Any]]:
+    """Spearman and top-decile capture of realised revenue per predictor, with bootstrap intervals."""
     rng = np.random.default_rng(seed)
     boots = [rng.integers(0, len(value), len(value)) for _ in range(n_boot)]
     out = []
     for name, p in preds.items():
-        rho = stats.spearmanr(p, value).statistic
         rho_b = np.array([stats.spearmanr(p[b], value[b]).statistic for b in boots])
         cap_b = np.array([_capture(value[b], p[b]) for b in boots])
         out.append(
             {
                 "model": name,
-                "spearman": float(rho),
+                "spearman": float(stats.spearmanr(p, value).statistic),
                 "spearman_lo": float(np.quantile(rho_b, 0.025)),
                 "spearman_hi": float(np.quantile(rho_b, 0.975)),
                 "capture": _capture(value, p),
@@ -239,6 +242,42 @@ def value_at(hist: Histories, as_of: dt.datetime, horizon_days: int, n_boot: int
             }
         )
     return out
+
+
+def value_at(hist: Histories, as_of: dt.datetime, horizon_days: int, n_boot: int, seed: int) -> list[dict[str, Any]]:
+    """CDNOW: Spearman and top-decile capture of realised revenue in ``[as_of, as_of + horizon_days)``."""
+    summary, preds = _btyd_values(hist, as_of, horizon_days)
+    value = _realised_revenue(hist.events, summary["customer_id"], as_of, horizon_days)
+    return _rank_value(value, preds, n_boot, seed)
+
+
+def value_simulated(n_customers: int, seed: int, n_boot: int) -> list[dict[str, Any]]:
+    """A two-year simulated world continued for a year: 12-month value of every customer with a purchase.
+
+    Contenders: BG/NBD / Pareto/NBD + Gamma-Gamma, past revenue per week, and ``CustomerValueModel`` with a
+    364-day horizon (LightGBM Tweedie; its label windows must end by the as-of date, so two cutoffs 28 days
+    apart a year before it).
+    """
+    from omni_ml.identity import resolve_identities
+    from omni_ml.models.value import CustomerValueModel, ValueConfig
+    from omni_ml.simulate import preset, simulate
+
+    days = 364
+    with tempfile.TemporaryDirectory(prefix="bench_real_sim_") as tmp:
+        cfg = preset("default", n_customers=n_customers, seed=seed, future_days=365)
+        simulate(cfg, Path(tmp))
+        as_of = dt.datetime.combine(cfg.end, dt.time(), tzinfo=dt.UTC)
+        hist = resolve_identities(load_histories(Path(tmp), as_of=as_of), as_of=as_of).collect()
+        future = pl.read_parquet(Path(tmp) / "truth" / "future_events.parquet").lazy()
+    summary, preds = _btyd_values(hist, as_of, days)
+    ids = summary["customer_id"]
+    model = CustomerValueModel(ValueConfig(horizon_days=days, n_cutoffs=2, every_days=28)).fit(hist, as_of)
+    learned = model.predict(hist, as_of)
+    preds["CustomerValueModel (364 d)"] = (
+        ids.to_frame().join(learned, on="customer_id", how="left", maintain_order="left")["customer_value"].to_numpy()
+    )
+    value = _realised_revenue(future, ids, as_of, days)
+    return _rank_value(value, preds, n_boot, seed)
 
 
 def main() -> None:
@@ -252,6 +291,10 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-value", action="store_true")
+    parser.add_argument("--skip-propensity", action="store_true")
+    parser.add_argument(
+        "--sim-customers", type=int, default=0, help="also the 12-month value on a simulated world of this size"
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_real_") as tmp:
@@ -267,7 +310,7 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for c in args.cutoffs:
+    for c in [] if args.skip_propensity else args.cutoffs:
         cutoff = dt.datetime.fromisoformat(c).replace(tzinfo=dt.UTC)
         rows = propensity_at(hist, cutoff, args.horizon_days, args.bootstrap, args.seed)
         for r in rows:
@@ -285,6 +328,17 @@ def main() -> None:
         print(f"\ncustomer value as of {args.value_as_of}, realised revenue over the next {args.value_days} days")
         print(f"{'model':<28} {'Spearman':>9} {'95% interval':>17} {'top-10% capture':>16} {'95% interval':>17}")
         for r in value_at(hist, as_of, args.value_days, args.bootstrap, args.seed):
+            print(
+                f"{r['model']:<28} {r['spearman']:>9.4f} [{r['spearman_lo']:.4f}, {r['spearman_hi']:.4f}] "
+                f"{r['capture']:>16.4f} [{r['capture_lo']:.4f}, {r['capture_hi']:.4f}]"
+            )
+    if args.sim_customers:
+        print(
+            f"\ncustomer value on a simulated two-year world ({args.sim_customers:,} persons, seed {args.seed}) "
+            "continued for a year: realised revenue over the next 364 days"
+        )
+        print(f"{'model':<28} {'Spearman':>9} {'95% interval':>17} {'top-10% capture':>16} {'95% interval':>17}")
+        for r in value_simulated(args.sim_customers, args.seed, args.bootstrap):
             print(
                 f"{r['model']:<28} {r['spearman']:>9.4f} [{r['spearman_lo']:.4f}, {r['spearman_hi']:.4f}] "
                 f"{r['capture']:>16.4f} [{r['capture_lo']:.4f}, {r['capture_hi']:.4f}]"
