@@ -267,6 +267,11 @@ def main() -> None:
     )
     parser.add_argument("--every-days", type=int, default=28)
     parser.add_argument(
+        "--compare-family",
+        default=None,
+        help="also fit PropensityModel (and the ceiling with --ceiling) without this family's columns, same rows",
+    )
+    parser.add_argument(
         "--exclude-families", nargs="*", default=[], help="feature families to leave out (e.g. lifecycle)"
     )
     parser.add_argument("--n-jobs", type=int, default=2)
@@ -352,6 +357,36 @@ def main() -> None:
                 **report.metrics,
             }
         )
+    if args.compare_family:
+        dropped = ts.feature_set.families().get(args.compare_family, [])
+        print(f"\nwithout family {args.compare_family!r} ({len(dropped)} columns: {', '.join(dropped)}):")
+        t = time.perf_counter()
+        without = PropensityModel(n_jobs=args.n_jobs, random_state=args.seed).fit(
+            ts.X.drop(dropped), ts.y, cutoff=ts.keys["cutoff"].to_numpy()
+        )
+        report = evaluate_scores(y, without.predict_proba(X_now.drop(dropped))[:, 1], oracle=oracle)
+        results.append(
+            {
+                "model": f"PropensityModel - {args.compare_family}",
+                "fit_s": time.perf_counter() - t,
+                "predict_s": 0.0,
+                "peak_mb": 0.0,
+                **report.metrics,
+            }
+        )
+        if args.ceiling:
+            t = time.perf_counter()
+            p_ceiling = _feature_ceiling(X_now.drop(dropped), oracle, seed=args.seed, n_jobs=args.n_jobs)
+            report = evaluate_scores(y, p_ceiling, oracle=oracle)
+            results.append(
+                {
+                    "model": f"ceiling - {args.compare_family}",
+                    "fit_s": time.perf_counter() - t,
+                    "predict_s": 0.0,
+                    "peak_mb": 0.0,
+                    **report.metrics,
+                }
+            )
     oracle_report = evaluate_scores(y, oracle, oracle=oracle)
     results.append(
         {"model": "oracle (true p_purchase)", "fit_s": 0.0, "predict_s": 0.0, "peak_mb": 0.0, **oracle_report.metrics}
