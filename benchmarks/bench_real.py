@@ -9,7 +9,7 @@ Propensity, as of each cutoff: P(at least one purchase in ``[cutoff, cutoff + ho
 customer with a purchase before the cutoff. Contenders: ``PropensityModel`` (and the logistic and
 recency/frequency baselines) trained on stacked cutoffs whose label windows end by the cutoff; BG/NBD and
 Pareto/NBD (``omni_ml.models.btyd``) fitted on the same history (weeks) and scored with their
-P(any purchase in the horizon); "+ BTYD" = ``PropensityModel`` with both models' P(alive), expected purchases
+P(any purchase in the horizon); "+ BG/NBD" = ``PropensityModel`` with BG/NBD's P(alive), expected purchases
 and P(any purchase) as features (refitted per training cutoff). AUC and top-decile lift with 95% bootstrap
 intervals over customers (the same resamples for every contender, so differences are paired).
 
@@ -94,13 +94,20 @@ def _btyd_scores(hist: Histories, cutoff: dt.datetime, horizon_weeks: float) -> 
 
 
 def _btyd_features(hist: Histories, cutoffs: list[dt.datetime], horizon_weeks: float) -> pl.DataFrame:
-    """BG/NBD and Pareto/NBD outputs per ``(customer_id, cutoff)``, each fitted on the history before its cutoff."""
+    """BG/NBD outputs per ``(customer_id, cutoff)``, fitted on the history before each cutoff."""
     frames = []
     for c in cutoffs:
-        scores = _btyd_scores(hist, c, horizon_weeks)
-        f = scores["BG/NBD"].rename({"p_any": "bgnbd_p_any", "p_alive": "bgnbd_p_alive", "expected": "bgnbd_expected"})
-        g = scores["Pareto/NBD"].rename({"p_any": "pnbd_p_any", "p_alive": "pnbd_p_alive", "expected": "pnbd_expected"})
-        frames.append(f.join(g, on="customer_id").with_columns(pl.lit(c).alias("cutoff")))
+        summary = rfm_summary(hist, c, unit_days=WEEK)
+        model = BetaGeoModel().fit(summary["x"], summary["t_x"], summary["T"])
+        x, t_x, T = summary["x"], summary["t_x"], summary["T"]
+        frames.append(
+            summary.select("customer_id").with_columns(
+                pl.Series("bgnbd_p_any", model.p_any_purchase(horizon_weeks, x, t_x, T)),
+                pl.Series("bgnbd_p_alive", model.p_alive(x, t_x, T)),
+                pl.Series("bgnbd_expected", model.expected_purchases(horizon_weeks, x, t_x, T)),
+                pl.lit(c).alias("cutoff"),
+            )
+        )
     return pl.concat(frames)
 
 
@@ -155,8 +162,8 @@ def propensity_at(
     X_now_btyd = _with_btyd(X_now, now_keys, _btyd_features(hist, [cutoff], horizon_weeks))
     t = time.perf_counter()
     plus = PropensityModel(random_state=seed, n_jobs=2).fit(X_train, ts.y, cutoff=ts.keys["cutoff"].to_numpy())
-    print(f"  {cutoff:%Y-%m-%d} PropensityModel + BTYD fitted in {time.perf_counter() - t:.0f} s", flush=True)
-    scores["PropensityModel + BTYD"] = plus.predict_proba(X_now_btyd)[:, 1]
+    print(f"  {cutoff:%Y-%m-%d} PropensityModel + BG/NBD fitted in {time.perf_counter() - t:.0f} s", flush=True)
+    scores["PropensityModel + BG/NBD"] = plus.predict_proba(X_now_btyd)[:, 1]
     scores["BG/NBD"] = btyd_now["BG/NBD"]["p_any"].to_numpy()
     scores["Pareto/NBD"] = btyd_now["Pareto/NBD"]["p_any"].to_numpy()
 
