@@ -287,11 +287,6 @@ def value_simulated(n_customers: int, seed: int, n_boot: int) -> list[dict[str, 
     preds["CustomerValueModel (364 d)"] = (
         ids.to_frame().join(learned, on="customer_id", how="left", maintain_order="left")["customer_value"].to_numpy()
     )
-    plus = CustomerValueModel(ValueConfig(horizon_days=days, n_cutoffs=2, every_days=28, btyd_features=True))
-    learned = plus.fit(hist, as_of).predict(hist, as_of)
-    preds["CustomerValueModel + BTYD"] = (
-        ids.to_frame().join(learned, on="customer_id", how="left", maintain_order="left")["customer_value"].to_numpy()
-    )
     value = _realised_revenue(future, ids, as_of, days)
     return _rank_value(value, preds, n_boot, seed)
 

@@ -218,10 +218,6 @@ class ValueConfig:
         LightGBM settings; trees are chosen by early stopping on the latest cutoff.
     features
         A ``FeatureConfig`` (or a mapping of its fields); ``None``: feature defaults.
-    btyd_features
-        Also give the booster BG/NBD's expected purchases over the horizon, Gamma-Gamma's expected order
-        value and their product (:mod:`omni_ml.models.btyd`), each fitted on the history before the row's
-        cutoff (null for a customer without a purchase yet).
     """
 
     horizon_days: int = 90
@@ -235,7 +231,6 @@ class ValueConfig:
     early_stopping_rounds: int = 30
     random_state: int = 0
     features: Any = None
-    btyd_features: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -319,10 +314,7 @@ class CustomerValueModel:
                 "Hint: check purchase amounts, or use a longer history / more cutoffs."
             )
             raise DataInsufficientError(msg)
-        frame = ts.X
-        if cfg.btyd_features:
-            frame = pl.concat([frame, _btyd_columns(past, ts.keys, cfg.horizon_days)], how="horizontal")
-        X = frame.to_numpy().astype(np.float64)
+        X = ts.X.to_numpy().astype(np.float64)
         latest = (ts.keys["cutoff"] == ts.keys["cutoff"].max()).to_numpy()
         params: dict[str, Any] = {
             "objective": "tweedie",
@@ -335,7 +327,7 @@ class CustomerValueModel:
             "num_threads": 1,
             "verbose": -1,
         }
-        names = list(frame.columns)
+        names = list(ts.X.columns)
         best = cfg.n_estimators
         if (~latest).any() and (y[~latest] > 0).any():
             train = lgb.Dataset(X[~latest], y[~latest], feature_name=names, free_raw_data=False)
@@ -377,50 +369,8 @@ class CustomerValueModel:
         if not self.is_fitted:
             msg = "CustomerValueModel is not fitted. Hint: call .fit(hist, as_of) first."
             raise ModelNotFoundError(msg)
-        t = _utc(as_of)
-        features = build_features(hist, t, feature_set=self.feature_set_).sort("customer_id")
-        if any(name.startswith("btyd_") for name in self.feature_names_):
-            keys = features.select("customer_id", pl.lit(t).alias("cutoff"))
-            features = pl.concat([features, _btyd_columns(hist, keys, self.horizon_days_)], how="horizontal")
+        features = build_features(hist, _utc(as_of), feature_set=self.feature_set_).sort("customer_id")
         return pl.DataFrame(
             {"customer_id": features["customer_id"], "customer_value": self.predict_frame(features)},
             schema={"customer_id": pl.String, "customer_value": pl.Float64},
         )
-
-
-_BTYD_COLUMNS = ("btyd_expected_purchases", "btyd_order_value", "btyd_value")
-
-
-def _btyd_columns(hist: Histories, keys: pl.DataFrame, horizon_days: int) -> pl.DataFrame:
-    """BG/NBD + Gamma-Gamma outputs per ``keys`` row (``customer_id, cutoff``), fitted per cutoff, in order.
-
-    Each cutoff's models see only purchases before it; null where a customer has no purchase yet or the
-    history before the cutoff is too thin to fit (fewer than 10 buyers or 10 repeat buyers).
-    """
-    from omni_ml.models.btyd import BetaGeoModel, GammaGammaModel, btyd_customer_value, rfm_summary
-
-    parts = []
-    for cutoff in keys["cutoff"].unique().sort().to_list():
-        summary = rfm_summary(hist, cutoff, unit_days=7.0)
-        repeat = summary.filter(pl.col("x") > 0)
-        if summary.height < 10 or repeat.height < 10:
-            continue
-        purchases = BetaGeoModel().fit(summary["x"], summary["t_x"], summary["T"])
-        value = GammaGammaModel().fit(repeat["x"], repeat["mean_value"])
-        out = btyd_customer_value(purchases, value, summary, horizon_days / 7.0)
-        parts.append(
-            out.select(
-                "customer_id",
-                pl.lit(cutoff).cast(keys.schema["cutoff"]).alias("cutoff"),
-                pl.col("expected_purchases").alias(_BTYD_COLUMNS[0]),
-                pl.col("expected_order_value").alias(_BTYD_COLUMNS[1]),
-                pl.col("customer_value").alias(_BTYD_COLUMNS[2]),
-            )
-        )
-    schema = dict.fromkeys(_BTYD_COLUMNS, pl.Float64)
-    if not parts:
-        return pl.DataFrame({name: [None] * keys.height for name in _BTYD_COLUMNS}, schema=schema)
-    joined = keys.select("customer_id", "cutoff").join(
-        pl.concat(parts), on=["customer_id", "cutoff"], how="left", maintain_order="left"
-    )
-    return joined.select(pl.col(name).cast(pl.Float64).fill_nan(None) for name in _BTYD_COLUMNS)
