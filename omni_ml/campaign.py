@@ -531,23 +531,15 @@ class CampaignModel:
     def save(self, path: str | Path) -> Path:
         """Save the fitted bundle with joblib (compressed); returns the path.
 
-        Written to a hidden temporary file next to ``path`` and renamed: a failed or interrupted save
-        leaves no partial model under ``path`` (an earlier model there stays as it was).
+        Written to a hidden temporary file next to ``path`` and renamed (:mod:`omni_ml._io`): a failed or
+        interrupted save leaves no partial model under ``path`` (an earlier model there stays as it was).
         """
-        import os
-        import secrets
-
         import joblib
 
+        from omni_ml._io import write_atomically
+
         self._check_fitted()
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            joblib.dump(self, tmp, compress=3)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return target
+        return write_atomically(Path(path), lambda tmp: joblib.dump(self, tmp, compress=3), mkdir=False)
 
     @classmethod
     def load(cls, path: str | Path) -> CampaignModel:

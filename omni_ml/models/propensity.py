@@ -356,16 +356,11 @@ def save_model(model: Any, path: str | Path) -> Path:
     ...     np.allclose(load_model(save_model(m, f"{d}/m.joblib")).predict_proba(X), m.predict_proba(X))
     True
     """
-    import os
-
     import joblib
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    joblib.dump(model, tmp)
-    os.replace(tmp, target)  # a failed write leaves no partial model
-    return target
+    from omni_ml._io import write_atomically
+
+    return write_atomically(Path(path), lambda tmp: joblib.dump(model, tmp))  # a failed write leaves no partial model
 
 
 def load_model(path: str | Path) -> Any:
