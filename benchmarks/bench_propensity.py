@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import resource
 import tempfile
@@ -267,6 +268,9 @@ def main() -> None:
     )
     parser.add_argument("--every-days", type=int, default=28)
     parser.add_argument(
+        "--register", nargs="*", default=[], help="modules to import first (e.g. omni_ml.features.lifecycle)"
+    )
+    parser.add_argument(
         "--compare-family",
         default=None,
         help="also fit PropensityModel (and the ceiling with --ceiling) without this family's columns, same rows",
@@ -286,6 +290,8 @@ def main() -> None:
         "today's features allow",
     )
     args = parser.parse_args()
+    for module in args.register:
+        importlib.import_module(module)
     wall0, cpu0 = time.perf_counter(), time.process_time()
 
     world = _world(args)

@@ -7,6 +7,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
+import omni_ml.features.lifecycle  # noqa: F401  (registers the opt-in family)
 from omni_ml.data import Histories
 from omni_ml.features import FeatureConfig, build_features
 

@@ -15,6 +15,8 @@ booster that comparison directly, parameter-free, for purchases and for any acti
   pseudo-purchase). The browsing trend lives in the ``browsing`` family.
 
 Null when the customer has nothing of the kind before the cutoff (or, for the share, only one day).
+
+Opt-in: importing this module registers the family, and ``FeatureConfig(families=None)`` then builds it.
 """
 
 from __future__ import annotations
