@@ -73,7 +73,7 @@ bench: $(STAMP)
 # Re-resolve the pins after changing dependencies in pyproject.toml.
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/pip install --quiet --upgrade pip && .lockenv/bin/pip install --quiet '.[dev,spark]'
+	.lockenv/bin/pip install --quiet --upgrade pip && .lockenv/bin/pip install --quiet '.[dev,spark,bench]'
 	.lockenv/bin/pip freeze --exclude-editable | grep -v '^omni' > constraints.txt
 	rm -rf .lockenv
 

@@ -242,3 +242,23 @@ def test_fit_trains_each_cutoff_on_identity_links_known_before_it(small_world: P
     assert as_of_each_cutoff == sum(rows(as_of, t) for t in cuts) + len(cuts)  # the trap is a row of its own
     model = CampaignModel(cfg).fit(hist, as_of, horizon_days=28)
     assert model.metrics_["train_rows"] == as_of_each_cutoff
+
+
+def test_clv_12m_is_bgnbd_gamma_gamma_value_null_without_a_purchase_27(
+    model: CampaignModel, scored: pl.DataFrame, resolved: Histories
+) -> None:
+    from omni_ml.models.btyd import btyd_customer_value, rfm_summary
+
+    summary = rfm_summary(resolved, SCORE_AS_OF)
+    buyers = set(summary["customer_id"])
+    with_value = scored.filter(pl.col("clv_12m").is_not_null())
+    assert set(with_value["customer_id"]) == buyers & set(scored["customer_id"])
+    assert (with_value["clv_12m"] >= 0).all()
+    purchases, value = model.clv_models_
+    direct = btyd_customer_value(purchases, value, summary, 52.0)
+    joined = with_value.join(direct, on="customer_id")
+    np.testing.assert_allclose(joined["clv_12m"], joined["customer_value_right"], rtol=1e-9)
+    # more past revenue goes with more expected value
+    past = summary.select("customer_id", (pl.col("first_value") + pl.col("mean_value") * pl.col("x")).alias("past"))
+    rank = with_value.join(past, on="customer_id").select(pl.corr("clv_12m", "past", method="spearman")).item()
+    assert rank > 0.3

@@ -18,8 +18,9 @@ Two estimates of ``E[revenue in [as_of, as_of + horizon_days)]`` per customer, b
   of trees is chosen by early stopping on the latest cutoff (held-out time), then the model is refitted on
   every cutoff with that number.
 
-A BG/NBD + Gamma-Gamma baseline is not included: ``lifetimes`` (the classic implementation) has not been
-released since 2020 and ``pymc-marketing`` (maintained) needs Python >= 3.12 from version 0.19.3 on.
+The BG/NBD (or Pareto/NBD) + Gamma-Gamma baseline lives in :mod:`omni_ml.models.btyd` (closed form, written
+here: ``lifetimes`` has not been released since 2020 and ``pymc-marketing`` needs Python >= 3.12); the
+campaign file's ``clv_12m`` column is its 12-month value.
 
 The **value of a conversion** the channel policy needs is the revenue a converting customer brings,
 ``orders per buyer x shrunk mean order value`` (:meth:`OrderValueStats.conversion_value`), times a margin.
