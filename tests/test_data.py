@@ -669,30 +669,6 @@ def test_summary_of_kept_rows_takes_dropped_copies_off(tmp_path: Path) -> None:
     assert (summary.start, summary.end) == (dt.datetime(2025, 1, 1, tzinfo=UTC), dt.datetime(2031, 1, 1, tzinfo=UTC))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    values=st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=1, max_size=60),
-    row_group=st.integers(1, 20),
-    statistics=st.booleans(),
-)
-def test_parquet_statistics_prove_no_empty_strings_only_when_true(
-    tmp_path: Path, values: list[str | None], row_group: int, statistics: bool
-) -> None:
-    from omni_ml.data._read import _nonempty_strings
-
-    file = tmp_path / "t.parquet"
-    pl.DataFrame({"s": values}, schema={"s": pl.String}).write_parquet(
-        file, row_group_size=row_group, statistics=statistics
-    )
-    proven = "s" in _nonempty_strings(file, ["s", "absent"])
-    if proven:
-        assert "" not in values
-    if statistics and "" not in values:
-        assert proven
-    assert "absent" not in _nonempty_strings(file, ["absent"])
-    assert _nonempty_strings(None, ["s"]) == frozenset()
-
-
 @pytest.mark.parametrize("statistics", [True, False])
 def test_empty_strings_in_a_late_parquet_row_group_become_null(tmp_path: Path, statistics: bool) -> None:
     n = 50
