@@ -299,6 +299,10 @@ def score(
     tracking_uri: Annotated[
         str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ models.")
     ] = None,
+    allow_stale: Annotated[
+        bool,
+        typer.Option("--allow-stale", help="Score even if the histories end more than the model's horizon before."),
+    ] = False,
 ) -> None:
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
@@ -315,6 +319,7 @@ def score(
         progress=sys.stderr.isatty(),
         engine=engine,  # type: ignore[arg-type]  # validated by score()
         tracking_uri=tracking_uri,
+        allow_stale=allow_stale,
     )
     typer.echo(summary.to_text())
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from omni_ml._model_files import SHA256_TAG, dump_verified, load_verified
 from omni_ml.exceptions import ModelNotFoundError
 
 __all__ = [
@@ -263,7 +264,6 @@ def log_run(
     """
     from importlib.metadata import version as _dist_version
 
-    import joblib
     import matplotlib.pyplot as plt
     import mlflow
     from mlflow.models import ModelSignature
@@ -305,7 +305,8 @@ def log_run(
                 mlflow.log_text(text, name)
             with tempfile.TemporaryDirectory() as tmp:
                 bundle = Path(tmp) / "campaign_model.joblib"
-                joblib.dump(model, bundle)
+                # The run records the bundle's sha256; loading checks it before unpickling.
+                mlflow.set_tag(SHA256_TAG, dump_verified(model, bundle))
                 signature = ModelSignature(
                     inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
                     params=ParamSchema([ParamSpec("reasons", "long", 3)]),
@@ -357,8 +358,6 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
     ModelNotFoundError
         When the path, run, model name, version or alias does not exist (the message lists what does).
     """
-    import joblib
-
     if "://" not in uri and not uri.startswith(("models:/", "runs:/")):
         path = Path(uri)
         if not path.exists():
@@ -367,7 +366,7 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
                 "or the path written by `omni-ml train --out`."
             )
             raise ModelNotFoundError(msg)
-        return LoadedModel(joblib.load(path), str(path), None, None)
+        return LoadedModel(load_verified(path), str(path), None, None)
 
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -398,11 +397,21 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
             elif uri.startswith("runs:/"):
                 run_id = uri[len("runs:/") :].split("/", 1)[0]
                 client.get_run(run_id)
-            pyfunc = mlflow.pyfunc.load_model(uri)
+            expected = client.get_run(run_id).data.tags.get(SHA256_TAG) if run_id else None
+            # Only the bundle is fetched and unpickled, after its checksum matched the run's record;
+            # the logged pyfunc code is not imported here.
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri.rstrip("/")))
         except MlflowException as exc:
             msg = f"model {uri!r} not found in {resolved}: {str(exc).splitlines()[0]}. {_registry_hint(client, uri)}"
             raise ModelNotFoundError(msg) from exc
-    return LoadedModel(pyfunc.unwrap_python_model().campaign_model, uri, version, run_id)
+    if not expected:
+        msg = (
+            f"model {uri!r}: its run records no {SHA256_TAG} tag, so the bundle is not unpickled (a model file can"
+            " run code when loaded). Hint: train and log the model again with this version of omni_ml."
+        )
+        raise ModelNotFoundError(msg)
+    bundle = local / "artifacts" / "campaign_model.joblib"
+    return LoadedModel(load_verified(bundle, expected_sha256=expected), uri, version, run_id)
 
 
 def _registry_hint(client: Any, uri: str) -> str:
