@@ -29,8 +29,33 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    unsalted: Annotated[
+        bool,
+        typer.Option(
+            "--unsalted",
+            help="Derive anonymous ids with a plain hash, without OMNI_ML_PSEUDONYM_KEY: only for data that is "
+            "not personal (a simulated world).",
+        ),
+    ] = False,
+) -> None:
     """omni_ml: omnichannel personalisation toolkit (histories -> features -> models -> campaign file)."""
+    if unsalted:
+        import os
+
+        from omni_ml._privacy import UNSALTED_ENV
+
+        before = os.environ.get(UNSALTED_ENV)
+        os.environ[UNSALTED_ENV] = "1"
+
+        def restore() -> None:  # the command ran in this process (tests): leave the environment as found
+            if before is None:
+                os.environ.pop(UNSALTED_ENV, None)
+            else:
+                os.environ[UNSALTED_ENV] = before
+
+        ctx.call_on_close(restore)
 
 
 def _check_out(out: Path, example: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import polars as pl
 
+from omni_ml._privacy import mask_identifier
 from omni_ml.data._contract import (
     _COUNTED,
     _HASHED_MIN_ROWS,
@@ -33,6 +34,7 @@ from omni_ml.data._vocabulary import near_miss
 from omni_ml.exceptions import SchemaError
 
 _T = TypeVar("_T")
+_IDENTIFIER_COLUMNS = ("identifier", "identifier_a", "identifier_b")
 
 
 def _repeated_values(values: pl.Series) -> pl.Series:
@@ -209,9 +211,11 @@ def _summarise(
     for i, chk in enumerate(checks):
         n = int(stats[f"__n{i}"] or 0)
         if n:
+            example = stats[f"__ex{i}"]
+            if chk.column in _IDENTIFIER_COLUMNS and example is not None and not example.startswith("<"):
+                example = mask_identifier(example)  # an identifier is personal data: never printed whole
             problems.append(
-                f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {stats[f'__ex{i}']!r})."
-                f" Hint: {chk.fix}."
+                f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {example!r}). Hint: {chk.fix}."
             )
     notes = [*plan.notes, *notes]
     channels = {k: v for k, v in counts.get("channel", {}).items() if k is not None}

@@ -31,7 +31,9 @@ for each row of events/contacts/consents carrying both a ``customer_id`` X and a
    not trusted: only identifiers directly linked to exactly one primary id join it; every
    other identifier of the component becomes its own customer.
 7. **Stable anonymous ids.** A group without a primary id is named
-   ``anon-<sha256(anchor)[:16]>``; the anchor is the group's earliest-seen identifier
+   ``anon-<HMAC-SHA-256(key, anchor)[:16]>`` (a keyed hash: the key is a secret from the
+   environment, see :mod:`omni_ml._privacy`; without one this is an error unless unsalted ids
+   are asked for explicitly); the anchor is the group's earliest-seen identifier
    (earliest timestamp in links or rows before ``as_of``, ties by identifier). Newer
    identifiers and links therefore never rename a group, and when two groups merge the
    older one's id survives. With ``previous`` (an earlier map), an anonymous group keeps

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 
 import numpy as np
 import polars as pl
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from omni_ml._privacy import keyed_hash, pseudonym_key
 from omni_ml._time import as_utc
 from omni_ml.data import Histories
 from omni_ml.exceptions import SchemaError
@@ -339,8 +339,9 @@ def _nearest_primary(src: np.ndarray, dst: np.ndarray, label: np.ndarray, *, max
 # ----------------------------------------------------------------------------- naming
 
 
-def _anon_id(anchor: str) -> str:
-    return ANON_PREFIX + hashlib.sha256(anchor.encode("utf-8")).hexdigest()[:16]
+def _anon_id(anchor: str, key: bytes | None) -> str:
+    """The anonymous id of a group: a keyed hash of its anchor identifier (see :mod:`omni_ml._privacy`)."""
+    return ANON_PREFIX + keyed_hash(anchor, key)[:16]
 
 
 def _name_groups(
@@ -380,11 +381,12 @@ def _name_groups(
     fresh = names.filter(~pl.col("primary")).join(kept, on="anchor", how="anti")
     taken = set(kept["customer_id"].to_list())
     fresh_ids = []
+    key = pseudonym_key() if fresh.height else None  # asked for only when an id is derived
     for name in fresh["anchor_identifier"].to_list():
-        new, salt = _anon_id(name), 0
+        new, salt = _anon_id(name, key), 0
         while new in taken:  # only when an earlier id already names another group
             salt += 1
-            new = _anon_id(f"{name}#{salt}")
+            new = _anon_id(f"{name}#{salt}", key)
         fresh_ids.append(new)
     named = pl.concat([kept, fresh.select("anchor", pl.Series("customer_id", fresh_ids, dtype=pl.String))])
     customer_of_anchor = (

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._privacy import mask_identifier
 from omni_ml.exceptions import ConfigError
 
 ANON_PREFIX = "anon-"
@@ -164,16 +165,18 @@ class IdentityReport:
             why = {"listed": "listed", "degree": f"max {r['max_degree']}"}.get(
                 r["reason"], f"{r['total_degree']} links in all, max {self.rules.max_total_degree}"
             )
-            lines.append(f"    {r['identifier']}  degree {r['degree']} ({why})")
+            lines.append(f"    {mask_identifier(r['identifier'])}  degree {r['degree']} ({why})")
         lines.append(f"  conflicts (2+ {self.rules.primary_type} ids, not merged): {self.conflicts.height:,}")
         for r in self.conflicts.head(top).iter_rows(named=True):
             ids = _short_list(r["primary_ids"])
-            lines.append(f"    {r['component']}  size {r['size']}  ids {ids}  ambiguous {r['ambiguous']}")
+            where = mask_identifier(r["component"])
+            lines.append(f"    {where}  size {r['size']}  ids {ids}  ambiguous {r['ambiguous']}")
         cap = self.rules.max_component_size
         lines.append(f"  oversize components (> {cap}, not trusted): {self.oversize.height:,}")
         for r in self.oversize.head(top).iter_rows(named=True):
             ids = _short_list(r["primary_ids"])
-            lines.append(f"    {r['component']}  size {r['size']}  {self.rules.primary_type} ids {ids}")
+            where = mask_identifier(r["component"])
+            lines.append(f"    {where}  size {r['size']}  {self.rules.primary_type} ids {ids}")
         lines.append(
             f"  ambiguous identifiers (own customer): {self.ambiguous:,}; "
             f"{self.rules.primary_type}-{self.rules.primary_type} links ignored: {self.primary_links_ignored:,}"
