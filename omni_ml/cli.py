@@ -58,13 +58,42 @@ def _root(
         ctx.call_on_close(restore)
 
 
-def _check_out(out: Path, example: str) -> None:
-    """Refuse an ``--out`` that cannot become a file before any work is done (exit 2, not a late traceback)."""
+def _check_out(out: Path, example: str, *, flag: str = "--out", directory: bool = False) -> None:
+    """Refuse an output path that cannot be written before any work is done (exit 2, not a late traceback).
+
+    A file target must not be a directory; its folder must exist and accept a new file (probed by
+    creating and removing a hidden file: permission bits say nothing for root or on read-only mounts).
+    A ``directory`` target may not exist yet: then its parent folder is probed.
+    """
+    import os
+    import secrets
+
     from omni_ml.exceptions import ConfigError
 
-    if out.is_dir():
-        msg = f"--out {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
+    if directory:
+        if out.exists() and not out.is_dir():
+            msg = f"{flag} {str(out)!r} is a file; give a directory (it is created if missing)."
+            raise ConfigError(msg)
+        folder = out if out.is_dir() else out.parent
+    else:
+        if out.is_dir():
+            msg = f"{flag} {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
+            raise ConfigError(msg)
+        folder = out.parent
+    if not folder.is_dir():
+        what = "is not a directory" if folder.exists() else "does not exist"
+        msg = f"{flag} {str(out)!r}: the folder {str(folder)!r} {what}. Hint: create it first, or choose another path."
         raise ConfigError(msg)
+    probe = folder / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as exc:
+        msg = (
+            f"{flag} {str(out)!r}: cannot write in {str(folder)!r} ({exc.strerror or type(exc).__name__})."
+            " Hint: choose a folder you can write to."
+        )
+        raise ConfigError(msg) from None
+    probe.unlink(missing_ok=True)
 
 
 def _write_atomically(out: Path, write: Callable[[Path], object]) -> None:
@@ -268,6 +297,7 @@ def simulate(
     """Simulate a seeded omnichannel world: histories tables plus the ground truth in OUT/truth/."""
     import os
 
+    _check_out(out, "", directory=True)
     workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
     import datetime as dt
 
@@ -332,6 +362,7 @@ def score(
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
 
+    _check_out(out, "campaign.parquet")
     summary = run_scoring(
         directory,
         model=model,
@@ -407,6 +438,8 @@ def measure(
     """Measure a campaign: treated vs held-out control, incremental conversion and revenue with intervals."""
     from omni_ml.measure import measure_campaign, write_report
 
+    if out is not None:
+        _check_out(out, "measure.csv")
     report = measure_campaign(
         campaign_file,
         directory,
