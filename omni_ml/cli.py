@@ -456,6 +456,33 @@ def measure(
             typer.echo(f"wrote {path}")
 
 
+@app.command()
+@_user_errors
+def forget(
+    directory: Annotated[Path, typer.Argument(help="Histories directory holding the person.")],
+    customer: Annotated[str, typer.Option("--customer", help="The person's customer_id (as in a campaign file).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the cleaned histories here (default: replace the files in DIRECTORY)."),
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="YAML of IdentityRules used to find the person's identifiers.")
+    ] = None,
+) -> None:
+    """Right to erasure: remove a person and all their identifiers from every table, and say what was removed."""
+    from omni_ml.config import from_yaml
+    from omni_ml.identity import IdentityRules
+    from omni_ml.identity import forget as forget_person
+
+    if out is not None:
+        _check_out(out, "", directory=True)
+    else:
+        _check_out(directory, "", directory=True, flag="DIRECTORY")
+    identity_rules = from_yaml(IdentityRules, rules) if rules is not None else None
+    report = forget_person(directory, customer, out=out, rules=identity_rules)
+    typer.echo(report.to_text())
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point used by ``python -m omni_ml``."""
     app()

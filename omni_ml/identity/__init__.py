@@ -53,16 +53,19 @@ channels (``default``, configurable).
 
 from __future__ import annotations
 
+from omni_ml.identity._forget import ForgetReport, forget
 from omni_ml.identity._resolve import ensure_resolved, pairwise_merge_scores, resolve, resolve_identities
 from omni_ml.identity._rules import ANON_PREFIX, IdentityReport, IdentityRules
 from omni_ml.identity.consent import consent_state, require_resolved
 
 __all__ = [
     "ANON_PREFIX",
+    "ForgetReport",
     "IdentityReport",
     "IdentityRules",
     "consent_state",
     "ensure_resolved",
+    "forget",
     "pairwise_merge_scores",
     "require_resolved",
     "resolve",
