@@ -14,6 +14,7 @@ from omni_ml._privacy import keyed_hash, pseudonym_key
 from omni_ml._time import as_utc
 from omni_ml.data import Histories
 from omni_ml.exceptions import SchemaError
+from omni_ml.identity._profiling import profiling_records, unconsented_links
 from omni_ml.identity._rules import (
     _AMBIGUOUS,
     _KEYED_TABLES,
@@ -98,6 +99,13 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
         link_rows = next(results)
     rows_resolved: dict[str, int] = {}
     per_table = []
+    profiling = None if rules.profiling == "ignored" else profiling_records(hist, moment, rules.primary_type)
+    required = profiling is not None and (rules.profiling == "required" or profiling.height > 0)
+    if profiling is not None and (required or profiling.height):
+        pairs = link_rows.select(pl.col("identifier_a").alias("a"), pl.col("identifier_b").alias("b"), "t")
+        blocked = unconsented_links(pairs, profiling, required=required)
+        stats["links_without_profiling"] = int(blocked.sum())
+        link_rows = link_rows.filter(pl.Series(~blocked))
     for t in tables:
         grouped = next(results)
         rows_resolved[t] = int(grouped.filter(pl.col("customer_id").is_null())["rows"].sum())
@@ -148,6 +156,13 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
         ident_codes = codes[2 * m : 2 * m + int(has_ident.sum())]
         primary_codes = codes[2 * m + int(has_ident.sum()) : 2 * m + int(has_ident.sum()) + int(has_primary.sum())]
         both = has_ident & has_primary & (row_time != _NEVER)
+        if profiling is not None and (required or profiling.height) and both.any():
+            pairs = keyed.filter(pl.Series(both)).select(
+                pl.col("identifier").alias("a"), (primary + pl.col("customer_id")).alias("b"), "t"
+            )
+            blocked_rows = unconsented_links(pairs, profiling, required=required)
+            stats["links_without_profiling"] = stats.get("links_without_profiling", 0) + int(blocked_rows.sum())
+            both[np.flatnonzero(both)[blocked_rows]] = False
         x = ident_codes[(np.cumsum(has_ident) - 1)[both]]
         y = primary_codes[(np.cumsum(has_primary) - 1)[both]]
         row_keys = _edge_keys(x[x != y], y[x != y], n)
