@@ -14,7 +14,7 @@ from omni_ml._privacy import keyed_hash, pseudonym_key
 from omni_ml._time import as_utc
 from omni_ml.data import Histories
 from omni_ml.exceptions import SchemaError
-from omni_ml.identity._profiling import profiling_records, unconsented_links
+from omni_ml.identity._profiling import profiling_recorded, profiling_records, unconsented_links
 from omni_ml.identity._rules import (
     _AMBIGUOUS,
     _KEYED_TABLES,
@@ -100,7 +100,8 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
     rows_resolved: dict[str, int] = {}
     per_table = []
     profiling = None if rules.profiling == "ignored" else profiling_records(hist, moment, rules.primary_type)
-    required = profiling is not None and (rules.profiling == "required" or profiling.height > 0)
+    # "if_recorded": the source collects profiling consent when any record exists (at any time).
+    required = profiling is not None and (rules.profiling == "required" or profiling_recorded(hist))
     if profiling is not None and (required or profiling.height):
         pairs = link_rows.select(pl.col("identifier_a").alias("a"), pl.col("identifier_b").alias("b"), "t")
         blocked = unconsented_links(pairs, profiling, required=required)

@@ -12,8 +12,9 @@ customer id and an identifier) is used only if
   (a withdrawal undoes the person's links from that moment on), and
 - when profiling is *required*, at least one endpoint had granted it at ``t`` and still has.
 
-``IdentityRules.profiling`` says when it is required: ``"if_recorded"`` (default: as soon as the
-consents table holds any profiling record; histories without one resolve as before),
+``IdentityRules.profiling`` says when it is required: ``"if_recorded"`` (default: when the
+consents table holds any profiling record, at any time: the source collects this consent;
+histories without one resolve as before),
 ``"required"`` or ``"ignored"``.
 """
 
@@ -26,9 +27,16 @@ import polars as pl
 
 from omni_ml.data import PROFILING, Histories
 
-__all__ = ["profiling_records", "unconsented_links"]
+__all__ = ["profiling_recorded", "profiling_records", "unconsented_links"]
 
 _T = pl.Int64  # epoch microseconds, as the graph's times
+
+
+def profiling_recorded(hist: Histories) -> bool:
+    """Whether the consents table holds any profiling record (at any time): the source collects it."""
+    if hist.consents is None:
+        return False
+    return bool(hist.consents.filter(pl.col("channel") == PROFILING).select(pl.len()).collect().item())
 
 
 def profiling_records(hist: Histories, moment: dt.datetime | None, primary_type: str) -> pl.DataFrame:
