@@ -239,16 +239,19 @@ CASES = [(d, cmd) for d in DATA_DEFECTS + SCHEMA_DEFECTS for cmd in _COMMANDS_PE
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_model(campaign_model_path: Path) -> Path:
-    """The session's campaign model (trained once on the small world, as of 2024-12-01, 28-day horizon)."""
-    return campaign_model_path
+def _model(request: pytest.FixtureRequest, command: str) -> Path:
+    """The session's campaign model (trained once on the small world, as of 2024-12-01, 28-day horizon).
+
+    Asked for only by the cases that score, so the others run without training it.
+    """
+    return request.getfixturevalue("campaign_model_path") if command == "score" else Path("no-model.joblib")
 
 
 @pytest.mark.parametrize(("defect", "command"), CASES, ids=[f"{d[0]}-{c}" for d, c in CASES])
 def test_bad_histories_are_refused_by_every_command_22(
-    defect: tuple[str, Callable[[Tables], None], str], command: str, tmp_path: Path, tiny_model: Path
+    defect: tuple[str, Callable[[Tables], None], str], command: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    tiny_model = _model(request, command)
     _, change, pattern = defect
     tables = _base()
     change(tables)
@@ -258,7 +261,8 @@ def test_bad_histories_are_refused_by_every_command_22(
     _assert_refused(_run(_command(command, hist, out_dir, tiny_model)), pattern, out_dir)
 
 
-def test_the_base_histories_are_accepted_by_every_command(tmp_path: Path, tiny_model: Path) -> None:
+def test_the_base_histories_are_accepted_by_every_command(tmp_path: Path, campaign_model_path: Path) -> None:
+    tiny_model = campaign_model_path
     hist = _write(_base(), tmp_path / "hist")
     for command in ("validate", "resolve", "features", "score"):
         out_dir = tmp_path / command
@@ -321,8 +325,9 @@ PARQUET_DEFECTS = [
 @pytest.mark.parametrize("command", ["validate", "score", "features"])
 @pytest.mark.parametrize(("kind", "pattern"), PARQUET_DEFECTS, ids=[k for k, _ in PARQUET_DEFECTS])
 def test_unreadable_or_broken_parquet_is_exit_2_naming_the_file_22(
-    kind: str, pattern: str, command: str, tmp_path: Path, tiny_model: Path
+    kind: str, pattern: str, command: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    tiny_model = _model(request, command)
     hist = _parquet_defect(kind, tmp_path / "hist")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -439,7 +444,10 @@ _FLAG_IDS = [c[0] for c in _flag_cases(Path("h"), Path("o"), Path("m"), Path("t"
 
 
 @pytest.mark.parametrize("case", _FLAG_IDS)
-def test_bad_flags_and_output_paths_are_refused_before_any_work_22(case: str, tmp_path: Path, tiny_model: Path) -> None:
+def test_bad_flags_and_output_paths_are_refused_before_any_work_22(
+    case: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    tiny_model = _model(request, "score" if case.startswith("score") else "")
     hist = _write(_base(), tmp_path / "hist")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -452,7 +460,8 @@ def test_bad_flags_and_output_paths_are_refused_before_any_work_22(case: str, tm
     assert not any(out_dir.iterdir())
 
 
-def test_stale_scoring_goes_on_with_allow_stale(tmp_path: Path, tiny_model: Path) -> None:
+def test_stale_scoring_goes_on_with_allow_stale(tmp_path: Path, campaign_model_path: Path) -> None:
+    tiny_model = campaign_model_path
     hist = _write(_base(), tmp_path / "hist")
     out = tmp_path / "c.parquet"
     args = ["score", str(hist), "--model", str(tiny_model), "--as-of", "2025-03-01", "--out", str(out)]
@@ -506,9 +515,9 @@ def _row_order(t: Tables) -> None:
     "variant", [_duplicate_rows, _another_time_zone, _row_order], ids=["duplicates", "time_zone", "row_order"]
 )
 def test_equivalent_histories_give_byte_identical_files_22(
-    variant: Callable[[Tables], None], tmp_path: Path, tiny_model: Path
+    variant: Callable[[Tables], None], tmp_path: Path, campaign_model_path: Path
 ) -> None:
-    base_f, var_f, base_c, var_c = _same_bytes(tmp_path, tiny_model, variant)
+    base_f, var_f, base_c, var_c = _same_bytes(tmp_path, campaign_model_path, variant)
     assert base_f == var_f
     assert base_c == var_c
 

@@ -105,7 +105,10 @@ def _summary_aggs(table: str, cols: set[str], as_of: dt.datetime | None) -> list
     aggs: list[pl.Expr] = [pl.len().alias("__rows")]
     if "timestamp" in cols:
         ts = pl.col("timestamp")
-        aggs += [ts.min().alias("__start"), ts.max().alias("__end")]
+        # Clipped to what Python's datetime holds (years 1..9999): a year-10000 timestamp is refused
+        # by the range rule, and must not overflow the summary first.
+        lo, hi = dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+        aggs += [ts.min().clip(lo, hi).alias("__start"), ts.max().clip(lo, hi).alias("__end")]
         if as_of is not None:
             aggs.append((ts >= as_of).sum().alias("__future"))
     if "customer_id" in cols:
