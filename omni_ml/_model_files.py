@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -43,29 +41,21 @@ def sha256_of(data: bytes) -> str:
 def dump_verified(obj: Any, path: str | Path, *, compress: int = 3) -> str:
     """Write ``obj`` with joblib to ``path`` and its checksum beside it, each atomically; return the sha256.
 
-    Both files are first written to hidden temporary names and then renamed, model first: an
-    interrupted save leaves either the earlier pair, or a new model with the old checksum (which
-    is refused on load), never a partial file.
+    Both files go through the one atomic writer (:mod:`omni_ml._io`), model first: an interrupted
+    save leaves either the earlier pair, or a new model with the old checksum (which is refused on
+    load), never a partial file.
     """
     import joblib
+
+    from omni_ml._io import write_atomically
 
     target = Path(path)
     buffer = io.BytesIO()
     joblib.dump(obj, buffer, compress=compress)
     data = buffer.getvalue()
     digest = sha256_of(data)
-    side = checksum_path(target)
-    token = f"{os.getpid()}.{secrets.token_hex(4)}"
-    tmp_model = target.with_name(f".{target.name}.{token}.tmp")
-    tmp_side = side.with_name(f".{side.name}.{token}.tmp")
-    try:
-        tmp_model.write_bytes(data)
-        tmp_side.write_text(f"{digest}  {target.name}\n")
-        os.replace(tmp_model, target)
-        os.replace(tmp_side, side)
-    finally:
-        tmp_model.unlink(missing_ok=True)
-        tmp_side.unlink(missing_ok=True)
+    write_atomically(target, lambda tmp: tmp.write_bytes(data), mkdir=False)
+    write_atomically(checksum_path(target), lambda tmp: tmp.write_text(f"{digest}  {target.name}\n"), mkdir=False)
     return digest
 
 

@@ -524,8 +524,8 @@ class CampaignModel:
     def save(self, path: str | Path) -> Path:
         """Save the fitted bundle with joblib (compressed) and its checksum ``<path>.sha256``; returns the path.
 
-        Written to hidden temporary files next to ``path`` and renamed: a failed or interrupted save
-        leaves no partial model under ``path`` (an earlier model there stays as it was). See
+        Written through the atomic writer (:mod:`omni_ml._io`): a failed or interrupted save leaves no
+        partial model under ``path`` (an earlier model there stays as it was). See
         :mod:`omni_ml._model_files` for what the checksum protects.
         """
         from omni_ml._model_files import dump_verified

@@ -98,16 +98,9 @@ def _check_out(out: Path, example: str, *, flag: str = "--out", directory: bool 
 
 def _write_atomically(out: Path, write: Callable[[Path], object]) -> None:
     """``write`` a hidden temporary file next to ``out``, then rename it: a failed run leaves no partial file."""
-    import os
-    import secrets
+    from omni_ml._io import write_atomically
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(out, write)
 
 
 def _user_errors(func: _F) -> _F:

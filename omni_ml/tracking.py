@@ -262,16 +262,56 @@ def log_run(
     TrackedRun
         Run id, model URI and registered version.
     """
-    from importlib.metadata import version as _dist_version
-
-    import matplotlib.pyplot as plt
-    import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
-
     if alias and not register_as:
         msg = "alias given without register_as. Hint: pass --register-as NAME together with --alias."
         raise ValueError(msg)
+    with _run(experiment, run_name=run_name, tracking_uri=tracking_uri, tags=tags) as (run, exp, uri):
+        info, version = _log_contents(
+            model,
+            uri,
+            metrics=metrics,
+            params=params,
+            datasets=datasets,
+            figures=figures,
+            tables=tables,
+            texts=texts,
+            register_as=register_as,
+            alias=alias,
+            input_example=input_example,
+        )
+    return TrackedRun(
+        run_id=run.info.run_id,
+        experiment_id=exp.experiment_id,
+        model_uri=info.model_uri,
+        registered_name=register_as,
+        version=version,
+        alias=alias,
+        tracking_uri=uri,
+    )
+
+
+#: Tag set on a run whose body raised: ``ExceptionType: message`` (first 5,000 characters).
+ERROR_TAG = "omni_ml.error"
+
+
+@contextmanager
+def _run(
+    experiment: str,
+    *,
+    run_name: str | None,
+    tracking_uri: str | None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[tuple[Any, Any, str]]:
+    """One MLflow run around the body: yields ``(run, experiment, resolved_uri)``.
+
+    The run is started before the body runs, so its duration is the whole job. When the body raises,
+    the error is written to the tag :data:`ERROR_TAG`, the run ends ``FAILED`` (``KILLED`` on a keyboard
+    interrupt) and the exception propagates; otherwise it ends ``FINISHED``.
+    """
+    from importlib.metadata import version as _dist_version
+
+    import mlflow
+
     with _tracking(tracking_uri) as uri:
         exp = use_experiment(experiment, uri)
         all_tags = {"omni_ml.version": _dist_version("omni_ml"), "omni_ml.kind": "campaign_model"}
@@ -279,62 +319,86 @@ def log_run(
         if commit:
             all_tags["mlflow.source.git.commit"] = commit
         all_tags.update(tags or {})
-        with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
-            if params:
-                mlflow.log_params(_flat_params(params))
-            if metrics:
-                clean = {
-                    _clean_metric_name(k): float(v)
-                    for k, v in metrics.items()
-                    if v is not None and float(v) == float(v) and abs(float(v)) != float("inf")
-                }
-                mlflow.log_metrics(clean)
-            for context, frame in (datasets or {}).items():
-                fp = dataset_fingerprint(frame)
-                ds = mlflow.data.from_polars(  # type: ignore[attr-defined]
-                    frame, name=f"{context}_set", digest=fp["content_hash"][:16]
-                )
-                mlflow.log_input(ds, context=context, tags={k: str(v) for k, v in fp.items()})
-                mlflow.log_dict(fp, f"datasets/{context}_fingerprint.json")
-            for name, fig in (figures or {}).items():
-                mlflow.log_figure(fig, f"plots/{name}.png")
-                plt.close(fig)
-            for name, table in (tables or {}).items():
-                mlflow.log_text(table.write_csv(), f"tables/{name}.csv")
-            for name, text in (texts or {}).items():
-                mlflow.log_text(text, name)
-            with tempfile.TemporaryDirectory() as tmp:
-                bundle = Path(tmp) / "campaign_model.joblib"
-                # The run records the bundle's sha256; loading checks it before unpickling.
-                mlflow.set_tag(SHA256_TAG, dump_verified(model, bundle))
-                signature = ModelSignature(
-                    inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
-                    params=ParamSchema([ParamSpec("reasons", "long", 3)]),
-                )
-                info = mlflow.pyfunc.log_model(
-                    name=MODEL_NAME_IN_RUN,
-                    python_model=str(_MODEL_CODE),
-                    artifacts={"campaign_model": str(bundle)},
-                    signature=signature,
-                    input_example=dict(input_example) if input_example else None,
-                    pip_requirements=_requirements(),
-                    code_paths=[str(_PACKAGE_DIR)],
-                    registered_model_name=register_as,
-                )
-            version = None
-            if register_as:
-                version = str(info.registered_model_version)
-                if alias:
-                    mlflow.MlflowClient(uri, uri).set_registered_model_alias(register_as, alias, version)
-        return TrackedRun(
-            run_id=run.info.run_id,
-            experiment_id=exp.experiment_id,
-            model_uri=info.model_uri,
-            registered_name=register_as,
-            version=version,
-            alias=alias,
-            tracking_uri=uri,
+        run = mlflow.start_run(run_name=run_name, tags=all_tags)
+        try:
+            yield run, exp, uri
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            try:
+                mlflow.set_tag(ERROR_TAG, f"{type(exc).__name__}: {exc}"[:5000])
+            finally:
+                mlflow.end_run(status=status)
+            raise
+        mlflow.end_run(status="FINISHED")
+
+
+def _log_contents(
+    model: Any,
+    uri: str,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    datasets: Mapping[str, pl.DataFrame] | None = None,
+    figures: Mapping[str, Any] | None = None,
+    tables: Mapping[str, pl.DataFrame] | None = None,
+    texts: Mapping[str, str] | None = None,
+    register_as: str | None = None,
+    alias: str | None = None,
+    input_example: Mapping[str, str] | None = None,
+) -> tuple[Any, str | None]:
+    """Log everything of :func:`log_run` into the active run; returns (model info, registered version)."""
+    import matplotlib.pyplot as plt
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    if params:
+        mlflow.log_params(_flat_params(params))
+    if metrics:
+        clean = {
+            _clean_metric_name(k): float(v)
+            for k, v in metrics.items()
+            if v is not None and float(v) == float(v) and abs(float(v)) != float("inf")
+        }
+        mlflow.log_metrics(clean)
+    for context, frame in (datasets or {}).items():
+        fp = dataset_fingerprint(frame)
+        ds = mlflow.data.from_polars(  # type: ignore[attr-defined]
+            frame, name=f"{context}_set", digest=fp["content_hash"][:16]
         )
+        mlflow.log_input(ds, context=context, tags={k: str(v) for k, v in fp.items()})
+        mlflow.log_dict(fp, f"datasets/{context}_fingerprint.json")
+    for name, fig in (figures or {}).items():
+        mlflow.log_figure(fig, f"plots/{name}.png")
+        plt.close(fig)
+    for name, table in (tables or {}).items():
+        mlflow.log_text(table.write_csv(), f"tables/{name}.csv")
+    for name, text in (texts or {}).items():
+        mlflow.log_text(text, name)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "campaign_model.joblib"
+        # The run records the bundle's sha256; loading checks it before unpickling.
+        mlflow.set_tag(SHA256_TAG, dump_verified(model, bundle))
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
+            params=ParamSchema([ParamSpec("reasons", "long", 3)]),
+        )
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME_IN_RUN,
+            python_model=str(_MODEL_CODE),
+            artifacts={"campaign_model": str(bundle)},
+            signature=signature,
+            input_example=dict(input_example) if input_example else None,
+            pip_requirements=_requirements(),
+            code_paths=[str(_PACKAGE_DIR)],
+            registered_model_name=register_as,
+        )
+    version = None
+    if register_as:
+        version = str(info.registered_model_version)
+        if alias:
+            mlflow.MlflowClient(uri, uri).set_registered_model_alias(register_as, alias, version)
+    return info, version
 
 
 def _requirements() -> list[str]:
@@ -516,6 +580,12 @@ def train_campaign(
     ``explain_sample`` customers scored at ``as_of``, evaluation tables), tags (git commit, package
     version) and the campaign pyfunc, registered as ``register_as`` with ``alias`` when given.
 
+    The run starts before the fit, so it spans the whole job; the fit is exactly
+    ``CampaignModel(config).fit(hist, as_of, horizon_days=horizon_days)``, the call
+    ``omni-ml train --no-tracking`` makes, so both give the same model and metrics (pass the histories
+    as loaded: the fit resolves identities as of each training cutoff). When anything inside raises, the
+    run ends ``FAILED`` with the error in the tag ``omni_ml.error`` and the exception propagates.
+
     Returns
     -------
     (CampaignModel, TrackedRun)
@@ -526,59 +596,79 @@ def train_campaign(
     from omni_ml.identity import ensure_resolved
     from omni_ml.training import to_utc
 
+    if alias and not register_as:
+        msg = "alias given without register_as. Hint: pass --register-as NAME together with --alias."
+        raise ValueError(msg)
     moment = to_utc(as_of)
-    # Resolve once: the fit and the explanation sample below use the same customer ids.
-    resolved = ensure_resolved(hist, moment)
-    model = CampaignModel(config).fit(resolved, moment, horizon_days=horizon_days)
     train_cfg, channel_cfg, _policy = (config or CampaignConfig()).resolved()
-    report = model.report_
+    title = run_name or f"campaign-{moment:%Y-%m-%d}-h{horizon_days}"
+    with _run(experiment, run_name=title, tracking_uri=tracking_uri) as (run, exp, uri):
+        import mlflow
 
-    scoring_rows = build_features(resolved, moment, feature_set=model.feature_set_)
-    if scoring_rows.height > explain_sample:
-        scoring_rows = scoring_rows.sample(explain_sample, seed=seed, shuffle=False)
-    X = scoring_rows.select(model.propensity_.feature_names_)
+        # Known before fitting: a failed fit still shows what was asked for.
+        mlflow.log_params(
+            _flat_params(
+                {
+                    "as_of": moment.isoformat(),
+                    "horizon_days": horizon_days,
+                    "train": _config_params(train_cfg),
+                    "channel": _config_params(channel_cfg) if channel_cfg is not None else "disabled",
+                }
+            )
+        )
+        # The very call `omni-ml train --no-tracking` makes, on the same (unresolved) histories: the fit
+        # resolves identities as of each training cutoff itself.
+        model = CampaignModel(config).fit(hist, moment, horizon_days=horizon_days)
+        report = model.report_
 
-    figures = {f"backtest_{name}": fig for name, fig in report.plot().items()}
-    tables = {
-        "backtest_per_cutoff": report.per_cutoff,
-        "backtest_lift_by_decile": report.lift,
-        "backtest_calibration": report.calibration,
-        "features": _feature_table(model.feature_set_),
-    }
-    if X.height:
-        figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
-        figures["shap_importance_by_family"] = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
-        tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
-    params = {
-        "as_of": moment.isoformat(),
-        "horizon_days": horizon_days,
-        "train": _config_params(train_cfg),
-        "channel": _config_params(channel_cfg) if channel_cfg is not None else "disabled",
-        "channel_model": type(model.channel_model_).__name__ if model.channel_model_ is not None else "none",
-        "channel_note": model.channel_note_ or "",
-        "policy": _config_params(model.policy_),
-        "feature_families": list(model.feature_set_.families()),
-        "n_features": len(model.feature_set_.names),
-        "propensity": {k: v for k, v in model.propensity_.get_params().items() if not callable(v)},
-        "propensity_best_iteration": getattr(model.propensity_, "best_iteration_", None),
-    }
-    datasets = {"backtest": report.scores.select([c for c in report.scores.columns if c != "oracle"])}
-    channel_bt = getattr(model, "channel_backtest_", None)
-    if channel_bt is not None:
-        tables["channel_policy_offpolicy"] = channel_bt.table
-        params["channel_backtest_split"] = channel_bt.split.isoformat()
-    run = log_run(
-        model,
-        metrics=model.metrics_,  # propensity back-test + offpolicy_* (merged once, in CampaignModel.fit)
-        params=params,
-        datasets=datasets,
-        figures=figures,
-        tables=tables,
-        experiment=experiment,
-        run_name=run_name or f"campaign-{moment:%Y-%m-%d}-h{horizon_days}",
-        register_as=register_as,
+        scoring_rows = build_features(ensure_resolved(hist, moment), moment, feature_set=model.feature_set_)
+        if scoring_rows.height > explain_sample:
+            scoring_rows = scoring_rows.sample(explain_sample, seed=seed, shuffle=False)
+        X = scoring_rows.select(model.propensity_.feature_names_)
+
+        figures = {f"backtest_{name}": fig for name, fig in report.plot().items()}
+        tables = {
+            "backtest_per_cutoff": report.per_cutoff,
+            "backtest_lift_by_decile": report.lift,
+            "backtest_calibration": report.calibration,
+            "features": _feature_table(model.feature_set_),
+        }
+        if X.height:
+            figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
+            figures["shap_importance_by_family"] = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
+            tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
+        params: dict[str, Any] = {
+            "channel_model": type(model.channel_model_).__name__ if model.channel_model_ is not None else "none",
+            "channel_note": model.channel_note_ or "",
+            "policy": _config_params(model.policy_),
+            "feature_families": list(model.feature_set_.families()),
+            "n_features": len(model.feature_set_.names),
+            "propensity": {k: v for k, v in model.propensity_.get_params().items() if not callable(v)},
+            "propensity_best_iteration": getattr(model.propensity_, "best_iteration_", None),
+        }
+        datasets = {"backtest": report.scores.select([c for c in report.scores.columns if c != "oracle"])}
+        channel_bt = getattr(model, "channel_backtest_", None)
+        if channel_bt is not None:
+            tables["channel_policy_offpolicy"] = channel_bt.table
+            params["channel_backtest_split"] = channel_bt.split.isoformat()
+        info, version = _log_contents(
+            model,
+            uri,
+            metrics=model.metrics_,  # propensity back-test + offpolicy_* (merged once, in CampaignModel.fit)
+            params=params,
+            datasets=datasets,
+            figures=figures,
+            tables=tables,
+            register_as=register_as,
+            alias=alias,
+            input_example={"histories_path": source, "as_of": moment.date().isoformat()} if source else None,
+        )
+    return model, TrackedRun(
+        run_id=run.info.run_id,
+        experiment_id=exp.experiment_id,
+        model_uri=info.model_uri,
+        registered_name=register_as,
+        version=version,
         alias=alias,
-        tracking_uri=tracking_uri,
-        input_example={"histories_path": source, "as_of": moment.date().isoformat()} if source else None,
+        tracking_uri=uri,
     )
-    return model, run

@@ -10,13 +10,12 @@ were read (same format, same columns and values), each file atomically.
 from __future__ import annotations
 
 import dataclasses
-import os
-import secrets
 import warnings
 from pathlib import Path
 
 import polars as pl
 
+from omni_ml._io import write_atomically
 from omni_ml._privacy import mask_identifier
 from omni_ml.data import TABLES, UnknownTableWarning, load_histories
 from omni_ml.data._read import _scan
@@ -131,13 +130,5 @@ def forget(
             continue
         kept = frame.filter(~drop)
         dest = target / file.name
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            if suffix == ".csv":
-                kept.write_csv(tmp)
-            else:
-                kept.write_parquet(tmp)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomically(dest, kept.write_csv if suffix == ".csv" else kept.write_parquet, mkdir=False)
     return ForgetReport(customer_id, identifiers, removed, target)

@@ -71,9 +71,9 @@ def unconsented_links(pairs: pl.DataFrame, records: pl.DataFrame, *, required: b
         return np.zeros(0, dtype=bool)
     now = records.group_by("key").agg(pl.col("granted").last().alias("now"))
     frame = pairs.select("a", "b", pl.col("t").cast(_T)).with_row_index("__row")
-    states = []
+    states: list[tuple[pl.Series, pl.Series]] = []
     for end in ("a", "b"):
-        at_t = (
+        joined = (
             frame.select("__row", pl.col(end).alias("key"), "t")
             .sort("t")
             .join_asof(
@@ -87,13 +87,13 @@ def unconsented_links(pairs: pl.DataFrame, records: pl.DataFrame, *, required: b
             .join(now, on="key", how="left")
             .sort("__row")
         )
-        states.append((at_t["granted"], at_t["now"]))
+        states.append((joined["granted"], joined["now"]))
     blocked = np.zeros(pairs.height, dtype=bool)
     consented = np.zeros(pairs.height, dtype=bool)
-    for at_t, now_state in states:
-        withdrawn = (at_t.eq(False).fill_null(False) | now_state.eq(False).fill_null(False)).to_numpy()
+    for then, now_state in states:
+        withdrawn = (then.eq(False).fill_null(False) | now_state.eq(False).fill_null(False)).to_numpy()
         blocked |= withdrawn
-        consented |= (at_t.eq(True).fill_null(False) & now_state.eq(True).fill_null(False)).to_numpy()
+        consented |= (then.eq(True).fill_null(False) & now_state.eq(True).fill_null(False)).to_numpy()
     if required:
         blocked |= ~consented
     return blocked

@@ -4,7 +4,8 @@ Rows arrive chunk by chunk; they go to a hidden temporary file next to the targe
 (``.<name>.<pid>.<random>.tmp``, same directory so the final rename is atomic on one file system) and
 the temporary file is renamed to the target only by :meth:`AtomicTableWriter.commit`. Leaving the
 ``with`` block without committing (an exception, Ctrl-C) deletes the temporary file; a process killed
-with SIGKILL may leave the temporary file behind, never a file with the target's name.
+with SIGKILL may leave the temporary file behind, never a file with the target's name; the next writer of
+the same target removes it (:func:`omni_ml._io.clean_stale_temps`).
 
 Parquet output is cut into row groups of exactly ``row_group_size`` rows (the last one shorter),
 whatever the chunks were, so the same rows in the same order give the same bytes for any chunk count.
@@ -12,8 +13,6 @@ whatever the chunks were, so the same rows in the same order give the same bytes
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Literal
@@ -21,6 +20,8 @@ from typing import BinaryIO, Literal
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from omni_ml._io import clean_stale_temps, commit, temp_path
 
 __all__ = ["AtomicTableWriter", "output_format"]
 
@@ -60,7 +61,7 @@ class AtomicTableWriter:
         self.schema = schema
         self.row_group_size = row_group_size
         self.rows = 0
-        self.tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        self.tmp_path = temp_path(path)
         self._arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
@@ -70,6 +71,7 @@ class AtomicTableWriter:
         self._committed = False
 
     def __enter__(self) -> AtomicTableWriter:
+        clean_stale_temps(self.path)
         self._fh = self.tmp_path.open("wb")
         if self.format == "parquet":
             try:
@@ -122,11 +124,9 @@ class AtomicTableWriter:
             self._parquet = None
         elif not self._header_written:
             self.write(pl.DataFrame(schema=self.schema))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
         self._fh.close()
         self._fh = None
-        os.replace(self.tmp_path, self.path)
+        commit(self.tmp_path, self.path)  # fsync, rename, fsync the directory (omni_ml._io)
         self._committed = True
         return self.path
 

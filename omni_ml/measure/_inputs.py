@@ -1,0 +1,130 @@
+"""Inputs of a campaign measurement: the campaign file, the histories, outcomes and pre-period facts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+
+from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
+from omni_ml.exceptions import DataInsufficientError, SchemaError
+
+__all__ = ["NO_CONTACT", "read_campaign"]
+
+NO_CONTACT = "no_contact"
+
+_CONTROL_HINT = (
+    "Hint: score the campaign with a control group (`omni-ml score ... --control-fraction 0.1`, or "
+    "score(..., control_fraction=0.1)) and measure that file."
+)
+_NEEDED = ("customer_id", "as_of", "recommended_channel", "control_group")
+
+
+def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
+    """The campaign file (parquet or csv) as a frame, checked for the columns measurement needs.
+
+    Raises
+    ------
+    SchemaError
+        Missing file or columns other than ``control_group``.
+    DataInsufficientError
+        No ``control_group`` column (the campaign was scored without a control group).
+    """
+    if isinstance(campaign, pl.DataFrame):
+        frame = campaign
+        where = "campaign"
+    else:
+        path = Path(campaign)
+        where = f"campaign file {str(path)!r}"
+        if not path.is_file():
+            msg = f"{where}: no such file. Hint: write one with `omni-ml score DIR --model M --as-of D --out FILE`."
+            raise SchemaError(msg)
+        frame = pl.read_csv(path, try_parse_dates=True) if path.suffix == ".csv" else pl.read_parquet(path)
+    if "control_group" not in frame.columns:
+        msg = (
+            f"{where}: no control_group column ({frame.height:,} rows), so there is nothing to compare. {_CONTROL_HINT}"
+        )
+        raise DataInsufficientError(msg)
+    if "recommended_channel" not in frame.columns and "best_channel" in frame.columns:
+        frame = frame.with_columns(pl.col("best_channel").alias("recommended_channel"))
+    missing = [c for c in _NEEDED if c not in frame.columns]
+    if missing:
+        msg = (
+            f"{where}: missing column(s) {missing}; found {frame.columns}. Hint: measure the file omni-ml score wrote."
+        )
+        raise SchemaError(msg)
+    if frame["customer_id"].null_count():
+        msg = f"{where}: {frame['customer_id'].null_count():,} rows have no customer_id. Hint: one row per customer."
+        raise SchemaError(msg)
+    dup = frame["customer_id"].is_duplicated()
+    if dup.any():
+        example = frame.filter(dup)["customer_id"][0]
+        msg = f"{where}: {int(dup.sum()):,} rows repeat a customer_id (e.g. {example!r}). Hint: one row per customer."
+        raise SchemaError(msg)
+    as_of = frame["as_of"]
+    if as_of.dtype == pl.String:
+        as_of = as_of.str.to_datetime(time_zone="UTC")
+    frame = frame.with_columns(as_of.cast(TIMESTAMP).alias("as_of"), pl.col("control_group").cast(pl.Boolean))
+    if frame["as_of"].n_unique() != 1 or frame["as_of"].null_count():
+        values = frame["as_of"].unique().head(3).to_list()
+        msg = f"{where}: as_of must be one moment for the whole file (found e.g. {values}). Hint: measure one file."
+        raise SchemaError(msg)
+    return frame
+
+
+def _as_histories(hist: Histories | str | Path) -> Histories:
+    if isinstance(hist, Histories):
+        return hist
+    from omni_ml.data import load_histories
+
+    # No as_of here: the outcomes are after the campaign date by design.
+    return load_histories(hist)
+
+
+def _with_customer_ids(hist: Histories, end: dt.datetime) -> Histories:
+    missing = hist.events.filter(pl.col("customer_id").is_null()).select(pl.len()).collect().item()
+    if missing == 0:
+        return hist
+    from omni_ml.identity import resolve_identities
+
+    return resolve_identities(hist, as_of=end)
+
+
+def _outcomes(hist: Histories, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    ts = pl.col("timestamp")
+    return (
+        hist.events.filter((ts >= start) & (ts < end) & (pl.col("event_type") == "purchase"))
+        .group_by("customer_id")
+        .agg(
+            pl.len().cast(pl.Int64).alias("purchases"),
+            pl.col("amount").fill_null(0.0).sum().cast(pl.Float64).alias("revenue"),
+        )
+        .collect()
+    )
+
+
+def _pre_period(hist: Histories, as_of: dt.datetime, pre_days: int) -> pl.DataFrame:
+    ts = pl.col("timestamp")
+    start = as_of - dt.timedelta(days=pre_days)
+    days = (pl.lit(as_of).cast(TIMESTAMP) - ts).dt.total_seconds() / 86_400.0
+    return (
+        hist.events.filter((ts >= start) & (ts < as_of) & (pl.col("event_type") == "purchase"))
+        .group_by("customer_id")
+        .agg(
+            pl.len().cast(pl.Float64).alias("pre_purchases"),
+            pl.col("amount").fill_null(0.0).sum().cast(pl.Float64).alias("pre_revenue"),
+            days.min().alias("pre_recency_days"),
+        )
+        .collect()
+    )
+
+
+def _contact_costs(hist: Histories, costs: Mapping[str, float] | None) -> dict[str, float]:
+    from omni_ml.policy import PolicyConfig, costs_from_contacts
+
+    out = {c: PolicyConfig().cost(c) for c in CONTACTABLE_CHANNELS}
+    out.update(costs_from_contacts(hist))
+    out.update({str(k): float(v) for k, v in (costs or {}).items()})
+    return out
