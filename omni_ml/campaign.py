@@ -692,34 +692,32 @@ class CampaignModel:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | Path) -> Path:
-        """Save the fitted bundle with joblib (compressed); returns the path.
+        """Save the fitted bundle with joblib (compressed) and its checksum ``<path>.sha256``; returns the path.
 
-        Written to a hidden temporary file next to ``path`` and renamed (:mod:`omni_ml._io`): a failed or
-        interrupted save leaves no partial model under ``path`` (an earlier model there stays as it was).
+        Written through the atomic writer (:mod:`omni_ml._io`): a failed or interrupted save leaves no
+        partial model under ``path`` (an earlier model there stays as it was). See
+        :mod:`omni_ml._model_files` for what the checksum protects.
         """
-        import joblib
-
-        from omni_ml._io import write_atomically
+        from omni_ml._model_files import dump_verified
 
         self._check_fitted()
-        return write_atomically(Path(path), lambda tmp: joblib.dump(self, tmp, compress=3), mkdir=False)
+        target = Path(path)
+        dump_verified(self, target)
+        return target
 
     @classmethod
     def load(cls, path: str | Path) -> CampaignModel:
-        """Load a bundle saved with :meth:`save`.
+        """Load a bundle saved with :meth:`save`, after checking its sha256 against ``<path>.sha256``.
 
         Raises
         ------
         ModelNotFoundError
-            No such file, or the file is not a CampaignModel.
+            No such file, no or a wrong checksum (nothing is unpickled then), or not a CampaignModel.
         """
-        import joblib
+        from omni_ml._model_files import load_verified
 
         source = Path(path)
-        if not source.is_file():
-            msg = f"model {str(source)!r}: no such file. Hint: save one with CampaignModel.save(path)."
-            raise ModelNotFoundError(msg)
-        obj = joblib.load(source)
+        obj = load_verified(source)
         if not isinstance(obj, cls):
             msg = f"model {str(source)!r} holds a {type(obj).__name__}, not a CampaignModel."
             raise ModelNotFoundError(msg)

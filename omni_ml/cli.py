@@ -35,10 +35,33 @@ def _root(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show MLflow's own log lines, warnings and download progress bars.")
     ] = False,
+    unsalted: Annotated[
+        bool,
+        typer.Option(
+            "--unsalted",
+            help="Derive anonymous ids with a plain hash, without OMNI_ML_PSEUDONYM_KEY: only for data that is "
+            "not personal (a simulated world).",
+        ),
+    ] = False,
 ) -> None:
     """omni_ml: omnichannel personalisation toolkit (histories -> features -> models -> campaign file)."""
     if not verbose:
         ctx.call_on_close(_quiet_mlflow())
+    if unsalted:
+        import os
+
+        from omni_ml._privacy import UNSALTED_ENV
+
+        before = os.environ.get(UNSALTED_ENV)
+        os.environ[UNSALTED_ENV] = "1"
+
+        def restore() -> None:  # the command ran in this process (tests): leave the environment as found
+            if before is None:
+                os.environ.pop(UNSALTED_ENV, None)
+            else:
+                os.environ[UNSALTED_ENV] = before
+
+        ctx.call_on_close(restore)
 
 
 def _quiet_mlflow() -> Callable[[], None]:
@@ -70,13 +93,42 @@ def _quiet_mlflow() -> Callable[[], None]:
     return undo
 
 
-def _check_out(out: Path, example: str) -> None:
-    """Refuse an ``--out`` that cannot become a file before any work is done (exit 2, not a late traceback)."""
+def _check_out(out: Path, example: str, *, flag: str = "--out", directory: bool = False) -> None:
+    """Refuse an output path that cannot be written before any work is done (exit 2, not a late traceback).
+
+    A file target must not be a directory; its folder must exist and accept a new file (probed by
+    creating and removing a hidden file: permission bits say nothing for root or on read-only mounts).
+    A ``directory`` target may not exist yet: then its parent folder is probed.
+    """
+    import os
+    import secrets
+
     from omni_ml.exceptions import ConfigError
 
-    if out.is_dir():
-        msg = f"--out {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
+    if directory:
+        if out.exists() and not out.is_dir():
+            msg = f"{flag} {str(out)!r} is a file; give a directory (it is created if missing)."
+            raise ConfigError(msg)
+        folder = out if out.is_dir() else out.parent
+    else:
+        if out.is_dir():
+            msg = f"{flag} {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
+            raise ConfigError(msg)
+        folder = out.parent
+    if not folder.is_dir():
+        what = "is not a directory" if folder.exists() else "does not exist"
+        msg = f"{flag} {str(out)!r}: the folder {str(folder)!r} {what}. Hint: create it first, or choose another path."
         raise ConfigError(msg)
+    probe = folder / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as exc:
+        msg = (
+            f"{flag} {str(out)!r}: cannot write in {str(folder)!r} ({exc.strerror or type(exc).__name__})."
+            " Hint: choose a folder you can write to."
+        )
+        raise ConfigError(msg) from None
+    probe.unlink(missing_ok=True)
 
 
 def _write_atomically(out: Path, write: Callable[[Path], object]) -> None:
@@ -291,6 +343,7 @@ def simulate(
     """
     import os
 
+    _check_out(out, "", directory=True)
     if continue_from is not None or campaign is not None or days is not None:
         _continue(continue_from, campaign, days, out)
         return
@@ -394,6 +447,10 @@ def score(
         Path | None,
         typer.Option("--monitor-config", help="YAML of MonitorConfig thresholds (a `monitor:` section or top level)."),
     ] = None,
+    allow_stale: Annotated[
+        bool,
+        typer.Option("--allow-stale", help="Score even if the histories end more than the model's horizon before."),
+    ] = False,
 ) -> None:
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
@@ -405,6 +462,7 @@ def score(
 
         thresholds = from_yaml(MonitorConfig, monitor_config, section=_yaml_section(monitor_config, "monitor"))
 
+    _check_out(out, "campaign.parquet")
     summary = run_scoring(
         directory,
         model=model,
@@ -420,6 +478,7 @@ def score(
         explore=explore,
         monitor=thresholds,
         fail_on_drift=fail_on_drift,
+        allow_stale=allow_stale,
     )
     typer.echo(summary.to_text())
 
@@ -513,6 +572,8 @@ def measure(
     """Measure a campaign: treated vs held-out control, incremental conversion and revenue with intervals."""
     from omni_ml.measure import measure_campaign, write_report
 
+    if out is not None:
+        _check_out(out, "measure.csv")
     report = measure_campaign(
         campaign_file,
         directory,
@@ -548,6 +609,33 @@ def feedback(
 
     summary = run_feedback(campaign_file, directory, out, sent=sent, campaign_id=campaign_id)
     typer.echo(summary.to_text())
+
+
+@app.command()
+@_user_errors
+def forget(
+    directory: Annotated[Path, typer.Argument(help="Histories directory holding the person.")],
+    customer: Annotated[str, typer.Option("--customer", help="The person's customer_id (as in a campaign file).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the cleaned histories here (default: replace the files in DIRECTORY)."),
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="YAML of IdentityRules used to find the person's identifiers.")
+    ] = None,
+) -> None:
+    """Right to erasure: remove a person and all their identifiers from every table, and say what was removed."""
+    from omni_ml.config import from_yaml
+    from omni_ml.identity import IdentityRules
+    from omni_ml.identity import forget as forget_person
+
+    if out is not None:
+        _check_out(out, "", directory=True)
+    else:
+        _check_out(directory, "", directory=True, flag="DIRECTORY")
+    identity_rules = from_yaml(IdentityRules, rules) if rules is not None else None
+    report = forget_person(directory, customer, out=out, rules=identity_rules)
+    typer.echo(report.to_text())
 
 
 def main() -> None:  # pragma: no cover - console entry point

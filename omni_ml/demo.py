@@ -98,6 +98,12 @@ def _show_one_contact(campaign: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m omni_ml.demo``."""
+    import os
+
+    from omni_ml._privacy import UNSALTED_ENV
+
+    # The demo's world is simulated, not personal: plain hashes for its anonymous ids unless a key is set.
+    os.environ.setdefault(UNSALTED_ENV, "1")
     args = sys.argv[1:] if argv is None else argv
     run(Path(args[0]) if args else Path("demo_out"))
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from omni_ml._model_files import SHA256_TAG, dump_verified, load_verified
 from omni_ml.exceptions import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -379,7 +380,6 @@ def _log_contents(
     the MLflow dataset ``training_set`` (metadata only, source = the histories directory ``source``). Every
     dataset is linked to the logged model. A registered version gets ``description`` and ``version_tags``.
     """
-    import joblib
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
@@ -406,7 +406,8 @@ def _log_contents(
         mlflow.log_text(text, name)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "campaign_model.joblib"
-        joblib.dump(model, bundle)
+        # The run records the bundle's sha256; loading checks it before unpickling.
+        mlflow.set_tag(SHA256_TAG, dump_verified(model, bundle))
         signature = ModelSignature(
             inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
             outputs=_output_schema(model),
@@ -537,8 +538,6 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
     ModelNotFoundError
         When the path, run, model name, version or alias does not exist (the message lists what does).
     """
-    import joblib
-
     if "://" not in uri and not uri.startswith(("models:/", "runs:/")):
         path = Path(uri)
         if not path.exists():
@@ -547,7 +546,7 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
                 "or the path written by `omni-ml train --out`."
             )
             raise ModelNotFoundError(msg)
-        return LoadedModel(joblib.load(path), str(path), None, None)
+        return LoadedModel(load_verified(path), str(path), None, None)
 
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -578,11 +577,21 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
             elif uri.startswith("runs:/"):
                 run_id = uri[len("runs:/") :].split("/", 1)[0]
                 client.get_run(run_id)
-            pyfunc = mlflow.pyfunc.load_model(uri)
+            expected = client.get_run(run_id).data.tags.get(SHA256_TAG) if run_id else None
+            # Only the bundle is fetched and unpickled, after its checksum matched the run's record;
+            # the logged pyfunc code is not imported here.
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri.rstrip("/")))
         except MlflowException as exc:
             msg = f"model {uri!r} not found in {resolved}: {str(exc).splitlines()[0]}. {_registry_hint(client, uri)}"
             raise ModelNotFoundError(msg) from exc
-    return LoadedModel(pyfunc.unwrap_python_model().campaign_model, uri, version, run_id)
+    if not expected:
+        msg = (
+            f"model {uri!r}: its run records no {SHA256_TAG} tag, so the bundle is not unpickled (a model file can"
+            " run code when loaded). Hint: train and log the model again with this version of omni_ml."
+        )
+        raise ModelNotFoundError(msg)
+    bundle = local / "artifacts" / "campaign_model.joblib"
+    return LoadedModel(load_verified(bundle, expected_sha256=expected), uri, version, run_id)
 
 
 def _registry_hint(client: Any, uri: str) -> str:

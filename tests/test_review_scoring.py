@@ -161,7 +161,7 @@ def test_a_failed_model_save_keeps_the_old_model_and_leaves_no_temp_file(
 
 
 @pytest.mark.parametrize("layout", ["raw", "resolved_text_timestamps"])
-def test_scoring_long_after_the_last_event_warns_and_the_summary_says_so(
+def test_scoring_long_after_the_last_event_is_refused_unless_allowed_then_warns_22(
     small_world: Path, small_histories: Histories, model: CampaignModel, tmp_path: Path, layout: str
 ) -> None:
     world = small_world
@@ -170,8 +170,11 @@ def test_scoring_long_after_the_last_event_warns_and_the_summary_says_so(
         world = _write_resolved(small_histories, ids, tmp_path / "w", timestamp=pl.col("timestamp").cast(str))
     end = small_histories.events.select(pl.col("timestamp").max()).collect().item()
     args = {"model": model, "reasons": 0, "chunks": 2, "progress": False}
+    with pytest.raises(DataInsufficientError, match=r"73 days before as_of 2025-03-15.*--allow-stale"):
+        score(world, as_of="2025-03-15", out=tmp_path / "late.parquet", **args)  # type: ignore[arg-type]
+    assert not (tmp_path / "late.parquet").exists()
     with pytest.warns(UserWarning, match=r"events: the last event \(2024-12-31\) is 73 days before as_of 2025-03-15"):
-        late = score(world, as_of="2025-03-15", out=tmp_path / "late.parquet", **args)  # type: ignore[arg-type]
+        late = score(world, as_of="2025-03-15", out=tmp_path / "late.parquet", allow_stale=True, **args)  # type: ignore[arg-type]
     assert late.history_end is not None
     assert late.history_end.date() == end.date()
     assert "more than the model's 28-day horizon" in late.to_text()

@@ -105,6 +105,42 @@ def _segment_row(seg_type: str, seg: str, frame: pl.DataFrame, alpha: float, n_b
     return row
 
 
+def _coverage(frame: pl.DataFrame, histories: Histories, as_of: dt.datetime, end: dt.datetime) -> tuple[float, int]:
+    """Days of ``[as_of, end)`` the histories cover, and campaign customer ids they lack; refuse hopeless cases.
+
+    Raises
+    ------
+    DataInsufficientError
+        No event at or after ``as_of`` (no outcome data: the effect would read as an exact zero), or
+        most of the campaign's customer ids are unknown to the histories (another world's campaign).
+    """
+    ts = pl.col("timestamp")
+    stats = histories.events.select(ts.max().alias("last"), (ts >= as_of).sum().alias("after")).collect().row(0)
+    last, after = stats
+    if not after:
+        shown = f"{last:%Y-%m-%d %H:%M}" if last is not None else "none"
+        msg = (
+            f"events: no event at or after the campaign's as_of {as_of:%Y-%m-%d} (last event: {shown}), so there is"
+            " no outcome data and every effect would read as zero. Hint: measure once the histories hold the"
+            " window after the campaign (pass --window DAYS that has passed), with the events appended."
+        )
+        raise DataInsufficientError(msg)
+    observed = min(end, last + dt.timedelta(microseconds=1)) - as_of
+    known = pl.concat(
+        [lf.select("customer_id") for lf in (histories.events, histories.customers) if lf is not None]
+    ).unique()
+    ids = frame.select("customer_id").unique()
+    unknown = ids.join(known.collect(), on="customer_id", how="anti")
+    if unknown.height * 2 > ids.height:
+        msg = (
+            f"campaign: {unknown.height:,} of {ids.height:,} customer ids ({unknown.height / ids.height:.0%}) are not"
+            f" in the histories (e.g. {unknown.item(0, 0)!r}): the campaign was not scored from these histories."
+            " Hint: measure with the histories directory the campaign file was scored from."
+        )
+        raise DataInsufficientError(msg)
+    return observed.total_seconds() / 86400.0, unknown.height
+
+
 def measure_campaign(
     campaign: str | Path | pl.DataFrame,
     hist: Histories | str | Path,
@@ -182,6 +218,7 @@ def measure_campaign(
         raise DataInsufficientError(msg)
     end = as_of + dt.timedelta(days=window_days)
     histories = _with_customer_ids(_as_histories(hist), end)
+    observed_days, missing = _coverage(frame, histories, as_of, end)
     outcomes = _outcomes(histories, as_of, end)
     pre = _pre_period(histories, as_of, pre_days)
     price = _contact_costs(histories, costs)
@@ -236,6 +273,8 @@ def measure_campaign(
         alpha=alpha,
         n_boot=n_boot,
         seed=seed,
+        observed_days=observed_days,
+        missing_customers=missing,
     )
     if log_mlflow:
         lineage = frame["run_id"].drop_nulls().unique().to_list() if "run_id" in frame.columns else []

@@ -266,15 +266,9 @@ def _load_model(model: Any, *, tracking_uri: str | None = None) -> LoadedCampaig
                     " for a model in MLflow."
                 )
                 raise ModelNotFoundError(msg)
-            import joblib
+            from omni_ml._model_files import load_verified
 
-            try:
-                obj = joblib.load(path)
-            except Exception as exc:  # unpickling errors have many types
-                msg = (
-                    f"model {uri!r}: cannot be loaded ({type(exc).__name__}: {exc}). Hint: is it a saved CampaignModel?"
-                )
-                raise ModelNotFoundError(msg) from exc
+            obj = load_verified(path)  # checks the sha256 before anything is unpickled
             result = LoadedCampaignModel(obj, str(path.resolve()), None, None)
     else:
         result = LoadedCampaignModel(model, None, None, None)
@@ -326,6 +320,21 @@ def _stale_history(end: dt.datetime | None, as_of: dt.datetime, model: Any) -> s
         f"model's {horizon}-day horizon: every customer looks inactive. Hint: check that the histories are up to "
         "date, or score at an as-of date closer to their end."
     )
+
+
+def _refuse_stale(end: dt.datetime | None, as_of: dt.datetime, model: Any, *, allow_stale: bool) -> str | None:
+    """Raise when the histories stop more than the model's horizon before ``as_of``, unless ``allow_stale``.
+
+    Returns the warning to give when ``allow_stale`` lets a stale scoring run go on.
+    """
+    stale = _stale_history(end, as_of, model)
+    if stale is not None and not allow_stale:
+        msg = (
+            stale.replace("Hint: check", "Scoring would write a wrong campaign. Hint: check")
+            + " Pass --allow-stale (score(..., allow_stale=True)) only if the gap is intended."
+        )
+        raise DataInsufficientError(msg)
+    return stale
 
 
 def _check_dates(start: dt.datetime | None, as_of: dt.datetime, model: Any, *, known: bool = True) -> None:
@@ -605,6 +614,7 @@ def score(
     explore: float = 0.0,
     monitor: Any = None,
     fail_on_drift: bool = False,
+    allow_stale: bool = False,
 ) -> ScoringSummary:
     """Score every customer as of ``as_of`` and write the campaign file ``out`` atomically.
 
@@ -650,6 +660,9 @@ def score(
         on Spark only scores, deciles, channels and expected performance are monitored.
     fail_on_drift
         Raise :class:`~omni_ml.exceptions.DriftError` and write no campaign file when the verdict is ``bad``.
+    allow_stale
+        Score even when the last event is more than the model's horizon before ``as_of`` (every
+        customer then looks inactive); by default that is refused before any work.
 
     Returns
     -------
@@ -668,6 +681,8 @@ def score(
         A decision would contact a customer without consent (the file is not written).
     DriftError
         ``fail_on_drift`` and the health verdict is ``bad`` (the file is not written).
+    DataInsufficientError
+        Also when the histories end more than the model's horizon before ``as_of`` (see ``allow_stale``).
     """
     started = time.perf_counter()
     out_path = Path(out)
@@ -685,11 +700,13 @@ def score(
         hist = _load_histories(hist_or_dir, moment)
         start, end, n_customers = _history_facts(hist)
         _check_dates(start, moment, loaded.model)
+        _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
         # resolution is global: it must happen before customers are chunked
         hist = ensure_resolved(hist, moment)
     else:
         start, end, n_customers = _stream_facts(scans)
         _check_dates(start, moment, loaded.model, known=start is not None)
+        _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
     n_customers = max(n_customers, 1)
     n_chunks = chunks if chunks is not None else max(1, math.ceil(n_customers / CHUNK_CUSTOMERS))
     schema = campaign_schema(loaded.model, reasons=reasons)
@@ -730,6 +747,7 @@ def score(
             # text timestamps: the first event is known only now that every chunk parsed its own
             _check_dates(min((a for a, _ in spans), default=None), moment, loaded.model)
             end = max((b for _, b in spans), default=None)
+        stale = _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
         outcome = None
         if watcher is not None:
             outcome = _monitor.finish(
@@ -748,7 +766,6 @@ def score(
         finally:
             if outcome is not None:
                 outcome.discard()
-    stale = _stale_history(end, moment, loaded.model)
     if stale is not None:
         warnings.warn(stale, UserWarning, stacklevel=2)
     return ScoringSummary(
