@@ -611,9 +611,10 @@ def continue_histories(
         fut, seen_f = events_table(ext, k, pop, cal_new, future, period=1, campaign_name="", with_customer_id=True)
         parts["truth/future_events"].append(to_polars(fut))
         parts["truth/identity"].append(identity_truth(ext, pop, pl.concat([seen_w, seen_f])))
-        propensity, response = _truth(ext, pop, cal_new, tables, rec)
+        propensity, response = _truth(ext, k, pop, cal_new, tables, rec)
         parts["truth/propensity"].append(to_polars(propensity))
         parts["truth/channel_response"].append(to_polars(response))
+        parts["truth/send_time"].append(to_polars(_send_time_truth(ext, k, pop)))
 
     sent = pl.concat(parts.pop("contacts"))
     probability = actions.select("customer_id", "channel", pl.col("assignment_probability").alias("__p"))
@@ -652,7 +653,7 @@ def continue_histories(
             )
             table.write_parquet(tmp / f"{name}.parquet", compression="zstd")
             rows[name] = table.height
-        for name in ("future_events", "propensity", "channel_response"):
+        for name in ("future_events", "propensity", "channel_response", "send_time"):
             table = pl.concat(parts[f"truth/{name}"])
             table.write_parquet(tmp / "truth" / f"{name}.parquet", compression="zstd")
             rows[f"truth/{name}"] = table.height
