@@ -92,7 +92,7 @@ def test_expected_auc_of_certain_labels_is_the_realised_auc() -> None:
 
 
 def test_monitor_config_rejects_bad_thresholds() -> None:
-    with pytest.raises(ConfigError, match=r"psi_warn \(0.5\) must not exceed psi_bad \(0.25\)"):
+    with pytest.raises(ConfigError, match=r"psi_warn \(0.5\) must not exceed psi_bad \(0.35\)"):
         MonitorConfig(psi_warn=0.5)
     with pytest.raises(ConfigError, match="sample_size must be an integer >= 100"):
         MonitorConfig(sample_size=5)

@@ -70,7 +70,7 @@ class MonitorConfig:
     score_psi_warn: float = 0.1
     score_psi_bad: float = 0.25
     channel_share_warn: float = 0.1
-    sample_size: int = 50_000
+    sample_size: int = 20_000
     top_features: int = 5
     enabled: bool = True
 

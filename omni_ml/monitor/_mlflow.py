@@ -66,14 +66,13 @@ def previous_channel_shares(tracking_uri: str, model_run_id: str) -> dict[str, f
 
 def plot_report(report: MonitorReport, directory: Path) -> list[Path]:
     """Write ``drift.png`` (PSI of the 15 most drifting features) and ``deciles.png``; returns the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A pyplot-free Figure: no global backend or figure state (a notebook's inline plots stay as they are).
+    from matplotlib.figure import Figure
 
     paths = []
     top = report.features.head(15).reverse()
-    fig, ax = plt.subplots(figsize=(8, 0.35 * max(top.height, 3) + 1.2))
+    fig = Figure(figsize=(8, 0.35 * max(top.height, 3) + 1.2))
+    ax = fig.subplots()
     colours = ["#c0392b" if f in ("drift", "nulls") else "#e67e22" if f == "shift" else "#7f8c8d" for f in top["flag"]]
     labels = [d if len(d) <= 55 else d[:54] + "…" for d in top["description"].to_list()]
     ax.barh(labels, top["psi"].to_list(), color=colours)
@@ -84,9 +83,9 @@ def plot_report(report: MonitorReport, directory: Path) -> list[Path]:
     ax.legend(loc="lower right")
     paths.append(directory / "drift.png")
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     d = report.deciles
     x = d["decile"].to_numpy()
     ax.bar(x - 0.2, d["share_reference"].to_list(), width=0.4, label="training", color="#95a5a6")
@@ -98,7 +97,6 @@ def plot_report(report: MonitorReport, directory: Path) -> list[Path]:
     ax.legend()
     paths.append(directory / "deciles.png")
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return paths
 
 

@@ -105,15 +105,13 @@ def monitor_history(model_uri: str, *, runs: int = 10, tracking_uri: str | None 
 
 def plot_history(history: MonitorHistory, path: str | Path) -> Path:
     """Three panels over the runs: drift (max feature PSI, decile PSI), AUC expected vs realised, contacted share."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     r = history.runs
     x = list(range(r.height))
     labels = [a[:10] for a in r["as_of"].to_list()]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    fig = Figure(figsize=(8, 8))
+    axes = fig.subplots(3, 1, sharex=True)
     axes[0].plot(x, r["monitor_max_psi"].to_list(), marker="o", label="max feature PSI")
     axes[0].plot(x, r["monitor_score_psi"].to_list(), marker="s", label="decile PSI")
     axes[0].set_ylabel("drift")
@@ -130,5 +128,4 @@ def plot_history(history: MonitorHistory, path: str | Path) -> Path:
     fig.suptitle(f"Scoring runs of {history.model_uri}")
     target = Path(path)
     fig.savefig(target, dpi=100, format="png", bbox_inches="tight")
-    plt.close(fig)
     return target
