@@ -45,6 +45,7 @@ from scipy import optimize, special
 
 from omni_ml.data import Histories
 from omni_ml.exceptions import DataInsufficientError, ModelNotFoundError, SchemaError
+from omni_ml.features import MONEY_SCALE
 
 __all__ = [
     "BetaGeoModel",
@@ -87,7 +88,10 @@ def rfm_summary(hist: Histories, as_of: str | dt.date | dt.datetime, *, unit_day
             (pl.col("event_type") == "purchase") & (pl.col("timestamp") < cutoff) & pl.col("customer_id").is_not_null()
         )
         .group_by("customer_id", pl.col("timestamp").dt.truncate("1d").alias("day"))
-        .agg(pl.col("amount").fill_null(0.0).cast(pl.Float64).sum().alias("value"))
+        # exact integer sums (1/10,000 units, as the feature engine): the same numbers in any chunk of customers
+        .agg(
+            (pl.col("amount").fill_null(0.0).cast(pl.Float64) * MONEY_SCALE).round().cast(pl.Int64).sum().alias("value")
+        )
         .sort("customer_id", "day")
     )
     out = (
@@ -99,6 +103,7 @@ def rfm_summary(hist: Histories, as_of: str | dt.date | dt.datetime, *, unit_day
             pl.col("value").first().alias("first_value"),
             (pl.col("value").sum() - pl.col("value").first()).alias("repeat_value"),
         )
+        .with_columns(pl.col("first_value", "repeat_value").cast(pl.Float64) / MONEY_SCALE)
         .with_columns(
             ((pl.col("last") - pl.col("first")) / unit).alias("t_x"),
             ((pl.lit(cutoff) - pl.col("first")) / unit).alias("T"),
