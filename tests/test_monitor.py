@@ -236,6 +236,10 @@ def test_monitoring_runs_are_logged_beside_the_model_run_and_listed(
         assert outcome.run_id is not None
         run = client.get_run(outcome.run_id)
         assert run.data.tags[MODEL_RUN_TAG] == model_run
+        (population,) = run.inputs.dataset_inputs  # the scored population, as metadata
+        assert population.dataset.name == "scoring_population"
+        assert {t.key: t.value for t in population.tags}["mlflow.data.context"] == "scoring"
+        assert int({t.key: t.value for t in population.tags}["customers"]) == outcome.report.customers
         assert {a.path for a in client.list_artifacts(outcome.run_id, "monitor")} >= {
             "monitor/monitor.parquet",
             "monitor/drift.png",

@@ -138,6 +138,7 @@ def log_monitoring_run(
         now = int(time.time() * 1000)
         metrics = [Metric(k.replace("/", "_"), float(v), now, 0) for k, v in report.metrics().items() if v == v]
         client.log_batch(run_id, metrics=metrics)
+        _log_scoring_population(client, run_id, report, model_run_id, campaign_file)
         with tempfile.TemporaryDirectory() as tmp:
             where = Path(tmp)
             report.to_frame().write_parquet(where / "monitor.parquet")
@@ -149,6 +150,27 @@ def log_monitoring_run(
         client.set_terminated(run_id, "FAILED")
         raise
     return run_id
+
+
+def _log_scoring_population(
+    client: Any, run_id: str, report: MonitorReport, model_run_id: str, campaign_file: str | None
+) -> None:
+    """The scored population as an MLflow dataset (metadata only: size, date, verdict) linked to the logged model."""
+    from mlflow.data.dataset_source_registry import get_registered_sources
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag, LoggedModelInput
+
+    local: Any = next(s for s in get_registered_sources() if s._get_source_type() == "local")
+    digest = f"{report.as_of:%Y%m%d}-{report.customers}"
+    meta = MetaDataset(local(campaign_file or "campaign"), name="scoring_population", digest=digest)  # type: ignore[abstract]
+    tags = [
+        InputTag("mlflow.data.context", "scoring"),
+        InputTag("customers", str(report.customers)),
+        InputTag("as_of", report.as_of.isoformat()),
+    ]
+    outputs = client.get_run(model_run_id).outputs
+    models = [LoggedModelInput(o.model_id) for o in (outputs.model_outputs if outputs else [])]
+    client.log_inputs(run_id, datasets=[DatasetInput(meta._to_mlflow_entity(), tags)], models=models or None)
 
 
 def find_monitoring_run(tracking_uri: str, model_run_id: str, as_of: Any) -> str | None:
