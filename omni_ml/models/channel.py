@@ -394,9 +394,7 @@ def _sample_pause_pairs(
         touched = (
             drawn.with_row_index("__u")
             .join(contacts, on="customer_id")
-            .filter(
-                _time.window(pl.col("cutoff").dt.truncate("1d"), end=pl.col("cutoff") + window, column="__ts")
-            )
+            .filter(_time.window(pl.col("cutoff").dt.truncate("1d"), end=pl.col("cutoff") + window, column="__ts"))
             .select("__u")
             .unique()
         )
