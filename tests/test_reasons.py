@@ -341,26 +341,23 @@ def test_conditioned_treeshap_rejects_unknown_features() -> None:
 
 def test_call_outcomes_count_answered_and_unanswered_calls_23() -> None:
     t = dt.datetime(2024, 12, 1, tzinfo=dt.UTC)
-    events = pl.DataFrame(
+    visits = pl.DataFrame(
         {"customer_id": ["a", "b"], "timestamp": [t, t], "channel": ["web", "web"], "event_type": ["visit", "visit"]}
     )
-    contacts = pl.DataFrame(
+    outcomes = pl.DataFrame(
         {
             "customer_id": ["a", "a", "a", "b", "a"],
             "timestamp": [t, t + dt.timedelta(days=1), t + dt.timedelta(days=2), t, AS_OF],
-            "channel": ["call_center"] * 4 + ["call_center"],
-            "outcome": ["no_answer", "reached", "no_answer", "interested", "no_answer"],
+            "channel": ["call_center"] * 5,
+            "event_type": ["no_answer", "reached", "no_answer", "interested", "no_answer"],
         }
     )
-    hist = Histories.from_frames(events, contacts=contacts)
+    hist = Histories.from_frames(pl.concat([visits, outcomes]))
     out = call_outcomes(hist, AS_OF, pl.Series(["a", "b", "c"]))
     assert out is not None
     # the call at AS_OF itself is not before the moment and does not count
     assert out.select("calls", "answered", "no_answer").rows() == [(3, 1, 2), (1, 1, 0), (0, 0, 0)]
-    assert (
-        call_outcomes(Histories.from_frames(events, contacts=contacts.drop("outcome")), AS_OF, out["customer_id"])
-        is None
-    )
+    assert call_outcomes(Histories.from_frames(visits), AS_OF, out["customer_id"]) is None  # not logged at all
 
 
 def test_call_outcomes_become_channel_reasons_23(

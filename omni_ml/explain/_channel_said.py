@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from omni_ml._time import window
 from omni_ml.explain._channel import _ChannelDescriber
 from omni_ml.explain._families import as_of_constant, codes_of, feature_index, reason_family
 from omni_ml.explain._reasons import _keys_frame, _render_one, explainer_for
@@ -84,23 +85,24 @@ def _channel_family(feature: str, feature_set: Any, constant: set[str]) -> str |
 
 
 def call_outcomes(hist: Any, moment: dt.datetime, customers: pl.Series, window_days: int = 365) -> pl.DataFrame | None:
-    """Per customer (in order): call-centre contacts, answered and unanswered, in ``[moment - window, moment)``.
+    """Per customer (in order): call-centre outcomes in ``[moment - window, moment)``: calls, answered, unanswered.
 
-    ``None`` when the contacts table has no ``outcome`` column (no call outcomes logged).
+    Call outcomes are events on channel ``call_center`` of type ``no_answer``, ``reached`` or ``interested``
+    (one per call, data contract). ``None`` when the events hold no call outcome at all (not logged).
     """
-    contacts = getattr(hist, "contacts", None)
-    if contacts is None or "outcome" not in contacts.collect_schema().names():
+    events = getattr(hist, "events", None)
+    if events is None:
         return None
-    start = moment - dt.timedelta(days=window_days)
+    is_outcome = (pl.col("channel") == "call_center") & pl.col("event_type").is_in([*_ANSWERED, "no_answer"])
+    if events.filter(is_outcome).head(1).collect().height == 0:
+        return None
     calls = (
-        contacts.filter(
-            (pl.col("channel") == "call_center") & (pl.col("timestamp") >= start) & (pl.col("timestamp") < moment)
-        )
+        events.filter(is_outcome & window(moment - dt.timedelta(days=window_days), end=moment))
         .group_by("customer_id")
         .agg(
-            calls=pl.col("outcome").is_not_null().sum().cast(pl.Int64),
-            answered=pl.col("outcome").is_in(list(_ANSWERED)).sum().cast(pl.Int64),
-            no_answer=(pl.col("outcome") == "no_answer").sum().cast(pl.Int64),
+            calls=pl.len().cast(pl.Int64),
+            answered=pl.col("event_type").is_in(list(_ANSWERED)).sum().cast(pl.Int64),
+            no_answer=(pl.col("event_type") == "no_answer").sum().cast(pl.Int64),
         )
         .collect()
     )

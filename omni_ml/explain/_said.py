@@ -197,17 +197,17 @@ def select_reasons(
     n, p = phi.shape
     labels = list(dict.fromkeys(f for f in families if f is not None))
     member = np.array([labels.index(f) if f is not None else -1 for f in families], dtype=np.int64)
-    groups = np.zeros((p, max(len(labels), 1)))
     inside = member >= 0
-    groups[np.flatnonzero(inside), member[inside]] = 1.0
-    fam_sum = phi @ groups if labels else np.zeros((n, 1))
     missing_x = np.isnan(x)
-    # the most telling member of each family: largest |phi| of the family's sign (missing values weighted down)
+    # the family sums, added in a fixed order per row (a BLAS product would round differently with the
+    # batch size, and a customer's reasons must not depend on who else is scored)
     cols = np.flatnonzero(inside)[np.argsort(member[inside], kind="stable")]
     sub = phi[:, cols]
+    starts = np.searchsorted(member[cols], np.arange(len(labels)))
+    fam_sum = np.add.reduceat(sub, starts, axis=1) if labels else np.zeros((n, 1))
+    # the most telling member of each family: largest |phi| of the family's sign (missing values weighted down)
     agree = (np.sign(sub) == np.sign(fam_sum[:, member[cols]])) & (sub != 0.0)
     score = np.where(agree, np.abs(sub) * np.where(missing_x[:, cols], missing_weight, 1.0), -1.0)
-    starts = np.searchsorted(member[cols], np.arange(len(labels)))
     ends = np.append(starts[1:], cols.size)
     shown_all = np.zeros((n, fam_sum.shape[1]), dtype=np.int64)
     for g in range(len(labels)):
