@@ -377,7 +377,7 @@ def _flag_cases(hist: Path, out_dir: Path, model: Path, tmp_path: Path) -> list[
     score = ["score", str(hist), "--model", str(model), "--as-of", AS_OF]
     readonly = Path("/proc/omni_ml_out")  # not writable, even for root
     return [
-        ("score_missing_folder", [*score, "--out", str(out_dir / "nope" / "c.parquet")], r"--out .* does not exist"),
+        ("score_missing_folder", [*score, "--out", str(out_dir / "nope" / "c.parquet")], r"directory of out .* does"),
         ("score_out_is_dir", [*score, "--out", str(out_dir)], r"--out .* is a directory"),
         ("score_readonly", [*score, "--out", str(readonly / "c.parquet")], r"--out '/proc/omni_ml_out/c\.parquet'"),
         ("score_bad_suffix", [*score, "--out", str(out_dir / "c.xlsx")], r"must end in \.parquet or \.csv"),
@@ -400,9 +400,9 @@ def _flag_cases(hist: Path, out_dir: Path, model: Path, tmp_path: Path) -> list[
         ),
         ("score_fraction", [*score, "--out", str(out_dir / "c.parquet"), "--control-fraction", "1.5"], r"control_fra"),
         (
-            "features_missing_folder",
-            ["features", str(hist), "--as-of", AS_OF, "--out", str(out_dir / "a" / "f.parquet")],
-            r"--out .* does not exist",
+            "features_folder_is_a_file",
+            ["features", str(hist), "--as-of", AS_OF, "--out", str(hist / "events.csv" / "a" / "f.parquet")],
+            r"--out .* is a file, not a folder",
         ),
         (
             "features_bad_as_of",
@@ -411,7 +411,7 @@ def _flag_cases(hist: Path, out_dir: Path, model: Path, tmp_path: Path) -> list[
         ),
         ("resolve_readonly", ["resolve", str(hist), "--out", str(readonly / "m.parquet")], r"--out '/proc/"),
         (
-            "train_missing_folder",
+            "train_folder_is_a_file",
             [
                 "train",
                 str(hist),
@@ -421,9 +421,9 @@ def _flag_cases(hist: Path, out_dir: Path, model: Path, tmp_path: Path) -> list[
                 "28",
                 "--no-tracking",
                 "--out",
-                str(out_dir / "a" / "m.joblib"),
+                str(hist / "customers.csv" / "m.joblib"),
             ],
-            r"--out .* does not exist",
+            r"--out .* is a file, not a folder",
         ),
         (
             "train_no_out",
