@@ -329,6 +329,7 @@ class CampaignModel:
         self.as_of_ = moment
         self.horizon_days_ = int(horizon_days)
         self.feature_set_ = ts.feature_set
+        self.training_set_fingerprint_ = ts.fingerprint()  # logged by tracking as the MLflow training dataset
         self.propensity_ = propensity
         self.decile_edges_ = tuple(float(e) for e in edges)
         self.channel_model_ = channel_model

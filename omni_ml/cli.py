@@ -31,6 +31,9 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 @app.callback()
 def _root(
     ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show MLflow's own log lines, warnings and download progress bars.")
+    ] = False,
     unsalted: Annotated[
         bool,
         typer.Option(
@@ -41,6 +44,8 @@ def _root(
     ] = False,
 ) -> None:
     """omni_ml: omnichannel personalisation toolkit (histories -> features -> models -> campaign file)."""
+    if not verbose:
+        ctx.call_on_close(_quiet_mlflow())
     if unsalted:
         import os
 
@@ -56,6 +61,35 @@ def _root(
                 os.environ[UNSALTED_ENV] = before
 
         ctx.call_on_close(restore)
+
+
+def _quiet_mlflow() -> Callable[[], None]:
+    """Silence MLflow's INFO lines, its warnings and artifact progress bars; returns the function that undoes it.
+
+    A job's stderr then holds omni_ml's own summary and errors only (``--verbose`` keeps MLflow's output).
+    """
+    import logging
+    import os
+    import warnings
+
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    previous_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    catcher = warnings.catch_warnings()
+    catcher.__enter__()
+    warnings.filterwarnings("ignore", module=r"mlflow(\..*)?$")
+
+    def undo() -> None:
+        catcher.__exit__(None, None, None)
+        logger.setLevel(level)
+        if previous_bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous_bar
+
+    return undo
 
 
 def _check_out(out: Path, example: str, *, flag: str = "--out", directory: bool = False) -> None:

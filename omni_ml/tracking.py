@@ -19,7 +19,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -203,16 +203,33 @@ def dataset_fingerprint(frame: pl.DataFrame, *, time_column: str = "cutoff") -> 
     return out
 
 
+def _param_text(value: Any) -> str:
+    """A parameter as text, floats to 6 significant digits (``0.9000000000000036`` -> ``0.9``)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        inner = ",".join(_param_text(v) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else inner
+    return str(value)
+
+
 def _flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings flattened with dots; values as :func:`_param_text` (MLflow's 6,000-character limit).
+
+    Examples
+    --------
+    >>> _flat_params({"policy": {"costs": {"direct_mail": 0.9000000000000036}}, "channels": ["email", "sms"]})
+    {'policy.costs.direct_mail': '0.9', 'channels': 'email,sms'}
+    """
     flat: dict[str, str] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(_flat_params(value, prefix=f"{name}."))
-        elif isinstance(value, list | tuple):
-            flat[name] = ",".join(str(v) for v in value)[:6000]
         else:
-            flat[name] = str(value)[:6000]
+            flat[name] = _param_text(value)[:6000]
     return flat
 
 
@@ -345,9 +362,19 @@ def _log_contents(
     register_as: str | None = None,
     alias: str | None = None,
     input_example: Mapping[str, str] | None = None,
+    series: Mapping[str, Sequence[tuple[int, float, int]]] | None = None,
+    training_set: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    description: str | None = None,
+    version_tags: Mapping[str, str] | None = None,
 ) -> tuple[Any, str | None]:
-    """Log everything of :func:`log_run` into the active run; returns (model info, registered version)."""
-    import matplotlib.pyplot as plt
+    """Log everything of :func:`log_run` into the active run; returns (model info, registered version).
+
+    ``series`` are metric histories (``name -> [(step, value, timestamp_ms)]``: per-cutoff back-test metrics,
+    the learning curve). ``training_set`` is a training-set fingerprint (``TrainingSet.fingerprint``) logged as
+    the MLflow dataset ``training_set`` (metadata only, source = the histories directory ``source``). Every
+    dataset is linked to the logged model. A registered version gets ``description`` and ``version_tags``.
+    """
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
@@ -361,14 +388,11 @@ def _log_contents(
             if v is not None and float(v) == float(v) and abs(float(v)) != float("inf")
         }
         mlflow.log_metrics(clean)
-    for context, frame in (datasets or {}).items():
-        fp = dataset_fingerprint(frame)
-        ds = mlflow.data.from_polars(  # type: ignore[attr-defined]
-            frame, name=f"{context}_set", digest=fp["content_hash"][:16]
-        )
-        mlflow.log_input(ds, context=context, tags={k: str(v) for k, v in fp.items()})
-        mlflow.log_dict(fp, f"datasets/{context}_fingerprint.json")
+    if series:
+        _log_series(series)
     for name, fig in (figures or {}).items():
+        import matplotlib.pyplot as plt
+
         mlflow.log_figure(fig, f"plots/{name}.png")
         plt.close(fig)
     for name, table in (tables or {}).items():
@@ -381,6 +405,7 @@ def _log_contents(
         mlflow.set_tag(SHA256_TAG, dump_verified(model, bundle))
         signature = ModelSignature(
             inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
+            outputs=_output_schema(model),
             params=ParamSchema([ParamSpec("reasons", "long", 3)]),
         )
         info = mlflow.pyfunc.log_model(
@@ -393,12 +418,98 @@ def _log_contents(
             code_paths=[str(_PACKAGE_DIR)],
             registered_model_name=register_as,
         )
+    _log_datasets(datasets or {}, training_set, source, model_id=getattr(info, "model_id", None))
     version = None
     if register_as:
         version = str(info.registered_model_version)
+        client = mlflow.MlflowClient(uri, uri)
+        if description:
+            client.update_registered_model(register_as, description=_MODEL_DESCRIPTION)
+            client.update_model_version(register_as, version, description=description)
+        for key, value in (version_tags or {}).items():
+            client.set_model_version_tag(register_as, version, key, value)
         if alias:
-            mlflow.MlflowClient(uri, uri).set_registered_model_alias(register_as, alias, version)
+            client.set_registered_model_alias(register_as, alias, version)
     return info, version
+
+
+_MODEL_DESCRIPTION = (
+    "omni_ml campaign model: histories directory + as-of date in, one row per customer out (calibrated purchase "
+    "propensity and decile, best channel or no_contact under consent and contact-pressure rules, expected uplift "
+    "and value, reasons in words, lineage). Each version's description and tags give its as-of date, horizon, "
+    "features and back-test AUC."
+)
+
+
+def _log_series(series: Mapping[str, Sequence[tuple[int, float, int]]]) -> None:
+    """Metric histories in batches of MLflow's limit (1,000 metrics per call); non-finite values skipped."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    batch = [
+        Metric(_clean_metric_name(name), float(value), int(timestamp), int(step))
+        for name, points in series.items()
+        for step, value, timestamp in points
+        if value == value and abs(value) != float("inf")
+    ]
+    client = mlflow.MlflowClient()
+    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    for start in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+
+def _log_datasets(
+    datasets: Mapping[str, pl.DataFrame],
+    training_set: Mapping[str, Any] | None,
+    source: str | None,
+    *,
+    model_id: str | None,
+) -> None:
+    """Frames as MLflow datasets (fingerprints as tags), the training set as metadata; all linked to the model."""
+    import mlflow
+    from mlflow.entities import LoggedModelInput
+
+    link = LoggedModelInput(model_id) if model_id else None
+    for context, frame in datasets.items():
+        fp = dataset_fingerprint(frame)
+        ds = mlflow.data.from_polars(  # type: ignore[attr-defined]
+            frame, name=f"{context}_set", digest=fp["content_hash"][:16]
+        )
+        mlflow.log_input(ds, context=context, tags={k: str(v) for k, v in fp.items()}, model=link)
+        mlflow.log_dict(fp, f"datasets/{context}_fingerprint.json")
+    if training_set:
+        from mlflow.data.dataset_source_registry import get_registered_sources
+        from mlflow.data.meta_dataset import MetaDataset
+
+        # MLflow builds its local-path source class at import time (no importable name): take it from the registry.
+        local: Any = next(s for s in get_registered_sources() if s._get_source_type() == "local")
+        meta = MetaDataset(  # type: ignore[abstract]  # MLflow's class is concrete at run time
+            local(str(source) if source else "histories"),
+            name="training_set",
+            digest=str(training_set["content_hash"])[:16],
+        )
+        tags = {k: _param_text(v) for k, v in training_set.items()}
+        mlflow.log_input(meta, context="training", tags=tags, model=link)
+        mlflow.log_dict(dict(training_set), "datasets/training_fingerprint.json")
+
+
+def _output_schema(model: Any) -> Any:
+    """The campaign file's columns as an MLflow schema (``None`` for a model without ``output_schema``)."""
+    from mlflow.types.schema import ColSpec, Schema
+
+    if not callable(getattr(model, "output_schema", None)):
+        return None
+    kinds = {pl.String: "string", pl.Float64: "double", pl.Float32: "float", pl.Boolean: "boolean"}
+    cols = []
+    for name, dtype in model.output_schema(reasons=3).items():
+        if dtype.is_integer():
+            kind = "long"
+        elif isinstance(dtype, pl.Datetime):
+            kind = "datetime"
+        else:
+            kind = kinds.get(type(dtype), "string")
+        cols.append(ColSpec(kind, name))  # type: ignore[arg-type]
+    return Schema(cols)  # type: ignore[arg-type]
 
 
 def _requirements() -> list[str]:
@@ -538,8 +649,10 @@ def _config_params(obj: Any) -> Any:
         return {f.name: _config_params(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
         return {str(k): _config_params(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [str(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_config_params(v) for v in obj)
+    if isinstance(obj, list):
+        return [_config_params(v) for v in obj]
     return obj
 
 
@@ -626,7 +739,8 @@ def train_campaign(
             scoring_rows = scoring_rows.sample(explain_sample, seed=seed, shuffle=False)
         X = scoring_rows.select(model.propensity_.feature_names_)
 
-        figures = {f"backtest_{name}": fig for name, fig in report.plot().items()}
+        plots = _plots_available()
+        figures = {f"backtest_{name}": fig for name, fig in report.plot().items()} if plots else {}
         tables = {
             "backtest_per_cutoff": report.per_cutoff,
             "backtest_lift_by_decile": report.lift,
@@ -634,9 +748,13 @@ def train_campaign(
             "features": _feature_table(model.feature_set_),
         }
         if X.height:
-            figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
-            figures["shap_importance_by_family"] = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
+            if plots:
+                figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
+                fig = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
+                figures["shap_importance_by_family"] = fig
             tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
+        if not plots:
+            mlflow.set_tag("omni_ml.plots", "skipped: matplotlib/shap not installed (pip install 'omni_ml[lab]')")
         params: dict[str, Any] = {
             "channel_model": type(model.channel_model_).__name__ if model.channel_model_ is not None else "none",
             "channel_note": model.channel_note_ or "",
@@ -662,6 +780,11 @@ def train_campaign(
             register_as=register_as,
             alias=alias,
             input_example={"histories_path": source, "as_of": moment.date().isoformat()} if source else None,
+            series=_training_series(model),
+            training_set=getattr(model, "training_set_fingerprint_", None),
+            source=source,
+            description=_version_description(model),
+            version_tags=_version_tags(model),
         )
     return model, TrackedRun(
         run_id=run.info.run_id,
@@ -671,4 +794,61 @@ def train_campaign(
         version=version,
         alias=alias,
         tracking_uri=uri,
+    )
+
+
+def _plots_available() -> bool:
+    """Whether the plotting extra (matplotlib, shap: ``omni_ml[lab]``) is installed."""
+    from importlib.util import find_spec
+
+    return find_spec("matplotlib") is not None and find_spec("shap") is not None
+
+
+def _training_series(model: Any) -> dict[str, list[tuple[int, float, int]]]:
+    """Metric histories of a fit: the back-test per cutoff and LightGBM's learning curve.
+
+    Per-cutoff metrics have step = cutoff index and timestamp = the cutoff; the learning curve has
+    step = boosting iteration (train and early-stopping parts).
+    """
+    out: dict[str, list[tuple[int, float, int]]] = {}
+    per_cutoff = model.report_.per_cutoff
+    if per_cutoff.height and "cutoff" in per_cutoff.columns:
+        stamps = per_cutoff.select(pl.col("cutoff").dt.epoch("ms"))["cutoff"].to_list()
+        for column in per_cutoff.columns:
+            if column == "cutoff" or not per_cutoff[column].dtype.is_numeric():
+                continue
+            values = per_cutoff[column].cast(pl.Float64).to_list()
+            out[f"backtest_by_cutoff/{column}"] = [
+                (i, float(v), stamps[i]) for i, v in enumerate(values) if v is not None
+            ]
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    for part, curves in (getattr(model.propensity_, "evals_result_", None) or {}).items():
+        for metric, values in curves.items():
+            out[f"learning_curve/{part}_{metric}"] = [(i + 1, float(v), now) for i, v in enumerate(values)]
+    return out
+
+
+def _version_tags(model: Any) -> dict[str, str]:
+    """Registered-version tags: as-of, horizon, features, back-test AUC, channel model."""
+    tags = {
+        "as_of": model.as_of_.date().isoformat(),
+        "horizon_days": str(model.horizon_days_),
+        "n_features": str(len(model.feature_set_.names)),
+        "feature_families": ",".join(model.feature_set_.families()),
+        "channel_model": type(model.channel_model_).__name__ if model.channel_model_ is not None else "none",
+    }
+    auc = model.metrics_.get("auc")
+    if auc is not None and auc == auc:
+        tags["backtest_auc"] = f"{auc:.4f}"
+    return tags
+
+
+def _version_description(model: Any) -> str:
+    """One paragraph on what this version is, for the registry UI."""
+    tags = _version_tags(model)
+    auc = tags.get("backtest_auc", "n/a")
+    return (
+        f"Campaign model trained as of {tags['as_of']} for a {tags['horizon_days']}-day purchase horizon on "
+        f"{tags['n_features']} features ({tags['feature_families']}); out-of-time back-test AUC {auc}; "
+        f"channel model: {tags['channel_model']}."
     )

@@ -266,6 +266,32 @@ class TrainingSet:
         """Distinct cutoffs, oldest first."""
         return self.keys["cutoff"].unique().sort().to_list()
 
+    def fingerprint(self) -> dict[str, Any]:
+        """Aggregates that identify this training set without any personal data.
+
+        Rows, customers, features, cutoffs (count, first, last), label rate and a SHA-256 over polars' row
+        hashes (fixed seed) of the keys, labels and feature values: identical for identical content within
+        one polars version.
+        """
+        import hashlib
+
+        digest = hashlib.sha256()
+        for frame in (self.keys.select(list(_KEY_COLUMNS)), self.X, pl.DataFrame({"label": self.y})):
+            digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+        digest.update(",".join(self.X.columns).encode())
+        cutoffs = self.cutoffs
+        return {
+            "rows": self.X.height,
+            "customers": self.keys["customer_id"].n_unique(),
+            "features": self.X.width,
+            "cutoffs": len(cutoffs),
+            "first_cutoff": str(cutoffs[0]) if cutoffs else "",
+            "last_cutoff": str(cutoffs[-1]) if cutoffs else "",
+            "label_rate": round(float(np.mean(self.y)), 6) if len(self.y) else float("nan"),
+            "horizon_days": self.horizon_days,
+            "content_hash": digest.hexdigest(),
+        }
+
     def subset(self, mask: np.ndarray | pl.Series) -> TrainingSet:
         """Rows where ``mask`` is true, in their order."""
         m = mask if isinstance(mask, pl.Series) else pl.Series(np.asarray(mask, dtype=bool))

@@ -195,7 +195,7 @@ def test_fingerprint_changes_with_content_and_not_with_identity() -> None:
 
 
 def test_cli_train_logs_a_real_campaign_run_and_score_loads_it_by_alias(
-    small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Issue 9 end to end: `omni-ml train --config --register-as --alias`, then `omni-ml score --model models:/...`."""
     import mlflow
@@ -231,6 +231,35 @@ def test_cli_train_logs_a_real_campaign_run_and_score_loads_it_by_alias(
         assert m[f"offpolicy_{policy}_dr_lo"] <= m[f"offpolicy_{policy}_dr"] <= m[f"offpolicy_{policy}_dr_hi"]
     assert run.data.metrics["offpolicy_n_holdout_units"] > 0
     assert run.inputs.dataset_inputs, "the training data fingerprint is logged as an MLflow dataset"
+
+    # Issue 26, MLflow as its users expect: quiet CLI, datasets linked to the model, series, registry metadata.
+    assert "Creating initial MLflow database tables" not in capfd.readouterr().err  # MLflow's INFO lines silenced
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert {"training_set", "backtest_set"} <= set(inputs)
+    training_tags = {t.key: t.value for t in inputs["training_set"].tags}
+    assert training_tags["mlflow.data.context"] == "training"
+    assert int(training_tags["cutoffs"]) == 5
+    assert int(training_tags["rows"]) > 0
+    assert run.inputs.model_inputs or run.outputs.model_outputs  # the logged model is linked to the run's datasets
+    curve = client.get_metric_history(run_id, "learning_curve/train_binary_logloss")
+    valid_curve = client.get_metric_history(run_id, "learning_curve/early_stopping_binary_logloss")
+    assert len(curve) > 1
+    assert len(valid_curve) == len(curve)
+    assert [m.step for m in curve] == list(range(1, len(curve) + 1))
+    assert curve[-1].value < curve[0].value  # the booster learns on its training part
+    by_cutoff = client.get_metric_history(run_id, "backtest_by_cutoff/auc")
+    per_cutoff_keys = sorted(k for k in run.data.metrics if k.startswith("cutoff_") and k.endswith("/auc"))
+    assert sorted(m.step for m in by_cutoff) == list(range(len(per_cutoff_keys)))
+    assert sorted(m.value for m in by_cutoff) == pytest.approx(sorted(run.data.metrics[k] for k in per_cutoff_keys))
+    assert not [v for v in run.data.params.values() if re.search(r"\d\.\d{9,}", v)], "float noise in params"
+    version = client.get_model_version_by_alias("omni", "champion")
+    assert version.run_id == run_id
+    assert "as of 2024-12-01" in version.description
+    assert version.tags["backtest_auc"] == f"{run.data.metrics['auc']:.4f}"
+    assert version.tags["horizon_days"] == "28"
+    assert "campaign model" in client.get_registered_model("omni").description
+    signature = mlflow.models.get_model_info("models:/omni@champion").signature
+    assert {"customer_id", "propensity", "best_channel", "reason_1"} <= set(signature.outputs.input_names())
 
     out = tmp_path / "campaign.parquet"
     scored = runner.invoke(

@@ -20,9 +20,9 @@ def write_report(report: MeasureReport, out: str | Path) -> list[Path]:
     Returns
     -------
     list[Path]
-        ``[out, <stem>_balance.<ext>, <stem>.png]``.
+        ``[out, <stem>_balance.<ext>, <stem>.png]`` (no plot without matplotlib, the ``omni_ml[lab]`` extra).
     """
-    import matplotlib.pyplot as plt
+    from importlib.util import find_spec
 
     target = Path(out)
     if target.suffix not in (".csv", ".parquet"):
@@ -35,6 +35,10 @@ def write_report(report: MeasureReport, out: str | Path) -> list[Path]:
     png = target.with_suffix(".png")
     for frame, path in ((report.table, target), (report.balance, balance)):
         write_atomically(path, frame.write_csv if path.suffix == ".csv" else frame.write_parquet, mkdir=False)
+    if find_spec("matplotlib") is None:
+        return [target, balance]
+    import matplotlib.pyplot as plt
+
     fig = report.plot()
     try:
         write_atomically(png, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), mkdir=False)
@@ -44,7 +48,8 @@ def write_report(report: MeasureReport, out: str | Path) -> list[Path]:
 
 
 def _log(report: MeasureReport, run_id: str | None, tracking_uri: str | None) -> str:
-    import matplotlib.pyplot as plt
+    from importlib.util import find_spec
+
     import mlflow
 
     from omni_ml.tracking import DEFAULT_EXPERIMENT, resolve_tracking_uri, use_experiment
@@ -65,9 +70,12 @@ def _log(report: MeasureReport, run_id: str | None, tracking_uri: str | None) ->
             )
             mlflow.log_text(report.table.write_csv(), f"measure/{stamp}/table.csv")
             mlflow.log_text(report.balance.write_csv(), f"measure/{stamp}/balance.csv")
-            fig = report.plot()
-            mlflow.log_figure(fig, f"measure/{stamp}/incremental.png")
-            plt.close(fig)
+            if find_spec("matplotlib") is not None:  # plots need the omni_ml[lab] extra
+                import matplotlib.pyplot as plt
+
+                fig = report.plot()
+                mlflow.log_figure(fig, f"measure/{stamp}/incremental.png")
+                plt.close(fig)
             return str(run.info.run_id)
     finally:
         mlflow.set_tracking_uri(previous)

@@ -99,6 +99,9 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
+    evals_result_ : dict
+        LightGBM's learning curve, ``{"train" | "early_stopping": {metric: [value per iteration]}}`` (empty
+        when there were too few cutoffs to early-stop).
     booster_ : lightgbm.Booster
         Holds exactly ``best_iteration_`` trees; ``booster_.predict(X, raw_score=True)`` is the log-odds.
     feature_names_ : list[str]
@@ -225,6 +228,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         lgb_names = [_JSON_CHARS.sub("_", n) for n in names]
         train_set = lgb.Dataset(matrix[split.train], label=labels[split.train], feature_name=lgb_names, params=params)
         if split.early_stopping is None or split.calibration is None:
+            self.evals_result_ = {}
             booster = lgb.train(params, train_set, num_boost_round=self.n_estimators)
             best = self.n_estimators
             calibrator = None
@@ -234,14 +238,20 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             valid_set = lgb.Dataset(
                 matrix[split.early_stopping], label=labels[split.early_stopping], reference=train_set
             )
+            # The training part is evaluated too, for the learning curve (early stopping ignores it).
+            evals: dict[str, dict[str, list[float]]] = {}
             booster = lgb.train(
                 params,
                 train_set,
                 num_boost_round=self.n_estimators,
-                valid_sets=[valid_set],
-                valid_names=["early_stopping"],
-                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+                valid_sets=[train_set, valid_set],
+                valid_names=["train", "early_stopping"],
+                callbacks=[
+                    lgb.early_stopping(self.early_stopping_rounds, verbose=False),
+                    lgb.record_evaluation(evals),
+                ],
             )
+            self.evals_result_ = evals
             best = int(booster.best_iteration) or self.n_estimators
             raw = booster.predict(matrix[split.calibration], raw_score=True, num_iteration=best)
             calibrator = fit_calibrator(np.asarray(raw), labels[split.calibration], self.calibration)
