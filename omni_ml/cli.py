@@ -96,28 +96,27 @@ def _quiet_mlflow() -> Callable[[], None]:
 def _check_out(out: Path, example: str, *, flag: str = "--out", directory: bool = False) -> None:
     """Refuse an output path that cannot be written before any work is done (exit 2, not a late traceback).
 
-    A file target must not be a directory; its folder must exist and accept a new file (probed by
-    creating and removing a hidden file: permission bits say nothing for root or on read-only mounts).
-    A ``directory`` target may not exist yet: then its parent folder is probed.
+    A file target must not be a directory; a ``directory`` target must not be a file. Missing folders
+    are created by the writer later, so the nearest existing folder above the target must be a
+    directory that accepts a new file (probed by creating and removing a hidden file: permission bits
+    say nothing for root or on read-only mounts).
     """
     import os
     import secrets
 
     from omni_ml.exceptions import ConfigError
 
-    if directory:
-        if out.exists() and not out.is_dir():
-            msg = f"{flag} {str(out)!r} is a file; give a directory (it is created if missing)."
-            raise ConfigError(msg)
-        folder = out if out.is_dir() else out.parent
-    else:
-        if out.is_dir():
-            msg = f"{flag} {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
-            raise ConfigError(msg)
-        folder = out.parent
+    if directory and out.exists() and not out.is_dir():
+        msg = f"{flag} {str(out)!r} is a file; give a directory (it is created if missing)."
+        raise ConfigError(msg)
+    if not directory and out.is_dir():
+        msg = f"{flag} {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
+        raise ConfigError(msg)
+    folder = out if directory else out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     if not folder.is_dir():
-        what = "is not a directory" if folder.exists() else "does not exist"
-        msg = f"{flag} {str(out)!r}: the folder {str(folder)!r} {what}. Hint: create it first, or choose another path."
+        msg = f"{flag} {str(out)!r}: {str(folder)!r} is a file, not a folder. Hint: choose another path."
         raise ConfigError(msg)
     probe = folder / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
     try:

@@ -88,7 +88,17 @@ def _base() -> Tables:
         },
         {"identifier_a": "email:ann@example.com", "identifier_b": "crm:C2", "timestamp": "2024-10-03", "source": "crm"},
     ]
-    customers = [{"customer_id": f"C{k}", "region": "north" if k % 2 else "south"} for k in range(1, 7)]
+    customers = [  # the attributes the session's model was trained with (simulator's customers table)
+        {
+            "customer_id": f"C{k}",
+            "signup_date": dt.date(2023, k, 15),
+            "region": "north" if k % 2 else "south",
+            "age_band": "25-34" if k % 2 else "45-54",
+            "loyalty_member": k % 3 == 0,
+            "app_user": k % 2 == 0,
+        }
+        for k in range(1, 7)
+    ]
     return {
         "events": events,
         "contacts": contacts,
@@ -102,7 +112,7 @@ def _write(tables: Tables, root: Path, *, parquet: tuple[str, ...] = ()) -> Path
     root.mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
         frame = pl.DataFrame(rows, infer_schema_length=None)
-        if name in parquet:
+        if name in parquet or name == "customers":  # typed attributes (dates, booleans) as the model saw them
             frame.write_parquet(root / f"{name}.parquet")
         else:
             frame.write_csv(root / f"{name}.csv")
@@ -377,7 +387,7 @@ def _flag_cases(hist: Path, out_dir: Path, model: Path, tmp_path: Path) -> list[
     score = ["score", str(hist), "--model", str(model), "--as-of", AS_OF]
     readonly = Path("/proc/omni_ml_out")  # not writable, even for root
     return [
-        ("score_missing_folder", [*score, "--out", str(out_dir / "nope" / "c.parquet")], r"--out .* does not exist"),
+        ("score_missing_folder", [*score, "--out", str(out_dir / "nope" / "c.parquet")], r"directory of out .* does"),
         ("score_out_is_dir", [*score, "--out", str(out_dir)], r"--out .* is a directory"),
         ("score_readonly", [*score, "--out", str(readonly / "c.parquet")], r"--out '/proc/omni_ml_out/c\.parquet'"),
         ("score_bad_suffix", [*score, "--out", str(out_dir / "c.xlsx")], r"must end in \.parquet or \.csv"),
@@ -400,9 +410,9 @@ def _flag_cases(hist: Path, out_dir: Path, model: Path, tmp_path: Path) -> list[
         ),
         ("score_fraction", [*score, "--out", str(out_dir / "c.parquet"), "--control-fraction", "1.5"], r"control_fra"),
         (
-            "features_missing_folder",
-            ["features", str(hist), "--as-of", AS_OF, "--out", str(out_dir / "a" / "f.parquet")],
-            r"--out .* does not exist",
+            "features_folder_is_a_file",
+            ["features", str(hist), "--as-of", AS_OF, "--out", str(hist / "events.csv" / "a" / "f.parquet")],
+            r"--out .* is a file, not a folder",
         ),
         (
             "features_bad_as_of",
@@ -411,7 +421,7 @@ def _flag_cases(hist: Path, out_dir: Path, model: Path, tmp_path: Path) -> list[
         ),
         ("resolve_readonly", ["resolve", str(hist), "--out", str(readonly / "m.parquet")], r"--out '/proc/"),
         (
-            "train_missing_folder",
+            "train_folder_is_a_file",
             [
                 "train",
                 str(hist),
@@ -421,9 +431,9 @@ def _flag_cases(hist: Path, out_dir: Path, model: Path, tmp_path: Path) -> list[
                 "28",
                 "--no-tracking",
                 "--out",
-                str(out_dir / "a" / "m.joblib"),
+                str(hist / "contacts.csv" / "m.joblib"),
             ],
-            r"--out .* does not exist",
+            r"--out .* is a file, not a folder",
         ),
         (
             "train_no_out",
@@ -469,7 +479,8 @@ def test_stale_scoring_goes_on_with_allow_stale(tmp_path: Path, campaign_model_p
     assert refused.exit_code == 2
     assert "--allow-stale" in flat(refused.stderr)
     assert not out.exists()
-    allowed = _run([*args, "--allow-stale"])
+    with pytest.warns(UserWarning, match=r"80 days before as_of 2025-03-01"):
+        allowed = _run([*args, "--allow-stale"])
     assert allowed.exit_code == 0, allowed.output
     assert out.exists()
     assert "warning: events: the last event" in flat(allowed.stdout)

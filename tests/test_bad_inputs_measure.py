@@ -80,7 +80,7 @@ def test_measure_cli_exits_2_naming_the_problem(tmp_path: Path) -> None:
     hist = _histories(tmp_path / "h", IDS, last_day=-1)
     campaign = tmp_path / "c.parquet"
     _campaign(IDS).write_parquet(campaign)
-    out = tmp_path / "report" / "r.csv"
+    out = tmp_path / "c.parquet" / "r.csv"  # under a file: cannot be written
     missing_folder = RUNNER.invoke(app, ["measure", str(campaign), str(hist), "--window", "30", "--out", str(out)])
     assert missing_folder.exit_code == 2
     assert "--out" in flat(missing_folder.stderr)
