@@ -214,7 +214,7 @@ def test_cli_train_logs_a_real_campaign_run_and_score_loads_it_by_alias(
     run_id = re.search(r"run_id: (\w+)", result.output).group(1)  # type: ignore[union-attr]
     assert "model_uri: models:/omni@champion" in result.output
 
-    client = mlflow.MlflowClient(resolve_tracking_uri())
+    client = mlflow.MlflowClient(resolve_tracking_uri(), registry_uri=resolve_tracking_uri())
     run = client.get_run(run_id)
     assert client.get_experiment(run.info.experiment_id).name == "yaml_experiment"
     assert run.data.params["horizon_days"] == "28"
@@ -259,6 +259,8 @@ def test_cli_train_logs_a_real_campaign_run_and_score_loads_it_by_alias(
     assert version.tags["backtest_auc"] == f"{run.data.metrics['auc']:.4f}"
     assert version.tags["horizon_days"] == "28"
     assert "campaign model" in client.get_registered_model("omni").description
+    mlflow.set_tracking_uri(resolve_tracking_uri())  # reset after the test by the conftest fixture
+    mlflow.set_registry_uri(resolve_tracking_uri())
     signature = mlflow.models.get_model_info("models:/omni@champion").signature
     assert {"customer_id", "propensity", "best_channel", "reason_1"} <= set(signature.outputs.input_names())
 
