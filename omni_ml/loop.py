@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._time import before
 from omni_ml.data import NO_CONTACT, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError
 
@@ -184,8 +185,8 @@ def _decisions(
     if name == "most_engaged":
         since = as_of - dt.timedelta(days=config.engagement_days)
         recent = hist.replace(
-            events=hist.events.filter(pl.col("timestamp") >= since),
-            contacts=None if hist.contacts is None else hist.contacts.filter(pl.col("timestamp") >= since),
+            events=hist.events.filter(~before(since)),
+            contacts=None if hist.contacts is None else hist.contacts.filter(~before(since)),
         )
         engagement = engagement_rates(recent, as_of)
     base = baseline_decisions(name, ids, consent, engagement=engagement, facts=facts, config=policy, seed=seed)  # type: ignore[arg-type]

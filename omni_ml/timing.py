@@ -53,7 +53,7 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from omni_ml._time import as_utc
+from omni_ml._time import as_utc, before, window
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, SchemaError
 from omni_ml.policy import NO_CONTACT, PolicyConfig, check_consent
@@ -185,11 +185,9 @@ def weekday_hour_counts(
     """
     cfg = config or TimingConfig()
     t = as_utc(as_of)
-    ts = pl.col("timestamp")
     types = sorted(set(cfg.hour_event_types) | set(cfg.weekday_event_types))
     lf = hist.events.filter(
-        (ts < t)
-        & (ts >= pl.lit(t - dt.timedelta(days=cfg.lookback_days)).cast(TIMESTAMP))
+        window(pl.lit(t - dt.timedelta(days=cfg.lookback_days)).cast(TIMESTAMP), end=t)
         & pl.col("event_type").is_in(types)
         & pl.col("customer_id").is_not_null()
     )
@@ -410,7 +408,7 @@ class SendTimeModel:
     @staticmethod
     def _mean_gap(hist: Histories, moment: dt.datetime) -> float:
         buys = (
-            hist.events.filter((pl.col("timestamp") < moment) & (pl.col("event_type") == "purchase"))
+            hist.events.filter(before(moment) & (pl.col("event_type") == "purchase"))
             .select("customer_id", pl.col("timestamp").dt.date().alias("day"))
             .unique()
             .sort("customer_id", "day")
@@ -558,7 +556,7 @@ class SendTimeModel:
         ts = pl.col("timestamp")
         buys = (
             hist.events.filter(
-                (ts < moment) & (pl.col("event_type") == "purchase") & pl.col("customer_id").is_in(ids.implode())
+                before(moment) & (pl.col("event_type") == "purchase") & pl.col("customer_id").is_in(ids.implode())
             )
             .select("customer_id", ts.dt.date().alias("day"))
             .unique()
@@ -586,7 +584,7 @@ class SendTimeModel:
         start = np.minimum(since[:, None], gap[:, None])
         cycle = np.where(np.isnan(due)[:, None], 1.0, ((elapsed + 1.0) / (start + 1.0)) ** cfg.cycle_weight)
         recent = (
-            events.filter((pl.col("event_type") == "visit") & (pl.col("timestamp") >= moment - dt.timedelta(days=3)))
+            events.filter((pl.col("event_type") == "visit") & ~before(moment - dt.timedelta(days=3)))
             .group_by("customer_id")
             .len()
         )
@@ -641,7 +639,7 @@ class SendTimeModel:
         ok = grid.with_columns((pl.col("instant") >= pl.lit(moment).cast(TIMESTAMP)).alias("ok"))
         if hist.contacts is not None:
             contacts = (
-                hist.contacts.filter((pl.col("timestamp") < moment) & pl.col("customer_id").is_in(ids.implode()))
+                hist.contacts.filter(before(moment) & pl.col("customer_id").is_in(ids.implode()))
                 .select("customer_id", pl.col("timestamp").alias("contact"))
                 .collect()
             )

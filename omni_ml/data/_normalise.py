@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 
+from omni_ml._time import window
 from omni_ml.data._contract import (
     _AMOUNT_BOUND,
     _F64,
@@ -231,7 +232,7 @@ def _range_check(col: str, timestamp_range: tuple[dt.datetime, dt.datetime]) -> 
     ts = pl.col(col)
     return _Check(
         col,
-        (ts < lo) | (ts >= hi),
+        ~window(lo, end=hi, column=col),
         ts,
         f"are outside the plausible range {lo:%Y-%m-%d} .. {hi:%Y-%m-%d}",
         "placeholder dates (0001-01-01, 1900-01-01, 9999-12-31) usually mean 'unknown': fix or remove those rows;"

@@ -25,6 +25,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
+from omni_ml._time import before
 from omni_ml.data import PROFILING, Histories
 
 __all__ = ["profiling_recorded", "profiling_records", "unconsented_links"]
@@ -50,7 +51,7 @@ def profiling_records(hist: Histories, moment: dt.datetime | None, primary_type:
     ts = pl.col("timestamp")
     lf = hist.consents.filter(pl.col("channel") == PROFILING)
     if moment is not None:
-        lf = lf.filter(ts < moment)
+        lf = lf.filter(before(moment))
     key = pl.coalesce(pl.col("identifier"), pl.lit(f"{primary_type}:") + pl.col("customer_id")).alias("key")
     return (
         lf.select(key, ts.dt.epoch("us").alias("t"), pl.col("granted"))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._time import before
 from omni_ml.data import Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError
 from omni_ml.measure._inputs import (
@@ -118,7 +119,7 @@ def _coverage(frame: pl.DataFrame, histories: Histories, as_of: dt.datetime, end
         more than 90% of the campaign's customer ids are unknown to the histories (another world's campaign).
     """
     ts = pl.col("timestamp")
-    stats = histories.events.select(ts.max().alias("last"), (ts >= as_of).sum().alias("after")).collect().row(0)
+    stats = histories.events.select(ts.max().alias("last"), (~before(as_of)).sum().alias("after")).collect().row(0)
     last, after = stats
     if not after:
         shown = f"{last:%Y-%m-%d %H:%M}" if last is not None else "none"

@@ -43,6 +43,7 @@ import numpy as np
 import polars as pl
 from scipy import optimize, special
 
+from omni_ml._time import before
 from omni_ml.data import Histories
 from omni_ml.exceptions import DataInsufficientError, ModelNotFoundError, SchemaError
 from omni_ml.features import MONEY_SCALE
@@ -84,9 +85,7 @@ def rfm_summary(hist: Histories, as_of: str | dt.date | dt.datetime, *, unit_day
     cutoff = to_utc(as_of)
     unit = dt.timedelta(days=unit_days)
     days = (
-        hist.events.filter(
-            (pl.col("event_type") == "purchase") & (pl.col("timestamp") < cutoff) & pl.col("customer_id").is_not_null()
-        )
+        hist.events.filter((pl.col("event_type") == "purchase") & before(cutoff) & pl.col("customer_id").is_not_null())
         .group_by("customer_id", pl.col("timestamp").dt.truncate("1d").alias("day"))
         # exact integer sums (1/10,000 units, as the feature engine): the same numbers in any chunk of customers
         .agg(

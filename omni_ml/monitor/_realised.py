@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml.data import NO_CONTACT
+
 __all__ = ["expected_vs_realised", "realised_figures", "record_realised"]
 
-NO_CONTACT = "no_contact"
 _PAIRS = (
     ("auc", "expected_auc"),
     ("conversions", "expected_conversions"),

@@ -18,13 +18,13 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from omni_ml.data import NO_CONTACT
 from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi
 from omni_ml.monitor._profile import BinCounter, Reference, drift_index, reference_binned
 
 __all__ = ["MONITOR_COLUMNS", "MonitorReport", "ScoringMonitor", "Verdict", "monitor_path"]
 
 Verdict = Literal["ok", "warn", "bad"]
-NO_CONTACT = "no_contact"
 _N_DECILES = 10
 SAMPLE_SEED = 7_919
 """Seed of the stable hash that picks the customers whose features are profiled."""
