@@ -291,7 +291,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     for module in args.register:
-        importlib.import_module(module)
+        loaded = importlib.import_module(module)
+        if callable(getattr(loaded, "register", None)):  # opt-in families register on request
+            loaded.register()
     wall0, cpu0 = time.perf_counter(), time.process_time()
 
     world = _world(args)

@@ -7,9 +7,19 @@ import datetime as dt
 import polars as pl
 import pytest
 
-import omni_ml.features.lifecycle  # noqa: F401  (registers the opt-in family)
 from omni_ml.data import Histories
 from omni_ml.features import FeatureConfig, build_features
+from omni_ml.features._registry import FAMILIES
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _lifecycle_registered() -> object:
+    """The opt-in family is registered for this module's tests only (the registry is process-wide)."""
+    from omni_ml.features.lifecycle import lifecycle
+
+    FAMILIES["lifecycle"] = lifecycle
+    yield
+    FAMILIES.pop("lifecycle", None)
 
 
 def _d(month: int, day: int) -> dt.datetime:

@@ -22,7 +22,7 @@ Two entry points, one engine:
 Families (``FeatureSet.families()``): ``rfm``, ``rfm_channel``, ``rfm_category``, ``browsing``,
 ``cart``, ``engagement``, ``contact_pressure``, ``interpurchase``, ``returns_service``,
 ``tenure``, ``consent``, ``customer``, ``time_of_year``. Add your own with :func:`register_family`.
-``import omni_ml.features.lifecycle`` registers the opt-in family ``lifecycle`` (silence against the
+``omni_ml.features.lifecycle.register()`` adds the opt-in family ``lifecycle`` (silence against the
 customer's own rate, purchase span share, purchase trend; not yet measured to help, so not a default).
 """
 

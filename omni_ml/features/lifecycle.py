@@ -16,7 +16,8 @@ booster that comparison directly, parameter-free, for purchases and for any acti
 
 Null when the customer has nothing of the kind before the cutoff (or, for the share, only one day).
 
-Opt-in: importing this module registers the family, and ``FeatureConfig(families=None)`` then builds it.
+Opt-in: :func:`register` adds the family to the registry, and ``FeatureConfig(families=None)`` then builds it
+(importing the module registers nothing: the registry is process-wide).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import polars as pl
 from omni_ml.features._registry import register_family
 from omni_ml.features._spec import FamilyContext, Feature, count, days_since_first, days_since_last, event
 
-__all__: list[str] = []
+__all__ = ["lifecycle", "register"]
 
 _PURCHASE = event("purchase")
 
@@ -47,7 +48,6 @@ def _silence(kind: str, where: pl.Expr | None, what: str) -> list[Feature]:
     return [n, first, last, expected]
 
 
-@register_family("lifecycle")
 def lifecycle(ctx: FamilyContext) -> list[Feature]:
     """Silence against the customer's own rate (purchases, any activity), purchase span share, purchase trend."""
     out = _silence("purchase", _PURCHASE, "purchases") + _silence("activity", None, "activities")
@@ -88,3 +88,8 @@ def lifecycle(ctx: FamilyContext) -> list[Feature]:
             seen.add(f.name)
             unique.append(f)
     return unique
+
+
+def register() -> None:
+    """Add the ``lifecycle`` family to the feature registry (every later feature build includes it)."""
+    register_family("lifecycle")(lifecycle)
