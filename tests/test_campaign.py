@@ -169,9 +169,9 @@ def test_channel_reasons_explain_contacts_and_stay_null_for_pauses(scored_with_r
     assert paused["channel_reason_1"].null_count() == paused.height
     texts = pl.concat([contacted["channel_reason_1"], contacted["channel_reason_2"].drop_nulls()]).to_list()
     codes = pl.concat([contacted["channel_reason_code_1"], contacted["channel_reason_code_2"].drop_nulls()]).to_list()
-    # Every text is in words, with a signed contribution unless it states the cost/consent rule of the choice
-    # (issue 23), never a raw booster column name.
-    rules = ("COST_LOWER", "ONLY_CONSENT", "VALUE_HIGHER")
+    # Every text is in words, with a signed contribution unless it states the cost/consent rule of the choice or
+    # a fact of the customer's call history (issue 23), never a raw booster column name.
+    rules = ("COST_LOWER", "ONLY_CONSENT", "VALUE_HIGHER", "CALL_CENTER_ANSWERED", "CALL_CENTER_NO_ANSWER")
     assert all((t.endswith(" pp)") and " (" in t) or c in rules for t, c in zip(texts, codes, strict=True))
     assert not any("arm_" in t or "{arm}" in t or " = " in t for t in texts)
 

@@ -357,7 +357,7 @@ def explain_channel_reasons(
         feats[targets, slots] = feat[out_i, out_c]
         used = take.sum(axis=1)
         shown_pp = np.where(take, chosen_pp, 0.0).sum(axis=1)
-        # call outcomes (logged in contacts.outcome), after the SHAP reasons while a slot is free
+        # call outcomes (outcome events of call_center contacts), after the SHAP reasons while a slot is free
         if calls is not None:
             part = calls[index.tolist()]
             answered = part["answered"].to_numpy()
