@@ -87,6 +87,7 @@ def channel_why(model: CampaignModel, resolved: Histories, campaign: pl.DataFram
         top_k=K,
         keys=ids.to_frame(),
         reference=model.reason_reference_,
+        calls=call_outcomes(resolved, AS_OF, ids),  # the campaign file states call-history facts too
     )
     return out, X
 
@@ -193,7 +194,7 @@ def _quotes(body: str, value: float, named: tuple[str, ...] | None) -> bool:
     """``body`` quotes ``value``: as a number, or as the name of the category / flag it codes."""
     if named:
         word = named[int(value)] if 0 <= int(value) < len(named) else "other"
-        return body.endswith(f" {word}") or f" {word} " in body
+        return body.endswith((f" {word}", f" {word})")) or f" {word} " in body
     return _close(body, value)
 
 
