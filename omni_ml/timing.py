@@ -153,7 +153,8 @@ def _localise(frame: pl.DataFrame, zones: pl.DataFrame | None, column: str = "ti
         return frame.with_columns(
             pl.col(column).dt.replace_time_zone(None).alias("local"), pl.lit("UTC").alias("time_zone")
         )
-    frame = frame.join(zones, on="customer_id", how="left").with_columns(pl.col("time_zone").fill_null("UTC"))
+    frame = frame.join(zones, on="customer_id", how="left", maintain_order="left")
+    frame = frame.with_columns(pl.col("time_zone").fill_null("UTC"))
     return _local_wall(frame, column)
 
 
@@ -302,7 +303,8 @@ class SendTimeModel:
         self.segment_hour_: dict[tuple[str, str], list[float]] = {}
         self.segment_weekday_: dict[tuple[str, str], list[float]] = {}
         hour_counts, week_counts, ids = self._counts(events, ALL, cfg)
-        seg_of_id = ids.to_frame().join(seg, on="customer_id", how="left")["segment"].fill_null("")
+        seg_of_id = ids.to_frame().join(seg, on="customer_id", how="left", maintain_order="left")["segment"]
+        seg_of_id = seg_of_id.fill_null("")
         for channel in channels:
             hc, wc, _ = (hour_counts, week_counts, ids) if channel == ALL else self._counts(events, channel, cfg, ids)
             pop_h = (hc.sum(axis=0) + 1.0) / (hc.sum() + HOURS)
@@ -372,7 +374,8 @@ class SendTimeModel:
         if customers is None or self.segment_by_ is None or self.segment_by_ not in customers.columns:
             return ids.with_columns(pl.lit("").alias("segment"))
         seg = customers.select("customer_id", pl.col(self.segment_by_).cast(pl.String).alias("segment"))
-        return ids.join(seg, on="customer_id", how="left").with_columns(pl.col("segment").fill_null(""))
+        joined = ids.join(seg, on="customer_id", how="left", maintain_order="left")
+        return joined.with_columns(pl.col("segment").fill_null(""))
 
     @staticmethod
     def _counts(
@@ -387,7 +390,8 @@ class SendTimeModel:
             else pl.when(pl.col("channel") == channel).then(1.0).otherwise(cfg.other_channel_weight)
         )
         index = ids.to_frame().with_row_index("row")
-        ev = events.join(index, on="customer_id", how="inner").with_columns(weight.alias("w"))
+        # the events' own order: float sums below must not depend on how a parallel join happened to interleave rows
+        ev = events.join(index, on="customer_id", how="inner", maintain_order="left").with_columns(weight.alias("w"))
         n = ids.len()
         hour = np.zeros((n, HOURS))
         week = np.zeros((n, WEEKDAYS))
@@ -646,7 +650,7 @@ class SendTimeModel:
             days_back = (pl.col("instant") - pl.col("contact")).dt.total_seconds() / 86_400.0
             counts = (
                 grid.select("row", "d", "customer_id", "instant")
-                .join(contacts, on="customer_id", how="inner")
+                .join(contacts, on="customer_id", how="inner", maintain_order="left")
                 .group_by("row", "d")
                 .agg(
                     (days_back <= 7).sum().alias("c7"),
@@ -654,7 +658,7 @@ class SendTimeModel:
                     days_back.min().alias("since"),
                 )
             )
-            ok = ok.join(counts, on=["row", "d"], how="left").with_columns(
+            ok = ok.join(counts, on=["row", "d"], how="left", maintain_order="left").with_columns(
                 (
                     pl.col("ok")
                     & (pl.col("c7").fill_null(0) < pol.max_contacts_7d)
