@@ -758,4 +758,6 @@ def _clv_12m(models: tuple[Any, Any] | None, hist: Histories, moment: dt.datetim
     summary = rfm_summary(hist, moment, unit_days=7.0).filter(pl.col("customer_id").is_in(ids.implode()))
     value = btyd_customer_value(models[0], models[1], summary, _CLV_WEEKS).select("customer_id", "customer_value")
     joined = ids.to_frame().join(value, on="customer_id", how="left", maintain_order="left")
-    return joined["customer_value"].to_numpy().astype(np.float64)
+    # rounded to 1/10,000 of a currency unit: numpy's vectorised exp/log differ in the last bits with the length of
+    # the chunk, and the file must hold the same bytes for any chunk count
+    return np.round(joined["customer_value"].to_numpy().astype(np.float64), 4)

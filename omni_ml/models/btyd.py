@@ -99,8 +99,9 @@ def rfm_summary(hist: Histories, as_of: str | dt.date | dt.datetime, *, unit_day
             (pl.len() - 1).cast(pl.Int64).alias("x"),
             pl.col("day").min().alias("first"),
             pl.col("day").max().alias("last"),
-            pl.col("value").first().alias("first_value"),
-            (pl.col("value").sum() - pl.col("value").first()).alias("repeat_value"),
+            # by day explicitly: a group's row order is not guaranteed by every polars engine
+            pl.col("value").sort_by("day").first().alias("first_value"),
+            (pl.col("value").sum() - pl.col("value").sort_by("day").first()).alias("repeat_value"),
         )
         .with_columns(pl.col("first_value", "repeat_value").cast(pl.Float64) / MONEY_SCALE)
         .with_columns(
