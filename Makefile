@@ -55,7 +55,7 @@ docs: $(STAMP)
 
 # The experiments/ notebooks, executed top to bottom on the small simulated world (nbmake, kernel python3).
 notebooks: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=600 experiments/
+	OMNI_ML_UNSALTED=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=600 experiments/
 
 lint: $(STAMP)
 	$(BIN)/ruff check omni_ml tests benchmarks experiments scripts
@@ -64,7 +64,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 lab: $(STAMP)
-	MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(BIN)/jupyter lab --notebook-dir=experiments \
+	OMNI_ML_UNSALTED=1 MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(BIN)/jupyter lab --notebook-dir=experiments \
 		$(if $(filter 0,$(shell id -u)),--allow-root)  # containers often run as root; Jupyter refuses that without the flag
 
 bench: $(STAMP)
@@ -73,7 +73,7 @@ bench: $(STAMP)
 # Re-resolve the pins after changing dependencies in pyproject.toml.
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/pip install --quiet --upgrade pip && .lockenv/bin/pip install --quiet '.[dev,spark]'
+	.lockenv/bin/pip install --quiet --upgrade pip && .lockenv/bin/pip install --quiet '.[dev,spark,bench]'
 	.lockenv/bin/pip freeze --exclude-editable | grep -v '^omni' > constraints.txt
 	rm -rf .lockenv
 

@@ -108,6 +108,7 @@ probability estimated); the most-engaged baseline is added on the same held-out 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import resource
@@ -179,6 +180,24 @@ def _ceiling_estimates(X_end: pl.DataFrame, ids: pl.Series, truth: pl.DataFrame,
             "p_if_contacted": est.reshape(-1),
             "p_if_not": 0.0,
         }
+    )
+
+
+def _pooled(effects: pl.DataFrame, alpha: float) -> pl.DataFrame:
+    """``alpha * uplift + (1 - alpha) * m_c * g_i``: each channel's mean uplift ``m_c`` times the person's factor.
+
+    ``g_i = sum_c uplift_ic / sum_c m_c`` pools the person's estimated uplift over all channels (the
+    person-level responsiveness shared by the channels), so the channel-specific part of each estimate
+    is shrunk away; ``alpha = 1`` is the learner's own estimate.
+    """
+    means = effects.group_by("channel").agg(pl.col("uplift").mean().alias("__m"))
+    out = effects.join(means, on="channel", how="left", maintain_order="left")
+    factor = (pl.col("uplift").sum() / pl.col("__m").sum()).over("customer_id")
+    pooled = alpha * pl.col("uplift") + (1.0 - alpha) * pl.col("__m") * factor
+    return (
+        out.with_columns(pooled.alias("uplift"))
+        .with_columns((pl.col("p_if_not") + pl.col("uplift")).alias("p_if_contacted"))
+        .drop("__m")
     )
 
 
@@ -261,6 +280,22 @@ def main() -> None:
         default=ChannelConfig.response_baseline,
         help="their baseline-adjusted columns (ChannelConfig.response_baseline; default on)",
     )
+    parser.add_argument(
+        "--exclude-families",
+        default="",
+        help="comma list of feature families left out of the channel model (e.g. contact_outcomes)",
+    )
+    parser.add_argument(
+        "--pool",
+        default="",
+        help="comma list of alpha: also score the S-learner's uplift pooled across channels (see _pooled)",
+    )
+    parser.add_argument(
+        "--offpolicy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the off-policy back-test on held-out units (--no-offpolicy: the truth table only)",
+    )
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -318,6 +353,11 @@ def main() -> None:
         response_history=args.response_history,
         response_baseline=args.response_baseline,
     )
+    if args.exclude_families:
+        from omni_ml.features import FeatureConfig
+
+        excluded = tuple(f for f in args.exclude_families.split(",") if f)
+        cfg = dataclasses.replace(cfg, features=FeatureConfig(engagement_window=365, exclude=excluded))
     data = channel_training_data(hist, end, cfg)
     build_s = time.perf_counter() - t1
     arms_count = data.keys.group_by("arm").len().sort("arm")
@@ -358,6 +398,11 @@ def main() -> None:
         fit_s, fit_cpu_s = time.perf_counter() - t2, _cpu_s() - c2
         if spec == "s":
             s_effects = effects
+            for alpha in [float(a) for a in args.pool.split(",") if a]:
+                pooled = _pooled(effects, alpha)
+                v, n = _value(decide(pooled, consent, facts, policy), truth, args.value)
+                rows.append({"policy": f"  pooled across channels (alpha {alpha:g})", "value": v, "contacts": n,
+                             "fit_s": 0.0})  # fmt: skip
         v, n = _value(decide(effects, consent, facts, policy), truth, args.value)
         label = f"learned {learner}-learner ({weighting or 'none'})" + (
             f" x{args.seeds} seeds" if args.seeds > 1 else ""
@@ -365,15 +410,27 @@ def main() -> None:
         rows.append({"policy": label, "value": v, "contacts": n, "fit_s": fit_s, "fit_cpu_s": fit_cpu_s})
 
     random_v = next(float(r["value"]) for r in rows if r["policy"] == "random")  # type: ignore[arg-type]
-    value_head = f"{'value by truth':>15s} {'share of oracle':>16s} {'contacts':>9s} {'fit s':>7s} {'fit CPU-s':>10s}"
-    print(f"\n{'policy':40s} {value_head}")
+    email_v = next(float(r["value"]) for r in rows if r["policy"] == "always_email")  # type: ignore[arg-type]
+    value_head = (
+        f"{'value by truth':>15s} {'share of oracle':>16s} {'value/oracle':>13s} {'x email':>8s} "
+        f"{'contacts':>9s} {'fit s':>7s} {'fit CPU-s':>10s}"
+    )
+    print(
+        "\nvalue: over pausing everyone, by the truth; share of oracle: (V - V_random) / (V_oracle - V_random); "
+        "value/oracle: V / V_oracle; x email: V / V_always_email"
+    )
+    print(f"{'policy':40s} {value_head}")
     for r in rows:
-        share = (float(r["value"]) - random_v) / (oracle - random_v)  # type: ignore[arg-type]
+        v = float(r["value"])  # type: ignore[arg-type]
+        share = (v - random_v) / (oracle - random_v)
         print(
-            f"{r['policy']!s:40s} {float(r['value']):15,.1f} {share:16.3f} {r['contacts']:>9,} "  # type: ignore[arg-type]
-            f"{float(r['fit_s']):7.0f} {float(r.get('fit_cpu_s', 0.0)):10.0f}"  # type: ignore[arg-type]
+            f"{r['policy']!s:40s} {v:15,.1f} {share:16.3f} {v / oracle:13.3f} {v / email_v:8.2f} "
+            f"{r['contacts']:>9,} {float(r['fit_s']):7.0f} {float(r.get('fit_cpu_s', 0.0)):10.0f}"  # type: ignore[arg-type]
         )
 
+    if not args.offpolicy:
+        print(f"\ntotal {time.perf_counter() - t0:.0f} s ({_cpu_s():.0f} CPU-s), peak RSS {_peak_mb():,.0f} MB")
+        return
     # ---------------------------------------------------------------- off-policy on held-out units
     bt = channel_backtest(hist, end, cfg, policy, holdout_days=args.holdout_days, n_bootstrap=args.bootstrap,
                           seed=args.seed, data=data)  # fmt: skip

@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import resource
 import tempfile
@@ -98,7 +99,7 @@ import polars as pl
 from benchmarks._memory import PeakRSS
 from omni_ml.data import load_histories
 from omni_ml.evaluate import evaluate_scores
-from omni_ml.features import build_features
+from omni_ml.features import FeatureConfig, build_features
 from omni_ml.identity import resolve_identities
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
 from omni_ml.models._common import P_EDGE, fit_calibrator, time_split
@@ -194,7 +195,62 @@ def _calibration_variants(
                 "fit_s": fit_s,
             }
         )
+    # season checks: the booster's own sigmoid (no map), and Platt fitted on the early-stopping and
+    # calibration cutoffs together (two label windows instead of the single latest one)
+    booster_p = np.clip(1 / (1 + np.exp(-raw_now)), P_EDGE, 1 - P_EDGE)
+    wider = np.concatenate([split.early_stopping, split.calibration]) if split.early_stopping is not None else None
+    extra = [("booster (no map)", booster_p)]
+    if wider is not None:
+        platt2 = fit_calibrator(model.predict_raw(ts.X[wider]), ts.y[wider], "sigmoid")
+        extra.append(("sigmoid, last 2 cutoffs", np.clip(np.asarray(platt2.predict(raw_now)), P_EDGE, 1 - P_EDGE)))
+    for label, p in extra:
+        distinct, tied, largest = _ties(p)
+        metrics = evaluate_scores(y, p, oracle=oracle).metrics
+        rows.append(
+            {
+                "calibration": label,
+                "auc_share": metrics["auc_share_of_oracle"],
+                "ece": metrics["ece"],
+                "brier": metrics["brier"],
+                "log_loss": metrics["log_loss"],
+                "distinct": distinct,
+                "tied": tied,
+                "largest_tie": largest,
+                "at_edge": float(((p <= P_EDGE) | (p >= 1 - P_EDGE)).mean()),
+                "same_as_base": float("nan"),
+                "fit_s": 0.0,
+            }
+        )
     return rows
+
+
+def _feature_ceiling(X: pl.DataFrame, oracle: np.ndarray, *, seed: int, n_jobs: int) -> np.ndarray:
+    """Out-of-fold LightGBM predictions of the oracle's probability from the features (5-fold CV).
+
+    The booster is fitted by cross-entropy to the true probabilities themselves (soft labels), so its AUC
+    is what these features can reach when the label noise and the time shift are taken away.
+    """
+    import lightgbm as lgb
+    from sklearn.model_selection import KFold
+
+    out = np.empty(X.height)
+    for train, test in KFold(5, shuffle=True, random_state=seed).split(np.arange(X.height)):
+        booster = lgb.LGBMRegressor(
+            objective="cross_entropy",
+            n_estimators=600,
+            learning_rate=0.03,
+            num_leaves=31,
+            min_child_samples=50,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.7,
+            random_state=seed,
+            n_jobs=n_jobs,
+            verbose=-1,
+        )
+        booster.fit(X[train], oracle[train])
+        out[test] = booster.predict(X[test])
+    return out
 
 
 def main() -> None:
@@ -211,12 +267,33 @@ def main() -> None:
         "at most 18 x 28 days = 16 months)",
     )
     parser.add_argument("--every-days", type=int, default=28)
+    parser.add_argument(
+        "--register", nargs="*", default=[], help="modules to import first (e.g. omni_ml.features.lifecycle)"
+    )
+    parser.add_argument(
+        "--compare-family",
+        default=None,
+        help="also fit PropensityModel (and the ceiling with --ceiling) without this family's columns, same rows",
+    )
+    parser.add_argument(
+        "--exclude-families", nargs="*", default=[], help="feature families to leave out (e.g. lifecycle)"
+    )
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--refit-all", action="store_true", help="also run PropensityModel(refit='all')")
     parser.add_argument(
         "--only-propensity", action="store_true", help="skip the baselines (e.g. for the calibration-map table)"
     )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also fit LightGBM to the oracle's own probabilities on the scoring rows (5-fold CV): the AUC share "
+        "today's features allow",
+    )
     args = parser.parse_args()
+    for module in args.register:
+        loaded = importlib.import_module(module)
+        if callable(getattr(loaded, "register", None)):  # opt-in families register on request
+            loaded.register()
     wall0, cpu0 = time.perf_counter(), time.process_time()
 
     world = _world(args)
@@ -230,7 +307,7 @@ def main() -> None:
     t = time.perf_counter()
     with PeakRSS() as mem:
         cuts = training_cutoffs(end, horizon, every_days=args.every_days, n=args.n_cutoffs)
-        ts = training_set(hist, cuts, horizon, as_of=end)
+        ts = training_set(hist, cuts, horizon, as_of=end, config=FeatureConfig(exclude=tuple(args.exclude_families)))
         scoring = build_features(hist, end, feature_set=ts.feature_set)
     t_features = time.perf_counter() - t
     print(
@@ -275,6 +352,49 @@ def main() -> None:
         results.append(
             {"model": name, "fit_s": fit_s, "predict_s": predict_s, "peak_mb": mem.extra_mb, **report.metrics}
         )
+    if args.ceiling:
+        t = time.perf_counter()
+        p_ceiling = _feature_ceiling(X_now, oracle, seed=args.seed, n_jobs=args.n_jobs)
+        report = evaluate_scores(y, p_ceiling, oracle=oracle)
+        results.append(
+            {
+                "model": "ceiling (LGBM on oracle p)",
+                "fit_s": time.perf_counter() - t,
+                "predict_s": 0.0,
+                "peak_mb": 0.0,
+                **report.metrics,
+            }
+        )
+    if args.compare_family:
+        dropped = ts.feature_set.families().get(args.compare_family, [])
+        print(f"\nwithout family {args.compare_family!r} ({len(dropped)} columns: {', '.join(dropped)}):")
+        t = time.perf_counter()
+        without = PropensityModel(n_jobs=args.n_jobs, random_state=args.seed).fit(
+            ts.X.drop(dropped), ts.y, cutoff=ts.keys["cutoff"].to_numpy()
+        )
+        report = evaluate_scores(y, without.predict_proba(X_now.drop(dropped))[:, 1], oracle=oracle)
+        results.append(
+            {
+                "model": f"PropensityModel - {args.compare_family}",
+                "fit_s": time.perf_counter() - t,
+                "predict_s": 0.0,
+                "peak_mb": 0.0,
+                **report.metrics,
+            }
+        )
+        if args.ceiling:
+            t = time.perf_counter()
+            p_ceiling = _feature_ceiling(X_now.drop(dropped), oracle, seed=args.seed, n_jobs=args.n_jobs)
+            report = evaluate_scores(y, p_ceiling, oracle=oracle)
+            results.append(
+                {
+                    "model": f"ceiling - {args.compare_family}",
+                    "fit_s": time.perf_counter() - t,
+                    "predict_s": 0.0,
+                    "peak_mb": 0.0,
+                    **report.metrics,
+                }
+            )
     oracle_report = evaluate_scores(y, oracle, oracle=oracle)
     results.append(
         {"model": "oracle (true p_purchase)", "fit_s": 0.0, "predict_s": 0.0, "peak_mb": 0.0, **oracle_report.metrics}
@@ -299,7 +419,7 @@ def main() -> None:
         cells = " ".join(f"{r[c]:>11.4f}" for c in cols)
         print(f"{r['model']:<28} {r['fit_s']:>7.1f} {r['peak_mb']:>6.0f} {cells}")
     main_row = results[0]
-    base_auc = max((r["auc"] for r in results[1:-1] if "Baseline" in r["model"]), default=float("nan"))
+    base_auc = max((r["auc"] for r in results if "Baseline" in r["model"]), default=float("nan"))
     print()
     print(f"base rate {y.mean():.4f}; ECE = 10 equal-mass bins; AUC share = model AUC / oracle AUC")
     checks = {
@@ -313,12 +433,12 @@ def main() -> None:
     model = fitted["PropensityModel"]
     print(f"\ncalibration maps of the same booster ({len(y):,} scored customers; default {model.calibration!r}):")
     print(
-        f"{'calibration':<18} {'AUC share':>9} {'ECE':>7} {'Brier':>7} {'log loss':>8} {'distinct':>9} {'tied':>7} "
+        f"{'calibration':<24} {'AUC share':>9} {'ECE':>7} {'Brier':>7} {'log loss':>8} {'distinct':>9} {'tied':>7} "
         f"{'largest':>8} {'0 or 1':>7} {'p = p0':>7}"
     )
     for v in _calibration_variants(model, ts, X_now, y, oracle):
         print(
-            f"{v['calibration']:<18} {v['auc_share']:>9.4f} {v['ece']:>7.4f} {v['brier']:>7.4f} {v['log_loss']:>8.4f} "
+            f"{v['calibration']:<24} {v['auc_share']:>9.4f} {v['ece']:>7.4f} {v['brier']:>7.4f} {v['log_loss']:>8.4f} "
             f"{v['distinct']:>9,} {v['tied']:>7.1%} {v['largest_tie']:>8.1%} {v['at_edge']:>7.1%} "
             f"{v['same_as_base']:>7.1%}"
         )

@@ -1,12 +1,27 @@
-"""One reading of user-given moments (as-of dates, cutoffs): ISO 8601 text, dates or datetimes, as UTC."""
+"""Time in one place: user-given moments as UTC, and the two table filters every module uses.
+
+* :func:`as_utc` reads as-of dates and cutoffs (ISO 8601 text, dates or datetimes) as aware UTC datetimes.
+* :func:`before` is the rule "known at ``t``": ``timestamp < t``, strictly (a row stamped exactly at the
+  cutoff happened at the moment of decision and is not known yet).
+* :func:`window` is a half-open period ``start <= timestamp < end`` (or ``start + days``): outcomes after
+  a cutoff, a look-back before it.
+
+Outside this module only the feature engine (``omni_ml.features``, one lazy plan over many cutoffs) and
+the labels (``omni_ml.labels``, the label window against a ``cutoff`` column) state these comparisons.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
+
+import polars as pl
 
 from omni_ml.exceptions import ConfigError
 
-__all__ = ["as_utc"]
+__all__ = ["as_utc", "before", "window"]
+
+_Moment = Any  # a datetime (or anything polars compares with a Datetime column) or a polars expression
 
 
 def as_utc(
@@ -36,3 +51,39 @@ def as_utc(
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def before(t: _Moment, column: str = "timestamp") -> pl.Expr:
+    """Rows known at ``t``: ``column < t`` (strict; ``t`` a datetime or a polars expression such as a cutoff column).
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"timestamp": [dt.datetime(2025, 1, d) for d in (1, 2, 3)]})
+    >>> frame.filter(before(dt.datetime(2025, 1, 2)))["timestamp"].dt.day().to_list()
+    [1]
+    """
+    return pl.col(column) < t
+
+
+def window(
+    start: _Moment,
+    days: float | None = None,
+    *,
+    end: _Moment | None = None,
+    column: str = "timestamp",
+) -> pl.Expr:
+    """Rows in the half-open period ``start <= column < end``, with ``end = start + days`` when ``days`` is given.
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"timestamp": [dt.datetime(2025, 1, d) for d in (1, 2, 3, 4)]})
+    >>> frame.filter(window(dt.datetime(2025, 1, 2), 2))["timestamp"].dt.day().to_list()
+    [2, 3]
+    >>> frame.filter(window(dt.datetime(2025, 1, 1), end=dt.datetime(2025, 1, 2)))["timestamp"].dt.day().to_list()
+    [1]
+    """
+    if (days is None) == (end is None):
+        msg = "window: give exactly one of days or end."
+        raise ValueError(msg)
+    stop = end if end is not None else start + dt.timedelta(days=float(days or 0))
+    return (pl.col(column) >= start) & before(stop, column)

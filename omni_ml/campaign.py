@@ -31,21 +31,43 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
 
+from omni_ml._time import as_utc, before
+from omni_ml.config import check_keys, from_mapping, from_yaml
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
 from omni_ml.identity import ensure_resolved
+from omni_ml.models.channel import ChannelConfig
+from omni_ml.models.value import ValueConfig
+from omni_ml.monitor import training_reference
 from omni_ml.policy import NO_CONTACT, PolicyConfig
+from omni_ml.training import TrainConfig
 
-__all__ = ["NO_CHANNEL_MODEL", "CampaignConfig", "CampaignModel"]
+__all__ = [
+    "NO_CHANNEL_MODEL",
+    "CampaignConfig",
+    "CampaignModel",
+    "CampaignModelLike",
+    "ExperimentConfig",
+    "load_experiment",
+]
 
 NO_CHANNEL_MODEL = "no_channel_model"
 _N_DECILES = 10
+# the send-time columns of the campaign table (omni_ml.timing), after the reasons
+_SEND_TIME_SCHEMA: dict[str, pl.DataType] = {
+    "send_weekday": pl.Int8(),
+    "send_hour": pl.Int8(),
+    "send_time_zone": pl.String(),
+    "send_on": pl.Date(),
+    "send_time_reason": pl.String(),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +78,13 @@ class CampaignConfig:
     ----------
     train
         Propensity recipe: a :class:`~omni_ml.training.TrainConfig` (cutoff spacing and count,
-        back-test cutoffs, LightGBM parameters, feature config) or a mapping of its fields.
+        back-test cutoffs, LightGBM parameters, feature config). A mapping of its fields is converted
+        here, once; ``None`` means the defaults.
     channel
-        Channel-model recipe (:class:`~omni_ml.models.channel.ChannelConfig` or a mapping);
+        Channel-model recipe (:class:`~omni_ml.models.channel.ChannelConfig`; a mapping is converted);
         ``None`` never fits one (every decision is ``no_contact`` / ``no_channel_model``).
     policy
-        Business rules of the decision (:class:`~omni_ml.policy.PolicyConfig` or a mapping).
+        Business rules of the decision (:class:`~omni_ml.policy.PolicyConfig`; a mapping is converted).
     costs_from_contacts
         Replace the policy's channel costs by the mean logged cost per channel (where logged).
     reasons
@@ -75,12 +98,18 @@ class CampaignConfig:
         ``None`` (default): the campaign table's ``customer_value`` (expected revenue over the horizon) is
         the heuristic propensity x orders per buyer x shrunk order value. A
         :class:`~omni_ml.models.value.ValueConfig` or mapping of its fields (``horizon_days`` defaults to
-        the propensity horizon): a LightGBM value model is fitted and predicts it instead.
+        the propensity horizon): a LightGBM value model is fitted and predicts it instead. A mapping is
+        checked here (unknown keys are a :class:`~omni_ml.exceptions.ConfigError`) and completed with
+        the propensity horizon at fit time.
     channel_backtest_days
         Held-out days of the channel policy's off-policy back-test
         (:func:`omni_ml.evaluate.channel_backtest`: learned policy, random channel and always-email, valued
         over pausing everyone with IPS / SNIPS / DR and 95% intervals); its metrics join ``metrics_``.
         ``None`` skips it.
+    timing
+        Send-time recipe (:class:`~omni_ml.timing.TimingConfig` or a mapping of its fields; ``{}``: its
+        defaults): the campaign table gets ``send_weekday, send_hour, send_time_zone, send_on,
+        send_time_reason``. ``None`` leaves those columns null.
 
     Examples
     --------
@@ -90,16 +119,41 @@ class CampaignConfig:
     (True, 2)
     """
 
-    train: Any = None
-    channel: Any = dataclasses.field(default_factory=dict)
-    policy: Any = None
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    channel: ChannelConfig | None = dataclasses.field(default_factory=ChannelConfig)
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     costs_from_contacts: bool = True
     reasons: int = 3
     value_margin: float | None = None
-    value_model: Any = None
+    value_model: Any = None  # ValueConfig | Mapping | None: a mapping waits for the propensity horizon
     channel_backtest_days: int | None = 42
+    timing: Any = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        def build(name: str, cls: type, default: Any) -> None:
+            value = getattr(self, name)
+            if value is None:
+                value = default
+            elif isinstance(value, Mapping):
+                value = from_mapping(cls, value, where=f"campaign.{name}")
+            elif not isinstance(value, cls):
+                got = type(value).__name__
+                msg = f"campaign.{name}: expected a {cls.__name__} or a mapping of its fields, got {got}."
+                raise ConfigError(msg)
+            object.__setattr__(self, name, value)
+
+        build("train", TrainConfig, TrainConfig())
+        build("channel", ChannelConfig, None)
+        build("policy", PolicyConfig, PolicyConfig())
+        _check_model_keys(self.train.model)
+        if isinstance(self.value_model, Mapping):
+            # every key checked now (nested features too); built at fit with the propensity horizon as default
+            from_mapping(ValueConfig, {"horizon_days": 1, **self.value_model}, where="campaign.value_model")
+            object.__setattr__(self, "value_model", dict(self.value_model))
+        elif self.value_model is not None and not isinstance(self.value_model, ValueConfig):
+            got = type(self.value_model).__name__
+            msg = f"campaign.value_model: expected a ValueConfig, a mapping or None, got {got}."
+            raise ConfigError(msg)
         if not isinstance(self.reasons, int) or isinstance(self.reasons, bool) or not 0 <= self.reasons <= 20:
             msg = f"CampaignConfig.reasons must be an integer in 0..20 (got {self.reasons!r})."
             raise ConfigError(msg)
@@ -113,36 +167,67 @@ class CampaignConfig:
             msg = f"CampaignConfig.channel_backtest_days must be None or an integer >= 7 (got {days!r})."
             raise ConfigError(msg)
 
-    def resolved(self) -> tuple[Any, Any, PolicyConfig]:
-        """The (TrainConfig, ChannelConfig | None, PolicyConfig) this config describes."""
-        from omni_ml.config import from_mapping
-        from omni_ml.models.channel import ChannelConfig
-        from omni_ml.training import TrainConfig
-
-        def build(cls: type, value: Any, where: str) -> Any:
-            if value is None or isinstance(value, cls):
-                return value
-            if isinstance(value, dict):
-                return from_mapping(cls, value, where=where)
-            msg = f"{where}: expected a {cls.__name__} or a mapping of its fields, got {type(value).__name__}."
-            raise ConfigError(msg)
-
-        train = build(TrainConfig, self.train, "CampaignConfig.train") or TrainConfig()
-        channel = build(ChannelConfig, self.channel, "CampaignConfig.channel")
-        policy = build(PolicyConfig, self.policy, "CampaignConfig.policy") or PolicyConfig()
-        return train, channel, policy
+    def resolved(self) -> tuple[TrainConfig, ChannelConfig | None, PolicyConfig]:
+        """``(train, channel, policy)``: the typed parts (already built by the constructor)."""
+        return self.train, self.channel, self.policy
 
 
-def _utc(value: str | dt.date | dt.datetime) -> dt.datetime:
-    from omni_ml.training import to_utc
+def _check_model_keys(model: Mapping[str, Any]) -> None:
+    """Unknown :class:`~omni_ml.models.PropensityModel` settings under ``train.model`` are a ConfigError."""
+    from omni_ml.models import PropensityModel
 
-    return to_utc(value)
+    check_keys(model, PropensityModel().get_params(), where="campaign.train.model", what="PropensityModel")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """An experiment YAML (``experiments/*.yaml``): its MLflow experiment name and the campaign recipe.
+
+    Examples
+    --------
+    >>> cfg = from_mapping(ExperimentConfig, {"experiment": "x", "campaign": {"channel": None, "reasons": 1}})
+    >>> cfg.experiment, cfg.campaign.channel, cfg.campaign.reasons
+    ('x', None, 1)
+    """
+
+    experiment: str | None = None
+    campaign: CampaignConfig = dataclasses.field(default_factory=CampaignConfig)
+
+    def __post_init__(self) -> None:
+        if self.campaign is None:
+            object.__setattr__(self, "campaign", CampaignConfig())
+        elif isinstance(self.campaign, Mapping):
+            object.__setattr__(self, "campaign", from_mapping(CampaignConfig, self.campaign, where="campaign"))
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML once into typed settings; a misspelt key at any level is a ConfigError.
+
+    Raises
+    ------
+    ConfigError
+        Missing or invalid file, or an unknown key (named with its closest known key).
+    """
+    return from_yaml(ExperimentConfig, path)
+
+
+@runtime_checkable
+class CampaignModelLike(Protocol):
+    """What scoring, tracking and the MLflow pyfunc need of a campaign model (:class:`CampaignModel` has it)."""
+
+    def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
+        """The campaign table as of ``as_of``."""
+        ...
+
+    def output_schema(self, *, reasons: int = 3) -> pl.Schema:
+        """Columns and types of :meth:`score`."""
+        ...
 
 
 def _before(hist: Histories, moment: dt.datetime) -> Histories:
     """Only rows strictly before ``moment``: nothing a model fitted at ``moment`` could not have known."""
     changes: dict[str, Any] = {
-        table: lf.filter(pl.col("timestamp") < moment)
+        table: lf.filter(before(moment))
         for table, lf in hist.tables().items()
         if "timestamp" in lf.collect_schema().names()
     }
@@ -151,13 +236,10 @@ def _before(hist: Histories, moment: dt.datetime) -> Histories:
     return hist.replace(**changes)
 
 
-def _feature_config(value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    from omni_ml.config import from_mapping
-    from omni_ml.features import FeatureConfig
+def _reason_reference(X: pl.DataFrame) -> dict[str, float]:
+    from omni_ml.explain import reference_medians
 
-    return from_mapping(FeatureConfig, value, where="CampaignConfig.train.features")
+    return reference_medians(X)
 
 
 def _ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
@@ -170,6 +252,19 @@ def _ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
     if hasattr(model, "predict_raw"):
         return np.asarray(model.predict_raw(X), dtype=np.float64)
     return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+
+
+def _reason_schema(k: int) -> dict[str, pl.DataType]:
+    """The reason columns beside the texts: codes, signed contributions (pp), baseline and other factors."""
+    if k < 1:
+        return {}
+    cols: dict[str, pl.DataType] = {f"reason_code_{i}": pl.String() for i in range(1, k + 1)}
+    cols.update({f"reason_pp_{i}": pl.Float64() for i in range(1, k + 1)})
+    cols.update({"reason_baseline": pl.Float64(), "reason_other_pp": pl.Float64()})
+    cols.update({f"channel_reason_code_{i}": pl.String() for i in range(1, k + 1)})
+    cols.update({f"channel_reason_pp_{i}": pl.Float64() for i in range(1, k + 1)})
+    cols["channel_reason_other_pp"] = pl.Float64()
+    return cols
 
 
 def _deciles(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -187,6 +282,8 @@ class CampaignModel:
 
     Attributes
     ----------
+    config_ : CampaignConfig
+        The config the fit used (``fit(config=...)`` or the constructor's or the defaults).
     as_of_ : datetime
         The as-of date of training (UTC). Scoring earlier than this would use a model that saw the future.
     horizon_days_ : int
@@ -208,6 +305,8 @@ class CampaignModel:
         The channel policy's out-of-time off-policy back-test (:func:`omni_ml.evaluate.channel_backtest`).
     report_ : Report
         The full back-test report (tables and plots for MLflow).
+    reference_ : omni_ml.monitor.Reference
+        The training reference scoring runs are compared with (aggregates only, see :mod:`omni_ml.monitor`).
 
     Examples
     --------
@@ -260,7 +359,8 @@ class CampaignModel:
         horizon_days
             Propensity horizon in days.
         config
-            Overrides the config given to the constructor.
+            Used instead of the config given to the constructor for this fit (``self.config`` is left as
+            it was; the config used is ``config_``).
 
         Returns
         -------
@@ -278,10 +378,8 @@ class CampaignModel:
         from omni_ml.training import training_cutoffs, training_set
 
         cfg = config or self.config or CampaignConfig()
-        if config is not None:
-            self.config = config
-        train_cfg, channel_cfg, policy = cfg.resolved()
-        moment = _utc(as_of)
+        train_cfg, channel_cfg, policy = cfg.train, cfg.channel, cfg.policy
+        moment = as_utc(as_of, name="as_of")
         # The propensity rows at each cutoff t see identity links known before t only: training_set resolves
         # unresolved histories as of each cutoff (a link made at a later purchase, e.g. a login at checkout,
         # must not merge browsing into a row at t). The rest of the fit works on the histories as of `moment`.
@@ -289,7 +387,7 @@ class CampaignModel:
         hist = ensure_resolved(raw, moment)
 
         cuts = training_cutoffs(moment, horizon_days, every_days=train_cfg.every_days, n=train_cfg.n_cutoffs)
-        ts = training_set(raw, cuts, horizon_days, config=_feature_config(train_cfg.features), as_of=moment)
+        ts = training_set(raw, cuts, horizon_days, config=train_cfg.features, as_of=moment)
         propensity, report = fit_propensity(hist, moment, horizon_days, train_cfg, ts=ts)
 
         latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
@@ -326,6 +424,7 @@ class CampaignModel:
                 except DataInsufficientError as exc:
                     note = f"channel back-test skipped: {exc}"
 
+        self.config_ = cfg
         self.as_of_ = moment
         self.horizon_days_ = int(horizon_days)
         self.feature_set_ = ts.feature_set
@@ -336,16 +435,36 @@ class CampaignModel:
         self.channel_note_ = note
         self.policy_ = policy
         self.reasons_ = cfg.reasons
+        self.reason_reference_ = _reason_reference(ts.X.filter(latest))
         self.channel_backtest_ = backtest
         self.metrics_ = {k: float(v) for k, v in report.metrics.items() if isinstance(v, int | float)}
         if backtest is not None:
             self.metrics_.update(backtest.metrics)
         self.report_ = report
         self._fit_value(hist, moment, cfg)
+        self._fit_timing(hist, moment, cfg)
+        self.reference_ = training_reference(self, hist, ts)
         return self
 
+    def _fit_timing(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
+        from omni_ml.config import from_mapping
+        from omni_ml.timing import SendTimeModel, TimingConfig
+
+        self.timing_: Any = None
+        if cfg.timing is None:
+            return
+        tcfg = cfg.timing
+        if isinstance(tcfg, dict):
+            tcfg = from_mapping(TimingConfig, tcfg, where="CampaignConfig.timing")
+        if not isinstance(tcfg, TimingConfig):
+            msg = (
+                f"CampaignConfig.timing: expected a TimingConfig or a mapping of its fields, got {type(tcfg).__name__}."
+            )
+            raise ConfigError(msg)
+        self.timing_ = SendTimeModel(config=tcfg).fit(hist, moment)
+
     def _fit_value(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
-        from omni_ml.models.value import CustomerValueModel, OrderValueStats, ValueConfig
+        from omni_ml.models.value import CustomerValueModel, OrderValueStats
 
         try:
             self.value_stats_: Any = OrderValueStats.fit(hist, moment, horizon_days=self.horizon_days_)
@@ -355,11 +474,10 @@ class CampaignModel:
         self.value_model_: Any = None
         if cfg.value_model is not None:
             vcfg = cfg.value_model
-            if isinstance(vcfg, dict):
-                from omni_ml.config import from_mapping
-
+            if isinstance(vcfg, Mapping):
                 vcfg = from_mapping(ValueConfig, {"horizon_days": self.horizon_days_, **vcfg}, where="value_model")
             self.value_model_ = CustomerValueModel(vcfg).fit(hist, moment)
+        self.clv_models_: Any = _fit_clv(hist, moment)
 
     # ------------------------------------------------------------------ score
 
@@ -374,11 +492,14 @@ class CampaignModel:
             "expected_uplift": pl.Float64(),
             "expected_value": pl.Float64(),
             "customer_value": pl.Float64(),
+            "clv_12m": pl.Float64(),
         }
         cols.update({f"score_{c}": pl.Float64() for c in self.channels})
         cols.update({"rule": pl.String(), "offer_category": pl.String(), "suppressed_category": pl.String()})
         cols.update({f"reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update({f"channel_reason_{k}": pl.String() for k in range(1, reasons + 1)})
+        cols.update(_SEND_TIME_SCHEMA)
+        cols.update(_reason_schema(reasons))
         return pl.Schema(cols)
 
     def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
@@ -399,12 +520,19 @@ class CampaignModel:
         polars.DataFrame
             :meth:`output_schema` columns: ``customer_id, as_of, propensity, propensity_decile (1 = top
             10%), best_channel (or no_contact), expected_uplift, expected_value, customer_value, score_<channel>...,
-            rule, offer_category, suppressed_category, reason_1..reason_K, channel_reason_1..channel_reason_K``.
+            rule, offer_category, suppressed_category, reason_1..reason_K, channel_reason_1..channel_reason_K,
+            send_weekday, send_hour, send_time_zone, send_on, send_time_reason``.
             ``reason_*`` explain the propensity; ``channel_reason_*`` explain the channel decision (why the
             chosen channel rather than no contact: SHAP of the channel model's effect, in percentage points
             of conversion), null for ``no_contact``. ``customer_value`` is the expected
             revenue over the propensity horizon (the value model's, or propensity x orders per buyer x shrunk
-            order value; null for a model saved before it existed).
+            order value; null for a model saved before it existed). ``send_*`` come from the send-time model
+            (:mod:`omni_ml.timing`; null when ``timing`` is disabled or for a model saved before it existed):
+            the customer's best weekday (1 = Monday) and hour in ``send_time_zone``, and ``send_on``, the date
+            of the recommended contact within the campaign period (null for ``no_contact``). ``clv_12m`` is the
+            expected revenue over the next 12 months (52 weeks) by BG/NBD + Gamma-Gamma
+            (:mod:`omni_ml.models.btyd`, fitted on the training histories), null for a customer without a
+            purchase yet or when the models could not be fitted.
 
         Raises
         ------
@@ -416,7 +544,7 @@ class CampaignModel:
         self._check_fitted()
         k = self.reasons_ if reasons is None else int(reasons)
         schema = self.output_schema(reasons=k)
-        moment = _utc(as_of)
+        moment = as_utc(as_of, name="as_of")
         hist = ensure_resolved(hist, moment)
         features = build_features(hist, moment, feature_set=self.feature_set_)
         if features.height == 0:
@@ -434,14 +562,22 @@ class CampaignModel:
                 "propensity_decile": _deciles(raw, np.asarray(self.decile_edges_)),
             }
         )
-        base = base.with_columns(pl.Series("customer_value", self._customer_value(hist, moment, ids, X, propensity)))
+        base = base.with_columns(
+            pl.Series("customer_value", self._customer_value(hist, moment, ids, X, propensity)),
+            pl.Series("clv_12m", _clv_12m(getattr(self, "clv_models_", None), hist, moment, ids)).fill_nan(None),
+        )
         decisions, channel_X = self._decide(hist, moment, ids)
         out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
         if k > 0:
             out = out.join(self._reasons(X, ids, k), on="customer_id", how="left", maintain_order="left")
             if channel_X is not None:
-                why = self._channel_reasons(channel_X, ids, out["best_channel"], k)
+                why = self._channel_reasons(channel_X, ids, out, k, hist, moment)
                 out = out.join(why, on="customer_id", how="left", maintain_order="left")
+        timing = getattr(self, "timing_", None)
+        if timing is not None:
+            out = out.join(
+                self._send_times(timing, hist, moment, out), on="customer_id", how="left", maintain_order="left"
+            )
         missing = [name for name in schema if name not in out.columns]
         out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
@@ -505,52 +641,83 @@ class CampaignModel:
         check_consent(decisions, consent, default=policy.default_consent)
         return decisions, channel_X
 
-    def _reasons(self, X: pl.DataFrame, ids: pl.Series, k: int) -> pl.DataFrame:
-        from omni_ml.explain import explain
+    def _send_times(self, timing: Any, hist: Histories, moment: dt.datetime, out: pl.DataFrame) -> pl.DataFrame:
+        """``send_weekday, send_hour, send_time_zone, send_on, send_time_reason`` per row of ``out``."""
+        from omni_ml.explain import timing_reasons
 
-        frame = explain(self.propensity_, X, feature_set=self.feature_set_, top_k=k, keys=ids.to_frame())
-        return frame.select("customer_id", *[f"reason_{i}" for i in range(1, k + 1)])
-
-    def _channel_reasons(self, channel_X: pl.DataFrame, ids: pl.Series, best: pl.Series, k: int) -> pl.DataFrame:
-        """Why the chosen channel rather than no contact (null where the decision is ``no_contact``)."""
-        from omni_ml.explain import explain_channel
-
-        frame = explain_channel(self.channel_model_, channel_X, best, top_k=k, keys=ids.to_frame())
-        return frame.select(
-            "customer_id", *[pl.col(f"reason_{i}").alias(f"channel_reason_{i}") for i in range(1, k + 1)]
+        decisions = out.select("customer_id", "best_channel")
+        rec = timing.recommend(hist, moment, decisions, policy=self.policy_)
+        return rec.select("customer_id", *[c for c in _SEND_TIME_SCHEMA if c != "send_time_reason"]).with_columns(
+            timing_reasons(rec, decisions["best_channel"])
         )
+
+    def _reasons(self, X: pl.DataFrame, ids: pl.Series, k: int) -> pl.DataFrame:
+        """Why likely to buy: one reason per family against the moment's baseline (:func:`explain_reasons`)."""
+        from omni_ml.explain import explain_reasons
+
+        frame = explain_reasons(
+            self.propensity_,
+            X,
+            feature_set=self.feature_set_,
+            top_k=k,
+            keys=ids.to_frame(),
+            reference=getattr(self, "reason_reference_", None),
+        )
+        wanted = [c for c in _reason_schema(k) if not c.startswith("channel_")]
+        return frame.select("customer_id", *[f"reason_{i}" for i in range(1, k + 1)], *wanted)
+
+    def _channel_reasons(
+        self, channel_X: pl.DataFrame, ids: pl.Series, decided: pl.DataFrame, k: int, hist: Histories, moment: Any
+    ) -> pl.DataFrame:
+        """Why the chosen channel rather than no contact (null where the decision is ``no_contact``).
+
+        ``decided`` holds ``best_channel`` and the ``score_<channel>`` columns of the same customers, in order.
+        """
+        from omni_ml.explain import call_outcomes, explain_channel_reasons
+
+        frame = explain_channel_reasons(
+            self.channel_model_,
+            channel_X,
+            decided["best_channel"],
+            scores=decided.select(f"score_{c}" for c in self.channels),
+            costs=dict(self.policy_.channel_costs),
+            top_k=k,
+            keys=ids.to_frame(),
+            reference=getattr(self, "reason_reference_", None),
+            calls=call_outcomes(hist, moment, ids),
+        )
+        wanted = [c for c in _reason_schema(k) if c.startswith("channel_")]
+        return frame.select("customer_id", *[f"channel_reason_{i}" for i in range(1, k + 1)], *wanted)
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | Path) -> Path:
-        """Save the fitted bundle with joblib (compressed); returns the path.
+        """Save the fitted bundle with joblib (compressed) and its checksum ``<path>.sha256``; returns the path.
 
-        Written to a hidden temporary file next to ``path`` and renamed (:mod:`omni_ml._io`): a failed or
-        interrupted save leaves no partial model under ``path`` (an earlier model there stays as it was).
+        Written through the atomic writer (:mod:`omni_ml._io`): a failed or interrupted save leaves no
+        partial model under ``path`` (an earlier model there stays as it was). See
+        :mod:`omni_ml._model_files` for what the checksum protects.
         """
-        import joblib
-
-        from omni_ml._io import write_atomically
+        from omni_ml._model_files import dump_verified
 
         self._check_fitted()
-        return write_atomically(Path(path), lambda tmp: joblib.dump(self, tmp, compress=3), mkdir=False)
+        target = Path(path)
+        dump_verified(self, target)
+        return target
 
     @classmethod
     def load(cls, path: str | Path) -> CampaignModel:
-        """Load a bundle saved with :meth:`save`.
+        """Load a bundle saved with :meth:`save`, after checking its sha256 against ``<path>.sha256``.
 
         Raises
         ------
         ModelNotFoundError
-            No such file, or the file is not a CampaignModel.
+            No such file, no or a wrong checksum (nothing is unpickled then), or not a CampaignModel.
         """
-        import joblib
+        from omni_ml._model_files import load_verified
 
         source = Path(path)
-        if not source.is_file():
-            msg = f"model {str(source)!r}: no such file. Hint: save one with CampaignModel.save(path)."
-            raise ModelNotFoundError(msg)
-        obj = joblib.load(source)
+        obj = load_verified(source)
         if not isinstance(obj, cls):
             msg = f"model {str(source)!r} holds a {type(obj).__name__}, not a CampaignModel."
             raise ModelNotFoundError(msg)
@@ -564,3 +731,33 @@ class CampaignModel:
             f"CampaignModel(as_of={self.as_of_:%Y-%m-%d}, horizon_days={self.horizon_days_}, "
             f"features={len(self.feature_set_.names)}, channel_model={channel})"
         )
+
+
+_CLV_WEEKS = 52.0
+
+
+def _fit_clv(hist: Histories, moment: dt.datetime) -> tuple[Any, Any] | None:
+    """BG/NBD + Gamma-Gamma fitted on every customer's purchases before ``moment`` (weeks); None if impossible."""
+    from omni_ml.models.btyd import BetaGeoModel, GammaGammaModel, rfm_summary
+
+    summary = rfm_summary(hist, moment, unit_days=7.0)
+    repeat = summary.filter(pl.col("x") > 0)
+    if summary.height < 10 or repeat.height < 10:
+        return None  # a log this thin cannot identify four (three) parameters: clv_12m stays null
+    purchases = BetaGeoModel().fit(summary["x"], summary["t_x"], summary["T"])
+    value = GammaGammaModel().fit(repeat["x"], repeat["mean_value"])
+    return purchases, value
+
+
+def _clv_12m(models: tuple[Any, Any] | None, hist: Histories, moment: dt.datetime, ids: pl.Series) -> np.ndarray:
+    """Expected revenue over the next 52 weeks per id (null without models or without a purchase yet)."""
+    from omni_ml.models.btyd import btyd_customer_value, rfm_summary
+
+    if models is None:
+        return np.full(ids.len(), np.nan)
+    summary = rfm_summary(hist, moment, unit_days=7.0).filter(pl.col("customer_id").is_in(ids.implode()))
+    value = btyd_customer_value(models[0], models[1], summary, _CLV_WEEKS).select("customer_id", "customer_value")
+    joined = ids.to_frame().join(value, on="customer_id", how="left", maintain_order="left")
+    # rounded to 1/10,000 of a currency unit: numpy's vectorised exp/log differ in the last bits with the length of
+    # the chunk, and the file must hold the same bytes for any chunk count
+    return np.round(joined["customer_value"].to_numpy().astype(np.float64), 4)

@@ -1,7 +1,8 @@
 """The ``omni-ml`` command line: thin wrappers that parse arguments, call the public API, print summaries.
 
 Every command exits 0 on success, 2 on bad input (a :class:`~omni_ml.exceptions.OmniMLError`)
-with the message on stderr, and 1 on an unexpected failure.
+with the message on stderr, 3 when ``score --fail-on-drift`` stops on a bad health verdict, and 1 on an
+unexpected failure.
 """
 
 from __future__ import annotations
@@ -34,10 +35,33 @@ def _root(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show MLflow's own log lines, warnings and download progress bars.")
     ] = False,
+    unsalted: Annotated[
+        bool,
+        typer.Option(
+            "--unsalted",
+            help="Derive anonymous ids with a plain hash, without OMNI_ML_PSEUDONYM_KEY: only for data that is "
+            "not personal (a simulated world).",
+        ),
+    ] = False,
 ) -> None:
     """omni_ml: omnichannel personalisation toolkit (histories -> features -> models -> campaign file)."""
     if not verbose:
         ctx.call_on_close(_quiet_mlflow())
+    if unsalted:
+        import os
+
+        from omni_ml._privacy import UNSALTED_ENV
+
+        before = os.environ.get(UNSALTED_ENV)
+        os.environ[UNSALTED_ENV] = "1"
+
+        def restore() -> None:  # the command ran in this process (tests): leave the environment as found
+            if before is None:
+                os.environ.pop(UNSALTED_ENV, None)
+            else:
+                os.environ[UNSALTED_ENV] = before
+
+        ctx.call_on_close(restore)
 
 
 def _quiet_mlflow() -> Callable[[], None]:
@@ -69,13 +93,41 @@ def _quiet_mlflow() -> Callable[[], None]:
     return undo
 
 
-def _check_out(out: Path, example: str) -> None:
-    """Refuse an ``--out`` that cannot become a file before any work is done (exit 2, not a late traceback)."""
+def _check_out(out: Path, example: str, *, flag: str = "--out", directory: bool = False) -> None:
+    """Refuse an output path that cannot be written before any work is done (exit 2, not a late traceback).
+
+    A file target must not be a directory; a ``directory`` target must not be a file. Missing folders
+    are created by the writer later, so the nearest existing folder above the target must be a
+    directory that accepts a new file (probed by creating and removing a hidden file: permission bits
+    say nothing for root or on read-only mounts).
+    """
+    import os
+    import secrets
+
     from omni_ml.exceptions import ConfigError
 
-    if out.is_dir():
-        msg = f"--out {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
+    if directory and out.exists() and not out.is_dir():
+        msg = f"{flag} {str(out)!r} is a file; give a directory (it is created if missing)."
         raise ConfigError(msg)
+    if not directory and out.is_dir():
+        msg = f"{flag} {str(out)!r} is a directory; give a file name such as {str(out / example)!r}."
+        raise ConfigError(msg)
+    folder = out if directory else out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        msg = f"{flag} {str(out)!r}: {str(folder)!r} is a file, not a folder. Hint: choose another path."
+        raise ConfigError(msg)
+    probe = folder / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as exc:
+        msg = (
+            f"{flag} {str(out)!r}: cannot write in {str(folder)!r} ({exc.strerror or type(exc).__name__})."
+            " Hint: choose a folder you can write to."
+        )
+        raise ConfigError(msg) from None
+    probe.unlink(missing_ok=True)
 
 
 def _write_atomically(out: Path, write: Callable[[Path], object]) -> None:
@@ -90,8 +142,17 @@ def _user_errors(func: _F) -> _F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from omni_ml.exceptions import DriftError
+
         try:
             return func(*args, **kwargs)
+        except DriftError as exc:
+            report = getattr(exc, "report", None)
+            if report is not None:
+                typer.echo(report.to_text())
+            console.print("[bold red]error:[/] DriftError: ", end="")
+            console.print(str(exc), markup=False, highlight=False)
+            raise typer.Exit(code=3) from None
         except OmniMLError as exc:
             console.print(f"[bold red]error:[/] {type(exc).__name__}: ", end="")
             console.print(str(exc), markup=False, highlight=False)
@@ -195,8 +256,7 @@ def train(
     """Train the campaign model (propensity, channel, policy), back-test it out of time, log it to MLflow."""
     import warnings
 
-    from omni_ml.campaign import CampaignConfig, CampaignModel
-    from omni_ml.config import from_yaml
+    from omni_ml.campaign import CampaignModel, load_experiment
     from omni_ml.data import load_histories
     from omni_ml.exceptions import ConfigError
 
@@ -211,12 +271,10 @@ def train(
     settings = None
     horizon_days, train_as_of = horizon, as_of
     if config is not None:
-        import yaml
-
-        raw = yaml.safe_load(config.read_text()) if config.is_file() else None
-        settings = from_yaml(CampaignConfig, config, section="campaign")
-        if isinstance(raw, dict):
-            experiment = str(raw.get("experiment", experiment)) if experiment == "omni_ml" else experiment
+        loaded = load_experiment(config)  # read once; a misspelt key at any level is an error (exit 2)
+        settings = loaded.campaign
+        if loaded.experiment is not None and experiment == "omni_ml":
+            experiment = str(loaded.experiment)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         hist = load_histories(directory, as_of=train_as_of)
@@ -268,9 +326,26 @@ def simulate(
         int | None,
         typer.Option("--workers", help="Processes simulating chunks; default: one per core, at most 4 (same files)."),
     ] = None,
+    continue_from: Annotated[
+        Path | None,
+        typer.Option("--continue-from", help="A simulated world to continue (with --campaign and --days)."),
+    ] = None,
+    campaign: Annotated[
+        Path | None, typer.Option("--campaign", help="Campaign file sent at the world's end (best_channel).")
+    ] = None,
+    days: Annotated[int | None, typer.Option("--days", help="Days to continue the world by.")] = None,
 ) -> None:
-    """Simulate a seeded omnichannel world: histories tables plus the ground truth in OUT/truth/."""
+    """Simulate a seeded omnichannel world: histories tables plus the ground truth in OUT/truth/.
+
+    With --continue-from WORLD --campaign FILE --days D: the world continued by D days with the campaign
+    sent at its end, as a complete histories directory with truth/ for the new end.
+    """
     import os
+
+    _check_out(out, "", directory=True)
+    if continue_from is not None or campaign is not None or days is not None:
+        _continue(continue_from, campaign, days, out)
+        return
 
     workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
     import datetime as dt
@@ -307,6 +382,31 @@ def simulate(
     )
 
 
+def _continue(world: Path | None, campaign: Path | None, days: int | None, out: Path) -> None:
+    import polars as pl
+
+    from omni_ml.exceptions import ConfigError, SchemaError
+    from omni_ml.simulate import continue_histories
+
+    missing = [
+        flag for flag, v in (("--continue-from", world), ("--campaign", campaign), ("--days", days)) if v is None
+    ]
+    if missing:
+        msg = (
+            f"simulate: continuing a world needs --continue-from, --campaign and --days (missing {', '.join(missing)})."
+        )
+        raise ConfigError(msg)
+    assert world is not None
+    assert campaign is not None
+    assert days is not None
+    if not campaign.is_file():
+        msg = f"--campaign {str(campaign)!r}: no such file. Hint: pass the campaign file omni-ml score wrote."
+        raise SchemaError(msg)
+    frame = pl.read_csv(campaign, try_parse_dates=True) if campaign.suffix == ".csv" else pl.read_parquet(campaign)
+    path = continue_histories(world, frame, days, out)
+    typer.echo(f"continued {world} by {days} days with {campaign} to {path}; truth for the new end in {path / 'truth'}")
+
+
 @app.command()
 @_user_errors
 def score(
@@ -320,7 +420,7 @@ def score(
     control_fraction: Annotated[
         float, typer.Option("--control-fraction", help="Share of customers held out from contact.")
     ] = 0.1,
-    seed: Annotated[int, typer.Option("--seed", help="Campaign seed of the control group.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Campaign seed of the control group and exploration.")] = 0,
     chunks: Annotated[
         int | None, typer.Option("--chunks", help="Customer chunks processed in turn (default: by size).")
     ] = None,
@@ -328,10 +428,40 @@ def score(
     tracking_uri: Annotated[
         str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ models.")
     ] = None,
+    explore: Annotated[
+        float,
+        typer.Option(
+            "--explore",
+            help="Share in [0, 1) of customers outside the control group whose channel is drawn at random "
+            "among their allowed options, no_contact included (rule explore).",
+        ),
+    ] = 0.0,
+    fail_on_drift: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-drift", help="Exit 3 without writing the campaign file when the health verdict is bad."
+        ),
+    ] = False,
+    monitor_config: Annotated[
+        Path | None,
+        typer.Option("--monitor-config", help="YAML of MonitorConfig thresholds (a `monitor:` section or top level)."),
+    ] = None,
+    allow_stale: Annotated[
+        bool,
+        typer.Option("--allow-stale", help="Score even if the histories end more than the model's horizon before."),
+    ] = False,
 ) -> None:
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
 
+    thresholds = None
+    if monitor_config is not None:
+        from omni_ml.config import from_yaml
+        from omni_ml.monitor import MonitorConfig
+
+        thresholds = from_yaml(MonitorConfig, monitor_config, section=_yaml_section(monitor_config, "monitor"))
+
+    _check_out(out, "campaign.parquet")
     summary = run_scoring(
         directory,
         model=model,
@@ -344,8 +474,43 @@ def score(
         progress=sys.stderr.isatty(),
         engine=engine,  # type: ignore[arg-type]  # validated by score()
         tracking_uri=tracking_uri,
+        explore=explore,
+        monitor=thresholds,
+        fail_on_drift=fail_on_drift,
+        allow_stale=allow_stale,
     )
     typer.echo(summary.to_text())
+
+
+def _yaml_section(path: Path, name: str) -> str | None:
+    """``name`` when the YAML file has that top-level section, else ``None`` (the whole file)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        return None  # from_yaml reports it
+    return name if isinstance(raw, dict) and name in raw else None
+
+
+@app.command()
+@_user_errors
+def monitor(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/...")],
+    runs: Annotated[int, typer.Option("--runs", help="How many of the latest scoring runs to show.")] = 10,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write a plot of the runs (.png) here.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI.")] = None,
+) -> None:
+    """The last scoring runs of a model: drift, expected vs realised performance, volumes per channel."""
+    from omni_ml.scoring.history import monitor_history, plot_history
+
+    if plot is not None:
+        _check_out(plot, "monitor.png")
+    table = monitor_history(model_uri, runs=runs, tracking_uri=tracking_uri)
+    typer.echo(table.to_text())
+    if plot is not None and table.runs.height:
+        _write_atomically(plot, lambda tmp: plot_history(table, tmp))
+        typer.echo(f"wrote {plot}")
 
 
 @app.command()
@@ -406,6 +571,8 @@ def measure(
     """Measure a campaign: treated vs held-out control, incremental conversion and revenue with intervals."""
     from omni_ml.measure import measure_campaign, write_report
 
+    if out is not None:
+        _check_out(out, "measure.csv")
     report = measure_campaign(
         campaign_file,
         directory,
@@ -420,6 +587,54 @@ def measure(
     if out is not None:
         for path in write_report(report, out):
             typer.echo(f"wrote {path}")
+
+
+@app.command()
+@_user_errors
+def feedback(
+    campaign_file: Annotated[Path, typer.Argument(help="Campaign file from `omni-ml score` (assignment_probability).")],
+    directory: Annotated[Path, typer.Argument(help="Histories directory the campaign was scored on.")],
+    out: Annotated[Path, typer.Option("--out", help="New histories directory to write (or DIRECTORY itself).")],
+    sent: Annotated[
+        Path | None,
+        typer.Option("--sent", help="Sends log (customer_id, channel, timestamp): only these sends are added."),
+    ] = None,
+    campaign_id: Annotated[
+        str | None, typer.Option("--campaign-id", help="campaign_id of the rows (default cmp-YYYYMMDD of as_of).")
+    ] = None,
+) -> None:
+    """Append a campaign's sends and randomised pauses to the contacts table of a copy of the histories."""
+    from omni_ml.feedback import feedback as run_feedback
+
+    summary = run_feedback(campaign_file, directory, out, sent=sent, campaign_id=campaign_id)
+    typer.echo(summary.to_text())
+
+
+@app.command()
+@_user_errors
+def forget(
+    directory: Annotated[Path, typer.Argument(help="Histories directory holding the person.")],
+    customer: Annotated[str, typer.Option("--customer", help="The person's customer_id (as in a campaign file).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the cleaned histories here (default: replace the files in DIRECTORY)."),
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="YAML of IdentityRules used to find the person's identifiers.")
+    ] = None,
+) -> None:
+    """Right to erasure: remove a person and all their identifiers from every table, and say what was removed."""
+    from omni_ml.config import from_yaml
+    from omni_ml.identity import IdentityRules
+    from omni_ml.identity import forget as forget_person
+
+    if out is not None:
+        _check_out(out, "", directory=True)
+    else:
+        _check_out(directory, "", directory=True, flag="DIRECTORY")
+    identity_rules = from_yaml(IdentityRules, rules) if rules is not None else None
+    report = forget_person(directory, customer, out=out, rules=identity_rules)
+    typer.echo(report.to_text())
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -21,7 +21,7 @@ import yaml
 
 from omni_ml.exceptions import ConfigError
 
-__all__ = ["from_mapping", "from_yaml", "to_mapping"]
+__all__ = ["check_keys", "from_mapping", "from_yaml", "to_mapping"]
 
 _C = TypeVar("_C")
 
@@ -42,18 +42,11 @@ def from_mapping(cls: type[_C], values: Mapping[str, Any], *, where: str = "conf
     if not dataclasses.is_dataclass(cls):
         msg = f"{cls!r} is not a dataclass"
         raise TypeError(msg)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        parts = []
-        for k in unknown[:5]:
-            close = difflib.get_close_matches(k, fields, n=1)
-            parts.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        msg = (
-            f"{where}: unknown key(s) {', '.join(parts)}{' ...' if len(unknown) > 5 else ''} for {cls.__name__}. "
-            f"Known keys: {', '.join(fields)}."
-        )
+    if not isinstance(values, Mapping):
+        msg = f"{where}: expected a mapping of {cls.__name__} fields, got {type(values).__name__} ({values!r:.80})."
         raise ConfigError(msg)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    check_keys(values, fields, where=where, what=cls.__name__)
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
@@ -65,6 +58,31 @@ def from_mapping(cls: type[_C], values: Mapping[str, Any], *, where: str = "conf
             raise
         msg = f"{where}: {exc}"
         raise ConfigError(msg) from exc
+
+
+def check_keys(values: Mapping[str, Any], known: typing.Iterable[str], *, where: str, what: str) -> None:
+    """Raise :class:`ConfigError` naming every key of ``values`` not in ``known``, each with its closest match.
+
+    Examples
+    --------
+    >>> check_keys({"n_estimator": 5}, ["n_estimators", "seed"], where="model", what="M")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    omni_ml.exceptions.ConfigError: model: unknown key(s) 'n_estimator' (did you mean 'n_estimators'?) for M. ...
+    """
+    names = list(known)
+    unknown = [str(k) for k in values if k not in names]
+    if not unknown:
+        return
+    parts = []
+    for k in unknown[:5]:
+        close = difflib.get_close_matches(k, names, n=1)
+        parts.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    msg = (
+        f"{where}: unknown key(s) {', '.join(parts)}{' ...' if len(unknown) > 5 else ''} for {what}. "
+        f"Known keys: {', '.join(names)}."
+    )
+    raise ConfigError(msg)
 
 
 def _coerce(hint: Any, value: Any, *, where: str) -> Any:

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from omni_ml.data import load_histories
+from omni_ml.data import NO_CONTACT, load_histories
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
@@ -65,7 +65,7 @@ def campaign_step(out_dir: Path, *, tracking_uri: str | None = None, register_as
     print(f"   {model}")
     keys = ("auc", "pr_auc", "brier", "ece", "top_decile_lift", "base_rate")
     print("   propensity back-test: " + ", ".join(f"{k} {model.metrics_[k]:.3f}" for k in keys if k in model.metrics_))
-    if getattr(model, "channel_backtest_", None) is not None:
+    if model.channel_backtest_ is not None:
         print("   " + model.channel_backtest_.to_text().replace("\n", "\n   "))
     model_uri = f"models:/{register_as}@champion"
     print(f"   MLflow run {run.run_id} in {uri}; registered {register_as} version {run.version} as {model_uri}")
@@ -82,7 +82,7 @@ def _show_one_contact(campaign: Path) -> None:
     """Print the first contacted customer's row: decision, value and both kinds of reasons."""
     import polars as pl
 
-    rows = pl.read_parquet(campaign).filter(~pl.col("control_group") & (pl.col("best_channel") != "no_contact"))
+    rows = pl.read_parquet(campaign).filter(~pl.col("control_group") & (pl.col("best_channel") != NO_CONTACT))
     if rows.height == 0:
         return
     row = rows.row(0, named=True)
@@ -98,6 +98,12 @@ def _show_one_contact(campaign: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m omni_ml.demo``."""
+    import os
+
+    from omni_ml._privacy import UNSALTED_ENV
+
+    # The demo's world is simulated, not personal: plain hashes for its anonymous ids unless a key is set.
+    os.environ.setdefault(UNSALTED_ENV, "1")
     args = sys.argv[1:] if argv is None else argv
     run(Path(args[0]) if args else Path("demo_out"))
 

@@ -8,7 +8,8 @@
     ├── ConsentError(ValueError)        a decision would contact a customer on a channel without consent
     ├── ConfigError(ValueError)         a configuration value or file is invalid
     ├── DataInsufficientError(ValueError)  the data cannot support the requested model (one class, no contacts, ...)
-    └── ModelNotFoundError(LookupError) a model URI, alias or path does not resolve
+    ├── ModelNotFoundError(LookupError) a model URI, alias or path does not resolve
+    └── DriftError                      a scoring run's health verdict is bad and --fail-on-drift was asked (exit 3)
 
 Bad data and bad arguments raise ``ValueError`` subclasses so that generic
 ``except ValueError`` code keeps working; messages say what, where, expected,
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "ConsentError",
     "DataInsufficientError",
+    "DriftError",
     "LeakageError",
     "ModelNotFoundError",
     "OmniMLError",
@@ -54,3 +56,14 @@ class DataInsufficientError(OmniMLError, ValueError):
 
 class ModelNotFoundError(OmniMLError, LookupError):
     """A model URI, registry alias or local path does not resolve to a model."""
+
+
+class DriftError(OmniMLError):
+    """The scored population drifted from the training reference and the job was asked to stop on it.
+
+    ``report`` holds the :class:`omni_ml.monitor.MonitorReport` that decided; the CLI exits with code 3.
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report

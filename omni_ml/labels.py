@@ -16,6 +16,7 @@ from typing import Literal
 
 import polars as pl
 
+from omni_ml import _time
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import LeakageError, SchemaError
 
@@ -98,13 +99,11 @@ def purchase_labels(
         )
     lo, hi = frame["cutoff"].min(), frame["cutoff"].max() + horizon  # type: ignore[operator]
     purchases = (
-        hist.events.filter(
-            (pl.col("event_type") == "purchase") & (pl.col("timestamp") >= lo) & (pl.col("timestamp") < hi)
-        )
+        hist.events.filter((pl.col("event_type") == "purchase") & _time.window(lo, end=hi))
         .select("customer_id", "timestamp", _money("amount"))
         .collect()
     )
-    window = (pl.col("timestamp") >= pl.col("cutoff")) & (pl.col("timestamp") < pl.col("cutoff") + horizon)
+    window = _time.window(pl.col("cutoff"), end=pl.col("cutoff") + horizon)
     outcome = (
         frame.unique()
         .join(purchases, on="customer_id", how="inner")
@@ -189,11 +188,7 @@ def contact_outcomes(
         ).with_columns(pl.lit(0.0).alias("revenue"))
     lo, hi = keyed["timestamp"].min(), keyed["timestamp"].max() + window  # type: ignore[operator]
     events = (
-        hist.events.filter(
-            pl.col("event_type").is_in(["purchase", "open", "click"])
-            & (pl.col("timestamp") >= lo)
-            & (pl.col("timestamp") < hi)
-        )
+        hist.events.filter(pl.col("event_type").is_in(["purchase", "open", "click"]) & _time.window(lo, end=hi))
         .select(
             "customer_id",
             pl.col("timestamp").alias("__ts"),
@@ -204,7 +199,7 @@ def contact_outcomes(
         )
         .collect()
     )
-    in_window = (pl.col("__ts") >= pl.col("timestamp")) & (pl.col("__ts") < pl.col("timestamp") + window)
+    in_window = _time.window(pl.col("timestamp"), end=pl.col("timestamp") + window, column="__ts")
     same_campaign = (
         pl.col("campaign_id").is_null()
         | pl.col("__campaign").is_null()

@@ -39,7 +39,9 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
+from omni_ml import _time
+from omni_ml._time import before
+from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 
 __all__ = [
@@ -54,7 +56,6 @@ __all__ = [
     "history_facts",
 ]
 
-NO_CONTACT = "no_contact"
 RULES: tuple[str, ...] = (
     "best_value",
     "no_positive_value",
@@ -190,7 +191,7 @@ def history_facts(
     cfg = config or PolicyConfig()
     t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
     ts = pl.col("timestamp")
-    past_events = hist.events.filter(ts < t)
+    past_events = hist.events.filter(before(t))
     if customers is None:
         ids = [past_events.select("customer_id")]
         ids += [lf.select("customer_id") for lf in (hist.contacts, hist.consents, hist.customers) if lf is not None]
@@ -198,9 +199,10 @@ def history_facts(
     else:
         keys = pl.DataFrame({"customer_id": pl.Series(list(customers), dtype=pl.String)})
     days = (pl.lit(t).cast(TIMESTAMP) - ts).dt.total_seconds() / 86_400.0
-    if hist.contacts is not None:
+    sent = hist.sent_contacts  # a logged pause (no_contact) is no contact pressure
+    if sent is not None:
         contact_facts = (
-            hist.contacts.filter(ts < t)
+            sent.filter(before(t))
             .group_by("customer_id")
             .agg(
                 (days <= 7).sum().cast(pl.Int64).alias("contacts_7d"),
@@ -251,9 +253,10 @@ def history_facts(
 
 def costs_from_contacts(hist: Histories, *, before: dt.datetime | None = None) -> dict[str, float]:
     """Mean logged cost per channel (channels without a logged cost are left out)."""
-    if hist.contacts is None:
+    sent = hist.sent_contacts
+    if sent is None:
         return {}
-    lf = hist.contacts if before is None else hist.contacts.filter(pl.col("timestamp") < before)
+    lf = sent if before is None else sent.filter(_time.before(before))
     frame = lf.group_by("channel").agg(pl.col("cost").mean()).drop_nulls("cost").sort("channel").collect()
     return {str(c): float(v) for c, v in frame.iter_rows()}
 
@@ -285,14 +288,12 @@ def engagement_rates(
     if hist.contacts is None:
         return empty
     sent = (
-        hist.contacts.filter((pl.col("timestamp") < t) & pl.col("channel").is_in(chans))
+        hist.contacts.filter(before(t) & pl.col("channel").is_in(chans))
         .group_by("customer_id", "channel")
         .agg(pl.len().cast(pl.Int64).alias("contacts"))
     )
     engaged = (
-        hist.events.filter(
-            (pl.col("timestamp") < t) & pl.col("event_type").is_in(["open", "click"]) & pl.col("channel").is_in(chans)
-        )
+        hist.events.filter(before(t) & pl.col("event_type").is_in(["open", "click"]) & pl.col("channel").is_in(chans))
         .group_by("customer_id", "channel")
         .agg(pl.len().cast(pl.Int64).alias("engagements"))
     )

@@ -22,11 +22,17 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
+from omni_ml._model_files import SHA256_TAG, dump_verified, load_verified
 from omni_ml.exceptions import ModelNotFoundError
+
+if TYPE_CHECKING:
+    from omni_ml.campaign import CampaignConfig, CampaignModel, CampaignModelLike
+    from omni_ml.data import Histories
 
 __all__ = [
     "LoadedModel",
@@ -73,7 +79,7 @@ class TrackedRun:
 class LoadedModel:
     """A campaign model with its lineage (written into every campaign file)."""
 
-    model: Any
+    model: CampaignModelLike
     model_uri: str
     model_version: str | None
     run_id: str | None
@@ -238,7 +244,7 @@ def _clean_metric_name(name: str) -> str:
 
 
 def log_run(
-    model: Any,
+    model: CampaignModelLike,
     *,
     metrics: Mapping[str, float] | None = None,
     params: Mapping[str, Any] | None = None,
@@ -374,7 +380,6 @@ def _log_contents(
     the MLflow dataset ``training_set`` (metadata only, source = the histories directory ``source``). Every
     dataset is linked to the logged model. A registered version gets ``description`` and ``version_tags``.
     """
-    import joblib
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
@@ -401,7 +406,8 @@ def _log_contents(
         mlflow.log_text(text, name)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "campaign_model.joblib"
-        joblib.dump(model, bundle)
+        # The run records the bundle's sha256; loading checks it before unpickling.
+        mlflow.set_tag(SHA256_TAG, dump_verified(model, bundle))
         signature = ModelSignature(
             inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
             outputs=_output_schema(model),
@@ -532,8 +538,6 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
     ModelNotFoundError
         When the path, run, model name, version or alias does not exist (the message lists what does).
     """
-    import joblib
-
     if "://" not in uri and not uri.startswith(("models:/", "runs:/")):
         path = Path(uri)
         if not path.exists():
@@ -542,7 +546,7 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
                 "or the path written by `omni-ml train --out`."
             )
             raise ModelNotFoundError(msg)
-        return LoadedModel(joblib.load(path), str(path), None, None)
+        return LoadedModel(load_verified(path), str(path), None, None)
 
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -573,11 +577,21 @@ def load_campaign_model(uri: str, *, tracking_uri: str | None = None) -> LoadedM
             elif uri.startswith("runs:/"):
                 run_id = uri[len("runs:/") :].split("/", 1)[0]
                 client.get_run(run_id)
-            pyfunc = mlflow.pyfunc.load_model(uri)
+            expected = client.get_run(run_id).data.tags.get(SHA256_TAG) if run_id else None
+            # Only the bundle is fetched and unpickled, after its checksum matched the run's record;
+            # the logged pyfunc code is not imported here.
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri.rstrip("/")))
         except MlflowException as exc:
             msg = f"model {uri!r} not found in {resolved}: {str(exc).splitlines()[0]}. {_registry_hint(client, uri)}"
             raise ModelNotFoundError(msg) from exc
-    return LoadedModel(pyfunc.unwrap_python_model().campaign_model, uri, version, run_id)
+    if not expected:
+        msg = (
+            f"model {uri!r}: its run records no {SHA256_TAG} tag, so the bundle is not unpickled (a model file can"
+            " run code when loaded). Hint: train and log the model again with this version of omni_ml."
+        )
+        raise ModelNotFoundError(msg)
+    bundle = local / "artifacts" / "campaign_model.joblib"
+    return LoadedModel(load_verified(bundle, expected_sha256=expected), uri, version, run_id)
 
 
 def _registry_hint(client: Any, uri: str) -> str:
@@ -659,11 +673,11 @@ def _feature_table(feature_set: Any) -> pl.DataFrame:
 
 
 def train_campaign(
-    hist: Any,
+    hist: Histories,
     as_of: str | dt.date | dt.datetime,
     horizon_days: int,
     *,
-    config: Any = None,
+    config: CampaignConfig | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     run_name: str | None = None,
     register_as: str | None = None,
@@ -672,7 +686,7 @@ def train_campaign(
     explain_sample: int = 2000,
     source: str | None = None,
     seed: int = 0,
-) -> tuple[Any, TrackedRun]:
+) -> tuple[CampaignModel, TrackedRun]:
     """Fit a :class:`~omni_ml.campaign.CampaignModel` at ``as_of`` and log it as one MLflow run.
 
     Logged: parameters (horizon, cutoffs, feature families, model, channel and policy settings),
@@ -694,8 +708,8 @@ def train_campaign(
     -------
     (CampaignModel, TrackedRun)
     """
-    from omni_ml.campaign import CampaignConfig, CampaignModel
-    from omni_ml.explain import global_importance, plot_beeswarm, plot_importance
+    from omni_ml.campaign import CampaignConfig, CampaignModel  # noqa: F811 - the runtime import
+    from omni_ml.explain import global_importance, plot_beeswarm, plot_importance, plot_waterfall, reason_codes
     from omni_ml.features import build_features
     from omni_ml.identity import ensure_resolved
     from omni_ml.training import to_utc
@@ -704,7 +718,8 @@ def train_campaign(
         msg = "alias given without register_as. Hint: pass --register-as NAME together with --alias."
         raise ValueError(msg)
     moment = to_utc(as_of)
-    train_cfg, channel_cfg, _policy = (config or CampaignConfig()).resolved()
+    cfg = config or CampaignConfig()
+    train_cfg, channel_cfg = cfg.train, cfg.channel
     title = run_name or f"campaign-{moment:%Y-%m-%d}-h{horizon_days}"
     with _run(experiment, run_name=title, tracking_uri=tracking_uri) as (run, exp, uri):
         import mlflow
@@ -722,7 +737,7 @@ def train_campaign(
         )
         # The very call `omni-ml train --no-tracking` makes, on the same (unresolved) histories: the fit
         # resolves identities as of each training cutoff itself.
-        model = CampaignModel(config).fit(hist, moment, horizon_days=horizon_days)
+        model = CampaignModel(cfg).fit(hist, moment, horizon_days=horizon_days)
         report = model.report_
 
         scoring_rows = build_features(ensure_resolved(hist, moment), moment, feature_set=model.feature_set_)
@@ -741,8 +756,14 @@ def train_campaign(
         if X.height:
             if plots:
                 figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
+                # one customer's reasons, in pp from the moment's baseline: the likeliest buyer of the sample
+                top = int(np.argmax(model.propensity_.predict_proba(X)[:, 1]))
+                figures["reasons_waterfall"] = plot_waterfall(
+                    model.propensity_, X, row=top, feature_set=model.feature_set_
+                )
                 fig = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
                 figures["shap_importance_by_family"] = fig
+            tables["reason_codes"] = reason_codes(model.channels)
             tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
         if not plots:
             mlflow.set_tag("omni_ml.plots", "skipped: matplotlib/shap not installed (pip install 'omni_ml[lab]')")

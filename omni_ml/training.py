@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from omni_ml._time import as_utc
+from omni_ml._time import as_utc, before
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, SchemaError
-from omni_ml.features import FeatureSet, build_features
+from omni_ml.features import FeatureConfig, FeatureSet, build_features
 from omni_ml.labels import purchase_labels
 
 __all__ = [
@@ -43,7 +43,7 @@ _EVERY = re.compile(r"^\s*(\d+)\s*([dw])\s*$")
 _KEY_COLUMNS = ("customer_id", "cutoff")
 
 #: ``n_cutoffs=None`` takes at most this many cutoffs: 18 x 28 days = 16 months, so the latest label
-#: window's season is also seen a year earlier (measured best on the two-year default world, issue 6).
+#: window's season is also seen a year earlier (``benchmarks/RESULTS.md``, section "Propensity").
 AUTO_MAX_CUTOFFS = 18
 #: ... and at least this many (training, early stopping, calibration and a back-test cutoff), else an error.
 AUTO_MIN_CUTOFFS = 4
@@ -193,16 +193,27 @@ class TrainConfig:
     n_valid
         Latest cutoffs held out for the out-of-time back-test report.
     model
-        Keyword arguments of :class:`~omni_ml.models.PropensityModel`.
+        Keyword arguments of :class:`~omni_ml.models.PropensityModel` (their names are checked by
+        :class:`~omni_ml.campaign.CampaignConfig` and by the model itself).
     features
-        A ``FeatureConfig`` (or a mapping of its fields); ``None`` means the feature defaults.
+        A ``FeatureConfig`` (a mapping of its fields is converted once, here); ``None`` means the
+        feature defaults.
     """
 
     every_days: int = 28
     n_cutoffs: int | None = None
     n_valid: int = 1
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    features: Any = None
+    features: FeatureConfig | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.features, Mapping):
+            from omni_ml.config import from_mapping
+
+            object.__setattr__(self, "features", from_mapping(FeatureConfig, self.features, where="train.features"))
+        if not isinstance(self.model, Mapping):
+            msg = f"train.model: expected a mapping of PropensityModel settings, got {type(self.model).__name__}."
+            raise ConfigError(msg)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,7 +418,7 @@ def _rows(
     features = features.join(_first_seen(hist), on="customer_id", how="left", maintain_order="left")
     # a customer first seen at or after a cutoff did not exist then: such a row is future knowledge
     # (its label is 1 whenever the first record is a purchase in the window), and scoring at t never sees it
-    features = features.filter(pl.col("__first_seen").is_null() | (pl.col("__first_seen") < pl.col("cutoff")))
+    features = features.filter(pl.col("__first_seen").is_null() | before(pl.col("cutoff"), "__first_seen"))
     features = features.drop("__first_seen")
     keys = features.select("customer_id", pl.col("cutoff").cast(TIMESTAMP))
     if keys.height == 0:

@@ -16,6 +16,9 @@ from omni_ml.data import Histories
 # landing never depends on a lucky draw; `make test` on a workstation keeps exploring new examples.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+# Anonymous ids are keyed hashes (omni_ml._privacy): the suite, and the commands it runs in
+# subprocesses, use a fixed test key that protects nothing.
+os.environ.setdefault("OMNI_ML_PSEUDONYM_KEY", "omni-ml-test-suite-key-not-a-secret")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"

@@ -168,8 +168,11 @@ def test_channel_reasons_explain_contacts_and_stay_null_for_pauses(scored_with_r
     assert contacted["channel_reason_1"].null_count() == 0
     assert paused["channel_reason_1"].null_count() == paused.height
     texts = pl.concat([contacted["channel_reason_1"], contacted["channel_reason_2"].drop_nulls()]).to_list()
-    # Every text is rendered in words with a signed contribution, never a raw booster column name.
-    assert all(t.endswith(" pp)") and " (" in t for t in texts)
+    codes = pl.concat([contacted["channel_reason_code_1"], contacted["channel_reason_code_2"].drop_nulls()]).to_list()
+    # Every text is in words, with a signed contribution unless it states the cost/consent rule of the choice or
+    # a fact of the customer's call history (issue 23), never a raw booster column name.
+    rules = ("COST_LOWER", "ONLY_CONSENT", "VALUE_HIGHER", "CALL_CENTER_ANSWERED", "CALL_CENTER_NO_ANSWER")
+    assert all((t.endswith(" pp)") and " (" in t) or c in rules for t, c in zip(texts, codes, strict=True))
     assert not any("arm_" in t or "{arm}" in t or " = " in t for t in texts)
 
 
@@ -239,3 +242,23 @@ def test_fit_trains_each_cutoff_on_identity_links_known_before_it(small_world: P
     assert as_of_each_cutoff == sum(rows(as_of, t) for t in cuts) + len(cuts)  # the trap is a row of its own
     model = CampaignModel(cfg).fit(hist, as_of, horizon_days=28)
     assert model.metrics_["train_rows"] == as_of_each_cutoff
+
+
+def test_clv_12m_is_bgnbd_gamma_gamma_value_null_without_a_purchase_27(
+    model: CampaignModel, scored: pl.DataFrame, resolved: Histories
+) -> None:
+    from omni_ml.models.btyd import btyd_customer_value, rfm_summary
+
+    summary = rfm_summary(resolved, SCORE_AS_OF)
+    buyers = set(summary["customer_id"])
+    with_value = scored.filter(pl.col("clv_12m").is_not_null())
+    assert set(with_value["customer_id"]) == buyers & set(scored["customer_id"])
+    assert (with_value["clv_12m"] >= 0).all()
+    purchases, value = model.clv_models_
+    direct = btyd_customer_value(purchases, value, summary, 52.0)
+    joined = with_value.join(direct, on="customer_id")
+    np.testing.assert_allclose(joined["clv_12m"], joined["customer_value_right"], rtol=1e-9)
+    # more past revenue goes with more expected value
+    past = summary.select("customer_id", (pl.col("first_value") + pl.col("mean_value") * pl.col("x")).alias("past"))
+    rank = with_value.join(past, on="customer_id").select(pl.corr("clv_12m", "past", method="spearman")).item()
+    assert rank > 0.3

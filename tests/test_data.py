@@ -403,7 +403,7 @@ def test_null_or_empty_customer_ids_and_identifiers(tmp_path: Path) -> None:
     msg = load_error(d)
     assert_problem(msg, r"^events\.customer_id: 1 of 5 rows have neither a customer_id nor an identifier", "'<null>'")
     assert_problem(
-        msg, r"^events\.identifier: 1 of 5 rows are not typed identifiers \(e\.g\. 'ann@x\.dk'\)", "TYPE:VALUE"
+        msg, r"^events\.identifier: 1 of 5 rows are not typed identifiers \(e\.g\. 'a\u2022{4}dk'\)", "TYPE:VALUE"
     )
     assert_problem(msg, r"^identity_links\.identifier_b: 1 of 2 rows are null or empty")
     assert_problem(msg, r"^customers\.customer_id: 1 of 4 rows are null or empty")
@@ -667,30 +667,6 @@ def test_summary_of_kept_rows_takes_dropped_copies_off(tmp_path: Path) -> None:
     assert summary.event_types == {"view": 2, "visit": 1}
     assert any(n.startswith("1 row carries only an identifier") for n in summary.notes)
     assert (summary.start, summary.end) == (dt.datetime(2025, 1, 1, tzinfo=UTC), dt.datetime(2031, 1, 1, tzinfo=UTC))
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    values=st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=1, max_size=60),
-    row_group=st.integers(1, 20),
-    statistics=st.booleans(),
-)
-def test_parquet_statistics_prove_no_empty_strings_only_when_true(
-    tmp_path: Path, values: list[str | None], row_group: int, statistics: bool
-) -> None:
-    from omni_ml.data._read import _nonempty_strings
-
-    file = tmp_path / "t.parquet"
-    pl.DataFrame({"s": values}, schema={"s": pl.String}).write_parquet(
-        file, row_group_size=row_group, statistics=statistics
-    )
-    proven = "s" in _nonempty_strings(file, ["s", "absent"])
-    if proven:
-        assert "" not in values
-    if statistics and "" not in values:
-        assert proven
-    assert "absent" not in _nonempty_strings(file, ["absent"])
-    assert _nonempty_strings(None, ["s"]) == frozenset()
 
 
 @pytest.mark.parametrize("statistics", [True, False])

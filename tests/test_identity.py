@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
+import os
 import random
 from pathlib import Path
 
@@ -68,7 +70,9 @@ def mapping(hist: Histories) -> dict[str, str]:
 
 
 def anon(anchor: str) -> str:
-    return "anon-" + hashlib.sha256(anchor.encode()).hexdigest()[:16]
+    """The anonymous id of a group anchored at ``anchor``: HMAC-SHA-256 under the suite's key (conftest)."""
+    key = os.environ["OMNI_ML_PSEUDONYM_KEY"].encode()
+    return "anon-" + hmac.new(key, anchor.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- merges
@@ -187,7 +191,8 @@ def test_shared_identifier_over_its_cap_is_quarantined_and_reported() -> None:
     assert m["phone:+4500"] == anon("phone:+4500")
     row = report.quarantined.row(0, named=True)
     assert (row["identifier"], row["degree"], row["max_degree"]) == ("phone:+4500", 4, 3)
-    assert "phone:+4500  degree 4 (max 3)" in report.to_text()
+    assert "phone:+\u2022\u2022\u2022\u202200  degree 4 (max 3)" in report.to_text()  # masked: personal data
+    assert "+4500" not in report.to_text()
     # the same graph without the cap merges four strangers
     loose = mapping(resolve_identities(make_hist(_household(4)), rules=IdentityRules(max_degree={"phone": None})))
     assert len({loose[f"email:p{i}@x"] for i in range(4)}) == 1
@@ -528,7 +533,8 @@ def test_cli_resolve_writes_the_map_and_prints_the_report(sample_dir: Path, tmp_
         app, ["resolve", str(sample_dir), "--out", str(tmp_path / "m3.parquet"), "--rules", str(rules)]
     )
     assert quarantined.exit_code == 0, quarantined.output
-    assert "email:bo@example.com  degree 2 (listed)" in quarantined.output
+    assert "email:bo@\u2022\u2022\u2022\u2022.com  degree 2 (listed)" in quarantined.output
+    assert "bo@example.com" not in quarantined.output  # identifiers are masked in command output
 
 
 def flat(text: str) -> str:

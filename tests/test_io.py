@@ -112,3 +112,18 @@ def test_the_target_always_holds_the_last_successful_write(tmp_path: Path, write
                 write_atomically(out, write)
         assert (out.read_bytes() if out.exists() else None) == expected
         assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def test_the_streaming_campaign_writer_uses_the_same_names_and_cleanup(tmp_path: Path) -> None:
+    from omni_ml.scoring._writer import AtomicTableWriter
+
+    target = tmp_path / "campaign.parquet"
+    leftover = tmp_path / f".campaign.parquet.{_dead_pid()}.cafef00d.tmp"
+    leftover.write_bytes(b"PAR1 killed mid-write")
+    with AtomicTableWriter(target, pl.Schema({"x": pl.Int64})) as writer:
+        assert writer.tmp_path.name.startswith(f".campaign.parquet.{os.getpid()}.")
+        assert not leftover.exists()
+        writer.write(pl.DataFrame({"x": [1, 2, 3]}))
+        writer.commit()
+    assert pl.read_parquet(target)["x"].to_list() == [1, 2, 3]
+    assert [p.name for p in tmp_path.iterdir()] == ["campaign.parquet"]

@@ -19,6 +19,8 @@ EXPECTED = [
     "04_best_channel",
     "05_explanations",
     "06_batch_scoring",
+    "07_campaign_loop",
+    "08_send_time",
 ]
 
 

@@ -258,8 +258,10 @@ def test_a_file_that_is_not_a_campaign_model_is_refused(small_world: Path, tmp_p
     import joblib
 
     joblib.dump({"not": "a model"}, tmp_path / "dict.joblib")
-    with pytest.raises(ModelNotFoundError, match="not a campaign model"):
+    # never unpickled: a file without the checksum that `train --out` / CampaignModel.save writes is refused (issue 22)
+    with pytest.raises(ModelNotFoundError, match="no checksum file 'dict.joblib.sha256' beside it"):
         score(small_world, model=tmp_path / "dict.joblib", as_of=AS_OF, out=tmp_path / "c.parquet")
+    assert not (tmp_path / "c.parquet").exists()
 
 
 @pytest.mark.parametrize(
@@ -336,7 +338,13 @@ def test_spark_and_single_machine_write_identical_files(
     assert on_spark.rules == local.rules
     assert _digest(tmp_path / "spark.parquet") == _digest(tmp_path / "local.parquet")
     assert pl.read_parquet(tmp_path / "spark.parquet")["reason_1"].null_count() < local.customers
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.parquet", "spark.parquet"]  # staging removed
+    # staging removed; each file has its monitoring report beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "local.monitor.parquet",
+        "local.parquet",
+        "spark.monitor.parquet",
+        "spark.parquet",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 from omni_ml.simulate import SimulationConfig, continue_world, load_config, preset, simulate
 
 TABLES = ("events", "contacts", "consents", "identity_links", "customers")
-TRUTH = ("identity", "propensity", "channel_response", "future_events")
+TRUTH = ("identity", "propensity", "channel_response", "future_events", "send_time")
 CFG = preset("small")
 END = dt.datetime(CFG.end.year, CFG.end.month, CFG.end.day, tzinfo=dt.UTC)
 
@@ -387,7 +387,7 @@ def test_continue_with_a_campaign_lifts_purchases_as_the_truth_says(small_world:
     assert abs(lift - expected) < 0.5 * expected + 0.01
     sent = pl.read_parquet(tmp_path / "cont" / "contacts.parquet")
     assert sent.height == campaign.height
-    assert (sent["timestamp"] == END).all()
+    assert (sent["timestamp"] == END + dt.timedelta(hours=9)).all()  # the default send time, 09:00 UTC
     assert (sent["campaign_id"] == "test-sms").all()
     # persons not in the campaign buy on the same days (common random numbers)
     others = ~pl.col("customer_id").is_in(campaign["customer_id"].implode())

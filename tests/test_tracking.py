@@ -223,8 +223,9 @@ def test_cli_train_logs_a_real_campaign_run_and_score_loads_it_by_alias(
     assert any(k.startswith("cutoff_") and k.endswith("/auc") for k in run.data.metrics)
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert {"plots/backtest_lift.png", "plots/backtest_calibration.png", "plots/shap_beeswarm.png"} <= plots
+    assert "plots/reasons_waterfall.png" in plots  # issue 23: one customer's reasons in pp
     tables = {a.path for a in client.list_artifacts(run_id, "tables")}
-    assert {"tables/features.csv", "tables/channel_policy_offpolicy.csv"} <= tables
+    assert {"tables/features.csv", "tables/channel_policy_offpolicy.csv", "tables/reason_codes.csv"} <= tables
     # The channel policy's off-policy values on held-out decisions, with intervals, for it and the baselines.
     for policy in ("learned", "random", "always_email"):
         m = run.data.metrics

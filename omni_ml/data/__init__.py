@@ -5,6 +5,7 @@ data/README.md)::
 
     events          required   customer_id or identifier, timestamp, channel, event_type, amount, ...
     contacts        optional   customer_id or identifier, timestamp, channel, campaign_id, cost, assignment_probability
+                               (channel no_contact: a logged pause, a decision rather than a message)
     consents        optional   customer_id or identifier, channel, granted, timestamp
     identity_links  optional   identifier_a, identifier_b, timestamp, source
     customers       optional   customer_id, then any static attribute
@@ -31,8 +32,7 @@ over the in-memory frame: consumers' ``collect()`` calls never read or parse the
 files again. Validation is one parallel polars ``select`` of aggregates per table (every
 rule and the summary), while two threads count rows per channel and event type and sort
 the timestamps (numpy) to find those that repeat; exact duplicates are searched only among
-rows whose timestamp repeats. Parquet statistics clear string columns of empty values
-without a scan. Distinct customers, which validation does not need, are counted when
+rows whose timestamp repeats. Distinct customers, which validation does not need, are counted when
 ``report.tables[t].customers`` is first read (on large tables over 64-bit hashes of the
 ids: exact unless two ids collide, odds ~1e-7 at a million customers).
 """
@@ -51,11 +51,13 @@ from omni_ml.data._contract import (
     CONTACTABLE_CHANNELS,
     DEFAULT_CHANNELS,
     EVENT_TYPES,
+    NO_CONTACT,
+    PROFILING,
     TABLES,
     TIMESTAMP,
     UNKNOWN_CHANNEL,
 )
-from omni_ml.data._read import _did_you_mean, _scan, _split_name, _to_utc
+from omni_ml.data._read import TimestampRange, _did_you_mean, _scan, _split_name, _timestamp_range, _to_utc
 from omni_ml.data._report import LoadReport, TableSummary, UnknownTableWarning
 from omni_ml.data._validation import _validate
 from omni_ml.exceptions import SchemaError
@@ -64,6 +66,8 @@ __all__ = [
     "CONTACTABLE_CHANNELS",
     "DEFAULT_CHANNELS",
     "EVENT_TYPES",
+    "NO_CONTACT",
+    "PROFILING",
     "TABLES",
     "TIMESTAMP",
     "UNKNOWN_CHANNEL",
@@ -98,6 +102,7 @@ class Histories:
         events: pl.DataFrame | pl.LazyFrame,
         *,
         as_of: str | dt.date | dt.datetime | None = None,
+        timestamp_range: TimestampRange | None = None,
         **tables: pl.DataFrame | pl.LazyFrame | None,
     ) -> Histories:
         """Validate in-memory tables exactly as :func:`load_histories` validates files.
@@ -115,7 +120,13 @@ class Histories:
             msg = f"unknown table(s) {', '.join(hints)}. Hint: the tables are {', '.join(TABLES)}."
             raise SchemaError(msg)
         raw = {"events": events.lazy(), **{k: v.lazy() for k, v in tables.items() if v is not None}}
-        frames, report = _validate(raw, source="<in-memory>", as_of=_to_utc(as_of), warnings_=())
+        frames, report = _validate(
+            raw,
+            source="<in-memory>",
+            as_of=_to_utc(as_of),
+            warnings_=(),
+            timestamp_range=_timestamp_range(timestamp_range),
+        )
         return cls(report=report, **frames)  # type: ignore[arg-type]
 
     def tables(self) -> dict[str, pl.LazyFrame]:
@@ -131,6 +142,17 @@ class Histories:
         return self.replace(**{t: lf.collect().lazy() for t, lf in self.tables().items()})
 
     @property
+    def sent_contacts(self) -> pl.LazyFrame | None:
+        """The contacts that were sent: ``contacts`` without the logged pauses (channel ``no_contact``).
+
+        Contact pressure, cool-downs, costs and contact features count these; the pauses are decisions
+        (``omni-ml feedback`` logs the randomised ones) that the channel model learns the no-contact outcome from.
+        """
+        if self.contacts is None:
+            return None
+        return self.contacts.filter(pl.col("channel") != NO_CONTACT)
+
+    @property
     def has_channels(self) -> bool:
         """False for a plain transaction log: every event's channel is ``unknown``."""
         summary = self.report.tables.get("events") if self.report else None
@@ -144,6 +166,7 @@ def load_histories(
     path: str | Path,
     *,
     as_of: str | dt.date | dt.datetime | None = None,
+    timestamp_range: TimestampRange | None = None,
 ) -> Histories:
     """Read, validate and normalise a histories directory.
 
@@ -155,6 +178,9 @@ def load_histories(
     as_of
         When given, rows at or after this moment are counted and reported (not dropped):
         data from the future relative to a scoring date usually means a wrong export.
+    timestamp_range
+        ``(from, until)``: timestamps outside ``[from, until)`` are refused as placeholders or broken
+        exports. Default: ``$OMNI_ML_TIMESTAMP_RANGE`` (``FROM..UNTIL``), else 1980-01-01 .. 2100-01-01.
 
     Returns
     -------
@@ -216,5 +242,12 @@ def load_histories(
         raise SchemaError(msg)
     for w in warns:
         warnings.warn(w, UnknownTableWarning, stacklevel=2)
-    frames, report = _validate(raw, source=str(root), as_of=_to_utc(as_of), warnings_=tuple(warns), files=found)
+    frames, report = _validate(
+        raw,
+        source=str(root),
+        as_of=_to_utc(as_of),
+        warnings_=tuple(warns),
+        files=found,
+        timestamp_range=_timestamp_range(timestamp_range),
+    )
     return Histories(report=report, **frames)  # type: ignore[arg-type]

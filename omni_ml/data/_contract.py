@@ -20,8 +20,17 @@ EVENT_TYPES: tuple[str, ...] = (
     "click",
     "service_call",
     "unsubscribe",
+    "redeem",
+    "no_answer",
+    "reached",
+    "interested",
 )
 UNKNOWN_CHANNEL = "unknown"
+NO_CONTACT = "no_contact"
+"""The action of not contacting a customer: a ``best_channel`` / ``recommended_channel`` of the campaign file, an arm
+of the channel model and a logged action of off-policy evaluation. A ``contacts`` row on this channel is a logged
+decision not to contact (a control-group or explored pause, cost 0, with its ``assignment_probability``), never a
+message (:attr:`Histories.sent_contacts`)."""
 TIMESTAMP = pl.Datetime("us", "UTC")
 
 _STR = pl.String
@@ -106,3 +115,12 @@ _SOURCES_WITH_UNKNOWN = ("events", "contacts")  # tables whose missing channel m
 # From this many rows on, distinct customers are counted over 64-bit hashes of the ids (cheaper
 # than comparing strings) and the rows per channel are counted in a thread beside the rules.
 _HASHED_MIN_ROWS = 1 << 20
+# Amounts and costs beyond this (in the currency's units) are export errors, not money.
+_AMOUNT_BOUND = 1e9
+# Timestamps outside [from, until) are placeholders or broken exports (0001-01-01, 1900-01-01,
+# 9999-12-31); the range is set by ``load_histories(timestamp_range=...)`` or this variable.
+TIMESTAMP_RANGE_ENV = "OMNI_ML_TIMESTAMP_RANGE"
+DEFAULT_TIMESTAMP_RANGE: tuple[str, str] = ("1980-01-01", "2100-01-01")
+# Consents name a channel one can be contacted on, or this permission to be recognised
+# across channels and personalised (DESIGN.md section 3, issue 22).
+PROFILING = "profiling"

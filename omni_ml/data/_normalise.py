@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 import polars as pl
 
+from omni_ml._time import window
 from omni_ml.data._contract import (
+    _AMOUNT_BOUND,
     _F64,
     _FALSE,
     _IDENTIFIER,
@@ -20,6 +23,7 @@ from omni_ml.data._contract import (
     _TS_FORMATS,
     EVENT_TYPES,
     TIMESTAMP,
+    TIMESTAMP_RANGE_ENV,
     UNKNOWN_CHANNEL,
 )
 from omni_ml.data._read import _did_you_mean
@@ -51,7 +55,6 @@ class _Plan:
     as_written: list[str]  # typed string columns read as they are; cleaned after reading only if needed
     checks: list[_Check]
     notes: list[str]
-    nonempty: frozenset[str] = frozenset()  # string columns that parquet statistics show have no empty value
 
 
 def _orig(col: str) -> str:
@@ -99,8 +102,25 @@ def _typed_column(
         if src == TIMESTAMP:  # already the contract's type: no conversion (it would copy the column)
             return [c], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
         if isinstance(src, pl.Datetime):
-            expr = (c.dt.convert_time_zone("UTC") if src.time_zone else c.dt.replace_time_zone("UTC")).cast(TIMESTAMP)
-            return [expr.alias(col)], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
+            expr = c.dt.convert_time_zone("UTC") if src.time_zone else c.dt.replace_time_zone("UTC")
+            if src.time_unit == "ns":  # microseconds hold every nanosecond timestamp's range
+                present = _null_check(col, missing.problem, fix, shown="<missing>")
+                return [expr.cast(TIMESTAMP).alias(col)], [present], ""
+            # Seconds or milliseconds far out of range overflow microseconds: a strict cast panics.
+            expr = expr.cast(TIMESTAMP, strict=False)
+            raw = c.to_physical()
+            overflow = _Check(
+                col,
+                pl.col(col).is_null() & pl.col(_orig(col)).is_not_null(),
+                pl.col(_orig(col)),
+                f"are out of the range of a timestamp (raw {src.time_unit} since 1970 shown)",
+                "fix the export: a timestamp this far from today is a broken value",
+            )
+            return (
+                [expr.alias(col), raw.alias(_orig(col))],
+                [overflow, _Check(col, pl.col(_orig(col)).is_null(), pl.lit("<missing>"), missing.problem, fix)],
+                "",
+            )
         if src == pl.Date:
             expr = c.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
             return [expr.alias(col)], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
@@ -134,7 +154,9 @@ def _typed_column(
     return [_clean_string(col, src, lower=col in _LOWER).alias(col)], [], ""
 
 
-def _plan(table: str, lf: pl.LazyFrame, *, text_source: bool) -> _Plan:
+def _plan(
+    table: str, lf: pl.LazyFrame, *, text_source: bool, timestamp_range: tuple[dt.datetime, dt.datetime]
+) -> _Plan:
     """Type one table lazily; raise on a broken schema (missing columns, unusable column types).
 
     ``text_source`` (csv): every string is stripped, blank values become null, channel and
@@ -188,7 +210,7 @@ def _plan(table: str, lf: pl.LazyFrame, *, text_source: bool) -> _Plan:
         later[todo].append(col)
     extra = [n for n in names if n not in spec.columns]
     data_cols = [*spec.columns, *extra]
-    checks += _table_checks(table)
+    checks += _table_checks(table, timestamp_range)
     return _Plan(lf.select(*exprs, *extra), data_cols, later["parse"], later["as_written"], checks, notes)
 
 
@@ -205,9 +227,39 @@ def _identifier_check(col: str, fix: str) -> _Check:
     return _Check(col, bad, c, "are not typed identifiers", fix, count)
 
 
-def _table_checks(table: str) -> list[_Check]:
+def _range_check(col: str, timestamp_range: tuple[dt.datetime, dt.datetime]) -> _Check:
+    lo, hi = timestamp_range
+    ts = pl.col(col)
+    return _Check(
+        col,
+        ~window(lo, end=hi, column=col),
+        ts,
+        f"are outside the plausible range {lo:%Y-%m-%d} .. {hi:%Y-%m-%d}",
+        "placeholder dates (0001-01-01, 1900-01-01, 9999-12-31) usually mean 'unknown': fix or remove those rows;"
+        f" if the dates are real, widen the range with {TIMESTAMP_RANGE_ENV}=FROM..UNTIL"
+        " (or load_histories(timestamp_range=...))",
+        guard=(ts.min() < lo) | (ts.max() >= hi),
+    )
+
+
+def _finite_check(col: str, what: str) -> _Check:
+    c = pl.col(col)
+    return _Check(
+        col,
+        c.is_nan() | (c.abs() > _AMOUNT_BOUND),
+        c,
+        f"are not finite or beyond +-{_AMOUNT_BOUND:.0e}",
+        f"{what} must be a real number (no NaN, inf or overflowed values); fix the export",
+        guard=c.is_nan().any() | (c.abs().max() > _AMOUNT_BOUND),
+    )
+
+
+def _table_checks(table: str, timestamp_range: tuple[dt.datetime, dt.datetime]) -> list[_Check]:
     """Rules over the typed columns of one table (beyond parsing)."""
-    checks: list[_Check] = []
+    checks: list[_Check] = [_range_check("timestamp", timestamp_range)] if "timestamp" in _SPECS[table].columns else []
+    for col, what in (("amount", "amount"), ("cost", "cost"), ("assignment_probability", "a probability")):
+        if col in _SPECS[table].columns:
+            checks.append(_finite_check(col, what))
     if _SPECS[table].keyed_by_person:
         checks.append(
             _identifier_check(
@@ -253,7 +305,7 @@ def _table_checks(table: str) -> list[_Check]:
         checks.append(
             _Check(
                 "assignment_probability",
-                ap.is_not_null() & ((ap <= 0) | (ap > 1)),
+                ap.is_not_null() & ~ap.is_nan() & ((ap <= 0) | (ap > 1)),
                 ap,
                 "are outside (0, 1]",
                 "assignment_probability is the probability the logging policy chose this contact; leave it empty"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import difflib
+import io
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 
 from omni_ml._time import as_utc
-from omni_ml.data._contract import _SEPARATORS
+from omni_ml.data._contract import _SEPARATORS, DEFAULT_TIMESTAMP_RANGE, TIMESTAMP_RANGE_ENV
 from omni_ml.exceptions import SchemaError
 
 
@@ -53,6 +56,13 @@ def _sniff_separator(text: str) -> str:
 
 def _scan(file: Path) -> pl.LazyFrame:
     if file.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.read_schema(file).names
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise SchemaError(_read_error(file.stem, file, exc)) from None
+        _refuse_repeated_names(file, names)
         return pl.scan_parquet(file)
     with file.open("rb") as fh:
         head = fh.read(64 * 1024)
@@ -60,10 +70,26 @@ def _scan(file: Path) -> pl.LazyFrame:
     if not text.strip():
         msg = f"{file.stem}: {file.name!r} is empty (no header). Hint: write a header row with the column names."
         raise SchemaError(msg)
-    lf = pl.scan_csv(file, separator=_sniff_separator(text), infer_schema=False, encoding="utf8")
+    separator = _sniff_separator(text)
+    header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=separator), [])
+    _refuse_repeated_names(file, [h.strip() for h in header])
+    lf = pl.scan_csv(file, separator=separator, infer_schema=False, encoding="utf8")
     names = lf.collect_schema().names()
     clean = {n: n.lstrip("\ufeff").strip() for n in names}
     return lf.rename({k: v for k, v in clean.items() if k != v})
+
+
+def _refuse_repeated_names(file: Path, names: list[str]) -> None:
+    """Raise when a column name repeats: readers rename or drop the copy, and a column is silently lost."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, start=1):
+        if name in seen:
+            msg = (
+                f"{file.stem}: {file.name!r} has the column {name!r} twice (columns {seen[name]} and {i})."
+                " Hint: give every column one unique name; rename or remove the copy."
+            )
+            raise SchemaError(msg)
+        seen[name] = i
 
 
 def _utf8_problem(file: Path) -> str | None:
@@ -81,6 +107,33 @@ def _to_utc(value: str | dt.date | dt.datetime | None) -> dt.datetime | None:
     return None if value is None else as_utc(value, error=SchemaError)
 
 
+TimestampRange = tuple[str | dt.date | dt.datetime, str | dt.date | dt.datetime]
+
+
+def _timestamp_range(value: TimestampRange | None) -> tuple[dt.datetime, dt.datetime]:
+    """The plausible ``[from, until)`` of timestamps: ``value``, else ``$OMNI_ML_TIMESTAMP_RANGE``, else the default.
+
+    The variable holds ``FROM..UNTIL`` in ISO 8601 (``1900-01-01..2100-01-01``).
+    """
+    where = "timestamp_range"
+    if value is None:
+        text = os.environ.get(TIMESTAMP_RANGE_ENV, "").strip()
+        where = f"${TIMESTAMP_RANGE_ENV}"
+        if not text:
+            value = DEFAULT_TIMESTAMP_RANGE
+        else:
+            parts = text.split("..")
+            if len(parts) != 2:
+                msg = f"{where}: {text!r} is not FROM..UNTIL. Hint: e.g. {TIMESTAMP_RANGE_ENV}=1900-01-01..2100-01-01."
+                raise SchemaError(msg)
+            value = (parts[0], parts[1])
+    lo, hi = (as_utc(v, name=where, error=SchemaError) for v in value)
+    if not lo < hi:
+        msg = f"{where}: the range {lo:%Y-%m-%d} .. {hi:%Y-%m-%d} is empty. Hint: give FROM before UNTIL."
+        raise SchemaError(msg)
+    return lo, hi
+
+
 def _read_error(table: str, file: Path | None, exc: Exception) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     where = f"{file.name!r}" if file else "the table"
@@ -90,39 +143,17 @@ def _read_error(table: str, file: Path | None, exc: Exception) -> str:
             f"{table}: {where} is not valid UTF-8 ({detail or first_line})."
             " Hint: save the file as UTF-8 (Excel: 'CSV UTF-8'); a BOM is fine."
         )
-    return f"{table}: {where} cannot be read ({type(exc).__name__}: {first_line})."
-
-
-def _nonempty_strings(file: Path | None, columns: Iterable[str]) -> frozenset[str]:
-    """The ``columns`` of a parquet file whose statistics prove that no value is the empty string.
-
-    The empty string sorts before every other string, so a column whose every row group records
-    a non-empty minimum (a truncated minimum is a prefix of the true one) or holds only nulls has
-    none. Missing statistics prove nothing; so does anything but a parquet file.
-    """
-    if file is None or file.suffix.lower() != ".parquet":
-        return frozenset()
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.read_metadata(file)
-    except (OSError, ValueError):  # the read reports what is wrong with the file
-        return frozenset()
-    index = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
-    proven = set()
-    for col in columns:
-        if col not in index:
-            continue
-        for r in range(meta.num_row_groups):
-            chunk = meta.row_group(r).column(index[col])
-            stats = chunk.statistics
-            if stats is None:
-                break
-            if stats.has_min_max:
-                if len(stats.min) == 0:
-                    break
-            elif not (stats.has_null_count and stats.null_count == chunk.num_values):
-                break
-        else:
-            proven.add(col)
-    return frozenset(proven)
+    if "more than one occurrence" in str(exc) or "duplicate" in type(exc).__name__.lower():
+        return (
+            f"{table}: {where} has a column name twice ({first_line})."
+            " Hint: give every column one unique name; a repeated header would silently drop a column."
+        )
+    if isinstance(exc, pl.exceptions.PanicException) or "out-of-range" in str(exc) or "overflow" in str(exc):
+        return (
+            f"{table}: {where} holds values polars cannot represent ({type(exc).__name__}: {first_line})."
+            " Hint: a timestamp or number is far out of range (e.g. year 300000); fix or remove it in the export."
+        )
+    return (
+        f"{table}: {where} cannot be read ({type(exc).__name__}: {first_line})."
+        " Hint: the file is damaged or not what its name says; export it again."
+    )

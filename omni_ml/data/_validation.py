@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import numpy as np
 import polars as pl
 
+from omni_ml._privacy import mask_identifier
+from omni_ml._time import before
 from omni_ml.data._contract import (
     _COUNTED,
     _HASHED_MIN_ROWS,
@@ -19,16 +21,21 @@ from omni_ml.data._contract import (
     _MAX_PROBLEMS,
     _SOURCES_WITH_UNKNOWN,
     _STR,
+    CONTACTABLE_CHANNELS,
+    DEFAULT_CHANNELS,
     EVENT_TYPES,
+    PROFILING,
     TABLES,
     UNKNOWN_CHANNEL,
 )
 from omni_ml.data._normalise import _clean_string, _parse_timestamps, _Plan, _plan
-from omni_ml.data._read import _nonempty_strings, _read_error
+from omni_ml.data._read import _read_error
 from omni_ml.data._report import LoadReport, TableSummary
+from omni_ml.data._vocabulary import near_miss
 from omni_ml.exceptions import SchemaError
 
 _T = TypeVar("_T")
+_IDENTIFIER_COLUMNS = ("identifier", "identifier_a", "identifier_b")
 
 
 def _repeated_values(values: pl.Series) -> pl.Series:
@@ -99,9 +106,12 @@ def _summary_aggs(table: str, cols: set[str], as_of: dt.datetime | None) -> list
     aggs: list[pl.Expr] = [pl.len().alias("__rows")]
     if "timestamp" in cols:
         ts = pl.col("timestamp")
-        aggs += [ts.min().alias("__start"), ts.max().alias("__end")]
+        # Clipped to what Python's datetime holds (years 1..9999): a year-10000 timestamp is refused
+        # by the range rule, and must not overflow the summary first.
+        lo, hi = dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+        aggs += [ts.min().clip(lo, hi).alias("__start"), ts.max().clip(lo, hi).alias("__end")]
         if as_of is not None:
-            aggs.append((ts >= as_of).sum().alias("__future"))
+            aggs.append((~before(as_of)).sum().alias("__future"))
     if "customer_id" in cols:
         aggs.append(pl.col("customer_id").null_count().alias("__customer_nulls"))
     return aggs
@@ -131,6 +141,7 @@ def _summarise(
     as_of: dt.datetime | None,
     notes: list[str],
     repeated_job: Future[pl.Series] | None = None,
+    consent_channels: frozenset[str] = frozenset(),
 ) -> tuple[pl.DataFrame, TableSummary, list[str], list[str]]:
     """One pass of aggregates: the rules over every row read, the summary over the rows kept.
 
@@ -148,14 +159,17 @@ def _summarise(
     cols = set(frame.columns)
     checks = [c for c in plan.checks if all(n in cols for n in c.bad.meta.root_names())]
     counted = [c for c in _COUNTED if c in cols and table in ("events", "contacts")]
+    if table == "consents" and "channel" in cols:
+        counted = ["channel"]
     # Blank values of the counted columns show among their distinct values; parquet statistics
     # (a non-empty minimum in every row group) clear the other columns.
-    blank_checked = [c for c in plan.as_written if c not in counted and c not in plan.nonempty]
+    # Whitespace-only values are blank too (a customer "   " is no customer): those need a scan.
+    blank_checked = [c for c in plan.as_written if c not in counted]
     aggs: list[pl.Expr] = [pl.len().alias("__total")]
     for i, chk in enumerate(checks):
         count = chk.bad.sum() if chk.count is None else chk.count
         aggs.append((count if chk.guard is None else chk.guard).alias(f"__n{i}"))
-    aggs += [(pl.col(c).str.len_bytes().min() == 0).alias(f"__blank_{c}") for c in blank_checked]
+    aggs += [pl.col(c).str.contains(r"^\s*$").any().alias(f"__blank_{c}") for c in blank_checked]
     aggs += _summary_aggs(table, cols, as_of)
     large = frame.height >= _HASHED_MIN_ROWS
     with ThreadPoolExecutor(max_workers=2) if large else _Inline() as pool:
@@ -201,13 +215,17 @@ def _summarise(
     for i, chk in enumerate(checks):
         n = int(stats[f"__n{i}"] or 0)
         if n:
+            example = stats[f"__ex{i}"]
+            if chk.column in _IDENTIFIER_COLUMNS and example is not None and not example.startswith("<"):
+                example = mask_identifier(example)  # an identifier is personal data: never printed whole
             problems.append(
-                f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {stats[f'__ex{i}']!r})."
-                f" Hint: {chk.fix}."
+                f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {example!r}). Hint: {chk.fix}."
             )
     notes = [*plan.notes, *notes]
     channels = {k: v for k, v in counts.get("channel", {}).items() if k is not None}
     event_types = {k: v for k, v in counts.get("event_type", {}).items() if k is not None}
+    if not dirty:  # values are final: check them against the vocabulary
+        problems += _vocabulary_problems(table, channels, event_types, total, consent_channels)
     other = [k for k in event_types if k not in EVENT_TYPES]
     if other:
         shown = ", ".join(other[:5]) + (" ..." if len(other) > 5 else "")
@@ -237,6 +255,48 @@ def _summarise(
     return kept, summary, problems, dirty
 
 
+def _vocabulary_problems(
+    table: str,
+    channels: Mapping[str, int],
+    event_types: Mapping[str, int],
+    total: int,
+    consent_channels: frozenset[str],
+) -> list[str]:
+    """Near-misses of known channels and event types; consent channels one cannot be contacted on."""
+    problems: list[str] = []
+    channel_vocabulary = (*DEFAULT_CHANNELS, UNKNOWN_CHANNEL)
+    columns: list[tuple[str, Mapping[str, int], tuple[str, ...]]] = [("channel", channels, channel_vocabulary)]
+    if table == "events":
+        columns.append(("event_type", event_types, EVENT_TYPES))
+    for col, counts, vocabulary in columns:
+        if table == "consents":
+            bad = {v: near_miss(v, sorted(consent_channels)) for v in counts if v not in consent_channels}
+            if bad:
+                n = sum(counts[v] for v in bad)
+                problems.append(
+                    f"consents.channel: {n:,} of {total:,} rows name a channel no one is contacted on: "
+                    + _listed(bad, counts)
+                    + f". Hint: a consent is about a contactable channel ({', '.join(sorted(consent_channels))})"
+                    f" or {PROFILING!r}; a consent on an unknown channel would silently allow or block nobody."
+                )
+            continue
+        bad = {v: m for v in counts if (m := near_miss(v, vocabulary)) is not None}
+        if bad:
+            n = sum(counts[v] for v in bad)
+            problems.append(
+                f"{table}.{col}: {n:,} of {total:,} rows have a value that is almost a known {col}: "
+                + _listed(bad, counts)
+                + f". Hint: correct them to the vocabulary ({', '.join(vocabulary)}); values unlike any known"
+                " one are kept and counted as new."
+            )
+    return problems
+
+
+def _listed(bad: Mapping[str, str | None], counts: Mapping[str, int]) -> str:
+    shown = [f"{v!r} ({counts[v]:,} rows" + (f"; did you mean {m!r}?)" if m else ")") for v, m in list(bad.items())[:5]]
+    return ", ".join(shown) + (" ..." if len(bad) > 5 else "")
+
+
 class _Inline:
     """Stand-in for a thread pool on small tables: runs each job at once."""
 
@@ -263,11 +323,13 @@ def _check_table(
     *,
     as_of: dt.datetime | None,
     repeated_job: Future[pl.Series] | None = None,
+    consent_channels: frozenset[str] = frozenset(),
 ) -> tuple[pl.DataFrame, TableSummary, list[str]]:
     """Fill missing channels, drop exact duplicates, run the rules and the summary (twice if cleaning was due)."""
     missing_channel = 0
+    normalised: list[str] = []
     while True:
-        notes = []
+        notes = list(normalised)
         missing_now = frame.get_column("channel").null_count() if table in _SOURCES_WITH_UNKNOWN else 0
         if missing_now:
             frame = frame.with_columns(pl.col("channel").fill_null(UNKNOWN_CHANNEL))
@@ -275,10 +337,18 @@ def _check_table(
         if missing_channel:
             notes.append(f"{missing_channel:,} rows without a channel: channel set to {UNKNOWN_CHANNEL!r}")
         kept, summary, problems, dirty = _summarise(
-            table, plan, frame, as_of=as_of, notes=notes, repeated_job=repeated_job
+            table, plan, frame, as_of=as_of, notes=notes, repeated_job=repeated_job, consent_channels=consent_channels
         )
         if not dirty:
             return kept, summary, problems
+        for c in dirty:
+            if c in _LOWER:
+                changed = frame.select(pl.col(c).filter(pl.col(c) != pl.col(c).str.strip_chars().str.to_lowercase()))
+                if changed.height:
+                    normalised.append(
+                        f"{c}: {changed.height:,} rows normalised to lower case without surrounding spaces"
+                        f" (e.g. {changed.item(0, 0)!r})"
+                    )
         frame = frame.with_columns(_clean_string(c, pl.String(), lower=c in _LOWER).alias(c) for c in dirty)
         plan.as_written = [c for c in plan.as_written if c not in dirty]
 
@@ -290,7 +360,6 @@ def _read(plan: _Plan, file: Path | None) -> tuple[pl.DataFrame, Future[pl.Serie
     thread sorts it (:func:`_repeated_values`) while polars reads the other columns: the sort is
     single-threaded, and after the read it would keep one core busy while the other waits (on 20
     million events ~0.3 s of a ~0.6 s validation). Reading the columns in two parts reads each once.
-    Parquet statistics of the string columns are read meanwhile too (:func:`_nonempty_strings`).
     """
     columns = plan.lazy.collect_schema().names()
     early = (
@@ -301,7 +370,6 @@ def _read(plan: _Plan, file: Path | None) -> tuple[pl.DataFrame, Future[pl.Serie
     )
     pool = ThreadPoolExecutor(max_workers=2)
     try:
-        nonempty = pool.submit(_nonempty_strings, file, plan.as_written)
         repeated: Future[pl.Series] | None = None
         if early:
             ts = plan.lazy.select("timestamp").collect().get_column("timestamp")
@@ -309,7 +377,6 @@ def _read(plan: _Plan, file: Path | None) -> tuple[pl.DataFrame, Future[pl.Serie
             frame = plan.lazy.drop("timestamp").collect().with_columns(ts).select(columns)
         else:
             frame = plan.lazy.collect()
-        plan.nonempty = nonempty.result()
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
@@ -324,6 +391,7 @@ def _validate(
     as_of: dt.datetime | None,
     warnings_: tuple[str, ...],
     files: Mapping[str, Path] | None = None,
+    timestamp_range: tuple[dt.datetime, dt.datetime],
 ) -> tuple[dict[str, pl.LazyFrame], LoadReport]:
     """Type, check and summarise every table given; raise one SchemaError listing all problems."""
     frames: dict[str, pl.LazyFrame] = {}
@@ -334,17 +402,28 @@ def _validate(
             continue
         file = (files or {}).get(table)
         try:
-            plan = _plan(table, raw[table], text_source=file is not None and file.suffix.lower() == ".csv")
+            plan = _plan(
+                table,
+                raw[table],
+                text_source=file is not None and file.suffix.lower() == ".csv",
+                timestamp_range=timestamp_range,
+            )
             frame, repeated_job = _read(plan, file)
+            if plan.parse_later:
+                frame = frame.with_columns(_parse_timestamps(frame.get_column(c)).alias(c) for c in plan.parse_later)
         except SchemaError as exc:
             problems.append(str(exc))
             continue
-        except (pl.exceptions.PolarsError, OSError) as exc:
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError) as exc:
             problems.append(_read_error(table, file, exc))
             continue
-        if plan.parse_later:
-            frame = frame.with_columns(_parse_timestamps(frame.get_column(c)).alias(c) for c in plan.parse_later)
-        kept, summary, table_problems = _check_table(table, plan, frame, as_of=as_of, repeated_job=repeated_job)
+        # Consents are about the channels one is contacted on: the contactable ones, those of the
+        # contacts table (read before consents), and the permission to be profiled.
+        contacted = set(summaries["contacts"].channels) if "contacts" in summaries else set()
+        consent_channels = frozenset({*CONTACTABLE_CHANNELS, *contacted, PROFILING} - {UNKNOWN_CHANNEL})
+        kept, summary, table_problems = _check_table(
+            table, plan, frame, as_of=as_of, repeated_job=repeated_job, consent_channels=consent_channels
+        )
         problems += table_problems
         summaries[table] = summary
         frames[table] = kept.select(plan.data_cols).lazy()

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml.data import NO_CONTACT
 from omni_ml.evaluate._offpolicy import OffPolicyResult, estimate_logging_probability, off_policy_value
 from omni_ml.exceptions import DataInsufficientError
 
 __all__ = ["BACKTEST_POLICIES", "ChannelBacktest", "channel_backtest"]
 
 BACKTEST_POLICIES = ("learned", "random", "always_email")
-_NO_CONTACT = "no_contact"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,10 +201,10 @@ def channel_backtest(
     arm_index = {a: i for i, a in enumerate(arms)}
     reward = keys_h["converted"].to_numpy() * rules.conversion_value - cost[[arm_index[a] for a in logged]]
     design = keys_h["sample_weight_population"].to_numpy()
-    paused = logged == _NO_CONTACT
+    paused = logged == NO_CONTACT
     p_logged = keys_h["assignment_probability"].to_numpy().astype(float)
     p_pause = estimate_logging_probability(
-        X_h.fill_null(0), np.where(paused, _NO_CONTACT, "contact"), sample_weight=design, seed=seed
+        X_h.fill_null(0), np.where(paused, NO_CONTACT, "contact"), sample_weight=design, seed=seed
     )
     # a contact logged without assignment_probability (optional in the data contract): P(its arm | x)
     unlogged = ~paused & np.isnan(p_logged)
@@ -227,13 +227,13 @@ def channel_backtest(
             targets[name] = decide(model.predict_effects(X_h, customer_id=unit_ids), consent, None, rules)
         else:
             targets[name] = baseline_decisions(name, unit_ids, consent, config=rules, seed=seed)  # type: ignore[arg-type]
-    pause = np.full(n, _NO_CONTACT)
+    pause = np.full(n, NO_CONTACT)
     rows: list[dict[str, Any]] = []
     results: dict[str, OffPolicyResult] = {}
     for name, decisions in targets.items():
         action = unit_ids.to_frame().join(decisions, on="customer_id", how="left", maintain_order="left")
-        chosen = action["best_channel"].fill_null(_NO_CONTACT).to_numpy().astype(str)
-        chosen = np.where(np.isin(chosen, arms), chosen, _NO_CONTACT)  # a channel the model could not estimate
+        chosen = action["best_channel"].fill_null(NO_CONTACT).to_numpy().astype(str)
+        chosen = np.where(np.isin(chosen, arms), chosen, NO_CONTACT)  # a channel the model could not estimate
         res = off_policy_value(
             logged,
             reward,
@@ -260,7 +260,7 @@ def channel_backtest(
                 },
                 "ess": float(res.effective_sample_size),
                 "max_weight": float(res.max_weight),
-                "contact_share": float(np.average(chosen != _NO_CONTACT, weights=design)),
+                "contact_share": float(np.average(chosen != NO_CONTACT, weights=design)),
             }
         )
     return ChannelBacktest(

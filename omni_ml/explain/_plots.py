@@ -17,7 +17,6 @@ from omni_ml.explain._frames import feature_matrix
 from omni_ml.explain._reasons import (
     FeatureDescriber,
     _family_of,
-    _render_one,
     _resolve_feature_set,
     explainer_for,
     family_label,
@@ -142,6 +141,42 @@ def _new_figure() -> Any:
     return plt
 
 
+def _wrap(text: str, width: int = 48) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _pp_values(
+    model: Any, X: Any, feature_set: FeatureDescriber | None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[str], npt.NDArray[np.float64], str]:
+    """Contributions in percentage points against the moment's baseline, as-of-constant features left out.
+
+    Returns ``(values, data, names, base, unit)``; a model without probabilities stays in log-odds.
+    """
+    from omni_ml.explain._families import as_of_constant
+    from omni_ml.explain._reasons import _proba_fn
+    from omni_ml.explain._said import _slope, moment_shap
+
+    ts = explainer_for(model)
+    names = ts.feature_names
+    x = feature_matrix(X, names)
+    constant = as_of_constant(feature_set, names)
+    phi, base = moment_shap(model, x, names, constant)
+    keep = [j for j, n in enumerate(names) if n not in constant]
+    try:
+        proba = _proba_fn(model, "probability")
+    except ValueError:
+        proba = None
+    if proba is None:
+        return phi[:, keep], x[:, keep], [names[j] for j in keep], base, "log-odds"
+    raw = phi.sum(axis=1) + base
+    p = np.asarray(proba(raw), dtype=np.float64)
+    p0 = np.asarray(proba(base), dtype=np.float64)
+    slope = _slope(proba, raw, base, p, p0)
+    return 100.0 * phi[:, keep] * slope[:, None], x[:, keep], [names[j] for j in keep], 100.0 * p0, "pp"
+
+
 def plot_beeswarm(
     model: Any,
     X: Any,
@@ -150,7 +185,12 @@ def plot_beeswarm(
     max_display: int = 15,
     path: str | Path | None = None,
 ) -> Figure:
-    """SHAP beeswarm (one dot per row and feature, coloured by the feature value), saved if ``path``.
+    """SHAP beeswarm in percentage points of purchase probability, one row per feature description.
+
+    One dot per customer and feature, coloured by the feature value; contributions are taken against the
+    baseline of each row's moment (the calendar and other as-of-constant features are held, so they
+    are left out: see :mod:`omni_ml.explain._said`) and scaled to percentage points like the campaign's
+    reasons. Saved to ``path`` if given.
 
     Examples
     --------
@@ -166,11 +206,15 @@ def plot_beeswarm(
 
     plt = _new_figure()
     feature_set = _resolve_feature_set(model, feature_set)
-    explanation = _explanation(model, X, feature_set)
+    values, data, names, base, unit = _pp_values(model, X, feature_set)
+    labels = [_wrap(_describe(feature_set, n)) for n in names]
+    explanation = shap.Explanation(values=values, base_values=base, data=data, feature_names=labels)
     plt.figure()
-    shap.plots.beeswarm(explanation, max_display=max_display, show=False)
+    shap.plots.beeswarm(explanation, max_display=max_display, show=False, plot_size=(11, 0.5 * max_display + 1.5))
     fig = plt.gcf()
-    fig.suptitle("SHAP values (log-odds) per feature")
+    words = "percentage points of purchase probability" if unit == "pp" else "log-odds"
+    fig.axes[0].set_xlabel(f"contribution ({words}) against the baseline of the scoring moment")
+    fig.suptitle("What moves the purchase probability, customer by customer")
     return _finish(fig, path)
 
 
@@ -183,28 +227,50 @@ def plot_waterfall(
     max_display: int = 10,
     path: str | Path | None = None,
 ) -> Figure:
-    """Waterfall of one row's contributions from the base value to its log-odds, saved if ``path``.
+    """One customer's propensity from the moment's baseline, one bar per reason family, in percentage points.
 
-    Bars are labelled with the rendered feature values (``feature_set.render``) when available.
+    The bars are the reasons of :func:`omni_ml.explain.explain_reasons` (each family's contributions summed,
+    labelled with its most telling feature's value in words); the smallest families are merged by shap
+    into one bar. They add up from the baseline (``E[f(X)]``) to the customer's propensity
+    (``f(x)``), both in percent. Saved to ``path`` if given.
     """
     import shap
 
+    from omni_ml.explain._families import reason_family_label
+    from omni_ml.explain._said import explain_reasons
+
     plt = _new_figure()
     feature_set = _resolve_feature_set(model, feature_set)
-    phi, x, names, base = _values(model, X)
-    if not 0 <= row < phi.shape[0]:
-        msg = f"row {row} is out of range for X with {phi.shape[0]} rows."
+    names = explainer_for(model).feature_names
+    x = feature_matrix(X, names)
+    if not 0 <= row < x.shape[0]:
+        msg = f"row {row} is out of range for X with {x.shape[0]} rows."
         raise IndexError(msg)
-    labels = [_render_one(feature_set, n, float(v)) for n, v in zip(names, x[row], strict=True)]
+    one = x[row : row + 1]
+    why = explain_reasons(model, one, feature_set=feature_set, top_k=len(names))
+    k = sum(1 for c in why.columns if c.startswith("reason_pp_"))
+    values, labels = [], []
+    for i in range(1, k + 1):
+        pp = why[f"reason_pp_{i}"][0]
+        if pp is None:
+            break
+        text = str(why[f"reason_{i}"][0]).rsplit(" (", 1)[0]
+        values.append(float(pp))
+        labels.append(_wrap(f"{reason_family_label(str(why[f'reason_family_{i}'][0]))}: {text}"))
+    if abs(float(why["reason_other_pp"][0])) > 1e-12:
+        values.append(float(why["reason_other_pp"][0]))
+        labels.append("other factors")
     explanation = shap.Explanation(
-        values=phi[row],
-        base_values=base,
-        data=x[row],
+        values=np.asarray(values, dtype=np.float64),
+        base_values=100.0 * float(why["reason_baseline"][0]),
+        data=None,
         feature_names=labels,
     )
     plt.figure()
     shap.plots.waterfall(explanation, max_display=max_display, show=False)
     fig = plt.gcf()
+    fig.set_size_inches(11, 0.55 * min(max_display, len(values) + 1) + 1.8)
+    fig.suptitle("Purchase probability (%): the moment's baseline, then one bar per reason family")
     return _finish(fig, path)
 
 

@@ -181,10 +181,19 @@ def _render(
 
 def _render_one(feature_set: FeatureDescriber | None, name: str, value: float) -> str:
     if feature_set is not None:
+        if getattr(feature_set, "features", None) is not None:
+            from omni_ml.explain._families import feature_index
+
+            if name not in feature_index(feature_set):
+                return _plain(name, value)  # a model feature the set does not know (e.g. a treatment column)
         try:
             return feature_set.render(name, value)
         except KeyError:
             pass  # a model feature the feature set does not know (e.g. a treatment column): plain form
+    return _plain(name, value)
+
+
+def _plain(name: str, value: float) -> str:
     if value != value:
         return f"{name} missing"
     shown = str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"

@@ -481,6 +481,66 @@ def _count(node: dict[str, Any]) -> float:
     return float(node["internal_count"] if "split_feature" in node else node["leaf_count"])
 
 
+def _dump_goes_left(node: dict[str, Any], x: float) -> bool:
+    """LightGBM's decision at a dumped split node for value ``x`` (the rule of :func:`_go_left`)."""
+    if node["decision_type"] == "==":
+        if math.isnan(x) or x <= -1.0 or x >= 2147483647.0:
+            return False
+        cats = {int(c) for c in str(node["threshold"]).split("||") if c != ""}
+        return int(x) in cats
+    missing = str(node.get("missing_type", "None"))
+    if math.isnan(x):
+        if missing == "NaN":
+            return bool(node.get("default_left", False))
+        x = 0.0
+    if -_ZERO_THRESHOLD <= x <= _ZERO_THRESHOLD:
+        if missing == "Zero":
+            return bool(node.get("default_left", False))
+        x = 0.0
+    return x <= float(node["threshold"])
+
+
+def _scaled(node: dict[str, Any], factor: float) -> dict[str, Any]:
+    """A copy of a subtree with every count multiplied by ``factor`` (cover ratios inside are unchanged)."""
+    out = dict(node)
+    if "split_feature" in node:
+        out["internal_count"] = float(node["internal_count"]) * factor
+        out["left_child"] = _scaled(node["left_child"], factor)
+        out["right_child"] = _scaled(node["right_child"], factor)
+    else:
+        out["leaf_count"] = float(node.get("leaf_count", 0.0)) * factor
+    return out
+
+
+def _condition(node: dict[str, Any], fixed: dict[int, float]) -> dict[str, Any]:
+    """The subtree as a function of the other features when the features in ``fixed`` hold those values.
+
+    A split on a fixed feature is replaced by the child the fixed value takes, with that child's counts
+    scaled to the split node's count: the cover ratios above it still sum to one, so the tree's expected
+    value is the covers-weighted mean over the training rows *given the fixed values' branches*.
+    """
+    while "split_feature" in node and int(node["split_feature"]) in fixed:
+        child = node["left_child"] if _dump_goes_left(node, fixed[int(node["split_feature"])]) else node["right_child"]
+        below = _count(child)
+        node = _scaled(child, _count(node) / below if below > 0 else 1.0)
+    if "split_feature" not in node:
+        return node
+    out = dict(node)
+    out["left_child"] = _condition(node["left_child"], fixed)
+    out["right_child"] = _condition(node["right_child"], fixed)
+    return out
+
+
+def condition_dump(dump: dict[str, Any], fixed: dict[int, float]) -> dict[str, Any]:
+    """``Booster.dump_model()`` of the model restricted to rows whose features ``fixed`` (index -> value) hold.
+
+    Every tree predicts exactly as the original for such rows, and no split on a fixed feature is left,
+    so TreeSHAP of the conditioned model gives those features no attribution.
+    """
+    trees = [{**t, "tree_structure": _condition(t["tree_structure"], fixed)} for t in dump["tree_info"]]
+    return {**dump, "tree_info": trees}
+
+
 def _model_booster(model: Any) -> Any:
     """The lightgbm.Booster behind a Booster, an LGBMModel or an object with ``booster_``."""
     import lightgbm as lgb
@@ -518,11 +578,17 @@ class TreeShap:
         rows stays cheap.
     max_table_bytes : int, default 512 MiB
         Memory budget of the tables; the depth threshold is lowered until the tables fit.
+    fixed : dict of str to float, optional
+        Features held at one value (e.g. the calendar features of a scoring moment, the same for every
+        customer scored then). The model is conditioned on them (:func:`condition_dump`): for rows with
+        those values the raw score is unchanged, the fixed features get exactly zero attribution and
+        ``expected_value`` becomes the covers-weighted mean score of the training rows given the fixed
+        values' branches. Rows with other values of a fixed feature are explained as if they had these.
 
     Attributes
     ----------
     expected_value : float
-        The base value: the covers-weighted mean raw score. ``shap_values(X).sum(1) + expected_value``
+        The base value: the covers-weighted mean raw score (given ``fixed``). ``shap_values(X).sum(1) + expected_value``
         equals the raw score.
     feature_names : list of str
         The model's feature names, in column order.
@@ -546,7 +612,14 @@ class TreeShap:
     True
     """
 
-    def __init__(self, model: Any, *, max_table_depth: int = 16, max_table_bytes: int = 512 * 2**20) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        max_table_depth: int = 16,
+        max_table_bytes: int = 512 * 2**20,
+        fixed: dict[str, float] | None = None,
+    ) -> None:
         booster = _model_booster(model)
         dump = booster.dump_model()
         if int(dump.get("num_tree_per_iteration", 1)) != 1:
@@ -563,6 +636,14 @@ class TreeShap:
             raise ValueError(msg)
         self.booster = booster
         self.feature_names: list[str] = list(dump["feature_names"])
+        self.fixed: dict[str, float] = dict(fixed or {})
+        unknown = [n for n in self.fixed if n not in self.feature_names]
+        if unknown:
+            msg = f"TreeShap(fixed=...): {unknown[:5]} are not features of this model."
+            raise ValueError(msg)
+        if self.fixed:
+            index = {n: i for i, n in enumerate(self.feature_names)}
+            dump = condition_dump(dump, {index[n]: float(v) for n, v in self.fixed.items()})
         self._flat = _parse_model(dump)
         self.expected_value: float = float(self._flat.expected_value)
         self.max_depth: int = self._flat.max_depth
@@ -683,12 +764,13 @@ class TreeShap:
 def _distinct_rows(codes: npt.NDArray[np.int32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
     """Index of one row per distinct code row and, per row, its group; None on a hash collision.
 
-    Rows are grouped by a 64-bit hash (fast, 1-D), then every row is compared with its group's
-    representative, so a collision can never merge different rows: it only disables the shortcut.
+    Rows are grouped by a 64-bit hash (a fixed random odd multiplier per column, summed modulo 2**64:
+    vectorised, 1-D), then every row is compared with its group's representative, so a collision can
+    never merge different rows: it only disables the shortcut.
     """
-    import polars as pl
-
-    hashes = pl.DataFrame(codes, orient="row").hash_rows(seed=0).to_numpy()
+    multipliers = np.random.default_rng(0x5EED).integers(1, 2**63, size=codes.shape[1], dtype=np.uint64) | np.uint64(1)
+    hashes = (codes.astype(np.int64).view(np.uint64) * multipliers).sum(axis=1, dtype=np.uint64)
+    hashes ^= hashes >> np.uint64(29)
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1).astype(np.int64)
     if not np.array_equal(codes, codes[first[inverse]]):

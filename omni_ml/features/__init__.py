@@ -22,6 +22,8 @@ Two entry points, one engine:
 Families (``FeatureSet.families()``): ``rfm``, ``rfm_channel``, ``rfm_category``, ``browsing``,
 ``cart``, ``engagement``, ``contact_pressure``, ``interpurchase``, ``returns_service``,
 ``tenure``, ``consent``, ``customer``, ``time_of_year``. Add your own with :func:`register_family`.
+``omni_ml.features.lifecycle.register()`` adds the opt-in family ``lifecycle`` (silence against the
+customer's own rate, purchase span share, purchase trend; not yet measured to help, so not a default).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import polars as pl
 import omni_ml.features.calendar
 import omni_ml.features.customers
 import omni_ml.features.engagement
+import omni_ml.features.outcomes
 import omni_ml.features.products
 import omni_ml.features.rfm
 import omni_ml.features.service  # noqa: F401

@@ -223,7 +223,8 @@ def _cubes(
     """Per pass over a source table the features read: the (customer_id, segment) cube and the boundaries."""
     out: list[_Cube] = []
     for source in plan.measures:
-        lf: pl.LazyFrame | None = getattr(hist, source)
+        # logged pauses (channel no_contact) are decisions, not contacts: they never count as contact pressure
+        lf: pl.LazyFrame | None = hist.sent_contacts if source == "contacts" else getattr(hist, source)
         rows = None
         if lf is not None:
             rows = lf.filter(pl.col("timestamp") < _moment(int(cutoffs.max())))  # THE exclusive cutoff

@@ -258,6 +258,7 @@ class FeatureSet:
                     )
                     raise ConfigError(msg)
         object.__setattr__(self, "features", tuple(features.values()))
+        object.__setattr__(self, "_by_name", features)  # name -> Feature, for feature() in O(1)
 
     # ------------------------------------------------------------------ construction
 
@@ -322,9 +323,13 @@ class FeatureSet:
 
     def feature(self, name: str) -> Feature:
         """The :class:`Feature` called ``name``."""
-        for f in self.features:
-            if f.name == name:
-                return f
+        index = self.__dict__.get("_by_name")
+        if index is None:  # a feature set unpickled from before the index existed
+            index = {f.name: f for f in self.features}
+            object.__setattr__(self, "_by_name", index)
+        found = index.get(name)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
         close = difflib.get_close_matches(name, self.names, n=3)
         msg = f"no feature named {name!r} in this feature set" + (f"; did you mean {close}?" if close else ".")
         raise KeyError(msg)
@@ -384,7 +389,7 @@ def _same_spec(a: object, b: object) -> bool:
 
 def _fit_vocabulary(hist: Histories, config: FeatureConfig, before: dt.datetime | None) -> Vocabulary:
     events = hist.events
-    contacts = hist.contacts
+    contacts = hist.sent_contacts
     if before is not None:
         moment = pl.lit(before if before.tzinfo else before.replace(tzinfo=dt.UTC)).cast(TIMESTAMP)
         events = events.filter(pl.col("timestamp") < moment)

@@ -69,8 +69,8 @@ def _output(n: int, dtype: type[np.generic]) -> np.ndarray:
     """An uninitialised output column in plain anonymous memory (polars takes it without a copy).
 
     Not ``np.empty``: numpy asks for transparent huge pages on large arrays, and on a busy machine
-    the kernel then compacts memory on first touch -- measured 2.5x slower to fill the 12-cutoff
-    benchmark's 1.4 GB of features than with ordinary pages.
+    the kernel then compacts memory on first touch, which makes filling large feature columns much slower
+    (measured in ``benchmarks/RESULTS.md``, section "Features").
     """
     size = n * np.dtype(dtype).itemsize
     return np.frombuffer(mmap.mmap(-1, size), dtype=dtype) if size else np.empty(0, dtype=dtype)

@@ -31,7 +31,9 @@ for each row of events/contacts/consents carrying both a ``customer_id`` X and a
    not trusted: only identifiers directly linked to exactly one primary id join it; every
    other identifier of the component becomes its own customer.
 7. **Stable anonymous ids.** A group without a primary id is named
-   ``anon-<sha256(anchor)[:16]>``; the anchor is the group's earliest-seen identifier
+   ``anon-<HMAC-SHA-256(key, anchor)[:16]>`` (a keyed hash: the key is a secret from the
+   environment, see :mod:`omni_ml._privacy`; without one this is an error unless unsalted ids
+   are asked for explicitly); the anchor is the group's earliest-seen identifier
    (earliest timestamp in links or rows before ``as_of``, ties by identifier). Newer
    identifiers and links therefore never rename a group, and when two groups merge the
    older one's id survives. With ``previous`` (an earlier map), an anonymous group keeps
@@ -51,16 +53,19 @@ channels (``default``, configurable).
 
 from __future__ import annotations
 
+from omni_ml.identity._forget import ForgetReport, forget
 from omni_ml.identity._resolve import ensure_resolved, pairwise_merge_scores, resolve, resolve_identities
 from omni_ml.identity._rules import ANON_PREFIX, IdentityReport, IdentityRules
 from omni_ml.identity.consent import consent_state, require_resolved
 
 __all__ = [
     "ANON_PREFIX",
+    "ForgetReport",
     "IdentityReport",
     "IdentityRules",
     "consent_state",
     "ensure_resolved",
+    "forget",
     "pairwise_merge_scores",
     "require_resolved",
     "resolve",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 
 import numpy as np
 import polars as pl
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from omni_ml._time import as_utc
+from omni_ml._privacy import keyed_hash, pseudonym_key
+from omni_ml._time import as_utc, before
 from omni_ml.data import Histories
 from omni_ml.exceptions import SchemaError
+from omni_ml.identity._profiling import profiling_recorded, profiling_records, unconsented_links
 from omni_ml.identity._rules import (
     _AMBIGUOUS,
     _KEYED_TABLES,
@@ -73,14 +74,14 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
     components are integer arrays: no string joins over the links.
     """
     ts = pl.col("timestamp")
-    known_ts = (ts if moment is None else pl.when(ts < moment).then(ts)).dt.epoch("us")
+    known_ts = (ts if moment is None else pl.when(before(moment)).then(ts)).dt.epoch("us")
     primary = f"{rules.primary_type}:"
     queries: list[pl.LazyFrame] = []
     links = hist.identity_links
     if links is not None:
-        after = (ts >= moment).sum() if moment else pl.lit(0)
+        after = (~before(moment)).sum() if moment else pl.lit(0)
         queries.append(links.select(pl.len().alias("total"), after.alias("after")))
-        known = links if moment is None else links.filter(ts < moment)
+        known = links if moment is None else links.filter(before(moment))
         queries.append(known.select("identifier_a", "identifier_b", ts.dt.epoch("us").alias("t")))
     tables = [t for t in _KEYED_TABLES if getattr(hist, t) is not None]
     for t in tables:
@@ -98,6 +99,14 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
         link_rows = next(results)
     rows_resolved: dict[str, int] = {}
     per_table = []
+    profiling = None if rules.profiling == "ignored" else profiling_records(hist, moment, rules.primary_type)
+    # "if_recorded": the source collects profiling consent when any record exists (at any time).
+    required = profiling is not None and (rules.profiling == "required" or profiling_recorded(hist))
+    if profiling is not None and (required or profiling.height):
+        pairs = link_rows.select(pl.col("identifier_a").alias("a"), pl.col("identifier_b").alias("b"), "t")
+        blocked = unconsented_links(pairs, profiling, required=required)
+        stats["links_without_profiling"] = int(blocked.sum())
+        link_rows = link_rows.filter(pl.Series(~blocked))
     for t in tables:
         grouped = next(results)
         rows_resolved[t] = int(grouped.filter(pl.col("customer_id").is_null())["rows"].sum())
@@ -148,6 +157,13 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
         ident_codes = codes[2 * m : 2 * m + int(has_ident.sum())]
         primary_codes = codes[2 * m + int(has_ident.sum()) : 2 * m + int(has_ident.sum()) + int(has_primary.sum())]
         both = has_ident & has_primary & (row_time != _NEVER)
+        if profiling is not None and (required or profiling.height) and both.any():
+            pairs = keyed.filter(pl.Series(both)).select(
+                pl.col("identifier").alias("a"), (primary + pl.col("customer_id")).alias("b"), "t"
+            )
+            blocked_rows = unconsented_links(pairs, profiling, required=required)
+            stats["links_without_profiling"] = stats.get("links_without_profiling", 0) + int(blocked_rows.sum())
+            both[np.flatnonzero(both)[blocked_rows]] = False
         x = ident_codes[(np.cumsum(has_ident) - 1)[both]]
         y = primary_codes[(np.cumsum(has_primary) - 1)[both]]
         row_keys = _edge_keys(x[x != y], y[x != y], n)
@@ -339,8 +355,9 @@ def _nearest_primary(src: np.ndarray, dst: np.ndarray, label: np.ndarray, *, max
 # ----------------------------------------------------------------------------- naming
 
 
-def _anon_id(anchor: str) -> str:
-    return ANON_PREFIX + hashlib.sha256(anchor.encode("utf-8")).hexdigest()[:16]
+def _anon_id(anchor: str, key: bytes | None) -> str:
+    """The anonymous id of a group: a keyed hash of its anchor identifier (see :mod:`omni_ml._privacy`)."""
+    return ANON_PREFIX + keyed_hash(anchor, key)[:16]
 
 
 def _name_groups(
@@ -380,11 +397,12 @@ def _name_groups(
     fresh = names.filter(~pl.col("primary")).join(kept, on="anchor", how="anti")
     taken = set(kept["customer_id"].to_list())
     fresh_ids = []
+    key = pseudonym_key() if fresh.height else None  # asked for only when an id is derived
     for name in fresh["anchor_identifier"].to_list():
-        new, salt = _anon_id(name), 0
+        new, salt = _anon_id(name, key), 0
         while new in taken:  # only when an earlier id already names another group
             salt += 1
-            new = _anon_id(f"{name}#{salt}")
+            new = _anon_id(f"{name}#{salt}", key)
         fresh_ids.append(new)
     named = pl.concat([kept, fresh.select("anchor", pl.Series("customer_id", fresh_ids, dtype=pl.String))])
     customer_of_anchor = (

@@ -237,4 +237,5 @@ def _report(
         ambiguous=int(per_comp.filter(~pl.col("oversize"))["ambiguous"].sum()),
         rows_resolved=graph.rows_resolved,
         stability=stability,
+        links_without_profiling=graph.stats.get("links_without_profiling", 0),
     )

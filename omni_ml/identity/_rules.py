@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._privacy import mask_identifier
 from omni_ml.exceptions import ConfigError
 
 ANON_PREFIX = "anon-"
@@ -51,6 +52,10 @@ class IdentityRules:
         Identifiers always quarantined (e.g. ``email:noreply@shop.dk``).
     row_links
         Treat a table row carrying both customer_id X and an identifier as a link to ``crm:X``.
+    profiling
+        When a ``profiling`` consent is needed for a link to be used (see ``omni_ml.identity._profiling``):
+        ``"if_recorded"`` (as soon as the consents hold any profiling record), ``"required"`` or
+        ``"ignored"``. A withdrawal is always respected unless ``"ignored"``.
 
     Examples
     --------
@@ -70,6 +75,7 @@ class IdentityRules:
     primary_type: str = "crm"
     quarantine: tuple[str, ...] = ()
     row_links: bool = True
+    profiling: str = "if_recorded"
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -95,6 +101,8 @@ class IdentityRules:
         if isinstance(self.quarantine, str) or bad:
             shown = self.quarantine if isinstance(self.quarantine, str) else bad[:5]
             problems.append(f"quarantine must be a list of TYPE:VALUE identifiers, got {shown!r}")
+        if self.profiling not in ("if_recorded", "required", "ignored"):
+            problems.append(f"profiling = {self.profiling!r} must be 'if_recorded', 'required' or 'ignored'")
         if problems:
             msg = "IdentityRules: " + "; ".join(problems) + ". Hint: see the IdentityRules docstring."
             raise ConfigError(msg)
@@ -144,6 +152,7 @@ class IdentityReport:
     ambiguous: int
     rows_resolved: dict[str, int]
     stability: dict[str, int] | None = None
+    links_without_profiling: int = 0  # links (and row links) not used: no or a withdrawn profiling consent
 
     def to_text(self, *, top: int = 10) -> str:
         """Render the report as short text (at most ``top`` rows per list)."""
@@ -152,7 +161,12 @@ class IdentityReport:
             f"identity resolution ({when}; {self.rules.primary_type} ids are customer ids)",
             f"  links: {self.links_total:,} in table, {self.links_after_as_of:,} at/after as-of ignored, "
             f"{self.self_links:,} self-links, {self.duplicate_links:,} duplicates; "
-            f"{self.row_links:,} row links; {self.edges_used:,} edges used",
+            f"{self.row_links:,} row links; {self.edges_used:,} edges used"
+            + (
+                f"; {self.links_without_profiling:,} not used (no profiling consent)"
+                if self.links_without_profiling
+                else ""
+            ),
             f"  identifiers: {self.identifiers:,} -> customers: {self.customers:,} "
             f"({self.merges:,} merges; {self.merged_customers:,} customers with 2+ identifiers; "
             f"largest {self.largest_group:,})",
@@ -164,16 +178,18 @@ class IdentityReport:
             why = {"listed": "listed", "degree": f"max {r['max_degree']}"}.get(
                 r["reason"], f"{r['total_degree']} links in all, max {self.rules.max_total_degree}"
             )
-            lines.append(f"    {r['identifier']}  degree {r['degree']} ({why})")
+            lines.append(f"    {mask_identifier(r['identifier'])}  degree {r['degree']} ({why})")
         lines.append(f"  conflicts (2+ {self.rules.primary_type} ids, not merged): {self.conflicts.height:,}")
         for r in self.conflicts.head(top).iter_rows(named=True):
             ids = _short_list(r["primary_ids"])
-            lines.append(f"    {r['component']}  size {r['size']}  ids {ids}  ambiguous {r['ambiguous']}")
+            where = mask_identifier(r["component"])
+            lines.append(f"    {where}  size {r['size']}  ids {ids}  ambiguous {r['ambiguous']}")
         cap = self.rules.max_component_size
         lines.append(f"  oversize components (> {cap}, not trusted): {self.oversize.height:,}")
         for r in self.oversize.head(top).iter_rows(named=True):
             ids = _short_list(r["primary_ids"])
-            lines.append(f"    {r['component']}  size {r['size']}  {self.rules.primary_type} ids {ids}")
+            where = mask_identifier(r["component"])
+            lines.append(f"    {where}  size {r['size']}  {self.rules.primary_type} ids {ids}")
         lines.append(
             f"  ambiguous identifiers (own customer): {self.ambiguous:,}; "
             f"{self.rules.primary_type}-{self.rules.primary_type} links ignored: {self.primary_links_ignored:,}"

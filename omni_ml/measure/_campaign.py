@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._time import before
 from omni_ml.data import Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError
 from omni_ml.measure._inputs import (
@@ -26,6 +27,7 @@ from omni_ml.measure._inputs import (
 from omni_ml.measure._report import SMD_THRESHOLD, MeasureReport
 from omni_ml.measure._stats import _smd, diff_in_means
 from omni_ml.measure._writers import _log
+from omni_ml.monitor import expected_vs_realised, monitor_path, realised_figures
 
 __all__ = ["balance_table", "measure_campaign"]
 
@@ -102,6 +104,47 @@ def _segment_row(seg_type: str, seg: str, frame: pl.DataFrame, alpha: float, n_b
     row["contact_cost"] = cost
     row["incremental_revenue_per_cost"] = row["incremental_revenue"] / cost if cost > 0 else float("nan")
     return row
+
+
+_MOST_UNKNOWN = 0.9  # share of campaign ids unknown to the histories from which measuring is refused
+
+
+def _coverage(frame: pl.DataFrame, histories: Histories, as_of: dt.datetime, end: dt.datetime) -> tuple[float, int]:
+    """Days of ``[as_of, end)`` the histories cover, and campaign customer ids they lack; refuse hopeless cases.
+
+    Raises
+    ------
+    DataInsufficientError
+        No event at or after ``as_of`` (no outcome data: the effect would read as an exact zero), or
+        more than 90% of the campaign's customer ids are unknown to the histories (another world's campaign).
+    """
+    ts = pl.col("timestamp")
+    stats = histories.events.select(ts.max().alias("last"), (~before(as_of)).sum().alias("after")).collect().row(0)
+    last, after = stats
+    if not after:
+        shown = f"{last:%Y-%m-%d %H:%M}" if last is not None else "none"
+        msg = (
+            f"events: no event at or after the campaign's as_of {as_of:%Y-%m-%d} (last event: {shown}), so there is"
+            " no outcome data and every effect would read as zero. Hint: measure once the histories hold the"
+            " window after the campaign (pass --window DAYS that has passed), with the events appended."
+        )
+        raise DataInsufficientError(msg)
+    observed = min(end, last + dt.timedelta(microseconds=1)) - as_of
+    known = pl.concat(
+        [lf.select("customer_id") for lf in (histories.events, histories.customers) if lf is not None]
+    ).unique()
+    ids = frame.select("customer_id").unique()
+    unknown = ids.join(known.collect(), on="customer_id", how="anti")
+    # Histories that hold only the outcome window legitimately lack the customers who did nothing in
+    # it (a week: most of them); a campaign of another world's customers lacks nearly all.
+    if unknown.height > _MOST_UNKNOWN * ids.height:
+        msg = (
+            f"campaign: {unknown.height:,} of {ids.height:,} customer ids ({unknown.height / ids.height:.0%}) are not"
+            f" in the histories (e.g. {unknown.item(0, 0)!r}): the campaign was not scored from these histories."
+            " Hint: measure with the histories directory the campaign file was scored from."
+        )
+        raise DataInsufficientError(msg)
+    return observed.total_seconds() / 86400.0, unknown.height
 
 
 def measure_campaign(
@@ -181,6 +224,7 @@ def measure_campaign(
         raise DataInsufficientError(msg)
     end = as_of + dt.timedelta(days=window_days)
     histories = _with_customer_ids(_as_histories(hist), end)
+    observed_days, missing = _coverage(frame, histories, as_of, end)
     outcomes = _outcomes(histories, as_of, end)
     pre = _pre_period(histories, as_of, pre_days)
     price = _contact_costs(histories, costs)
@@ -216,7 +260,17 @@ def measure_campaign(
         for key in keys:
             rows.append(_segment_row(seg_type, str(key), customers.filter(pl.col(by) == key), alpha, n_boot, seed))
     table = pl.DataFrame(rows).with_columns(pl.col("n_treated", "n_control").cast(pl.Int64))
+    scored = {"propensity", "propensity_decile", "best_channel"} <= set(frame.columns)
+    realised = (
+        realised_figures(
+            frame, outcomes.select("customer_id", (pl.col("purchases") > 0).alias("converted")), alpha=alpha
+        )
+        if scored
+        else {}
+    )
+    beside = monitor_path(campaign) if isinstance(campaign, str | Path) else None
     report = MeasureReport(
+        performance=expected_vs_realised(beside, realised) if scored else None,
         table=table,
         balance=balance_table(customers),
         customers=customers,
@@ -225,9 +279,28 @@ def measure_campaign(
         alpha=alpha,
         n_boot=n_boot,
         seed=seed,
+        observed_days=observed_days,
+        missing_customers=missing,
     )
     if log_mlflow:
         lineage = frame["run_id"].drop_nulls().unique().to_list() if "run_id" in frame.columns else []
         target = run_id or (str(lineage[0]) if len(lineage) == 1 else None)
         report = dataclasses.replace(report, run_id=_log(report, target, tracking_uri))
+        if len(lineage) == 1 and scored:
+            _record_realised(str(lineage[0]), as_of, realised, window_days, tracking_uri)
     return report
+
+
+def _record_realised(
+    model_run_id: str, as_of: dt.datetime, realised: dict[str, float], window_days: int, tracking_uri: str | None
+) -> None:
+    """Add the realised figures to the scoring run's monitoring run (when there is one); warn on MLflow trouble."""
+    import warnings
+
+    from omni_ml.monitor import record_realised
+    from omni_ml.tracking import resolve_tracking_uri
+
+    try:
+        record_realised(resolve_tracking_uri(tracking_uri), model_run_id, as_of, realised, window_days=window_days)
+    except Exception as exc:  # MLflow raises many types; the measurement itself is done
+        warnings.warn(f"measure: could not add the realised figures to the monitoring run ({exc}).", stacklevel=3)

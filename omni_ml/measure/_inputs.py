@@ -8,12 +8,12 @@ from pathlib import Path
 
 import polars as pl
 
-from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
+from omni_ml._time import window
+from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import DataInsufficientError, SchemaError
 
 __all__ = ["NO_CONTACT", "read_campaign"]
 
-NO_CONTACT = "no_contact"
 
 _CONTROL_HINT = (
     "Hint: score the campaign with a control group (`omni-ml score ... --control-fraction 0.1`, or "
@@ -93,9 +93,8 @@ def _with_customer_ids(hist: Histories, end: dt.datetime) -> Histories:
 
 
 def _outcomes(hist: Histories, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    ts = pl.col("timestamp")
     return (
-        hist.events.filter((ts >= start) & (ts < end) & (pl.col("event_type") == "purchase"))
+        hist.events.filter(window(start, end=end) & (pl.col("event_type") == "purchase"))
         .group_by("customer_id")
         .agg(
             pl.len().cast(pl.Int64).alias("purchases"),
@@ -110,7 +109,7 @@ def _pre_period(hist: Histories, as_of: dt.datetime, pre_days: int) -> pl.DataFr
     start = as_of - dt.timedelta(days=pre_days)
     days = (pl.lit(as_of).cast(TIMESTAMP) - ts).dt.total_seconds() / 86_400.0
     return (
-        hist.events.filter((ts >= start) & (ts < as_of) & (pl.col("event_type") == "purchase"))
+        hist.events.filter(window(start, end=as_of) & (pl.col("event_type") == "purchase"))
         .group_by("customer_id")
         .agg(
             pl.len().cast(pl.Float64).alias("pre_purchases"),

@@ -32,8 +32,15 @@ class MeasureReport:
         ``customer_id, group (treated|control), channel, decile, converted, revenue, cost, pre_*``.
     as_of, window_days, alpha, n_boot, seed
         What was measured and how.
+    observed_days, missing_customers
+        How much of the window the histories cover (their last event), and how many of the campaign's
+        customer ids they do not hold.
     run_id
         The MLflow run the metrics were logged to (``None`` when not logged).
+    performance
+        ``figure, expected, realised``: the scoring run's estimates before any outcome (from
+        ``<campaign>.monitor.parquet`` when it is beside the campaign file) next to the realised AUC,
+        buyers and top-decile lift over every customer of the campaign (:mod:`omni_ml.monitor`).
     """
 
     table: pl.DataFrame
@@ -45,6 +52,9 @@ class MeasureReport:
     n_boot: int
     seed: int
     run_id: str | None = None
+    performance: pl.DataFrame | None = None
+    observed_days: float | None = None  # days of the window the histories cover (less than window_days: cut short)
+    missing_customers: int = 0  # campaign customer ids the histories do not know
 
     @property
     def overall(self) -> dict[str, Any]:
@@ -93,7 +103,8 @@ class MeasureReport:
             ax.set_title(title)
             ax.set_yticks(y, labels)
         fig.suptitle(
-            f"treated vs control, {self.window_days} days from {self.as_of:%Y-%m-%d} ({1 - self.alpha:.0%} Welch CI)"
+            f"treated vs control, {min(self.window_days, self.observed_days or self.window_days):.0f} days from "
+            f"{self.as_of:%Y-%m-%d} ({1 - self.alpha:.0%} Welch CI)"
         )
         fig.tight_layout()
         return fig
@@ -101,8 +112,11 @@ class MeasureReport:
     def to_text(self) -> str:
         """A short summary for the terminal."""
         o = self.overall
+        window = f"window {self.window_days} days"
+        if self.observed_days is not None and self.observed_days < self.window_days:
+            window = f"window {self.observed_days:.1f} of the {self.window_days} days asked for (histories end there)"
         lines = [
-            f"campaign as of {self.as_of:%Y-%m-%d}, window {self.window_days} days: "
+            f"campaign as of {self.as_of:%Y-%m-%d}, {window}: "
             f"{o['n_treated']:,} treated vs {o['n_control']:,} control (recommended a contact)",
             f"  conversion {o['conversion_treated']:.4f} vs {o['conversion_control']:.4f}: "
             f"{o['conversion_diff']:+.4f} [{o['conversion_ci_low']:+.4f}, {o['conversion_ci_high']:+.4f}] "
@@ -122,6 +136,16 @@ class MeasureReport:
             )
         else:
             lines.append(f"  balance: all pre-campaign |SMD| <= {SMD_THRESHOLD}")
+        if self.performance is not None:
+            lines.append("  expected at scoring vs realised (every customer of the campaign):")
+            for figure, expected, realised in self.performance.iter_rows():
+                shown = "-" if expected is None else f"{expected:,.3f}"
+                lines.append(f"    {figure:<24}{shown:>12}{realised:>12,.3f}")
+        if self.missing_customers:
+            lines.append(
+                f"  note: {self.missing_customers:,} customer ids of the campaign are not in the histories"
+                " (counted as not converting)"
+            )
         if self.run_id:
             lines.append(f"  logged to MLflow run {self.run_id}")
         return "\n".join(lines)

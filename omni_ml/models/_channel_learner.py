@@ -13,12 +13,12 @@ import polars as pl
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from omni_ml.data import NO_CONTACT
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
 from omni_ml.models._common import as_matrix, check_binary_y
 
 __all__ = ["NO_CONTACT", "ChannelModel", "Learner", "Weighting"]
 
-NO_CONTACT = "no_contact"
 Learner = Literal["s", "t"]
 Weighting = Literal["none", "ipw"]
 

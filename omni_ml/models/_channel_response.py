@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from omni_ml._time import before
 from omni_ml.data import TIMESTAMP, Histories
 
 __all__ = ["response_history"]
@@ -172,7 +173,7 @@ def _baseline_purchases(
     """Per key: purchase days before the cutoff outside any response window, and the customer's first event."""
     latest = by_cutoff["cutoff"].max()
     wanted = by_cutoff.select("customer_id").unique()
-    events = events_all.filter(pl.col("timestamp") < latest).join(wanted.lazy(), on="customer_id", how="semi")
+    events = events_all.filter(before(latest)).join(wanted.lazy(), on="customer_id", how="semi")
     first = events.group_by("customer_id").agg(pl.col("timestamp").min().alias("__first"))
     purchases = (
         events.filter(pl.col("event_type") == "purchase")
@@ -182,7 +183,7 @@ def _baseline_purchases(
         .collect()
     )
     contacts = (
-        contacts_all.filter(pl.col("channel").is_in(chans) & (pl.col("timestamp") < latest))
+        contacts_all.filter(pl.col("channel").is_in(chans) & before(latest))
         .select("customer_id", pl.col("timestamp").cast(TIMESTAMP).alias("__contact"))
         .sort("__contact")
         .collect()

@@ -7,90 +7,17 @@ decision moment ``t``.
 
 Learners (meta-learners in the sense of Kunzel, Sekhon, Bickel & Yu 2019, PNAS 116:4156):
 
-- ``"s"`` (S-learner): one LightGBM classifier on the features plus the arm (``no_contact`` or the
-  channel) as an integer-coded categorical feature; effects come from predicting every arm for each
-  customer. Shares strength across arms (few contacts on a rare channel still borrow the baseline
+- ``"s"`` (S-learner, the default): one LightGBM classifier on the features plus the arm (``no_contact``
+  or the channel) as an integer-coded categorical feature; effects come from predicting every arm for
+  each customer. Shares strength across arms (few contacts on a rare channel still borrow the baseline
   response), but may shrink effects towards zero when the arm rarely wins a split.
 - ``"t"`` (T-learner): one LightGBM classifier per arm; effects are differences of separately fitted
-  models. No shrinkage of the arm, but noisier for arms with few rows.
+  models. No shrinkage of the arm, but noisier for arms with few rows (with effects of a few percentage
+  points against base rates of 3-10 %, separately fitted models mostly difference their noise).
 
-Measured (``python -m benchmarks.bench_channel``, default world: 30,000 people, two years of history,
-conversion value 40, value by the world's truth; share = (V - V_random) / (V_oracle - V_random); the
-issue asks for 0.80):
-
-- defaults (``ChannelConfig()``: a year of decisions, ``lookback_days=365``, 553,628 units built in
-  14 s, with the response history and its baseline-adjusted columns): S-learner 0.798 (fit 53 s wall /
-  52 CPU-s on one core), ``weighting="ipw"`` 0.798, T-learner 0.679; reference "features -> true
-  uplift" 0.806. Whole run 326 s wall, 370 CPU-s, peak RSS 4.1 GB (the same values as the opt-in
-  run before these became the defaults: 0.798, fit 49 s / 51 CPU-s, 300 s / 358 CPU-s, 3.9 GB);
-- the earlier defaults (``lookback_days=182``, ``response_history=False``; 256,698 units): S-learner
-  0.786 (fit 20 s / 21 CPU-s), ``weighting="ipw"`` 0.785, T-learner 0.694, reference 0.791;
-  lookback 365 without response history (554k units) 0.788; ``pause_ratio=3`` and the mean of 3
-  seeds 0.789 (fit 100 s); lookback 365 days and 3 seeds 0.791 (fit 120 s);
-- baselines: most-engaged channel 0.638, always email 0.691, contact everyone 0.620;
-- variants of the defaults: lookback 182 0.794; lookback 540 0.798; 3 seeds 0.797; counts and rates
-  only (``response_baseline=False``) 0.793 against a ceiling of 0.799; engagement window 730 days
-  (with the response features, lookback 182) 0.794, no change. LightGBM variants at lookback 182
-  (colsample 0.5, 600 trees at 0.03, min_child_samples 100, 7 leaves x 600) 0.788-0.795: noise;
-- the learner's own fit at the defaults, chosen by the out-of-time log loss of the conversion model on
-  the last two months of logged decision units (``benchmarks/bench_channel.py``): more regularisation
-  raises the loss; ``pause_ratio=3`` lowers it (0.13806 vs 0.13861) but scores 0.7975 (seed 1:
-  0.783 vs 0.781), with ``learning_rate=0.025`` on top 0.795 / 0.785 (fit 3.3x), the mean of three
-  models on three no-contact samples 0.797 / 0.784 (fit 3x): none adopted; engagement window 730
-  days at the defaults 0.796 (ceiling 0.810); the S-learner boosted from a cross-fitted no-arm
-  baseline (LightGBM ``init_score``, so that its trees spend on the arm's effect) 0.790 (fit 3.4x);
-- session 5, each on the same 553,628 units of the default world (seed 0, default 0.798): the arm's
-  categorical split one-vs-rest (``max_cat_to_onehot=8``) 0.792, looser categorical regularisation
-  (``cat_smooth`` 1, ``cat_l2`` 1 or 0.1, ``min_data_per_group`` 20 or 5) 0.797-0.798, an arm-aligned
-  "contacted" indicator shared by all channels 0.798; recent units weighted up (``exp(-age / 180 or 365
-  days)``) 0.794-0.795; only the 40 / 90 most important non-channel features (by the default model's
-  gain; every channel and response column kept) 0.794; a 3-day conversion window rescaled to 7 days by
-  the models' mean uplift per channel 0.783 (alone) / 0.793 (averaged with the 7-day model); contact
-  units whose response window holds another contact (21 % of them, converting 8.4 % vs 5.1 %) dropped
-  0.793, or kept with the number of extra contacts as an input set to 0 when deciding 0.794. The
-  share is decided where the oracle contacts by call centre or direct mail (1,560 people, 49 % of its
-  value) and the learned policy picks sms or email: telling those people apart needs the person's
-  responsiveness, which the logs barely show (below).
-
-Response history is the one signal found that raises the features' ceiling: the person's
-responsiveness (a factor shared by all channels; 35 % of people have none) shows only through
-purchases after past contacts. Comparing each person's conversions after contacts with what their own
-purchase rate *outside* response windows predicts (:func:`response_history` with ``baseline=True``)
-lifts the ceiling 0.791 -> 0.806 and the learned policy 0.788 -> 0.798 (lookback 365); the best
-statistic still correlates only 0.30 with the true responsiveness (about 19 contacts per person over
-two years, 1-3 of them on direct mail and call centre, each converting 5-10 % of the time with
-effects of a few points), so 0.80 stays 0.002 short and the learner stays within 0.01 of what its
-features can tell.
-
-A second world (seed 1, same preset): S-learner 0.781 against a reference of 0.792. Calibrating the
-uplift on held-out logged data (DR/IPW pseudo-outcome rescaling per channel and global, Platt per arm,
-a scale or threshold chosen by the held-out DR value) did not help (0.750-0.798 vs 0.798 on seed 0;
-0.750-0.787 vs 0.781 on seed 1); scales chosen with the truth are worth at most +0.0015 / +0.007, and
-the held-out DR values of the variants differ by less than their own intervals
-(``benchmarks/bench_channel.py``).
-
-On the earlier one-year default world (S-learner 0.752, reference 0.760) the other ideas were also
-measured: ``pause_ratio=3`` 0.754, lookback 365 days 0.751; an X-learner prototype (baseline on pauses,
-regression of ``y - mu0(x)`` on contacts) 0.726-0.741; estimates shrunk 50 % / 25 % towards the
-channel means 0.747 / 0.750.
-
-Why 0.80 is out of reach of the logs: the reference regresses each customer's exact true uplift on
-the same features (5-fold cross-fitted); no learner that sees only 0/1 outcomes can expect to do
-better. On the one-year world it varied 0.752-0.763 over capacities and did not move with response
-history (0.763), an exponentially decayed fatigue count (0.759) or the simulator-exact Bayes
-posterior of per-channel affinity from the open/click counts (0.759): the features already hold that
-information. A one-off analysis with the simulator's latent state (one-year world, not in the bench)
-located the missing value: exact state (alive, in market, fatigue) with mean affinity and
-responsiveness 0.765; plus the exact affinity of email, sms and push 0.807-0.819; of all five
-channels 0.84-0.87. Affinity shows in the logs only through a few opens/clicks a year (correlation of
-the best estimate with the truth 0.64 email, 0.28 push, 0.20 sms); direct mail and call centre have
-no engagement events at all yet carry half of the oracle's value; responsiveness shows only through
-purchases after contacts. So the S-learner is the default at 0.99 of what the logs support; the
-ensembles' +0.003-0.005 cost 5-6x the fit time.
-The S-learner beats T because, with effects of 0.4-2.3 percentage points against 3-10 % base rates,
-separately fitted per-arm models mostly difference their noise (correlation of estimated with true
-uplift 0.00-0.07 for T versus 0.17-0.23 for S, one-year world). There, more capacity hurt (31 leaves x
-600 trees: 0.711) and slower learning (800 trees at 0.03) changed nothing (0.742).
+Inputs: the features of :mod:`omni_ml.features` as of each decision, optionally the customer's response
+history (:func:`response_history`: conversions after past contacts per channel and overall, and with
+``baseline=True`` the same compared with the customer's own purchase rate outside response windows).
 
 Training data (:func:`channel_training_data`) are the logged contacts of the historic policy (one row
 per contact, features as of the contact's timestamp, outcome from
@@ -100,16 +27,22 @@ not contacted on a day the historic policy ran a campaign (a day with contacts),
 at that day's first contact and no contact in the following response window. They are drawn
 uniformly among such pairs (``pause_ratio`` times as many as contacts); each stands for
 ``1 / sampling_fraction`` pairs (``sample_weight_population``), which matters for population totals
-only: the model conditions on the arm, so the per-arm sampling rate does not bias it.
+only: the model conditions on the arm, so the per-arm sampling rate does not bias it. A lookback longer
+than the history starts at the first logged contact. **Logged pauses**
+(contacts rows on channel ``no_contact``: the randomised control-group and explored pauses that
+``omni-ml feedback`` appends) join them as no-contact units of their own, with their logged
+``assignment_probability`` and population weight 1.
 
 Debiasing with the logged ``assignment_probability`` (``weighting="ipw"``): a contact row is weighted
 by ``1 / assignment_probability`` (clipped at ``max_weight``, normalised to mean 1 within its arm), so
 each arm's rows stand for the whole population of decisions rather than the people the historic
 policy preferred for that channel. This corrects covariate shift between arms that a finite,
-regularised model would otherwise carry into its effect estimates. On the simulated world it did not
-help (0.785 vs 0.786): the historic policy there depends on observed history only, which the features
-carry, and the weights add variance. So the default is ``weighting="none"``; use ``"ipw"`` when
-the logging policy targeted on things the features see only coarsely.
+regularised model would otherwise carry into its effect estimates; it adds variance, so the default is
+``weighting="none"``: use ``"ipw"`` when the logging policy targeted on things the features see only
+coarsely.
+
+The measured shares of the oracle's gain for the defaults, the learners, the baselines and every variant
+tried are in ``benchmarks/RESULTS.md`` (section "Channel policy"), with the commands that reproduce them.
 """
 
 from __future__ import annotations
@@ -118,12 +51,14 @@ import dataclasses
 import datetime as dt
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 from sklearn.utils.validation import check_is_fitted
 
+from omni_ml import _time
+from omni_ml._time import before, window
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
 from omni_ml.models._channel_learner import NO_CONTACT, ChannelModel, Learner, Weighting
@@ -189,6 +124,14 @@ class ChannelConfig:
         (lookback 365 days; see the module docstring); the channel reasons of the campaign file put each
         of these columns in words (e.g. "bought 1.9x as often after past sms contacts as usual").
         ``False``: the counts and rates only.
+    pause_units
+        Which (customer, campaign day) pairs are no-contact units: ``"window"`` (default) pairs without a
+        contact from the start of the day to the end of the response window; ``"day"`` pairs without a
+        contact on the campaign day itself (later contacts, like those that follow a logged contact,
+        belong to the outcome). ``"window"`` selects on the future: a customer who buys in the window is
+        targeted more by a policy that favours recent buyers, so is more often excluded, which lowers the
+        no-contact conversion and inflates every channel's uplift; ``"day"`` compares like with like (see
+        benchmarks/RESULTS.md).
     seed
         Seed of the no-contact sampling and of LightGBM.
     """
@@ -206,6 +149,7 @@ class ChannelConfig:
     features: Any = None
     response_history: bool = True
     response_baseline: bool = True
+    pause_units: Literal["window", "day"] = "window"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -323,7 +267,7 @@ def channel_training_data(
     shortened = isinstance(first_contact, dt.datetime) and first_contact > start
     if shortened:
         start = first_contact  # type: ignore[assignment]
-    period = (pl.col("timestamp") >= start) & (pl.col("timestamp") < stop)
+    period = window(start, end=stop)
     outcomes = contact_outcomes(hist, cfg.window_days, as_of=t, incomplete="drop")
     logged = outcomes.filter(period & pl.col("channel").is_in(list(cfg.channels)))
     if isinstance(logged, pl.LazyFrame):
@@ -393,11 +337,30 @@ def channel_training_data(
     )
     eligible_pairs = acceptance * customers.len() * days.height
     sampling_fraction = pause.height / max(eligible_pairs, 1.0)
-    keys = pl.concat([contact_units, pause_units]).with_columns(
-        pl.when(pl.col("arm") == NO_CONTACT)
-        .then(1.0 / sampling_fraction)
-        .otherwise(1.0)
-        .alias("sample_weight_population")
+    # Logged pauses (contacts rows on channel no_contact: control-group and explored pauses fed back by
+    # `omni-ml feedback`) are randomised no-contact units with a known assignment probability; they stand for
+    # themselves (population weight 1), the sampled pairs for 1 / sampling_fraction pairs each.
+    logged_pauses = outcomes.filter(period & (pl.col("channel") == NO_CONTACT))
+    if isinstance(logged_pauses, pl.LazyFrame):
+        logged_pauses = logged_pauses.collect()
+    decided = logged_pauses.select(
+        "customer_id",
+        pl.col("timestamp").cast(TIMESTAMP).alias("cutoff"),
+        pl.lit(NO_CONTACT).alias("arm"),
+        pl.col("converted").cast(pl.Int8),
+        pl.col("assignment_probability").cast(pl.Float64),
+        pl.lit(1.0).alias("sample_weight_population"),
+    )
+    keys = pl.concat(
+        [
+            pl.concat([contact_units, pause_units]).with_columns(
+                pl.when(pl.col("arm") == NO_CONTACT)
+                .then(1.0 / sampling_fraction)
+                .otherwise(1.0)
+                .alias("sample_weight_population")
+            ),
+            decided,
+        ]
     )
     feature_set = FeatureSet.from_histories(hist, cfg.feature_config(), before=t)
     frame = build_features(hist, keys.select("customer_id", "cutoff"), feature_set=feature_set)
@@ -431,8 +394,9 @@ def _sample_pause_pairs(
 ) -> tuple[pl.DataFrame, float]:
     """``target`` eligible (customer, campaign day) pairs drawn uniformly, and the eligible share of the pairs drawn.
 
-    Eligible: no contact from the start of the day to the end of the response window, and consent to at
-    least one of ``cfg.channels`` at the cutoff. The first round draws ``3 * target + 100`` pairs; when
+    Eligible: no contact from the start of the day to the end of the response window (``pause_units="day"``:
+    to the end of the day), and consent to at least one of ``cfg.channels`` at the cutoff. The first round
+    draws ``3 * target + 100`` pairs; when
     fewer than ``target`` of them are eligible (about a third are, so ``pause_ratio=3`` used to fall a few
     percent short), further rounds draw new pairs from the same seeded stream until ``target`` is reached
     or no eligible pair is left to find. The eligible share is counted over *distinct* pairs drawn: they are
@@ -443,7 +407,12 @@ def _sample_pause_pairs(
     from omni_ml.identity import consent_state
 
     rng = np.random.default_rng(cfg.seed)
-    window = dt.timedelta(days=cfg.window_days)
+    # A pair is a pause when the customer was not contacted in the response window after the campaign
+    # day ("window"), or not on the campaign day itself ("day"); see ChannelConfig.pause_units.
+    if cfg.pause_units == "window":
+        blocked_until = pl.col("cutoff") + dt.timedelta(days=cfg.window_days)
+    else:
+        blocked_until = pl.col("cutoff").dt.truncate("1d") + dt.timedelta(days=1)
     contacts = all_contacts.select("customer_id", pl.col("timestamp").alias("__ts"))
     n_draw, n_distinct, n_found = int(target * 3 + 100), 0, 0
     seen: pl.DataFrame | None = None
@@ -462,9 +431,7 @@ def _sample_pause_pairs(
         touched = (
             drawn.with_row_index("__u")
             .join(contacts, on="customer_id")
-            .filter(
-                (pl.col("__ts") >= pl.col("cutoff").dt.truncate("1d")) & (pl.col("__ts") < pl.col("cutoff") + window)
-            )
+            .filter(_time.window(pl.col("cutoff").dt.truncate("1d"), end=blocked_until, column="__ts"))
             .select("__u")
             .unique()
         )
@@ -549,7 +516,7 @@ def channel_features(
     check_is_fitted(model, "boosters_")
     t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
     if customers is None:
-        ids = [hist.events.filter(pl.col("timestamp") < t).select("customer_id")]
+        ids = [hist.events.filter(before(t)).select("customer_id")]
         ids += [lf.select("customer_id") for lf in (hist.consents, hist.customers) if lf is not None]
         who = pl.concat(ids).drop_nulls().unique().sort("customer_id").collect()["customer_id"]
     else:

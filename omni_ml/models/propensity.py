@@ -355,7 +355,7 @@ def predict_propensity(
 
 
 def save_model(model: Any, path: str | Path) -> Path:
-    """Write a fitted model to ``path`` with joblib, atomically (temp file + rename).
+    """Write a fitted model to ``path`` with joblib, atomically, and its sha256 to ``<path>.sha256``.
 
     Examples
     --------
@@ -366,27 +366,26 @@ def save_model(model: Any, path: str | Path) -> Path:
     ...     np.allclose(load_model(save_model(m, f"{d}/m.joblib")).predict_proba(X), m.predict_proba(X))
     True
     """
-    import joblib
+    from omni_ml._model_files import dump_verified
 
-    from omni_ml._io import write_atomically
-
-    return write_atomically(Path(path), lambda tmp: joblib.dump(model, tmp))  # a failed write leaves no partial model
+    target = Path(path)
+    dump_verified(model, target)  # atomic, with its checksum beside it (<path>.sha256)
+    return target
 
 
 def load_model(path: str | Path) -> Any:
-    """Read a model written by :func:`save_model`.
+    """Read a model written by :func:`save_model`, after checking its sha256 (``<path>.sha256``).
 
     Raises
     ------
     ModelNotFoundError
-        ``path`` does not exist.
+        ``path`` does not exist, or its checksum is missing or does not match (nothing is unpickled).
     """
-    import joblib
-
+    from omni_ml._model_files import load_verified
     from omni_ml.exceptions import ModelNotFoundError
 
     target = Path(path)
     if not target.is_file():
         msg = f"model file {str(target)!r} does not exist. Hint: train one with `omni-ml train DIR --out PATH`."
         raise ModelNotFoundError(msg)
-    return joblib.load(target)
+    return load_verified(target)

@@ -18,8 +18,9 @@ Two estimates of ``E[revenue in [as_of, as_of + horizon_days)]`` per customer, b
   of trees is chosen by early stopping on the latest cutoff (held-out time), then the model is refitted on
   every cutoff with that number.
 
-A BG/NBD + Gamma-Gamma baseline is not included: ``lifetimes`` (the classic implementation) has not been
-released since 2020 and ``pymc-marketing`` (maintained) needs Python >= 3.12 from version 0.19.3 on.
+The BG/NBD (or Pareto/NBD) + Gamma-Gamma baseline lives in :mod:`omni_ml.models.btyd` (closed form, written
+here: ``lifetimes`` has not been released since 2020 and ``pymc-marketing`` needs Python >= 3.12); the
+campaign file's ``clv_12m`` column is its 12-month value.
 
 The **value of a conversion** the channel policy needs is the revenue a converting customer brings,
 ``orders per buyer x shrunk mean order value`` (:meth:`OrderValueStats.conversion_value`), times a margin.
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._time import before, window
 from omni_ml.data import Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError, SchemaError
 
@@ -47,9 +49,8 @@ def _utc(value: str | dt.date | dt.datetime) -> dt.datetime:
 
 
 def _purchases(hist: Histories, start: dt.datetime, end: dt.datetime) -> pl.LazyFrame:
-    ts = pl.col("timestamp")
     return hist.events.filter(
-        (pl.col("event_type") == "purchase") & (ts >= start) & (ts < end) & pl.col("customer_id").is_not_null()
+        (pl.col("event_type") == "purchase") & window(start, end=end) & pl.col("customer_id").is_not_null()
     ).select("customer_id", pl.col("amount").fill_null(0.0).cast(pl.Float64))
 
 
@@ -303,7 +304,7 @@ class CustomerValueModel:
             from omni_ml.features import FeatureConfig
 
             feature_cfg = from_mapping(FeatureConfig, feature_cfg, where="ValueConfig.features")
-        past = hist.replace(events=hist.events.filter(pl.col("timestamp") < t))
+        past = hist.replace(events=hist.events.filter(before(t)))
         cuts = training_cutoffs(t, cfg.horizon_days, every_days=cfg.every_days, n=cfg.n_cutoffs)
         ts = training_set(past, cuts, cfg.horizon_days, config=feature_cfg, as_of=t)
         y = purchase_labels(past, ts.keys, cfg.horizon_days, as_of=t)["revenue"].to_numpy().astype(np.float64)

@@ -29,10 +29,15 @@
 5. **Lineage.** Every row carries ``model_uri``, ``model_version`` and ``run_id`` (the last two
    null for a model loaded from a local file).
 
+6. **Exploration** (``explore > 0``): a share of the customers outside the control group get an action
+   drawn at random among their allowed options (``no_contact`` included; rule ``explore``), with the
+   same hash family, independent of the control group; every row's ``assignment_probability`` is the
+   probability of its logged action under the whole design (:func:`finish_chunk`).
+
 Columns of the campaign file: ``customer_id, as_of, propensity, propensity_decile, best_channel,
-recommended_channel, control_group, expected_uplift, expected_value, customer_value, score_<channel>..., rule,
-offer_category, suppressed_category, reason_1..reason_K, channel_reason_1..channel_reason_K, model_uri,
-model_version, run_id``.
+recommended_channel, control_group, assignment_probability, expected_uplift, expected_value, customer_value,
+score_<channel>..., rule, offer_category, suppressed_category, reason_1..reason_K,
+channel_reason_1..channel_reason_K, model_uri, model_version, run_id``.
 """
 
 from __future__ import annotations
@@ -47,13 +52,23 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from omni_ml._time import as_utc
-from omni_ml.data import Histories, UnknownTableWarning, load_histories
+from omni_ml.data import NO_CONTACT, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
 from omni_ml.identity import ensure_resolved
-from omni_ml.scoring._hashing import BUCKET_SEED, bucket_expr, bucket_of, stable_hash, uniform_from_hash
+from omni_ml.scoring import _monitor
+from omni_ml.scoring._hashing import (
+    BUCKET_SEED,
+    DRAW_SALT,
+    EXPLORE_SALT,
+    bucket_expr,
+    bucket_of,
+    stable_hash,
+    uniform_from_hash,
+)
 from omni_ml.scoring._writer import AtomicTableWriter, output_format
 
 __all__ = [
@@ -72,8 +87,10 @@ __all__ = [
 CHUNK_CUSTOMERS = 250_000
 """Customers per chunk when ``chunks`` is not given."""
 
-NO_CONTACT = "no_contact"
 CONTROL_RULE = "control_group"
+EXPLORE_RULE = "explore"
+VALUE_RULES = ("best_value", "no_positive_value")
+"""Rules of a decision made on value: the only ones exploration may replace (a rule that pauses stays)."""
 _PERSON_TABLES = ("events", "contacts", "consents", "customers")
 _LINEAGE: dict[str, pl.DataType] = {"model_uri": pl.String(), "model_version": pl.String(), "run_id": pl.String()}
 
@@ -95,7 +112,8 @@ class ScoringSummary:
     ``per_channel`` counts ``best_channel`` after the control group is held out (who will be
     contacted, and how); ``recommended`` counts the model's choice before it; ``rules`` counts the
     rule that fired per customer (``control_group`` for contacts held out); ``control`` is the
-    size of the control group (all held-out customers, contactable or not). ``history_end`` is the
+    size of the control group (all held-out customers, contactable or not); ``explored`` counts the
+    customers whose action exploration drew (rule ``explore``). ``history_end`` is the
     last event in the histories; ``warnings`` holds what the job also warned about (a last event more
     than the model's horizon before ``as_of``: a histories feed that stopped).
     """
@@ -118,6 +136,11 @@ class ScoringSummary:
     engine: str = "polars"
     history_end: dt.datetime | None = None
     warnings: tuple[str, ...] = ()
+    explore_fraction: float = 0.0
+    explored: int = 0
+    monitor: Any = None
+    monitor_file: Path | None = None
+    monitor_run_id: str | None = None
 
     @property
     def no_contact(self) -> int:
@@ -156,7 +179,18 @@ class ScoringSummary:
             f"  control group: {self.control:,} ({share:.1%}; target {self.control_fraction:.1%}, seed {self.seed}); "
             f"{self.control_held_out:,} of them held out from a recommended contact"
         )
+        if self.explore_fraction > 0:
+            lines.append(
+                f"  exploration: {self.explored:,} customers (target {self.explore_fraction:.1%} of those outside the "
+                "control group with a choice) drew their action at random (rule explore)"
+            )
         lines += [f"  warning: {w}" for w in self.warnings]
+        if self.monitor is not None:
+            lines.append(self.monitor.to_text())
+            lines.append(
+                f"  monitoring: {self.monitor_file}"
+                + (f" (MLflow run {self.monitor_run_id})" if self.monitor_run_id else "")
+            )
         return "\n".join(lines)
 
 
@@ -169,6 +203,7 @@ def campaign_schema(model: Any, *, reasons: int) -> pl.Schema:
         if name == "best_channel":
             cols["recommended_channel"] = pl.String()
             cols["control_group"] = pl.Boolean()
+            cols["assignment_probability"] = pl.Float64()
     cols.update(_LINEAGE)
     return pl.Schema(cols)
 
@@ -176,7 +211,9 @@ def campaign_schema(model: Any, *, reasons: int) -> pl.Schema:
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_arguments(out: Path, reasons: int, control_fraction: float, seed: int, chunks: int | None) -> None:
+def _check_arguments(
+    out: Path, reasons: int, control_fraction: float, seed: int, chunks: int | None, explore: float = 0.0
+) -> None:
     problems = []
     if output_format(out) is None:
         problems.append(f"out {str(out)!r} must end in .parquet or .csv (got {out.suffix or 'no extension'!r})")
@@ -188,6 +225,11 @@ def _check_arguments(out: Path, reasons: int, control_fraction: float, seed: int
         problems.append(f"reasons must be an integer in 0..20 (got {reasons!r})")
     if not isinstance(control_fraction, int | float) or not 0.0 <= float(control_fraction) < 1.0:
         problems.append(f"control_fraction must be in [0, 1) (got {control_fraction!r}); 0.1 holds out 10%")
+    if isinstance(explore, bool) or not isinstance(explore, int | float) or not 0.0 <= float(explore) < 1.0:
+        problems.append(
+            f"explore (--explore) must be in [0, 1) (got {explore!r}); 0.1 draws the channel at random for 10% "
+            "of the customers outside the control group"
+        )
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         problems.append(f"seed must be a non-negative integer (got {seed!r})")
     if chunks is not None and (not isinstance(chunks, int) or isinstance(chunks, bool) or not 1 <= chunks <= 100_000):
@@ -224,15 +266,9 @@ def _load_model(model: Any, *, tracking_uri: str | None = None) -> LoadedCampaig
                     " for a model in MLflow."
                 )
                 raise ModelNotFoundError(msg)
-            import joblib
+            from omni_ml._model_files import load_verified
 
-            try:
-                obj = joblib.load(path)
-            except Exception as exc:  # unpickling errors have many types
-                msg = (
-                    f"model {uri!r}: cannot be loaded ({type(exc).__name__}: {exc}). Hint: is it a saved CampaignModel?"
-                )
-                raise ModelNotFoundError(msg) from exc
+            obj = load_verified(path)  # checks the sha256 before anything is unpickled
             result = LoadedCampaignModel(obj, str(path.resolve()), None, None)
     else:
         result = LoadedCampaignModel(model, None, None, None)
@@ -284,6 +320,21 @@ def _stale_history(end: dt.datetime | None, as_of: dt.datetime, model: Any) -> s
         f"model's {horizon}-day horizon: every customer looks inactive. Hint: check that the histories are up to "
         "date, or score at an as-of date closer to their end."
     )
+
+
+def _refuse_stale(end: dt.datetime | None, as_of: dt.datetime, model: Any, *, allow_stale: bool) -> str | None:
+    """Raise when the histories stop more than the model's horizon before ``as_of``, unless ``allow_stale``.
+
+    Returns the warning to give when ``allow_stale`` lets a stale scoring run go on.
+    """
+    stale = _stale_history(end, as_of, model)
+    if stale is not None and not allow_stale:
+        msg = (
+            stale.replace("Hint: check", "Scoring would write a wrong campaign. Hint: check")
+            + " Pass --allow-stale (score(..., allow_stale=True)) only if the gap is intended."
+        )
+        raise DataInsufficientError(msg)
+    return stale
 
 
 def _check_dates(start: dt.datetime | None, as_of: dt.datetime, model: Any, *, known: bool = True) -> None:
@@ -387,7 +438,11 @@ def _stream_facts(scans: Mapping[str, pl.LazyFrame]) -> tuple[dt.datetime | None
 
 
 def _scored_stream(
-    scans: Mapping[str, pl.LazyFrame], n_chunks: int, job: _Job, spans: list[tuple[dt.datetime, dt.datetime]]
+    scans: Mapping[str, pl.LazyFrame],
+    n_chunks: int,
+    job: _Job,
+    spans: list[tuple[dt.datetime, dt.datetime]],
+    monitor: Any = None,
 ) -> Iterator[pl.DataFrame]:
     """Read, validate and score bucket after bucket; collect each chunk's first and last event into ``spans``."""
     for bucket in range(n_chunks):
@@ -395,10 +450,17 @@ def _scored_stream(
         summary = chunk.report.tables.get("events") if chunk.report else None
         if summary is not None and summary.start is not None and summary.end is not None and summary.rows:
             spans.append((summary.start, summary.end))
-        yield job.run(chunk)
+        yield _run_monitored(job, chunk, monitor)
 
 
 # ----------------------------------------------------------------------------- the job
+
+
+def _run_monitored(job: _Job, hist: Histories, monitor: Any) -> pl.DataFrame:
+    """Score a chunk and profile the features of its sampled customers (the monitoring hook)."""
+    frame = job.run(hist)
+    _monitor.profile_chunk(monitor, job.model, hist, frame)
+    return frame
 
 
 def chunk_histories(hist: Histories, bucket: int, n_buckets: int) -> Histories:
@@ -420,21 +482,72 @@ def finish_chunk(
     control_fraction: float,
     seed: int,
     lineage: Mapping[str, str | None],
+    explore_fraction: float = 0.0,
 ) -> pl.DataFrame:
-    """Apply the control group, add lineage, fix the schema and sort a scored chunk into file order."""
+    """Apply the control group and exploration, add lineage, fix the schema and sort a chunk into file order.
+
+    The design, customer by customer (``u_c``, ``u_e``, ``u_d``: independent uniforms from the stable hash
+    of the id with the campaign seed, see :mod:`omni_ml.scoring._hashing`):
+
+    1. ``u_c < control_fraction``: control group, ``best_channel = no_contact`` (rule ``control_group`` when
+       the policy recommended a contact);
+    2. otherwise ``u_e < explore_fraction``: exploration. The options are ``no_contact`` plus every channel
+       the policy allowed (a non-null ``score_<channel>``: consented, with an estimate) when the decision was
+       made on value (rules ``best_value`` / ``no_positive_value``); a customer paused by a rule (consent,
+       pressure cap, cool-down, service incident, suppression) has the single option ``no_contact`` and
+       keeps that rule. With ``K > 1`` options the action is option ``floor(u_d * K)`` and the rule is
+       ``explore``;
+    3. otherwise the policy's recommendation.
+
+    ``assignment_probability`` is the probability of the logged ``best_channel`` ``a`` under this whole
+    design, ``C [a = no_contact] + (1 - C) F / K + (1 - C) (1 - F) [a = recommended]``, with ``C`` the
+    control and ``F`` the exploration fraction (1 for a customer with a single option).
+    """
     ids = frame["customer_id"]
-    in_control = uniform_from_hash(stable_hash(ids, seed)) < control_fraction
-    recommended = pl.col("best_channel")
-    held_out = pl.col("control_group") & (recommended != NO_CONTACT)
+    n = frame.height
+    control = float(control_fraction)
+    explore = float(explore_fraction)
+    in_control = (uniform_from_hash(stable_hash(ids, seed)) < control).to_numpy()
+    channels = [name.removeprefix("score_") for name in schema if name.startswith("score_")]
+    recommended = frame["best_channel"].to_numpy().astype(object)
+    on_value = frame["rule"].is_in(list(VALUE_RULES)).to_numpy()
+    allowed = np.zeros((n, len(channels)), dtype=bool)
+    for j, channel in enumerate(channels):
+        column = f"score_{channel}"
+        if column in frame.columns:
+            allowed[:, j] = frame[column].is_not_null().to_numpy() & on_value
+    n_options = allowed.sum(axis=1) + 1  # + no_contact
+    exploring = np.zeros(n, dtype=bool)
+    action = np.where(in_control, NO_CONTACT, recommended).astype(object)
+    if explore > 0.0 and n:
+        explore_u = uniform_from_hash(stable_hash(ids, seed ^ EXPLORE_SALT)).to_numpy()
+        exploring = ~in_control & (explore_u < explore) & (n_options > 1)
+        draw = uniform_from_hash(stable_hash(ids, seed ^ DRAW_SALT)).to_numpy()
+        pick = np.minimum((draw * n_options).astype(np.int64), n_options - 1)  # 0 = no_contact, k = k-th allowed
+        ranks = np.cumsum(allowed, axis=1)
+        for i in np.flatnonzero(exploring):
+            action[i] = NO_CONTACT if pick[i] == 0 else channels[int(np.argmax(ranks[i] == pick[i]))]
+    is_pause = action == NO_CONTACT
+    probability = np.where(
+        n_options == 1,
+        1.0,  # the only option (exactly 1, not a sum of rounded shares)
+        control * is_pause
+        + (1.0 - control) * explore / n_options
+        + (1.0 - control) * (1.0 - explore) * (action == recommended),
+    )
+    held_out = in_control & (recommended != NO_CONTACT)
+    rule = frame["rule"].to_numpy().astype(object)
+    rule = np.where(held_out, CONTROL_RULE, np.where(exploring, EXPLORE_RULE, rule))
     out = (
         frame.with_columns(
-            control_group=in_control,
+            control_group=pl.Series(in_control, dtype=pl.Boolean),
+            recommended_channel=pl.col("best_channel"),
             __order=stable_hash(ids, BUCKET_SEED),
         )
         .with_columns(
-            recommended_channel=recommended,
-            best_channel=pl.when(held_out).then(pl.lit(NO_CONTACT)).otherwise(recommended),
-            rule=pl.when(held_out).then(pl.lit(CONTROL_RULE)).otherwise(pl.col("rule")),
+            best_channel=pl.Series(action.tolist(), dtype=pl.String),
+            rule=pl.Series(rule.tolist(), dtype=pl.String),
+            assignment_probability=pl.Series(probability, dtype=pl.Float64),
             **{k: pl.lit(v, dtype=pl.String) for k, v in lineage.items()},
         )
         .sort("__order", "customer_id")
@@ -473,6 +586,7 @@ class _Tally:
         self.rules: Counter[str] = Counter()
         self.control = 0
         self.held_out = 0
+        self.explored = 0
 
     def add(self, frame: pl.DataFrame) -> None:
         self.customers += frame.height
@@ -481,6 +595,7 @@ class _Tally:
         self.rules.update(dict(frame["rule"].value_counts().iter_rows()))
         self.control += int(frame["control_group"].sum())
         self.held_out += int((frame["rule"] == CONTROL_RULE).sum())
+        self.explored += int((frame["rule"] == EXPLORE_RULE).sum())
 
 
 def score(
@@ -496,6 +611,10 @@ def score(
     progress: bool = True,
     engine: Literal["polars", "spark"] = "polars",
     tracking_uri: str | None = None,
+    explore: float = 0.0,
+    monitor: Any = None,
+    fail_on_drift: bool = False,
+    allow_stale: bool = False,
 ) -> ScoringSummary:
     """Score every customer as of ``as_of`` and write the campaign file ``out`` atomically.
 
@@ -528,6 +647,22 @@ def score(
         :mod:`omni_ml.scoring.spark`; needs ``pip install omni_ml[spark]``).
     tracking_uri
         MLflow tracking URI for ``models:/`` and ``runs:/`` models (default: the environment's).
+    explore
+        Share ``F`` in ``[0, 1)`` of the customers outside the control group whose action is drawn at random
+        among their allowed options, ``no_contact`` included (rule ``explore``; see :func:`finish_chunk`).
+        Every row's ``assignment_probability`` is the probability of its ``best_channel`` under the whole
+        design, so the file's outcomes give exact importance weights. ``0``: no exploration.
+    monitor
+        Monitoring thresholds (:class:`omni_ml.monitor.MonitorConfig` or a mapping of its fields; ``None``:
+        defaults; ``False``: off). The run is compared with the model's training reference and the report
+        written atomically to ``<out stem>.monitor.parquet`` beside ``out`` (and, for a model from MLflow,
+        logged as a monitoring run linked to the model's run). Features are profiled on the polars engine;
+        on Spark only scores, deciles, channels and expected performance are monitored.
+    fail_on_drift
+        Raise :class:`~omni_ml.exceptions.DriftError` and write no campaign file when the verdict is ``bad``.
+    allow_stale
+        Score even when the last event is more than the model's horizon before ``as_of`` (every
+        customer then looks inactive); by default that is refused before any work.
 
     Returns
     -------
@@ -544,14 +679,19 @@ def score(
         The histories cannot be scored at ``as_of``.
     ConsentError
         A decision would contact a customer without consent (the file is not written).
+    DriftError
+        ``fail_on_drift`` and the health verdict is ``bad`` (the file is not written).
+    DataInsufficientError
+        Also when the histories end more than the model's horizon before ``as_of`` (see ``allow_stale``).
     """
     started = time.perf_counter()
     out_path = Path(out)
     moment = as_utc(as_of)
-    _check_arguments(out_path, reasons, control_fraction, seed, chunks)
+    _check_arguments(out_path, reasons, control_fraction, seed, chunks, explore)
     if engine not in ("polars", "spark"):
         msg = f"engine must be 'polars' or 'spark' (got {engine!r})."
         raise ConfigError(msg)
+    monitor_cfg = _monitor.monitor_config(monitor)
     loaded = _load_model(model, tracking_uri=tracking_uri)
     is_dir = isinstance(hist_or_dir, str | Path) and Path(hist_or_dir).is_dir()
     scans = streaming_tables(hist_or_dir) if is_dir else None  # type: ignore[arg-type]
@@ -560,17 +700,21 @@ def score(
         hist = _load_histories(hist_or_dir, moment)
         start, end, n_customers = _history_facts(hist)
         _check_dates(start, moment, loaded.model)
+        _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
         # resolution is global: it must happen before customers are chunked
         hist = ensure_resolved(hist, moment)
     else:
         start, end, n_customers = _stream_facts(scans)
         _check_dates(start, moment, loaded.model, known=start is not None)
+        _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
     n_customers = max(n_customers, 1)
     n_chunks = chunks if chunks is not None else max(1, math.ceil(n_customers / CHUNK_CUSTOMERS))
     schema = campaign_schema(loaded.model, reasons=reasons)
     lineage = {"model_uri": loaded.model_uri, "model_version": loaded.model_version, "run_id": loaded.run_id}
-    job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage)
+    job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage, float(explore))
     spans: list[tuple[dt.datetime, dt.datetime]] = []
+    watcher, unmonitored = _monitor.start(loaded.model, monitor_cfg, n_customers)
+    profiler = watcher if engine == "polars" else None
 
     if engine == "spark":
         import secrets
@@ -585,10 +729,10 @@ def score(
             Path(hist_or_dir).resolve(), job, n_chunks, staging_dir=staging.resolve()
         )
     elif scans is not None:
-        frames = _scored_stream(scans, n_chunks, job, spans)
+        frames = _scored_stream(scans, n_chunks, job, spans, profiler)
     else:
         assert hist is not None
-        frames = (job.run(chunk_histories(hist, b, n_chunks)) for b in range(n_chunks))
+        frames = (_run_monitored(job, chunk_histories(hist, b, n_chunks), profiler) for b in range(n_chunks))
 
     tally = _Tally()
     with AtomicTableWriter(out_path, schema) as writer, _progress(progress) as bar:
@@ -596,13 +740,32 @@ def score(
         for frame in frames:
             writer.write(frame)
             tally.add(frame)
+            if watcher is not None:
+                watcher.add_scores(frame)
             bar.update(task, advance=1, customers=tally.customers)
         if scans is not None and start is None and engine == "polars":
             # text timestamps: the first event is known only now that every chunk parsed its own
             _check_dates(min((a for a, _ in spans), default=None), moment, loaded.model)
             end = max((b for _, b in spans), default=None)
-        writer.commit()
-    stale = _stale_history(end, moment, loaded.model)
+        stale = _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
+        outcome = None
+        if watcher is not None:
+            outcome = _monitor.finish(
+                watcher,
+                as_of=moment,
+                out=out_path,
+                model_uri=loaded.model_uri,
+                model_version=loaded.model_version,
+                run_id=loaded.run_id,
+                tracking_uri=tracking_uri,
+                fail_on_drift=fail_on_drift,
+            )
+        try:
+            monitor_file = outcome.commit() if outcome is not None else None
+            writer.commit()
+        finally:
+            if outcome is not None:
+                outcome.discard()
     if stale is not None:
         warnings.warn(stale, UserWarning, stacklevel=2)
     return ScoringSummary(
@@ -615,6 +778,8 @@ def score(
         control_held_out=tally.held_out,
         control_fraction=float(control_fraction),
         seed=seed,
+        explore_fraction=float(explore),
+        explored=tally.explored,
         chunks=n_chunks,
         as_of=moment,
         model_uri=loaded.model_uri,
@@ -623,7 +788,10 @@ def score(
         seconds=time.perf_counter() - started,
         engine=engine,
         history_end=end,
-        warnings=(stale,) if stale else (),
+        warnings=tuple(w for w in (stale, unmonitored) if w),
+        monitor=outcome.report if outcome is not None else None,
+        monitor_file=monitor_file,
+        monitor_run_id=outcome.run_id if outcome is not None else None,
     )
 
 
@@ -638,6 +806,7 @@ class _Job:
     seed: int
     schema: pl.Schema
     lineage: Mapping[str, str | None]
+    explore_fraction: float = 0.0
 
     def run(self, hist: Histories) -> pl.DataFrame:
         frame = self.model.score(hist, self.as_of, reasons=self.reasons)
@@ -647,4 +816,5 @@ class _Job:
             control_fraction=self.control_fraction,
             seed=self.seed,
             lineage=self.lineage,
+            explore_fraction=self.explore_fraction,
         )

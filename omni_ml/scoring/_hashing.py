@@ -20,6 +20,10 @@ Uses of the hash
 * **Control group**: ``u = (stable_hash(id, campaign_seed) >> 11) / 2**53`` is uniform on
   ``[0, 1)``; a customer is held out when ``u < control_fraction``. Raising the fraction only adds
   customers to the control group; a new campaign seed draws a new, independent group.
+* **Exploration** (``omni-ml score --explore F``): the same hash with the campaign seed xor
+  :data:`EXPLORE_SALT` gives a second uniform, independent of the control group's; a customer
+  outside the control group explores when it is ``< F``. A third, with :data:`DRAW_SALT`, draws the
+  explored action: option ``floor(u * K)`` of the customer's ``K`` allowed options.
 """
 
 from __future__ import annotations
@@ -29,9 +33,22 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["BUCKET_SEED", "bucket_expr", "bucket_of", "reference_hash", "stable_hash", "uniform_from_hash"]
+__all__ = [
+    "BUCKET_SEED",
+    "DRAW_SALT",
+    "EXPLORE_SALT",
+    "bucket_expr",
+    "bucket_of",
+    "reference_hash",
+    "stable_hash",
+    "uniform_from_hash",
+]
 
 BUCKET_SEED = 0x5EED_0B0C
+EXPLORE_SALT = 0xE5_91_0E_E5_91_0E
+"""Xor-ed into the campaign seed for the exploration group (independent of the control group)."""
+DRAW_SALT = 0xD3_A3_D3_A3_D3_A3
+"""Xor-ed into the campaign seed for the explored action."""
 _FNV_BASIS = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 _MASK = (1 << 64) - 1

@@ -20,8 +20,13 @@
 ``future_events.parquet``
     The realised events of ``[end, end + H)`` (events schema, true ``customer_id`` on every row), drawn
     from the same law as ``p_purchase``.
+``send_time.parquet``
+    ``customer_id, channel, best_hour, best_weekday``: the whole hour (0-23, UTC) and ISO weekday
+    (1 = Monday) at which a contact on that channel has the largest effect (null hour: ``direct_mail``
+    has no hour curve). The rhythms and the effect curve are described in :mod:`omni_ml.simulate.rhythm`
+    and recorded in ``world.json`` (``send_time``).
 ``world.json``
-    The config, the future regime and row counts.
+    The config, the future regime, the send-time effect curve and row counts.
 
 **How identity resolution reproduces the truth ids** (INTERFACES.md "Customer id rule"). Every person
 has a crm id ``C0000001``...; ``customers.customer_id`` and rows that carry a ``customer_id`` use it,
@@ -33,8 +38,13 @@ does not trust shared identifiers: a household phone is linked to several crm id
 card to many persons' emails (``shared`` in the truth); following them would merge people. Cookies that
 were never linked cannot be resolved (they become ``anon-`` customers) although the truth knows them.
 
+The exact value of a timed campaign and each person's best send time come from
+:func:`timed_campaign_value` and :func:`best_send_times`.
+
 A world is continued under a campaign with :func:`continue_world` (same seed, same history, common
-random numbers), so a policy can be evaluated by simulation as well as by the truth tables. Every
+random numbers), so a policy can be evaluated by simulation as well as by the truth tables;
+:func:`continue_histories` (``omni-ml simulate --continue-from``) writes the continued world as a complete
+histories directory ending ``days`` later, with its own ``truth/``, to run cycle after cycle. Every
 per-person decision of a day uses that person's own uniforms, so persons not in the campaign buy on the
 same days as in ``truth/future_events``; row details (times, amounts, products) of a chunk may be
 re-drawn when its rows change.
@@ -48,13 +58,24 @@ Examples
 >>> import tempfile
 >>> import polars as pl
 >>> world = simulate(preset("small", n_customers=100), tempfile.mkdtemp())
->>> sorted(p.name for p in (world / "truth").iterdir())
-['channel_response.parquet', 'future_events.parquet', 'identity.parquet', 'propensity.parquet', 'world.json']
+>>> sorted(p.stem for p in (world / "truth").iterdir())
+['channel_response', 'future_events', 'identity', 'propensity', 'send_time', 'world']
 """
 
 from __future__ import annotations
 
 from omni_ml.simulate.config import PRESETS, SimulationConfig, preset
-from omni_ml.simulate.world import continue_world, load_config, simulate
+from omni_ml.simulate.timed import best_send_times, timed_campaign_value
+from omni_ml.simulate.world import continue_histories, continue_world, load_config, simulate
 
-__all__ = ["PRESETS", "SimulationConfig", "continue_world", "load_config", "preset", "simulate"]
+__all__ = [
+    "PRESETS",
+    "SimulationConfig",
+    "best_send_times",
+    "continue_histories",
+    "continue_world",
+    "load_config",
+    "preset",
+    "simulate",
+    "timed_campaign_value",
+]

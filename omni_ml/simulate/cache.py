@@ -10,27 +10,35 @@ set of channel decisions is worth by the true channel response.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from omni_ml.data import NO_CONTACT
 from omni_ml.exceptions import ConfigError, SchemaError
 from omni_ml.simulate.config import SimulationConfig
+from omni_ml.simulate.events import EVENT_TYPES
 from omni_ml.simulate.world import load_config, simulate
 
 __all__ = ["ensure_world", "policy_value", "purchase_outcomes", "world_window"]
 
 _TABLES = ("events", "contacts", "consents", "identity_links", "customers")
 _TRUTH = ("identity", "propensity", "channel_response", "future_events")
-_NO_CONTACT = "no_contact"
 
 
 def _complete(path: Path) -> bool:
     return all((path / f"{n}.parquet").is_file() for n in _TABLES) and all(
         (path / "truth" / f"{n}.parquet").is_file() for n in _TRUTH
     )
+
+
+def _current_events(path: Path) -> bool:
+    """Whether the world was written by a simulator with today's event types (older ones lack outcome events)."""
+    recorded = json.loads((path / "truth" / "world.json").read_text()).get("event_types")
+    return recorded == list(EVENT_TYPES)
 
 
 def ensure_world(config: SimulationConfig, path: str | Path) -> Path:
@@ -42,7 +50,8 @@ def ensure_world(config: SimulationConfig, path: str | Path) -> Path:
         The world's settings (e.g. ``preset("small")``).
     path
         Directory of the world. Reused when it holds every table and ``truth/world.json`` records
-        exactly ``config``; a directory written by :func:`simulate` with another config is replaced.
+        exactly ``config`` and the simulator's current event types; a directory written by
+        :func:`simulate` with another config (or by an older simulator) is replaced.
 
     Returns
     -------
@@ -76,7 +85,7 @@ def ensure_world(config: SimulationConfig, path: str | Path) -> Path:
                 "truth/world.json). Hint: choose a new directory; ensure_world never deletes foreign files."
             )
             raise ConfigError(msg)
-        if current == config and _complete(out):
+        if current == config and _complete(out) and _current_events(out):
             return out
         shutil.rmtree(out)
     return simulate(config, out)
@@ -185,7 +194,7 @@ def policy_value(decisions: pl.DataFrame, world: str | Path | pl.DataFrame, conv
     j = decisions.select("customer_id", "best_channel").join(
         truth, left_on=["customer_id", "best_channel"], right_on=["customer_id", "channel"], how="left"
     )
-    contacted = pl.col("best_channel") != _NO_CONTACT
+    contacted = pl.col("best_channel") != NO_CONTACT
     out = j.select(
         pl.when(contacted)
         .then((pl.col("p_if_contacted") - pl.col("p_if_not")) * conversion_value - pl.col("cost"))

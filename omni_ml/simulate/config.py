@@ -149,6 +149,9 @@ class SimulationConfig:
         Mean extra sessions per day while a person is in market (browsing rises before a purchase).
     complaint_rate, complaint_effect
         Probability that a purchase leads to a service call, and the factor it applies to the person's rate.
+    send_hour_kappa, send_weekday_kappa
+        Concentration of the send-time effect curve around each person's best hour and best weekday (von
+        Mises; 0 switches the curve off). See :mod:`omni_ml.simulate.rhythm`.
     """
 
     n_customers: int = 30_000
@@ -186,6 +189,8 @@ class SimulationConfig:
     in_market_sessions: float = 0.7
     complaint_rate: float = 0.03
     complaint_effect: float = 0.6
+    send_hour_kappa: float = 0.6
+    send_weekday_kappa: float = 0.25
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -235,7 +240,15 @@ class SimulationConfig:
         for name in positives:
             if getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)!r} must be > 0")
-        for name in ("holiday_boost", "complement_boost", "fatigue_strength", "consent_change_rate", "browse_rate"):
+        for name in (
+            "holiday_boost",
+            "complement_boost",
+            "fatigue_strength",
+            "consent_change_rate",
+            "browse_rate",
+            "send_hour_kappa",
+            "send_weekday_kappa",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)!r} must be >= 0")
         if self.campaign_days_per_week < 0 or self.campaign_days_per_week > 7:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -50,6 +51,7 @@ from omni_ml.simulate.population import (
     Population,
     rng_for,
 )
+from omni_ml.simulate.rhythm import DEFAULT_SEND_HOUR, draw_rhythm, weekday_of_day
 
 __all__ = ["ChunkRecords", "EndState", "run_chunk"]
 
@@ -111,12 +113,26 @@ def run_chunk(
     cal: Calendar,
     tables: CategoryTables,
     campaign: np.ndarray | None = None,
+    send_day: np.ndarray | None = None,
+    send_sec: np.ndarray | None = None,
+    campaigns: Mapping[int, np.ndarray] | None = None,
 ) -> ChunkRecords:
     """Live the chunk's persons through ``[start, end + H)``.
 
-    ``campaign`` (optional, length ``n``): channel index per person contacted at ``end`` (``-1``: none).
+    ``campaign`` (optional, length ``n``): channel index per person contacted in the future window
+    (``-1``: none); ``send_day`` the day of that contact counted from ``end`` (default 0) and ``send_sec``
+    its second of the day (default ``DEFAULT_SEND_HOUR``). A contact due on a later day is sent only if
+    the person is still consented to its channel that day (the sender checks consent at send time).
+    ``campaigns`` (optional): day index -> such an array, each sent on its day at the default send time
+    (campaign code = the day), for worlds continued over several cycles
+    (:func:`omni_ml.simulate.world.continue_histories`).
     """
     n = pop.n
+    rhythm = draw_rhythm(cfg, chunk, pop)
+    if campaign is not None:
+        send_day = np.zeros(n, dtype=np.int64) if send_day is None else np.asarray(send_day, dtype=np.int64)
+        if send_sec is None:
+            send_sec = np.full(n, int(DEFAULT_SEND_HOUR * 3600), dtype=np.int64)
     alive = pop.alive0 & (pop.signup_day < 0) | (pop.signup_day >= 0)
     in_market = np.zeros(n, dtype=bool)
     intent_cat = np.zeros(n, dtype=np.int32)
@@ -192,13 +208,20 @@ def run_chunk(
         sent: tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray] | None = None
         if cal.campaign[t]:
             sent = _historic_policy(cfg, misc, pop, consent, dsl_any, t)
-        elif t == cal.n_history and campaign is not None:
-            who = np.flatnonzero(campaign >= 0)
-            sent = (who, campaign[who].astype(np.int64), np.ones(who.size), FUTURE_CAMPAIGN, np.zeros(who.size))
+        elif t >= cal.n_history and campaign is not None and send_day is not None and send_sec is not None:
+            who = np.flatnonzero((campaign >= 0) & (send_day == t - cal.n_history))
+            if t > cal.n_history:  # consent may have changed since `end`
+                who = who[consent[who, campaign[who]]]
+            sent = (who, campaign[who].astype(np.int64), np.ones(who.size), FUTURE_CAMPAIGN, send_sec[who])
+        elif campaigns is not None and t in campaigns:
+            who = np.flatnonzero(campaigns[t] >= 0)
+            at = np.full(who.size, int(DEFAULT_SEND_HOUR * 3600), dtype=np.int64)
+            sent = (who, campaigns[t][who].astype(np.int64), np.ones(who.size), t, at)
         if sent is not None and sent[0].size:
             who, ch, p_assign, code, sec = sent
             fm = 1.0 / (1.0 + cfg.fatigue_strength * fatigue[who])
-            eff[who] += pop.uplift[who, ch] * fm
+            timing = rhythm.multiplier(who, ch, sec, weekday_of_day(cal.epoch_day + t))
+            eff[who] += pop.uplift[who, ch] * fm * timing
             reply = rng_for(cfg, DAY_MISC, chunk, t, 1)  # own stream: a campaign leaves `misc` untouched
             u = reply.random((3, who.size), dtype=np.float32)
             eng = pop.engage[who, ch] * fm
@@ -238,7 +261,7 @@ def run_chunk(
             pop.signup_day,
             pop.q,
             pop.lam,
-            pop.browse,
+            pop.browse * rhythm.weekday_factor(int(weekday_of_day(cal.epoch_day + t))),
             pop.pref_t,
             (alive, in_market, intent_cat),
             (lam_mult, eff, fatigue, sup, lift),

@@ -14,7 +14,9 @@ import numpy as np
 from omni_ml.data import EVENT_TYPES
 from omni_ml.simulate.config import CATEGORIES, CHANNELS, PRODUCTS_PER_CATEGORY, SimulationConfig
 from omni_ml.simulate.engine import ChunkRecords
+from omni_ml.simulate.outcomes import call_outcomes, redemptions
 from omni_ml.simulate.population import EXPAND, Calendar, Population, rng_for
+from omni_ml.simulate.rhythm import RHYTHM_TIMES, Rhythm, activity_channel, draw_rhythm
 
 __all__ = ["EVENT_CHANNELS", "EVENT_TYPES", "KINDS", "RawRows", "expand"]
 
@@ -86,15 +88,76 @@ def expand(
     """All event rows caused by the records of one period (0: history days, 1: future days).
 
     Rows are not yet cut to the period's time window: a return of a December purchase may fall in the
-    future window; the caller routes rows by timestamp.
+    future window; the caller routes rows by timestamp. Times of day of visits, online purchases and
+    opens follow the person's rhythm (:mod:`omni_ml.simulate.rhythm`), drawn from their own stream so the
+    other details (amounts, products, returns) are those of the stream ``EXPAND``.
     """
     rng = rng_for(cfg, EXPAND, chunk, period)
+    times = _Times(draw_rhythm(cfg, chunk, pop), rng_for(cfg, RHYTHM_TIMES, chunk, period))
     lo, hi = (0, cal.n_history) if period == 0 else (cal.n_history, cal.n_total)
     base_us = cal.epoch_day * DAY_US
-    parts = [_purchases(cfg, rng, pop, rec.purchases, lo, hi, base_us)]
-    parts.append(_sessions(rng, pop, rec.sessions, lo, hi, base_us))
-    parts.append(_contact_events(rng, rec.contacts, lo, hi, base_us))
+    parts = [_purchases(cfg, rng, pop, rec.purchases, lo, hi, base_us, times)]
+    parts.append(_sessions(rng, pop, rec.sessions, lo, hi, base_us, times))
+    parts.append(_contact_events(rng, rec.contacts, lo, hi, base_us, times))
+    parts.append(_outcome_events(cfg, chunk, pop, cal, rec, (lo, hi), base_us, parts[0]))
     return RawRows.concat(parts)
+
+
+def _outcome_events(
+    cfg: SimulationConfig,
+    chunk: int,
+    pop: Population,
+    cal: Calendar,
+    rec: ChunkRecords,
+    period_days: tuple[int, int],
+    base_us: int,
+    purchase_rows: RawRows,
+) -> RawRows:
+    """Mail-code redemptions and call outcomes (:mod:`omni_ml.simulate.outcomes`) of the period's rows.
+
+    ``purchase_rows`` starts with the period's purchases in record order (:func:`_purchases`); a
+    redemption carries its purchase's timestamp.
+    """
+    lo, hi = period_days
+    p_day = rec.purchases["day"]
+    hit, code = redemptions(cfg, chunk, pop, cal, rec.purchases, rec.contacts)
+    in_period = (p_day >= lo) & (p_day < hi)
+    position = np.cumsum(in_period) - 1  # a period purchase's row in purchase_rows
+    keep = in_period[hit]
+    rows = position[hit[keep]]
+    parts = [
+        _rows(purchase_rows.idx[rows], purchase_rows.ts[rows], _CH["direct_mail"], _ET["redeem"], campaign=code[keep])
+    ]
+    calls, outcome, delay = call_outcomes(cfg, chunk, pop, rec.contacts, rec.drop_day)
+    day = rec.contacts["day"].astype(np.int64)[calls]
+    keep = (day >= lo) & (day < hi)
+    ts = base_us + day * DAY_US + (rec.contacts["sec"].astype(np.int64)[calls] + delay) * US
+    event = np.array([_ET["no_answer"], _ET["reached"], _ET["interested"]])[outcome]
+    for e in np.unique(event[keep]):
+        sel = keep & (event == e)
+        parts.append(
+            _rows(
+                rec.contacts["idx"].astype(np.int64)[calls][sel],
+                ts[sel],
+                _CH["call_center"],
+                int(e),
+                campaign=rec.contacts["campaign"].astype(np.int64)[calls][sel],
+            )
+        )
+    return RawRows.concat(parts)
+
+
+@dataclasses.dataclass
+class _Times:
+    """Times of day on the persons' rhythms (a stream of its own)."""
+
+    rhythm: Rhythm
+    rng: np.random.Generator
+
+    def of(self, idx: np.ndarray, event_channel: np.ndarray) -> np.ndarray:
+        """Second of the day of activities of persons ``idx`` on event channels ``event_channel``."""
+        ch = activity_channel(np.broadcast_to(event_channel, idx.shape))
+        return self.rhythm.activity_seconds(self.rng, idx, ch)
 
 
 def _in(rec: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
@@ -116,12 +179,17 @@ def _purchases(
     lo: int,
     hi: int,
     base_us: int,
+    times: _Times,
 ) -> RawRows:
     p = _in(rec, lo, hi)
     idx, day, cat = p["idx"].astype(np.int64), p["day"].astype(np.int64), p["cat"].astype(np.int64)
     n = idx.size
     where = _choose(rng, pop.buy_channel[idx])  # 0 store, 1 web, 2 app
-    sec = np.where(where == 0, rng.integers(9 * 3600, 20 * 3600, n), rng.integers(8 * 3600, 23 * 3600, n))
+    in_hours = rng.integers(9 * 3600, 20 * 3600, n)
+    _unused = rng.integers(8 * 3600, 23 * 3600, n)  # drawn so the stream's later draws stay those of before
+    active = times.of(idx, where)
+    opening = (active >= 9 * 3600) & (active < 20 * 3600)
+    sec = np.where((where == 0) & ~opening, in_hours, active)
     ts = base_us + day * DAY_US + sec * US
     price = np.round(np.exp(np.log(_MEDIAN[cat]) + _SD[cat] * rng.standard_normal(n)) * pop.spend[idx], 2)
     price = np.maximum(price, 1.0)
@@ -183,6 +251,7 @@ def _sessions(
     lo: int,
     hi: int,
     base_us: int,
+    times: _Times,
 ) -> RawRows:
     s = _in(rec, lo, hi)
     idx, day, cat = s["idx"].astype(np.int64), s["day"].astype(np.int64), s["cat"].astype(np.int64)
@@ -190,7 +259,8 @@ def _sessions(
     app = rng.random(n) < pop.app_share[idx]
     channel = np.where(app, _CH["app"], _CH["web"])
     kind = np.where(app, _K["app"], _K["cookie"])
-    start = base_us + day * DAY_US + rng.integers(7 * 3600, 23 * 3600, n) * US
+    _unused = rng.integers(7 * 3600, 23 * 3600, n)  # drawn so the stream's later draws stay those of before
+    start = base_us + day * DAY_US + times.of(idx, channel) * US
     browsing_cat = np.where(cat >= 0, cat, _choose(rng, pop.pref[idx]))
     n_views = 1 + rng.poisson(np.where(cat >= 0, 2.5, 1.2))
     parts = [_rows(idx, start, channel, _ET["visit"], kind=kind)]
@@ -226,7 +296,9 @@ def _sessions(
     return RawRows.concat(parts)
 
 
-def _contact_events(rng: np.random.Generator, rec: dict[str, np.ndarray], lo: int, hi: int, base_us: int) -> RawRows:
+def _contact_events(
+    rng: np.random.Generator, rec: dict[str, np.ndarray], lo: int, hi: int, base_us: int, times: _Times
+) -> RawRows:
     c = _in(rec, lo, hi)
     idx, day, ch = c["idx"].astype(np.int64), c["day"].astype(np.int64), c["ch"].astype(np.int64)
     sent = base_us + day * DAY_US + c["sec"].astype(np.int64) * US
@@ -235,12 +307,16 @@ def _contact_events(rng: np.random.Generator, rec: dict[str, np.ndarray], lo: in
     kind = _CONTACT_KIND[ch]
     parts = [_rows(np.empty(0, np.int64), np.empty(0, np.int64), 0, 0)]
     o = np.flatnonzero(c["opened"].astype(bool))
-    open_ts = sent + rng.integers(60, 6 * 3600, idx.size) * US
+    _unused = rng.integers(60, 6 * 3600, idx.size)  # drawn so the stream's later draws stay those of before
+    # an open is the person's next active moment on the channel's rhythm after the send (at least a minute)
+    sent_sec = c["sec"].astype(np.int64)
+    wait = (times.of(idx, evt_ch) - sent_sec) % 86_400
+    open_ts = sent + np.maximum(wait, 60) * US
     if o.size:
         parts.append(_rows(idx[o], open_ts[o], evt_ch[o], _ET["open"], campaign=code[o], kind=kind[o]))
     k = np.flatnonzero(c["clicked"].astype(bool))
     if k.size:
-        click_ts = np.where(c["opened"][k].astype(bool), open_ts[k], sent[k]) + rng.integers(10, 900, k.size) * US
+        click_ts = open_ts[k] + rng.integers(10, 900, k.size) * US  # an unopened click (sms) too: when active
         parts.append(_rows(idx[k], click_ts, evt_ch[k], _ET["click"], campaign=code[k], kind=kind[k]))
     u = np.flatnonzero(c["unsub"].astype(bool))
     if u.size:

@@ -24,6 +24,7 @@ from omni_ml.simulate.columns import codes, timestamps
 from omni_ml.simulate.config import CATEGORY_NAMES, CHANNEL_COST, CHANNELS, PRODUCTS_PER_CATEGORY, SimulationConfig
 from omni_ml.simulate.events import EVENT_CHANNELS, EVENT_TYPES, KINDS, RawRows
 from omni_ml.simulate.kernels import first_seen, identifier_utf8, identifier_values, person_time_order
+from omni_ml.simulate.outcomes import OUTCOME_EVENT_TYPES
 from omni_ml.simulate.population import IDENT, Calendar, Population, rng_for
 
 __all__ = ["consents_table", "contacts_table", "customer_ids", "events_table", "identity_truth", "links_frame"]
@@ -31,6 +32,7 @@ __all__ = ["consents_table", "contacts_table", "customer_ids", "events_table", "
 _PREFIX = ["", "cookie:", "app:", "loyalty:", "loyalty:", "email:u", "phone:+45"]
 _SUFFIX = ["", "", "", "", "", "@mail.example", ""]
 _K = {k: i for i, k in enumerate(KINDS)}
+OUTCOME_CODES = np.array([EVENT_TYPES.index(e) for e in OUTCOME_EVENT_TYPES], dtype=np.int8)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -120,7 +122,11 @@ def events_table(
     val = _values(cfg, pop, rows.idx, kind, day)
     ident_only = kind == _K["default_card"]
     if not with_customer_id:
-        u = rng_for(cfg, IDENT, chunk, period).random(rows.idx.size)
+        # one uniform per row in order, outcome events (redemptions, call outcomes) excluded: they carry
+        # no identifier, and leaving them out keeps every other row's draw as before they existed
+        u = np.ones(rows.idx.size)
+        other = ~np.isin(rows.event_type, OUTCOME_CODES)
+        u[other] = rng_for(cfg, IDENT, chunk, period).random(int(other.sum()))
         ident_only |= (kind != 0) & (u < cfg.identifier_only_share)
     show_ident = ident_only | (with_customer_id & (kind != 0))
     products = [f"{c}-{p:03d}" for c in CATEGORY_NAMES for p in range(PRODUCTS_PER_CATEGORY)]

@@ -12,11 +12,16 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import ctypes
+import dataclasses
+import datetime as dt
 import itertools
 import json
 import math
 import multiprocessing
+import os
 import queue
+import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,11 +32,12 @@ import polars as pl
 import pyarrow as pa
 
 from omni_ml.config import from_mapping
+from omni_ml.data import NO_CONTACT
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 from omni_ml.simulate.columns import ParquetTable, codes, to_polars
 from omni_ml.simulate.config import AGE_BANDS, CHANNEL_COST, CHANNELS, REGIONS, SimulationConfig
 from omni_ml.simulate.engine import ChunkRecords, run_chunk
-from omni_ml.simulate.events import DAY_US, RawRows, expand
+from omni_ml.simulate.events import DAY_US, EVENT_TYPES, RawRows, expand
 from omni_ml.simulate.identifiers import (
     consents_table,
     contacts_table,
@@ -41,12 +47,13 @@ from omni_ml.simulate.identifiers import (
     links_frame,
 )
 from omni_ml.simulate.population import Calendar, CategoryTables, Population, draw_population
+from omni_ml.simulate.rhythm import DEFAULT_SEND_HOUR, curve_description, draw_rhythm, weekday_of_day
+from omni_ml.simulate.schedule import send_instants
 from omni_ml.simulate.truth import purchase_probability
 
-__all__ = ["continue_world", "simulate"]
+__all__ = ["continue_histories", "continue_world", "simulate"]
 
 Progress = Callable[[int, int], None]
-NO_CONTACT = "no_contact"
 CONVERSION_DAYS = 7
 _FUTURE_REGIME = (
     "No outbound contacts in the future window [end, end + future_days) unless a campaign is applied "
@@ -119,7 +126,7 @@ def _customers(pop: Population, cal: Calendar) -> pa.Table:
 
 
 def _truth(
-    cfg: SimulationConfig, pop: Population, cal: Calendar, tables: CategoryTables, rec: ChunkRecords
+    cfg: SimulationConfig, chunk: int, pop: Population, cal: Calendar, tables: CategoryTables, rec: ChunkRecords
 ) -> tuple[pa.Table, pa.Table]:
     state = rec.end_state
     cid = customer_ids(pop.gid).to_arrow().cast(pa.string())
@@ -127,8 +134,24 @@ def _truth(
     propensity = pa.table({"customer_id": cid, "p_purchase": p_purchase})
     p_not = purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS)
     n_ch = len(CHANNELS)
+    rhythm = draw_rhythm(cfg, chunk, pop)
+    everyone = np.arange(pop.n)
+    sec = np.full(pop.n, int(DEFAULT_SEND_HOUR * 3600))
+    end_weekday = weekday_of_day(cal.epoch_day + cal.n_history)
     p_contacted = np.stack(
-        [purchase_probability(cfg, pop, cal, tables, state, CONVERSION_DAYS, contact_channel=c) for c in range(n_ch)],
+        [
+            purchase_probability(
+                cfg,
+                pop,
+                cal,
+                tables,
+                state,
+                CONVERSION_DAYS,
+                contact_channel=c,
+                contact_multiplier=rhythm.multiplier(everyone, np.full(pop.n, c), sec, end_weekday),
+            )
+            for c in range(n_ch)
+        ],
         axis=1,
     )
     # one row per person and channel, by customer id then channel name
@@ -149,6 +172,24 @@ def _truth(
     return propensity, response
 
 
+def _send_time_truth(cfg: SimulationConfig, chunk: int, pop: Population) -> pa.Table:
+    """``customer_id, channel, best_hour, best_weekday`` (ISO: 1 = Monday); null hour: no hour curve."""
+    rhythm = draw_rhythm(cfg, chunk, pop)
+    n_ch = len(CHANNELS)
+    by_name = np.array(sorted(range(n_ch), key=lambda c: CHANNELS[c]))
+    person = np.repeat(np.arange(pop.n), n_ch)
+    channel = np.tile(by_name, pop.n)
+    hour = rhythm.best_integer_hour()[person, channel].astype(np.int8)
+    return pa.table(
+        {
+            "customer_id": codes(customer_ids(pop.gid).to_arrow().cast(pa.string()), person),
+            "channel": codes(CHANNELS, channel),
+            "best_hour": pa.array(hour, mask=rhythm.flat[channel]),
+            "best_weekday": pa.array((rhythm.best_weekday[person] + 1).astype(np.int8)),
+        }
+    )
+
+
 def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[tuple[str, pa.Table]]:
     """Every table's rows of chunk ``k`` (a pure function of the config and ``k``)."""
     cal = Calendar.build(cfg)
@@ -159,7 +200,7 @@ def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[
     ev, seen = events_table(cfg, k, pop, cal, history, period=0, campaign_name="", with_customer_id=False)
     del history
     fut, seen_f = events_table(cfg, k, pop, cal, future, period=1, campaign_name="", with_customer_id=True)
-    propensity, response = _truth(cfg, pop, cal, tables, rec)
+    propensity, response = _truth(cfg, k, pop, cal, tables, rec)
     return [
         ("events", ev),
         ("truth/future_events", fut),
@@ -170,6 +211,7 @@ def _simulate_chunk(cfg: SimulationConfig, k: int, offset: int, n: int) -> list[
         ("truth/identity", identity_truth(cfg, pop, pl.concat([seen, seen_f])).to_arrow()),
         ("truth/propensity", propensity),
         ("truth/channel_response", response),
+        ("truth/send_time", _send_time_truth(cfg, k, pop)),
     ]
 
 
@@ -247,7 +289,7 @@ def simulate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = ("events", "contacts", "consents", "identity_links", "customers")
-    truth_names = ("identity", "propensity", "channel_response", "future_events")
+    truth_names = ("identity", "propensity", "channel_response", "future_events", "send_time")
     ours = {f"{n}.parquet" for n in names} | {"truth"}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
     if foreign:
@@ -274,6 +316,8 @@ def simulate(
         "config": cfg.to_dict(),
         "future_regime": _FUTURE_REGIME,
         "conversion_days": CONVERSION_DAYS,
+        "send_time": curve_description(cfg),
+        "event_types": list(EVENT_TYPES),
         "rows": {name: w.rows for name, w in writers.items()},
     }
     (out / "truth" / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
@@ -290,8 +334,10 @@ def load_config(world_dir: str | Path) -> SimulationConfig:
     return from_mapping(SimulationConfig, data["config"], where=str(path))
 
 
-def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFrame) -> np.ndarray:
-    """Channel index per global person (-1: no contact), after checking the table and consent at ``end``."""
+def _campaign_channels(
+    cfg: SimulationConfig, world: Path, campaign: pl.DataFrame, at: dt.date | None = None
+) -> np.ndarray:
+    """Channel index per global person (-1: no contact), after checking the table and consent at ``at`` (``end``)."""
     missing = [c for c in ("customer_id", "channel") if c not in campaign.columns]
     if missing:
         msg = f"campaign: missing column(s) {missing}; found {campaign.columns}. Hint: pass (customer_id, channel)."
@@ -322,7 +368,8 @@ def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFram
         )
         raise SchemaError(msg)
     send = joined.filter(pl.col("channel") != NO_CONTACT)
-    end = pl.lit(cfg.end).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    moment = cfg.end if at is None else at
+    end = pl.lit(moment).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     state = (
         pl.scan_parquet(world / "consents.parquet")
         .filter(pl.col("timestamp") < end)
@@ -336,7 +383,7 @@ def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFram
     if refused.height:
         msg = (
             f"campaign: {refused.height:,} of {send.height:,} contacts are on a channel without consent at end="
-            f"{cfg.end} (e.g. {refused['customer_id'][0]!r} on {refused['channel'][0]!r}). "
+            f"{moment} (e.g. {refused['customer_id'][0]!r} on {refused['channel'][0]!r}). "
             "Hint: apply the consent mask (omni_ml.policy) before continuing the world."
         )
         raise ConsentError(msg)
@@ -344,6 +391,20 @@ def _campaign_channels(cfg: SimulationConfig, world: Path, campaign: pl.DataFram
     code = send["channel"].replace_strict(list(CHANNELS), list(range(len(CHANNELS))), return_dtype=pl.Int64)
     channels[send["gid"].to_numpy()] = code.to_numpy()
     return channels
+
+
+def _campaign_times(cfg: SimulationConfig, world: Path, campaign: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Send day after ``end`` and UTC second of the day per global person (see :mod:`.schedule`)."""
+    sent = campaign.filter(pl.col("channel").cast(pl.String).str.to_lowercase() != NO_CONTACT)
+    times = send_instants(cfg, sent.with_columns(pl.col("customer_id").cast(pl.String)))
+    known = pl.read_parquet(world / "customers.parquet", columns=["customer_id"]).with_row_index("gid")
+    joined = times.join(known, on="customer_id", how="inner")
+    day = np.zeros(cfg.n_customers, dtype=np.int64)
+    sec = np.full(cfg.n_customers, int(DEFAULT_SEND_HOUR * 3600), dtype=np.int64)
+    gid = joined["gid"].to_numpy()
+    day[gid] = joined["send_day"].to_numpy()
+    sec[gid] = joined["send_sec"].to_numpy()
+    return day, sec
 
 
 def continue_world(
@@ -356,8 +417,12 @@ def continue_world(
     """The future window of an existing world with a campaign sent at ``end``.
 
     The world is re-simulated from its config (same seed: the history and every person's state at
-    ``end`` are identical); contacts are sent at ``end`` (timestamp ``end`` 00:00 UTC,
-    ``assignment_probability`` 1) to the listed customers on their channel; the future then unfolds with
+    ``end`` are identical); contacts are sent (``assignment_probability`` 1) to the listed customers on
+    their channel at their send time: ``send_on`` (a date) at ``send_hour`` (0-23) in ``send_time_zone``
+    (UTC when missing) when the campaign has those columns (the campaign file's ``send_*`` columns), else
+    on ``end`` at the world's default send time, 09:00 UTC. A contact's effect depends on its send time
+    (:mod:`omni_ml.simulate.rhythm`); a contact due after ``end`` is sent only if the customer is still
+    consented to its channel that day. The future then unfolds with
     common random numbers, so with an all-``no_contact`` campaign the result equals
     ``truth/future_events.parquet``, and a campaign changes outcomes only through its effects.
 
@@ -366,8 +431,8 @@ def continue_world(
     world_dir
         A directory written by :func:`simulate`.
     campaign
-        ``customer_id`` and ``channel`` (a contactable channel or ``"no_contact"``); customers not listed
-        are not contacted.
+        ``customer_id`` and ``channel`` (a contactable channel or ``"no_contact"``), optionally
+        ``send_on``, ``send_hour``, ``send_time_zone``; customers not listed are not contacted.
     out_dir
         When given, ``future_events.parquet`` and ``contacts.parquet`` (the contacts sent) are written here.
     campaign_id
@@ -381,20 +446,31 @@ def continue_world(
     Raises
     ------
     SchemaError
-        Missing columns, unknown channels or customers, a customer listed twice.
+        Missing columns, unknown channels or customers, a customer listed twice, a send time outside the
+        future window, an hour outside 0-23 or an unknown time zone.
     ConsentError
         A contact on a channel the customer has not consented to at ``end``.
     """
     world = Path(world_dir)
     cfg = load_config(world)
     channels = _campaign_channels(cfg, world, campaign)
+    send_day, send_sec = _campaign_times(cfg, world, campaign)
     cal = Calendar.build(cfg)
     tables = CategoryTables.build(cfg)
     events: list[pl.DataFrame] = []
     sent: list[pl.DataFrame] = []
     for k, offset, n in _chunks(cfg):
         pop = draw_population(cfg, k, offset, n)
-        rec = run_chunk(cfg, k, pop, cal, tables, campaign=channels[offset : offset + n])
+        rec = run_chunk(
+            cfg,
+            k,
+            pop,
+            cal,
+            tables,
+            campaign=channels[offset : offset + n],
+            send_day=send_day[offset : offset + n],
+            send_sec=send_sec[offset : offset + n],
+        )
         _hist, future = _route(cfg, cal, expand(cfg, k, pop, cal, rec, 0), expand(cfg, k, pop, cal, rec, 1))
         fut, _seen = events_table(cfg, k, pop, cal, future, period=1, campaign_name=campaign_id, with_customer_id=True)
         events.append(to_polars(fut))
@@ -406,3 +482,211 @@ def continue_world(
         result.write_parquet(target / "future_events.parquet", compression="zstd")
         pl.concat(sent).write_parquet(target / "contacts.parquet", compression="zstd")
     return result
+
+
+# ----------------------------------------------------------------------------- continued histories
+
+_TABLES = ("events", "contacts", "consents", "identity_links", "customers")
+
+
+def _continuation(world: Path, cfg: SimulationConfig) -> tuple[int, list[dict[str, Any]]]:
+    """The world's current end (day index from ``start``) and the campaigns applied since the simulated end."""
+    data: dict[str, Any] = json.loads((world / "truth" / "world.json").read_text())
+    meta = data.get("continuation") or {}
+    return int(meta.get("end_day", cfg.history_days)), list(meta.get("campaigns", []))
+
+
+def _campaign_frame(campaign: pl.DataFrame) -> pl.DataFrame:
+    """``customer_id, channel, assignment_probability`` of a campaign file (``best_channel``) or action table."""
+    if "channel" not in campaign.columns and "best_channel" in campaign.columns:
+        campaign = campaign.rename({"best_channel": "channel"})
+    if "assignment_probability" not in campaign.columns:
+        campaign = campaign.with_columns(pl.lit(1.0).alias("assignment_probability"))
+    return campaign.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("channel").cast(pl.String).str.to_lowercase(),
+        pl.col("assignment_probability").cast(pl.Float64),
+    )
+
+
+def _read_table(world: Path, name: str) -> pl.DataFrame | None:
+    path = world / f"{name}.parquet"
+    return pl.read_parquet(path) if path.exists() else None
+
+
+def continue_histories(
+    world_dir: str | Path,
+    campaign: pl.DataFrame,
+    days: int,
+    out_dir: str | Path,
+) -> Path:
+    """A complete histories directory ending ``days`` after the world's end, with the campaign sent at its end.
+
+    The world (a directory written by :func:`simulate`, or by this function: worlds continue cycle after
+    cycle) is re-simulated from its config with every campaign applied so far, each on its own day, and the
+    new one at the current end (timestamp 00:00 UTC, ``campaign_id`` ``cmp-YYYYMMDD`` of that day, each
+    contact's ``assignment_probability`` from ``campaign``). ``out_dir`` then holds:
+
+    * every table of the world as it is (rows added to it, e.g. by ``omni-ml feedback``, are kept), plus
+      the rows of ``[end, end + days)``: the campaign's contacts, opens, clicks and unsubscribes, purchases,
+      returns, browsing, consent changes and new identity links (the simulated population signs up before
+      the original end, so no new customers appear);
+    * ``truth/`` for the new end: ``propensity``, ``channel_response`` and ``future_events`` (no outbound
+      contacts in ``[end + days, end + days + future_days)``), ``identity`` (grown by the identifiers seen
+      since), ``world.json`` (the original config plus the continuation: new end, campaigns and their days)
+      and ``campaigns/`` (the actions applied, to replay them in the next continuation).
+
+    The window's rows are cut from the same draws as the world's ``truth/future_events`` (common random
+    numbers), so with an all-``no_contact`` campaign and ``days <= future_days`` they are exactly the
+    future events of ``[end, end + days)`` (only which rows carry an identifier instead of a customer_id is
+    drawn anew). The output is written to a temporary directory next to ``out_dir`` and renamed when complete.
+
+    Raises
+    ------
+    ConfigError
+        ``days`` < 1, or ``out_dir`` exists.
+    SchemaError, ConsentError
+        As :func:`continue_world` (checked against the consent state at the world's current end).
+    """
+    world = Path(world_dir)
+    target = Path(out_dir)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        msg = f"continue: --days must be a positive integer (got {days!r})."
+        raise ConfigError(msg)
+    if target.exists():
+        msg = f"continue: --out {str(target)!r} already exists. Hint: choose a new directory."
+        raise ConfigError(msg)
+    cfg = load_config(world)
+    end_day, applied = _continuation(world, cfg)
+    end_date = cfg.start + dt.timedelta(days=end_day)
+    actions = _campaign_frame(campaign)
+    # a campaign file also lists customers the world does not know as persons (unresolved ``anon-`` cookies):
+    # they cannot be contacted, and a pause of a stranger changes nothing
+    persons = pl.read_parquet(world / "customers.parquet", columns=["customer_id"])
+    actions = actions.filter(
+        (pl.col("channel") != NO_CONTACT) | pl.col("customer_id").is_in(persons["customer_id"].implode())
+    )
+    new_channels = _campaign_channels(cfg, world, actions, at=end_date)
+    schedule = {int(a["day"]): a["file"] for a in applied}
+    if end_day in schedule:  # pragma: no cover - the end moves with every continuation
+        msg = f"continue: a campaign was already applied on {end_date}."
+        raise ConfigError(msg)
+    channels_by_day: dict[int, np.ndarray] = {}
+    for day, file in schedule.items():
+        at = cfg.start + dt.timedelta(days=day)
+        channels_by_day[day] = _campaign_channels(cfg, world, pl.read_parquet(world / file), at=at)
+    channels_by_day[end_day] = new_channels
+    new_end = end_day + days
+    ext = cfg.replace(future_days=new_end - cfg.history_days + cfg.future_days)
+    cal_full = Calendar.build(ext)
+    cal_new = dataclasses.replace(cal_full, n_history=new_end)
+    # the window as the world's own future saw it: same split of the draws as its truth/future_events
+    cal_window = dataclasses.replace(cal_full, n_history=end_day, n_total=max(new_end, end_day + cfg.future_days))
+    tables = CategoryTables.build(ext)
+    start_us = (cal_full.epoch_day + end_day) * DAY_US
+    stop_us = (cal_full.epoch_day + new_end) * DAY_US
+    cmp_name = f"cmp-{end_date:%Y%m%d}"
+
+    parts: dict[str, list[pl.DataFrame]] = collections.defaultdict(list)
+    for k, offset, n in _chunks(cfg):
+        pop = draw_population(ext, k, offset, n)
+        rec = run_chunk(
+            ext, k, pop, cal_new, tables, campaigns={d: c[offset : offset + n] for d, c in channels_by_day.items()}
+        )
+        _h, window = _route(
+            ext, cal_window, expand(ext, k, pop, cal_window, rec, 0), expand(ext, k, pop, cal_window, rec, 1)
+        )
+        window = window.take(window.ts < stop_us)
+        ev, seen_w = events_table(
+            ext, k, pop, cal_window, window, period=2 + end_day, campaign_name="", with_customer_id=False
+        )
+        parts["events"].append(to_polars(ev))
+        parts["contacts"].append(to_polars(contacts_table(ext, pop, cal_window, rec.contacts, end_day, new_end, "")))
+        parts["consents"].append(to_polars(consents_table(cal_window, pop, rec.consents, end_day, new_end)))
+        links = links_frame(ext, pop, cal_window, seen_w)
+        parts["identity_links"].append(
+            links.filter((pl.col("timestamp") >= _ts(start_us)) & (pl.col("timestamp") < _ts(stop_us)))
+        )
+        _h2, future = _route(ext, cal_new, expand(ext, k, pop, cal_new, rec, 0), expand(ext, k, pop, cal_new, rec, 1))
+        fut, seen_f = events_table(ext, k, pop, cal_new, future, period=1, campaign_name="", with_customer_id=True)
+        parts["truth/future_events"].append(to_polars(fut))
+        parts["truth/identity"].append(identity_truth(ext, pop, pl.concat([seen_w, seen_f])))
+        propensity, response = _truth(ext, k, pop, cal_new, tables, rec)
+        parts["truth/propensity"].append(to_polars(propensity))
+        parts["truth/channel_response"].append(to_polars(response))
+        parts["truth/send_time"].append(to_polars(_send_time_truth(ext, k, pop)))
+
+    sent = pl.concat(parts.pop("contacts"))
+    probability = actions.select("customer_id", "channel", pl.col("assignment_probability").alias("__p"))
+    sent = (
+        sent.join(probability, on=["customer_id", "channel"], how="left")
+        .with_columns(
+            pl.when(pl.col("campaign_id") == cmp_name)
+            .then(pl.col("__p"))
+            .otherwise(pl.col("assignment_probability"))
+            .alias("assignment_probability")
+        )
+        .drop("__p")
+    )
+    tmp = target.parent / f".{target.name}.continue-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        (tmp / "truth" / "campaigns").mkdir(parents=True)
+        rows: dict[str, int] = {}
+        for name in _TABLES:
+            old = _read_table(world, name)
+            new = (
+                sent
+                if name == "contacts"
+                else (pl.concat(parts[name], how="diagonal_relaxed") if name in parts else None)
+            )
+            if name == "identity_links" and old is not None and new is not None:
+                new = new.join(
+                    old.select("identifier_a", "identifier_b"), on=["identifier_a", "identifier_b"], how="anti"
+                )
+            frames = [f for f in (old, new) if f is not None]
+            if not frames:
+                continue
+            table = (
+                pl.concat([frames[0], *[f.select(frames[0].columns).cast(frames[0].schema) for f in frames[1:]]])
+                if len(frames) > 1
+                else frames[0]
+            )
+            table.write_parquet(tmp / f"{name}.parquet", compression="zstd")
+            rows[name] = table.height
+        for name in ("future_events", "propensity", "channel_response", "send_time"):
+            table = pl.concat(parts[f"truth/{name}"])
+            table.write_parquet(tmp / "truth" / f"{name}.parquet", compression="zstd")
+            rows[f"truth/{name}"] = table.height
+        identity = pl.concat(
+            [pl.read_parquet(world / "truth" / "identity.parquet"), *parts["truth/identity"]], how="diagonal_relaxed"
+        )
+        identity = identity.unique(maintain_order=True)
+        identity.write_parquet(tmp / "truth" / "identity.parquet", compression="zstd")
+        rows["truth/identity"] = identity.height
+        for a in applied:
+            shutil.copy2(world / a["file"], tmp / a["file"])
+        file = f"truth/campaigns/{cmp_name}.parquet"
+        actions.write_parquet(tmp / file, compression="zstd")
+        world_json = {
+            "config": cfg.to_dict(),
+            "future_regime": _FUTURE_REGIME,
+            "conversion_days": CONVERSION_DAYS,
+            "rows": rows,
+            "continuation": {
+                "continued_from": str(world.resolve()),
+                "end": (cfg.start + dt.timedelta(days=new_end)).isoformat(),
+                "end_day": new_end,
+                "campaigns": [*applied, {"day": end_day, "date": end_date.isoformat(), "file": file}],
+            },
+        }
+        (tmp / "truth" / "world.json").write_text(json.dumps(world_json, indent=2, sort_keys=True) + "\n")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _ts(us: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(us))

@@ -1,0 +1,328 @@
+"""Claims (issue 25): scoring-run monitoring flags changed regimes, not unchanged worlds; CBPE is honest; it is cheap.
+
+Run from the repository root (each part on its own; results go to benchmarks/RESULTS.md by hand)::
+
+    flock /tmp/omni_heavy.lock .venv/bin/python -m benchmarks.bench_monitor drift --seeds 20
+    flock /tmp/omni_heavy.lock .venv/bin/python -m benchmarks.bench_monitor timing --customers 200000
+
+``drift``: per seed, a ``small``-preset world (2,500 persons, 2024-01-01..2025-01-01, 30 future days) is
+identity-resolved at its end and written with a ``customer_id`` on every row; a campaign model (the
+test recipe: 5 cutoffs, 28-day horizon, channel model) is fitted as of 2024-12-01 and the world's
+last month is scored as of 2025-01-01 (``reasons=0``; no channel back-test, it is not needed here):
+
+* **unchanged** -- the world as simulated (its December: a month the model never saw);
+* **consent wiped** -- every customer withdraws email consent on 2024-12-10;
+* **price shock** -- purchase amounts from 2024-12-01 on are 1.6 times higher;
+* **broken feed** -- no ``view`` events from 2024-12-01 on (a tracking feed that stopped).
+
+A changed world must get the verdict ``bad`` with a responsible feature among the three features the
+summary names first (email consent; revenue / order value; views); the unchanged world must not be
+``bad``. The unchanged run also compares the expected AUC, expected buyers and expected top-decile lift
+(CBPE, from the calibrated propensities, before any outcome) with the realised ones from the truth
+(purchases in [as of, +28 days) of the scored persons) and their 95% bootstrap intervals, both over the
+scored customers that are true persons of the simulator (anonymous identifier fragments that stayed
+unresolved are customers of the campaign file but have no truth of their own; ``all_exp_auc`` is the
+expected AUC over every scored customer, as the monitoring run reports it).
+
+``--end`` moves the world (and every date with it): ``2025-01-01`` scores January after a December
+holiday peak the one-year model never saw; ``2024-07-01`` a month without a seasonal break.
+
+``timing``: the small world of seed 0 replicated with new customer ids to ``--customers`` customers;
+``score`` with monitoring on vs off (``reasons=3``, in this process, alternating, best of ``--repeat``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+DATA = Path(__file__).resolve().parent / "_data" / "monitor"
+HORIZON = 28
+END = dt.date(2025, 1, 1)
+
+
+def _dates(end: dt.date) -> tuple[dt.date, str, str, dt.datetime]:
+    """(history start, training as-of, scoring as-of, start of the changed regime) for a world ending at ``end``."""
+    train = (end.replace(day=1) - dt.timedelta(days=1)).replace(day=1) if end.day == 1 else end - dt.timedelta(days=31)
+    start = end.replace(year=end.year - 1)
+    return start, train.isoformat(), end.isoformat(), dt.datetime(train.year, train.month, train.day, tzinfo=dt.UTC)
+
+
+START, TRAIN_AS_OF, AS_OF, CHANGE = _dates(END)
+TABLES = ("events", "contacts", "consents", "customers")
+CONFIG = {
+    "train": {
+        "n_cutoffs": 5,
+        "every_days": 28,
+        "model": {"n_estimators": 120, "learning_rate": 0.1, "early_stopping_rounds": 20, "num_leaves": 15},
+    },
+    "channel": {"n_estimators": 60, "lookback_days": 49, "pause_ratio": 0.5},
+    "channel_backtest_days": None,
+}
+RESPONSIBLE = {
+    "consent wiped": ("consent_email",),
+    "price shock": ("revenue", "order_value"),
+    "broken feed": ("views",),
+}
+
+
+def _world(seed: int, customers: int | None) -> tuple[Path, Path]:
+    """The raw world and its resolved copy (customer_id on every row)."""
+    from omni_ml.data import load_histories
+    from omni_ml.identity import resolve_identities
+    from omni_ml.simulate import preset
+    from omni_ml.simulate.cache import ensure_world
+
+    overrides = {"seed": seed, "start": START, "end": END} | ({"n_customers": customers} if customers else {})
+    raw = ensure_world(preset("small", **overrides), DATA / f"world_{seed}_{customers or 'small'}_{END}")
+    resolved = raw.parent / f"{raw.name}_resolved"
+    if not (resolved / "events.parquet").exists():
+        hist = resolve_identities(load_histories(raw), as_of=AS_OF).collect()
+        resolved.mkdir(parents=True, exist_ok=True)
+        for table in TABLES:
+            lf = getattr(hist, table)
+            if lf is not None:
+                lf.collect().write_parquet(resolved / f"{table}.parquet")
+    return raw, resolved
+
+
+def _changed(resolved: Path, regime: str) -> Path:
+    """A copy of the resolved world with ``regime`` applied after :data:`CHANGE`."""
+    out = resolved.parent / f"{resolved.name}_{regime.replace(' ', '_')}"
+    if (out / "events.parquet").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    frames = {t: pl.read_parquet(resolved / f"{t}.parquet") for t in TABLES if (resolved / f"{t}.parquet").exists()}
+    after = pl.col("timestamp") >= CHANGE
+    if regime == "consent wiped":
+        consents = frames["consents"]
+        ids = consents.select("customer_id").unique().sort("customer_id")
+        withdrawal = ids.with_columns(
+            channel=pl.lit("email"),
+            granted=pl.lit(value=False),
+            timestamp=pl.lit(CHANGE + dt.timedelta(days=9)).cast(consents.schema["timestamp"]),
+        )
+        frames["consents"] = pl.concat([consents, withdrawal], how="diagonal_relaxed")
+    elif regime == "price shock":
+        purchase = after & (pl.col("event_type") == "purchase")
+        frames["events"] = frames["events"].with_columns(
+            amount=pl.when(purchase).then(pl.col("amount") * 1.6).otherwise(pl.col("amount"))
+        )
+    elif regime == "broken feed":
+        frames["events"] = frames["events"].filter(~(after & (pl.col("event_type") == "view")))
+    for table, frame in frames.items():
+        frame.write_parquet(out / f"{table}.parquet")
+    return out
+
+
+def _model(seed: int, resolved: Path) -> Path:
+    from omni_ml.campaign import CampaignConfig, CampaignModel
+    from omni_ml.config import from_mapping
+    from omni_ml.data import load_histories
+
+    path = resolved.parent / f"model_{seed}_{END}.joblib"
+    model = CampaignModel(from_mapping(CampaignConfig, CONFIG)).fit(
+        load_histories(resolved), TRAIN_AS_OF, horizon_days=HORIZON
+    )
+    return model.save(path)
+
+
+def _realised(campaign: pl.DataFrame, raw: Path, rng: np.random.Generator, n_boot: int = 400) -> dict[str, Any]:
+    from omni_ml.evaluate import roc_auc
+    from omni_ml.simulate.cache import purchase_outcomes
+
+    truth = purchase_outcomes(raw, HORIZON).select("customer_id", "bought")
+    joined = campaign.join(truth, on="customer_id", how="inner")
+    y = joined["bought"].to_numpy().astype(np.int64)
+    p = joined["propensity"].to_numpy()
+    top = (joined["propensity_decile"] == 1).to_numpy()
+
+    def figures(idx: np.ndarray) -> tuple[float, float, float]:
+        yy, pp, tt = y[idx], p[idx], top[idx]
+        lift = yy[tt].mean() / yy.mean() if yy.mean() > 0 and tt.any() else np.nan
+        return roc_auc(yy, pp), float(yy.sum()), float(lift)
+
+    from omni_ml.monitor import expected_auc
+
+    point = figures(np.arange(y.size))
+    mean_p = p.mean()
+    expected = {
+        "expected_auc": expected_auc(p, p),
+        "expected_buyers": float(p.sum()),
+        "expected_lift": float(p[top].mean() / mean_p) if top.any() and mean_p > 0 else np.nan,
+    }
+    boots = np.array([figures(rng.integers(0, y.size, y.size)) for _ in range(n_boot)])
+    lo, hi = np.nanquantile(boots, 0.025, axis=0), np.nanquantile(boots, 0.975, axis=0)
+    return expected | {
+        "matched": y.size,
+        "auc": point[0],
+        "auc_ci": (lo[0], hi[0]),
+        "buyers": point[1],
+        "buyers_ci": (lo[1], hi[1]),
+        "lift": point[2],
+        "lift_ci": (lo[2], hi[2]),
+    }
+
+
+def drift(args: argparse.Namespace) -> None:
+    from omni_ml.scoring import score
+
+    rows = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        raw, resolved = _world(seed, args.customers)
+        model = _model(seed, resolved)
+        for regime in ("unchanged", *RESPONSIBLE):
+            world = resolved if regime == "unchanged" else _changed(resolved, regime)
+            out = DATA / f"campaign_{seed}_{regime.replace(' ', '_')}.parquet"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                summary = score(world, model=model, as_of=AS_OF, out=out, reasons=0, progress=False)
+            report = summary.monitor
+            top3 = report.features["feature"].head(3).to_list()
+            named = regime == "unchanged" or any(k in f for f in top3 for k in RESPONSIBLE[regime])
+            row: dict[str, Any] = {
+                "seed": seed,
+                "regime": regime,
+                "verdict": report.verdict,
+                "top3": ", ".join(top3),
+                "named": named,
+                "max_psi": float(report.features["psi"].max()),
+                "score_psi": report.score_psi,
+            }
+            if regime == "unchanged":
+                real = _realised(pl.read_parquet(out), raw, np.random.default_rng(seed))
+                row |= {
+                    "exp_auc": real["expected_auc"],
+                    "auc": real["auc"],
+                    "auc_in": real["auc_ci"][0] <= real["expected_auc"] <= real["auc_ci"][1],
+                    "exp_buyers": real["expected_buyers"],
+                    "buyers": real["buyers"],
+                    "buyers_in": real["buyers_ci"][0] <= real["expected_buyers"] <= real["buyers_ci"][1],
+                    "exp_lift": real["expected_lift"],
+                    "lift": real["lift"],
+                    "lift_in": real["lift_ci"][0] <= real["expected_lift"] <= real["lift_ci"][1],
+                    "auc_ci": f"{real['auc_ci'][0]:.3f}-{real['auc_ci'][1]:.3f}",
+                    "lift_ci": f"{real['lift_ci'][0]:.2f}-{real['lift_ci'][1]:.2f}",
+                    "all_exp_auc": report.expected["expected_auc"],
+                }
+            rows.append(row)
+            print(row, flush=True)
+    table = pl.DataFrame(rows)
+    unchanged = table.filter(pl.col("regime") == "unchanged")
+    print("\nper regime:")
+    for regime in ("unchanged", *RESPONSIBLE):
+        part = table.filter(pl.col("regime") == regime)
+        bad = int((part["verdict"] == "bad").sum())
+        named = int((part["named"] & (part["verdict"] == "bad")).sum())
+        named_text = "" if regime == "unchanged" else f", named in top 3 {named}"
+        print(f"  {regime:<14} bad {bad}/{part.height}{named_text}")
+    if unchanged.height:
+        for k in ("auc", "buyers", "lift"):
+            inside = int(unchanged[f"{k}_in"].sum())
+            print(f"  expected {k} inside the realised 95% interval: {inside}/{unchanged.height}")
+    with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=80, tbl_width_chars=250):
+        print(table)
+
+
+def _replicated(customers: int) -> Path:
+    _, resolved = _world(0, None)
+    out = DATA / f"replicated_{customers}"
+    if (out / "events.parquet").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    ids = pl.concat(
+        [pl.read_parquet(resolved / f"{t}.parquet", columns=["customer_id"])["customer_id"] for t in TABLES]
+    ).unique()
+    copies = -(-customers // ids.len())
+    for table in TABLES:
+        frame = pl.read_parquet(resolved / f"{table}.parquet")
+        parts = [frame.with_columns(pl.col("customer_id") + f"-r{r:03d}") for r in range(copies)]
+        pl.concat(parts).write_parquet(out / f"{table}.parquet")
+    return out
+
+
+def timing(args: argparse.Namespace) -> None:
+    """Wall and CPU seconds of ``score`` with monitoring off and on, and the CPU seconds spent in the monitor itself."""
+    from omni_ml.monitor import ScoringMonitor
+    from omni_ml.scoring import _monitor, score
+
+    _, resolved = _world(0, None)
+    model = resolved.parent / f"model_0_{END}.joblib"
+    if not model.exists():
+        model = _model(0, resolved)
+    world = _replicated(args.customers)
+    spent = [0.0]
+
+    def timed(fn: Any) -> Any:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[0] += time.process_time() - t
+
+        return wrapper
+
+    # the monitor's own work: profiling the sampled features, adding scores, judging and writing the report
+    _monitor.profile_chunk = timed(_monitor.profile_chunk)  # type: ignore[method-assign]
+    _monitor.finish = timed(_monitor.finish)  # type: ignore[method-assign]
+    ScoringMonitor.add_scores = timed(ScoringMonitor.add_scores)  # type: ignore[method-assign]
+    results: dict[str, list[tuple[float, float, float]]] = {"off": [], "on": []}
+    for _ in range(args.repeat):
+        for mode in ("off", "on"):
+            spent[0] = 0.0
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t, c = time.perf_counter(), time.process_time()
+                summary = score(
+                    world,
+                    model=model,
+                    as_of=AS_OF,
+                    out=DATA / f"timing_{mode}.parquet",
+                    reasons=args.reasons,
+                    progress=False,
+                    monitor=mode == "on",
+                )
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+            results[mode].append((wall, cpu, spent[0]))
+            print(
+                f"monitor {mode}: {wall:.1f} s wall, {cpu:.1f} CPU-s, of which monitoring {spent[0]:.1f} CPU-s "
+                f"({summary.customers:,} customers)",
+                flush=True,
+            )
+    on = min(results["on"], key=lambda r: r[1])
+    off = min(results["off"], key=lambda r: r[1])
+    print(
+        f"best of {args.repeat} by CPU: off {off[1]:.1f} CPU-s ({off[0]:.1f} s wall), on {on[1]:.1f} CPU-s "
+        f"({on[0]:.1f} s wall); monitoring itself {on[2]:.1f} CPU-s = {on[2] / (on[1] - on[2]):.1%} of the rest"
+    )
+
+
+def main() -> None:
+    global START, TRAIN_AS_OF, AS_OF, CHANGE, END  # noqa: PLW0603  # one world end per invocation
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="part", required=True)
+    d = sub.add_parser("drift")
+    d.add_argument("--seeds", type=int, default=20)
+    d.add_argument("--first-seed", type=int, default=100)
+    d.add_argument("--customers", type=int, default=None)
+    t = sub.add_parser("timing")
+    t.add_argument("--customers", type=int, default=200_000)
+    t.add_argument("--reasons", type=int, default=3)
+    t.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--end", default="2025-01-01", help="end of the simulated history (scoring date)")
+    args = parser.parse_args()
+    END = dt.date.fromisoformat(args.end)
+    START, TRAIN_AS_OF, AS_OF, CHANGE = _dates(END)
+    drift(args) if args.part == "drift" else timing(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,692 @@
+"""The right time: per customer and channel the hour, weekday and day of the campaign period to send.
+
+:class:`SendTimeModel` learns, as of a cutoff, how a customer's engagement is spread over the hours of
+the day and the days of the week, and recommends ``send_hour`` (0-23), ``send_weekday`` (1 = Monday) and
+``send_on`` (a date within the campaign period) for the channel a decision chose.
+
+**Hour and weekday (empirical Bayes).** The engagement events (``visit, open, click, purchase`` for the
+hour; ``visit`` for the weekday by default: purchases follow the retailer's weekly buying cycle and opens
+the days the campaigns were sent, rather than the person's week) strictly before the cutoff, within
+``lookback_days``, are counted per customer into 24 hour bins and 7 weekday bins, in the customer's own
+time zone (``customers.time_zone``, an IANA name) or UTC. Events on the chosen channel count 1, events on
+other channels ``other_channel_weight`` (1 by default: on the simulated worlds one pooled profile per
+person beat channel-specific ones, see ``benchmarks/RESULTS.md``). The counts are one draw of a
+Dirichlet-multinomial whose Dirichlet mean is the customer's *segment* profile and whose concentration
+``alpha`` is estimated by
+maximising the Dirichlet-multinomial marginal likelihood of all customers' counts over a grid (Minka
+2000, "Estimating a Dirichlet distribution"); the segment profile is itself shrunk to the population's.
+A customer's posterior mean ``(n + alpha p_segment) / (N + alpha)`` is smoothed circularly (a Gaussian
+kernel of ``smoothing_hours`` bins, and of one weekday), and its mode is the recommendation. A customer
+without any engagement gets the segment's mode, a segment without data the population's: never null.
+
+The segment is the ``customers`` column named by ``segment_by``; ``"auto"`` picks the text column with
+2-50 values whose hour profiles carry the most information about the hour of an event (the largest drop
+in entropy, at least ``min_information`` bits), or none.
+
+**Day of the campaign period.** ``send_on`` is the day ``d`` of ``[as_of, as_of + period_days)`` (in the
+customer's time zone) with the highest ``hazard_d * weekday_d * wait_discount ** d``: ``weekday_d`` is the
+customer's weekday profile relative to a flat week (1 on average; a flat profile, as for a customer without
+weekday evidence, leaves the day to the hazard and to the discount of waiting), and ``hazard_d =
+cycle_d * (1 + browsing_d)`` the customer's purchase hazard relative to today's. ``cycle_d = ((s + d + 1) /
+(s + 1)) ** cycle_weight`` with ``s`` the days since their last purchase, capped at their mean gap between
+purchases (shrunk to the population's): a Weibull hazard rising until the next purchase is due, flat after
+(so a recent buyer with a 30-day cycle waits); ``browsing_d = browsing_weight * visits of the last 3 days *
+exp(-d / 2)`` (a customer browsing now goes today). Ties go to the earliest day.
+
+**Rules at the send time.** A day is allowed only if, at its send instant, the customer has fewer than
+``max_contacts_7d`` / ``max_contacts_30d`` contacts in the 7 / 30 days before it, the last contact is more
+than ``cooldown_days`` back (:class:`~omni_ml.policy.PolicyConfig`, the windows of
+:func:`~omni_ml.policy.history_facts`), and the instant is not before ``as_of``; a customer whose cool-down
+ends on day 3 gets day 3 or later. Consent is the state as of ``as_of``: a decision on a channel without
+consent raises :class:`~omni_ml.exceptions.ConsentError`. Without any allowed day ``send_on`` is null and
+``send_time_rule`` says why (``no_allowed_day``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import zoneinfo
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+from scipy import special
+
+from omni_ml._time import as_utc, before, window
+from omni_ml.data import TIMESTAMP, Histories
+from omni_ml.exceptions import ConfigError, SchemaError
+from omni_ml.policy import NO_CONTACT, PolicyConfig, check_consent
+
+__all__ = ["SendTimeModel", "TimingConfig", "weekday_hour_counts"]
+
+HOURS, WEEKDAYS = 24, 7
+ALL = "__all__"  # the profile of every engagement, for rows without a channel
+_ALPHAS = np.geomspace(0.05, 500.0, 48)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingConfig:
+    """Settings of :class:`SendTimeModel` (defaults documented in the module docstring).
+
+    Parameters
+    ----------
+    period_days
+        Length of the campaign period ``send_on`` is chosen in.
+    lookback_days
+        Engagement older than this (before the cutoff) is ignored.
+    hour_event_types, weekday_event_types
+        Event types counted as engagement for the hour and for the weekday.
+    other_channel_weight
+        Weight of engagement on other channels than the chosen one (1: one profile of the person for
+        every channel; lower values make the profile channel-specific).
+    segment_by
+        ``customers`` column of the segment, ``"auto"`` or ``None`` (the population only).
+    min_information
+        Bits of information about the hour a segment column must carry to be chosen by ``"auto"``.
+    smoothing_hours
+        Standard deviation (in hours) of the circular smoothing of the hour profile.
+    cycle_weight, browsing_weight
+        Shape - 1 of the rising purchase hazard after a purchase, and the weight of browsing now.
+    wait_discount
+        Factor per day of waiting applied to a day's score (in ``(0, 1]``; 1: waiting is free).
+    """
+
+    period_days: int = 7
+    lookback_days: int = 365
+    hour_event_types: tuple[str, ...] = ("visit", "open", "click", "purchase")
+    weekday_event_types: tuple[str, ...] = ("visit",)
+    other_channel_weight: float = 1.0
+    segment_by: str | None = "auto"
+    min_information: float = 0.01
+    smoothing_hours: float = 1.5
+    cycle_weight: float = 1.0
+    browsing_weight: float = 0.5
+    wait_discount: float = 0.95
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.period_days <= 366:
+            problems.append(f"period_days must be within 1..366 (got {self.period_days})")
+        if self.lookback_days < 1:
+            problems.append(f"lookback_days must be >= 1 (got {self.lookback_days})")
+        for name in ("other_channel_weight", "smoothing_hours", "cycle_weight", "browsing_weight", "min_information"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not 0 < self.wait_discount <= 1:
+            problems.append(f"wait_discount must be within (0, 1] (got {self.wait_discount})")
+        if problems:
+            msg = "TimingConfig: " + "; ".join(problems) + ". Hint: see the TimingConfig docstring for defaults."
+            raise ConfigError(msg)
+
+
+def _zone_of(hist: Histories) -> pl.LazyFrame | None:
+    """``customer_id, time_zone`` when the customers table has a ``time_zone`` column."""
+    if hist.customers is None or "time_zone" not in hist.customers.collect_schema().names():
+        return None
+    return hist.customers.select("customer_id", pl.col("time_zone").cast(pl.String))
+
+
+def _check_zones(zones: pl.DataFrame) -> None:
+    bad = [z for z in zones["time_zone"].drop_nulls().unique().sort().to_list() if not _known_zone(z)]
+    if bad:
+        rows = zones.filter(pl.col("time_zone").is_in(bad))
+        msg = (
+            f"customers.time_zone: {rows.height:,} of {zones.height:,} rows name an unknown time zone "
+            f"(e.g. {bad[0]!r} for customer {rows['customer_id'][0]!r}). Hint: use IANA names such as "
+            "'Europe/Copenhagen' (null means UTC)."
+        )
+        raise SchemaError(msg)
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _localise(frame: pl.DataFrame, zones: pl.DataFrame | None, column: str = "timestamp") -> pl.DataFrame:
+    """``frame`` with ``local`` (naive local wall time of ``column``) and ``time_zone`` (UTC when unknown)."""
+    if zones is None:
+        return frame.with_columns(
+            pl.col(column).dt.replace_time_zone(None).alias("local"), pl.lit("UTC").alias("time_zone")
+        )
+    frame = frame.join(zones, on="customer_id", how="left", maintain_order="left")
+    frame = frame.with_columns(pl.col("time_zone").fill_null("UTC"))
+    return _local_wall(frame, column)
+
+
+def _local_wall(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """``frame`` (with a ``time_zone`` column) with ``local``: the naive wall time of ``column`` there."""
+    parts = []
+    for name in sorted(frame["time_zone"].unique().to_list()):
+        part = frame.filter(pl.col("time_zone") == name)
+        parts.append(
+            part.with_columns(pl.col(column).dt.convert_time_zone(name).dt.replace_time_zone(None).alias("local"))
+        )
+    return pl.concat(parts) if parts else frame.with_columns(pl.col(column).dt.replace_time_zone(None).alias("local"))
+
+
+def weekday_hour_counts(
+    hist: Histories,
+    as_of: dt.datetime,
+    *,
+    config: TimingConfig | None = None,
+    customers: Sequence[str] | pl.Series | None = None,
+) -> pl.DataFrame:
+    """Engagement events strictly before ``as_of`` (within the lookback) with their local hour and weekday.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``customer_id, channel, event_type, timestamp, local_hour (0-23), local_weekday (1 = Monday),
+        for_hour, for_weekday`` (whether the event counts for the hour / weekday profile).
+    """
+    cfg = config or TimingConfig()
+    t = as_utc(as_of)
+    types = sorted(set(cfg.hour_event_types) | set(cfg.weekday_event_types))
+    lf = hist.events.filter(
+        window(pl.lit(t - dt.timedelta(days=cfg.lookback_days)).cast(TIMESTAMP), end=t)
+        & pl.col("event_type").is_in(types)
+        & pl.col("customer_id").is_not_null()
+    )
+    if customers is not None:
+        lf = lf.filter(pl.col("customer_id").is_in(pl.Series(list(customers), dtype=pl.String).implode()))
+    events = lf.select("customer_id", "channel", "event_type", "timestamp").collect()
+    zones = _zone_of(hist)
+    zone_frame = zones.collect() if zones is not None else None
+    if zone_frame is not None:
+        _check_zones(zone_frame)
+    local = _localise(events, zone_frame)
+    return local.select(
+        "customer_id",
+        "channel",
+        "event_type",
+        "timestamp",
+        pl.col("local").dt.hour().cast(pl.Int8).alias("local_hour"),
+        pl.col("local").dt.weekday().cast(pl.Int8).alias("local_weekday"),
+        pl.col("event_type").is_in(list(cfg.hour_event_types)).alias("for_hour"),
+        pl.col("event_type").is_in(list(cfg.weekday_event_types)).alias("for_weekday"),
+    )
+
+
+def _circular_smooth(p: np.ndarray, sd: float) -> np.ndarray:
+    """Rows of ``p`` convolved with a wrapped Gaussian kernel of ``sd`` bins (rows keep their sums)."""
+    k = p.shape[-1]
+    if sd <= 0:
+        return p
+    offsets = np.arange(k)
+    dist = np.minimum(offsets, k - offsets).astype(np.float64)
+    kernel = np.exp(-0.5 * (dist / sd) ** 2)
+    kernel /= kernel.sum()
+    spectrum = np.fft.rfft(p, axis=-1) * np.fft.rfft(kernel)
+    return np.fft.irfft(spectrum, n=k, axis=-1)
+
+
+def _dm_loglik(counts: np.ndarray, prior: np.ndarray, alpha: float) -> float:
+    """Dirichlet-multinomial log-likelihood (without the multinomial coefficient) of count rows."""
+    a = alpha * prior
+    n = counts.sum(axis=1)
+    per_bin = special.gammaln(counts + a[None, :] if a.ndim == 1 else counts + a) - special.gammaln(a)
+    return float((special.gammaln(alpha) - special.gammaln(n + alpha) + per_bin.sum(axis=1)).sum())
+
+
+def _fit_alpha(counts: np.ndarray, prior: np.ndarray) -> float:
+    """Concentration maximising the marginal likelihood of ``counts`` (rows: customers; ``prior``: per row)."""
+    used = counts.sum(axis=1) >= 2
+    if used.sum() < 5:
+        return 10.0
+    c, p = counts[used], np.clip(prior[used], 1e-6, None)
+    p = p / p.sum(axis=1, keepdims=True)
+    scores = [_dm_loglik(c, p, float(a)) for a in _ALPHAS]
+    return float(_ALPHAS[int(np.argmax(scores))])
+
+
+def _entropy(p: np.ndarray) -> float:
+    q = p[p > 0]
+    return float(-(q * np.log2(q)).sum())
+
+
+class SendTimeModel:
+    """Send-time recommendations: ``send_hour``, ``send_weekday`` and ``send_on`` per customer (module docstring).
+
+    Parameters
+    ----------
+    config
+        :class:`TimingConfig`; its defaults when ``None``.
+
+    Attributes
+    ----------
+    segment_by_
+        The segment column used (``None``: the population only).
+    alpha_hour_, alpha_weekday_
+        Empirical-Bayes concentrations of the hour and weekday profiles.
+    population_hour_, population_weekday_
+        ``{channel: profile}`` of the population (``"__all__"``: every engagement).
+    segment_hour_, segment_weekday_
+        ``{(segment value, channel): profile}``.
+    mean_gap_days_
+        The population's mean days between purchases.
+
+    Examples
+    --------
+    >>> import polars as pl, datetime as dt
+    >>> stamps = [dt.datetime(2025, 1, d, 20) for d in range(6, 12)] + [dt.datetime(2025, 1, 7, 8)]
+    >>> ev = pl.DataFrame({"customer_id": ["a"] * 6 + ["b"], "timestamp": stamps,
+    ...                    "channel": ["email"] * 7, "event_type": ["open"] * 7})
+    >>> hist = Histories.from_frames(ev)
+    >>> model = SendTimeModel().fit(hist, dt.datetime(2025, 1, 13))
+    >>> decisions = pl.DataFrame({"customer_id": ["a", "b"], "best_channel": ["email", "no_contact"]})
+    >>> model.recommend(hist, dt.datetime(2025, 1, 13), decisions)["send_hour"].to_list()
+    [20, 20]
+    """
+
+    def __init__(self, *, config: TimingConfig | None = None) -> None:
+        self.config = config
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, hist: Histories, as_of: str | dt.date | dt.datetime) -> SendTimeModel:
+        """Learn the population and segment profiles, the concentrations and the purchase gap as of ``as_of``."""
+        cfg = self.config or TimingConfig()
+        moment = as_utc(as_of)
+        events = weekday_hour_counts(hist, moment, config=cfg)
+        segments = self._segments(hist)
+        self.segment_by_ = self._choose_segment(events, segments, cfg)
+        seg = self._segment_of(events.select("customer_id").unique(), segments)
+        channels = [ALL, *sorted(events["channel"].drop_nulls().unique().to_list())]
+        self.channels_ = tuple(channels)
+        self.population_hour_: dict[str, list[float]] = {}
+        self.population_weekday_: dict[str, list[float]] = {}
+        self.segment_hour_: dict[tuple[str, str], list[float]] = {}
+        self.segment_weekday_: dict[tuple[str, str], list[float]] = {}
+        hour_counts, week_counts, ids = self._counts(events, ALL, cfg)
+        seg_of_id = ids.to_frame().join(seg, on="customer_id", how="left", maintain_order="left")["segment"]
+        seg_of_id = seg_of_id.fill_null("")
+        for channel in channels:
+            hc, wc, _ = (hour_counts, week_counts, ids) if channel == ALL else self._counts(events, channel, cfg, ids)
+            pop_h = (hc.sum(axis=0) + 1.0) / (hc.sum() + HOURS)
+            pop_w = (wc.sum(axis=0) + 1.0) / (wc.sum() + WEEKDAYS)
+            self.population_hour_[channel] = pop_h.tolist()
+            self.population_weekday_[channel] = pop_w.tolist()
+            for value in sorted(set(seg_of_id.to_list()) - {""}):
+                rows = (seg_of_id == value).to_numpy()
+                # a segment's profile: its counts plus 50 pseudo-events of the population's
+                sh = (hc[rows].sum(axis=0) + 50.0 * pop_h) / (hc[rows].sum() + 50.0)
+                sw = (wc[rows].sum(axis=0) + 50.0 * pop_w) / (wc[rows].sum() + 50.0)
+                self.segment_hour_[(value, channel)] = sh.tolist()
+                self.segment_weekday_[(value, channel)] = sw.tolist()
+        prior_h = np.array([self._profile(self.segment_hour_, self.population_hour_, s, ALL) for s in seg_of_id])
+        prior_w = np.array([self._profile(self.segment_weekday_, self.population_weekday_, s, ALL) for s in seg_of_id])
+        self.alpha_hour_ = _fit_alpha(hour_counts, prior_h) if ids.len() else 10.0
+        self.alpha_weekday_ = _fit_alpha(week_counts, prior_w) if ids.len() else 10.0
+        self.mean_gap_days_ = self._mean_gap(hist, moment)
+        self.as_of_ = moment
+        return self
+
+    @staticmethod
+    def _segments(hist: Histories) -> pl.DataFrame | None:
+        if hist.customers is None:
+            return None
+        return hist.customers.collect()
+
+    def _choose_segment(self, events: pl.DataFrame, customers: pl.DataFrame | None, cfg: TimingConfig) -> str | None:
+        if customers is None or cfg.segment_by is None:
+            return None
+        if cfg.segment_by != "auto":
+            if cfg.segment_by not in customers.columns:
+                msg = (
+                    f"TimingConfig.segment_by: customers has no column {cfg.segment_by!r} "
+                    f"(columns: {customers.columns[:8]}). Hint: segment_by='auto' or None."
+                )
+                raise ConfigError(msg)
+            return cfg.segment_by
+        hourly = events.filter("for_hour")
+        if hourly.height == 0:
+            return None
+        overall = np.bincount(hourly["local_hour"].to_numpy(), minlength=HOURS).astype(np.float64)
+        base = _entropy(overall / overall.sum())
+        best, best_gain = None, cfg.min_information
+        for name, dtype in customers.schema.items():
+            if name in ("customer_id", "time_zone") or dtype not in (pl.String, pl.Categorical, pl.Boolean):
+                continue
+            values = customers[name].cast(pl.String)
+            if not 2 <= values.n_unique() <= 50:
+                continue
+            joined = hourly.join(
+                customers.select("customer_id", values.alias("segment")), on="customer_id", how="left"
+            ).with_columns(pl.col("segment").fill_null(""))
+            table = joined.group_by("segment", "local_hour").len()
+            cond = 0.0
+            for _, part in table.group_by("segment"):
+                counts = np.bincount(
+                    part["local_hour"].to_numpy(), weights=part["len"].to_numpy(), minlength=HOURS
+                ).astype(np.float64)
+                cond += counts.sum() / overall.sum() * _entropy((counts + 1.0) / (counts.sum() + HOURS))
+            gain = base - cond
+            if gain > best_gain:
+                best, best_gain = name, gain
+        return best
+
+    def _segment_of(self, ids: pl.DataFrame, customers: pl.DataFrame | None) -> pl.DataFrame:
+        if customers is None or self.segment_by_ is None or self.segment_by_ not in customers.columns:
+            return ids.with_columns(pl.lit("").alias("segment"))
+        seg = customers.select("customer_id", pl.col(self.segment_by_).cast(pl.String).alias("segment"))
+        joined = ids.join(seg, on="customer_id", how="left", maintain_order="left")
+        return joined.with_columns(pl.col("segment").fill_null(""))
+
+    @staticmethod
+    def _counts(
+        events: pl.DataFrame, channel: str, cfg: TimingConfig, ids: pl.Series | None = None
+    ) -> tuple[np.ndarray, np.ndarray, pl.Series]:
+        """Weighted hour and weekday counts per customer for ``channel`` (``ALL``: every event weighs 1)."""
+        if ids is None:
+            ids = events["customer_id"].unique().sort()
+        weight = (
+            pl.lit(1.0)
+            if channel == ALL
+            else pl.when(pl.col("channel") == channel).then(1.0).otherwise(cfg.other_channel_weight)
+        )
+        index = ids.to_frame().with_row_index("row")
+        # the events' own order: float sums below must not depend on how a parallel join happened to interleave rows
+        ev = events.join(index, on="customer_id", how="inner", maintain_order="left").with_columns(weight.alias("w"))
+        n = ids.len()
+        hour = np.zeros((n, HOURS))
+        week = np.zeros((n, WEEKDAYS))
+        h = ev.filter("for_hour")
+        np.add.at(hour, (h["row"].to_numpy(), h["local_hour"].to_numpy().astype(np.int64)), h["w"].to_numpy())
+        w = ev.filter("for_weekday")
+        np.add.at(week, (w["row"].to_numpy(), w["local_weekday"].to_numpy().astype(np.int64) - 1), w["w"].to_numpy())
+        return hour, week, ids
+
+    @staticmethod
+    def _profile(
+        segment: dict[tuple[str, str], list[float]], population: dict[str, list[float]], value: str, channel: str
+    ) -> list[float]:
+        if channel not in population:
+            channel = ALL
+        return segment.get((value, channel), population[channel])
+
+    @staticmethod
+    def _mean_gap(hist: Histories, moment: dt.datetime) -> float:
+        buys = (
+            hist.events.filter(before(moment) & (pl.col("event_type") == "purchase"))
+            .select("customer_id", pl.col("timestamp").dt.date().alias("day"))
+            .unique()
+            .sort("customer_id", "day")
+            .with_columns(pl.col("day").diff().over("customer_id").dt.total_days().alias("gap"))
+            .collect()
+        )
+        gaps = buys["gap"].drop_nulls()
+        return float(gaps.mean()) if gaps.len() else 90.0  # type: ignore[arg-type]
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "alpha_hour_"):
+            msg = "This SendTimeModel is not fitted yet. Hint: call fit(hist, as_of) first."
+            raise ConfigError(msg)
+
+    # ------------------------------------------------------------------ recommend
+
+    def recommend(
+        self,
+        hist: Histories,
+        as_of: str | dt.date | dt.datetime,
+        decisions: pl.DataFrame,
+        *,
+        policy: PolicyConfig | None = None,
+        consent: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
+        """Send time per decision row, from the customer's history strictly before ``as_of``.
+
+        Parameters
+        ----------
+        hist
+            Resolved histories (every row has a ``customer_id``).
+        as_of
+            The decision moment (the start of the campaign period).
+        decisions
+            ``customer_id, best_channel`` (a channel or ``no_contact``), e.g. from
+            :func:`omni_ml.policy.decide`.
+        policy
+            Pressure and cool-down settings checked at each send instant (defaults when ``None``).
+        consent
+            ``customer_id, consent_<channel>`` as of ``as_of``; when given, a decision on a channel without
+            consent raises :class:`~omni_ml.exceptions.ConsentError` (``policy.default_consent`` for missing rows).
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per decision, in order: ``customer_id, send_weekday (1 = Monday), send_hour (0-23),
+            send_time_zone, send_on (date; null for no_contact or without an allowed day), send_time_rule
+            (best_time / no_allowed_day / no_contact), send_time_source (own / segment / population),
+            send_time_events (weighted engagement events behind the hour), send_time_segment,
+            send_on_driver (browsing / purchase_cycle / weekday / earliest_allowed), days_to_next_purchase``.
+        """
+        self._check_fitted()
+        cfg = self.config or TimingConfig()
+        pol = policy or PolicyConfig()
+        moment = as_utc(as_of)
+        if consent is not None:
+            check_consent(decisions, consent, default=pol.default_consent)
+        ids = decisions["customer_id"].cast(pl.String)
+        channel = decisions["best_channel"].cast(pl.String)
+        n = ids.len()
+        events = weekday_hour_counts(hist, moment, config=cfg, customers=ids)
+        customers = self._segments(hist)
+        seg = self._segment_of(ids.to_frame(), customers)["segment"]
+        zones_lf = _zone_of(hist)
+        zones = zones_lf.collect() if zones_lf is not None else None
+        if zones is not None:
+            _check_zones(zones)
+        zone = (
+            ids.to_frame()
+            .join(zones, on="customer_id", how="left", maintain_order="left")["time_zone"]
+            .fill_null("UTC")
+            if zones is not None
+            else pl.Series(["UTC"] * n, dtype=pl.String)
+        )
+
+        hour_post = np.zeros((n, HOURS))
+        week_post = np.zeros((n, WEEKDAYS))
+        evidence = np.zeros(n)
+        seg_list = seg.to_list()
+        chan_list = channel.to_list()
+        for ch in sorted(set(chan_list)):
+            rows = np.flatnonzero(np.asarray([c == ch for c in chan_list]))
+            key = ALL if ch == NO_CONTACT or ch not in self.population_hour_ else ch
+            sub_ids = ids.gather(rows)
+            hc, wc, _ = self._counts(events, key, cfg, sub_ids)
+            ph = np.array([self._profile(self.segment_hour_, self.population_hour_, seg_list[r], key) for r in rows])
+            pw = np.array(
+                [self._profile(self.segment_weekday_, self.population_weekday_, seg_list[r], key) for r in rows]
+            )
+            a_h, a_w = self.alpha_hour_, self.alpha_weekday_
+            hour_post[rows] = (hc + a_h * ph) / (hc.sum(axis=1, keepdims=True) + a_h)
+            week_post[rows] = (wc + a_w * pw) / (wc.sum(axis=1, keepdims=True) + a_w)
+            evidence[rows] = hc.sum(axis=1)
+        hour_s = _circular_smooth(hour_post, cfg.smoothing_hours)
+        week_s = _circular_smooth(week_post, 1.0)
+        send_hour = np.argmax(hour_s, axis=1) if n else np.zeros(0, dtype=np.int64)
+        send_weekday = (np.argmax(week_s, axis=1) + 1) if n else np.zeros(0, dtype=np.int64)
+        has_segment = np.array([(s, ALL) in self.segment_hour_ for s in seg_list], dtype=bool)
+        source = np.where(evidence > 0, "own", np.where(has_segment, "segment", "population"))
+
+        hazard, driver, due = self._hazard(hist, moment, ids, events, cfg)
+        affinity = week_s * WEEKDAYS  # relative to a flat week
+        plan = self._schedule(hist, moment, ids, zone, send_hour, hazard, affinity, cfg, pol)
+        contact = (channel != NO_CONTACT).to_numpy()
+        day = plan["day"].to_numpy()
+        allowed = plan["allowed_any"].to_numpy()
+        rule = np.where(~contact, "no_contact", np.where(allowed, "best_time", "no_allowed_day"))
+        best_day = day  # -1 when nothing is allowed
+        start = plan["local_start"].to_list()
+        send_on = [
+            (start[i] + dt.timedelta(days=int(best_day[i]))) if contact[i] and allowed[i] else None for i in range(n)
+        ]
+        first_allowed = plan["first_allowed"].to_numpy()
+        drv = np.where(
+            (best_day == first_allowed) & (first_allowed > 0),
+            "earliest_allowed",
+            np.asarray(driver, dtype=object)[np.arange(n), np.maximum(best_day, 0)] if n else driver,
+        )
+        return pl.DataFrame(
+            {
+                "customer_id": ids,
+                "send_weekday": pl.Series(send_weekday, dtype=pl.Int8),
+                "send_hour": pl.Series(send_hour, dtype=pl.Int8),
+                "send_time_zone": zone,
+                "send_on": pl.Series(send_on, dtype=pl.Date),
+                "send_time_rule": pl.Series(rule.tolist(), dtype=pl.String),
+                "send_time_source": pl.Series(source.tolist(), dtype=pl.String),
+                "send_time_events": evidence,
+                "send_time_segment": pl.Series(
+                    [None if s == "" or self.segment_by_ is None else f"{self.segment_by_}={s}" for s in seg_list],
+                    dtype=pl.String,
+                ),
+                "send_on_driver": pl.Series(
+                    [d if contact[i] and allowed[i] else None for i, d in enumerate(drv.tolist())], dtype=pl.String
+                ),
+                "days_to_next_purchase": due,
+            }
+        )
+
+    def _hazard(
+        self, hist: Histories, moment: dt.datetime, ids: pl.Series, events: pl.DataFrame, cfg: TimingConfig
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hazard index per customer and day of the period, the term that dominates it, and the due day."""
+        n, p = ids.len(), cfg.period_days
+        ts = pl.col("timestamp")
+        buys = (
+            hist.events.filter(
+                before(moment) & (pl.col("event_type") == "purchase") & pl.col("customer_id").is_in(ids.implode())
+            )
+            .select("customer_id", ts.dt.date().alias("day"))
+            .unique()
+            .sort("customer_id", "day")
+            .group_by("customer_id")
+            .agg(
+                pl.col("day").diff().dt.total_days().drop_nulls().sum().alias("gap_sum"),
+                (pl.len() - 1).alias("n_gaps"),
+                pl.col("day").max().alias("last"),
+            )
+            .collect()
+        )
+        facts = ids.to_frame().join(buys, on="customer_id", how="left", maintain_order="left")
+        k = 2.0  # pseudo-gaps of the population's mean
+        gap = (facts["gap_sum"].fill_null(0).to_numpy() + k * self.mean_gap_days_) / (
+            facts["n_gaps"].fill_null(0).to_numpy() + k
+        )
+        since = np.array(
+            [(moment.date() - d).days if d is not None else np.nan for d in facts["last"].to_list()], dtype=np.float64
+        )
+        due = gap - since  # days from as_of to the expected next purchase (nan: never bought)
+        days = np.arange(p, dtype=np.float64)[None, :]
+        # a rising (Weibull) hazard until the next purchase is due, relative to today's; flat once due
+        elapsed = np.minimum(since[:, None] + days, gap[:, None])
+        start = np.minimum(since[:, None], gap[:, None])
+        cycle = np.where(np.isnan(due)[:, None], 1.0, ((elapsed + 1.0) / (start + 1.0)) ** cfg.cycle_weight)
+        recent = (
+            events.filter((pl.col("event_type") == "visit") & ~before(moment - dt.timedelta(days=3)))
+            .group_by("customer_id")
+            .len()
+        )
+        sessions = ids.to_frame().join(recent, on="customer_id", how="left", maintain_order="left")["len"]
+        browse = cfg.browsing_weight * sessions.fill_null(0).to_numpy()[:, None] * np.exp(-days / 2.0)
+        hazard = cycle * (1.0 + browse)
+        driver = np.where(browse[:, :1] > 0.05, "browsing", np.where(cycle[:, -1:] > 1.2, "purchase_cycle", "weekday"))
+        return hazard, np.broadcast_to(driver, (n, p)), np.round(due, 1)
+
+    def _schedule(
+        self,
+        hist: Histories,
+        moment: dt.datetime,
+        ids: pl.Series,
+        zone: pl.Series,
+        send_hour: np.ndarray,
+        hazard: np.ndarray,
+        affinity: np.ndarray,
+        cfg: TimingConfig,
+        pol: PolicyConfig,
+    ) -> pl.DataFrame:
+        """The best allowed day per customer.
+
+        Columns ``day`` (-1: none allowed), ``allowed_any``, ``first_allowed``, ``local_start``.
+        """
+        n, p = ids.len(), cfg.period_days
+        frame = pl.DataFrame({"customer_id": ids, "time_zone": zone, "send_hour": send_hour.astype(np.int64)})
+        frame = frame.with_columns(pl.lit(moment).cast(TIMESTAMP).alias("as_of"), pl.int_range(pl.len()).alias("row"))
+        local = _local_wall(frame, "as_of").sort("row")
+        start = local["local"].dt.date()
+        # send instants per day of the period, in UTC
+        grid = local.select("row", "customer_id", "time_zone", "send_hour", start.alias("start")).join(
+            pl.DataFrame({"d": np.arange(p, dtype=np.int64)}), how="cross"
+        )
+        wall = pl.col("start").cast(pl.Datetime("us")) + pl.duration(days=pl.col("d"), hours=pl.col("send_hour"))
+        parts = []
+        for name in sorted(grid["time_zone"].unique().to_list()):
+            part = grid.filter(pl.col("time_zone") == name)
+            parts.append(
+                part.with_columns(
+                    wall.dt.replace_time_zone(name, ambiguous="earliest", non_existent="null")
+                    .dt.convert_time_zone("UTC")
+                    .alias("instant")
+                )
+            )
+        grid = pl.concat(parts) if parts else grid.with_columns(pl.lit(None, dtype=TIMESTAMP).alias("instant"))
+        grid = grid.with_columns(
+            pl.col("instant").fill_null(
+                (wall + pl.duration(hours=1)).dt.replace_time_zone("UTC")  # a skipped DST hour: the next one
+            )
+        )
+        ok = grid.with_columns((pl.col("instant") >= pl.lit(moment).cast(TIMESTAMP)).alias("ok"))
+        if hist.contacts is not None:
+            contacts = (
+                hist.contacts.filter(before(moment) & pl.col("customer_id").is_in(ids.implode()))
+                .select("customer_id", pl.col("timestamp").alias("contact"))
+                .collect()
+            )
+            days_back = (pl.col("instant") - pl.col("contact")).dt.total_seconds() / 86_400.0
+            counts = (
+                grid.select("row", "d", "customer_id", "instant")
+                .join(contacts, on="customer_id", how="inner", maintain_order="left")
+                .group_by("row", "d")
+                .agg(
+                    (days_back <= 7).sum().alias("c7"),
+                    (days_back <= 30).sum().alias("c30"),
+                    days_back.min().alias("since"),
+                )
+            )
+            ok = ok.join(counts, on=["row", "d"], how="left", maintain_order="left").with_columns(
+                (
+                    pl.col("ok")
+                    & (pl.col("c7").fill_null(0) < pol.max_contacts_7d)
+                    & (pl.col("c30").fill_null(0) < pol.max_contacts_30d)
+                    & (pl.col("since").fill_null(float("inf")) > pol.cooldown_days)
+                ).alias("ok")
+            )
+        allowed = np.zeros((n, p), dtype=bool)
+        if n:
+            okf = ok.select("row", "d", "ok")
+            allowed[okf["row"].to_numpy(), okf["d"].to_numpy()] = okf["ok"].to_numpy()
+        # weekday of each day of the period in local time: start's weekday + d
+        start_wd = start.dt.weekday().to_numpy().astype(np.int64) - 1 if n else np.zeros(0, dtype=np.int64)
+        wd = (start_wd[:, None] + np.arange(p)[None, :]) % WEEKDAYS
+        week = np.take_along_axis(affinity, wd, axis=1) if n else np.zeros((0, p))
+        discount = cfg.wait_discount ** np.arange(p, dtype=np.float64)[None, :]
+        score = np.where(allowed, hazard * week * discount, -np.inf)
+        best = np.argmax(score, axis=1) if n else np.zeros(0, dtype=np.int64)
+        any_ok = allowed.any(axis=1)
+        first = np.where(any_ok, np.argmax(allowed, axis=1), -1)
+        return pl.DataFrame(
+            {
+                "day": np.where(any_ok, best, -1),
+                "allowed_any": any_ok,
+                "first_allowed": first,
+                "local_start": start,
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"SendTimeModel(config={self.config!r})"

@@ -1,0 +1,294 @@
+"""Issue 25: the training reference, drift of a scoring run, expected performance, --fail-on-drift, MLflow runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_ml.campaign import CampaignModel
+from omni_ml.exceptions import ConfigError, DriftError
+from omni_ml.monitor import MONITOR_COLUMNS, MonitorConfig, expected_auc, js_distance, monitor_path, psi
+from omni_ml.scoring import score
+
+AS_OF = "2025-01-01"
+CHANGE = dt.datetime(2024, 12, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def model(campaign_model_path: Path) -> CampaignModel:
+    return CampaignModel.load(campaign_model_path)
+
+
+@pytest.fixture(scope="module")
+def resolved(small_histories: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small world, resolved and written with a customer_id on every row."""
+    out = tmp_path_factory.mktemp("monitor_world")
+    for table in ("events", "contacts", "consents", "customers"):
+        getattr(small_histories, table).collect().write_parquet(out / f"{table}.parquet")
+    return out
+
+
+@pytest.fixture(scope="module")
+def broken_feed(resolved: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same world whose `view` events stop on 2024-12-01 (a tracking feed that broke)."""
+    out = tmp_path_factory.mktemp("broken_feed")
+    for path in resolved.glob("*.parquet"):
+        frame = pl.read_parquet(path)
+        if path.stem == "events":
+            frame = frame.filter(~((pl.col("event_type") == "view") & (pl.col("timestamp") >= CHANGE)))
+        frame.write_parquet(out / path.name)
+    return out
+
+
+# ----------------------------------------------------------------------------- distances
+
+
+shares = st.lists(st.floats(0.0, 1.0), min_size=2, max_size=12).filter(lambda v: sum(v) > 0.01)
+
+
+@given(shares, shares)
+@settings(max_examples=60, deadline=None)
+def test_psi_and_js_are_nonnegative_zero_on_equal_and_js_bounded(a: list[float], b: list[float]) -> None:
+    n = min(len(a), len(b))
+    p, q = np.asarray(a[:n]) / sum(a[:n]), np.asarray(b[:n]) / sum(b[:n])
+    if not (np.isfinite(p).all() and np.isfinite(q).all()):
+        return
+    assert psi(p, q) >= -1e-12
+    assert psi(p, p) == pytest.approx(0.0, abs=1e-12)
+    assert 0.0 <= js_distance(p, q) <= 1.0 + 1e-9
+    assert js_distance(p, q) == pytest.approx(js_distance(q, p))
+
+
+@given(st.lists(st.floats(0.1, 0.9), min_size=5, max_size=60), st.integers(0, 2**32 - 1))
+@settings(max_examples=25, deadline=None)
+def test_expected_auc_is_the_mean_auc_over_labels_drawn_from_the_propensities(p: list[float], seed: int) -> None:
+    """CBPE: the exact expectation equals the Monte Carlo ratio of expected ranked pairs over expected pairs."""
+    from scipy.stats import rankdata
+
+    q = np.asarray(p)
+    exact = expected_auc(q, q)
+    assert 0.0 <= exact <= 1.0
+    y = np.random.default_rng(seed).random((4000, q.size)) < q
+    ranks = rankdata(q)
+    n1 = y.sum(axis=1)
+    n0 = q.size - n1
+    ranked_pairs = (y * ranks).sum(axis=1) - n1 * (n1 + 1) / 2  # correctly ordered (positive, negative) pairs
+    assert exact == pytest.approx(ranked_pairs.sum() / (n1 * n0).sum(), abs=0.02)
+
+
+def test_expected_auc_of_certain_labels_is_the_realised_auc() -> None:
+    from omni_ml.evaluate import roc_auc
+
+    score_ = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    y = np.array([0, 1, 0, 1, 0, 1])
+    assert expected_auc(score_, y.astype(float)) == pytest.approx(roc_auc(y, score_))
+
+
+def test_monitor_config_rejects_bad_thresholds() -> None:
+    with pytest.raises(ConfigError, match=r"psi_warn \(0.5\) must not exceed psi_bad \(0.35\)"):
+        MonitorConfig(psi_warn=0.5)
+    with pytest.raises(ConfigError, match="sample_size must be an integer >= 100"):
+        MonitorConfig(sample_size=5)
+
+
+# ----------------------------------------------------------------------------- the reference
+
+
+def test_reference_holds_no_identifiers_or_rows(model: CampaignModel, small_histories: object) -> None:
+    ref = model.reference_
+    ids = small_histories.events.select("customer_id").unique().collect()["customer_id"].drop_nulls().to_list()  # type: ignore[attr-defined]
+    blob = pickle.dumps(ref)
+    assert not any(i.encode() in blob for i in ids[:500]), "a customer id is stored in the reference"
+    assert ref.rows > 1000
+    # aggregates only: every stored sequence is short (bins, levels, quantiles), none per customer
+    for prof in ref.features:
+        assert len(prof.shares) <= 66
+        assert len(prof.edges) <= 30
+        assert len(prof.levels) <= 64
+        assert sum(prof.shares) == pytest.approx(1.0) or prof.null_share == 1.0
+        assert 0.0 <= prof.null_share <= 1.0
+    assert len(ref.decile_shares) == 10
+    assert sum(ref.decile_shares) == pytest.approx(1.0)
+    assert 0.0 < ref.label_rate < 1.0
+    assert {p.name for p in ref.features}.isdisjoint(ref.excluded)
+    assert any(name.startswith("cutoff_") for name in ref.excluded), "date-only features are not monitored"
+
+
+# ----------------------------------------------------------------------------- scoring runs
+
+
+def test_unchanged_world_is_healthy_and_the_monitor_file_sits_beside_the_campaign(
+    resolved: Path, model: CampaignModel, tmp_path: Path
+) -> None:
+    out = tmp_path / "campaign.parquet"
+    summary = score(resolved, model=model, as_of=AS_OF, out=out, reasons=0, progress=False)
+    report = summary.monitor
+    assert report is not None
+    assert report.verdict != "bad", report.to_text()
+    assert summary.monitor_file == monitor_path(out) == tmp_path / "campaign.monitor.parquet"
+    table = pl.read_parquet(summary.monitor_file)
+    assert dict(table.schema) == MONITOR_COLUMNS
+    assert set(table["section"]) == {"health", "score", "feature", "decile", "channel", "performance"}
+    campaign = pl.read_parquet(out)
+    # the decile occupancy and the expected figures are those of the written file
+    shares = campaign["propensity_decile"].value_counts(normalize=True).sort("propensity_decile")
+    decile = table.filter((pl.col("section") == "decile") & (pl.col("metric") == "share")).sort(
+        pl.col("name").cast(pl.Int32)
+    )
+    assert decile["value"].to_numpy() == pytest.approx(shares["proportion"].to_numpy())
+    expected = dict(table.filter(pl.col("section") == "performance").select("metric", "value").iter_rows())
+    contacted = campaign.filter(pl.col("best_channel") != "no_contact")
+    assert expected["expected_conversions_contacted"] == pytest.approx(contacted["propensity"].sum())
+    assert expected["contacted"] == contacted.height
+    assert 0.5 < expected["expected_auc_lo"] <= expected["expected_auc"] <= expected["expected_auc_hi"] < 1.0
+    assert "health:" in summary.to_text()
+
+
+def test_a_broken_feed_is_flagged_with_its_features_first(
+    broken_feed: Path, model: CampaignModel, tmp_path: Path
+) -> None:
+    summary = score(broken_feed, model=model, as_of=AS_OF, out=tmp_path / "c.parquet", reasons=0, progress=False)
+    report = summary.monitor
+    assert report.verdict == "bad"
+    top3 = report.features["feature"].head(3).to_list()
+    assert top3[0].startswith("views"), top3
+    assert all("views" in n or "browsing" in n for n in top3), top3
+    text = summary.to_text()
+    assert "health: BAD" in text
+    assert model.feature_set_.describe(top3[0]) in text
+
+
+def test_fail_on_drift_writes_nothing_and_the_cli_exits_3(
+    broken_feed: Path, campaign_model_path: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+
+    out = tmp_path / "campaign.parquet"
+    with pytest.raises(DriftError, match="health verdict BAD") as caught:
+        score(
+            broken_feed, model=campaign_model_path, as_of=AS_OF, out=out, reasons=0, progress=False, fail_on_drift=True
+        )
+    assert caught.value.report.verdict == "bad"  # type: ignore[attr-defined]
+    assert list(tmp_path.iterdir()) == [], "no campaign file, no monitor file, no temporary file"
+    args = ["score", str(broken_feed), "--model", str(campaign_model_path), "--as-of", AS_OF, "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--reasons", "0", "--fail-on-drift"])
+    assert result.exit_code == 3, result.output
+    assert "DriftError" in result.output
+    assert not out.exists()
+    result = CliRunner().invoke(app, [*args, "--reasons", "0"])  # without the flag the file is written
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+    assert monitor_path(out).exists()
+
+
+def test_monitor_thresholds_come_from_a_yaml_file(resolved: Path, campaign_model_path: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+
+    config = tmp_path / "monitor.yaml"
+    config.write_text("monitor:\n  psi_bad: 0.3\n  psi_wran: 0.1\n")
+    out = tmp_path / "c.parquet"
+    args = ["score", str(resolved), "--model", str(campaign_model_path), "--as-of", AS_OF, "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--monitor-config", str(config)])
+    assert result.exit_code == 2
+    assert "psi_wran" in result.output
+    assert "psi_warn" in result.output
+    assert not out.exists()
+
+
+def test_monitoring_runs_are_logged_beside_the_model_run_and_listed(
+    resolved: Path, model: CampaignModel, tmp_path: Path
+) -> None:
+    """A model from MLflow: each scoring job logs a monitoring run tagged with the model's run; `monitor` lists them."""
+    import mlflow
+    from typer.testing import CliRunner
+
+    from omni_ml.cli import app
+    from omni_ml.monitor._mlflow import MODEL_RUN_TAG, find_monitoring_run, log_realised
+    from omni_ml.scoring import _monitor
+    from omni_ml.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri()
+    client = mlflow.MlflowClient(uri)
+    model_run = client.create_run(client.create_experiment("monitor_test")).info.run_id
+    moment = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    for i in range(2):
+        watcher, _ = _monitor.start(model, MonitorConfig(), 4000)
+        frame = pl.read_parquet(score(resolved, model=model, as_of=AS_OF, out=tmp_path / f"c{i}.parquet",
+                                      reasons=0, progress=False).out)  # fmt: skip
+        assert watcher is not None
+        watcher.add_scores(frame)
+        outcome = _monitor.finish(
+            watcher, as_of=moment, out=tmp_path / f"c{i}.parquet", model_uri=f"runs:/{model_run}/campaign_model",
+            model_version=None, run_id=model_run, tracking_uri=uri, fail_on_drift=False,
+        )  # fmt: skip
+        outcome.discard()
+        assert outcome.run_id is not None
+        run = client.get_run(outcome.run_id)
+        assert run.data.tags[MODEL_RUN_TAG] == model_run
+        (population,) = run.inputs.dataset_inputs  # the scored population, as metadata
+        assert population.dataset.name == "scoring_population"
+        assert {t.key: t.value for t in population.tags}["mlflow.data.context"] == "scoring"
+        assert int({t.key: t.value for t in population.tags}["customers"]) == outcome.report.customers
+        assert {a.path for a in client.list_artifacts(outcome.run_id, "monitor")} >= {
+            "monitor/monitor.parquet",
+            "monitor/drift.png",
+            "monitor/deciles.png",
+        }
+    # the second run compared its channel shares with the first one's
+    assert outcome.report.channels["share_previous"].drop_nulls().len() > 0
+    assert find_monitoring_run(uri, model_run, moment) == outcome.run_id
+    log_realised(uri, outcome.run_id, {"realised_auc": 0.8})
+
+    plot = tmp_path / "history.png"
+    result = CliRunner().invoke(
+        app, ["monitor", f"runs:/{model_run}/campaign_model", "--runs", "5", "--plot", str(plot)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("2025-01-01")]
+    assert len(lines) == 2
+    assert "0.800" in lines[-1]
+    assert plot.stat().st_size > 1000
+    result = CliRunner().invoke(app, ["monitor", str(tmp_path / "c0.parquet")])
+    assert result.exit_code == 2
+    assert "monitoring history lives in MLflow" in result.output
+
+
+def test_measure_prints_realised_figures_next_to_the_estimates(
+    resolved: Path, model: CampaignModel, tmp_path: Path
+) -> None:
+    """Scored as of 2024-12-01, measured on December: the estimate from the monitor file beside the realised."""
+    from omni_ml.measure import measure_campaign
+
+    out = tmp_path / "december.parquet"
+    score(resolved, model=model, as_of="2024-12-01", out=out, reasons=0, progress=False)
+    report = measure_campaign(out, resolved, window_days=28, n_boot=0)
+    perf = {row[0]: row[1:] for row in report.performance.iter_rows()}  # type: ignore[union-attr]
+    campaign = pl.read_parquet(out)
+    monitor = pl.read_parquet(monitor_path(out)).filter(pl.col("section") == "performance")
+    assert perf["auc"][0] == pytest.approx(monitor.filter(pl.col("metric") == "expected_auc")["value"][0])
+    assert perf["conversions"][0] == pytest.approx(campaign["propensity"].sum())
+    buyers = (
+        pl.read_parquet(resolved / "events.parquet")
+        .filter(
+            (pl.col("event_type") == "purchase")
+            & (pl.col("timestamp") >= dt.datetime(2024, 12, 1, tzinfo=dt.UTC))
+            & (pl.col("timestamp") < dt.datetime(2024, 12, 29, tzinfo=dt.UTC))
+        )
+        .select("customer_id")
+        .unique()
+        .join(campaign.select("customer_id"), on="customer_id", how="semi")
+    )
+    assert perf["conversions"][1] == buyers.height
+    assert 0.5 < perf["auc"][1] < 1.0
+    assert "expected at scoring vs realised" in report.to_text()

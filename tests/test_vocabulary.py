@@ -1,0 +1,63 @@
+"""Contract vocabulary and time rules live in one place each (issue 21)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import omni_ml
+from omni_ml.data import NO_CONTACT
+
+PACKAGE = Path(omni_ml.__file__).resolve().parent
+
+
+def _sources() -> dict[str, str]:
+    return {str(p.relative_to(PACKAGE)): p.read_text() for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_no_contact_is_defined_once_in_the_data_contract() -> None:
+    definitions = [
+        name
+        for name, text in _sources().items()
+        if re.search(r"^\s*_?[A-Z_]+\s*(:\s*\w+\s*)?=\s*[\"']no_contact[\"']", text, flags=re.MULTILINE)
+    ]
+    assert definitions == ["data/_contract.py"]
+    assert NO_CONTACT == "no_contact"
+
+
+def test_every_module_that_names_the_action_imports_the_contracts_constant() -> None:
+    from omni_ml import measure, policy, scoring
+    from omni_ml.models import _channel_learner
+    from omni_ml.simulate import world
+
+    assert {m.NO_CONTACT is NO_CONTACT for m in (measure, policy, scoring, _channel_learner, world)} == {True}
+
+
+_TIME_COMPARISON = re.compile(r"""(pl\.col\("[a-z_]*(timestamp|ts|cutoff|seen)[a-z_]*"\)|\bts)\s*(<|>=|<=|>)\s""")
+
+
+def test_time_comparisons_live_only_in_the_time_module_and_the_feature_engine() -> None:
+    """`before(t)` / `window(t, days)` of omni_ml._time state "strictly before the cutoff" for every other module."""
+    offenders = [
+        f"{name}:{i}: {line.strip()}"
+        for name, text in _sources().items()
+        if not name.startswith(("features/", "simulate/")) and name != "_time.py"
+        for i, line in enumerate(text.splitlines(), start=1)
+        if _TIME_COMPARISON.search(line)
+    ]
+    assert offenders == []
+
+
+def test_the_pattern_would_see_a_stray_comparison() -> None:
+    assert _TIME_COMPARISON.search('    lf.filter(pl.col("timestamp") < moment)')
+    assert _TIME_COMPARISON.search("    past = events.filter(ts >= start)")
+    assert not _TIME_COMPARISON.search("    lf.filter(before(moment))")
+
+
+def test_the_package_ships_its_type_hints() -> None:
+    """PEP 561: ``py.typed`` is in the package and declared as package data."""
+    import tomllib
+
+    assert (PACKAGE / "py.typed").is_file()
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["omni_ml"]
