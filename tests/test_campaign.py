@@ -257,7 +257,8 @@ def test_clv_12m_is_bgnbd_gamma_gamma_value_null_without_a_purchase_27(
     purchases, value = model.clv_models_
     direct = btyd_customer_value(purchases, value, summary, 52.0)
     joined = with_value.join(direct, on="customer_id")
-    np.testing.assert_allclose(joined["clv_12m"], joined["customer_value_right"], rtol=1e-9)
+    # the file holds the value to 1/10,000 of a currency unit (the same bytes for any chunk count)
+    np.testing.assert_allclose(joined["clv_12m"], joined["customer_value_right"], rtol=0, atol=0.5e-4 + 1e-9)
     # more past revenue goes with more expected value
     past = summary.select("customer_id", (pl.col("first_value") + pl.col("mean_value") * pl.col("x")).alias("past"))
     rank = with_value.join(past, on="customer_id").select(pl.corr("clv_12m", "past", method="spearman")).item()
