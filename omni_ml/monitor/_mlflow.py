@@ -65,7 +65,14 @@ def previous_channel_shares(tracking_uri: str, model_run_id: str) -> dict[str, f
 
 
 def plot_report(report: MonitorReport, directory: Path) -> list[Path]:
-    """Write ``drift.png`` (PSI of the 15 most drifting features) and ``deciles.png``; returns the paths."""
+    """Write ``drift.png`` (PSI of the 15 most drifting features) and ``deciles.png``; returns the paths.
+
+    Nothing without matplotlib (the ``omni_ml[lab]`` extra): the run then holds the tables only.
+    """
+    from importlib.util import find_spec
+
+    if find_spec("matplotlib") is None:
+        return []
     # A pyplot-free Figure: no global backend or figure state (a notebook's inline plots stay as they are).
     from matplotlib.figure import Figure
 
