@@ -47,7 +47,7 @@ server-stop: $(STAMP)
 # Built with warnings as errors, then every page opened in headless Chromium (scripts/check_docs.py).
 docs: $(STAMP)
 	rm -rf docs/_generated site && mkdir -p docs/_generated/notebooks
-	cd experiments && MPLBACKEND=Agg ../$(BIN)/jupyter nbconvert --to notebook --execute \
+	cd experiments && MPLBACKEND=Agg OMNI_ML_UNSALTED=1 ../$(BIN)/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=600 --output-dir ../docs/_generated/notebooks [0-9]*.ipynb
 	$(BIN)/typer omni_ml.cli utils docs --name omni-ml --title "Command line" --output docs/_generated/cli.md
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
