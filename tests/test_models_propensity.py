@@ -153,16 +153,20 @@ def test_single_class_in_the_calibration_period_is_a_clear_error(world: dict) ->
         PropensityModel(**FAST).fit(world["X"], y, cutoff=world["cutoff"])
 
 
-def test_tiny_data_is_a_clear_error() -> None:
+def test_tiny_data_split_by_time_is_a_clear_error() -> None:
     X = np.arange(20, dtype=float).reshape(10, 2)
     with pytest.raises(
         DataInsufficientError, match=r"10 rows \(5 positive, 5 negative\) are too few; need at least 50"
     ):
-        PropensityModel().fit(X, np.tile([0, 1], 5))
+        PropensityModel().fit(X, np.tile([0, 1], 5), cutoff=np.repeat([1, 2], 5))
 
 
 def test_bad_labels_and_params_are_clear_errors(world: dict) -> None:
-    with pytest.raises(SchemaError, match=r"labels are not 0/1 \(e.g. 2\)"):
+    with pytest.raises(
+        SchemaError, match=r"Only binary classification is supported.*3 distinct labels \(e.g. 0, 1, 2\)"
+    ):
+        PropensityModel(**FAST).fit(world["X"], np.arange(4900) % 3)
+    with pytest.raises(DataInsufficientError, match=r"single class: all 4,900 labels are 2, one class only"):
         PropensityModel(**FAST).fit(world["X"], np.full(4900, 2))
     with pytest.raises(ConfigError, match=r"calibration='platt' is not one of"):
         PropensityModel(calibration="platt").fit(world["X"], world["y"])  # type: ignore[arg-type]

@@ -33,33 +33,40 @@ def _listed(names: Sequence[str]) -> str:
     return shown + (" ..." if len(names) > _MAX_LISTED else "")
 
 
-def as_matrix(X: Any, *, expected: Sequence[str] | None = None, where: str = "X") -> tuple[np.ndarray, list[str]]:
+def as_matrix(
+    X: Any,
+    *,
+    expected: Sequence[str] | None = None,
+    where: str = "X",
+    model: str = "the model",
+    min_rows: int = 0,
+) -> tuple[np.ndarray, list[str]]:
     """Turn a numeric polars/pandas frame or a 2-D array into a float64 matrix (nulls -> NaN) and column names.
 
     A String, Categorical, Enum, temporal or nested column raises :class:`SchemaError` *before* anything
     reaches LightGBM (a polars String column aborts the process inside LightGBM, see ECOSYSTEM.md).
-    With ``expected`` (the names seen at fit time) columns are selected and reordered by name.
+    Frames are matched by name: with ``expected`` (the names seen at fit time) their columns are selected
+    and reordered. Arrays (anything else, checked by scikit-learn's ``check_array``: no sparse matrices,
+    no complex numbers, NaN allowed) are taken by position and named ``x0, x1, ...``. ``min_rows`` is the
+    fewest rows accepted (1 when fitting).
     """
     if isinstance(X, pl.LazyFrame):
         msg = f"{where}: got a polars LazyFrame. Hint: call .collect() first."
         raise SchemaError(msg)
     if isinstance(X, pl.DataFrame):
         frame = X
-    elif type(X).__module__.startswith("pandas"):
-        frame = pl.from_pandas(X) if hasattr(X, "columns") else pl.DataFrame(np.asarray(X))
+    elif _is_named_pandas(X):
+        frame = pl.from_pandas(X)
     else:
-        arr = np.asarray(X)
-        if arr.ndim != 2:
-            msg = f"{where}: expected a 2-D table of features, got an array of shape {arr.shape}."
-            raise SchemaError(msg)
-        if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
-            msg = f"{where}: expected numbers, got an array of dtype {arr.dtype}. Hint: encode text as numeric codes."
+        arr = _checked_array(X, where=where, min_rows=min_rows)
+        if expected is not None and arr.shape[1] != len(expected):
+            msg = (
+                f"{where} has {arr.shape[1]} features, but {model} is expecting {len(expected)} features as input. "
+                "Hint: pass the columns the model was fitted on, in the same order (or a DataFrame with their names)."
+            )
             raise SchemaError(msg)
         names = list(expected) if expected is not None else [f"x{i}" for i in range(arr.shape[1])]
-        if expected is not None and arr.shape[1] != len(expected):
-            msg = f"{where}: {arr.shape[1]} columns, but the model was fitted on {len(expected)}."
-            raise SchemaError(msg)
-        return np.ascontiguousarray(arr, dtype=np.float64), names
+        return arr, names
     bad = [f"{c} ({dtype})" for c, dtype in frame.schema.items() if not (dtype.is_numeric() or dtype == pl.Boolean)]
     if bad:
         example = bad[0].split(" (")[0]
@@ -80,10 +87,108 @@ def as_matrix(X: Any, *, expected: Sequence[str] | None = None, where: str = "X"
             raise SchemaError(msg)
         frame = frame.select(list(expected))
     if frame.width == 0:
-        msg = f"{where}: no feature columns ({frame.height:,} rows)."
+        msg = f"{where}: no feature columns ({frame.height:,} rows): found 0 feature(s) (shape={frame.shape})."
+        raise SchemaError(msg)
+    if frame.height < min_rows:
+        msg = (
+            f"{where}: found {frame.height} sample(s) (shape={frame.shape}) while a minimum of {min_rows} is required."
+        )
         raise SchemaError(msg)
     matrix = frame.cast(pl.Float64).to_numpy()
     return np.ascontiguousarray(matrix, dtype=np.float64), list(frame.columns)
+
+
+def _is_named_pandas(X: Any) -> bool:
+    """A pandas DataFrame whose column names are all strings (others are arrays to scikit-learn)."""
+    return (
+        type(X).__module__.startswith("pandas") and hasattr(X, "columns") and all(isinstance(c, str) for c in X.columns)
+    )
+
+
+def _checked_array(X: Any, *, where: str, min_rows: int) -> np.ndarray:
+    """``X`` as a C-contiguous float64 2-D array, through scikit-learn's ``check_array`` (NaN and inf kept)."""
+    from scipy import sparse
+    from sklearn.utils.validation import check_array
+
+    if sparse.issparse(X):
+        msg = (
+            f"{where}: sparse input ({type(X).__name__}, shape {X.shape}) is not supported. "
+            "Hint: convert it with .toarray() (the models need dense features)."
+        )
+        raise SchemaError(msg)
+    try:
+        arr = check_array(
+            X,
+            dtype=np.float64,
+            order="C",
+            ensure_all_finite=False,
+            ensure_min_samples=min_rows,
+            input_name=where,
+        )
+    except ValueError as err:
+        msg = f"{where}: {err} Hint: pass a 2-D numeric table of features (polars/pandas DataFrame or array)."
+        raise SchemaError(msg) from err
+    return np.asarray(arr, dtype=np.float64)
+
+
+def binary_target(y: Any, n_rows: int, *, model: str, where: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """The 0/1 codes of a binary target and its two classes (``classes[1]`` is the positive class).
+
+    Any two labels are accepted (0/1, booleans, ``"no"``/``"yes"``); they are sorted as by ``np.unique``.
+    A column vector is flattened with scikit-learn's ``DataConversionWarning``; ``None``, NaN, continuous
+    or multiclass targets raise :class:`SchemaError` with scikit-learn's wording, a single class raises
+    :class:`DataInsufficientError` (see :func:`check_classes`).
+    """
+    from sklearn.utils.multiclass import type_of_target
+    from sklearn.utils.validation import column_or_1d
+
+    if y is None:
+        msg = (
+            f"{model}.fit requires y to be passed, but the target y is None. "
+            "Hint: pass the 0/1 labels (e.g. TrainingSet.y)."
+        )
+        raise SchemaError(msg)
+    if isinstance(y, pl.Series):
+        y = y.to_numpy()
+    elif isinstance(y, pl.DataFrame):
+        y = y.to_pandas()
+    try:
+        arr = column_or_1d(y, warn=True)
+    except ValueError as err:
+        msg = f"{where}: {err} Hint: pass one label per row (a 1-d array or Series)."
+        raise SchemaError(msg) from err
+    if arr.shape[0] != n_rows:
+        msg = f"{where}: {arr.shape[0]:,} labels for {n_rows:,} feature rows; they must match."
+        raise SchemaError(msg)
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            msg = (
+                f"{where}: Input y contains NaN or infinity: {int(bad.sum()):,} of {n_rows:,} labels "
+                f"(e.g. {arr[bad][0]!r}). Hint: labels are 0/1; drop or label the rows without an outcome."
+            )
+            raise SchemaError(msg)
+    try:
+        kind = type_of_target(arr, input_name=where, raise_unknown=True)
+    except ValueError as err:
+        msg = f"{where}: {err} Hint: labels are 0/1 (purchase within the horizon or not)."
+        raise SchemaError(msg) from err
+    if kind not in ("binary", "multiclass"):
+        example = arr[0].tolist() if arr.size else None
+        msg = (
+            f"{where}: Unknown label type: {kind} (e.g. {example!r}); {model} needs two classes. "
+            "Hint: labels are 0/1 (purchase within the horizon or not)."
+        )
+        raise SchemaError(msg)
+    classes, codes = np.unique(arr, return_inverse=True)
+    if classes.size > 2:
+        msg = (
+            f"{where}: Only binary classification is supported. The type of the target is {kind}: "
+            f"{classes.size:,} distinct labels (e.g. {', '.join(repr(c) for c in classes.tolist()[:3])}). "
+            "Hint: labels are 0/1 (purchase within the horizon or not)."
+        )
+        raise SchemaError(msg)
+    return codes.astype(np.int8).reshape(-1), classes
 
 
 def check_binary_y(y: Any, n_rows: int, *, where: str = "y") -> np.ndarray:
@@ -106,23 +211,62 @@ def check_binary_y(y: Any, n_rows: int, *, where: str = "y") -> np.ndarray:
     return arr.astype(np.int8)
 
 
-def check_classes(y: np.ndarray, *, part: str, model: str) -> None:
-    """Raise DataInsufficientError unless ``y`` has both classes (and enough rows for the whole fit)."""
+def check_classes(y: np.ndarray, *, part: str, model: str, classes: np.ndarray | None = None) -> None:
+    """Raise DataInsufficientError unless the 0/1 codes ``y`` hold both classes.
+
+    ``classes`` are the labels behind the codes (default 0 and 1), named in the message.
+    """
     n_pos = int(y.sum())
     n_neg = int(y.size - n_pos)
     if n_pos == 0 or n_neg == 0:
-        only = "0 (no purchase)" if n_pos == 0 else "1 (purchase)"
+        labels = [0, 1] if classes is None else classes.tolist()
+        value = labels[0] if len(labels) == 1 else labels[1 if n_pos else 0]
+        only = {0: "0 (no purchase)", 1: "1 (purchase)"}.get(value, repr(value)) if value in (0, 1) else repr(value)
         msg = (
-            f"{model}.fit: the {part} has a single class: all {y.size:,} labels are {only}. "
+            f"{model}.fit: the {part} has a single class: all {y.size:,} labels are {only}, one class only. "
             "Hint: use more cutoffs or customers, or a longer horizon, so both outcomes occur in every period."
         )
         raise DataInsufficientError(msg)
-    if part == "training data" and (y.size < MIN_ROWS or min(n_pos, n_neg) < MIN_PER_CLASS):
+
+
+def check_enough_rows(y: np.ndarray, *, model: str) -> None:
+    """Raise DataInsufficientError below MIN_ROWS rows or MIN_PER_CLASS rows of a class.
+
+    Applied when fitting with cutoffs (the out-of-time path that early-stops and calibrates on held-out
+    time); a plain ``fit(X, y)`` only needs both classes.
+    """
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if y.size < MIN_ROWS or min(n_pos, n_neg) < MIN_PER_CLASS:
         msg = (
             f"{model}.fit: {y.size:,} rows ({n_pos:,} positive, {n_neg:,} negative) are too few; need at least "
-            f"{MIN_ROWS} rows and {MIN_PER_CLASS} of each class. Hint: add cutoffs or customers."
+            f"{MIN_ROWS} rows and {MIN_PER_CLASS} of each class to split by time and calibrate. "
+            "Hint: add cutoffs or customers."
         )
         raise DataInsufficientError(msg)
+
+
+def record_features(estimator: Any, X: Any, names: list[str]) -> None:
+    """Set the fitted feature attributes the scikit-learn way.
+
+    ``feature_names_`` (booster order; ``x0, x1, ...`` for arrays) and ``n_features_in_`` always;
+    ``feature_names_in_`` only when ``X`` was a frame with column names (removed otherwise, as on refit).
+    """
+    estimator.feature_names_ = names
+    estimator.n_features_in_ = len(names)
+    if isinstance(X, pl.DataFrame) or _is_named_pandas(X):
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
+    elif hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+
+
+def estimator_tags(tags: Any, *, poor_score: bool = False) -> Any:
+    """scikit-learn tags of the propensity models: binary targets only, NaN allowed, dense input only."""
+    tags.classifier_tags.multi_class = False
+    tags.classifier_tags.poor_score = poor_score
+    tags.input_tags.allow_nan = True
+    tags.input_tags.sparse = False
+    return tags
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,10 +17,13 @@ from omni_ml.exceptions import SchemaError
 from omni_ml.models._common import (
     Calibration,
     as_matrix,
-    check_binary_y,
+    binary_target,
     check_choice,
     check_classes,
+    check_enough_rows,
+    estimator_tags,
     fit_calibrator,
+    record_features,
     time_split,
 )
 
@@ -54,16 +57,17 @@ class _TimeCalibrated(ClassifierMixin, BaseEstimator):
         """
         name = type(self).__name__
         check_choice("calibration", self.calibration, ("isotonic", "sigmoid", None), model=name)
-        matrix, names = as_matrix(X)
-        labels = check_binary_y(y, matrix.shape[0])
-        check_classes(labels, part="training data", model=name)
+        matrix, names = as_matrix(X, model=name, min_rows=1)
+        labels, classes = binary_target(y, matrix.shape[0], model=name)
+        check_classes(labels, part="training data", model=name, classes=classes)
+        if cutoff is not None:
+            check_enough_rows(labels, model=name)
         split = time_split(cutoff, matrix.shape[0], n_calibration=self.n_calibration_cutoffs, n_early_stopping=0)
         calibration_rows = split.train if split.calibration is None else split.calibration
-        check_classes(labels[split.train], part="training part (oldest cutoffs)", model=name)
-        check_classes(labels[calibration_rows], part="calibration part (latest cutoffs)", model=name)
-        self.feature_names_ = names
-        self.n_features_in_ = len(names)
-        self.classes_ = np.array([0, 1])
+        check_classes(labels[split.train], part="training part (oldest cutoffs)", model=name, classes=classes)
+        check_classes(labels[calibration_rows], part="calibration part (latest cutoffs)", model=name, classes=classes)
+        record_features(self, X, names)
+        self.classes_ = classes
         self._fit_scorer(matrix[split.train], labels[split.train], names)
         score = self._score(matrix[calibration_rows])
         self.calibrator_ = fit_calibrator(score, labels[calibration_rows], self.calibration)
@@ -79,15 +83,20 @@ class _TimeCalibrated(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Probabilities of no purchase and purchase, shape ``(n, 2)``."""
         check_is_fitted(self)
-        matrix, _ = as_matrix(X, expected=self.feature_names_)
+        matrix, _ = as_matrix(X, expected=self.feature_names_, model=type(self).__name__)
         score = self._score(matrix)
         p = score if self.calibrator_ is None else np.asarray(self.calibrator_.predict(score), dtype=np.float64)
         p = np.clip(p, 0.0, 1.0)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
-        """1 where the calibrated purchase probability is at least 0.5."""
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+        """``classes_[1]`` (purchase) where the calibrated probability is above 0.5, else ``classes_[0]``."""
+        check_is_fitted(self)
+        return np.asarray(self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(np.intp)])
+
+    def __sklearn_tags__(self) -> Any:
+        """Binary targets only; NaN features allowed (imputed, or their own bin); dense input only."""
+        return estimator_tags(super().__sklearn_tags__())
 
 
 def _find(names: list[str], given: str | None, pattern: str, what: str) -> int:
@@ -97,7 +106,10 @@ def _find(names: list[str], given: str | None, pattern: str, what: str) -> int:
 
             close = difflib.get_close_matches(given, names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            msg = f"RecencyFrequencyBaseline: {what} feature {given!r} is not among the {len(names)} features.{hint}"
+            msg = (
+                f"RecencyFrequencyBaseline: {what} feature {given!r} is not among the {len(names)} feature(s) "
+                f"(e.g. {names[:3]}).{hint}"
+            )
             raise SchemaError(msg)
         return names.index(given)
     for i, n in enumerate(names):
@@ -173,7 +185,7 @@ class RecencyFrequencyBaseline(_TimeCalibrated):
         freq = matrix[:, self.frequency_index_]
         r_bin = np.where(np.isnan(rec), self.n_recency_bins_, np.searchsorted(self.recency_edges_, rec, side="right"))
         f_bin = np.searchsorted(self.frequency_edges_, np.nan_to_num(freq, nan=0.0), side="right")
-        return r_bin * (len(self.frequency_edges_) + 1) + f_bin
+        return np.asarray(r_bin * (len(self.frequency_edges_) + 1) + f_bin, dtype=np.intp)
 
     def _fit_scorer(self, matrix: np.ndarray, y: np.ndarray, names: list[str]) -> None:
         self.recency_index_ = _find(names, self.recency, RECENCY_PATTERN, "recency")
@@ -279,6 +291,7 @@ class LogisticBaseline(_TimeCalibrated):
             ("logistic", LogisticRegression(C=self.C, max_iter=self.max_iter)),
         ]
         self.pipeline_ = Pipeline(steps).fit(matrix, y)
+        self.n_iter_ = int(np.max(self.pipeline_[-1].n_iter_))
 
     def _score(self, matrix: np.ndarray) -> np.ndarray:
         return np.asarray(self.pipeline_.predict_proba(matrix)[:, 1], dtype=np.float64)

@@ -20,10 +20,13 @@ from omni_ml.models._common import (
     P_EDGE,
     Calibration,
     as_matrix,
-    check_binary_y,
+    binary_target,
     check_choice,
     check_classes,
+    check_enough_rows,
+    estimator_tags,
     fit_calibrator,
+    record_features,
     sigmoid,
     time_split,
 )
@@ -57,9 +60,19 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
 
     Degenerate data: fewer than two distinct cutoffs (or ``cutoff=None``) is a documented fallback:
     exactly ``n_estimators`` rounds, no early stopping and no calibration (``calibrator_`` is None,
-    probabilities are LightGBM's sigmoid of the raw score). A single class in any time part, or
-    fewer than 50 rows / 5 rows of a class, raises :class:`~omni_ml.exceptions.DataInsufficientError`.
-    Constant features make a booster without splits: it predicts the calibration window's base rate.
+    probabilities are LightGBM's sigmoid of the raw score). A single class in any time part raises
+    :class:`~omni_ml.exceptions.DataInsufficientError`, and so do fewer than 50 rows or 5 rows of a
+    class when fitting with cutoffs (too few to split by time and calibrate); a plain ``fit(X, y)``
+    only needs both classes. Constant features make a booster without splits: it predicts the
+    calibration window's base rate.
+
+    A scikit-learn estimator: it passes ``sklearn.utils.estimator_checks.check_estimator`` and works
+    with ``clone``, ``Pipeline`` (``fit(X, y, model__cutoff=...)``) and ``GridSearchCV`` (``cutoff``
+    is sliced with the rows). Any two labels are accepted (``classes_``; ``classes_[1]`` is the
+    purchase); multiclass targets are refused (estimator tag ``multi_class=False``). Frames are matched
+    by column name, arrays by position. For SHAP, ``shap.TreeExplainer(model.booster_)`` explains the
+    log-odds (:meth:`proba_from_raw` maps them to the probability); shap dispatches on the class of
+    the object it is given and does not know this one.
 
     Assumptions: rows are exchangeable *within* a cutoff and the relation between history and purchase
     drifts slowly enough that the latest cutoffs describe the next period; the booster's raw score is
@@ -105,7 +118,14 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     booster_ : lightgbm.Booster
         Holds exactly ``best_iteration_`` trees; ``booster_.predict(X, raw_score=True)`` is the log-odds.
     feature_names_ : list[str]
-        Feature columns in booster order (LightGBM's own names replace ``",:[]{}`` by ``_``).
+        Feature columns in booster order (LightGBM's own names replace ``",:[]{}`` by ``_``); ``x0, x1, ...``
+        when fitted on an array.
+    feature_names_in_ : numpy.ndarray
+        The column names, when fitted on a polars or pandas frame (scikit-learn's convention).
+    n_features_in_ : int
+        Number of feature columns.
+    classes_ : numpy.ndarray
+        The two labels seen in ``fit``, sorted; ``predict_proba`` columns follow them.
     best_iteration_ : int
         Boosting rounds kept.
     calibrator_ : object or None
@@ -214,16 +234,18 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         name = type(self).__name__
         check_choice("calibration", self.calibration, ("centred_isotonic", "isotonic", "sigmoid", None), model=name)
         check_choice("refit", self.refit, ("none", "all"), model=name)
-        matrix, names = as_matrix(X)
-        labels = check_binary_y(y, matrix.shape[0])
-        check_classes(labels, part="training data", model=name)
+        matrix, names = as_matrix(X, model=name, min_rows=1)
+        labels, classes = binary_target(y, matrix.shape[0], model=name)
+        check_classes(labels, part="training data", model=name, classes=classes)
+        if cutoff is not None:
+            check_enough_rows(labels, model=name)
         split = time_split(
             cutoff,
             matrix.shape[0],
             n_calibration=self.n_calibration_cutoffs,
             n_early_stopping=self.n_early_stopping_cutoffs,
         )
-        check_classes(labels[split.train], part="training part (oldest cutoffs)", model=name)
+        check_classes(labels[split.train], part="training part (oldest cutoffs)", model=name, classes=classes)
         params = self._lgb_params()
         lgb_names = [_JSON_CHARS.sub("_", n) for n in names]
         train_set = lgb.Dataset(matrix[split.train], label=labels[split.train], feature_name=lgb_names, params=params)
@@ -233,8 +255,10 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             best = self.n_estimators
             calibrator = None
         else:
-            check_classes(labels[split.early_stopping], part="early-stopping part", model=name)
-            check_classes(labels[split.calibration], part="calibration part (latest cutoffs)", model=name)
+            check_classes(labels[split.early_stopping], part="early-stopping part", model=name, classes=classes)
+            check_classes(
+                labels[split.calibration], part="calibration part (latest cutoffs)", model=name, classes=classes
+            )
             valid_set = lgb.Dataset(
                 matrix[split.early_stopping], label=labels[split.early_stopping], reference=train_set
             )
@@ -262,9 +286,8 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.booster_ = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
         self.best_iteration_ = best
         self.calibrator_ = calibrator
-        self.feature_names_ = names
-        self.n_features_in_ = len(names)
-        self.classes_ = np.array([0, 1])
+        record_features(self, X, names)
+        self.classes_ = classes
         self.split_ = split.cutoffs
         return self
 
@@ -281,7 +304,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     def predict_raw(self, X: Any) -> np.ndarray:
         """Raw booster score (log-odds before calibration) of each row."""
         check_is_fitted(self)
-        matrix, _ = as_matrix(X, expected=self.feature_names_)
+        matrix, _ = as_matrix(X, expected=self.feature_names_, model=type(self).__name__)
         return np.asarray(self.booster_.predict(matrix, raw_score=True), dtype=np.float64)
 
     def proba_from_raw(self, raw: np.ndarray) -> np.ndarray:
@@ -295,16 +318,28 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             p = sigmoid(raw)
         else:
             p = np.asarray(self.calibrator_.predict(raw), dtype=np.float64)
-        return np.clip(p, P_EDGE, 1.0 - P_EDGE)
+        return np.asarray(np.clip(p, P_EDGE, 1.0 - P_EDGE), dtype=np.float64)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Probabilities of no purchase and purchase, shape ``(n, 2)``."""
+        """Probabilities of no purchase and purchase (``classes_`` order), shape ``(n, 2)``."""
         p = self.proba_from_raw(self.predict_raw(X))
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
-        """1 where the calibrated purchase probability is at least 0.5."""
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+        """``classes_[1]`` (purchase) where the calibrated probability is above 0.5, else ``classes_[0]``.
+
+        The label of the larger column of :meth:`predict_proba` (a tie at 0.5 goes to ``classes_[0]``, as argmax).
+        """
+        check_is_fitted(self)
+        return np.asarray(self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(np.intp)])
+
+    def __sklearn_tags__(self) -> Any:
+        """Binary targets only; NaN features allowed (LightGBM's missing values); dense input only.
+
+        ``poor_score``: the defaults are made for tens of thousands of rows (a leaf holds at least
+        ``min_child_samples=100`` of them), so on scikit-learn's 200-row toy problems the trees cannot split.
+        """
+        return estimator_tags(super().__sklearn_tags__(), poor_score=True)
 
     def feature_importance(self) -> pl.DataFrame:
         """Total gain and split count per feature, largest gain first."""
