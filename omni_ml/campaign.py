@@ -595,7 +595,8 @@ class CampaignModel:
         stats = getattr(self, "value_stats_", None)
         if stats is None:
             return np.full(ids.len(), np.nan)
-        return np.asarray(propensity, dtype=np.float64) * stats.orders_per_buyer * stats.order_value(hist, moment, ids)
+        value = np.asarray(propensity, dtype=np.float64) * stats.orders_per_buyer * stats.order_value(hist, moment, ids)
+        return np.asarray(value, dtype=np.float64)
 
     @staticmethod
     def _value_of(hist: Histories, moment: dt.datetime, ids: pl.Series, model: Any) -> np.ndarray:
@@ -646,7 +647,7 @@ class CampaignModel:
         from omni_ml.explanation import timing_reasons
 
         decisions = out.select("customer_id", "best_channel")
-        rec = timing.recommend(hist, moment, decisions, policy=self.policy_)
+        rec: pl.DataFrame = timing.recommend(hist, moment, decisions, policy=self.policy_)
         return rec.select("customer_id", *[c for c in _SEND_TIME_SCHEMA if c != "send_time_reason"]).with_columns(
             timing_reasons(rec, decisions["best_channel"])
         )

@@ -375,7 +375,7 @@ def _distinct_texts(
     s = np.where(v, shown[rows, position], 0)
     t = grid[rows, position]
     t[~v] = None
-    return o, s, v, t.tolist()  # type: ignore[no-any-return]
+    return o, s, v, t.tolist()
 
 
 def _slope(
@@ -480,4 +480,4 @@ def _texts(
     said = render_unique(keys, lambda j, v, st: _said(feature_set, names[j], float("nan") if v is None else v, st))
     grid = np.full((n, m), None, dtype=object)
     grid[valid] = np.array(said, dtype=object)
-    return grid.tolist()  # type: ignore[no-any-return]
+    return grid.tolist()

@@ -143,7 +143,7 @@ def _fit_log_params(
     )
     if polish.fun < best.fun:
         best = polish
-    return np.exp(best.x)
+    return np.asarray(np.exp(best.x), dtype=np.float64)
 
 
 class _CountModel:
