@@ -460,7 +460,7 @@ def test_logged_pauses_in_the_training_period_calibrate_the_pause_arm(
     )
     both = pl.concat([contacts, pauses.cast({"timestamp": contacts.schema["timestamp"]})], how="diagonal_relaxed")
     hist = dataclasses.replace(small_histories, contacts=both.lazy())
-    cfg = dataclasses.replace(SMALL, min_logged_pauses=300)
+    cfg = dataclasses.replace(SMALL, calibrate_pause=True, min_logged_pauses=300)
     model = fit_channel_model(hist, world_end, cfg)
     summary = model.training_summary_
     assert summary["logged_pauses"] == n
