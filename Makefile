@@ -34,7 +34,7 @@ test-core:
 	$(CORE)/bin/python -m pip install --quiet -c constraints.txt -e . pytest hypothesis
 	$(CORE)/bin/python -c "import importlib.util as u, sys; extra = [m for m in ('jupyterlab', 'matplotlib', 'pyspark', 'shap', 'flask') if u.find_spec(m)]; sys.exit(f'the core install has {extra}' if extra else 0)"
 	du -sh $(CORE)
-	$(CORE)/bin/python -m pytest -q -m "not spark" tests/test_scoring.py
+	$(CORE)/bin/python -m pytest -q -m "not spark" tests/scoring/test_scoring.py
 
 # A team tracking server on this machine: PostgreSQL backend store + mlflow server (README, "Team server").
 server: $(STAMP)

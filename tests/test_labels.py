@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -10,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_ml.data import Histories
-from omni_ml.exceptions import LeakageError, SchemaError
+from omni_ml.exceptions import DataInsufficientError, LeakageError, SchemaError
 from omni_ml.features import FeatureConfig, build_features
 from omni_ml.labels import contact_outcomes, observed_until, purchase_labels
+from omni_ml.training import training_set
 
 UTC = dt.UTC
 C = dt.datetime(2025, 3, 1, 6, 0, 0, 500, tzinfo=UTC)
@@ -158,3 +160,82 @@ def test_contact_outcomes_refuse_unobserved_windows_unless_told_to_drop() -> Non
 def test_contact_outcomes_need_a_contacts_table() -> None:
     with pytest.raises(SchemaError, match="no contacts table"):
         contact_outcomes(_hist([("a", C, 1.0)]))
+
+
+T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
+
+
+AS_OF = dt.datetime(2025, 1, 1, tzinfo=UTC)
+
+
+TINY = FeatureConfig(windows=(30,))
+
+
+_seconds = st.integers(0, 300 * 86_400).map(lambda s: T0 + dt.timedelta(seconds=s))
+
+
+_customer_events = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c", "d"]), _seconds, st.sampled_from(["purchase", "visit"])),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _events(rows: list[tuple[str, dt.datetime, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "timestamp": [r[1] for r in rows],
+            "channel": ["web"] * len(rows),
+            "event_type": [r[2] for r in rows],
+            "amount": [10.0 if r[2] == "purchase" else None for r in rows],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC"), "amount": pl.Float64},
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(_customer_events, st.integers(20, 200), st.sampled_from(["UTC", "Europe/Copenhagen", "America/New_York"]))
+def test_label_keys_in_any_time_zone_or_as_dates_mean_the_same_instant(
+    rows: list[tuple[str, dt.datetime, str]], day: int, zone: str
+) -> None:
+    """A cutoff given in another zone (across DST) or as a date labels exactly like its UTC instant."""
+    hist = Histories.from_frames(_events(rows))
+    cutoff = T0 + dt.timedelta(days=day)
+    ids = ["a", "b", "c", "d"]
+    utc = purchase_labels(hist, pl.DataFrame({"customer_id": ids, "cutoff": [cutoff] * 4}), 30, as_of=AS_OF)
+    local = pl.DataFrame({"customer_id": ids, "cutoff": [cutoff.astimezone(ZoneInfo(zone))] * 4})
+    dates = pl.DataFrame({"customer_id": ids, "cutoff": [cutoff.date()] * 4})
+    for keys in (local, dates):
+        out = purchase_labels(hist, keys, 30, as_of=AS_OF)
+        assert out.select("label", "n_purchases", "revenue").equals(utc.select("label", "n_purchases", "revenue"))
+    naive = pl.DataFrame({"customer_id": ids, "cutoff": [cutoff.replace(tzinfo=None)] * 4})
+    assert purchase_labels(hist, naive, 30, as_of=AS_OF)["label"].equals(utc["label"])
+    want = [
+        int(any(r[0] == c and r[2] == "purchase" and cutoff <= r[1] < cutoff + 30 * DAY for r in rows)) for c in ids
+    ]
+    assert utc["label"].to_list() == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 23 * 3600 + 3599), st.integers(1, 86_399), st.sampled_from([7, 30]))
+def test_without_as_of_a_window_past_the_last_timestamp_is_not_labelled(
+    last_second: int, past: int, horizon: int
+) -> None:
+    """Timestamped events and no as-of: the data is only known to reach the last event, not its midnight."""
+    last = dt.datetime(2024, 6, 30, tzinfo=UTC) + dt.timedelta(seconds=last_second)
+    ev = _events([("a", T0, "visit"), ("a", last, "visit")])
+    next_midnight = dt.datetime.combine(last.date() + DAY, dt.time(), tzinfo=UTC)
+    end = min(last + dt.timedelta(seconds=past), next_midnight)  # in (last, next midnight]
+    cutoff = end - dt.timedelta(days=horizon)
+    with pytest.raises(DataInsufficientError, match="ending after the end of the events"):
+        training_set(Histories.from_frames(ev), [cutoff], horizon, config=TINY)
+    fine = last - dt.timedelta(days=horizon)  # the window ends exactly at the last event: fully observed
+    assert training_set(Histories.from_frames(ev), [fine], horizon, config=TINY).y.tolist() == [0]
+
+
+def test_without_as_of_date_level_data_counts_the_last_day_as_observed() -> None:
+    """Dates are midnight: a log whose last date is D is observed through the end of D."""
+    log = pl.DataFrame({"customer_id": ["a", "a"], "date": [dt.date(2024, 1, 5), dt.date(2024, 6, 30)]})
+    ts = training_set(Histories.from_frames(log.with_columns(amount=pl.lit(5.0))), ["2024-06-01"], 30, config=TINY)
+    assert ts.y.tolist() == [1]  # window [06-01, 07-01) holds the purchase of 06-30

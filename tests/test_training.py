@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -19,6 +19,8 @@ from omni_ml.data import Histories
 from omni_ml.evaluation import fit_propensity
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError
 from omni_ml.features import FeatureConfig, build_features
+from omni_ml.identity import resolve_identities
+from omni_ml.labels import purchase_labels
 from omni_ml.models import PropensityModel, load_model, predict_propensity
 from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
 
@@ -224,3 +226,169 @@ def test_simulated_world_ranking_is_close_to_the_oracle(small_world: Path, small
     assert truth.height > 0.95 * pl.read_parquet(small_world / "truth" / "propensity.parquet").height
     result = evaluate_scores(truth["bought"].fill_null(0), truth["propensity"], oracle=truth["p_purchase"])
     assert result.metrics["auc_share_of_oracle"] > 0.9
+
+
+UTC = dt.UTC
+
+
+T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
+
+
+AS_OF_2 = dt.datetime(2025, 1, 1, tzinfo=UTC)
+
+
+TINY = FeatureConfig(windows=(30,))
+
+
+TS = pl.Datetime("us", "UTC")
+
+
+_seconds = st.integers(0, 300 * 86_400).map(lambda s: T0 + dt.timedelta(seconds=s))
+
+
+_customer_events = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c", "d"]), _seconds, st.sampled_from(["purchase", "visit"])),
+    min_size=1,
+    max_size=12,
+)
+
+
+_cutoff_days = st.lists(st.integers(20, 300), min_size=1, max_size=3, unique=True)
+
+
+def _events(rows: list[tuple[str, dt.datetime, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "timestamp": [r[1] for r in rows],
+            "channel": ["web"] * len(rows),
+            "event_type": [r[2] for r in rows],
+            "amount": [10.0 if r[2] == "purchase" else None for r in rows],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC"), "amount": pl.Float64},
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_customer_events, _cutoff_days)
+def test_no_training_row_for_a_customer_not_yet_seen_at_its_cutoff(
+    rows: list[tuple[str, dt.datetime, str]], days: list[int]
+) -> None:
+    """A customer whose first record is at or after a cutoff did not exist then: no row, so no free label 1."""
+    ev = _events(rows)
+    customers = pl.DataFrame({"customer_id": sorted({r[0] for r in rows})})
+    cuts = [T0 + dt.timedelta(days=d) for d in days]
+    first = {c: min(r[1] for r in rows if r[0] == c) for c in customers["customer_id"]}
+    expected = sorted((c, t) for t in cuts for c, f in first.items() if f < t)
+    hist = Histories.from_frames(ev, customers=customers)
+    if not expected:
+        with pytest.raises(DataInsufficientError, match="no customers have history before"):
+            training_set(hist, cuts, 30, config=TINY, as_of=AS_OF_2)
+        return
+    ts = training_set(hist, cuts, 30, config=TINY, as_of=AS_OF_2)
+    got = sorted(zip(ts.keys["customer_id"].to_list(), ts.keys["cutoff"].to_list(), strict=True))
+    assert got == expected
+
+
+_ident_rows = st.lists(
+    st.tuples(
+        st.sampled_from([None, "cookie:k1", "cookie:k2", "email:e1"]), _seconds, st.sampled_from(["purchase", "visit"])
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+_links = st.lists(
+    st.tuples(st.sampled_from(["cookie:k1", "cookie:k2"]), st.sampled_from(["crm:C", "email:e1"]), _seconds),
+    max_size=4,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ident_rows, _links, _cutoff_days)
+def test_training_rows_use_only_identity_links_seen_before_their_cutoff(
+    rows: list[tuple[str | None, dt.datetime, str]], links: list[tuple[str, str, dt.datetime]], days: list[int]
+) -> None:
+    """Unresolved histories: each cutoff's rows (features and labels) equal those of a resolution as of it."""
+    ev = pl.DataFrame(
+        {
+            "customer_id": ["C" if r[0] is None else None for r in rows],
+            "identifier": [r[0] for r in rows],
+            "timestamp": [r[1] for r in rows],
+            "channel": ["web"] * len(rows),
+            "event_type": [r[2] for r in rows],
+            "amount": [10.0 if r[2] == "purchase" else None for r in rows],
+        },
+        schema_overrides={
+            "customer_id": pl.String,
+            "identifier": pl.String,
+            "timestamp": pl.Datetime("us", "UTC"),
+            "amount": pl.Float64,
+        },
+    )
+    link_frame = pl.DataFrame(
+        {
+            "identifier_a": [x[0] for x in links],
+            "identifier_b": [x[1] for x in links],
+            "timestamp": [x[2] for x in links],
+        },
+        schema={"identifier_a": pl.String, "identifier_b": pl.String, "timestamp": pl.Datetime("us", "UTC")},
+    )
+    hist = Histories.from_frames(ev, identity_links=link_frame)
+    cuts = [T0 + dt.timedelta(days=d) for d in sorted(days)]
+    expected = []
+    for t in cuts:
+        at_t = resolve_identities(hist, as_of=t)
+        first = at_t.events.group_by("customer_id").agg(pl.col("timestamp").min()).collect()
+        known = first.filter(pl.col("timestamp") < t)["customer_id"].sort().to_list()
+        keys = pl.DataFrame(
+            {"customer_id": known, "cutoff": [t] * len(known)},
+            schema={"customer_id": pl.String, "cutoff": pl.Datetime("us", "UTC")},
+        )
+        labels = purchase_labels(at_t, keys, 30, as_of=AS_OF_2)
+        expected += list(labels.select("customer_id", "cutoff", "label").iter_rows())
+    if not expected:
+        with pytest.raises(DataInsufficientError, match="no customers have history before"):
+            training_set(hist, cuts, 30, config=TINY, as_of=AS_OF_2)
+        return
+    ts = training_set(hist, cuts, 30, config=TINY, as_of=AS_OF_2)
+    got = list(zip(ts.keys["customer_id"].to_list(), ts.keys["cutoff"].to_list(), ts.y.tolist(), strict=True))
+    assert sorted(got) == sorted(expected)
+    for t in cuts:
+        at_t = resolve_identities(hist, as_of=t)
+        mine = ts.to_frame().filter(pl.col("cutoff") == t).drop("label").sort("customer_id")
+        if mine.height:
+            want = build_features(at_t, mine.select("customer_id", "cutoff"), feature_set=ts.feature_set)
+            assert mine.equals(want.sort("customer_id"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 400), min_size=2, max_size=8, unique=True),
+    st.integers(1, 3),
+    st.integers(1, 60),
+)
+def test_out_of_time_split_never_lets_a_training_label_window_reach_the_validation_period(
+    days: list[int], n_valid: int, horizon: int
+) -> None:
+    """Validation = the latest cutoffs; every kept training window [c, c + h) ends by the first of them."""
+    cuts = [T0 + dt.timedelta(days=d) for d in days for _ in range(2)]  # duplicate cutoffs: two customers each
+    keys = pl.DataFrame(
+        {"customer_id": ["x", "y"] * len(days), "cutoff": cuts}, schema={"customer_id": pl.String, "cutoff": TS}
+    )
+    ts = TrainingSet(
+        pl.DataFrame({"f": range(len(cuts))}), np.zeros(len(cuts), dtype=np.int8), keys, horizon_days=horizon
+    )
+    ordered = sorted(set(cuts))
+    first_valid = ordered[-n_valid] if len(ordered) > n_valid else None
+    kept = [c for c in ordered[:-n_valid] if c + dt.timedelta(days=horizon) <= first_valid] if first_valid else []
+    if not kept:
+        with pytest.raises(DataInsufficientError):
+            ts.split_out_of_time(n_valid)
+        return
+    train, valid = ts.split_out_of_time(n_valid)
+    assert sorted(set(valid.keys["cutoff"].to_list())) == ordered[-n_valid:]
+    assert sorted(set(train.keys["cutoff"].to_list())) == kept
+    assert max(train.keys["cutoff"]) + dt.timedelta(days=horizon) <= min(valid.keys["cutoff"])
+    assert set(train.X["f"].to_list()).isdisjoint(valid.X["f"].to_list())

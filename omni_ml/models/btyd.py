@@ -19,7 +19,7 @@ Gamma-Gamma order value (the usual BG/NBD + Gamma-Gamma customer lifetime value,
 
 Why written here and not taken from a library: ``lifetimes`` (the classic Python implementation) has had
 no release since 2020 and ``pymc-marketing`` (maintained) needs Python >= 3.12 while omni_ml runs on 3.11.
-The expressions follow the papers; ``tests/test_btyd.py`` checks them against the published CDNOW values.
+The expressions follow the papers; ``tests/models/test_btyd.py`` checks them against the published CDNOW values.
 
 References
 ----------

@@ -179,7 +179,7 @@ def test_without_profiling_records_links_are_used_as_before_and_required_mode_bl
 def test_forget_removes_the_person_everywhere_and_score_no_longer_knows_them_22(
     tmp_path: Path, campaign_model_path: Path
 ) -> None:
-    from tests.test_bad_inputs import AS_OF, _base, _write
+    from tests.cli.test_bad_inputs import AS_OF, _base, _write
 
     hist = _write(_base(), tmp_path / "hist")
     before = tmp_path / "before.parquet"
@@ -220,7 +220,7 @@ def test_forget_removes_the_person_everywhere_and_score_no_longer_knows_them_22(
 
 
 def test_forget_an_unknown_customer_is_exit_2_and_writes_nothing(tmp_path: Path) -> None:
-    from tests.test_bad_inputs import _base, _write
+    from tests.cli.test_bad_inputs import _base, _write
 
     hist = _write(_base(), tmp_path / "hist")
     stamp = {p.name: p.read_bytes() for p in hist.iterdir()}
@@ -231,7 +231,7 @@ def test_forget_an_unknown_customer_is_exit_2_and_writes_nothing(tmp_path: Path)
 
 
 def test_forget_in_place_rewrites_only_the_files_that_held_the_person(tmp_path: Path) -> None:
-    from tests.test_bad_inputs import _base, _write
+    from tests.cli.test_bad_inputs import _base, _write
 
     hist = _write(_base(), tmp_path / "hist")
     links_before = (hist / "identity_links.csv").read_bytes()

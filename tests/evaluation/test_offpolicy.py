@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from omni_ml.evaluation import OffPolicyResult, estimate_logging_probability, off_policy_value
 from omni_ml.exceptions import DataInsufficientError, SchemaError
@@ -240,3 +242,56 @@ def test_a_missing_action_is_named_as_missing_not_as_the_action_none(where: str)
     {"actions": acts, "target": tgt, "baseline": base}[where][7] = None
     with pytest.raises(SchemaError, match=rf"{where}: 1 of 200 actions are missing \(null\), e.g. unit 7"):
         off_policy_value(acts, log["reward"], tgt, logging_probability=log["p0"], baseline=base, action_space=ACTIONS)
+
+
+_ACTS = np.array(["email", "no_contact"] * 20)
+
+
+_REWARD = np.tile([1.0, 0.0], 20)
+
+
+_P0 = np.full(40, 0.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(excess=st.floats(0.01, 5.0))
+def test_a_stochastic_target_with_probabilities_outside_0_1_is_rejected(excess: float) -> None:
+    """Rows summing to 1 with a negative entry are not a policy; they gave IPS/SNIPS outside the reward range."""
+    bad = np.tile([1.0 + excess, -excess], (40, 1))
+    with pytest.raises(SchemaError, match=r"probabilities in \[0, 1\]"):
+        off_policy_value(_ACTS, _REWARD, bad, logging_probability=_P0, action_space=["email", "no_contact"])
+    with pytest.raises(SchemaError, match=r"baseline: .*probabilities in \[0, 1\]"):
+        off_policy_value(
+            _ACTS,
+            _REWARD,
+            np.full(40, "email"),
+            logging_probability=_P0,
+            action_space=["email", "no_contact"],
+            baseline=bad,
+        )
+
+
+def test_a_non_finite_outcome_model_is_an_error_not_a_silent_fall_back_to_snips() -> None:
+    """A q_hat with NaN (e.g. for a channel never logged) made DR NaN and ``best`` quietly report SNIPS."""
+    q = np.zeros((40, 2))
+    q[3, 0] = np.nan
+    with pytest.raises(SchemaError, match=r"q_hat: 1 of 40 units .*'email'"):
+        off_policy_value(_ACTS, _REWARD, np.full(40, "no_contact"), logging_probability=_P0, q_hat=q)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_an_infinite_logging_probability_is_rejected_not_taken_as_missing(bad: float) -> None:
+    """Only null/NaN mean "not logged"; +-inf is a wrong value (it was estimated over, or blamed on missing X)."""
+    p0 = _P0.copy()
+    p0[5] = bad
+    with pytest.raises(SchemaError, match=r"values must be in \(0, 1\]"):
+        off_policy_value(_ACTS, _REWARD, np.full(40, "email"), logging_probability=p0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf])
+def test_design_weights_must_be_finite_and_non_negative(bad: float) -> None:
+    """A NaN design weight turned every estimate into NaN without a word."""
+    design = np.ones(40)
+    design[7] = bad
+    with pytest.raises(SchemaError, match=r"sample_weight: 1 of 40 .*unit 7"):
+        off_policy_value(_ACTS, _REWARD, np.full(40, "email"), logging_probability=_P0, sample_weight=design)

@@ -9,6 +9,7 @@ import hmac
 import os
 import random
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -695,3 +696,74 @@ def test_hash_collisions_fall_back_to_exact_coding(monkeypatch: pytest.MonkeyPat
     m = mapping(hist)
     assert m["cookie:1"] == "C1"
     assert m["cookie:2"] == m["email:x@y"] != m["cookie:1"]
+
+
+UTC = dt.UTC
+
+
+T0_2 = dt.datetime(2024, 1, 1, tzinfo=UTC)
+
+
+TS = pl.Datetime("us", "UTC")
+
+
+def _events(rows: list[tuple[str, dt.datetime, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "timestamp": [r[1] for r in rows],
+            "channel": ["web"] * len(rows),
+            "event_type": [r[2] for r in rows],
+            "amount": [10.0 if r[2] == "purchase" else None for r in rows],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC"), "amount": pl.Float64},
+    )
+
+
+_consent_records = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.sampled_from(["email", "sms"]),
+        st.booleans(),
+        st.integers(0, 20).map(lambda h: T0_2 + dt.timedelta(hours=h)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_consent_records, st.lists(st.integers(-1, 22), min_size=1, max_size=4), st.booleans())
+def test_consent_state_is_the_latest_record_strictly_before_t_withdrawn_on_ties(
+    records: list[tuple[str, str, bool, dt.datetime]], hours: list[int], default: bool
+) -> None:
+    """Reference: records with timestamp < t, the latest instant wins, a same-instant tie reads withdrawn."""
+    ev = _events([("a", T0_2, "visit"), ("b", T0_2, "visit")])
+    cs = pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in records],
+            "channel": [r[1] for r in records],
+            "granted": [r[2] for r in records],
+            "timestamp": [r[3] for r in records],
+        },
+        schema={"customer_id": pl.String, "channel": pl.String, "granted": pl.Boolean, "timestamp": TS},
+    )
+    hist = Histories.from_frames(ev, consents=cs)
+    cph = ZoneInfo("Europe/Copenhagen")
+    at = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"] * len(hours),
+            "cutoff": [(T0_2 + dt.timedelta(hours=h)).astimezone(cph) for h in hours for _ in "ab"],
+        }
+    )
+    out = consent_state(hist, at, channels=["email", "sms"], default=default)
+    assert out.height == at.height
+    for row in out.iter_rows(named=True):
+        t = row["cutoff"]
+        for channel in ("email", "sms"):
+            known = [r for r in records if r[0] == row["customer_id"] and r[1] == channel and r[3] < t]
+            if not known:
+                want = default
+            else:
+                last = max(r[3] for r in known)
+                want = all(r[2] for r in known if r[3] == last)
+            assert row[f"consent_{channel}"] == want

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from omni_ml.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUNNER = CliRunner()
 BAD_EVENTS = (
     "customer_id,timestamp,channel,event_type,amount\n"
