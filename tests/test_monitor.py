@@ -135,7 +135,7 @@ def test_unchanged_world_is_healthy_and_the_monitor_file_sits_beside_the_campaig
     assert summary.monitor_file == monitor_path(out) == tmp_path / "campaign.monitor.parquet"
     table = pl.read_parquet(summary.monitor_file)
     assert dict(table.schema) == MONITOR_COLUMNS
-    assert set(table["section"]) == {"health", "score", "feature", "decile", "channel", "performance"}
+    assert set(table["section"]) == {"health", "score", "feature", "input", "decile", "channel", "performance"}
     campaign = pl.read_parquet(out)
     # the decile occupancy and the expected figures are those of the written file
     shares = campaign["propensity_decile"].value_counts(normalize=True).sort("propensity_decile")

@@ -150,7 +150,9 @@ def log_monitoring_run(
             where = Path(tmp)
             report.to_frame().write_parquet(where / "monitor.parquet")
             report.features.write_csv(where / "feature_drift.csv")
-            for path in [where / "monitor.parquet", where / "feature_drift.csv", *plot_report(report, where)]:
+            report.inputs.write_csv(where / "input_drift.csv")
+            tables = [where / "monitor.parquet", where / "feature_drift.csv", where / "input_drift.csv"]
+            for path in [*tables, *plot_report(report, where)]:
                 client.log_artifact(run_id, str(path), artifact_path="monitor")
         client.set_terminated(run_id, "FINISHED")
     except Exception:

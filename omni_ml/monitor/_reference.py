@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml.monitor._events import input_reference
 from omni_ml.monitor._profile import (
     QUANTILES,
     BinCounter,
@@ -87,7 +88,8 @@ def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
     Reference
         Per-feature profiles of every customer's features as of the training date (the population
         a scoring run a few weeks later resembles most), the share per fixed decile, propensity
-        quantiles and the label rate. Aggregates only: no identifier and no per-customer row.
+        quantiles, the label rate and the input summaries of the windows of ``horizon_days`` ending at
+        each training cutoff and at the training date. Aggregates only: no identifier and no per-customer row.
     """
     from omni_ml.features import build_features
 
@@ -100,6 +102,8 @@ def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
     latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
     labels = np.asarray(ts.y)[latest.to_numpy()]
     profiles = natural_variation(profile_features(X, model.feature_set_, columns), ts)
+    ends = [*ts.keys["cutoff"].unique().to_list(), moment]
+    inputs = input_reference(hist, ends, int(model.horizon_days_))
     return Reference(
         as_of=moment,
         rows=int(X.height),
@@ -111,4 +115,23 @@ def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
         label_rows=int(labels.size),
         horizon_days=int(model.horizon_days_),
         excluded=tuple(excluded),
+        inputs=inputs,
+        **_oot_lift(getattr(model, "report_", None)),
     )
+
+
+def _oot_lift(report: Any) -> dict[str, float]:
+    """Realised and expected top-decile lift of the back-test report (its ``scores``: label, score)."""
+    scores = getattr(report, "scores", None)
+    if scores is None or not {"label", "score"} <= set(scores.columns) or scores.height < _N_DECILES:
+        return {}
+    y = scores["label"].cast(pl.Float64).to_numpy()
+    p = scores["score"].cast(pl.Float64).to_numpy()
+    top = np.argsort(-p, kind="stable")[: max(1, p.size // _N_DECILES)]
+    if y.mean() <= 0 or p.mean() <= 0:
+        return {}
+    return {
+        "oot_lift": float(y[top].mean() / y.mean()),
+        "oot_expected_lift": float(p[top].mean() / p.mean()),
+        "oot_top_buyers": float(y[top].sum()),
+    }
