@@ -25,7 +25,9 @@ standardised change: seasonality, campaign calendar and over-dispersion of the c
 
 An item drifts when its z statistic passes ``max(input_z_bad, natural_factor * natural z)`` *and* its
 change passes a floor -- ``order_value_change_min``; for volumes ``max(volume_change_min, natural_factor
-* natural change)``: significant and large enough to matter, so a large population does not flag tiny
+* natural change)`` (``outbound_factor`` instead of ``natural_factor`` for contacts sent and the events on
+contactable channels, which answer them and so follow our own campaign calendar: :func:`outbound`):
+significant and large enough to matter, so a large population does not flag tiny
 moves and a rare cell (a few consent changes a month) needs more than its own month-to-month noise.
 """
 
@@ -231,6 +233,18 @@ class InputReference:
         raise KeyError(msg)
 
 
+def outbound(cell: str) -> bool:
+    """Whether a cell counts contacts we sent or the responses to them (judged with ``outbound_factor``).
+
+    Responses are the events on a contactable channel (opens, clicks, redemptions, call outcomes): like the
+    contacts, they follow our own campaign calendar.
+    """
+    from omni_ml.data import CONTACTABLE_CHANNELS
+
+    parts = cell.split(":")
+    return parts[0] == "contacts" or (parts[0] == "events" and len(parts) == 3 and parts[2] in CONTACTABLE_CHANNELS)
+
+
 def describe_cell(cell: str) -> str:
     """A cell name in words: ``events:view:web`` -> ``view events on web per customer-day``."""
     parts = cell.split(":")
@@ -423,9 +437,10 @@ class InputCounter:
                 severity = change / threshold
                 flag = "drift" if severity >= 1 else "shift" if change >= config.psi_warn else "ok"
             else:
-                threshold = max(config.input_z_bad, config.natural_factor * it.natural_z)
+                factor = config.outbound_factor if outbound(it.name) else config.natural_factor
+                threshold = max(config.input_z_bad, factor * it.natural_z)
                 if it.kind == "volume":  # counts move with the season and the campaign calendar
-                    floor = max(floor, config.natural_factor * it.natural_change)
+                    floor = max(floor, factor * it.natural_change)
                 severity = min(abs(z) / threshold, abs(change) / floor)
                 flag = "drift" if severity >= 1 else "shift" if severity >= 0.5 else "ok"  # noqa: PLR2004
             rows.append((it.name, it.description, it.kind, value, reference, change, it.natural_change, z,
