@@ -430,10 +430,10 @@ class ScoringMonitor:
         if drift.height:
             names = ", ".join(drift["feature"].head(3).to_list())
             bad.append(f"{drift.height} feature{'s' if drift.height != 1 else ''} drifted (e.g. {names})")
-        moved = inputs.filter(pl.col("flag") == "drift")
-        if moved.height:
-            names = ", ".join(moved["item"].head(3).to_list())
-            bad.append(f"{moved.height} input summar{'ies' if moved.height != 1 else 'y'} drifted (e.g. {names})")
+        drifted = inputs.filter(pl.col("flag") == "drift")
+        if drifted.height:
+            names = ", ".join(drifted["item"].head(3).to_list())
+            bad.append(f"{drifted.height} input summar{'ies' if drifted.height != 1 else 'y'} drifted (e.g. {names})")
         shifted_inputs = int((inputs["flag"] == "shift").sum())
         if shifted_inputs:
             warn.append(f"{shifted_inputs} input summar{'ies' if shifted_inputs != 1 else 'y'} shifted")
