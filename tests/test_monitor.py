@@ -194,8 +194,13 @@ def test_reference_holds_no_identifiers_or_rows(model: CampaignModel, small_hist
         for end in ends
     )
     assert views.count == rows
-    assert 0.0 < ref.lift_correction < 3.0
-    assert ref.oot_top_buyers > 0
+    # the back-test's top decile: realised and expected lift as in the training report's lift table
+    top = model.report_.lift.row(0, named=True)
+    assert ref.oot_lift == pytest.approx(top["lift"], rel=1e-6)
+    scores = model.report_.scores
+    assert ref.oot_expected_lift == pytest.approx(top["p_mean"] / scores["score"].mean(), rel=1e-6)
+    assert ref.oot_top_buyers == pytest.approx(top["positives"])
+    assert ref.lift_correction == pytest.approx(ref.oot_lift / ref.oot_expected_lift)
 
 
 # ----------------------------------------------------------------------------- scoring runs
@@ -225,6 +230,9 @@ def test_unchanged_world_is_healthy_and_the_monitor_file_sits_beside_the_campaig
     assert expected["expected_conversions_contacted"] == pytest.approx(contacted["propensity"].sum())
     assert expected["contacted"] == contacted.height
     assert 0.5 < expected["expected_auc_lo"] <= expected["expected_auc"] <= expected["expected_auc_hi"] < 1.0
+    assert expected["expected_lift_top_decile_corrected"] == pytest.approx(
+        expected["expected_lift_top_decile"] * model.reference_.lift_correction
+    )
     assert "health:" in summary.to_text()
 
 
@@ -264,6 +272,19 @@ def test_a_price_shock_is_flagged_by_the_order_value_of_the_input_rows(
         .select(volumes)
         .equals(plain.monitor.inputs.filter(pl.col("kind") == "volume").select(volumes))
     )
+
+
+def test_contacts_and_their_responses_are_outbound_cells() -> None:
+    from omni_ml.monitor._events import describe_cell, outbound
+
+    assert outbound("contacts:email")
+    assert outbound("events:redeem:direct_mail")
+    assert outbound("events:open:email")
+    assert not outbound("events:view:web")
+    assert not outbound("events:purchase:store")
+    assert not outbound("consents:email:withdrawn")  # a consent wipe is judged with the natural factor
+    assert describe_cell("events:view:web") == "view events on web per customer-day"
+    assert describe_cell("consents:email:withdrawn") == "email consents withdrawn per customer-day"
 
 
 def test_input_summaries_do_not_depend_on_the_chunking(resolved: Path, model: CampaignModel, tmp_path: Path) -> None:

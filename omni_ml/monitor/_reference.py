@@ -121,17 +121,16 @@ def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
 
 
 def _oot_lift(report: Any) -> dict[str, float]:
-    """Realised and expected top-decile lift of the back-test report (its ``scores``: label, score)."""
-    scores = getattr(report, "scores", None)
-    if scores is None or not {"label", "score"} <= set(scores.columns) or scores.height < _N_DECILES:
+    """Realised and expected top-decile lift of the back-test report (its lift table and scores)."""
+    lift, scores = getattr(report, "lift", None), getattr(report, "scores", None)
+    if lift is None or scores is None or lift.height == 0 or "score" not in scores.columns:
         return {}
-    y = scores["label"].cast(pl.Float64).to_numpy()
-    p = scores["score"].cast(pl.Float64).to_numpy()
-    top = np.argsort(-p, kind="stable")[: max(1, p.size // _N_DECILES)]
-    if y.mean() <= 0 or p.mean() <= 0:
+    top = lift.row(0, named=True)
+    mean_p = float(scores["score"].mean())  # type: ignore[arg-type]
+    if not mean_p > 0 or not np.isfinite(top["lift"]):
         return {}
     return {
-        "oot_lift": float(y[top].mean() / y.mean()),
-        "oot_expected_lift": float(p[top].mean() / p.mean()),
-        "oot_top_buyers": float(y[top].sum()),
+        "oot_lift": float(top["lift"]),
+        "oot_expected_lift": float(top["p_mean"]) / mean_p,
+        "oot_top_buyers": float(top["positives"]),
     }
