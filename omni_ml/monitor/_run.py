@@ -218,7 +218,8 @@ class MonitorReport:
                 f"  expected without labels: AUC {e['expected_auc']:.3f} (95% {e['expected_auc_lo']:.3f}-"
                 f"{e['expected_auc_hi']:.3f}), {e['expected_conversions']:,.0f} buyers in the horizon, "
                 f"{e['expected_conversions_contacted']:,.0f} among {int(e['contacted']):,} contacted, "
-                f"top-decile lift {e.get('expected_lift_top_decile', float('nan')):.2f}"
+                f"top-decile lift {e.get('expected_lift_top_decile', float('nan')):.2f} (corrected by the back-test: "
+                f"{e.get('expected_lift_top_decile_corrected', float('nan')):.2f})"
             )
         for c in self.channels.filter(pl.col("flag") != "ok").iter_rows(named=True):
             lines.append(
