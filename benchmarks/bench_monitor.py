@@ -289,7 +289,7 @@ def timing(args: argparse.Namespace) -> None:
 
         return wrapper
 
-    # the monitor's own work: profiling the sampled features, adding scores, judging and writing the report
+    # the monitor's own work: input-row tallies, the sampled features' profile, score tallies, verdict, report
     _monitor.profile_chunk = timed(_monitor.profile_chunk)  # type: ignore[method-assign]
     _monitor.finish = timed(_monitor.finish)  # type: ignore[method-assign]
     ScoringMonitor.add_scores = timed(ScoringMonitor.add_scores)  # type: ignore[method-assign]
