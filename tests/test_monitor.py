@@ -374,6 +374,7 @@ def test_monitoring_runs_are_logged_beside_the_model_run_and_listed(
         assert int({t.key: t.value for t in population.tags}["customers"]) == outcome.report.customers
         assert {a.path for a in client.list_artifacts(outcome.run_id, "monitor")} >= {
             "monitor/monitor.parquet",
+            "monitor/input_drift.csv",
             "monitor/drift.png",
             "monitor/deciles.png",
         }
