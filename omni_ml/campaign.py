@@ -39,6 +39,18 @@ import numpy as np
 import polars as pl
 
 from omni_ml._time import as_utc, before
+from omni_ml._unprofiled import (
+    NOT_PERSONALISED,
+    NOT_PERSONALISED_CHANNEL,
+    NOT_PERSONALISED_CODE,
+    UnprofiledMode,
+    check_mode,
+    population_decile,
+    population_effects,
+    population_estimates,
+    split_unprofiled,
+    unprofiled_customers,
+)
 from omni_ml.config import check_keys, from_mapping, from_yaml
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
@@ -436,6 +448,11 @@ class CampaignModel:
         self.policy_ = policy
         self.reasons_ = cfg.reasons
         self.reason_reference_ = _reason_reference(ts.X.filter(latest))
+        # the non-personal scores of people without a profiling consent (omni_ml._unprofiled)
+        self.population_propensity_ = float(np.asarray(ts.y, dtype=np.float64)[latest.to_numpy()].mean())
+        self.population_effects_ = (
+            population_effects(channel_model, hist, moment) if channel_model is not None else None
+        )
         self.channel_backtest_ = backtest
         self.metrics_ = {k: float(v) for k, v in report.metrics.items() if isinstance(v, int | float)}
         if backtest is not None:
@@ -496,13 +513,22 @@ class CampaignModel:
         }
         cols.update({f"score_{c}": pl.Float64() for c in self.channels})
         cols.update({"rule": pl.String(), "offer_category": pl.String(), "suppressed_category": pl.String()})
+        cols["personalised"] = pl.Boolean()
         cols.update({f"reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update({f"channel_reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update(_SEND_TIME_SCHEMA)
         cols.update(_reason_schema(reasons))
         return pl.Schema(cols)
 
-    def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
+    def score(
+        self,
+        hist: Histories,
+        as_of: str | dt.date | dt.datetime,
+        *,
+        reasons: int | None = 3,
+        unprofiled: UnprofiledMode | None = None,
+        profiling_required: bool | None = None,
+    ) -> pl.DataFrame:
         """The campaign table as of ``as_of``: one row per customer, sorted by ``customer_id``.
 
         Parameters
@@ -514,6 +540,14 @@ class CampaignModel:
             Scoring moment: features and consent see only rows strictly before it.
         reasons
             Reason codes per customer (``None``: the config's default; 0: none, faster).
+        unprofiled
+            People without a profiling consent at ``as_of`` (:mod:`omni_ml._unprofiled`): ``"anonymous"``
+            scores them without personal features (population propensity and channel, a non-personal
+            reason, ``personalised`` false), ``"exclude"`` leaves them out. ``None``: the policy's
+            ``unprofiled`` setting (default ``"anonymous"``).
+        profiling_required
+            Whether profiling consent is required; ``None``: when ``hist`` holds any profiling record (a
+            chunked job decides it once over all customers).
 
         Returns
         -------
@@ -532,20 +566,35 @@ class CampaignModel:
             of the recommended contact within the campaign period (null for ``no_contact``). ``clv_12m`` is the
             expected revenue over the next 12 months (52 weeks) by BG/NBD + Gamma-Gamma
             (:mod:`omni_ml.models.btyd`, fitted on the training histories), null for a customer without a
-            purchase yet or when the models could not be fitted.
+            purchase yet or when the models could not be fitted. ``personalised`` is false on the rows of
+            people without a profiling consent, scored from population constants only.
 
         Raises
         ------
         ConsentError
             If a decision would contact a customer without consent (a bug guard: never expected).
         """
-        from omni_ml.features import build_features
-
         self._check_fitted()
         k = self.reasons_ if reasons is None else int(reasons)
         schema = self.output_schema(reasons=k)
         moment = as_utc(as_of, name="as_of")
+        mode = check_mode(unprofiled if unprofiled is not None else getattr(self.policy_, "unprofiled", "anonymous"))
         hist = ensure_resolved(hist, moment)
+        unprofiled_ids = unprofiled_customers(hist, moment, required=profiling_required)
+        if unprofiled_ids.len() == 0:
+            return self._score_personal(hist, moment, k, schema)
+        # their events and attributes are never read by the personal pipeline
+        others, theirs = split_unprofiled(hist, unprofiled_ids)
+        out = self._score_personal(others, moment, k, schema)
+        if mode == "exclude":
+            return out
+        rows = self._score_unprofiled(theirs, moment, unprofiled_ids, k, schema)
+        return pl.concat([out, rows]).sort("customer_id")
+
+    def _score_personal(self, hist: Histories, moment: dt.datetime, k: int, schema: pl.Schema) -> pl.DataFrame:
+        """The campaign rows of the customers of ``hist``, from their own histories (see :meth:`score`)."""
+        from omni_ml.features import build_features
+
         features = build_features(hist, moment, feature_set=self.feature_set_)
         if features.height == 0:
             return pl.DataFrame(schema=schema)
@@ -578,6 +627,79 @@ class CampaignModel:
             out = out.join(
                 self._send_times(timing, hist, moment, out), on="customer_id", how="left", maintain_order="left"
             )
+        out = out.with_columns(personalised=pl.lit(True))
+        missing = [name for name in schema if name not in out.columns]
+        out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
+        return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+    def _population_propensity(self) -> float:
+        """The non-personal propensity: the training base rate (the median score for a model saved before it)."""
+        rate = getattr(self, "population_propensity_", None)
+        if rate is not None:
+            return float(rate)
+        median = np.asarray([self.decile_edges_[len(self.decile_edges_) // 2]], dtype=np.float64)
+        prop = self.propensity_
+        return float(prop.proba_from_raw(median)[0]) if hasattr(prop, "proba_from_raw") else float(median[0])
+
+    def _score_unprofiled(
+        self, hist: Histories, moment: dt.datetime, ids: pl.Series, k: int, schema: pl.Schema
+    ) -> pl.DataFrame:
+        """Rows without personal features for ``ids`` (no profiling consent): see :mod:`omni_ml._unprofiled`.
+
+        ``hist`` holds only these customers; only their consent and contact records (and service incidents,
+        which only ever pause) are read, by the same policy rules as everybody's.
+        """
+        from omni_ml.identity import consent_state
+        from omni_ml.policy import check_consent, decide, history_facts
+
+        n = ids.len()
+        p = self._population_propensity()
+        stats = getattr(self, "value_stats_", None)
+        value = p * stats.orders_per_buyer * stats.mean_order_value if stats is not None else None
+        base = pl.DataFrame(
+            {
+                "customer_id": ids,
+                "as_of": pl.Series([moment] * n, dtype=TIMESTAMP),
+                "propensity": pl.Series([p] * n, dtype=pl.Float64),
+                "propensity_decile": pl.Series([population_decile(p, self)] * n, dtype=pl.Int8),
+                "customer_value": pl.Series([value] * n, dtype=pl.Float64),
+            }
+        )
+        policy = self.policy_
+        if self.channel_model_ is None:
+            decisions, _ = self._decide(hist, moment, ids)
+        else:
+            keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * n, dtype=TIMESTAMP)})
+            consent = consent_state(hist, keys, channels=list(policy.channels), default=policy.default_consent)
+            consent = consent.drop("cutoff")
+            facts = history_facts(hist, moment, config=policy, customers=ids).with_columns(
+                pl.lit(None, dtype=pl.String).alias("preferred_category")  # no category inferred from purchases
+            )
+            margin = getattr(self, "value_margin_", None)
+            values = None
+            if margin is not None and stats is not None:
+                worth = margin * stats.orders_per_buyer * stats.mean_order_value
+                values = pl.DataFrame({"customer_id": ids, "conversion_value": pl.Series([worth] * n)})
+            estimates = population_estimates(ids, getattr(self, "population_effects_", None), tuple(policy.channels))
+            decisions = decide(estimates, consent, facts, policy, values=values)
+            check_consent(decisions, consent, default=policy.default_consent)
+        out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
+        contacted = pl.col("best_channel") != NO_CONTACT
+        if k > 0:
+            out = out.with_columns(
+                pl.lit(NOT_PERSONALISED).alias("reason_1"),
+                pl.lit(NOT_PERSONALISED_CODE).alias("reason_code_1"),
+                pl.when(contacted).then(pl.lit(NOT_PERSONALISED_CHANNEL)).alias("channel_reason_1"),
+                pl.when(contacted).then(pl.lit(NOT_PERSONALISED_CODE)).alias("channel_reason_code_1"),
+            )
+        timing = getattr(self, "timing_", None)
+        if timing is not None:
+            # the population's send time: none of their events or attributes (time zone included) are read
+            anonymous = hist.replace(events=hist.events.clear(), customers=None)
+            out = out.join(
+                self._send_times(timing, anonymous, moment, out), on="customer_id", how="left", maintain_order="left"
+            )
+        out = out.with_columns(personalised=pl.lit(False))
         missing = [name for name in schema if name not in out.columns]
         out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())

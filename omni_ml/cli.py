@@ -450,6 +450,14 @@ def score(
         bool,
         typer.Option("--allow-stale", help="Score even if the histories end more than the model's horizon before."),
     ] = False,
+    unprofiled: Annotated[
+        str | None,
+        typer.Option(
+            "--unprofiled",
+            help="People without a profiling consent: anonymous (population scores, no personal features) or "
+            "exclude (no row). Default: the model's policy setting (anonymous).",
+        ),
+    ] = None,
 ) -> None:
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
@@ -478,6 +486,7 @@ def score(
         monitor=thresholds,
         fail_on_drift=fail_on_drift,
         allow_stale=allow_stale,
+        unprofiled=unprofiled,  # type: ignore[arg-type]  # validated by score()
     )
     typer.echo(summary.to_text())
 

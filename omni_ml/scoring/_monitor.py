@@ -57,6 +57,8 @@ def profile_chunk(monitor: ScoringMonitor | None, model: Any, hist: Histories, f
     from omni_ml.features import build_features
 
     ids = frame["customer_id"]
+    if "personalised" in frame.columns:  # no personal features are built for people without a profiling consent
+        ids = ids.filter(frame["personalised"])
     if monitor.rate < 1.0:
         ids = ids.filter(pl.Series(uniform_from_hash(stable_hash(ids, SAMPLE_SEED)) < monitor.rate))
     if ids.len() == 0:
