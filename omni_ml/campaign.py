@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,7 +54,7 @@ from omni_ml._unprofiled import (
 )
 from omni_ml.config import check_keys, from_mapping, from_yaml
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
-from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
+from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError, SchemaError
 from omni_ml.identity import ensure_resolved
 from omni_ml.models.channel import ChannelConfig
 from omni_ml.models.value import ValueConfig
@@ -72,6 +73,15 @@ __all__ = [
 
 NO_CHANNEL_MODEL = "no_channel_model"
 _N_DECILES = 10
+
+
+def _listed(names: Sequence[str], limit: int = 5) -> str:
+    """``['a', 'b', ...]``: at most ``limit`` names, then how many more."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = f", ... {len(names) - limit:,} more" if len(names) > limit else ""
+    return f"[{shown}{more}]"
+
+
 # the send-time columns of the campaign table (omni_ml.timing), after the reasons
 _SEND_TIME_SCHEMA: dict[str, pl.DataType] = {
     "send_weekday": pl.Int8(),
@@ -520,6 +530,97 @@ class CampaignModel:
         cols.update(_reason_schema(reasons))
         return pl.Schema(cols)
 
+    def customer_attributes(self) -> dict[str, tuple[str, ...]]:
+        """Columns of the customers table the fitted model reads, each with the features built from it.
+
+        Collected over every part that builds features (propensity, channel model, value model).
+        """
+        from omni_ml.features import Attribute
+
+        needed: dict[str, list[str]] = {}
+        parts = (self, getattr(self, "channel_model_", None), getattr(self, "value_model_", None))
+        for part in parts:
+            feature_set = getattr(part, "feature_set_", None)
+            for feature in getattr(feature_set, "features", ()):
+                if isinstance(feature.spec, Attribute):
+                    needed.setdefault(feature.spec.column, [])
+                    if feature.name not in needed[feature.spec.column]:
+                        needed[feature.spec.column].append(feature.name)
+        return {column: tuple(names) for column, names in sorted(needed.items())}
+
+    def check_customer_columns(self, columns: Sequence[str] | None) -> None:
+        """Raise when the customers table to score (``columns``; ``None``: no table) lacks a column the model reads.
+
+        A missing attribute would be null for everyone: scores unlike any the model was trained and checked
+        on, so the job is refused before any work.
+
+        Raises
+        ------
+        SchemaError
+            Naming the table, the columns, the features built from them and the fix.
+        """
+        needed = self.customer_attributes()
+        if not needed:
+            return
+        when = f"trained as of {self.as_of_:%Y-%m-%d}" if self.is_fitted else "this model"
+        if columns is None:
+            msg = (
+                f"customers: the histories have no customers table, but the model ({when}) uses its column(s) "
+                f"{_listed(list(needed))} (features {_listed([n for names in needed.values() for n in names])}); "
+                "every customer would score as if those were unknown. Hint: add the customers table "
+                "(customers.parquet or customers.csv with customer_id and those columns), or train a model on "
+                "histories without it."
+            )
+            raise SchemaError(msg)
+        missing = [c for c in needed if c not in set(columns)]
+        if missing:
+            features = [n for c in missing for n in needed[c]]
+            near = {c: difflib.get_close_matches(c, list(columns), n=1) for c in missing}
+            said = "; ".join(f"did you mean {m[0]!r} for {c!r}?" for c, m in near.items() if m)
+            msg = (
+                f"customers.{missing[0]}: the customers table has no column{'s' if len(missing) > 1 else ''} "
+                f"{_listed(missing)} (it has {_listed([c for c in columns if c != 'customer_id'])}), but the model "
+                f"({when}) uses {'them' if len(missing) > 1 else 'it'} (features {_listed(features)}); every "
+                f"customer would score as if it were unknown. {said + ' ' if said else ''}Hint: add the column to "
+                "customers (null where a value is unknown), or train a model on the histories you score."
+            )
+            raise SchemaError(msg)
+
+    def check_customers(self, customers: pl.LazyFrame | None) -> None:
+        """Raise when the customers table (``None``: none) lacks a column the model reads or holds unreadable values.
+
+        Checks the columns (:meth:`check_customer_columns`), then that every non-empty value of a numeric,
+        boolean or date attribute reads as one (:func:`omni_ml.features.unreadable_attributes`).
+
+        Raises
+        ------
+        SchemaError
+            Naming the column, how many rows, an example and the fix.
+        """
+        from omni_ml.features import unreadable_attributes
+
+        self.check_customer_columns(customers.collect_schema().names() if customers is not None else None)
+        needed = self.customer_attributes()
+        if customers is None or not needed:
+            return
+        table = customers.select(list(needed)).collect()
+        features = [
+            f
+            for part in (self, getattr(self, "channel_model_", None), getattr(self, "value_model_", None))
+            for f in getattr(getattr(part, "feature_set_", None), "features", ())
+        ]
+        problems = unreadable_attributes(table, features)
+        if problems:
+            column, kind, rows, example = problems[0]
+            others = f" (also {_listed([p[0] for p in problems[1:]])})" if len(problems) > 1 else ""
+            msg = (
+                f"customers.{column}: {rows:,} of {table.height:,} rows cannot be read as a {kind} (e.g. {example!r})"
+                f"{others}, which is how the model (trained as of {self.as_of_:%Y-%m-%d}) reads this column: they "
+                "would score as if the value were unknown. Hint: write the values as the training data did (dates as "
+                "YYYY-MM-DD, numbers with a decimal point, booleans as true/false), or leave unknown values empty."
+            )
+            raise SchemaError(msg)
+
     def score(
         self,
         hist: Histories,
@@ -579,6 +680,7 @@ class CampaignModel:
         schema = self.output_schema(reasons=k)
         moment = as_utc(as_of, name="as_of")
         mode = check_mode(unprofiled if unprofiled is not None else getattr(self.policy_, "unprofiled", "anonymous"))
+        self.check_customers(hist.customers)
         hist = ensure_resolved(hist, moment)
         unprofiled_ids = unprofiled_customers(hist, moment, required=profiling_required)
         if unprofiled_ids.len() == 0:

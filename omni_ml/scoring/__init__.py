@@ -729,6 +729,9 @@ def score(
         _check_dates(start, moment, loaded.model, known=start is not None)
         _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
         required = _stream_profiling_recorded(scans)
+    check_customers = getattr(loaded.model, "check_customers", None)
+    if callable(check_customers):  # an attribute the model reads, absent or unreadable: refused before any work
+        check_customers(hist.customers if hist is not None else scans.get("customers") if scans is not None else None)
     n_customers = max(n_customers, 1)
     n_chunks = chunks if chunks is not None else max(1, math.ceil(n_customers / CHUNK_CUSTOMERS))
     schema = campaign_schema(loaded.model, reasons=reasons)
