@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from omni_ml._model_files import SHA256_TAG, dump_verified, load_verified
+from omni_ml._model_files import PYFUNC_SHA256_KEY, SHA256_TAG, dump_verified, load_verified
 from omni_ml.exceptions import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -407,7 +407,8 @@ def _log_contents(
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "campaign_model.joblib"
         # The run records the bundle's sha256; loading checks it before unpickling.
-        mlflow.set_tag(SHA256_TAG, dump_verified(model, bundle))
+        digest = dump_verified(model, bundle)
+        mlflow.set_tag(SHA256_TAG, digest)
         signature = ModelSignature(
             inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
             outputs=_output_schema(model),
@@ -417,6 +418,8 @@ def _log_contents(
             name=MODEL_NAME_IN_RUN,
             python_model=str(_MODEL_CODE),
             artifacts={"campaign_model": str(bundle)},
+            # the pyfunc's load_context checks the bundle against it before unpickling (omni_ml/_mlflow_model.py)
+            model_config={PYFUNC_SHA256_KEY: digest},
             signature=signature,
             input_example=dict(input_example) if input_example else None,
             pip_requirements=_requirements(),
