@@ -309,6 +309,10 @@ def train(
     if run is not None:
         typer.echo(f"run_id: {run.run_id}")
         typer.echo(f"model_uri: {run.registered_uri or run.model_uri}")
+        if run.version is not None:
+            typer.echo(f"model_version: {run.registered_name} version {run.version}")
+        if run.alias is not None:  # what the registry said right after the alias was set
+            typer.echo(f"alias: {run.registered_name}@{run.alias} -> version {run.alias_version}")
         typer.echo(f"tracking_uri: {run.tracking_uri}")
 
 

@@ -346,7 +346,7 @@ def unreadable_attributes(customers: pl.DataFrame, features: Sequence[Feature]) 
     A non-null value of a ``numeric``, ``boolean`` or ``date`` attribute that the encoding turns into null
     (``'not a date'`` for a date) would silently become "unknown"; ``code`` attributes read every value.
     """
-    problems = []
+    problems: list[tuple[str, str, int, str]] = []
     seen: set[str] = set()
     for f in features:
         attr = f.spec
