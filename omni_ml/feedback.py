@@ -40,6 +40,7 @@ import polars as pl
 
 from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, SchemaError
+from omni_ml.measure._inputs import typed_campaign
 
 __all__ = ["FeedbackSummary", "feedback"]
 
@@ -116,7 +117,7 @@ def _campaign(campaign: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
         )
         msg = f"{where}: missing column(s) {missing}; found {frame.columns[:8]}{' ...' if frame.width > 8 else ''}. "
         raise SchemaError(msg + hint)
-    frame = frame.with_columns(pl.col("customer_id").cast(pl.String), pl.col("best_channel").cast(pl.String))
+    frame = typed_campaign(frame.with_columns(pl.col("customer_id").cast(pl.String)), where)
     if "control_group" not in frame.columns:
         frame = frame.with_columns(pl.lit(False).alias("control_group"))
     if "rule" not in frame.columns:
@@ -137,8 +138,7 @@ def _campaign(campaign: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
             "`omni-ml score` wrote, unchanged."
         )
         raise SchemaError(msg)
-    as_of = frame["as_of"].cast(TIMESTAMP) if frame.schema["as_of"] != pl.String else frame["as_of"].str.to_datetime()
-    return frame.with_columns(as_of=as_of.dt.replace_time_zone(None).dt.replace_time_zone("UTC")), where
+    return frame, where
 
 
 def _sends(sent: str | Path | pl.DataFrame, campaign: pl.DataFrame) -> pl.DataFrame:

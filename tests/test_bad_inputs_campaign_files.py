@@ -1,0 +1,112 @@
+"""A campaign file that was edited or exported badly (issue 22): measure and feedback exit 2, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.test_bad_inputs import AS_OF, _assert_refused, _base, _run, _write
+
+Change = Callable[[pl.DataFrame], pl.DataFrame]
+
+CAMPAIGN_DEFECTS: list[tuple[str, Change, str]] = [
+    (
+        "as_of_text",
+        lambda d: d.with_columns(as_of=pl.lit("soon")),
+        r"column as_of: 6 of 6 rows cannot be read as a date-time \(e\.g\. 'soon'\)",
+    ),
+    (
+        "control_group_text",
+        lambda d: d.with_columns(control_group=pl.lit("maybe")),
+        r"column control_group: 6 of 6 rows are not true/false \(e\.g\. 'maybe'\)",
+    ),
+    (
+        "channel_typo",
+        lambda d: d.with_columns(best_channel=pl.lit("emial"), recommended_channel=pl.lit("emial")),
+        r"column best_channel: 6 of 6 rows name no channel of the campaign .* did you mean 'email'\?",
+    ),
+    (
+        "assignment_probability_text",
+        lambda d: d.with_columns(assignment_probability=pl.lit("half")),
+        r"column assignment_probability: 6 of 6 rows are not numbers \(e\.g\. 'half'\)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory, campaign_model_path: Path) -> tuple[Path, pl.DataFrame]:
+    """The tiny histories with two weeks of purchases after AS_OF, and the campaign scored on them."""
+    tables = _base()
+    for i in range(12):
+        tables["events"].append(
+            {
+                **tables["events"][2],
+                "customer_id": f"C{i % 6 + 1}",
+                "timestamp": f"2024-12-{16 + i}T10:00:00",
+                "event_type": "purchase",
+                "amount": 30.0,
+            }
+        )
+    root = tmp_path_factory.mktemp("campaign_files")
+    hist = _write(tables, root / "hist")
+    out = root / "campaign.parquet"
+    args = ["score", str(hist), "--model", str(campaign_model_path), "--as-of", AS_OF, "--out", str(out)]
+    result = _run([*args, "--control-fraction", "0.5"])
+    assert result.exit_code == 0, result.output
+    return hist, pl.read_parquet(out)
+
+
+# measure does not read assignment_probability (feedback does)
+CASES = [
+    (d, command, suffix)
+    for d in CAMPAIGN_DEFECTS
+    for command in ("measure", "feedback")
+    for suffix in ("parquet", "csv")
+    if not (d[0] == "assignment_probability_text" and command == "measure")
+]
+
+
+@pytest.mark.parametrize(("defect", "command", "suffix"), CASES, ids=[f"{d[0]}-{c}-{s}" for d, c, s in CASES])
+def test_a_bad_campaign_file_is_refused_by_measure_and_feedback_22(
+    scored: tuple[Path, pl.DataFrame],
+    defect: tuple[str, Change, str],
+    command: str,
+    suffix: str,
+    tmp_path: Path,
+) -> None:
+    hist, campaign = scored
+    _, change, pattern = defect
+    broken = change(campaign.clone())
+    file = tmp_path / f"campaign.{suffix}"
+    if suffix == "csv":
+        broken.write_csv(file)
+    else:
+        broken.write_parquet(file)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    if command == "measure":
+        args = ["measure", str(file), str(hist), "--window", "14", "--out", str(out_dir / "m.csv")]
+        args += ["--no-mlflow", "--n-boot", "50"]
+    else:
+        args = ["feedback", str(file), str(hist), "--out", str(out_dir / "next")]
+    _assert_refused(_run(args), pattern, out_dir)
+
+
+def test_the_unbroken_campaign_file_passes_both_commands(scored: tuple[Path, pl.DataFrame], tmp_path: Path) -> None:
+    hist, campaign = scored
+    for suffix in ("parquet", "csv"):
+        file = tmp_path / f"campaign.{suffix}"
+        if suffix == "csv":
+            campaign.write_csv(file)
+        else:
+            campaign.write_parquet(file)
+        report = str(tmp_path / f"m_{suffix}.csv")
+        measured = _run(
+            ["measure", str(file), str(hist), "--window", "14", "--out", report, "--no-mlflow", "--n-boot", "50"]
+        )
+        assert measured.exit_code == 0, measured.output
+        fed = _run(["feedback", str(file), str(hist), "--out", str(tmp_path / f"next_{suffix}")])
+        assert fed.exit_code == 0, fed.output
