@@ -97,10 +97,15 @@ def _read(path: str | Path | pl.DataFrame, what: str) -> tuple[pl.DataFrame, str
     if not source.is_file():
         msg = f"{where}: no such file. Hint: check the path."
         raise SchemaError(msg)
-    if source.suffix == ".csv":
-        return pl.read_csv(source, try_parse_dates=True), where
-    if source.suffix == ".parquet":
-        return pl.read_parquet(source), where
+    try:
+        if source.suffix == ".csv":
+            return pl.read_csv(source, try_parse_dates=True), where
+        if source.suffix == ".parquet":
+            return pl.read_parquet(source), where
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = f"{where}: cannot be read ({first}). Hint: pass the file `omni-ml score` wrote."
+        raise SchemaError(msg) from exc
     msg = f"{where}: must be .parquet or .csv (got {source.suffix or 'no extension'!r})."
     raise SchemaError(msg)
 

@@ -110,3 +110,73 @@ def test_the_unbroken_campaign_file_passes_both_commands(scored: tuple[Path, pl.
         assert measured.exit_code == 0, measured.output
         fed = _run(["feedback", str(file), str(hist), "--out", str(tmp_path / f"next_{suffix}")])
         assert fed.exit_code == 0, fed.output
+
+
+def _corrupt(path: Path) -> Path:
+    path.write_bytes(b"PAR1 this is not a parquet file")
+    return path
+
+
+OTHER_CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], str]] = [
+    (
+        "simulate_negative_seed",
+        lambda hist, out, tmp: ["simulate", "--out", str(out / "w"), "--preset", "small", "--seed", "-1"],
+        r"SimulationConfig: seed=-1 must be an integer in 0\.\.2\*\*63-1",
+    ),
+    (
+        "resolve_out_txt",
+        lambda hist, out, tmp: ["resolve", str(hist), "--out", str(out / "map.txt")],
+        r"--out .*map\.txt' must end in \.parquet or \.csv \(got '\.txt'\)",
+    ),
+    (
+        "measure_not_a_campaign_file",
+        lambda hist, out, tmp: [
+            "measure",
+            str(hist / "events.csv").replace(".csv", ".joblib"),
+            str(hist),
+            "--window",
+            "14",
+            "--out",
+            str(out / "m.csv"),
+        ],
+        r"must be \.parquet or \.csv \(got '\.joblib'\)",
+    ),
+    (
+        "measure_corrupt_parquet",
+        lambda hist, out, tmp: [
+            "measure",
+            str(_corrupt(tmp / "c.parquet")),
+            str(hist),
+            "--window",
+            "14",
+            "--out",
+            str(out / "m.csv"),
+        ],
+        r"campaign file .*c\.parquet': cannot be read",
+    ),
+    (
+        "feedback_corrupt_parquet",
+        lambda hist, out, tmp: ["feedback", str(_corrupt(tmp / "c.parquet")), str(hist), "--out", str(out / "next")],
+        r"campaign file .*c\.parquet': cannot be read",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "pattern"), OTHER_CASES, ids=[c[0] for c in OTHER_CASES])
+def test_other_commands_refuse_bad_files_and_flags_22(
+    case: str, args: Callable[[Path, Path, Path], list[str]], pattern: str, tmp_path: Path
+) -> None:
+    hist = _write(_base(), tmp_path / "hist")
+    (hist / "events.joblib").write_bytes(b"not a campaign")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    _assert_refused(_run(args(hist, out_dir, tmp_path)), pattern, out_dir)
+
+
+def test_resolve_writes_csv_when_asked_for_csv(tmp_path: Path) -> None:
+    hist = _write(_base(), tmp_path / "hist")
+    result = _run(["resolve", str(hist), "--out", str(tmp_path / "map.csv")])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(tmp_path / "map.csv")  # text, not parquet bytes under a .csv name
+    assert frame.columns == ["identifier", "customer_id"]
+    assert frame.height > 0

@@ -22,6 +22,9 @@ _CONTROL_HINT = (
 _NEEDED = ("customer_id", "as_of", "recommended_channel", "control_group")
 
 
+_SCORE_HINT = "pass the campaign file `omni-ml score` wrote (.parquet or .csv)."
+
+
 def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
     """The campaign file (parquet or csv) as a frame, checked for the columns measurement needs.
 
@@ -41,7 +44,15 @@ def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
         if not path.is_file():
             msg = f"{where}: no such file. Hint: write one with `omni-ml score DIR --model M --as-of D --out FILE`."
             raise SchemaError(msg)
-        frame = pl.read_csv(path, try_parse_dates=True) if path.suffix == ".csv" else pl.read_parquet(path)
+        if path.suffix not in (".csv", ".parquet"):
+            msg = f"{where}: must be .parquet or .csv (got {path.suffix or 'no extension'!r}). Hint: {_SCORE_HINT}"
+            raise SchemaError(msg)
+        try:
+            frame = pl.read_csv(path, try_parse_dates=True) if path.suffix == ".csv" else pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            msg = f"{where}: cannot be read ({first}). Hint: {_SCORE_HINT}"
+            raise SchemaError(msg) from exc
     if "control_group" not in frame.columns:
         msg = (
             f"{where}: no control_group column ({frame.height:,} rows), so there is nothing to compare. {_CONTROL_HINT}"
