@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 
 from omni_ml._time import before
-from omni_ml.data import PROFILING, TIMESTAMP, Histories
+from omni_ml.data import NO_CONTACT, PROFILING, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError
 
 __all__ = [
@@ -57,8 +57,10 @@ __all__ = [
     "check_mode",
     "population_effects",
     "population_decile",
+    "population_propensity",
     "population_estimates",
     "split_unprofiled",
+    "unprofiled_rows",
     "unprofiled_customers",
 ]
 
@@ -191,3 +193,77 @@ def population_decile(propensity: float, model: Any) -> int:
     if hasattr(prop, "proba_from_raw"):
         edges = np.asarray(prop.proba_from_raw(edges), dtype=np.float64)
     return int(10 - np.searchsorted(edges, propensity, side="right"))
+
+
+def population_propensity(model: Any) -> float:
+    """The non-personal propensity: the training base rate (the median score for a model saved before it)."""
+    rate = getattr(model, "population_propensity_", None)
+    if rate is not None:
+        return float(rate)
+    median = np.asarray([model.decile_edges_[len(model.decile_edges_) // 2]], dtype=np.float64)
+    prop = model.propensity_
+    return float(prop.proba_from_raw(median)[0]) if hasattr(prop, "proba_from_raw") else float(median[0])
+
+
+def unprofiled_rows(
+    model: Any, hist: Histories, moment: dt.datetime, ids: pl.Series, k: int, schema: pl.Schema
+) -> pl.DataFrame:
+    """Rows without personal features for ``ids`` (no profiling consent): see :mod:`omni_ml._unprofiled`.
+
+    ``hist`` holds only these customers; only their consent and contact records (and service incidents,
+    which only ever pause) are read, by the same policy rules as everybody's.
+    """
+    from omni_ml.identity import consent_state
+    from omni_ml.policy import check_consent, decide, history_facts
+
+    n = ids.len()
+    p = population_propensity(model)
+    stats = getattr(model, "value_stats_", None)
+    value = p * stats.orders_per_buyer * stats.mean_order_value if stats is not None else None
+    base = pl.DataFrame(
+        {
+            "customer_id": ids,
+            "as_of": pl.Series([moment] * n, dtype=TIMESTAMP),
+            "propensity": pl.Series([p] * n, dtype=pl.Float64),
+            "propensity_decile": pl.Series([population_decile(p, model)] * n, dtype=pl.Int8),
+            "customer_value": pl.Series([value] * n, dtype=pl.Float64),
+        }
+    )
+    policy = model.policy_
+    if model.channel_model_ is None:
+        decisions, _ = model._decide(hist, moment, ids)
+    else:
+        keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * n, dtype=TIMESTAMP)})
+        consent = consent_state(hist, keys, channels=list(policy.channels), default=policy.default_consent)
+        consent = consent.drop("cutoff")
+        facts = history_facts(hist, moment, config=policy, customers=ids).with_columns(
+            pl.lit(None, dtype=pl.String).alias("preferred_category")  # no category inferred from purchases
+        )
+        margin = getattr(model, "value_margin_", None)
+        values = None
+        if margin is not None and stats is not None:
+            worth = margin * stats.orders_per_buyer * stats.mean_order_value
+            values = pl.DataFrame({"customer_id": ids, "conversion_value": pl.Series([worth] * n)})
+        estimates = population_estimates(ids, getattr(model, "population_effects_", None), tuple(policy.channels))
+        decisions = decide(estimates, consent, facts, policy, values=values)
+        check_consent(decisions, consent, default=policy.default_consent)
+    out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
+    contacted = pl.col("best_channel") != NO_CONTACT
+    if k > 0:
+        out = out.with_columns(
+            pl.lit(NOT_PERSONALISED).alias("reason_1"),
+            pl.lit(NOT_PERSONALISED_CODE).alias("reason_code_1"),
+            pl.when(contacted).then(pl.lit(NOT_PERSONALISED_CHANNEL)).alias("channel_reason_1"),
+            pl.when(contacted).then(pl.lit(NOT_PERSONALISED_CODE)).alias("channel_reason_code_1"),
+        )
+    timing = getattr(model, "timing_", None)
+    if timing is not None:
+        # the population's send time: none of their events or attributes (time zone included) are read
+        anonymous = hist.replace(events=hist.events.clear(), customers=None)
+        out = out.join(
+            model._send_times(timing, anonymous, moment, out), on="customer_id", how="left", maintain_order="left"
+        )
+    out = out.with_columns(personalised=pl.lit(False))
+    missing = [name for name in schema if name not in out.columns]
+    out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
+    return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())

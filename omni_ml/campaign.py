@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -39,22 +38,19 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import polars as pl
 
+from omni_ml._customer_inputs import check_customer_columns, check_customers, customer_attributes
 from omni_ml._time import as_utc, before
 from omni_ml._unprofiled import (
-    NOT_PERSONALISED,
-    NOT_PERSONALISED_CHANNEL,
-    NOT_PERSONALISED_CODE,
     UnprofiledMode,
     check_mode,
-    population_decile,
     population_effects,
-    population_estimates,
     split_unprofiled,
     unprofiled_customers,
+    unprofiled_rows,
 )
 from omni_ml.config import check_keys, from_mapping, from_yaml
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
-from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError, SchemaError
+from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
 from omni_ml.identity import ensure_resolved
 from omni_ml.models.channel import ChannelConfig
 from omni_ml.models.value import ValueConfig
@@ -73,13 +69,6 @@ __all__ = [
 
 NO_CHANNEL_MODEL = "no_channel_model"
 _N_DECILES = 10
-
-
-def _listed(names: Sequence[str], limit: int = 5) -> str:
-    """``['a', 'b', ...]``: at most ``limit`` names, then how many more."""
-    shown = ", ".join(repr(n) for n in names[:limit])
-    more = f", ... {len(names) - limit:,} more" if len(names) > limit else ""
-    return f"[{shown}{more}]"
 
 
 # the send-time columns of the campaign table (omni_ml.timing), after the reasons
@@ -531,95 +520,19 @@ class CampaignModel:
         return pl.Schema(cols)
 
     def customer_attributes(self) -> dict[str, tuple[str, ...]]:
-        """Columns of the customers table the fitted model reads, each with the features built from it.
-
-        Collected over every part that builds features (propensity, channel model, value model).
-        """
-        from omni_ml.features import Attribute
-
-        needed: dict[str, list[str]] = {}
-        parts = (self, getattr(self, "channel_model_", None), getattr(self, "value_model_", None))
-        for part in parts:
-            feature_set = getattr(part, "feature_set_", None)
-            for feature in getattr(feature_set, "features", ()):
-                if isinstance(feature.spec, Attribute):
-                    needed.setdefault(feature.spec.column, [])
-                    if feature.name not in needed[feature.spec.column]:
-                        needed[feature.spec.column].append(feature.name)
-        return {column: tuple(names) for column, names in sorted(needed.items())}
+        """Columns of the customers table the fitted model reads, each with the features built from it."""
+        return customer_attributes(self)
 
     def check_customer_columns(self, columns: Sequence[str] | None) -> None:
-        """Raise when the customers table to score (``columns``; ``None``: no table) lacks a column the model reads.
-
-        A missing attribute would be null for everyone: scores unlike any the model was trained and checked
-        on, so the job is refused before any work.
-
-        Raises
-        ------
-        SchemaError
-            Naming the table, the columns, the features built from them and the fix.
-        """
-        needed = self.customer_attributes()
-        if not needed:
-            return
-        when = f"trained as of {self.as_of_:%Y-%m-%d}" if self.is_fitted else "this model"
-        if columns is None:
-            msg = (
-                f"customers: the histories have no customers table, but the model ({when}) uses its column(s) "
-                f"{_listed(list(needed))} (features {_listed([n for names in needed.values() for n in names])}); "
-                "every customer would score as if those were unknown. Hint: add the customers table "
-                "(customers.parquet or customers.csv with customer_id and those columns), or train a model on "
-                "histories without it."
-            )
-            raise SchemaError(msg)
-        missing = [c for c in needed if c not in set(columns)]
-        if missing:
-            features = [n for c in missing for n in needed[c]]
-            near = {c: difflib.get_close_matches(c, list(columns), n=1) for c in missing}
-            said = "; ".join(f"did you mean {m[0]!r} for {c!r}?" for c, m in near.items() if m)
-            msg = (
-                f"customers.{missing[0]}: the customers table has no column{'s' if len(missing) > 1 else ''} "
-                f"{_listed(missing)} (it has {_listed([c for c in columns if c != 'customer_id'])}), but the model "
-                f"({when}) uses {'them' if len(missing) > 1 else 'it'} (features {_listed(features)}); every "
-                f"customer would score as if it were unknown. {said + ' ' if said else ''}Hint: add the column to "
-                "customers (null where a value is unknown), or train a model on the histories you score."
-            )
-            raise SchemaError(msg)
+        """Raise when the customers table (its ``columns``; ``None``: no table) lacks a column the model reads."""
+        check_customer_columns(self, columns)
 
     def check_customers(self, customers: pl.LazyFrame | None) -> None:
-        """Raise when the customers table (``None``: none) lacks a column the model reads or holds unreadable values.
+        """Raise when the customers table lacks a column the model reads or holds values it cannot read.
 
-        Checks the columns (:meth:`check_customer_columns`), then that every non-empty value of a numeric,
-        boolean or date attribute reads as one (:func:`omni_ml.features.unreadable_attributes`).
-
-        Raises
-        ------
-        SchemaError
-            Naming the column, how many rows, an example and the fix.
+        See :mod:`omni_ml._customer_inputs`; ``score`` calls it before any work.
         """
-        from omni_ml.features import unreadable_attributes
-
-        self.check_customer_columns(customers.collect_schema().names() if customers is not None else None)
-        needed = self.customer_attributes()
-        if customers is None or not needed:
-            return
-        table = customers.select(list(needed)).collect()
-        features = [
-            f
-            for part in (self, getattr(self, "channel_model_", None), getattr(self, "value_model_", None))
-            for f in getattr(getattr(part, "feature_set_", None), "features", ())
-        ]
-        problems = unreadable_attributes(table, features)
-        if problems:
-            column, kind, rows, example = problems[0]
-            others = f" (also {_listed([p[0] for p in problems[1:]])})" if len(problems) > 1 else ""
-            msg = (
-                f"customers.{column}: {rows:,} of {table.height:,} rows cannot be read as a {kind} (e.g. {example!r})"
-                f"{others}, which is how the model (trained as of {self.as_of_:%Y-%m-%d}) reads this column: they "
-                "would score as if the value were unknown. Hint: write the values as the training data did (dates as "
-                "YYYY-MM-DD, numbers with a decimal point, booleans as true/false), or leave unknown values empty."
-            )
-            raise SchemaError(msg)
+        check_customers(self, customers)
 
     def score(
         self,
@@ -690,7 +603,7 @@ class CampaignModel:
         out = self._score_personal(others, moment, k, schema)
         if mode == "exclude":
             return out
-        rows = self._score_unprofiled(theirs, moment, unprofiled_ids, k, schema)
+        rows = unprofiled_rows(self, theirs, moment, unprofiled_ids, k, schema)
         return pl.concat([out, rows]).sort("customer_id")
 
     def _score_personal(self, hist: Histories, moment: dt.datetime, k: int, schema: pl.Schema) -> pl.DataFrame:
@@ -730,78 +643,6 @@ class CampaignModel:
                 self._send_times(timing, hist, moment, out), on="customer_id", how="left", maintain_order="left"
             )
         out = out.with_columns(personalised=pl.lit(True))
-        missing = [name for name in schema if name not in out.columns]
-        out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
-        return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
-
-    def _population_propensity(self) -> float:
-        """The non-personal propensity: the training base rate (the median score for a model saved before it)."""
-        rate = getattr(self, "population_propensity_", None)
-        if rate is not None:
-            return float(rate)
-        median = np.asarray([self.decile_edges_[len(self.decile_edges_) // 2]], dtype=np.float64)
-        prop = self.propensity_
-        return float(prop.proba_from_raw(median)[0]) if hasattr(prop, "proba_from_raw") else float(median[0])
-
-    def _score_unprofiled(
-        self, hist: Histories, moment: dt.datetime, ids: pl.Series, k: int, schema: pl.Schema
-    ) -> pl.DataFrame:
-        """Rows without personal features for ``ids`` (no profiling consent): see :mod:`omni_ml._unprofiled`.
-
-        ``hist`` holds only these customers; only their consent and contact records (and service incidents,
-        which only ever pause) are read, by the same policy rules as everybody's.
-        """
-        from omni_ml.identity import consent_state
-        from omni_ml.policy import check_consent, decide, history_facts
-
-        n = ids.len()
-        p = self._population_propensity()
-        stats = getattr(self, "value_stats_", None)
-        value = p * stats.orders_per_buyer * stats.mean_order_value if stats is not None else None
-        base = pl.DataFrame(
-            {
-                "customer_id": ids,
-                "as_of": pl.Series([moment] * n, dtype=TIMESTAMP),
-                "propensity": pl.Series([p] * n, dtype=pl.Float64),
-                "propensity_decile": pl.Series([population_decile(p, self)] * n, dtype=pl.Int8),
-                "customer_value": pl.Series([value] * n, dtype=pl.Float64),
-            }
-        )
-        policy = self.policy_
-        if self.channel_model_ is None:
-            decisions, _ = self._decide(hist, moment, ids)
-        else:
-            keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * n, dtype=TIMESTAMP)})
-            consent = consent_state(hist, keys, channels=list(policy.channels), default=policy.default_consent)
-            consent = consent.drop("cutoff")
-            facts = history_facts(hist, moment, config=policy, customers=ids).with_columns(
-                pl.lit(None, dtype=pl.String).alias("preferred_category")  # no category inferred from purchases
-            )
-            margin = getattr(self, "value_margin_", None)
-            values = None
-            if margin is not None and stats is not None:
-                worth = margin * stats.orders_per_buyer * stats.mean_order_value
-                values = pl.DataFrame({"customer_id": ids, "conversion_value": pl.Series([worth] * n)})
-            estimates = population_estimates(ids, getattr(self, "population_effects_", None), tuple(policy.channels))
-            decisions = decide(estimates, consent, facts, policy, values=values)
-            check_consent(decisions, consent, default=policy.default_consent)
-        out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
-        contacted = pl.col("best_channel") != NO_CONTACT
-        if k > 0:
-            out = out.with_columns(
-                pl.lit(NOT_PERSONALISED).alias("reason_1"),
-                pl.lit(NOT_PERSONALISED_CODE).alias("reason_code_1"),
-                pl.when(contacted).then(pl.lit(NOT_PERSONALISED_CHANNEL)).alias("channel_reason_1"),
-                pl.when(contacted).then(pl.lit(NOT_PERSONALISED_CODE)).alias("channel_reason_code_1"),
-            )
-        timing = getattr(self, "timing_", None)
-        if timing is not None:
-            # the population's send time: none of their events or attributes (time zone included) are read
-            anonymous = hist.replace(events=hist.events.clear(), customers=None)
-            out = out.join(
-                self._send_times(timing, anonymous, moment, out), on="customer_id", how="left", maintain_order="left"
-            )
-        out = out.with_columns(personalised=pl.lit(False))
         missing = [name for name in schema if name not in out.columns]
         out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
