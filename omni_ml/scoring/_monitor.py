@@ -59,6 +59,8 @@ def profile_chunk(monitor: ScoringMonitor | None, model: Any, hist: Histories, f
     as_of = frame["as_of"][0]
     monitor.add_inputs(hist, as_of)
     ids = frame["customer_id"]
+    if "personalised" in frame.columns:  # no personal features are built for people without a profiling consent
+        ids = ids.filter(frame["personalised"])
     if monitor.rate < 1.0:
         ids = ids.filter(pl.Series(uniform_from_hash(stable_hash(ids, SAMPLE_SEED)) < monitor.rate))
     if ids.len() == 0:
