@@ -447,7 +447,8 @@ def main() -> None:
         "contact probability logged, no-contact probability estimated);\n"
         "last column: the same policy's true incremental value per customer at end (no pressure rules) -- another\n"
         "period than the held-out decisions (whose weeks may fall in the simulator's holiday boost), so it locates\n"
-        "the policies but is not the quantity the intervals cover (their coverage is tested in tests/evaluation/test_offpolicy.py)"
+        "the policies but is not the quantity the intervals cover (their coverage is tested in\n"
+        "tests/evaluation/test_offpolicy.py)"
     )
     head = ("policy", "IPS [95% CI]", "SNIPS [95% CI]", "DR [95% CI]", "ESS", "max w", "truth@end")
     print(f"{head[0]:14s} {head[1]:>25s} {head[2]:>25s} {head[3]:>25s} {head[4]:>7s} {head[5]:>7s} {head[6]:>10s}")

@@ -168,8 +168,8 @@ def test_one_profiling_record_anywhere_requires_it_for_every_chunk(
 
 
 def test_cli_unprofiled_flag(tmp_path: Path, campaign_model_path: Path) -> None:
-    from tests.test_bad_inputs import AS_OF as CLI_AS_OF
-    from tests.test_bad_inputs import _base, _write
+    from tests.cli.test_bad_inputs import AS_OF as CLI_AS_OF
+    from tests.cli.test_bad_inputs import _base, _write
 
     tables = _base()
     tables["consents"].append(  # C1 withdrew profiling; C2..C6 granted it

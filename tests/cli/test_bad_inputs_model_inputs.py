@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bad_inputs import AS_OF, Tables, _assert_refused, _base, _run, _write
+from tests.cli.test_bad_inputs import AS_OF, Tables, _assert_refused, _base, _run, _write
 
 
 def _drop(column: str) -> Callable[[Tables], None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.test_bad_inputs import AS_OF, _assert_refused, _base, _run, _write
+from tests.cli.test_bad_inputs import AS_OF, _assert_refused, _base, _run, _write
 
 Change = Callable[[pl.DataFrame], pl.DataFrame]
 
