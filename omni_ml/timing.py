@@ -63,6 +63,8 @@ __all__ = ["SendTimeModel", "TimingConfig", "weekday_hour_counts"]
 HOURS, WEEKDAYS = 24, 7
 ALL = "__all__"  # the profile of every engagement, for rows without a channel
 _ALPHAS = np.geomspace(0.05, 500.0, 48)
+_WEEKDAY_KAPPAS = np.linspace(0.0, 3.0, 13)
+_WEEKDAY_SHARES = np.linspace(0.1, 1.0, 10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +92,14 @@ class TimingConfig:
         Shape - 1 of the rising purchase hazard after a purchase, and the weight of browsing now.
     wait_discount
         Factor per day of waiting applied to a day's score (in ``(0, 1]``; 1: waiting is free).
+    weekday_effect_kappa
+        Concentration of the assumed effect of the send weekday around the customer's best weekday (the
+        ``weekday_d`` term of ``send_on``: ``exp(k cos(2 pi (w - D) / 7))`` scaled to mean 1 over the week,
+        averaged over the posterior of ``D``; 0: the weekday does not move the day).
+    weekday_purchase_gap_days
+        A visit followed by a purchase of the customer within this many days does not count for the
+        weekday (it belongs to a buying episode, which follows the retailer's week rather than the
+        person's); 0: every visit counts.
     """
 
     period_days: int = 7
@@ -103,6 +113,8 @@ class TimingConfig:
     cycle_weight: float = 1.0
     browsing_weight: float = 0.5
     wait_discount: float = 0.95
+    weekday_effect_kappa: float = 0.5
+    weekday_purchase_gap_days: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -110,7 +122,15 @@ class TimingConfig:
             problems.append(f"period_days must be within 1..366 (got {self.period_days})")
         if self.lookback_days < 1:
             problems.append(f"lookback_days must be >= 1 (got {self.lookback_days})")
-        for name in ("other_channel_weight", "smoothing_hours", "cycle_weight", "browsing_weight", "min_information"):
+        for name in (
+            "other_channel_weight",
+            "smoothing_hours",
+            "cycle_weight",
+            "browsing_weight",
+            "min_information",
+            "weekday_effect_kappa",
+            "weekday_purchase_gap_days",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not 0 < self.wait_discount <= 1:
@@ -200,6 +220,11 @@ def weekday_hour_counts(
     if zone_frame is not None:
         _check_zones(zone_frame)
     local = _localise(events, zone_frame)
+    for_weekday = pl.col("event_type").is_in(list(cfg.weekday_event_types))
+    if cfg.weekday_purchase_gap_days > 0 and local.height:
+        local = local.with_columns(_next_purchase(hist, t, local).alias("next_buy"))
+        gap = (pl.col("next_buy") - pl.col("timestamp")).dt.total_seconds() / 86_400.0
+        for_weekday = for_weekday & ~(gap <= cfg.weekday_purchase_gap_days).fill_null(False)
     return local.select(
         "customer_id",
         "channel",
@@ -208,8 +233,25 @@ def weekday_hour_counts(
         pl.col("local").dt.hour().cast(pl.Int8).alias("local_hour"),
         pl.col("local").dt.weekday().cast(pl.Int8).alias("local_weekday"),
         pl.col("event_type").is_in(list(cfg.hour_event_types)).alias("for_hour"),
-        pl.col("event_type").is_in(list(cfg.weekday_event_types)).alias("for_weekday"),
+        for_weekday.alias("for_weekday"),
     )
+
+
+def _next_purchase(hist: Histories, t: dt.datetime, events: pl.DataFrame) -> pl.Series:
+    """Per row of ``events`` the customer's first purchase after the row's timestamp and before ``t`` (or null)."""
+    buys = (
+        hist.events.filter(before(t) & (pl.col("event_type") == "purchase") & pl.col("customer_id").is_not_null())
+        .filter(pl.col("customer_id").is_in(events["customer_id"].unique().implode()))
+        .select("customer_id", pl.col("timestamp").alias("next_buy"))
+        .unique()
+        .sort("next_buy")
+        .collect()
+    )
+    rows = events.select("customer_id", "timestamp").with_row_index("row").sort("timestamp")
+    joined = rows.join_asof(
+        buys, left_on="timestamp", right_on="next_buy", by="customer_id", strategy="forward", allow_exact_matches=False
+    )
+    return joined.sort("row")["next_buy"]
 
 
 def _circular_smooth(p: np.ndarray, sd: float) -> np.ndarray:
@@ -242,6 +284,44 @@ def _fit_alpha(counts: np.ndarray, prior: np.ndarray) -> float:
     p = p / p.sum(axis=1, keepdims=True)
     scores = [_dm_loglik(c, p, float(a)) for a in _ALPHAS]
     return float(_ALPHAS[int(np.argmax(scores))])
+
+
+def _weekday_table(kappa: float) -> np.ndarray:
+    """``exp(kappa cos(2 pi j / 7))`` for ``j = 0..6`` days from the best weekday, scaled to mean 1."""
+    raw = np.exp(kappa * np.cos(2 * np.pi * np.arange(WEEKDAYS) / WEEKDAYS))
+    return raw / raw.mean()
+
+
+_DIST = (np.arange(WEEKDAYS)[:, None] - np.arange(WEEKDAYS)[None, :]) % WEEKDAYS  # [weekday w, best weekday D]
+
+
+def _weekday_loglik(counts: np.ndarray, profile: np.ndarray, kappa: float, share: float) -> np.ndarray:
+    """``(n, 7)`` log-likelihood of each row's weekday counts given its best weekday ``D`` (columns).
+
+    An event falls on weekday ``w`` with probability ``share * vm7(w - D; kappa) / 7 + (1 - share) *
+    profile[w]``: a share follows the person's week, the rest the segment's (the retailer's) week.
+    """
+    rhythm = share * _weekday_table(kappa)[_DIST] / WEEKDAYS  # [w, D]
+    mix = rhythm[None, :, :] + (1.0 - share) * profile[:, :, None]
+    return np.einsum("nw,nwd->nd", counts, np.log(mix))
+
+
+def _fit_weekday(counts: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
+    """``(kappa, share)`` maximising the marginal likelihood of the rows (uniform prior over ``D``) on a grid."""
+    used = counts.sum(axis=1) >= 2
+    if used.sum() < 5:
+        return 1.0, 0.5
+    c, p = counts[used], np.clip(profile[used], 1e-6, None)
+    p = p / p.sum(axis=1, keepdims=True)
+    best, best_score = (0.0, 1.0), -np.inf
+    for kappa in _WEEKDAY_KAPPAS:
+        for share in _WEEKDAY_SHARES:
+            ll = _weekday_loglik(c, p, float(kappa), float(share))
+            top = ll.max(axis=1, keepdims=True)
+            score = float((top[:, 0] + np.log(np.exp(ll - top).mean(axis=1))).sum())
+            if score > best_score + 1e-9:
+                best, best_score = (float(kappa), float(share)), score
+    return best
 
 
 def _entropy(p: np.ndarray) -> float:
@@ -321,7 +401,7 @@ class SendTimeModel:
         prior_h = np.array([self._profile(self.segment_hour_, self.population_hour_, s, ALL) for s in seg_of_id])
         prior_w = np.array([self._profile(self.segment_weekday_, self.population_weekday_, s, ALL) for s in seg_of_id])
         self.alpha_hour_ = _fit_alpha(hour_counts, prior_h) if ids.len() else 10.0
-        self.alpha_weekday_ = _fit_alpha(week_counts, prior_w) if ids.len() else 10.0
+        self.weekday_kappa_, self.weekday_share_ = _fit_weekday(week_counts, prior_w) if ids.len() else (1.0, 0.5)
         self.mean_gap_days_ = self._mean_gap(hist, moment)
         self.as_of_ = moment
         return self
@@ -490,6 +570,7 @@ class SendTimeModel:
 
         hour_post = np.zeros((n, HOURS))
         week_post = np.zeros((n, WEEKDAYS))
+        week_tie = np.zeros((n, WEEKDAYS))
         evidence = np.zeros(n)
         seg_list = seg.to_list()
         chan_list = channel.to_list()
@@ -502,19 +583,25 @@ class SendTimeModel:
             pw = np.array(
                 [self._profile(self.segment_weekday_, self.population_weekday_, seg_list[r], key) for r in rows]
             )
-            a_h, a_w = self.alpha_hour_, self.alpha_weekday_
+            a_h = self.alpha_hour_
             hour_post[rows] = (hc + a_h * ph) / (hc.sum(axis=1, keepdims=True) + a_h)
-            week_post[rows] = (wc + a_w * pw) / (wc.sum(axis=1, keepdims=True) + a_w)
+            # posterior of the best weekday D (uniform prior); exact ties go to the segment's busiest day
+            pw = np.clip(pw, 1e-6, None)
+            pw = pw / pw.sum(axis=1, keepdims=True)
+            ll = _weekday_loglik(wc, pw, self.weekday_kappa_, self.weekday_share_)
+            post = np.exp(ll - ll.max(axis=1, keepdims=True))
+            week_post[rows] = post / post.sum(axis=1, keepdims=True)
+            week_tie[rows] = pw
             evidence[rows] = hc.sum(axis=1)
         hour_s = _circular_smooth(hour_post, cfg.smoothing_hours)
-        week_s = _circular_smooth(week_post, 1.0)
         send_hour = np.argmax(hour_s, axis=1) if n else np.zeros(0, dtype=np.int64)
-        send_weekday = (np.argmax(week_s, axis=1) + 1) if n else np.zeros(0, dtype=np.int64)
+        send_weekday = (np.argmax(week_post + 1e-9 * week_tie, axis=1) + 1) if n else np.zeros(0, dtype=np.int64)
         has_segment = np.array([(s, ALL) in self.segment_hour_ for s in seg_list], dtype=bool)
         source = np.where(evidence > 0, "own", np.where(has_segment, "segment", "population"))
 
         hazard, driver, due = self._hazard(hist, moment, ids, events, cfg)
-        affinity = week_s * WEEKDAYS  # relative to a flat week
+        # expected effect of each weekday (columns: Monday..Sunday) over the posterior of the best weekday
+        affinity = week_post @ _weekday_table(cfg.weekday_effect_kappa)[_DIST].T
         plan = self._schedule(hist, moment, ids, zone, send_hour, hazard, affinity, cfg, pol)
         contact = (channel != NO_CONTACT).to_numpy()
         day = plan["day"].to_numpy()
