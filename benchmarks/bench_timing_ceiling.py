@@ -25,6 +25,8 @@ history alone:
   - ``visits``: every visit row of the person in the history before ``end`` (what the data holds: the
     in-market sessions and the visits of online purchases, which follow the retailer's week rather than the
     person's, are mixed in);
+  - ``visits_unbought``: the visits :class:`~omni_ml.timing.SendTimeModel` counts for the weekday (no
+    purchase of the customer within ``weekday_purchase_gap_days`` = 7 days after it), within its lookback;
   - ``none``: no weekday evidence (uniform posterior): what the day is worth without the weekday.
 
 The day is ``argmax_d sum_D P(D | evidence) * P(purchase | contact on day d at the true best hour, D)``,
@@ -59,11 +61,11 @@ from omni_ml.simulate.rhythm import (
 )
 from omni_ml.simulate.truth import timed_purchase_probability
 from omni_ml.simulate.world import _campaign_channels, _chunks, load_config
-from omni_ml.timing import SendTimeModel
+from omni_ml.timing import SendTimeModel, weekday_hour_counts
 
 VALUE = 40.0
 PERIOD, DAYS = 7, 14
-EVIDENCE = ("labelled", "visits", "none")
+EVIDENCE = ("labelled", "visits", "visits_unbought", "none")
 
 
 def _posterior(days_by_person: list[np.ndarray], epoch_day: int) -> np.ndarray:
@@ -106,6 +108,14 @@ def ceiling_plans(world: Path, hist, campaign: pl.DataFrame) -> dict[str, pl.Dat
     gid = ids.to_frame().with_row_index("gid")
     visits = visits.join(gid, on="customer_id", how="inner")
     v_gid, v_day = visits["gid"].to_numpy().astype(np.int64), visits["day"].to_numpy().astype(np.int64)
+    end = dt.datetime.combine(cfg.end, dt.time(), tzinfo=dt.UTC)
+    counted = (
+        weekday_hour_counts(hist, end)
+        .filter("for_weekday")
+        .select("customer_id", (pl.col("timestamp").dt.epoch("d") - cal.epoch_day).alias("day"))
+        .join(gid, on="customer_id", how="inner")
+    )
+    u_gid, u_day = counted["gid"].to_numpy().astype(np.int64), counted["day"].to_numpy().astype(np.int64)
     chosen_day: dict[str, list[np.ndarray]] = {e: [] for e in EVIDENCE}
     hours: list[np.ndarray] = []
     table = _weekday_table(cfg.send_weekday_kappa)
@@ -124,9 +134,12 @@ def ceiling_plans(world: Path, hist, campaign: pl.DataFrame) -> dict[str, pl.Dat
         labelled = _group(s["idx"][hist_bg].astype(np.int64), s["day"][hist_bg].astype(np.int64), n)
         mine = (v_gid >= offset) & (v_gid < offset + n)
         observed = _group(v_gid[mine] - offset, v_day[mine], n)
+        mine_u = (u_gid >= offset) & (u_gid < offset + n)
+        unbought = _group(u_gid[mine_u] - offset, u_day[mine_u], n)
         posts = {
             "labelled": _posterior(labelled, cal.epoch_day),
             "visits": _posterior(observed, cal.epoch_day),
+            "visits_unbought": _posterior(unbought, cal.epoch_day),
             "none": np.full((n, 7), 1 / 7),
         }
         # hour part of the multiplier at the true best hour (weekday factor 1)
@@ -199,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
             res["seconds"] = time.perf_counter() - started
             rows.append(res)
     table = pl.DataFrame(rows)
+    pl.Config.set_tbl_cols(-1)
+    pl.Config.set_tbl_width_chars(250)
     shares = [c for c in table.columns if c.startswith("share_")]
     print("Share of the true-best-time gain (over 09:00 UTC on end) of the model and of the ceiling plans")
     print(table.select("seed", "contacted", pl.col("gain_best").round(1), *[pl.col(c).round(3) for c in shares]))

@@ -114,7 +114,7 @@ class TimingConfig:
     browsing_weight: float = 0.5
     wait_discount: float = 0.95
     weekday_effect_kappa: float = 0.5
-    weekday_purchase_gap_days: float = 0.0
+    weekday_purchase_gap_days: float = 7.0
 
     def __post_init__(self) -> None:
         problems = []
