@@ -62,7 +62,10 @@ __all__ = ["SendTimeModel", "TimingConfig", "weekday_hour_counts"]
 
 HOURS, WEEKDAYS = 24, 7
 ALL = "__all__"  # the profile of every engagement, for rows without a channel
-_ALPHAS = np.geomspace(0.05, 500.0, 48)
+_HOUR_GRID = np.arange(4 * HOURS) / 4.0  # candidate best hours, every quarter of an hour
+_HOUR_SDS = np.array([0.75, 1.0, 1.25, 1.5, 2.0, 2.5])
+_HOUR_SHARES = np.linspace(0.1, 0.9, 9)
+_HOUR_CHOICE_KAPPA = 3.0  # the send hour maximises the posterior mean of exp(k cos(2 pi (s - h) / 24))
 _WEEKDAY_KAPPAS = np.linspace(0.0, 3.0, 13)
 _WEEKDAY_SHARES = np.linspace(0.1, 1.0, 10)
 
@@ -249,7 +252,13 @@ def _next_purchase(hist: Histories, t: dt.datetime, events: pl.DataFrame) -> pl.
     )
     rows = events.select("customer_id", "timestamp").with_row_index("row").sort("timestamp")
     joined = rows.join_asof(
-        buys, left_on="timestamp", right_on="next_buy", by="customer_id", strategy="forward", allow_exact_matches=False
+        buys,
+        left_on="timestamp",
+        right_on="next_buy",
+        by="customer_id",
+        strategy="forward",
+        allow_exact_matches=False,
+        check_sortedness=False,  # both sides are sorted by time, hence within every customer
     )
     return joined.sort("row")["next_buy"]
 
@@ -267,23 +276,51 @@ def _circular_smooth(p: np.ndarray, sd: float) -> np.ndarray:
     return np.fft.irfft(spectrum, n=k, axis=-1)
 
 
-def _dm_loglik(counts: np.ndarray, prior: np.ndarray, alpha: float) -> float:
-    """Dirichlet-multinomial log-likelihood (without the multinomial coefficient) of count rows."""
-    a = alpha * prior
-    n = counts.sum(axis=1)
-    per_bin = special.gammaln(counts + a[None, :] if a.ndim == 1 else counts + a) - special.gammaln(a)
-    return float((special.gammaln(alpha) - special.gammaln(n + alpha) + per_bin.sum(axis=1)).sum())
+def _hour_rhythm(sd: float) -> np.ndarray:
+    """``[hour bin, candidate best hour]``: P(an event in the bin | best hour), a wrapped normal of ``sd`` hours."""
+    dist = (np.arange(HOURS)[:, None] + 0.5 - _HOUR_GRID[None, :] + 12.0) % 24.0 - 12.0
+    dens = np.exp(-0.5 * (dist / sd) ** 2)
+    return dens / dens.sum(axis=0, keepdims=True)
 
 
-def _fit_alpha(counts: np.ndarray, prior: np.ndarray) -> float:
-    """Concentration maximising the marginal likelihood of ``counts`` (rows: customers; ``prior``: per row)."""
+def _hour_loglik(counts: np.ndarray, profile: np.ndarray, sd: float, share: float) -> np.ndarray:
+    """``(n, 96)`` log-likelihood of hour counts (rows sharing one ``profile``) given each candidate best hour.
+
+    An event falls in hour bin ``b`` with probability ``share * N(b | h, sd) + (1 - share) * profile[b]``: a
+    share follows the person's day around their best hour ``h``, the rest the segment's day.
+    """
+    return counts @ np.log(share * _hour_rhythm(sd) + (1.0 - share) * profile[:, None])
+
+
+def _fit_hour(counts: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
+    """``(sd, share)`` maximising the marginal likelihood of the rows (prior: ``profile``) on a grid."""
     used = counts.sum(axis=1) >= 2
     if used.sum() < 5:
-        return 10.0
-    c, p = counts[used], np.clip(prior[used], 1e-6, None)
+        return 1.5, 0.7
+    c = counts[used]
+    log_prior = np.log(_at_grid(profile))
+    best, best_score = (1.5, 0.7), -np.inf
+    for sd in _HOUR_SDS:
+        for share in _HOUR_SHARES:
+            ll = _hour_loglik(c, profile, float(sd), float(share)) + log_prior[None, :]
+            top = ll.max(axis=1, keepdims=True)
+            score = float((top[:, 0] + np.log(np.exp(ll - top).sum(axis=1))).sum())
+            if score > best_score + 1e-9:
+                best, best_score = (float(sd), float(share)), score
+    return best
+
+
+def _smoothed(profile: np.ndarray, sd: float) -> np.ndarray:
+    """Hour profile(s) smoothed circularly by ``sd`` hours, kept positive and summing to 1."""
+    p = np.clip(_circular_smooth(np.atleast_2d(profile), sd), 1e-9, None)
     p = p / p.sum(axis=1, keepdims=True)
-    scores = [_dm_loglik(c, p, float(a)) for a in _ALPHAS]
-    return float(_ALPHAS[int(np.argmax(scores))])
+    return p if np.ndim(profile) == 2 else p[0]
+
+
+def _at_grid(profile: np.ndarray) -> np.ndarray:
+    """A 24-bin hour profile read at the candidate best hours (circular interpolation), summing to 1."""
+    values = np.clip(np.interp(_HOUR_GRID, np.arange(HOURS) + 0.5, profile, period=HOURS), 1e-9, None)
+    return values / values.sum()
 
 
 def _weekday_table(kappa: float) -> np.ndarray:
@@ -400,7 +437,11 @@ class SendTimeModel:
                 self.segment_weekday_[(value, channel)] = sw.tolist()
         prior_h = np.array([self._profile(self.segment_hour_, self.population_hour_, s, ALL) for s in seg_of_id])
         prior_w = np.array([self._profile(self.segment_weekday_, self.population_weekday_, s, ALL) for s in seg_of_id])
-        self.alpha_hour_ = _fit_alpha(hour_counts, prior_h) if ids.len() else 10.0
+        self.hour_sd_, self.hour_share_ = (
+            _fit_hour(hour_counts, _smoothed(np.asarray(self.population_hour_[ALL]), cfg.smoothing_hours))
+            if ids.len()
+            else (1.5, 0.7)
+        )
         self.weekday_kappa_, self.weekday_share_ = _fit_weekday(week_counts, prior_w) if ids.len() else (1.0, 0.5)
         self.mean_gap_days_ = self._mean_gap(hist, moment)
         self.as_of_ = moment
@@ -503,7 +544,7 @@ class SendTimeModel:
         return float(gaps.mean()) if gaps.len() else 90.0  # type: ignore[arg-type]
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "alpha_hour_"):
+        if not hasattr(self, "hour_sd_"):
             msg = "This SendTimeModel is not fitted yet. Hint: call fit(hist, as_of) first."
             raise ConfigError(msg)
 
@@ -568,7 +609,7 @@ class SendTimeModel:
             else pl.Series(["UTC"] * n, dtype=pl.String)
         )
 
-        hour_post = np.zeros((n, HOURS))
+        hour_post = np.zeros((n, _HOUR_GRID.size))
         week_post = np.zeros((n, WEEKDAYS))
         week_tie = np.zeros((n, WEEKDAYS))
         evidence = np.zeros(n)
@@ -583,8 +624,14 @@ class SendTimeModel:
             pw = np.array(
                 [self._profile(self.segment_weekday_, self.population_weekday_, seg_list[r], key) for r in rows]
             )
-            a_h = self.alpha_hour_
-            hour_post[rows] = (hc + a_h * ph) / (hc.sum(axis=1, keepdims=True) + a_h)
+            # posterior of the best hour on the quarter-hour grid, per group of rows sharing a profile
+            ph = _smoothed(ph, cfg.smoothing_hours)
+            _, first, group = np.unique(ph, axis=0, return_index=True, return_inverse=True)
+            for g, at in enumerate(first):
+                members = np.flatnonzero(group.reshape(-1) == g)
+                ll = _hour_loglik(hc[members], ph[at], self.hour_sd_, self.hour_share_) + np.log(_at_grid(ph[at]))
+                post_h = np.exp(ll - ll.max(axis=1, keepdims=True))
+                hour_post[rows[members]] = post_h / post_h.sum(axis=1, keepdims=True)
             # posterior of the best weekday D (uniform prior); exact ties go to the segment's busiest day
             pw = np.clip(pw, 1e-6, None)
             pw = pw / pw.sum(axis=1, keepdims=True)
@@ -593,8 +640,10 @@ class SendTimeModel:
             week_post[rows] = post / post.sum(axis=1, keepdims=True)
             week_tie[rows] = pw
             evidence[rows] = hc.sum(axis=1)
-        hour_s = _circular_smooth(hour_post, cfg.smoothing_hours)
-        send_hour = np.argmax(hour_s, axis=1) if n else np.zeros(0, dtype=np.int64)
+        choice = np.exp(
+            _HOUR_CHOICE_KAPPA * np.cos(2 * np.pi * (np.arange(HOURS)[:, None] - _HOUR_GRID[None, :]) / HOURS)
+        )
+        send_hour = np.argmax(hour_post @ choice.T, axis=1) if n else np.zeros(0, dtype=np.int64)
         send_weekday = (np.argmax(week_post + 1e-9 * week_tie, axis=1) + 1) if n else np.zeros(0, dtype=np.int64)
         has_segment = np.array([(s, ALL) in self.segment_hour_ for s in seg_list], dtype=bool)
         source = np.where(evidence > 0, "own", np.where(has_segment, "segment", "population"))
