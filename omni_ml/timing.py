@@ -51,7 +51,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-from scipy import special
 
 from omni_ml._time import as_utc, before, window
 from omni_ml.data import TIMESTAMP, Histories
@@ -289,7 +288,15 @@ def _hour_loglik(counts: np.ndarray, profile: np.ndarray, sd: float, share: floa
     An event falls in hour bin ``b`` with probability ``share * N(b | h, sd) + (1 - share) * profile[b]``: a
     share follows the person's day around their best hour ``h``, the rest the segment's day.
     """
-    return counts @ np.log(share * _hour_rhythm(sd) + (1.0 - share) * profile[:, None])
+    return _rowwise(counts, np.log(share * _hour_rhythm(sd) + (1.0 - share) * profile[:, None]))
+
+
+def _rowwise(counts: np.ndarray, log_p: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``counts @ log_p`` summed row by row in a fixed order: a row's result never depends on its batch."""
+    out = np.empty((counts.shape[0], log_p.shape[1]))
+    for lo in range(0, counts.shape[0], block):
+        out[lo : lo + block] = (counts[lo : lo + block, :, None] * log_p[None, :, :]).sum(axis=1)
+    return out
 
 
 def _fit_hour(counts: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
@@ -435,7 +442,6 @@ class SendTimeModel:
                 sw = (wc[rows].sum(axis=0) + 50.0 * pop_w) / (wc[rows].sum() + 50.0)
                 self.segment_hour_[(value, channel)] = sh.tolist()
                 self.segment_weekday_[(value, channel)] = sw.tolist()
-        prior_h = np.array([self._profile(self.segment_hour_, self.population_hour_, s, ALL) for s in seg_of_id])
         prior_w = np.array([self._profile(self.segment_weekday_, self.population_weekday_, s, ALL) for s in seg_of_id])
         self.hour_sd_, self.hour_share_ = (
             _fit_hour(hour_counts, _smoothed(np.asarray(self.population_hour_[ALL]), cfg.smoothing_hours))
