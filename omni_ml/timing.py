@@ -4,20 +4,29 @@
 the day and the days of the week, and recommends ``send_hour`` (0-23), ``send_weekday`` (1 = Monday) and
 ``send_on`` (a date within the campaign period) for the channel a decision chose.
 
-**Hour and weekday (empirical Bayes).** The engagement events (``visit, open, click, purchase`` for the
-hour; ``visit`` for the weekday by default: purchases follow the retailer's weekly buying cycle and opens
-the days the campaigns were sent, rather than the person's week) strictly before the cutoff, within
-``lookback_days``, are counted per customer into 24 hour bins and 7 weekday bins, in the customer's own
-time zone (``customers.time_zone``, an IANA name) or UTC. Events on the chosen channel count 1, events on
-other channels ``other_channel_weight`` (1 by default: on the simulated worlds one pooled profile per
-person beat channel-specific ones, see ``benchmarks/RESULTS.md``). The counts are one draw of a
-Dirichlet-multinomial whose Dirichlet mean is the customer's *segment* profile and whose concentration
-``alpha`` is estimated by
-maximising the Dirichlet-multinomial marginal likelihood of all customers' counts over a grid (Minka
-2000, "Estimating a Dirichlet distribution"); the segment profile is itself shrunk to the population's.
-A customer's posterior mean ``(n + alpha p_segment) / (N + alpha)`` is smoothed circularly (a Gaussian
-kernel of ``smoothing_hours`` bins, and of one weekday), and its mode is the recommendation. A customer
-without any engagement gets the segment's mode, a segment without data the population's: never null.
+**Hour and weekday (small mixture models, fitted by marginal likelihood).** The engagement events
+(``visit, open, click, purchase`` for the hour; ``visit`` for the weekday by default: purchases follow the
+retailer's weekly buying cycle and opens the days the campaigns were sent, rather than the person's week)
+strictly before the cutoff, within ``lookback_days``, are counted per customer into 24 hour bins and 7
+weekday bins, in the customer's own time zone (``customers.time_zone``, an IANA name) or UTC. A visit
+followed by a purchase of the customer within ``weekday_purchase_gap_days`` (7) does not count for the
+weekday: it belongs to a buying episode, whose days follow the retailer's week. Events on the chosen
+channel count 1, events on other channels ``other_channel_weight`` (1 by default: on the simulated worlds
+one pooled profile per person beat channel-specific ones, see ``benchmarks/RESULTS.md``).
+
+- *Hour.* Each event falls in hour bin ``b`` with probability ``share * N(b | h, sd) + (1 - share) *
+  segment[b]``: a share of a person's activity is spread (a wrapped normal) around their best hour ``h``,
+  the rest follows their segment's hour profile (circularly smoothed by ``smoothing_hours``), which is also
+  the prior of ``h`` on a quarter-hour grid. ``sd`` and ``share`` are the values on a grid that maximise the
+  marginal likelihood of all customers' counts (empirical Bayes). ``send_hour`` is the whole hour ``s``
+  with the largest posterior mean of ``exp(3 cos(2 pi (s - h) / 24))`` (close to the posterior mode).
+- *Weekday.* Each counted visit falls on weekday ``w`` with probability ``share * vm7(w - D; kappa) / 7 +
+  (1 - share) * segment[w]``, ``vm7(j; k) = exp(k cos(2 pi j / 7))`` scaled to mean 1 over the week and
+  ``D`` the person's best weekday (uniform prior); ``kappa`` and ``share`` maximise the marginal likelihood
+  on a grid. ``send_weekday`` is the posterior mode of ``D``.
+
+A customer without any engagement gets the prior's choice: the segment's busiest hour and weekday, a
+segment without data the population's: never null.
 
 The segment is the ``customers`` column named by ``segment_by``; ``"auto"`` picks the text column with
 2-50 values whose hour profiles carry the most information about the hour of an event (the largest drop
@@ -25,8 +34,9 @@ in entropy, at least ``min_information`` bits), or none.
 
 **Day of the campaign period.** ``send_on`` is the day ``d`` of ``[as_of, as_of + period_days)`` (in the
 customer's time zone) with the highest ``hazard_d * weekday_d * wait_discount ** d``: ``weekday_d`` is the
-customer's weekday profile relative to a flat week (1 on average; a flat profile, as for a customer without
-weekday evidence, leaves the day to the hazard and to the discount of waiting), and ``hazard_d =
+posterior mean of ``vm7(weekday(d) - D; weekday_effect_kappa)``, the assumed effect of the send weekday
+(1 on average; a flat posterior, as for a customer without weekday evidence, leaves the day to the hazard
+and to the discount of waiting), and ``hazard_d =
 cycle_d * (1 + browsing_d)`` the customer's purchase hazard relative to today's. ``cycle_d = ((s + d + 1) /
 (s + 1)) ** cycle_weight`` with ``s`` the days since their last purchase, capped at their mean gap between
 purchases (shrunk to the population's): a Weibull hazard rising until the next purchase is due, flat after
@@ -89,7 +99,8 @@ class TimingConfig:
     min_information
         Bits of information about the hour a segment column must carry to be chosen by ``"auto"``.
     smoothing_hours
-        Standard deviation (in hours) of the circular smoothing of the hour profile.
+        Standard deviation (in hours) of the circular smoothing of the segment's hour profile (the prior of
+        the best hour and the part of the activity that does not follow it).
     cycle_weight, browsing_weight
         Shape - 1 of the rising purchase hazard after a purchase, and the weight of browsing now.
     wait_discount
@@ -385,8 +396,10 @@ class SendTimeModel:
     ----------
     segment_by_
         The segment column used (``None``: the population only).
-    alpha_hour_, alpha_weekday_
-        Empirical-Bayes concentrations of the hour and weekday profiles.
+    hour_sd_, hour_share_
+        Spread (hours) of a person's activity around their best hour, and the share of it that does so.
+    weekday_kappa_, weekday_share_
+        Concentration of a person's visits around their best weekday, and the share of visits that does so.
     population_hour_, population_weekday_
         ``{channel: profile}`` of the population (``"__all__"``: every engagement).
     segment_hour_, segment_weekday_
@@ -413,7 +426,7 @@ class SendTimeModel:
     # ------------------------------------------------------------------ fit
 
     def fit(self, hist: Histories, as_of: str | dt.date | dt.datetime) -> SendTimeModel:
-        """Learn the population and segment profiles, the concentrations and the purchase gap as of ``as_of``."""
+        """Learn the segment profiles, the hour and weekday mixtures and the purchase gap as of ``as_of``."""
         cfg = self.config or TimingConfig()
         moment = as_utc(as_of)
         events = weekday_hour_counts(hist, moment, config=cfg)
