@@ -410,14 +410,14 @@ class SendTimeModel:
     Examples
     --------
     >>> import polars as pl, datetime as dt
-    >>> stamps = [dt.datetime(2025, 1, d, 20) for d in range(6, 12)] + [dt.datetime(2025, 1, 7, 8)]
+    >>> stamps = [dt.datetime(2025, 1, d, 19 + d % 2) for d in range(6, 12)] + [dt.datetime(2025, 1, 7, 8)]
     >>> ev = pl.DataFrame({"customer_id": ["a"] * 6 + ["b"], "timestamp": stamps,
     ...                    "channel": ["email"] * 7, "event_type": ["open"] * 7})
     >>> hist = Histories.from_frames(ev)
     >>> model = SendTimeModel().fit(hist, dt.datetime(2025, 1, 13))
     >>> decisions = pl.DataFrame({"customer_id": ["a", "b"], "best_channel": ["email", "no_contact"]})
     >>> model.recommend(hist, dt.datetime(2025, 1, 13), decisions)["send_hour"].to_list()
-    [20, 20]
+    [20, 9]
     """
 
     def __init__(self, *, config: TimingConfig | None = None) -> None:
