@@ -25,7 +25,8 @@ Value: the exact P(purchase in ``[end, end + 14 days)``) of every contacted pers
 summed; costs are identical across timing policies (same contacts). ``share`` is
 ``(V_policy - V_default) / (V_best - V_default)``, the issue's criterion (>= 0.70 for ``recommended``).
 Hit rate: ``send_hour`` within one hour (circular) of the true best hour of the chosen channel
-(``direct_mail`` has no hour and is left out), by the customer's engagement events before ``end``.
+(``direct_mail`` has no hour and is left out), by the customer's engagement events before ``end``; weekday
+hit: ``send_weekday`` is the person's true best weekday (1/7 by chance).
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ def run_world(world: Path) -> dict[str, float]:
     out["gain_recommended"] = totals["recommended"] - totals["default"]
     # hit rates of the hour against the truth of the chosen channel
     st = pl.read_parquet(world / "truth" / "send_time.parquet")
+    weekdays = (
+        plans["default"]
+        .select("customer_id", "channel")
+        .join(st, on=["customer_id", "channel"])
+        .join(rec.select("customer_id", "send_weekday"), on="customer_id")
+    )
+    pop_weekday = int(np.argmax(model.population_weekday_["__all__"])) + 1
+    out["weekday_hit_model"] = float((weekdays["send_weekday"] == weekdays["best_weekday"]).mean())
+    out["weekday_hit_population"] = float((weekdays["best_weekday"] == pop_weekday).mean())
     frame = (
         plans["default"]
         .select("customer_id", "channel")
@@ -172,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
                 *[pl.col(f"hit_{w}_{label}").round(3) for w in ("model", "population", "recent")],
             )
         )
+    print("Weekday hit: send_weekday is the true best weekday (model / population's busiest visit day)")
+    print(table.select("seed", *[pl.col(f"weekday_hit_{w}").round(3) for w in ("model", "population")]))
     print(table.select("seed", pl.col("seconds_timing").round(1), pl.col("seconds").round(1)))
 
 
