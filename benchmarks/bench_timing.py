@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.bench_timing                         # small preset, seeds 2 3 4
     .venv/bin/python -m benchmarks.bench_timing --n-customers 10000 --seeds 4 5
+    .venv/bin/python -m benchmarks.bench_timing --seeds 0 1 --timing '{"weekday_purchase_gap_days": 0}'
 
 Steps per world: simulate (seeds other than 0 and 1, the worlds the defaults were chosen on), resolve
 identities; the campaign is the oracle channel policy (:func:`omni_ml.policy.decide` on
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +46,7 @@ from omni_ml.data import load_histories
 from omni_ml.identity import consent_state, resolve_identities
 from omni_ml.policy import NO_CONTACT, PolicyConfig, decide, history_facts
 from omni_ml.simulate import best_send_times, preset, simulate, timed_campaign_value
-from omni_ml.timing import SendTimeModel, weekday_hour_counts
+from omni_ml.timing import SendTimeModel, TimingConfig, weekday_hour_counts
 
 VALUE = 40.0
 DEFAULT_HOUR = 9
@@ -74,8 +76,8 @@ def _plans(
     }, rec
 
 
-def run_world(world: Path) -> dict[str, float]:
-    """Value shares and hit rates of one world."""
+def run_world(world: Path, timing: TimingConfig | None = None) -> dict[str, float]:
+    """Value shares and hit rates of one world (``timing``: the model's settings, its defaults when ``None``)."""
     hist = resolve_identities(load_histories(world)).collect()
     cfg_json = (world / "truth" / "world.json").read_text()
     end_s = cfg_json.split('"end": "')[1][:10]
@@ -85,7 +87,7 @@ def run_world(world: Path) -> dict[str, float]:
     facts = history_facts(hist, end)
     decisions = decide(truth, consent, facts, PolicyConfig())
     started = time.perf_counter()
-    model = SendTimeModel().fit(hist, end)
+    model = SendTimeModel(config=timing).fit(hist, end)
     plans, rec = _plans(world, hist, end, decisions, model)
     fit_seconds = time.perf_counter() - started
     value = timed_campaign_value(world, plans, days=14)
@@ -145,7 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-customers", type=int, default=2_500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--world", type=Path, default=None, help="reuse one simulated world (ignores --seeds)")
+    parser.add_argument(
+        "--timing", default="{}", help="TimingConfig fields as JSON, e.g. '{\"weekday_purchase_gap_days\": 0}'"
+    )
     args = parser.parse_args(argv)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.timing).items()}
+    timing = TimingConfig(**fields)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         worlds = (
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         for seed, world in worlds:
             started = time.perf_counter()
-            res = run_world(world)
+            res = run_world(world, timing)
             res["seed"] = float(seed if seed is not None else -1)
             res["seconds"] = time.perf_counter() - started
             rows.append(res)
