@@ -48,7 +48,7 @@ wall, 223 CPU-s, 4.4 GB.
 
 Calibrating the decision (measured, not adopted): the estimated uplift rescaled before :func:`decide`,
 each calibration fitted only on logged held-out units (the back-test model fitted before the split, as
-:func:`~omni_ml.evaluate.channel_backtest` does), then applied to the full model at ``end``; truth only
+:func:`~omni_ml.evaluation.channel_backtest` does), then applied to the full model at ``end``; truth only
 scores. Share of the oracle's gain on seed 0 / seed 1 with the back-test's held-out period (mid-November
 to mid-December): uncalibrated 0.798 / 0.781; DR pseudo-outcomes regressed on the estimate per channel
 (``a_c + b_c * uplift``) 0.762 / 0.750, per-channel scale only 0.778 / 0.761, global scale 0.798 / 0.778;
@@ -98,7 +98,7 @@ the table; the logged criterion and the truth disagree on the order of the varia
 learner is not variance-limited in a way these knobs reach: 0.798 stays the S-learner's share, 0.008 below
 the features' reference.
 
-Off-policy: :func:`omni_ml.evaluate.channel_backtest` (the back-test training and notebook 04 use) fits
+Off-policy: :func:`omni_ml.evaluation.channel_backtest` (the back-test training and notebook 04 use) fits
 the configured model on decision units whose outcome window closed before a split and estimates the
 learned policy, random and always-email on the held-out units after it (IPS / SNIPS / DR with 95%
 bootstrap intervals; reward ``converted * value - cost``; contact probability logged, no-contact
@@ -120,7 +120,7 @@ import numpy as np
 import polars as pl
 
 from omni_ml.data import load_histories
-from omni_ml.evaluate import (
+from omni_ml.evaluation import (
     ChannelBacktest,
     OffPolicyResult,
     channel_backtest,
@@ -215,7 +215,7 @@ def _most_engaged_offpolicy(
     """The most-engaged baseline on :func:`channel_backtest`'s held-out units (not one of its policies).
 
     The held-out units, their rewards, logging probabilities and outcome model are rebuilt exactly as
-    :func:`omni_ml.evaluate.channel_backtest` builds them (same split, same seeded estimate of the
+    :func:`omni_ml.evaluation.channel_backtest` builds them (same split, same seeded estimate of the
     no-contact probability), so the row is comparable with the back-test's own rows.
     """
     arms = bt.model.arms_
@@ -442,7 +442,7 @@ def main() -> None:
         "most_engaged": baseline_decisions("most_engaged", ids, consent, engagement=engagement, config=policy),
     }
     print(
-        f"\noff-policy incremental value per decision over pausing everyone (omni_ml.evaluate.channel_backtest: "
+        f"\noff-policy incremental value per decision over pausing everyone (omni_ml.evaluation.channel_backtest: "
         f"model fitted on {bt.n_train:,} units, {bt.n_holdout:,} held-out decision units from {bt.split:%Y-%m-%d}; "
         "contact probability logged, no-contact probability estimated);\n"
         "last column: the same policy's true incremental value per customer at end (no pressure rules) -- another\n"

@@ -1,4 +1,4 @@
-"""Exact TreeSHAP speed: omni_ml.explain.TreeShap vs shap.TreeExplainer vs LightGBM pred_contrib.
+"""Exact TreeSHAP speed: omni_ml.explanation.TreeShap vs shap.TreeExplainer vs LightGBM pred_contrib.
 
 One run, same model, same rows, all contenders (issue 8). Part 1 is synthetic (300 trees, 31 leaves,
 40 features, continuous features so every row is distinct); part 2 explains every customer of a
@@ -31,7 +31,7 @@ import lightgbm as lgb
 import numpy as np
 
 from benchmarks._memory import PeakRSS
-from omni_ml.explain import TreeShap
+from omni_ml.explanation import TreeShap
 
 
 def _time(fn: Callable[[], np.ndarray], repeat: int) -> tuple[float, float, np.ndarray]:

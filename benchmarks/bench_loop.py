@@ -15,6 +15,7 @@ writes ``--out`` (csv) and ``--plot`` (png). Results: benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import tempfile
 import time
@@ -38,6 +39,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="per-cycle table (csv)")
     parser.add_argument("--plot", type=Path, default=None, help="learning curves (png)")
+    parser.add_argument(
+        "--campaign",
+        default=None,
+        help="JSON mapping of CampaignConfig fields for the learned policy, e.g. "
+        '\'{"channel": {"calibrate_pause": false}}\'',
+    )
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -47,7 +54,9 @@ def main() -> None:
         from omni_ml.simulate import preset, simulate
 
         world = simulate(preset("small", n_customers=args.customers, seed=args.seed), workdir / "world")
+    variant = {} if args.campaign is None else {"campaign": {**LoopConfig().campaign, **json.loads(args.campaign)}}
     config = LoopConfig(
+        **variant,
         cycles=args.cycles,
         days=args.days,
         explore=args.explore,

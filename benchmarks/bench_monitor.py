@@ -135,7 +135,7 @@ def _model(seed: int, resolved: Path) -> Path:
 
 
 def _realised(campaign: pl.DataFrame, raw: Path, rng: np.random.Generator, n_boot: int = 400) -> dict[str, Any]:
-    from omni_ml.evaluate import roc_auc
+    from omni_ml.evaluation import roc_auc
     from omni_ml.simulate.cache import purchase_outcomes
 
     truth = purchase_outcomes(raw, HORIZON).select("customer_id", "bought")

@@ -98,7 +98,7 @@ import polars as pl
 
 from benchmarks._memory import PeakRSS
 from omni_ml.data import load_histories
-from omni_ml.evaluate import evaluate_scores
+from omni_ml.evaluation import evaluate_scores
 from omni_ml.features import FeatureConfig, build_features
 from omni_ml.identity import resolve_identities
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
@@ -156,7 +156,7 @@ def _calibration_variants(
     ``same_as_base`` is the share of customers whose probability equals the probability of the SHAP base
     score (their reasons would read "+0 pp" without the log-odds fallback in explain).
     """
-    from omni_ml.explain._reasons import explainer_for
+    from omni_ml.explanation._reasons import explainer_for
 
     split = time_split(
         ts.cutoff,

@@ -7,14 +7,12 @@ Importing omni_ml has no side effects.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names below are imported on first use (see __getattr__)
     from omni_ml.campaign import CampaignConfig, CampaignModel
     from omni_ml.data import Histories, LoadReport, load_histories
-    from omni_ml.evaluate import Report, evaluate, fit_propensity, off_policy_value
+    from omni_ml.evaluation import Report, evaluate, fit_propensity, off_policy_value
     from omni_ml.exceptions import (
         ConfigError,
         ConsentError,
@@ -24,7 +22,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (see __getattr__)
         OmniMLError,
         SchemaError,
     )
-    from omni_ml.explain import explain
+    from omni_ml.explanation import explain
     from omni_ml.features import FeatureConfig, FeatureSet, build_features
     from omni_ml.identity import IdentityReport, IdentityRules, consent_state, resolve_identities
     from omni_ml.labels import purchase_labels
@@ -102,7 +100,7 @@ __all__ = [
 _SOURCES: dict[str, tuple[str, ...]] = {
     "omni_ml.campaign": ("CampaignConfig", "CampaignModel"),
     "omni_ml.data": ("Histories", "LoadReport", "load_histories"),
-    "omni_ml.evaluate": ("Report", "evaluate", "fit_propensity", "off_policy_value"),
+    "omni_ml.evaluation": ("Report", "evaluate", "fit_propensity", "off_policy_value"),
     "omni_ml.exceptions": (
         "ConfigError",
         "ConsentError",
@@ -112,7 +110,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
         "OmniMLError",
         "SchemaError",
     ),
-    "omni_ml.explain": ("explain",),
+    "omni_ml.explanation": ("explain",),
     "omni_ml.features": ("FeatureConfig", "FeatureSet", "build_features"),
     "omni_ml.identity": ("IdentityReport", "IdentityRules", "consent_state", "resolve_identities"),
     "omni_ml.labels": ("purchase_labels",),
@@ -132,8 +130,6 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "omni_ml.training": ("TrainingSet", "cutoffs", "training_cutoffs", "training_set"),
 }
 _LAZY = {name: module for module, names in _SOURCES.items() for name in names}
-# Re-exported functions named like the submodule they live in: ``omni_ml.evaluate`` is the function.
-_SHADOWED = frozenset(name for name in _LAZY if f"omni_ml.{name}" in _SOURCES)
 
 
 def __getattr__(name: str) -> object:
@@ -148,20 +144,3 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """The package module: importing ``omni_ml.evaluate`` (or ``.explain``) keeps the function under that name.
-
-    The import system binds every imported submodule on its package; for the two names that are both a
-    submodule and the function re-exported from it, the package keeps answering the function (as when
-    everything was imported eagerly).
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -9,7 +9,7 @@
   with ``calibration="isotonic"`` a step function whose ties the raw score does not have) over the
   training rows at the latest training cutoff (the population closest to the one being scored).
   A scored customer's ``propensity_decile`` (1 = highest ten percent, as in
-  :func:`omni_ml.evaluate.lift_table`) compares their propensity with these *fixed* thresholds, never
+  :func:`omni_ml.evaluation.lift_table`) compares their propensity with these *fixed* thresholds, never
   with quantiles of the batch being scored, so a customer gets the same decile whether scored alone,
   in any chunk or with everyone. The share of customers per decile at scoring time therefore shows
   drift instead of being exactly 10%;
@@ -103,7 +103,7 @@ class CampaignConfig:
         the propensity horizon at fit time.
     channel_backtest_days
         Held-out days of the channel policy's off-policy back-test
-        (:func:`omni_ml.evaluate.channel_backtest`: learned policy, random channel and always-email, valued
+        (:func:`omni_ml.evaluation.channel_backtest`: learned policy, random channel and always-email, valued
         over pausing everyone with IPS / SNIPS / DR and 95% intervals); its metrics join ``metrics_``.
         ``None`` skips it.
     timing
@@ -237,7 +237,7 @@ def _before(hist: Histories, moment: dt.datetime) -> Histories:
 
 
 def _reason_reference(X: pl.DataFrame) -> dict[str, float]:
-    from omni_ml.explain import reference_medians
+    from omni_ml.explanation import reference_medians
 
     return reference_medians(X)
 
@@ -302,7 +302,7 @@ class CampaignModel:
         The propensity back-test metrics (out of time) and training sizes, and the channel policy's
         off-policy back-test metrics (``offpolicy_*``) when there is a channel model.
     channel_backtest_ : ChannelBacktest or None
-        The channel policy's out-of-time off-policy back-test (:func:`omni_ml.evaluate.channel_backtest`).
+        The channel policy's out-of-time off-policy back-test (:func:`omni_ml.evaluation.channel_backtest`).
     report_ : Report
         The full back-test report (tables and plots for MLflow).
     reference_ : omni_ml.monitor.Reference
@@ -372,7 +372,7 @@ class CampaignModel:
         DataInsufficientError, LeakageError, ConfigError
             From the training-set, propensity and channel helpers.
         """
-        from omni_ml.evaluate import channel_backtest, fit_propensity
+        from omni_ml.evaluation import channel_backtest, fit_propensity
         from omni_ml.models.channel import channel_training_data, fit_channel_model
         from omni_ml.policy import costs_from_contacts
         from omni_ml.training import training_cutoffs, training_set
@@ -643,7 +643,7 @@ class CampaignModel:
 
     def _send_times(self, timing: Any, hist: Histories, moment: dt.datetime, out: pl.DataFrame) -> pl.DataFrame:
         """``send_weekday, send_hour, send_time_zone, send_on, send_time_reason`` per row of ``out``."""
-        from omni_ml.explain import timing_reasons
+        from omni_ml.explanation import timing_reasons
 
         decisions = out.select("customer_id", "best_channel")
         rec = timing.recommend(hist, moment, decisions, policy=self.policy_)
@@ -653,7 +653,7 @@ class CampaignModel:
 
     def _reasons(self, X: pl.DataFrame, ids: pl.Series, k: int) -> pl.DataFrame:
         """Why likely to buy: one reason per family against the moment's baseline (:func:`explain_reasons`)."""
-        from omni_ml.explain import explain_reasons
+        from omni_ml.explanation import explain_reasons
 
         frame = explain_reasons(
             self.propensity_,
@@ -673,7 +673,7 @@ class CampaignModel:
 
         ``decided`` holds ``best_channel`` and the ``score_<channel>`` columns of the same customers, in order.
         """
-        from omni_ml.explain import call_outcomes, explain_channel_reasons
+        from omni_ml.explanation import call_outcomes, explain_channel_reasons
 
         frame = explain_channel_reasons(
             self.channel_model_,

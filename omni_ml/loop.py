@@ -23,7 +23,7 @@ customer. ``value_policy`` is the policy's own recommendation (no control group,
 ``value_sent`` what was actually sent; ``exploration_cost`` the value lost to exploration (the design
 with the control group only, minus what was sent). ``share_of_oracle`` = ``value_policy`` / the oracle's.
 ``measured_incremental`` is ``omni-ml measure``'s incremental purchases of the recommended contacts
-(treated vs control, customers that exploration would have drawn left out of both groups) with its
+(treated vs control; explored rows are left out of the treated group, see :mod:`omni_ml.measure`) with its
 interval. ``consent_breaks`` and ``pressure_breaks`` count contacts that broke a rule (must be 0).
 """
 
@@ -193,12 +193,6 @@ def _decisions(
     return _hard_rules(base, facts, policy), facts
 
 
-def _explorers(ids: pl.Series, seed: int, fraction: float) -> pl.Series:
-    from omni_ml.scoring._hashing import EXPLORE_SALT, stable_hash, uniform_from_hash
-
-    return uniform_from_hash(stable_hash(ids, seed ^ EXPLORE_SALT)) < fraction
-
-
 def run_loop(
     world: str | Path,
     workdir: str | Path,
@@ -304,11 +298,8 @@ def run_loop(
                 shutil.rmtree(nxt)
             continue_histories(here, campaign, cfg.days, nxt)
             feedback(campaign_path, nxt, nxt)
-            measured = campaign
-            if name == "learned" and cfg.explore > 0:
-                measured = campaign.filter(~_explorers(campaign["customer_id"], seed, cfg.explore))
-            report = measure_campaign(
-                measured, nxt, window_days=cfg.measure_window, n_boot=cfg.n_boot, seed=seed, log_mlflow=False
+            report = measure_campaign(  # explored rows are left out of the treated group
+                campaign, nxt, window_days=cfg.measure_window, n_boot=cfg.n_boot, seed=seed, log_mlflow=False
             )
             overall = report.overall
             n_treated = overall["n_treated"]

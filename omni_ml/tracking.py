@@ -709,7 +709,7 @@ def train_campaign(
     (CampaignModel, TrackedRun)
     """
     from omni_ml.campaign import CampaignConfig, CampaignModel  # noqa: F811 - the runtime import
-    from omni_ml.explain import global_importance, plot_beeswarm, plot_importance, plot_waterfall, reason_codes
+    from omni_ml.explanation import global_importance, plot_beeswarm, plot_importance, plot_waterfall, reason_codes
     from omni_ml.features import build_features
     from omni_ml.identity import ensure_resolved
     from omni_ml.training import to_utc

@@ -180,7 +180,7 @@ def training_cutoffs(
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How :func:`omni_ml.evaluate.fit_propensity` builds, fits and back-tests a propensity model.
+    """How :func:`omni_ml.evaluation.fit_propensity` builds, fits and back-tests a propensity model.
 
     Attributes
     ----------

@@ -177,7 +177,7 @@ def test_channel_reasons_explain_contacts_and_stay_null_for_pauses(scored_with_r
 
 
 def test_channel_reasons_add_up_to_the_estimated_uplift(model: CampaignModel, resolved: Histories) -> None:
-    from omni_ml.explain import explain_channel
+    from omni_ml.explanation import explain_channel
     from omni_ml.models.channel import channel_features
 
     cm = model.channel_model_

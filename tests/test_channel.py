@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import warnings
@@ -397,3 +398,81 @@ def test_a_model_fitted_directly_on_the_training_units_scores_with_their_respons
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the settings recorded by fit_channel_model: no guess, no warning
         predict_channel_effects(helper, small_histories, world_end, customers=ids)
+
+
+# ------------------------------------------------------------------ randomised pauses calibrate the pause arm
+
+
+def test_calibrate_arm_matches_the_randomised_rate_and_moves_only_that_arm() -> None:
+    x, arm, y, p = _synthetic(6, 6000)
+    # no-contact units that converted are kept less often: a selection on the outcome, as the sampled
+    # no-contact units' "no contact in the window" rule does; the fitted pause arm is biased low
+    rng = np.random.default_rng(7)
+    keep = (arm != NO_CONTACT) | (y == 0) | (rng.random(arm.size) < 0.6)
+    model = ChannelModel(n_estimators=40, random_state=0).fit(x[keep], arm[keep], y[keep])
+    x_new = np.random.default_rng(8).normal(size=(4000, 3))
+    base_new = 1 / (1 + np.exp(-(-2.0 + 0.7 * x_new[:, 0])))
+    before_cal = model.predict_arm_proba(x_new)
+    assert before_cal[:, 0].mean() < base_new.mean() - 0.01  # the bias the calibration is for
+    # a randomised control group: unbiased pause outcomes, weighted by 1 / assignment probability
+    x_rand = np.random.default_rng(9).normal(size=(3000, 3))
+    base_rand = 1 / (1 + np.exp(-(-2.0 + 0.7 * x_rand[:, 0])))
+    y_rand = (np.random.default_rng(10).random(3000) < base_rand).astype(np.int8)
+    weight = np.full(3000, 1 / 0.1)
+    offset = model.calibrate_arm(x_rand, NO_CONTACT, y_rand, sample_weight=weight)
+    assert offset > 0
+    assert model.arm_offsets_ == {NO_CONTACT: offset}
+    assert model.predict_arm_proba(x_rand)[:, 0].mean() == pytest.approx(y_rand.mean(), rel=1e-9)
+    after_cal = model.predict_arm_proba(x_new)
+    assert abs(after_cal[:, 0].mean() - base_new.mean()) < abs(before_cal[:, 0].mean() - base_new.mean()) / 2
+    assert np.array_equal(after_cal[:, 1:], before_cal[:, 1:])  # the channels' arms are untouched
+    true_uplift = (p[:, 1:] - p[:, :1]).mean()
+    assert after_cal[:, 1:].mean() - after_cal[:, 0].mean() < before_cal[:, 1:].mean() - before_cal[:, 0].mean()
+    assert true_uplift > 0
+    with pytest.raises(ConfigError, match="push"):
+        model.calibrate_arm(x_rand, "push", y_rand)
+    with pytest.raises(DataInsufficientError, match="rate of 0 or 1"):
+        model.calibrate_arm(x_rand, NO_CONTACT, np.zeros(3000, dtype=np.int8))
+
+
+def test_logged_pauses_in_the_training_period_calibrate_the_pause_arm(
+    small_histories: Histories, world_end: dt.datetime
+) -> None:
+    contacts = small_histories.contacts.collect()  # type: ignore[union-attr]
+    days = (
+        contacts.filter(
+            pl.col("timestamp").is_between(world_end - dt.timedelta(days=100), world_end - dt.timedelta(days=10))
+        )["timestamp"]
+        .dt.truncate("1d")
+        .unique()
+        .sort()
+    )
+    ids = small_histories.events.select("customer_id").unique().sort("customer_id").collect()["customer_id"]
+    rng = np.random.default_rng(3)
+    n = 400
+    pauses = pl.DataFrame(
+        {
+            "customer_id": ids.gather(rng.integers(0, ids.len(), n)),
+            "timestamp": days.gather(rng.integers(0, days.len(), n)) + dt.timedelta(hours=9),
+            "channel": [NO_CONTACT] * n,
+            "assignment_probability": rng.choice([0.1, 0.05], n),
+        }
+    )
+    both = pl.concat([contacts, pauses.cast({"timestamp": contacts.schema["timestamp"]})], how="diagonal_relaxed")
+    hist = dataclasses.replace(small_histories, contacts=both.lazy())
+    cfg = dataclasses.replace(SMALL, calibrate_pause=True, min_logged_pauses=300)
+    model = fit_channel_model(hist, world_end, cfg)
+    summary = model.training_summary_
+    assert summary["logged_pauses"] == n
+    assert summary["pause_offset"] == model.arm_offsets_[NO_CONTACT]
+    data = channel_training_data(hist, world_end, cfg)
+    logged = data.keys.filter((pl.col("arm") == NO_CONTACT) & pl.col("assignment_probability").is_not_null())
+    w = 1 / logged["assignment_probability"].to_numpy()
+    x_logged = data.X.filter((data.keys["arm"] == NO_CONTACT) & data.keys["assignment_probability"].is_not_null())
+    predicted = model.predict_arm_proba(x_logged)[:, 0]
+    assert np.sum(w * predicted) == pytest.approx(np.sum(w * logged["converted"].to_numpy()), rel=1e-6)
+    # below the minimum, or switched off, the pause arm is left as fitted
+    for off in (dataclasses.replace(cfg, min_logged_pauses=n + 1), dataclasses.replace(cfg, calibrate_pause=False)):
+        plain = fit_channel_model(hist, world_end, off, data=data)
+        assert plain.arm_offsets_ == {}
+        assert plain.training_summary_["pause_offset"] is None

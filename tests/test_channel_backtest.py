@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_ml.data import Histories, load_histories
-from omni_ml.evaluate import channel_backtest
+from omni_ml.evaluation import channel_backtest
 from omni_ml.exceptions import DataInsufficientError
 from omni_ml.identity import resolve_identities
 from omni_ml.models.channel import ChannelConfig, ChannelTrainingData, channel_training_data
@@ -131,7 +131,7 @@ def test_contacts_without_assignment_probability_are_estimated_not_an_error(
 
 
 def test_unit_consent_is_granted_only_by_a_one_never_by_a_missing_value() -> None:
-    from omni_ml.evaluate._channel_backtest import _unit_consent
+    from omni_ml.evaluation._channel_backtest import _unit_consent
 
     X = pl.DataFrame(
         {"consent_email": [1.0, float("nan"), None, 0.0], "consent_sms": pl.Series([1, 0, None, 1], dtype=pl.Int8)}

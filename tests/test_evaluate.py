@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 
-from omni_ml.evaluate import (
+from omni_ml.evaluation import (
     calibration_table,
     evaluate,
     evaluate_scores,

@@ -1,4 +1,4 @@
-"""Tests for omni_ml.explain: exact fast TreeSHAP, reason codes in words, differences, global views."""
+"""Tests for omni_ml.explanation: exact fast TreeSHAP, reason codes in words, differences, global views."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from omni_ml.exceptions import SchemaError
-from omni_ml.explain import (
+from omni_ml.explanation import (
     TreeShap,
     explain,
     explain_difference,
@@ -26,7 +26,7 @@ from omni_ml.explain import (
     plot_importance,
     plot_waterfall,
 )
-from omni_ml.explain._reasons import _render_one
+from omni_ml.explanation._reasons import _render_one
 
 ATOL = 1e-6
 
@@ -599,7 +599,7 @@ def response_channel_model(small_world: Path, small_histories: Any) -> tuple[Any
 
 
 def test_every_response_history_column_renders_in_words(response_channel_model: tuple[Any, pl.DataFrame]) -> None:
-    from omni_ml.explain._channel import _ChannelDescriber
+    from omni_ml.explanation._channel import _ChannelDescriber
 
     model, X = response_channel_model
     wanted = [f"resp_{w}_{c}" for c in [*model.channels_, "all"] for w in ("expected", "excess", "lift")]
@@ -629,7 +629,7 @@ def test_every_response_history_column_renders_in_words(response_channel_model: 
 def test_channel_reasons_with_response_history_are_words_and_add_up(
     response_channel_model: tuple[Any, pl.DataFrame],
 ) -> None:
-    from omni_ml.explain import explain_channel
+    from omni_ml.explanation import explain_channel
 
     model, X = response_channel_model
     channels = np.random.default_rng(0).choice(model.channels_, size=X.height).tolist()

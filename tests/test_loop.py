@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from omni_ml.cli import app
 from omni_ml.data import Histories, load_histories
-from omni_ml.evaluate import off_policy_value
+from omni_ml.evaluation import off_policy_value
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 from omni_ml.feedback import feedback
 from omni_ml.policy import PolicyConfig, history_facts

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from omni_ml.evaluate import brier, roc_auc
+from omni_ml.evaluation import brier, roc_auc
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
 from omni_ml.models._common import CentredIsotonicCalibrator, time_split

@@ -84,7 +84,7 @@ def test_expected_auc_is_the_mean_auc_over_labels_drawn_from_the_propensities(p:
 
 
 def test_expected_auc_of_certain_labels_is_the_realised_auc() -> None:
-    from omni_ml.evaluate import roc_auc
+    from omni_ml.evaluation import roc_auc
 
     score_ = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     y = np.array([0, 1, 0, 1, 0, 1])

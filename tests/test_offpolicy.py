@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from omni_ml.evaluate import OffPolicyResult, estimate_logging_probability, off_policy_value
+from omni_ml.evaluation import OffPolicyResult, estimate_logging_probability, off_policy_value
 from omni_ml.exceptions import DataInsufficientError, SchemaError
 
 ACTIONS = ("no_contact", "email", "sms")

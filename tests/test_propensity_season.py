@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from omni_ml.data import Histories
-from omni_ml.evaluate import brier
+from omni_ml.evaluation import brier
 from omni_ml.features import FeatureSet, build_features
 from omni_ml.models import PropensityModel
 

@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 
 from omni_ml.campaign import CampaignModel
 from omni_ml.data import Histories, load_histories
-from omni_ml.explain import (
+from omni_ml.explanation import (
     TreeShap,
     call_outcomes,
     explain_channel_reasons,
     explain_reasons,
     reason_codes,
 )
-from omni_ml.explain._said import MISSING_WEIGHT
+from omni_ml.explanation._said import MISSING_WEIGHT
 from omni_ml.features import build_features
 from omni_ml.identity import resolve_identities
 

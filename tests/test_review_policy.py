@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_ml.data import Histories
-from omni_ml.evaluate import off_policy_value
+from omni_ml.evaluation import off_policy_value
 from omni_ml.exceptions import SchemaError
 from omni_ml.features import build_features
 from omni_ml.policy import NO_CONTACT, PolicyConfig, baseline_decisions, decide, history_facts

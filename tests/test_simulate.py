@@ -120,9 +120,9 @@ def test_simulate_imports_without_the_modelling_stack() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert done.stdout.strip() == "[]"
-    # ... while every name of the package still resolves, and omni_ml.evaluate stays the function
+    # ... while every name of the package still resolves; the subpackages are named apart from the functions
     code = (
-        "import omni_ml as om, omni_ml.evaluate, omni_ml.explain, types; "
+        "import omni_ml as om, omni_ml.evaluation, omni_ml.explanation, types; "
         "print(all(getattr(om, n) is not None for n in om.__all__), "
         "isinstance(om.evaluate, types.FunctionType), isinstance(om.explain, types.FunctionType))"
     )

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from omni_ml.data import Histories
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
-from omni_ml.explain import timing_reasons
+from omni_ml.explanation import timing_reasons
 from omni_ml.policy import PolicyConfig
 from omni_ml.simulate import best_send_times, continue_world, preset, timed_campaign_value
 from omni_ml.simulate.config import CHANNELS

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from omni_ml.cli import app
 from omni_ml.data import Histories
-from omni_ml.evaluate import fit_propensity
+from omni_ml.evaluation import fit_propensity
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError
 from omni_ml.features import FeatureConfig, build_features
 from omni_ml.models import PropensityModel, load_model, predict_propensity
@@ -158,8 +158,8 @@ def test_training_set_rejects_label_columns_among_features(plain_ts: TrainingSet
 
 def test_no_random_row_split_in_the_propensity_code() -> None:
     root = Path(__file__).resolve().parents[1] / "omni_ml"
-    mine = ("models/_common.py", "models/propensity.py", "models/baselines.py", "evaluate/_backtest.py")
-    files = [root / "training.py", *(root / f for f in mine), root / "evaluate/_report.py"]
+    mine = ("models/_common.py", "models/propensity.py", "models/baselines.py", "evaluation/_backtest.py")
+    files = [root / "training.py", *(root / f for f in mine), root / "evaluation/_report.py"]
     pattern = re.compile(r"train_test_split|ShuffleSplit|KFold|shuffle\s*=\s*True|\.sample\(|permutation\(")
     offenders = [f"{f.name}:{m.group(0)}" for f in files for m in pattern.finditer(f.read_text())]
     assert offenders == []
@@ -201,7 +201,7 @@ def test_cli_train_prints_metrics_and_saves_a_loadable_model(log_frame: pl.DataF
 
 def test_simulated_world_ranking_is_close_to_the_oracle(small_world: Path, small_histories: Histories) -> None:
     """Trained at the world's end, scored there, checked against what really happened next (truth/)."""
-    from omni_ml.evaluate import evaluate_scores
+    from omni_ml.evaluation import evaluate_scores
 
     meta = json.loads((small_world / "truth" / "world.json").read_text())["config"]
     end, horizon = dt.datetime.fromisoformat(meta["end"]).replace(tzinfo=dt.UTC), int(meta["future_days"])

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from omni_ml.data import Histories
-from omni_ml.evaluate import fit_propensity
+from omni_ml.evaluation import fit_propensity
 from omni_ml.exceptions import DataInsufficientError
 from omni_ml.training import (
     AUTO_MAX_CUTOFFS,

@@ -8,7 +8,11 @@ among the customers whose recommendation was a contact (``recommended_channel !=
 random given the recommendation, the difference of the group means is an unbiased estimate of the
 **average effect of the recommended contact on the customers the policy chose to contact**
 (intention to treat: a treated customer whose message bounced still counts as treated). Customers the
-policy would not have contacted are not compared (they were treated identically in both groups).
+policy would not have contacted are not compared (they were treated identically in both groups). In a
+file scored with exploration (``score --explore``), the rows whose action exploration drew (rule
+``explore``) are left out of the treated group (:attr:`MeasureReport.explored_left_out`): their action
+was random, not the policy's; the draw is an independent hash uniform, so the rest of the treated group
+stays a random sample and the estimate is the policy's effect.
 
 **Outcomes** are read from the events in ``[as_of, as_of + window_days)`` (``as_of`` of the campaign
 file): ``converted`` = at least one purchase, ``revenue`` = the sum of purchase amounts (0 without a

@@ -1,4 +1,8 @@
-"""Measure a campaign: treated vs held-out control among the customers recommended a contact."""
+"""Measure a campaign: treated vs held-out control among the customers recommended a contact.
+
+Rows chosen by exploration (rule ``explore``) are left out of the treated group: their action was drawn
+at random, so they would measure the design rather than the policy.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from omni_ml.measure._report import SMD_THRESHOLD, MeasureReport
 from omni_ml.measure._stats import _smd, diff_in_means
 from omni_ml.measure._writers import _log
 from omni_ml.monitor import expected_vs_realised, monitor_path, realised_figures
+from omni_ml.scoring import EXPLORE_RULE
 
 __all__ = ["balance_table", "measure_campaign"]
 
@@ -211,6 +216,11 @@ def measure_campaign(
     frame = read_campaign(campaign)
     as_of: dt.datetime = frame["as_of"][0]
     eligible = frame.filter(pl.col("recommended_channel") != NO_CONTACT)
+    # explored rows got a random action, not the policy's: they measure the design, not the policy; the
+    # exploration draw is an independent hash uniform, so the rest of the treated is still a random sample
+    explored = (pl.col("rule") == EXPLORE_RULE) & ~pl.col("control_group") if "rule" in frame.columns else pl.lit(False)
+    n_explored = int(eligible.select(explored.sum()).item())
+    eligible = eligible.filter(~explored)
     n_control = int(eligible["control_group"].sum())
     n_treated = eligible.height - n_control
     if n_control == 0 or n_treated == 0:
@@ -281,6 +291,7 @@ def measure_campaign(
         seed=seed,
         observed_days=observed_days,
         missing_customers=missing,
+        explored_left_out=n_explored,
     )
     if log_mlflow:
         lineage = frame["run_id"].drop_nulls().unique().to_list() if "run_id" in frame.columns else []

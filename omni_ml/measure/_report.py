@@ -35,6 +35,9 @@ class MeasureReport:
     observed_days, missing_customers
         How much of the window the histories cover (their last event), and how many of the campaign's
         customer ids they do not hold.
+    explored_left_out
+        Rows of customers recommended a contact whose action exploration drew (rule ``explore``), left
+        out of the treated group.
     run_id
         The MLflow run the metrics were logged to (``None`` when not logged).
     performance
@@ -55,6 +58,7 @@ class MeasureReport:
     performance: pl.DataFrame | None = None
     observed_days: float | None = None  # days of the window the histories cover (less than window_days: cut short)
     missing_customers: int = 0  # campaign customer ids the histories do not know
+    explored_left_out: int = 0  # rows whose action exploration drew (rule explore): not the policy's, not compared
 
     @property
     def overall(self) -> dict[str, Any]:
@@ -145,6 +149,11 @@ class MeasureReport:
             lines.append(
                 f"  note: {self.missing_customers:,} customer ids of the campaign are not in the histories"
                 " (counted as not converting)"
+            )
+        if self.explored_left_out:
+            lines.append(
+                f"  note: {self.explored_left_out:,} explored rows (rule explore: a random action) are left out of "
+                "the treated group; the comparison is the policy's recommendations vs the control group"
             )
         if self.run_id:
             lines.append(f"  logged to MLflow run {self.run_id}")

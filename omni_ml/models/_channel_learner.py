@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -62,6 +63,9 @@ class ChannelModel(BaseEstimator):
     boosters_ : dict[str, lightgbm.Booster]
         ``{"all": booster}`` for the S-learner, one booster per arm for the T-learner.
     n_rows_per_arm_ : dict[str, int]
+    arm_offsets_ : dict[str, float]
+        Log-odds added to an arm's predicted conversion (set by :meth:`calibrate_arm`; empty after
+        :meth:`fit`).
     training_summary_ : dict
         Set by :func:`fit_channel_model`: units per arm, no-contact sampling fraction, windows.
 
@@ -211,6 +215,7 @@ class ChannelModel(BaseEstimator):
         self.feature_names_ = names
         self.n_features_in_ = len(names)
         self.n_rows_per_arm_ = {a: int((arms == a).sum()) for a in self.arms_}
+        self.arm_offsets_: dict[str, float] = {}
         self.positives_per_arm_ = {a: int(labels[arms == a].sum()) for a in self.arms_}
         params = self._params()
         code = {a: i for i, a in enumerate(self.arms_)}
@@ -272,19 +277,77 @@ class ChannelModel(BaseEstimator):
     # ------------------------------------------------------------------ predict
 
     def predict_arm_proba(self, X: Any) -> np.ndarray:
-        """P(convert | x, arm) for every arm of ``arms_``: an ``(n, len(arms_))`` array."""
+        """P(convert | x, arm) for every arm of ``arms_``: an ``(n, len(arms_))`` array.
+
+        An arm with an offset in ``arm_offsets_`` (see :meth:`calibrate_arm`) gets
+        ``sigmoid(raw score + offset)``.
+        """
         check_is_fitted(self, "boosters_")
         matrix, _ = as_matrix(X, expected=self.feature_names_, where="ChannelModel X")
-        n = matrix.shape[0]
-        out = np.empty((n, len(self.arms_)))
-        if self.learner == "s":
-            booster = self.boosters_["all"]
-            for j in range(len(self.arms_)):
-                out[:, j] = booster.predict(self._s_matrix(matrix, np.full(n, j, dtype=np.int64)))
-        else:
-            for j, a in enumerate(self.arms_):
-                out[:, j] = self.boosters_[a].predict(matrix)
+        out = np.empty((matrix.shape[0], len(self.arms_)))
+        offsets = getattr(self, "arm_offsets_", {})  # models pickled before offsets existed have none
+        for j, a in enumerate(self.arms_):
+            offset = offsets.get(a, 0.0)
+            raw = self._arm_score(matrix, j, raw_score=offset != 0.0)
+            out[:, j] = expit(raw + offset) if offset != 0.0 else raw
         return out
+
+    def _arm_score(self, matrix: np.ndarray, j: int, *, raw_score: bool) -> np.ndarray:
+        """The booster's prediction for arm ``arms_[j]`` on every row (log-odds with ``raw_score``)."""
+        if self.learner == "s":
+            rows = self._s_matrix(matrix, np.full(matrix.shape[0], j, dtype=np.int64))
+            return np.asarray(self.boosters_["all"].predict(rows, raw_score=raw_score), dtype=np.float64)
+        return np.asarray(self.boosters_[self.arms_[j]].predict(matrix, raw_score=raw_score), dtype=np.float64)
+
+    def calibrate_arm(self, X: Any, arm: str, y: Any, *, sample_weight: Any = None, max_offset: float = 1.0) -> float:
+        """Shift arm ``arm``'s log-odds so its mean predicted conversion on ``X`` equals the observed rate of ``y``.
+
+        Meant for randomised units of that arm (a control group, explored pauses): their outcomes are an
+        unbiased sample of the arm's conversion, which the non-randomised training units may not be (the
+        sampled no-contact units select on the future; see :mod:`omni_ml.models.channel`). The offset
+        ``d`` solves ``sum_i w_i * sigmoid(s_i + d) = sum_i w_i * y_i`` (``s_i`` the arm's raw score,
+        ``w_i`` ``sample_weight``) by Newton's method, clipped to ``[-max_offset, max_offset]``, and is
+        stored in ``arm_offsets_`` (replacing an earlier one).
+
+        Returns
+        -------
+        float
+            The offset.
+
+        Raises
+        ------
+        ConfigError
+            When ``arm`` is not an estimated arm.
+        DataInsufficientError
+            When ``y`` is all zeros or all ones (the rate gives no finite offset).
+        """
+        check_is_fitted(self, "boosters_")
+        if arm not in self.arms_:
+            msg = f"ChannelModel.calibrate_arm: arm {arm!r} is not estimated; arms: {self.arms_}."
+            raise ConfigError(msg)
+        matrix, _ = as_matrix(X, expected=self.feature_names_, where="ChannelModel.calibrate_arm X")
+        labels = check_binary_y(y, matrix.shape[0], where="ChannelModel.calibrate_arm y")
+        weight = np.ones(matrix.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        target = float(np.sum(weight * labels))
+        if target <= 0.0 or target >= float(weight.sum()):
+            msg = (
+                f"ChannelModel.calibrate_arm: the {matrix.shape[0]:,} units of arm {arm!r} all have outcome "
+                f"{int(labels[0]) if labels.size else 0}; an observed rate of 0 or 1 gives no offset. Hint: "
+                "calibrate on more units."
+            )
+            raise DataInsufficientError(msg)
+        raw = self._arm_score(matrix, self.arms_.index(arm), raw_score=True)
+        offset = 0.0
+        for _ in range(50):
+            p = expit(raw + offset)
+            gap = float(np.sum(weight * p)) - target
+            slope = float(np.sum(weight * p * (1.0 - p)))
+            step = gap / max(slope, 1e-12)
+            offset = float(np.clip(offset - step, -max_offset, max_offset))
+            if abs(step) < 1e-10:
+                break
+        self.arm_offsets_ = {**getattr(self, "arm_offsets_", {}), arm: offset}
+        return offset
 
     def arm_inputs(self, X: Any, channel: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
         """The booster and input rows of "contact on ``channel``" and of "no contact", for explanations.

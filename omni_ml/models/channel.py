@@ -92,17 +92,11 @@ class ChannelConfig:
         Response window: a conversion is a purchase within this many days of the decision.
     lookback_days
         Decisions (contacts and no-contact units) from ``[as_of - lookback_days, as_of - window_days)``
-        train the model; the end leaves every outcome window complete before ``as_of``. Default 365: a
-        year of decisions (0.798 of the oracle's gain with the response history on the two-year default
-        world, 0.794 with 182 days). A lookback longer than the history adapts: training starts at the
-        first logged contact (the days actually used are ``ChannelTrainingData.lookback_days_used`` and
-        ``training_summary_["lookback_days_used"]``).
+        train the model; the end leaves every outcome window complete before ``as_of``. A lookback longer
+        than the history adapts: training starts at the first logged contact (the days actually used are
+        ``ChannelTrainingData.lookback_days_used`` and ``training_summary_["lookback_days_used"]``).
     pause_ratio
-        No-contact units sampled per logged contact. 3 has the lowest out-of-time log loss of the conversion
-        model on logged data (last two months of decision units, fitted on the units before: 0.13806 against
-        0.13861 with 1, 0.13830 with 2, 0.13823 with 5 on the two-year default world) but did not raise the
-        share of the oracle's gain there (0.7975 vs 0.7977; 0.783 vs 0.781 on a second world) for 1.8x the
-        fit time, so the default stays 1 (see ``benchmarks/bench_channel.py``).
+        No-contact units sampled per logged contact.
     channels
         Contactable channels to estimate.
     learner, weighting, n_estimators, learning_rate, num_leaves, min_child_samples
@@ -111,27 +105,31 @@ class ChannelConfig:
         :class:`omni_ml.features.FeatureConfig` of the features (``None``: see :meth:`feature_config`).
     response_history
         Add :func:`response_history` columns (past contacts per channel, the conversions that followed
-        them and their rate, over the whole history before each unit) to the features. On by default;
-        ``False`` leaves every response-history column out (whatever ``response_baseline`` says).
-        Measured on the two-year default world (lookback 365 days): share of oracle 0.793 with these
-        columns, 0.788 without; the features' ceiling (LightGBM on the true uplift) 0.799 with, 0.791
-        without.
+        them and their rate, over the whole history before each unit) to the features. ``False`` leaves
+        every response-history column out (whatever ``response_baseline`` says).
     response_baseline
         With ``response_history``, also add its baseline-adjusted columns (``baseline=True``: the
         conversions the person's own purchase rate outside response windows would give, the shrunk excess
         per contact and the observed / expected ratio, per channel and overall; the usual rate and the
-        days it was observed). On by default: share 0.798, ceiling 0.806 on the two-year default world
-        (lookback 365 days; see the module docstring); the channel reasons of the campaign file put each
-        of these columns in words (e.g. "bought 1.9x as often after past sms contacts as usual").
-        ``False``: the counts and rates only.
+        days it was observed); the channel reasons put each of them in words (e.g. "bought 1.9x as often
+        after past sms contacts as usual"). ``False``: the counts and rates only.
     pause_units
         Which (customer, campaign day) pairs are no-contact units: ``"window"`` (default) pairs without a
         contact from the start of the day to the end of the response window; ``"day"`` pairs without a
         contact on the campaign day itself (later contacts, like those that follow a logged contact,
         belong to the outcome). ``"window"`` selects on the future: a customer who buys in the window is
         targeted more by a policy that favours recent buyers, so is more often excluded, which lowers the
-        no-contact conversion and inflates every channel's uplift; ``"day"`` compares like with like (see
-        benchmarks/RESULTS.md).
+        no-contact conversion and inflates every channel's uplift; ``"day"`` compares like with like.
+    calibrate_pause
+        When the training period holds at least ``min_logged_pauses`` logged pauses (randomised
+        control-group and explored ``no_contact`` decisions fed back by ``omni-ml feedback``), shift the
+        no-contact arm's log-odds so its mean prediction on them equals their observed conversion rate,
+        each weighted by ``1 / assignment_probability`` (:meth:`ChannelModel.calibrate_arm`): a level bias
+        of the sampled no-contact units (see ``pause_units``) then leaves every channel's uplift. Off by
+        default: the offset is only as precise as the logged pauses' conversion rate (a few thousand
+        pauses at a 3 % rate leave it within about +-15 %), and it moves the no-contact arm alone.
+    min_logged_pauses
+        Fewest logged pauses (with at least one conversion) for ``calibrate_pause``.
     seed
         Seed of the no-contact sampling and of LightGBM.
     """
@@ -150,6 +148,8 @@ class ChannelConfig:
     response_history: bool = True
     response_baseline: bool = True
     pause_units: Literal["window", "day"] = "window"
+    calibrate_pause: bool = False
+    min_logged_pauses: int = 200
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -475,6 +475,18 @@ def fit_channel_model(
     cfg = config or ChannelConfig()
     data = data if data is not None else channel_training_data(hist, as_of, cfg)
     model = cfg.model().fit(data.X, data.arm, data.y, assignment_probability=data.keys["assignment_probability"])
+    probability = data.keys["assignment_probability"]
+    logged = ((data.arm == NO_CONTACT) & probability.is_not_null() & (probability > 0)).fill_null(False)
+    n_logged = int(logged.sum())
+    converted = int(data.y[logged.to_numpy()].sum())
+    pause_offset = None
+    if cfg.calibrate_pause and n_logged >= cfg.min_logged_pauses and 0 < converted < n_logged:
+        pause_offset = model.calibrate_arm(
+            data.X.filter(logged),
+            NO_CONTACT,
+            data.y[logged.to_numpy()],
+            sample_weight=1.0 / probability.filter(logged).to_numpy(),
+        )
     model.training_summary_ = {
         "n_units": data.keys.height,
         "n_per_arm": model.n_rows_per_arm_,
@@ -486,6 +498,8 @@ def fit_channel_model(
         "response_history": cfg.response_columns[0],
         "response_baseline": cfg.response_columns[1],
         "channels": list(cfg.channels),
+        "logged_pauses": n_logged,
+        "pause_offset": pause_offset,
     }
     model.feature_set_ = data.feature_set
     return model

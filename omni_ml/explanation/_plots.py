@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from omni_ml.explain._frames import feature_matrix
-from omni_ml.explain._reasons import (
+from omni_ml.explanation._frames import feature_matrix
+from omni_ml.explanation._reasons import (
     FeatureDescriber,
     _family_of,
     _resolve_feature_set,
@@ -154,9 +154,9 @@ def _pp_values(
 
     Returns ``(values, data, names, base, unit)``; a model without probabilities stays in log-odds.
     """
-    from omni_ml.explain._families import as_of_constant
-    from omni_ml.explain._reasons import _proba_fn
-    from omni_ml.explain._said import _slope, moment_shap
+    from omni_ml.explanation._families import as_of_constant
+    from omni_ml.explanation._reasons import _proba_fn
+    from omni_ml.explanation._said import _slope, moment_shap
 
     ts = explainer_for(model)
     names = ts.feature_names
@@ -189,7 +189,7 @@ def plot_beeswarm(
 
     One dot per customer and feature, coloured by the feature value; contributions are taken against the
     baseline of each row's moment (the calendar and other as-of-constant features are held, so they
-    are left out: see :mod:`omni_ml.explain._said`) and scaled to percentage points like the campaign's
+    are left out: see :mod:`omni_ml.explanation._said`) and scaled to percentage points like the campaign's
     reasons. Saved to ``path`` if given.
 
     Examples
@@ -229,15 +229,15 @@ def plot_waterfall(
 ) -> Figure:
     """One customer's propensity from the moment's baseline, one bar per reason family, in percentage points.
 
-    The bars are the reasons of :func:`omni_ml.explain.explain_reasons` (each family's contributions summed,
+    The bars are the reasons of :func:`omni_ml.explanation.explain_reasons` (each family's contributions summed,
     labelled with its most telling feature's value in words); the smallest families are merged by shap
     into one bar. They add up from the baseline (``E[f(X)]``) to the customer's propensity
     (``f(x)``), both in percent. Saved to ``path`` if given.
     """
     import shap
 
-    from omni_ml.explain._families import reason_family_label
-    from omni_ml.explain._said import explain_reasons
+    from omni_ml.explanation._families import reason_family_label
+    from omni_ml.explanation._said import explain_reasons
 
     plt = _new_figure()
     feature_set = _resolve_feature_set(model, feature_set)

@@ -1,4 +1,4 @@
-"""Matplotlib figures of a :class:`~omni_ml.evaluate.Report` (object-oriented API, no pyplot state)."""
+"""Matplotlib figures of a :class:`~omni_ml.evaluation.Report` (object-oriented API, no pyplot state)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from omni_ml.evaluate import _metrics as m
+from omni_ml.evaluation import _metrics as m
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from omni_ml.evaluate._report import Report
+    from omni_ml.evaluation._report import Report
 
 
 def plot_report(report: Report) -> dict[str, Figure]:

@@ -1,6 +1,6 @@
 """Fit and back-test: the one call behind ``omni-ml train`` (training set -> out-of-time report -> final model).
 
-Lives in :mod:`omni_ml.evaluate` because it needs both the models and the report (the import
+Lives in :mod:`omni_ml.evaluation` because it needs both the models and the report (the import
 layers put ``evaluate`` above ``models`` above ``training``).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from sklearn.base import clone
 
 from omni_ml.data import Histories
-from omni_ml.evaluate._report import Report, evaluate
+from omni_ml.evaluation._report import Report, evaluate
 from omni_ml.models import PropensityModel
 from omni_ml.training import TrainConfig, TrainingSet, to_utc, training_cutoffs, training_set
 

@@ -29,8 +29,8 @@ import numpy.typing as npt
 import polars as pl
 
 from omni_ml.exceptions import SchemaError
-from omni_ml.explain._frames import feature_matrix
-from omni_ml.explain._treeshap import TreeShap, _model_booster
+from omni_ml.explanation._frames import feature_matrix
+from omni_ml.explanation._treeshap import TreeShap, _model_booster
 
 __all__ = ["FeatureDescriber", "explain", "explain_difference", "family_label"]
 
@@ -182,7 +182,7 @@ def _render(
 def _render_one(feature_set: FeatureDescriber | None, name: str, value: float) -> str:
     if feature_set is not None:
         if getattr(feature_set, "features", None) is not None:
-            from omni_ml.explain._families import feature_index
+            from omni_ml.explanation._families import feature_index
 
             if name not in feature_index(feature_set):
                 return _plain(name, value)  # a model feature the set does not know (e.g. a treatment column)

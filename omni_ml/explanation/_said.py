@@ -23,7 +23,7 @@ background sample would need a background per moment and costs |background| time
 Units: percentage points of purchase probability
 -------------------------------------------------
 Contributions are exact in log-odds; each is scaled by the secant slope of the calibrated propensity
-between the baseline and the row (as in :mod:`omni_ml.explain._reasons`), so that for every row::
+between the baseline and the row (as in :mod:`omni_ml.explanation._reasons`), so that for every row::
 
     sum(reason_pp) + other_pp == 100 * (propensity - reason_baseline)        (to rounding, 1e-9)
 
@@ -32,7 +32,7 @@ holds every family not shown.
 
 Families, missing data and codes
 --------------------------------
-SHAP values are summed per reason family (:mod:`omni_ml.explain._families`); the text shows the
+SHAP values are summed per reason family (:mod:`omni_ml.explanation._families`); the text shows the
 family's most telling feature (the largest contribution of the family's sign), so the k slots never
 repeat a family. A feature with no value ("no purchase yet") is said as what we know about the
 customer, and its family ranks below behavioural families of similar size (``missing_weight``).
@@ -50,9 +50,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from omni_ml.explain._families import as_of_constant, codes_of, feature_index, reason_family
-from omni_ml.explain._frames import feature_matrix
-from omni_ml.explain._reasons import (
+from omni_ml.explanation._families import as_of_constant, codes_of, feature_index, reason_family
+from omni_ml.explanation._frames import feature_matrix
+from omni_ml.explanation._reasons import (
     FeatureDescriber,
     _family_of,
     _format_reason_number,
@@ -62,7 +62,7 @@ from omni_ml.explain._reasons import (
     _resolve_feature_set,
     explainer_for,
 )
-from omni_ml.explain._treeshap import TreeShap, _model_booster
+from omni_ml.explanation._treeshap import TreeShap, _model_booster
 
 __all__ = ["MISSING_WEIGHT", "explain_reasons", "moment_shap", "reference_medians"]
 
@@ -251,7 +251,7 @@ def explain_reasons(
     top_k
         Reasons per row (families, never repeated).
     keys
-        Row identifiers put first (as for :func:`omni_ml.explain.explain`).
+        Row identifiers put first (as for :func:`omni_ml.explanation.explain`).
     reference
         Median per feature of the training population (:func:`reference_medians`), the level of each
         reason code (``RECENCY_SHORT`` vs ``RECENCY_LONG``); without it codes end in ``_KNOWN``/``_NONE``.

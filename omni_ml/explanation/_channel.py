@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from omni_ml.explain._reasons import By, FeatureDescriber, Units, _keys_frame, explain_difference
+from omni_ml.explanation._reasons import By, FeatureDescriber, Units, _keys_frame, explain_difference
 
 __all__ = ["explain_channel"]
 
@@ -185,7 +185,7 @@ def explain_channel(
     feature_set
         Defaults to ``model.feature_set_``.
     top_k, keys, units, by
-        As for :func:`omni_ml.explain.explain`; ``keys`` defaults to a ``row`` index.
+        As for :func:`omni_ml.explanation.explain`; ``keys`` defaults to a ``row`` index.
 
     Returns
     -------

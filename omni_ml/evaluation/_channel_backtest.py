@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from omni_ml.data import NO_CONTACT
-from omni_ml.evaluate._offpolicy import OffPolicyResult, estimate_logging_probability, off_policy_value
+from omni_ml.evaluation._offpolicy import OffPolicyResult, estimate_logging_probability, off_policy_value
 from omni_ml.exceptions import DataInsufficientError
 
 __all__ = ["BACKTEST_POLICIES", "ChannelBacktest", "channel_backtest"]

@@ -21,7 +21,7 @@ family             features (of ``omni_ml.features``)
 
 Features that depend on the cutoff only (the ``time_of_year`` family, or any derived feature whose
 only input is ``cutoff``) are *as-of constant*: the same for everyone scored at one moment. They are no
-reason about a customer and belong to the baseline (see :mod:`omni_ml.explain._said`).
+reason about a customer and belong to the baseline (see :mod:`omni_ml.explanation._said`).
 
 A reason code is ``<PREFIX>_<LEVEL>``: the family's prefix (``RECENCY``, ``EMAIL`` for
 ``engagement_email``, ...) and the level of the family's most telling feature against the training

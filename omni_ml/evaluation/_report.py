@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from omni_ml.evaluate import _metrics as m
+from omni_ml.evaluation import _metrics as m
 from omni_ml.exceptions import SchemaError
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class Report:
 
     def plot(self) -> dict[str, Figure]:
         """Figures: ``gains`` (cumulative gains), ``lift`` (by decile) and ``calibration`` (reliability)."""
-        from omni_ml.evaluate._plots import plot_report
+        from omni_ml.evaluation._plots import plot_report
 
         return plot_report(self)
 

@@ -17,7 +17,7 @@
 
 Contributions are the channel model's SHAP values of the log-odds uplift (contact on ``c`` minus no
 contact), with the model conditioned on the moment's as-of-constant features (as in
-:mod:`omni_ml.explain._said`), summed per family and scaled to percentage points of conversion by the
+:mod:`omni_ml.explanation._said`), summed per family and scaled to percentage points of conversion by the
 secant between ``P(convert | no contact)`` and ``P(convert | contact on c)``: the shown parts plus
 ``channel_reason_other_pp`` add up to the estimated uplift. Only families that *raise* the uplift are
 reasons, a history reason only when the history is favourable (at least one purchase after a contact,
@@ -39,10 +39,10 @@ import numpy.typing as npt
 import polars as pl
 
 from omni_ml._time import window
-from omni_ml.explain._channel import _ChannelDescriber
-from omni_ml.explain._families import as_of_constant, codes_of, feature_index, reason_family
-from omni_ml.explain._reasons import _keys_frame, _render_one, explainer_for
-from omni_ml.explain._said import _slope, format_pp, moment_shap, render_unique, rounded_values, select_reasons
+from omni_ml.explanation._channel import _ChannelDescriber
+from omni_ml.explanation._families import as_of_constant, codes_of, feature_index, reason_family
+from omni_ml.explanation._reasons import _keys_frame, _render_one, explainer_for
+from omni_ml.explanation._said import _slope, format_pp, moment_shap, render_unique, rounded_values, select_reasons
 from omni_ml.features._spec import slug as feature_slug
 
 __all__ = ["MIN_PP", "call_outcomes", "explain_channel_reasons"]

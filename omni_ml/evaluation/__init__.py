@@ -9,9 +9,9 @@ channel policy and its baselines that ``omni-ml train`` logs.
 
 from __future__ import annotations
 
-from omni_ml.evaluate._backtest import backtest, fit_propensity
-from omni_ml.evaluate._channel_backtest import BACKTEST_POLICIES, ChannelBacktest, channel_backtest
-from omni_ml.evaluate._metrics import (
+from omni_ml.evaluation._backtest import backtest, fit_propensity
+from omni_ml.evaluation._channel_backtest import BACKTEST_POLICIES, ChannelBacktest, channel_backtest
+from omni_ml.evaluation._metrics import (
     brier,
     calibration_table,
     expected_calibration_error,
@@ -21,8 +21,8 @@ from omni_ml.evaluate._metrics import (
     roc_auc,
     top_decile_lift,
 )
-from omni_ml.evaluate._offpolicy import OffPolicyResult, estimate_logging_probability, off_policy_value
-from omni_ml.evaluate._report import Report, evaluate, evaluate_scores
+from omni_ml.evaluation._offpolicy import OffPolicyResult, estimate_logging_probability, off_policy_value
+from omni_ml.evaluation._report import Report, evaluate, evaluate_scores
 
 __all__ = [
     "BACKTEST_POLICIES",

@@ -19,14 +19,14 @@
 
 from __future__ import annotations
 
-from omni_ml.explain._channel import explain_channel
-from omni_ml.explain._channel_said import call_outcomes, explain_channel_reasons
-from omni_ml.explain._families import reason_codes
-from omni_ml.explain._plots import global_importance, plot_beeswarm, plot_importance, plot_waterfall
-from omni_ml.explain._reasons import FeatureDescriber, explain, explain_difference, explainer_for, family_label
-from omni_ml.explain._said import explain_reasons, reference_medians
-from omni_ml.explain._timing import timing_reasons
-from omni_ml.explain._treeshap import TreeShap
+from omni_ml.explanation._channel import explain_channel
+from omni_ml.explanation._channel_said import call_outcomes, explain_channel_reasons
+from omni_ml.explanation._families import reason_codes
+from omni_ml.explanation._plots import global_importance, plot_beeswarm, plot_importance, plot_waterfall
+from omni_ml.explanation._reasons import FeatureDescriber, explain, explain_difference, explainer_for, family_label
+from omni_ml.explanation._said import explain_reasons, reference_medians
+from omni_ml.explanation._timing import timing_reasons
+from omni_ml.explanation._treeshap import TreeShap
 
 __all__ = [
     "FeatureDescriber",

@@ -803,6 +803,6 @@ def as_feature_matrix(X: Any, feature_names: list[str]) -> npt.NDArray[np.float6
     omni_ml.exceptions.SchemaError
         When columns are missing, non-numeric, or the width does not match.
     """
-    from omni_ml.explain._frames import feature_matrix
+    from omni_ml.explanation._frames import feature_matrix
 
     return feature_matrix(X, feature_names)
