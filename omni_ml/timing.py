@@ -302,11 +302,11 @@ def _hour_loglik(counts: np.ndarray, profile: np.ndarray, sd: float, share: floa
     return _rowwise(counts, np.log(share * _hour_rhythm(sd) + (1.0 - share) * profile[:, None]))
 
 
-def _rowwise(counts: np.ndarray, log_p: np.ndarray, block: int = 1024) -> np.ndarray:
-    """``counts @ log_p`` summed row by row in a fixed order: a row's result never depends on its batch."""
-    out = np.empty((counts.shape[0], log_p.shape[1]))
-    for lo in range(0, counts.shape[0], block):
-        out[lo : lo + block] = (counts[lo : lo + block, :, None] * log_p[None, :, :]).sum(axis=1)
+def _rowwise(rows: np.ndarray, table: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``rows @ table`` summed row by row in a fixed order: a row's result never depends on its batch (chunk)."""
+    out = np.empty((rows.shape[0], table.shape[1]))
+    for lo in range(0, rows.shape[0], block):
+        out[lo : lo + block] = (rows[lo : lo + block, :, None] * table[None, :, :]).sum(axis=1)
     return out
 
 
@@ -358,7 +358,7 @@ def _weekday_loglik(counts: np.ndarray, profile: np.ndarray, kappa: float, share
     """
     rhythm = share * _weekday_table(kappa)[_DIST] / WEEKDAYS  # [w, D]
     mix = rhythm[None, :, :] + (1.0 - share) * profile[:, :, None]
-    return np.einsum("nw,nwd->nd", counts, np.log(mix))
+    return (counts[:, :, None] * np.log(mix)).sum(axis=1)
 
 
 def _fit_weekday(counts: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
@@ -662,14 +662,14 @@ class SendTimeModel:
         choice = np.exp(
             _HOUR_CHOICE_KAPPA * np.cos(2 * np.pi * (np.arange(HOURS)[:, None] - _HOUR_GRID[None, :]) / HOURS)
         )
-        send_hour = np.argmax(hour_post @ choice.T, axis=1) if n else np.zeros(0, dtype=np.int64)
+        send_hour = np.argmax(_rowwise(hour_post, choice.T), axis=1) if n else np.zeros(0, dtype=np.int64)
         send_weekday = (np.argmax(week_post + 1e-9 * week_tie, axis=1) + 1) if n else np.zeros(0, dtype=np.int64)
         has_segment = np.array([(s, ALL) in self.segment_hour_ for s in seg_list], dtype=bool)
         source = np.where(evidence > 0, "own", np.where(has_segment, "segment", "population"))
 
         hazard, driver, due = self._hazard(hist, moment, ids, events, cfg)
         # expected effect of each weekday (columns: Monday..Sunday) over the posterior of the best weekday
-        affinity = week_post @ _weekday_table(cfg.weekday_effect_kappa)[_DIST].T
+        affinity = _rowwise(week_post, _weekday_table(cfg.weekday_effect_kappa)[_DIST].T)
         plan = self._schedule(hist, moment, ids, zone, send_hour, hazard, affinity, cfg, pol)
         contact = (channel != NO_CONTACT).to_numpy()
         day = plan["day"].to_numpy()
