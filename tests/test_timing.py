@@ -339,6 +339,21 @@ def test_model_beats_the_population_mode_for_customers_with_history_24(small_wor
     assert weekday_hit > 2 * float((rich["best_weekday"] == pop_weekday).mean()) + 0.2
 
 
+def test_a_rows_send_time_does_not_depend_on_its_batch_24(small_world: Path) -> None:
+    """Chunked and Spark scoring recommend per chunk: the halves give exactly the rows of the whole."""
+    from omni_ml.data import load_histories
+    from omni_ml.identity import resolve_identities
+
+    hist = resolve_identities(load_histories(small_world)).collect()
+    model = SendTimeModel().fit(hist, END)
+    ids = _read(small_world, "customers")["customer_id"].head(1500)
+    decisions = pl.DataFrame({"customer_id": ids, "best_channel": [CHANNELS[i % 5] for i in range(ids.len())]})
+    whole = model.recommend(hist, END, decisions)
+    halves = pl.concat([model.recommend(hist, END, part) for part in (decisions.head(1100), decisions.tail(400))])
+    assert whole.equals(halves)
+    assert whole["send_hour"].n_unique() > 3
+
+
 def _buyer_world() -> Histories:
     """'a' browses on Tuesday evenings; earlier, on more Saturdays, they visited and bought the next day."""
     rows = []
