@@ -15,9 +15,11 @@ last month is scored as of 2025-01-01 (``reasons=0``; no channel back-test, it i
 * **price shock** -- purchase amounts from 2024-12-01 on are 1.6 times higher;
 * **broken feed** -- no ``view`` events from 2024-12-01 on (a tracking feed that stopped).
 
-A changed world must get the verdict ``bad`` with a responsible feature among the three features the
-summary names first (email consent; revenue / order value; views); the unchanged world must not be
-``bad``. The unchanged run also compares the expected AUC, expected buyers and expected top-decile lift
+A changed world must get the verdict ``bad`` with a responsible feature or input summary among the three
+the summary names first (:meth:`MonitorReport.moved`: email consent or email consent withdrawals;
+revenue / order value; views or view events); the unchanged world must not be ``bad``. The unchanged
+run also compares the expected AUC, expected buyers and expected top-decile lift (also corrected by the
+back-test's realised / expected top-decile lift, ``Reference.lift_correction``)
 (CBPE, from the calibrated propensities, before any outcome) with the realised ones from the truth
 (purchases in [as of, +28 days) of the scored persons) and their 95% bootstrap intervals, both over the
 scored customers that are true persons of the simulator (anonymous identifier fragments that stayed
@@ -67,9 +69,9 @@ CONFIG = {
     "channel_backtest_days": None,
 }
 RESPONSIBLE = {
-    "consent wiped": ("consent_email",),
+    "consent wiped": ("consent_email", "consents:email"),
     "price shock": ("revenue", "order_value"),
-    "broken feed": ("views",),
+    "broken feed": ("views", "events:view"),
 }
 
 
@@ -171,7 +173,13 @@ def _realised(campaign: pl.DataFrame, raw: Path, rng: np.random.Generator, n_boo
     }
 
 
+def _input(report: Any, item: str, column: str) -> float:
+    row = report.inputs.filter(pl.col("item") == item)
+    return float(row[column][0]) if row.height else float("nan")
+
+
 def drift(args: argparse.Namespace) -> None:
+    from omni_ml.campaign import CampaignModel
     from omni_ml.scoring import score
 
     rows = []
@@ -185,7 +193,7 @@ def drift(args: argparse.Namespace) -> None:
                 warnings.simplefilter("ignore")
                 summary = score(world, model=model, as_of=AS_OF, out=out, reasons=0, progress=False)
             report = summary.monitor
-            top3 = report.features["feature"].head(3).to_list()
+            top3 = report.moved(3)["name"].to_list()
             named = regime == "unchanged" or any(k in f for f in top3 for k in RESPONSIBLE[regime])
             row: dict[str, Any] = {
                 "seed": seed,
@@ -194,10 +202,16 @@ def drift(args: argparse.Namespace) -> None:
                 "top3": ", ".join(top3),
                 "named": named,
                 "max_psi": float(report.features["psi"].max()),
+                "order_value_z": _input(report, "order_value:purchase", "z"),
+                "order_value_change": _input(report, "order_value:purchase", "change"),
+                "inputs_drifting": int((report.inputs["flag"] == "drift").sum()),
+                "features_drifting": len(report.drifting),
                 "score_psi": report.score_psi,
             }
             if regime == "unchanged":
                 real = _realised(pl.read_parquet(out), raw, np.random.default_rng(seed))
+                ref = CampaignModel.load(model).reference_
+                corrected = real["expected_lift"] * ref.lift_correction
                 row |= {
                     "exp_auc": real["expected_auc"],
                     "auc": real["auc"],
@@ -208,6 +222,11 @@ def drift(args: argparse.Namespace) -> None:
                     "exp_lift": real["expected_lift"],
                     "lift": real["lift"],
                     "lift_in": real["lift_ci"][0] <= real["expected_lift"] <= real["lift_ci"][1],
+                    "exp_lift_corr": corrected,
+                    "lift_corr_in": real["lift_ci"][0] <= corrected <= real["lift_ci"][1],
+                    "oot_lift": ref.oot_lift,
+                    "oot_exp_lift": ref.oot_expected_lift,
+                    "oot_top_buyers": ref.oot_top_buyers,
                     "auc_ci": f"{real['auc_ci'][0]:.3f}-{real['auc_ci'][1]:.3f}",
                     "lift_ci": f"{real['lift_ci'][0]:.2f}-{real['lift_ci'][1]:.2f}",
                     "all_exp_auc": report.expected["expected_auc"],
@@ -224,7 +243,7 @@ def drift(args: argparse.Namespace) -> None:
         named_text = "" if regime == "unchanged" else f", named in top 3 {named}"
         print(f"  {regime:<14} bad {bad}/{part.height}{named_text}")
     if unchanged.height:
-        for k in ("auc", "buyers", "lift"):
+        for k in ("auc", "buyers", "lift", "lift_corr"):
             inside = int(unchanged[f"{k}_in"].sum())
             print(f"  expected {k} inside the realised 95% interval: {inside}/{unchanged.height}")
     with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=80, tbl_width_chars=250):
@@ -270,7 +289,7 @@ def timing(args: argparse.Namespace) -> None:
 
         return wrapper
 
-    # the monitor's own work: profiling the sampled features, adding scores, judging and writing the report
+    # the monitor's own work: input-row tallies, the sampled features' profile, score tallies, verdict, report
     _monitor.profile_chunk = timed(_monitor.profile_chunk)  # type: ignore[method-assign]
     _monitor.finish = timed(_monitor.finish)  # type: ignore[method-assign]
     ScoringMonitor.add_scores = timed(ScoringMonitor.add_scores)  # type: ignore[method-assign]

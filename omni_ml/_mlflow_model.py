@@ -19,10 +19,18 @@ class CampaignPyfunc(PythonModel):
     """Pyfunc wrapper: raw histories and an as-of date in, campaign table out."""
 
     def load_context(self, context):  # type: ignore[no-untyped-def]  # MLflow reads these hints: keep none
-        """Load the fitted CampaignModel from the run's artifacts."""
-        import joblib
+        """Load the fitted CampaignModel from the run's artifacts, after checking its sha256.
 
-        self.campaign_model = joblib.load(context.artifacts["campaign_model"])
+        The checksum is the one recorded in the model's ``model_config`` when it was logged
+        (:data:`omni_ml._model_files.PYFUNC_SHA256_KEY`); without it, a ``.sha256`` file beside the
+        bundle. A bundle that does not match (swapped, damaged) or has no checksum is refused with
+        :class:`~omni_ml.exceptions.ModelNotFoundError` before any of its bytes are unpickled.
+        """
+        from omni_ml._model_files import PYFUNC_SHA256_KEY, load_verified
+
+        config = getattr(context, "model_config", None) or {}
+        expected = config.get(PYFUNC_SHA256_KEY)
+        self.campaign_model = load_verified(context.artifacts["campaign_model"], expected_sha256=expected)
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         """Score each (histories_path, as_of) job and return the concatenated campaign tables."""

@@ -3,8 +3,9 @@
 A joblib (pickle) file is code: unpickling a crafted file runs whatever it says. A model written by
 :meth:`omni_ml.campaign.CampaignModel.save` (``omni-ml train --out``) therefore gets a checksum
 file beside it, ``<file>.sha256`` (the ``sha256sum`` format), and a model logged to MLflow records
-the checksum of its bundle in the run's tag :data:`SHA256_TAG`. Loading reads the file's bytes once,
-compares their sha256 with the expected one and unpickles those same bytes only when they match:
+the checksum of its bundle in the run's tag :data:`SHA256_TAG` and in the pyfunc's ``model_config``
+(:data:`PYFUNC_SHA256_KEY`, checked by ``load_context`` when MLflow loads the pyfunc). Loading reads
+the file's bytes once, compares their sha256 with the expected one and unpickles those same bytes only when they match:
 a file that was swapped, damaged or never written by ``train`` is refused before any of its code runs.
 
 What this trusts: the checksum says the file is the one that was written beside it (or logged with
@@ -21,9 +22,11 @@ from typing import Any
 
 from omni_ml.exceptions import ModelNotFoundError
 
-__all__ = ["SHA256_TAG", "checksum_path", "dump_verified", "load_verified", "sha256_of"]
+__all__ = ["PYFUNC_SHA256_KEY", "SHA256_TAG", "checksum_path", "dump_verified", "load_verified", "sha256_of"]
 
 SHA256_TAG = "omni_ml.model_sha256"
+PYFUNC_SHA256_KEY = "campaign_model_sha256"
+"""Key of the bundle's sha256 in the logged pyfunc's ``model_config`` (checked by its ``load_context``)."""
 _SUFFIX = ".sha256"
 
 

@@ -31,14 +31,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
 
+from omni_ml._customer_inputs import check_customer_columns, check_customers, customer_attributes
 from omni_ml._time import as_utc, before
+from omni_ml._unprofiled import (
+    UnprofiledMode,
+    check_mode,
+    population_effects,
+    split_unprofiled,
+    unprofiled_customers,
+    unprofiled_rows,
+)
 from omni_ml.config import check_keys, from_mapping, from_yaml
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, ModelNotFoundError
@@ -60,6 +69,8 @@ __all__ = [
 
 NO_CHANNEL_MODEL = "no_channel_model"
 _N_DECILES = 10
+
+
 # the send-time columns of the campaign table (omni_ml.timing), after the reasons
 _SEND_TIME_SCHEMA: dict[str, pl.DataType] = {
     "send_weekday": pl.Int8(),
@@ -436,6 +447,11 @@ class CampaignModel:
         self.policy_ = policy
         self.reasons_ = cfg.reasons
         self.reason_reference_ = _reason_reference(ts.X.filter(latest))
+        # the non-personal scores of people without a profiling consent (omni_ml._unprofiled)
+        self.population_propensity_ = float(np.asarray(ts.y, dtype=np.float64)[latest.to_numpy()].mean())
+        self.population_effects_ = (
+            population_effects(channel_model, hist, moment) if channel_model is not None else None
+        )
         self.channel_backtest_ = backtest
         self.metrics_ = {k: float(v) for k, v in report.metrics.items() if isinstance(v, int | float)}
         if backtest is not None:
@@ -496,13 +512,37 @@ class CampaignModel:
         }
         cols.update({f"score_{c}": pl.Float64() for c in self.channels})
         cols.update({"rule": pl.String(), "offer_category": pl.String(), "suppressed_category": pl.String()})
+        cols["personalised"] = pl.Boolean()
         cols.update({f"reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update({f"channel_reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update(_SEND_TIME_SCHEMA)
         cols.update(_reason_schema(reasons))
         return pl.Schema(cols)
 
-    def score(self, hist: Histories, as_of: str | dt.date | dt.datetime, *, reasons: int | None = 3) -> pl.DataFrame:
+    def customer_attributes(self) -> dict[str, tuple[str, ...]]:
+        """Columns of the customers table the fitted model reads, each with the features built from it."""
+        return customer_attributes(self)
+
+    def check_customer_columns(self, columns: Sequence[str] | None) -> None:
+        """Raise when the customers table (its ``columns``; ``None``: no table) lacks a column the model reads."""
+        check_customer_columns(self, columns)
+
+    def check_customers(self, customers: pl.LazyFrame | None) -> None:
+        """Raise when the customers table lacks a column the model reads or holds values it cannot read.
+
+        See :mod:`omni_ml._customer_inputs`; ``score`` calls it before any work.
+        """
+        check_customers(self, customers)
+
+    def score(
+        self,
+        hist: Histories,
+        as_of: str | dt.date | dt.datetime,
+        *,
+        reasons: int | None = 3,
+        unprofiled: UnprofiledMode | None = None,
+        profiling_required: bool | None = None,
+    ) -> pl.DataFrame:
         """The campaign table as of ``as_of``: one row per customer, sorted by ``customer_id``.
 
         Parameters
@@ -514,6 +554,14 @@ class CampaignModel:
             Scoring moment: features and consent see only rows strictly before it.
         reasons
             Reason codes per customer (``None``: the config's default; 0: none, faster).
+        unprofiled
+            People without a profiling consent at ``as_of`` (:mod:`omni_ml._unprofiled`): ``"anonymous"``
+            scores them without personal features (population propensity and channel, a non-personal
+            reason, ``personalised`` false), ``"exclude"`` leaves them out. ``None``: the policy's
+            ``unprofiled`` setting (default ``"anonymous"``).
+        profiling_required
+            Whether profiling consent is required; ``None``: when ``hist`` holds any profiling record (a
+            chunked job decides it once over all customers).
 
         Returns
         -------
@@ -532,20 +580,36 @@ class CampaignModel:
             of the recommended contact within the campaign period (null for ``no_contact``). ``clv_12m`` is the
             expected revenue over the next 12 months (52 weeks) by BG/NBD + Gamma-Gamma
             (:mod:`omni_ml.models.btyd`, fitted on the training histories), null for a customer without a
-            purchase yet or when the models could not be fitted.
+            purchase yet or when the models could not be fitted. ``personalised`` is false on the rows of
+            people without a profiling consent, scored from population constants only.
 
         Raises
         ------
         ConsentError
             If a decision would contact a customer without consent (a bug guard: never expected).
         """
-        from omni_ml.features import build_features
-
         self._check_fitted()
         k = self.reasons_ if reasons is None else int(reasons)
         schema = self.output_schema(reasons=k)
         moment = as_utc(as_of, name="as_of")
+        mode = check_mode(unprofiled if unprofiled is not None else getattr(self.policy_, "unprofiled", "anonymous"))
+        self.check_customers(hist.customers)
         hist = ensure_resolved(hist, moment)
+        unprofiled_ids = unprofiled_customers(hist, moment, required=profiling_required)
+        if unprofiled_ids.len() == 0:
+            return self._score_personal(hist, moment, k, schema)
+        # their events and attributes are never read by the personal pipeline
+        others, theirs = split_unprofiled(hist, unprofiled_ids)
+        out = self._score_personal(others, moment, k, schema)
+        if mode == "exclude":
+            return out
+        rows = unprofiled_rows(self, theirs, moment, unprofiled_ids, k, schema)
+        return pl.concat([out, rows]).sort("customer_id")
+
+    def _score_personal(self, hist: Histories, moment: dt.datetime, k: int, schema: pl.Schema) -> pl.DataFrame:
+        """The campaign rows of the customers of ``hist``, from their own histories (see :meth:`score`)."""
+        from omni_ml.features import build_features
+
         features = build_features(hist, moment, feature_set=self.feature_set_)
         if features.height == 0:
             return pl.DataFrame(schema=schema)
@@ -578,6 +642,7 @@ class CampaignModel:
             out = out.join(
                 self._send_times(timing, hist, moment, out), on="customer_id", how="left", maintain_order="left"
             )
+        out = out.with_columns(personalised=pl.lit(True))
         missing = [name for name in schema if name not in out.columns]
         out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())

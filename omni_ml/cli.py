@@ -183,7 +183,9 @@ def validate(
 @_user_errors
 def resolve(
     directory: Annotated[Path, typer.Argument(help="Histories directory (events, identity_links, ...).")],
-    out: Annotated[Path, typer.Option("--out", help="Identity map to write (parquet: identifier, customer_id).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Identity map to write (.parquet or .csv: identifier, customer_id).")
+    ],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Use only links before this moment (ISO 8601).")] = None,
     previous: Annotated[
         Path | None, typer.Option("--previous", help="Earlier identity map: anonymous customers keep their ids.")
@@ -199,16 +201,22 @@ def resolve(
 
     from omni_ml.config import from_yaml
     from omni_ml.data import load_histories
-    from omni_ml.exceptions import SchemaError
+    from omni_ml.exceptions import ConfigError, SchemaError
     from omni_ml.identity import IdentityRules
     from omni_ml.identity import resolve as resolve_histories
 
     _check_out(out, "identity_map.parquet")
+    if out.suffix not in (".parquet", ".csv"):
+        msg = (
+            f"--out {str(out)!r} must end in .parquet or .csv (got {out.suffix or 'no extension'!r}). "
+            "Hint: e.g. --out identity_map.parquet."
+        )
+        raise ConfigError(msg)
     identity_rules = from_yaml(IdentityRules, rules) if rules is not None else None
     earlier = None
     if previous is not None:
         try:
-            earlier = pl.read_parquet(previous)
+            earlier = pl.read_csv(previous) if previous.suffix == ".csv" else pl.read_parquet(previous)
         except (OSError, pl.exceptions.PolarsError) as exc:
             msg = (
                 f"--previous: cannot read {str(previous)!r} as parquet ({type(exc).__name__}). "
@@ -221,7 +229,7 @@ def resolve(
     resolved, report = resolve_histories(hist, as_of=as_of, rules=identity_rules, previous=earlier)
     identity_map = resolved.identity_map
     assert identity_map is not None  # set by resolve
-    _write_atomically(out, identity_map.write_parquet)
+    _write_atomically(out, identity_map.write_csv if out.suffix == ".csv" else identity_map.write_parquet)
     typer.echo(report.to_text())
     typer.echo(f"wrote {identity_map.height:,} identifiers -> {report.customers:,} customers to {out}")
 
@@ -309,6 +317,10 @@ def train(
     if run is not None:
         typer.echo(f"run_id: {run.run_id}")
         typer.echo(f"model_uri: {run.registered_uri or run.model_uri}")
+        if run.version is not None:
+            typer.echo(f"model_version: {run.registered_name} version {run.version}")
+        if run.alias is not None:  # what the registry said right after the alias was set
+            typer.echo(f"alias: {run.registered_name}@{run.alias} -> version {run.alias_version}")
         typer.echo(f"tracking_uri: {run.tracking_uri}")
 
 
@@ -402,7 +414,12 @@ def _continue(world: Path | None, campaign: Path | None, days: int | None, out: 
     if not campaign.is_file():
         msg = f"--campaign {str(campaign)!r}: no such file. Hint: pass the campaign file omni-ml score wrote."
         raise SchemaError(msg)
-    frame = pl.read_csv(campaign, try_parse_dates=True) if campaign.suffix == ".csv" else pl.read_parquet(campaign)
+    try:
+        frame = pl.read_csv(campaign, try_parse_dates=True) if campaign.suffix == ".csv" else pl.read_parquet(campaign)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = f"--campaign {str(campaign)!r}: cannot be read ({first}). Hint: pass the file omni-ml score wrote."
+        raise SchemaError(msg) from exc
     path = continue_histories(world, frame, days, out)
     typer.echo(f"continued {world} by {days} days with {campaign} to {path}; truth for the new end in {path / 'truth'}")
 
@@ -450,6 +467,14 @@ def score(
         bool,
         typer.Option("--allow-stale", help="Score even if the histories end more than the model's horizon before."),
     ] = False,
+    unprofiled: Annotated[
+        str | None,
+        typer.Option(
+            "--unprofiled",
+            help="People without a profiling consent: anonymous (population scores, no personal features) or "
+            "exclude (no row). Default: the model's policy setting (anonymous).",
+        ),
+    ] = None,
 ) -> None:
     """Score every customer as of a date and write the campaign file (one row per customer)."""
     from omni_ml.scoring import score as run_scoring
@@ -478,6 +503,7 @@ def score(
         monitor=thresholds,
         fail_on_drift=fail_on_drift,
         allow_stale=allow_stale,
+        unprofiled=unprofiled,  # type: ignore[arg-type]  # validated by score()
     )
     typer.echo(summary.to_text())
 

@@ -40,6 +40,7 @@ import polars as pl
 
 from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, SchemaError
+from omni_ml.measure._inputs import typed_campaign
 
 __all__ = ["FeedbackSummary", "feedback"]
 
@@ -96,10 +97,15 @@ def _read(path: str | Path | pl.DataFrame, what: str) -> tuple[pl.DataFrame, str
     if not source.is_file():
         msg = f"{where}: no such file. Hint: check the path."
         raise SchemaError(msg)
-    if source.suffix == ".csv":
-        return pl.read_csv(source, try_parse_dates=True), where
-    if source.suffix == ".parquet":
-        return pl.read_parquet(source), where
+    try:
+        if source.suffix == ".csv":
+            return pl.read_csv(source, try_parse_dates=True), where
+        if source.suffix == ".parquet":
+            return pl.read_parquet(source), where
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = f"{where}: cannot be read ({first}). Hint: pass the file `omni-ml score` wrote."
+        raise SchemaError(msg) from exc
     msg = f"{where}: must be .parquet or .csv (got {source.suffix or 'no extension'!r})."
     raise SchemaError(msg)
 
@@ -116,7 +122,7 @@ def _campaign(campaign: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
         )
         msg = f"{where}: missing column(s) {missing}; found {frame.columns[:8]}{' ...' if frame.width > 8 else ''}. "
         raise SchemaError(msg + hint)
-    frame = frame.with_columns(pl.col("customer_id").cast(pl.String), pl.col("best_channel").cast(pl.String))
+    frame = typed_campaign(frame.with_columns(pl.col("customer_id").cast(pl.String)), where)
     if "control_group" not in frame.columns:
         frame = frame.with_columns(pl.lit(False).alias("control_group"))
     if "rule" not in frame.columns:
@@ -137,8 +143,7 @@ def _campaign(campaign: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
             "`omni-ml score` wrote, unchanged."
         )
         raise SchemaError(msg)
-    as_of = frame["as_of"].cast(TIMESTAMP) if frame.schema["as_of"] != pl.String else frame["as_of"].str.to_datetime()
-    return frame.with_columns(as_of=as_of.dt.replace_time_zone(None).dt.replace_time_zone("UTC")), where
+    return frame, where
 
 
 def _sends(sent: str | Path | pl.DataFrame, campaign: pl.DataFrame) -> pl.DataFrame:

@@ -119,6 +119,10 @@ class PolicyConfig:
         Consent of a customer with no consent record (``False``: opt-in regimes such as GDPR).
     min_value
         A channel must beat pausing by more than this expected value.
+    unprofiled
+        People without a profiling consent at the scoring moment: ``"anonymous"`` (default) scores them
+        without personal features (population propensity and channel, a non-personal reason; see
+        :mod:`omni_ml._unprofiled`), ``"exclude"`` leaves them out of the campaign file.
     """
 
     conversion_value: float = 40.0
@@ -134,9 +138,12 @@ class PolicyConfig:
     service_event_types: tuple[str, ...] = ("service_call", "complaint", "failed_delivery")
     default_consent: bool = False
     min_value: float = 0.0
+    unprofiled: Literal["anonymous", "exclude"] = "anonymous"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.unprofiled not in ("anonymous", "exclude"):
+            problems.append(f"unprofiled must be 'anonymous' or 'exclude' (got {self.unprofiled!r})")
         if not self.channels:
             problems.append("channels is empty")
         if self.conversion_value < 0:

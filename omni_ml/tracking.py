@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from omni_ml._model_files import SHA256_TAG, dump_verified, load_verified
+from omni_ml._model_files import PYFUNC_SHA256_KEY, SHA256_TAG, dump_verified, load_verified
 from omni_ml.exceptions import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -64,13 +65,14 @@ class TrackedRun:
     version: str | None = None
     alias: str | None = None
     tracking_uri: str = ""
+    alias_version: str | None = None
 
     @property
     def registered_uri(self) -> str | None:
-        """``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``) when the model was registered."""
+        """``models:/NAME@ALIAS`` when the alias held this version once set, else ``models:/NAME/VERSION``."""
         if self.registered_name is None:
             return None
-        if self.alias:
+        if self.alias and self.alias_version in (None, self.version):
             return f"models:/{self.registered_name}@{self.alias}"
         return f"models:/{self.registered_name}/{self.version}"
 
@@ -149,6 +151,60 @@ def _sqlite_file(uri: str) -> Path | None:
     prefix = "sqlite:///"
     path = uri[len(prefix) :].split("?")[0] if uri.startswith(prefix) else ""
     return None if path in ("", ":memory:") else Path(path).resolve()
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on a SQLite tracking store (the file ``<db>.lock`` beside it); other stores: no-op.
+
+    Two jobs on one new SQLite store would both create MLflow's schema (one fails: ``table ... already
+    exists`` or an alembic error) and both register versions and move aliases at once. Under this lock the
+    schema is created once (:func:`ensure_store`) and a version is registered and its alias set as one step.
+    Servers serialise these themselves.
+    """
+    db = _sqlite_file(uri)
+    if db is None or not db.parent.is_dir():  # MLflow reports a missing folder itself
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a+b") as handle:
+        _lock_file(handle, exclusive=True)
+        try:
+            yield
+        finally:
+            _lock_file(handle, exclusive=False)
+
+
+def _lock_file(handle: Any, *, exclusive: bool) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+        import time
+
+        handle.seek(0)
+        if not exclusive:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        while True:
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+                return
+            except OSError:
+                time.sleep(0.05)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_UN)
+
+
+def ensure_store(uri: str) -> None:
+    """Create (or migrate) the tracking and registry schema of a SQLite store once, under :func:`store_lock`."""
+    if _sqlite_file(uri) is None:
+        return
+    import mlflow
+
+    with store_lock(uri):
+        client = mlflow.MlflowClient(uri, uri)
+        client.search_experiments(max_results=1)  # builds the tracking store: creates the tables if missing
+        client.search_registered_models(max_results=1)  # ... and the registry store
 
 
 def use_experiment(name: str, uri: str) -> Any:
@@ -288,7 +344,7 @@ def log_run(
         msg = "alias given without register_as. Hint: pass --register-as NAME together with --alias."
         raise ValueError(msg)
     with _run(experiment, run_name=run_name, tracking_uri=tracking_uri, tags=tags) as (run, exp, uri):
-        info, version = _log_contents(
+        info, version, held = _log_contents(
             model,
             uri,
             metrics=metrics,
@@ -309,6 +365,7 @@ def log_run(
         version=version,
         alias=alias,
         tracking_uri=uri,
+        alias_version=held,
     )
 
 
@@ -335,6 +392,7 @@ def _run(
     import mlflow
 
     with _tracking(tracking_uri) as uri:
+        ensure_store(uri)
         exp = use_experiment(experiment, uri)
         all_tags = {"omni_ml.version": _dist_version("omni_ml"), "omni_ml.kind": "campaign_model"}
         commit = _git_commit()
@@ -372,8 +430,10 @@ def _log_contents(
     source: str | None = None,
     description: str | None = None,
     version_tags: Mapping[str, str] | None = None,
-) -> tuple[Any, str | None]:
-    """Log everything of :func:`log_run` into the active run; returns (model info, registered version).
+) -> tuple[Any, str | None, str | None]:
+    """Log everything of :func:`log_run` into the active run: (model info, registered version, alias holder).
+
+    The alias holder is the version the registry says ``alias`` points at right after it was set.
 
     ``series`` are metric histories (``name -> [(step, value, timestamp_ms)]``: per-cutoff back-test metrics,
     the learning curve). ``training_set`` is a training-set fingerprint (``TrainingSet.fingerprint``) logged as
@@ -407,7 +467,8 @@ def _log_contents(
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "campaign_model.joblib"
         # The run records the bundle's sha256; loading checks it before unpickling.
-        mlflow.set_tag(SHA256_TAG, dump_verified(model, bundle))
+        digest = dump_verified(model, bundle)
+        mlflow.set_tag(SHA256_TAG, digest)
         signature = ModelSignature(
             inputs=Schema([ColSpec("string", "histories_path"), ColSpec("string", "as_of")]),
             outputs=_output_schema(model),
@@ -417,25 +478,57 @@ def _log_contents(
             name=MODEL_NAME_IN_RUN,
             python_model=str(_MODEL_CODE),
             artifacts={"campaign_model": str(bundle)},
+            # the pyfunc's load_context checks the bundle against it before unpickling (omni_ml/_mlflow_model.py)
+            model_config={PYFUNC_SHA256_KEY: digest},
             signature=signature,
             input_example=dict(input_example) if input_example else None,
             pip_requirements=_requirements(),
             code_paths=[str(_PACKAGE_DIR)],
-            registered_model_name=register_as,
         )
     _log_datasets(datasets or {}, training_set, source, model_id=getattr(info, "model_id", None))
-    version = None
+    version = held = None
     if register_as:
-        version = str(info.registered_model_version)
-        client = mlflow.MlflowClient(uri, uri)
+        version, held = _register(
+            info.model_uri, register_as, uri, alias=alias, description=description, version_tags=version_tags
+        )
+    return info, version, held
+
+
+def _register(
+    model_uri: str,
+    name: str,
+    uri: str,
+    *,
+    alias: str | None,
+    description: str | None,
+    version_tags: Mapping[str, str] | None,
+) -> tuple[str, str | None]:
+    """Register ``model_uri`` as a new version of ``name`` and move ``alias`` to it, as one step under the store lock.
+
+    The alias moves only forward: if it already points at a *newer* version (registered by a concurrent
+    job), it stays there. Returns ``(version, the version the alias holds now, read back from the registry)``.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(uri, uri)
+    with store_lock(uri):
+        version = str(mlflow.register_model(model_uri, name).version)
         if description:
-            client.update_registered_model(register_as, description=_MODEL_DESCRIPTION)
-            client.update_model_version(register_as, version, description=description)
+            client.update_registered_model(name, description=_MODEL_DESCRIPTION)
+            client.update_model_version(name, version, description=description)
         for key, value in (version_tags or {}).items():
-            client.set_model_version_tag(register_as, version, key, value)
+            client.set_model_version_tag(name, version, key, value)
+        held = None
         if alias:
-            client.set_registered_model_alias(register_as, alias, version)
-    return info, version
+            try:
+                current: str | None = str(client.get_model_version_by_alias(name, alias).version)
+            except MlflowException:
+                current = None
+            if current is None or int(current) < int(version):
+                client.set_registered_model_alias(name, alias, version)
+            held = str(client.get_model_version_by_alias(name, alias).version)
+    return version, held
 
 
 _MODEL_DESCRIPTION = (
@@ -781,7 +874,7 @@ def train_campaign(
         if channel_bt is not None:
             tables["channel_policy_offpolicy"] = channel_bt.table
             params["channel_backtest_split"] = channel_bt.split.isoformat()
-        info, version = _log_contents(
+        info, version, held = _log_contents(
             model,
             uri,
             metrics=model.metrics_,  # propensity back-test + offpolicy_* (merged once, in CampaignModel.fit)
@@ -806,6 +899,7 @@ def train_campaign(
         version=version,
         alias=alias,
         tracking_uri=uri,
+        alias_version=held,
     )
 
 

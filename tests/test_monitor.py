@@ -47,6 +47,19 @@ def broken_feed(resolved: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
+@pytest.fixture(scope="module")
+def price_shock(resolved: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same world whose purchase amounts are 1.6 times higher from 2024-12-01 on."""
+    out = tmp_path_factory.mktemp("price_shock")
+    for path in resolved.glob("*.parquet"):
+        frame = pl.read_parquet(path)
+        if path.stem == "events":
+            shocked = (pl.col("event_type") == "purchase") & (pl.col("timestamp") >= CHANGE)
+            frame = frame.with_columns(amount=pl.when(shocked).then(pl.col("amount") * 1.6).otherwise("amount"))
+        frame.write_parquet(out / path.name)
+    return out
+
+
 # ----------------------------------------------------------------------------- distances
 
 
@@ -98,10 +111,45 @@ def test_monitor_config_rejects_bad_thresholds() -> None:
         MonitorConfig(sample_size=5)
 
 
+@given(st.integers(0, 5_000), st.floats(10.0, 1e6), st.integers(0, 5_000), st.floats(10.0, 1e6), st.floats(0.1, 10.0))
+@settings(max_examples=80, deadline=None)
+def test_rate_change_is_signed_antisymmetric_and_scale_free(c1: int, t1: float, c0: int, t0: float, k: float) -> None:
+    from omni_ml.monitor._events import rate_change
+
+    change, z = rate_change(c1, t1, c0, t0)
+    back, z_back = rate_change(c0, t0, c1, t1)
+    assert change == pytest.approx(-back, abs=1e-9)
+    assert z == pytest.approx(-z_back, abs=1e-9)
+    assert np.sign(z) == np.sign(c1 / t1 - c0 / t0) or z == pytest.approx(0.0, abs=1e-9)
+    assert rate_change(c1, t1, c1 * t0 / t1, t0)[1] == pytest.approx(0.0, abs=1e-9)  # same rate: z = 0
+    # the same rates over k times the exposure: the same change (up to the half row), a z larger by sqrt(k)
+    if c1 > 50 and c0 > 50:
+        z_k = rate_change(c1 * k, t1 * k, c0 * k, t0 * k)[1]
+        assert z_k == pytest.approx(z * np.sqrt(k), rel=0.05)
+
+
+@given(st.lists(st.floats(-3, 3), min_size=3, max_size=40), st.floats(-2, 2))
+@settings(max_examples=60, deadline=None)
+def test_mean_change_is_the_shift_of_the_mean_log_amount(x: list[float], shift: float) -> None:
+    from omni_ml.monitor._events import mean_change
+
+    a = np.asarray(x)
+    ref = np.random.default_rng(0).normal(0.0, 1.0, 200)
+    change, z = mean_change(a.size, float(a.sum()), float((a**2).sum()), ref.size, ref.mean(), ref.var(ddof=1))
+    assert change == pytest.approx(a.mean() - ref.mean(), abs=1e-9)
+    moved = a + shift
+    change2, z2 = mean_change(a.size, float(moved.sum()), float((moved**2).sum()), ref.size, ref.mean(),
+                              ref.var(ddof=1))  # fmt: skip
+    assert change2 == pytest.approx(change + shift, abs=1e-6)
+    assert (z2 - z) * shift >= -1e-6  # a larger mean never lowers z
+
+
 # ----------------------------------------------------------------------------- the reference
 
 
 def test_reference_holds_no_identifiers_or_rows(model: CampaignModel, small_histories: object) -> None:
+    from omni_ml.training import training_cutoffs
+
     ref = model.reference_
     ids = small_histories.events.select("customer_id").unique().collect()["customer_id"].drop_nulls().to_list()  # type: ignore[attr-defined]
     blob = pickle.dumps(ref)
@@ -119,6 +167,40 @@ def test_reference_holds_no_identifiers_or_rows(model: CampaignModel, small_hist
     assert 0.0 < ref.label_rate < 1.0
     assert {p.name for p in ref.features}.isdisjoint(ref.excluded)
     assert any(name.startswith("cutoff_") for name in ref.excluded), "date-only features are not monitored"
+    # the input summaries: aggregates of the training windows (5 cutoffs + the training date), a few numbers each
+    inputs = ref.inputs
+    assert inputs.window_days == 28
+    assert inputs.windows == 6
+    assert 0 < len(inputs.items) <= 64 + 3
+    names = {i.name for i in inputs.items}
+    assert {"order_value:purchase", "event_mix", "contact_mix", "events:view:web", "contacts:email"} <= names
+    for item in inputs.items:
+        assert len(item.shares) <= 66
+        assert item.natural_z >= 0.0
+        assert item.natural_change >= 0.0
+        if item.shares:
+            assert sum(item.shares) == pytest.approx(1.0)
+    # the reference's view volume is the views of the six windows over their customer-days
+    views = inputs.item("events:view:web")
+    events = small_histories.events.collect()  # type: ignore[attr-defined]
+    ends = [*training_cutoffs(model.as_of_, 28, every_days=28, n=5), model.as_of_]
+    rows = sum(
+        events.filter(
+            (pl.col("event_type") == "view")
+            & (pl.col("channel") == "web")
+            & (pl.col("timestamp") >= end - dt.timedelta(days=28))
+            & (pl.col("timestamp") < end)
+        ).height
+        for end in ends
+    )
+    assert views.count == rows
+    # the back-test's top decile: realised and expected lift as in the training report's lift table
+    top = model.report_.lift.row(0, named=True)
+    assert ref.oot_lift == pytest.approx(top["lift"], rel=1e-6)
+    scores = model.report_.scores
+    assert ref.oot_expected_lift == pytest.approx(top["p_mean"] / scores["score"].mean(), rel=1e-6)
+    assert ref.oot_top_buyers == pytest.approx(top["positives"])
+    assert ref.lift_correction == pytest.approx(ref.oot_lift / ref.oot_expected_lift)
 
 
 # ----------------------------------------------------------------------------- scoring runs
@@ -135,7 +217,7 @@ def test_unchanged_world_is_healthy_and_the_monitor_file_sits_beside_the_campaig
     assert summary.monitor_file == monitor_path(out) == tmp_path / "campaign.monitor.parquet"
     table = pl.read_parquet(summary.monitor_file)
     assert dict(table.schema) == MONITOR_COLUMNS
-    assert set(table["section"]) == {"health", "score", "feature", "decile", "channel", "performance"}
+    assert set(table["section"]) == {"health", "score", "feature", "input", "decile", "channel", "performance"}
     campaign = pl.read_parquet(out)
     # the decile occupancy and the expected figures are those of the written file
     shares = campaign["propensity_decile"].value_counts(normalize=True).sort("propensity_decile")
@@ -148,6 +230,9 @@ def test_unchanged_world_is_healthy_and_the_monitor_file_sits_beside_the_campaig
     assert expected["expected_conversions_contacted"] == pytest.approx(contacted["propensity"].sum())
     assert expected["contacted"] == contacted.height
     assert 0.5 < expected["expected_auc_lo"] <= expected["expected_auc"] <= expected["expected_auc_hi"] < 1.0
+    assert expected["expected_lift_top_decile_corrected"] == pytest.approx(
+        expected["expected_lift_top_decile"] * model.reference_.lift_correction
+    )
     assert "health:" in summary.to_text()
 
 
@@ -163,6 +248,53 @@ def test_a_broken_feed_is_flagged_with_its_features_first(
     text = summary.to_text()
     assert "health: BAD" in text
     assert model.feature_set_.describe(top3[0]) in text
+
+
+def test_a_price_shock_is_flagged_by_the_order_value_of_the_input_rows(
+    price_shock: Path, resolved: Path, model: CampaignModel, tmp_path: Path
+) -> None:
+    """Amounts x1.6: every purchase of the window moves by ln 1.6; the order value is named first."""
+    shocked = score(price_shock, model=model, as_of=AS_OF, out=tmp_path / "s.parquet", reasons=0, progress=False)
+    plain = score(resolved, model=model, as_of=AS_OF, out=tmp_path / "p.parquet", reasons=0, progress=False)
+    report = shocked.monitor
+    assert report.verdict == "bad", report.to_text()
+    assert report.moved(3)["name"][0] == "order_value:purchase"
+    row = report.inputs.filter(pl.col("item") == "order_value:purchase").row(0, named=True)
+    base = plain.monitor.inputs.filter(pl.col("item") == "order_value:purchase").row(0, named=True)
+    assert row["change"] - base["change"] == pytest.approx(np.log(1.6), abs=1e-9)  # every window purchase moved
+    assert row["value"] / base["value"] == pytest.approx(1.6)  # geometric mean order value
+    assert row["flag"] == "drift"
+    assert "order value of purchases" in shocked.to_text()
+    # the volumes did not move with the prices
+    volumes = ["reference", "value"]
+    assert (
+        report.inputs.filter(pl.col("kind") == "volume")
+        .select(volumes)
+        .equals(plain.monitor.inputs.filter(pl.col("kind") == "volume").select(volumes))
+    )
+
+
+def test_contacts_and_their_responses_are_outbound_cells() -> None:
+    from omni_ml.monitor._events import describe_cell, outbound
+
+    assert outbound("contacts:email")
+    assert outbound("events:redeem:direct_mail")
+    assert outbound("events:open:email")
+    assert not outbound("events:view:web")
+    assert not outbound("events:purchase:store")
+    assert not outbound("consents:email:withdrawn")  # a consent wipe is judged with the natural factor
+    assert describe_cell("events:view:web") == "view events on web per customer-day"
+    assert describe_cell("consents:email:withdrawn") == "email consents withdrawn per customer-day"
+
+
+def test_input_summaries_do_not_depend_on_the_chunking(resolved: Path, model: CampaignModel, tmp_path: Path) -> None:
+    """Chunks partition the customers: the tallies add up to those of one chunk."""
+    one = score(resolved, model=model, as_of=AS_OF, out=tmp_path / "a.parquet", reasons=0, progress=False, chunks=1)
+    three = score(resolved, model=model, as_of=AS_OF, out=tmp_path / "b.parquet", reasons=0, progress=False, chunks=3)
+    a, b = one.monitor.inputs.sort("item"), three.monitor.inputs.sort("item")
+    assert a["item"].to_list() == b["item"].to_list()
+    for column in ("value", "reference", "change", "z"):
+        assert a[column].to_numpy() == pytest.approx(b[column].to_numpy(), nan_ok=True, rel=1e-9, abs=1e-12)
 
 
 def test_fail_on_drift_writes_nothing_and_the_cli_exits_3(
@@ -242,6 +374,7 @@ def test_monitoring_runs_are_logged_beside_the_model_run_and_listed(
         assert int({t.key: t.value for t in population.tags}["customers"]) == outcome.report.customers
         assert {a.path for a in client.list_artifacts(outcome.run_id, "monitor")} >= {
             "monitor/monitor.parquet",
+            "monitor/input_drift.csv",
             "monitor/drift.png",
             "monitor/deciles.png",
         }

@@ -43,7 +43,7 @@ import omni_ml.features.rfm
 import omni_ml.features.service  # noqa: F401
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, SchemaError
-from omni_ml.features._engine import MONEY_SCALE, compute_at, compute_for_keys
+from omni_ml.features._engine import MONEY_SCALE, compute_at, compute_for_keys, unreadable_attributes
 from omni_ml.features._featureset import DEFAULT_FAMILIES, FeatureConfig, FeatureSet, Vocabulary
 from omni_ml.features._registry import FAMILIES, register_family
 from omni_ml.features._spec import (
@@ -78,6 +78,7 @@ __all__ = [
     "event",
     "register_family",
     "total",
+    "unreadable_attributes",
 ]
 
 

@@ -340,6 +340,30 @@ def _attribute_expr(attr: Attribute, name: str) -> pl.Expr:
     return pl.when(text.is_not_null()).then(code).cast(pl.Int32).alias(name)
 
 
+def unreadable_attributes(customers: pl.DataFrame, features: Sequence[Feature]) -> list[tuple[str, str, int, str]]:
+    """Attribute columns with values their feature cannot read: ``(column, kind, rows, example)`` each.
+
+    A non-null value of a ``numeric``, ``boolean`` or ``date`` attribute that the encoding turns into null
+    (``'not a date'`` for a date) would silently become "unknown"; ``code`` attributes read every value.
+    """
+    problems: list[tuple[str, str, int, str]] = []
+    seen: set[str] = set()
+    for f in features:
+        attr = f.spec
+        if not isinstance(attr, Attribute) or attr.kind == "code" or attr.column in seen:
+            continue
+        seen.add(attr.column)
+        if attr.column not in customers.columns:
+            continue
+        c = pl.col(attr.column)
+        encoded = {"numeric": _as_number, "boolean": _as_bool, "date": _as_timestamp}[attr.kind](c)
+        blank = c.cast(pl.String).str.strip_chars().str.len_chars() == 0
+        bad = customers.filter(c.is_not_null() & ~blank.fill_null(False) & encoded.is_null())
+        if bad.height:
+            problems.append((attr.column, attr.kind, bad.height, str(bad[attr.column][0])))
+    return problems
+
+
 def _as_number(c: pl.Expr) -> pl.Expr:
     return c.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
 

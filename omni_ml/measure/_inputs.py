@@ -22,6 +22,9 @@ _CONTROL_HINT = (
 _NEEDED = ("customer_id", "as_of", "recommended_channel", "control_group")
 
 
+_SCORE_HINT = "pass the campaign file `omni-ml score` wrote (.parquet or .csv)."
+
+
 def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
     """The campaign file (parquet or csv) as a frame, checked for the columns measurement needs.
 
@@ -41,7 +44,15 @@ def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
         if not path.is_file():
             msg = f"{where}: no such file. Hint: write one with `omni-ml score DIR --model M --as-of D --out FILE`."
             raise SchemaError(msg)
-        frame = pl.read_csv(path, try_parse_dates=True) if path.suffix == ".csv" else pl.read_parquet(path)
+        if path.suffix not in (".csv", ".parquet"):
+            msg = f"{where}: must be .parquet or .csv (got {path.suffix or 'no extension'!r}). Hint: {_SCORE_HINT}"
+            raise SchemaError(msg)
+        try:
+            frame = pl.read_csv(path, try_parse_dates=True) if path.suffix == ".csv" else pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            msg = f"{where}: cannot be read ({first}). Hint: {_SCORE_HINT}"
+            raise SchemaError(msg) from exc
     if "control_group" not in frame.columns:
         msg = (
             f"{where}: no control_group column ({frame.height:,} rows), so there is nothing to compare. {_CONTROL_HINT}"
@@ -63,14 +74,78 @@ def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
         example = frame.filter(dup)["customer_id"][0]
         msg = f"{where}: {int(dup.sum()):,} rows repeat a customer_id (e.g. {example!r}). Hint: one row per customer."
         raise SchemaError(msg)
-    as_of = frame["as_of"]
-    if as_of.dtype == pl.String:
-        as_of = as_of.str.to_datetime(time_zone="UTC")
-    frame = frame.with_columns(as_of.cast(TIMESTAMP).alias("as_of"), pl.col("control_group").cast(pl.Boolean))
+    frame = typed_campaign(frame, where)
     if frame["as_of"].n_unique() != 1 or frame["as_of"].null_count():
         values = frame["as_of"].unique().head(3).to_list()
         msg = f"{where}: as_of must be one moment for the whole file (found e.g. {values}). Hint: measure one file."
         raise SchemaError(msg)
+    return frame
+
+
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+
+
+def typed_campaign(frame: pl.DataFrame, where: str) -> pl.DataFrame:
+    """The campaign file's ``as_of``, ``control_group``, ``assignment_probability`` and channels, typed and checked.
+
+    A csv round trip (or an edited file) may hold text in these columns: each is read as its type, and a
+    value that does not read (``'soon'`` for ``as_of``, ``'maybe'`` for ``control_group``, a channel that is
+    almost a known one) is a :class:`~omni_ml.exceptions.SchemaError` naming the column, how many rows, an
+    example and the fix, instead of a polars error.
+    """
+    from omni_ml.data._vocabulary import near_miss
+
+    def refuse(column: str, bad: pl.DataFrame, what: str, hint: str) -> None:
+        example = bad[column][0]
+        msg = (
+            f"{where}: column {column}: {bad.height:,} of {frame.height:,} rows {what} (e.g. {example!r}). Hint: {hint}"
+        )
+        raise SchemaError(msg)
+
+    hint = "pass the file `omni-ml score` wrote, unchanged."
+    if "as_of" in frame.columns and frame.schema["as_of"] != TIMESTAMP:
+        raw = pl.col("as_of")
+        if frame.schema["as_of"] in (pl.String, pl.Null):
+            parsed = raw.cast(pl.String).str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
+        elif isinstance(frame.schema["as_of"], pl.Datetime | pl.Date):
+            parsed = raw.cast(pl.Datetime("us"))
+            parsed = (
+                parsed.dt.convert_time_zone("UTC")
+                if getattr(frame.schema["as_of"], "time_zone", None)
+                else parsed.dt.replace_time_zone("UTC")
+            )
+        else:
+            parsed = pl.lit(None, dtype=TIMESTAMP)
+        bad = frame.filter(raw.is_not_null() & parsed.is_null())
+        if bad.height:
+            refuse("as_of", bad, "cannot be read as a date-time", "ISO 8601, as `omni-ml score` writes it.")
+        frame = frame.with_columns(parsed.cast(TIMESTAMP).alias("as_of"))
+    if "control_group" in frame.columns and frame.schema["control_group"] != pl.Boolean:
+        low = pl.col("control_group").cast(pl.String).str.strip_chars().str.to_lowercase()
+        parsed = pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False)
+        bad = frame.filter(pl.col("control_group").is_not_null() & parsed.is_null())
+        if bad.height:
+            refuse("control_group", bad, "are not true/false", hint)
+        frame = frame.with_columns(parsed.cast(pl.Boolean).alias("control_group"))
+    if "assignment_probability" in frame.columns and frame.schema["assignment_probability"] != pl.Float64:
+        raw = pl.col("assignment_probability")
+        parsed = raw.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+        bad = frame.filter(raw.is_not_null() & parsed.is_null())
+        if bad.height:
+            refuse("assignment_probability", bad, "are not numbers", hint)
+        frame = frame.with_columns(parsed.alias("assignment_probability"))
+    known = {c.removeprefix("score_") for c in frame.columns if c.startswith("score_")} or set(CONTACTABLE_CHANNELS)
+    known.add(NO_CONTACT)
+    for column in ("best_channel", "recommended_channel"):
+        if column not in frame.columns:
+            continue
+        frame = frame.with_columns(pl.col(column).cast(pl.String))
+        bad = frame.filter(pl.col(column).is_not_null() & ~pl.col(column).is_in(sorted(known)))
+        if bad.height:
+            near = near_miss(str(bad[column][0]), known)
+            said = f"did you mean {near!r}? " if near else ""
+            refuse(column, bad, f"name no channel of the campaign ({sorted(known)})", said + hint)
     return frame
 
 

@@ -3,10 +3,14 @@
 * At training, :func:`training_reference` describes the population the model was fitted on
   (:class:`Reference`, stored as ``CampaignModel.reference_``): per feature a binned histogram or
   level shares, null share and quantiles; the share per fixed propensity decile; the label rate.
-  Aggregates only -- no identifier, no per-customer row.
+  Aggregates only -- no identifier, no per-customer row. Also the input rows of the training windows
+  (:class:`InputReference`: volume per customer-day of every event type and channel, contacts and consent
+  withdrawals per channel, the order value of purchases; :mod:`omni_ml.monitor._events`) and the
+  back-test's top-decile lift ratio.
 * At every scoring run, :class:`ScoringMonitor` compares the scored population with it
   (:class:`MonitorReport`): population stability index and Jensen-Shannon distance per feature
-  on the training bins, null-share changes, decile occupancy, the share contacted per channel vs the
+  on the training bins, null-share changes, drift of the input rows of the horizon before the scoring date,
+  decile occupancy, the share contacted per channel vs the
   previous run of the same model, and the performance expected without labels from the calibrated
   propensities (CBPE: expected AUC, expected buyers among the contacted, expected lift by decile).
   A health verdict (``ok`` / ``warn`` / ``bad``) follows the thresholds of :class:`MonitorConfig`.
@@ -19,6 +23,7 @@
 from __future__ import annotations
 
 from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi
+from omni_ml.monitor._events import InputItem, InputReference
 from omni_ml.monitor._profile import EXCLUDED_FAMILIES, FeatureProfile, Reference
 from omni_ml.monitor._realised import expected_vs_realised, realised_figures, record_realised
 from omni_ml.monitor._reference import training_reference
@@ -29,6 +34,8 @@ __all__ = [
     "MONITOR_COLUMNS",
     "SAMPLE_SEED",
     "FeatureProfile",
+    "InputItem",
+    "InputReference",
     "MonitorConfig",
     "MonitorReport",
     "Reference",

@@ -45,6 +45,15 @@ class MonitorConfig:
         Absolute change of a feature's share of nulls that makes the run ``bad`` (a feed that stopped).
     score_psi_warn, score_psi_bad
         Index of the occupancy of the ten fixed propensity deciles vs training.
+    input_z_bad
+        Input data (the rows of the ``horizon`` days before the scoring date vs the training windows):
+        the |z| statistic of a volume per customer-day or of the order value from which it drifts; also at
+        least ``natural_factor`` times its largest |z| between training windows (season, campaign calendar).
+    volume_change_min
+        ... and the absolute log ratio a volume must reach as well (0.69: doubled or halved; also at least
+        ``natural_factor`` times its largest log ratio between training windows).
+    order_value_change_min
+        ... and the absolute change of the mean ln(amount) of purchases (0.1: about 10%).
     channel_share_warn
         Absolute change of the share of customers contacted on a channel vs the previous run of the
         same model that is reported (``warn``).
@@ -69,6 +78,9 @@ class MonitorConfig:
     null_share_bad: float = 0.1
     score_psi_warn: float = 0.1
     score_psi_bad: float = 0.25
+    input_z_bad: float = 4.0
+    volume_change_min: float = 0.69
+    order_value_change_min: float = 0.1
     channel_share_warn: float = 0.1
     sample_size: int = 20_000
     top_features: int = 5
@@ -85,6 +97,9 @@ class MonitorConfig:
             "score_psi_warn",
             "score_psi_bad",
             "channel_share_warn",
+            "input_z_bad",
+            "volume_change_min",
+            "order_value_change_min",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:

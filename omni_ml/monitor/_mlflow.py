@@ -3,9 +3,10 @@
 A monitoring run lives in the experiment of the model's training run and carries the tags
 ``omni_ml.kind = monitor``, ``omni_ml.model_run_id`` (the training run), ``omni_ml.model_uri``,
 ``omni_ml.as_of``, ``omni_ml.verdict`` and ``omni_ml.campaign_file``; its metrics are
-:meth:`MonitorReport.metrics`; its artifacts the drift table (``monitor/monitor.parquet``) and two
-plots (``monitor/drift.png``: PSI of the most drifting features; ``monitor/deciles.png``: decile
-occupancy vs training). ``omni-ml measure`` later adds ``realised_*`` metrics to the same run.
+:meth:`MonitorReport.metrics`; its artifacts the drift table (``monitor/monitor.parquet``; also
+``monitor/feature_drift.csv`` and ``monitor/input_drift.csv``) and two plots (``monitor/drift.png``: PSI
+of the most drifting features; ``monitor/deciles.png``: decile occupancy vs training). ``omni-ml measure``
+later adds ``realised_*`` metrics to the same run.
 
 Every function takes a *resolved* tracking URI and talks to it through an ``MlflowClient``, never
 through MLflow's process-wide fluent state.
@@ -150,7 +151,9 @@ def log_monitoring_run(
             where = Path(tmp)
             report.to_frame().write_parquet(where / "monitor.parquet")
             report.features.write_csv(where / "feature_drift.csv")
-            for path in [where / "monitor.parquet", where / "feature_drift.csv", *plot_report(report, where)]:
+            report.inputs.write_csv(where / "input_drift.csv")
+            tables = [where / "monitor.parquet", where / "feature_drift.csv", where / "input_drift.csv"]
+            for path in [*tables, *plot_report(report, where)]:
                 client.log_artifact(run_id, str(path), artifact_path="monitor")
         client.set_terminated(run_id, "FINISHED")
     except Exception:
@@ -202,12 +205,14 @@ _HISTORY_METRICS = (
     "monitor_verdict",
     "monitor_max_psi",
     "monitor_features_drifting",
+    "monitor_inputs_drifting",
     "monitor_score_psi",
     "expected_auc",
     "realised_auc",
     "expected_conversions_contacted",
     "realised_conversions_contacted",
     "expected_lift_top_decile",
+    "expected_lift_top_decile_corrected",
     "realised_lift_top_decile",
     "contacted",
 )

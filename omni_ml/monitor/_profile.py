@@ -124,6 +124,14 @@ class Reference:
         The model's horizon (the expected figures refer to it).
     excluded
         Features left out of the comparison (date-only families) with the reason.
+    oot_lift, oot_expected_lift, oot_top_buyers
+        The out-of-time back-test of the training recipe (``CampaignModel.report_``: the recipe fitted
+        without the latest cutoff, scored on it): realised and expected (mean propensity of the top tenth
+        over the overall mean) top-decile lift, and the buyers in that top tenth. NaN / 0 when unknown.
+    inputs
+        Summaries of the input rows of the training windows (:class:`~omni_ml.monitor._events.InputReference`:
+        volumes per event type and channel, contacts and consent changes per channel, order value);
+        ``None`` for a model fitted before they existed.
     """
 
     as_of: dt.datetime
@@ -136,6 +144,20 @@ class Reference:
     label_rows: int
     horizon_days: int
     excluded: tuple[str, ...] = ()
+    inputs: Any = None
+    oot_lift: float = float("nan")
+    oot_expected_lift: float = float("nan")
+    oot_top_buyers: float = 0.0
+
+    @property
+    def lift_correction(self) -> float:
+        """Realised over expected top-decile lift of the out-of-time back-test (1 when unknown).
+
+        Calibrated propensities are fitted on the latest training cutoff and applied one horizon later;
+        the back-test shows how far the top decile's expectation leaned at that distance.
+        """
+        ratio = getattr(self, "oot_lift", float("nan")) / getattr(self, "oot_expected_lift", float("nan"))
+        return float(ratio) if np.isfinite(ratio) and ratio > 0 else 1.0
 
     def feature(self, name: str) -> FeatureProfile:
         """The profile of feature ``name``."""

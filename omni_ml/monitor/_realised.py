@@ -21,11 +21,13 @@ from omni_ml.data import NO_CONTACT
 __all__ = ["expected_vs_realised", "realised_figures", "record_realised"]
 
 _PAIRS = (
-    ("auc", "expected_auc"),
-    ("conversions", "expected_conversions"),
-    ("conversions_contacted", "expected_conversions_contacted"),
-    ("lift_top_decile", "expected_lift_top_decile"),
+    ("auc", "expected_auc", "auc"),
+    ("conversions", "expected_conversions", "conversions"),
+    ("conversions_contacted", "expected_conversions_contacted", "conversions_contacted"),
+    ("lift_top_decile", "expected_lift_top_decile", "lift_top_decile"),
+    ("lift_top_decile_corrected", "expected_lift_top_decile_corrected", "lift_top_decile"),
 )
+"""(figure, expected metric of the monitor file, realised figure): the corrected lift has the same realised one."""
 
 
 def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -96,7 +98,7 @@ def expected_vs_realised(monitor_file: str | Path | None, realised: dict[str, fl
     if monitor_file is not None and Path(monitor_file).is_file():
         table = pl.read_parquet(monitor_file).filter(pl.col("section") == "performance")
         expected = dict(table.select("metric", "value").iter_rows())
-    rows = [(name, expected.get(est), realised.get(f"realised_{name}")) for name, est in _PAIRS]
+    rows = [(name, expected.get(est), realised.get(f"realised_{real}")) for name, est, real in _PAIRS]
     schema = {"figure": pl.String, "expected": pl.Float64, "realised": pl.Float64}
     return pl.DataFrame(rows, schema=schema, orient="row")
 

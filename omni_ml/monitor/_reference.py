@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml.monitor._events import input_reference
 from omni_ml.monitor._profile import (
     QUANTILES,
     BinCounter,
@@ -87,7 +88,8 @@ def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
     Reference
         Per-feature profiles of every customer's features as of the training date (the population
         a scoring run a few weeks later resembles most), the share per fixed decile, propensity
-        quantiles and the label rate. Aggregates only: no identifier and no per-customer row.
+        quantiles, the label rate and the input summaries of the windows of ``horizon_days`` ending at
+        each training cutoff and at the training date. Aggregates only: no identifier and no per-customer row.
     """
     from omni_ml.features import build_features
 
@@ -100,6 +102,8 @@ def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
     latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
     labels = np.asarray(ts.y)[latest.to_numpy()]
     profiles = natural_variation(profile_features(X, model.feature_set_, columns), ts)
+    ends = [*ts.keys["cutoff"].unique().to_list(), moment]
+    inputs = input_reference(hist, ends, int(model.horizon_days_))
     return Reference(
         as_of=moment,
         rows=int(X.height),
@@ -111,4 +115,22 @@ def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
         label_rows=int(labels.size),
         horizon_days=int(model.horizon_days_),
         excluded=tuple(excluded),
+        inputs=inputs,
+        **_oot_lift(getattr(model, "report_", None)),
     )
+
+
+def _oot_lift(report: Any) -> dict[str, float]:
+    """Realised and expected top-decile lift of the back-test report (its lift table and scores)."""
+    lift, scores = getattr(report, "lift", None), getattr(report, "scores", None)
+    if lift is None or scores is None or lift.height == 0 or "score" not in scores.columns:
+        return {}
+    top = lift.row(0, named=True)
+    mean_p = float(scores["score"].mean())  # type: ignore[arg-type]
+    if not mean_p > 0 or not np.isfinite(top["lift"]):
+        return {}
+    return {
+        "oot_lift": float(top["lift"]),
+        "oot_expected_lift": float(top["p_mean"]) / mean_p,
+        "oot_top_buyers": float(top["positives"]),
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ import polars as pl
 
 from omni_ml.data import NO_CONTACT
 from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi
+from omni_ml.monitor._events import INPUT_SCHEMA, InputCounter
 from omni_ml.monitor._profile import BinCounter, Reference, drift_index, reference_binned
 
 __all__ = ["MONITOR_COLUMNS", "MonitorReport", "ScoringMonitor", "Verdict", "monitor_path"]
@@ -73,6 +75,12 @@ class MonitorReport:
         ``expected_auc`` (+ ``_lo``/``_hi``: 95% band from label noise), ``expected_conversions``,
         ``expected_conversions_contacted``, ``expected_incremental_contacted``, ``mean_propensity``,
         ``contacted``, ``customers`` ...
+    inputs
+        One row per input summary (:data:`~omni_ml.monitor._events.INPUT_SCHEMA`): volumes per
+        customer-day of each event type and channel, contacts and consent changes per channel, the order
+        value of purchases and the two mixes, over the ``horizon`` days before the scoring date vs the
+        training windows; ``flag`` ``drift``, ``shift`` or ``ok``; flagged first, by decreasing
+        ``severity`` (the binding ratio of statistic to threshold). Empty for a model without input reference.
     """
 
     as_of: dt.datetime
@@ -86,11 +94,34 @@ class MonitorReport:
     expected: dict[str, float]
     score_psi: float
     config: MonitorConfig
+    inputs: pl.DataFrame = dataclasses.field(default_factory=lambda: pl.DataFrame(schema=INPUT_SCHEMA))
+    inputs_days: int = 0
 
     @property
     def drifting(self) -> list[str]:
         """Names of the features flagged ``drift`` or ``nulls``, most drifting first."""
         return self.features.filter(pl.col("flag").is_in(["drift", "nulls"]))["feature"].to_list()
+
+    def moved(self, top: int | None = None) -> pl.DataFrame:
+        """Features and input summaries that moved, most severe first: ``name, description, severity, flag``.
+
+        ``severity`` is the statistic over its threshold (a feature: PSI over its drift threshold, or the
+        null-share change over ``null_share_bad``; an input: see :attr:`inputs`), 1 or more when flagged
+        ``drift`` / ``nulls``. The summary names the first ``top`` (default ``top_features``).
+        """
+        cfg = self.config
+        f = self.features
+        null_move = (pl.col("null_share") - pl.col("null_share_reference")).abs() / cfg.null_share_bad
+        feats = f.select(
+            name=pl.col("feature"),
+            description=pl.col("description"),
+            severity=pl.max_horizontal(pl.col("psi") / pl.col("threshold"), null_move),
+            flag=pl.col("flag"),
+        )
+        inputs = self.inputs.select(name=pl.col("item"), description="description", severity="severity", flag="flag")
+        both = pl.concat([feats, inputs]).filter(pl.col("flag") != "ok")
+        rank = pl.col("flag").replace_strict({"nulls": 0, "drift": 0, "shift": 1}, return_dtype=pl.Int8)
+        return both.sort([rank, "severity", "name"], descending=[False, True, False]).head(top or cfg.top_features)
 
     def metrics(self) -> dict[str, float]:
         """Flat numbers for MLflow (``monitor_*``, ``expected_*``, ``share_contacted_<channel>``)."""
@@ -103,6 +134,8 @@ class MonitorReport:
             "monitor_max_psi": float(self.features["psi"].fill_null(0.0).to_numpy().max(initial=0.0)),
             "monitor_features_drifting": float(len(self.drifting)),
             "monitor_features_shifted": float((self.features["flag"] == "shift").sum()),
+            "monitor_inputs_drifting": float((self.inputs["flag"] == "drift").sum()),
+            "monitor_inputs_shifted": float((self.inputs["flag"] == "shift").sum()),
         }
         out.update({k: float(v) for k, v in self.expected.items()})
         for row in self.channels.iter_rows(named=True):
@@ -132,6 +165,18 @@ class MonitorReport:
                 ("feature", f["feature"], "null_share", f["null_share"], f["null_share_reference"],
                  cfg.null_share_bad, f["flag"], f["description"]),
             ]  # fmt: skip
+        for i in self.inputs.iter_rows(named=True):
+            rows += [
+                ("input", i["item"], "value", i["value"], i["reference"], None, i["flag"], i["description"]),
+                ("input", i["item"], "change", i["change"], i["natural_change"], i["change_min"], i["flag"],
+                 i["description"]),
+                ("input", i["item"], "z", i["z"], i["natural_z"], i["threshold"], i["flag"], i["description"]),
+            ]  # fmt: skip
+            if i["kind"] == "order_value":
+                rows += [
+                    ("input", i["item"], "psi", i["psi"], None, None, i["flag"], "PSI of the bins of ln(amount)"),
+                    ("input", i["item"], "ks", i["ks"], None, None, i["flag"], "Kolmogorov-Smirnov distance (bins)"),
+                ]
         for d in self.deciles.iter_rows(named=True):
             name = str(d["decile"])
             rows += [
@@ -154,14 +199,18 @@ class MonitorReport:
         k = top or self.config.top_features
         e = self.expected
         lines = [f"  health: {self.verdict.upper()}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")]
-        moved = self.features.filter(pl.col("flag") != "ok").head(k)
+        moved = self.moved(k)
         if moved.height:
-            lines.append("  features that moved most since training (PSI, null share now vs then):")
-            for f in moved.iter_rows(named=True):
-                lines.append(
-                    f"    {f['psi']:>6.2f}  {f['description']} ({f['feature']}; nulls {f['null_share']:.0%} vs "
-                    f"{f['null_share_reference']:.0%}) [{f['flag']}]"
-                )
+            lines.append("  what moved most since training (statistic / threshold):")
+            features = {r["feature"]: r for r in self.features.iter_rows(named=True)}
+            inputs = {r["item"]: r for r in self.inputs.iter_rows(named=True)}
+            for m in moved.iter_rows(named=True):
+                if m["name"] in features:
+                    f = features[m["name"]]
+                    detail = f"PSI {f['psi']:.2f}, nulls {f['null_share']:.0%} vs {f['null_share_reference']:.0%}"
+                else:
+                    detail = _input_words(inputs[m["name"]], self.inputs_days)
+                lines.append(f"    {m['severity']:>6.2f}  {m['description']} ({m['name']}; {detail}) [{m['flag']}]")
         shares = ", ".join(f"{s:.0%}" for s in self.deciles["share"].to_list())
         lines.append(f"  decile occupancy 1..10: {shares} (PSI {self.score_psi:.3f} vs training)")
         if np.isfinite(e.get("expected_auc", np.nan)):
@@ -169,7 +218,8 @@ class MonitorReport:
                 f"  expected without labels: AUC {e['expected_auc']:.3f} (95% {e['expected_auc_lo']:.3f}-"
                 f"{e['expected_auc_hi']:.3f}), {e['expected_conversions']:,.0f} buyers in the horizon, "
                 f"{e['expected_conversions_contacted']:,.0f} among {int(e['contacted']):,} contacted, "
-                f"top-decile lift {e.get('expected_lift_top_decile', float('nan')):.2f}"
+                f"top-decile lift {e.get('expected_lift_top_decile', float('nan')):.2f} (corrected by the back-test: "
+                f"{e.get('expected_lift_top_decile_corrected', float('nan')):.2f})"
             )
         for c in self.channels.filter(pl.col("flag") != "ok").iter_rows(named=True):
             lines.append(
@@ -177,6 +227,16 @@ class MonitorReport:
                 "in the previous run"
             )
         return "\n".join(lines)
+
+
+def _input_words(row: Mapping[str, Any], days: int) -> str:
+    """How an input summary moved, in words."""
+    if row["kind"] == "mix":
+        return f"PSI {row['change']:.2f} over the last {days} days"
+    ratio = math.exp(row["change"])
+    if row["kind"] == "order_value":
+        return f"geometric mean {row['value']:,.2f} vs {row['reference']:,.2f} (x{ratio:.2f}), z {row['z']:.1f}"
+    return f"{row['value']:.4f} vs {row['reference']:.4f} per customer-day (x{ratio:.2f}), z {row['z']:.1f}"
 
 
 _EXPECTED_WORDS = {
@@ -187,6 +247,7 @@ _EXPECTED_WORDS = {
     "expected_conversions_contacted": "expected buyers among the contacted customers",
     "expected_incremental_contacted": "expected incremental conversions of the contacts (sum of expected_uplift)",
     "expected_lift_top_decile": "expected conversion rate of decile 1 over the overall rate",
+    "expected_lift_top_decile_corrected": "expected top-decile lift x realised / expected of the back-test",
     "mean_propensity": "mean propensity",
     "mean_propensity_reference": "mean propensity at training",
     "label_rate_reference": "purchase rate at the latest training cutoff",
@@ -214,6 +275,8 @@ class ScoringMonitor:
         self.config = config or MonitorConfig()
         self.rate = min(1.0, self.config.sample_size / max(int(expected_customers), 1))
         self._bins = BinCounter(reference.features)
+        inputs = getattr(reference, "inputs", None)  # None: a model saved before input summaries existed
+        self._inputs = InputCounter(inputs) if inputs is not None else None
         self._propensity: list[np.ndarray] = []
         self._decile: list[np.ndarray] = []
         self._contacted: list[np.ndarray] = []
@@ -223,6 +286,11 @@ class ScoringMonitor:
     def add_features(self, X: pl.DataFrame) -> None:
         """Profile the feature rows of sampled customers (columns as the model's feature set)."""
         self._bins.add(X)
+
+    def add_inputs(self, hist: Any, as_of: dt.datetime) -> None:
+        """Tally a chunk's input rows of the reference's window before ``as_of`` (every customer, not a sample)."""
+        if self._inputs is not None:
+            self._inputs.add(hist, as_of)
 
     def add_scores(self, frame: pl.DataFrame) -> None:
         """Add a scored chunk of the campaign table (``propensity, propensity_decile, best_channel``)."""
@@ -271,6 +339,8 @@ class ScoringMonitor:
             "expected_conversions_contacted": float(np.nansum(p[contacted])),
             "expected_incremental_contacted": float(np.nansum(uplift[contacted])),
             "expected_lift_top_decile": rates[0] / mean_p if mean_p > 0 else float("nan"),
+            "expected_lift_top_decile_corrected": (rates[0] / mean_p if mean_p > 0 else float("nan"))
+            * ref.lift_correction,
             "mean_propensity": mean_p,
             "mean_propensity_reference": ref.mean_propensity,
             "label_rate_reference": ref.label_rate,
@@ -279,7 +349,8 @@ class ScoringMonitor:
             "horizon_days": float(ref.horizon_days),
         }
         channels = self._channel_table(n, previous)
-        verdict, reasons = self._verdict(features, score_psi, channels)
+        inputs = self._inputs.compare(cfg) if self._inputs is not None else pl.DataFrame(schema=INPUT_SCHEMA)
+        verdict, reasons = self._verdict(features, score_psi, channels, inputs)
         return MonitorReport(
             as_of=as_of,
             customers=n,
@@ -292,6 +363,8 @@ class ScoringMonitor:
             expected=expected,
             score_psi=float(score_psi),
             config=cfg,
+            inputs=inputs,
+            inputs_days=self._inputs.reference.window_days if self._inputs is not None else 0,
         )
 
     def _feature_table(self) -> pl.DataFrame:
@@ -349,13 +422,22 @@ class ScoringMonitor:
                   "flag": pl.String}  # fmt: skip
         return pl.DataFrame(rows, schema=schema, orient="row")
 
-    def _verdict(self, features: pl.DataFrame, score_psi: float, channels: pl.DataFrame) -> tuple[Verdict, list[str]]:
+    def _verdict(
+        self, features: pl.DataFrame, score_psi: float, channels: pl.DataFrame, inputs: pl.DataFrame
+    ) -> tuple[Verdict, list[str]]:
         cfg = self.config
         bad, warn = [], []
         drift = features.filter(pl.col("flag").is_in(["drift", "nulls"]))
         if drift.height:
             names = ", ".join(drift["feature"].head(3).to_list())
             bad.append(f"{drift.height} feature{'s' if drift.height != 1 else ''} drifted (e.g. {names})")
+        drifted = inputs.filter(pl.col("flag") == "drift")
+        if drifted.height:
+            names = ", ".join(drifted["item"].head(3).to_list())
+            bad.append(f"{drifted.height} input summar{'ies' if drifted.height != 1 else 'y'} drifted (e.g. {names})")
+        shifted_inputs = int((inputs["flag"] == "shift").sum())
+        if shifted_inputs:
+            warn.append(f"{shifted_inputs} input summar{'ies' if shifted_inputs != 1 else 'y'} shifted")
         if score_psi >= cfg.score_psi_bad:
             bad.append(f"decile occupancy moved (PSI {score_psi:.2f} >= {cfg.score_psi_bad})")
         elif score_psi >= cfg.score_psi_warn:

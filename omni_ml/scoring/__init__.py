@@ -56,7 +56,8 @@ import numpy as np
 import polars as pl
 
 from omni_ml._time import as_utc
-from omni_ml.data import NO_CONTACT, Histories, UnknownTableWarning, load_histories
+from omni_ml._unprofiled import check_mode, profiling_recorded
+from omni_ml.data import NO_CONTACT, PROFILING, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
 from omni_ml.identity import ensure_resolved
 from omni_ml.scoring import _monitor
@@ -141,6 +142,8 @@ class ScoringSummary:
     monitor: Any = None
     monitor_file: Path | None = None
     monitor_run_id: str | None = None
+    unprofiled: int = 0
+    unprofiled_mode: str = "anonymous"
 
     @property
     def no_contact(self) -> int:
@@ -183,6 +186,11 @@ class ScoringSummary:
             lines.append(
                 f"  exploration: {self.explored:,} customers (target {self.explore_fraction:.1%} of those outside the "
                 "control group with a choice) drew their action at random (rule explore)"
+            )
+        if self.unprofiled:
+            lines.append(
+                f"  not personalised: {self.unprofiled:,} customers without a profiling consent scored from population "
+                "constants (column personalised = false)"
             )
         lines += [f"  warning: {w}" for w in self.warnings]
         if self.monitor is not None:
@@ -587,6 +595,7 @@ class _Tally:
         self.control = 0
         self.held_out = 0
         self.explored = 0
+        self.unprofiled = 0
 
     def add(self, frame: pl.DataFrame) -> None:
         self.customers += frame.height
@@ -596,6 +605,8 @@ class _Tally:
         self.control += int(frame["control_group"].sum())
         self.held_out += int((frame["rule"] == CONTROL_RULE).sum())
         self.explored += int((frame["rule"] == EXPLORE_RULE).sum())
+        if "personalised" in frame.columns:
+            self.unprofiled += int((~frame["personalised"]).sum())
 
 
 def score(
@@ -615,6 +626,7 @@ def score(
     monitor: Any = None,
     fail_on_drift: bool = False,
     allow_stale: bool = False,
+    unprofiled: Literal["anonymous", "exclude"] | None = None,
 ) -> ScoringSummary:
     """Score every customer as of ``as_of`` and write the campaign file ``out`` atomically.
 
@@ -663,6 +675,12 @@ def score(
     allow_stale
         Score even when the last event is more than the model's horizon before ``as_of`` (every
         customer then looks inactive); by default that is refused before any work.
+    unprofiled
+        People without a profiling consent at ``as_of``: ``"anonymous"`` scores them without personal features
+        (``personalised`` false, population propensity and channel, a non-personal reason), ``"exclude"``
+        leaves them out of the file; ``None``: the model's policy setting (default ``"anonymous"``). Whether
+        profiling consent is required is decided once over all the histories (any profiling record), not per
+        chunk.
 
     Returns
     -------
@@ -692,6 +710,8 @@ def score(
         msg = f"engine must be 'polars' or 'spark' (got {engine!r})."
         raise ConfigError(msg)
     monitor_cfg = _monitor.monitor_config(monitor)
+    if unprofiled is not None:
+        check_mode(unprofiled, where="unprofiled (--unprofiled)")
     loaded = _load_model(model, tracking_uri=tracking_uri)
     is_dir = isinstance(hist_or_dir, str | Path) and Path(hist_or_dir).is_dir()
     scans = streaming_tables(hist_or_dir) if is_dir else None  # type: ignore[arg-type]
@@ -703,15 +723,21 @@ def score(
         _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
         # resolution is global: it must happen before customers are chunked
         hist = ensure_resolved(hist, moment)
+        required = profiling_recorded(hist)
     else:
         start, end, n_customers = _stream_facts(scans)
         _check_dates(start, moment, loaded.model, known=start is not None)
         _refuse_stale(end, moment, loaded.model, allow_stale=allow_stale)
+        required = _stream_profiling_recorded(scans)
+    check_customers = getattr(loaded.model, "check_customers", None)
+    if callable(check_customers):  # an attribute the model reads, absent or unreadable: refused before any work
+        check_customers(hist.customers if hist is not None else scans.get("customers") if scans is not None else None)
     n_customers = max(n_customers, 1)
     n_chunks = chunks if chunks is not None else max(1, math.ceil(n_customers / CHUNK_CUSTOMERS))
     schema = campaign_schema(loaded.model, reasons=reasons)
     lineage = {"model_uri": loaded.model_uri, "model_version": loaded.model_version, "run_id": loaded.run_id}
-    job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage, float(explore))
+    options = _profiling_options(loaded.model, unprofiled, required)
+    job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage, float(explore), options)
     spans: list[tuple[dt.datetime, dt.datetime]] = []
     watcher, unmonitored = _monitor.start(loaded.model, monitor_cfg, n_customers)
     profiler = watcher if engine == "polars" else None
@@ -792,7 +818,39 @@ def score(
         monitor=outcome.report if outcome is not None else None,
         monitor_file=monitor_file,
         monitor_run_id=outcome.run_id if outcome is not None else None,
+        unprofiled=tally.unprofiled,
+        unprofiled_mode=str(options.get("unprofiled") or "anonymous"),
     )
+
+
+def _stream_profiling_recorded(scans: Mapping[str, pl.LazyFrame]) -> bool:
+    """Whether the consents file holds any profiling record (then profiling consent is required for all)."""
+    consents = scans.get("consents")
+    if consents is None or "channel" not in consents.collect_schema().names():
+        return False
+    found = consents.filter(pl.col("channel").cast(pl.String).str.strip_chars().str.to_lowercase() == PROFILING)
+    return bool(found.select(pl.len()).collect().item())
+
+
+def _profiling_options(model: Any, unprofiled: str | None, required: bool) -> dict[str, Any]:
+    """The keywords of ``model.score`` that carry the profiling decision (for models whose score takes them)."""
+    import inspect
+
+    params = inspect.signature(model.score).parameters
+    options: dict[str, Any] = {}
+    if "profiling_required" in params:
+        options["profiling_required"] = required
+    if "unprofiled" in params:
+        options["unprofiled"] = (
+            unprofiled
+            if unprofiled is not None
+            else getattr(getattr(model, "policy_", None), "unprofiled", "anonymous")
+        )
+    elif unprofiled == "exclude":
+        name = type(model).__name__
+        msg = f"unprofiled='exclude': the model {name} cannot leave people out. Hint: use a CampaignModel."
+        raise ConfigError(msg)
+    return options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -807,9 +865,10 @@ class _Job:
     schema: pl.Schema
     lineage: Mapping[str, str | None]
     explore_fraction: float = 0.0
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def run(self, hist: Histories) -> pl.DataFrame:
-        frame = self.model.score(hist, self.as_of, reasons=self.reasons)
+        frame = self.model.score(hist, self.as_of, reasons=self.reasons, **self.options)
         return finish_chunk(
             frame,
             schema=self.schema,

@@ -51,17 +51,20 @@ def start(model: Any, config: MonitorConfig, expected_customers: int) -> tuple[S
 
 
 def profile_chunk(monitor: ScoringMonitor | None, model: Any, hist: Histories, frame: pl.DataFrame) -> None:
-    """Build the features of the chunk's sampled customers and add them to the monitor's profile."""
+    """Tally the chunk's input rows, build the features of its sampled customers and add them to the profile."""
     if monitor is None or frame.height == 0:
         return
     from omni_ml.features import build_features
 
+    as_of = frame["as_of"][0]
+    monitor.add_inputs(hist, as_of)
     ids = frame["customer_id"]
+    if "personalised" in frame.columns:  # no personal features are built for people without a profiling consent
+        ids = ids.filter(frame["personalised"])
     if monitor.rate < 1.0:
         ids = ids.filter(pl.Series(uniform_from_hash(stable_hash(ids, SAMPLE_SEED)) < monitor.rate))
     if ids.len() == 0:
         return
-    as_of = frame["as_of"][0]
     keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([as_of] * ids.len(), dtype=TIMESTAMP)})
     monitor.add_features(build_features(hist, keys, feature_set=model.feature_set_))
 

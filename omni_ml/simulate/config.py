@@ -194,6 +194,8 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            problems.append(f"seed={self.seed!r} must be an integer in 0..2**63-1")
         for name in ("n_customers", "chunk_size", "n_shops"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)!r} must be >= 1")
