@@ -88,7 +88,8 @@ def _posterior(days_by_person: list[np.ndarray], epoch_day: int) -> np.ndarray:
 def _group(idx: np.ndarray, day: np.ndarray, n: int) -> list[np.ndarray]:
     order = np.argsort(idx, kind="stable")
     bounds = np.searchsorted(idx[order], np.arange(n + 1))
-    return [day[order][bounds[i] : bounds[i + 1]] for i in range(n)]
+    by_person = day[order]  # one sorted copy: the slices are views of it
+    return [by_person[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
 def ceiling_plans(world: Path, hist, campaign: pl.DataFrame) -> dict[str, pl.DataFrame]:
