@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.bench_timing                         # small preset, seeds 2 3 4
     .venv/bin/python -m benchmarks.bench_timing --n-customers 10000 --seeds 4 5
+    .venv/bin/python -m benchmarks.bench_timing --seeds 0 1 --timing '{"weekday_purchase_gap_days": 0}'
 
 Steps per world: simulate (seeds other than 0 and 1, the worlds the defaults were chosen on), resolve
 identities; the campaign is the oracle channel policy (:func:`omni_ml.policy.decide` on
@@ -25,13 +26,15 @@ Value: the exact P(purchase in ``[end, end + 14 days)``) of every contacted pers
 summed; costs are identical across timing policies (same contacts). ``share`` is
 ``(V_policy - V_default) / (V_best - V_default)``, the issue's criterion (>= 0.70 for ``recommended``).
 Hit rate: ``send_hour`` within one hour (circular) of the true best hour of the chosen channel
-(``direct_mail`` has no hour and is left out), by the customer's engagement events before ``end``.
+(``direct_mail`` has no hour and is left out), by the customer's engagement events before ``end``; weekday
+hit: ``send_weekday`` is the person's true best weekday (1/7 by chance).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +46,7 @@ from omni_ml.data import load_histories
 from omni_ml.identity import consent_state, resolve_identities
 from omni_ml.policy import NO_CONTACT, PolicyConfig, decide, history_facts
 from omni_ml.simulate import best_send_times, preset, simulate, timed_campaign_value
-from omni_ml.timing import SendTimeModel, weekday_hour_counts
+from omni_ml.timing import SendTimeModel, TimingConfig, weekday_hour_counts
 
 VALUE = 40.0
 DEFAULT_HOUR = 9
@@ -73,8 +76,8 @@ def _plans(
     }, rec
 
 
-def run_world(world: Path) -> dict[str, float]:
-    """Value shares and hit rates of one world."""
+def run_world(world: Path, timing: TimingConfig | None = None) -> dict[str, float]:
+    """Value shares and hit rates of one world (``timing``: the model's settings, its defaults when ``None``)."""
     hist = resolve_identities(load_histories(world)).collect()
     cfg_json = (world / "truth" / "world.json").read_text()
     end_s = cfg_json.split('"end": "')[1][:10]
@@ -84,7 +87,7 @@ def run_world(world: Path) -> dict[str, float]:
     facts = history_facts(hist, end)
     decisions = decide(truth, consent, facts, PolicyConfig())
     started = time.perf_counter()
-    model = SendTimeModel().fit(hist, end)
+    model = SendTimeModel(config=timing).fit(hist, end)
     plans, rec = _plans(world, hist, end, decisions, model)
     fit_seconds = time.perf_counter() - started
     value = timed_campaign_value(world, plans, days=14)
@@ -99,6 +102,15 @@ def run_world(world: Path) -> dict[str, float]:
     out["gain_recommended"] = totals["recommended"] - totals["default"]
     # hit rates of the hour against the truth of the chosen channel
     st = pl.read_parquet(world / "truth" / "send_time.parquet")
+    weekdays = (
+        plans["default"]
+        .select("customer_id", "channel")
+        .join(st, on=["customer_id", "channel"])
+        .join(rec.select("customer_id", "send_weekday"), on="customer_id")
+    )
+    pop_weekday = int(np.argmax(model.population_weekday_["__all__"])) + 1
+    out["weekday_hit_model"] = float((weekdays["send_weekday"] == weekdays["best_weekday"]).mean())
+    out["weekday_hit_population"] = float((weekdays["best_weekday"] == pop_weekday).mean())
     frame = (
         plans["default"]
         .select("customer_id", "channel")
@@ -135,7 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-customers", type=int, default=2_500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--world", type=Path, default=None, help="reuse one simulated world (ignores --seeds)")
+    parser.add_argument(
+        "--timing", default="{}", help="TimingConfig fields as JSON, e.g. '{\"weekday_purchase_gap_days\": 0}'"
+    )
     args = parser.parse_args(argv)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.timing).items()}
+    timing = TimingConfig(**fields)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         worlds = (
@@ -148,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         for seed, world in worlds:
             started = time.perf_counter()
-            res = run_world(world)
+            res = run_world(world, timing)
             res["seed"] = float(seed if seed is not None else -1)
             res["seconds"] = time.perf_counter() - started
             rows.append(res)
@@ -172,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
                 *[pl.col(f"hit_{w}_{label}").round(3) for w in ("model", "population", "recent")],
             )
         )
+    print("Weekday hit: send_weekday is the true best weekday (model / population's busiest visit day)")
+    print(table.select("seed", *[pl.col(f"weekday_hit_{w}").round(3) for w in ("model", "population")]))
     print(table.select("seed", pl.col("seconds_timing").round(1), pl.col("seconds").round(1)))
 
 

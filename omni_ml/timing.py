@@ -4,20 +4,29 @@
 the day and the days of the week, and recommends ``send_hour`` (0-23), ``send_weekday`` (1 = Monday) and
 ``send_on`` (a date within the campaign period) for the channel a decision chose.
 
-**Hour and weekday (empirical Bayes).** The engagement events (``visit, open, click, purchase`` for the
-hour; ``visit`` for the weekday by default: purchases follow the retailer's weekly buying cycle and opens
-the days the campaigns were sent, rather than the person's week) strictly before the cutoff, within
-``lookback_days``, are counted per customer into 24 hour bins and 7 weekday bins, in the customer's own
-time zone (``customers.time_zone``, an IANA name) or UTC. Events on the chosen channel count 1, events on
-other channels ``other_channel_weight`` (1 by default: on the simulated worlds one pooled profile per
-person beat channel-specific ones, see ``benchmarks/RESULTS.md``). The counts are one draw of a
-Dirichlet-multinomial whose Dirichlet mean is the customer's *segment* profile and whose concentration
-``alpha`` is estimated by
-maximising the Dirichlet-multinomial marginal likelihood of all customers' counts over a grid (Minka
-2000, "Estimating a Dirichlet distribution"); the segment profile is itself shrunk to the population's.
-A customer's posterior mean ``(n + alpha p_segment) / (N + alpha)`` is smoothed circularly (a Gaussian
-kernel of ``smoothing_hours`` bins, and of one weekday), and its mode is the recommendation. A customer
-without any engagement gets the segment's mode, a segment without data the population's: never null.
+**Hour and weekday (small mixture models, fitted by marginal likelihood).** The engagement events
+(``visit, open, click, purchase`` for the hour; ``visit`` for the weekday by default: purchases follow the
+retailer's weekly buying cycle and opens the days the campaigns were sent, rather than the person's week)
+strictly before the cutoff, within ``lookback_days``, are counted per customer into 24 hour bins and 7
+weekday bins, in the customer's own time zone (``customers.time_zone``, an IANA name) or UTC. A visit
+followed by a purchase of the customer within ``weekday_purchase_gap_days`` (7) does not count for the
+weekday: it belongs to a buying episode, whose days follow the retailer's week. Events on the chosen
+channel count 1, events on other channels ``other_channel_weight`` (1 by default: on the simulated worlds
+one pooled profile per person beat channel-specific ones, see ``benchmarks/RESULTS.md``).
+
+- *Hour.* Each event falls in hour bin ``b`` with probability ``share * N(b | h, sd) + (1 - share) *
+  segment[b]``: a share of a person's activity is spread (a wrapped normal) around their best hour ``h``,
+  the rest follows their segment's hour profile (circularly smoothed by ``smoothing_hours``), which is also
+  the prior of ``h`` on a quarter-hour grid. ``sd`` and ``share`` are the values on a grid that maximise the
+  marginal likelihood of all customers' counts (empirical Bayes). ``send_hour`` is the whole hour ``s``
+  with the largest posterior mean of ``exp(3 cos(2 pi (s - h) / 24))`` (close to the posterior mode).
+- *Weekday.* Each counted visit falls on weekday ``w`` with probability ``share * vm7(w - D; kappa) / 7 +
+  (1 - share) * segment[w]``, ``vm7(j; k) = exp(k cos(2 pi j / 7))`` scaled to mean 1 over the week and
+  ``D`` the person's best weekday (uniform prior); ``kappa`` and ``share`` maximise the marginal likelihood
+  on a grid. ``send_weekday`` is the posterior mode of ``D``.
+
+A customer without any engagement gets the prior's choice: the segment's busiest hour and weekday, a
+segment without data the population's: never null.
 
 The segment is the ``customers`` column named by ``segment_by``; ``"auto"`` picks the text column with
 2-50 values whose hour profiles carry the most information about the hour of an event (the largest drop
@@ -25,8 +34,9 @@ in entropy, at least ``min_information`` bits), or none.
 
 **Day of the campaign period.** ``send_on`` is the day ``d`` of ``[as_of, as_of + period_days)`` (in the
 customer's time zone) with the highest ``hazard_d * weekday_d * wait_discount ** d``: ``weekday_d`` is the
-customer's weekday profile relative to a flat week (1 on average; a flat profile, as for a customer without
-weekday evidence, leaves the day to the hazard and to the discount of waiting), and ``hazard_d =
+posterior mean of ``vm7(weekday(d) - D; weekday_effect_kappa)``, the assumed effect of the send weekday
+(1 on average; a flat posterior, as for a customer without weekday evidence, leaves the day to the hazard
+and to the discount of waiting), and ``hazard_d =
 cycle_d * (1 + browsing_d)`` the customer's purchase hazard relative to today's. ``cycle_d = ((s + d + 1) /
 (s + 1)) ** cycle_weight`` with ``s`` the days since their last purchase, capped at their mean gap between
 purchases (shrunk to the population's): a Weibull hazard rising until the next purchase is due, flat after
@@ -51,7 +61,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-from scipy import special
 
 from omni_ml._time import as_utc, before, window
 from omni_ml.data import TIMESTAMP, Histories
@@ -62,7 +71,12 @@ __all__ = ["SendTimeModel", "TimingConfig", "weekday_hour_counts"]
 
 HOURS, WEEKDAYS = 24, 7
 ALL = "__all__"  # the profile of every engagement, for rows without a channel
-_ALPHAS = np.geomspace(0.05, 500.0, 48)
+_HOUR_GRID = np.arange(4 * HOURS) / 4.0  # candidate best hours, every quarter of an hour
+_HOUR_SDS = np.array([0.75, 1.0, 1.25, 1.5, 2.0, 2.5])
+_HOUR_SHARES = np.linspace(0.1, 0.9, 9)
+_HOUR_CHOICE_KAPPA = 3.0  # the send hour maximises the posterior mean of exp(k cos(2 pi (s - h) / 24))
+_WEEKDAY_KAPPAS = np.linspace(0.0, 3.0, 13)
+_WEEKDAY_SHARES = np.linspace(0.1, 1.0, 10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,11 +99,20 @@ class TimingConfig:
     min_information
         Bits of information about the hour a segment column must carry to be chosen by ``"auto"``.
     smoothing_hours
-        Standard deviation (in hours) of the circular smoothing of the hour profile.
+        Standard deviation (in hours) of the circular smoothing of the segment's hour profile (the prior of
+        the best hour and the part of the activity that does not follow it).
     cycle_weight, browsing_weight
         Shape - 1 of the rising purchase hazard after a purchase, and the weight of browsing now.
     wait_discount
         Factor per day of waiting applied to a day's score (in ``(0, 1]``; 1: waiting is free).
+    weekday_effect_kappa
+        Concentration of the assumed effect of the send weekday around the customer's best weekday (the
+        ``weekday_d`` term of ``send_on``: ``exp(k cos(2 pi (w - D) / 7))`` scaled to mean 1 over the week,
+        averaged over the posterior of ``D``; 0: the weekday does not move the day).
+    weekday_purchase_gap_days
+        A visit followed by a purchase of the customer within this many days does not count for the
+        weekday (it belongs to a buying episode, which follows the retailer's week rather than the
+        person's); 0: every visit counts.
     """
 
     period_days: int = 7
@@ -103,6 +126,8 @@ class TimingConfig:
     cycle_weight: float = 1.0
     browsing_weight: float = 0.5
     wait_discount: float = 0.95
+    weekday_effect_kappa: float = 0.5
+    weekday_purchase_gap_days: float = 7.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -110,7 +135,15 @@ class TimingConfig:
             problems.append(f"period_days must be within 1..366 (got {self.period_days})")
         if self.lookback_days < 1:
             problems.append(f"lookback_days must be >= 1 (got {self.lookback_days})")
-        for name in ("other_channel_weight", "smoothing_hours", "cycle_weight", "browsing_weight", "min_information"):
+        for name in (
+            "other_channel_weight",
+            "smoothing_hours",
+            "cycle_weight",
+            "browsing_weight",
+            "min_information",
+            "weekday_effect_kappa",
+            "weekday_purchase_gap_days",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not 0 < self.wait_discount <= 1:
@@ -200,6 +233,11 @@ def weekday_hour_counts(
     if zone_frame is not None:
         _check_zones(zone_frame)
     local = _localise(events, zone_frame)
+    for_weekday = pl.col("event_type").is_in(list(cfg.weekday_event_types))
+    if cfg.weekday_purchase_gap_days > 0 and local.height:
+        local = local.with_columns(_next_purchase(hist, t, local).alias("next_buy"))
+        gap = (pl.col("next_buy") - pl.col("timestamp")).dt.total_seconds() / 86_400.0
+        for_weekday = for_weekday & ~(gap <= cfg.weekday_purchase_gap_days).fill_null(False)
     return local.select(
         "customer_id",
         "channel",
@@ -208,8 +246,31 @@ def weekday_hour_counts(
         pl.col("local").dt.hour().cast(pl.Int8).alias("local_hour"),
         pl.col("local").dt.weekday().cast(pl.Int8).alias("local_weekday"),
         pl.col("event_type").is_in(list(cfg.hour_event_types)).alias("for_hour"),
-        pl.col("event_type").is_in(list(cfg.weekday_event_types)).alias("for_weekday"),
+        for_weekday.alias("for_weekday"),
     )
+
+
+def _next_purchase(hist: Histories, t: dt.datetime, events: pl.DataFrame) -> pl.Series:
+    """Per row of ``events`` the customer's first purchase after the row's timestamp and before ``t`` (or null)."""
+    buys = (
+        hist.events.filter(before(t) & (pl.col("event_type") == "purchase") & pl.col("customer_id").is_not_null())
+        .filter(pl.col("customer_id").is_in(events["customer_id"].unique().implode()))
+        .select("customer_id", pl.col("timestamp").alias("next_buy"))
+        .unique()
+        .sort("next_buy")
+        .collect()
+    )
+    rows = events.select("customer_id", "timestamp").with_row_index("row").sort("timestamp")
+    joined = rows.join_asof(
+        buys,
+        left_on="timestamp",
+        right_on="next_buy",
+        by="customer_id",
+        strategy="forward",
+        allow_exact_matches=False,
+        check_sortedness=False,  # both sides are sorted by time, hence within every customer
+    )
+    return joined.sort("row")["next_buy"]
 
 
 def _circular_smooth(p: np.ndarray, sd: float) -> np.ndarray:
@@ -225,23 +286,97 @@ def _circular_smooth(p: np.ndarray, sd: float) -> np.ndarray:
     return np.fft.irfft(spectrum, n=k, axis=-1)
 
 
-def _dm_loglik(counts: np.ndarray, prior: np.ndarray, alpha: float) -> float:
-    """Dirichlet-multinomial log-likelihood (without the multinomial coefficient) of count rows."""
-    a = alpha * prior
-    n = counts.sum(axis=1)
-    per_bin = special.gammaln(counts + a[None, :] if a.ndim == 1 else counts + a) - special.gammaln(a)
-    return float((special.gammaln(alpha) - special.gammaln(n + alpha) + per_bin.sum(axis=1)).sum())
+def _hour_rhythm(sd: float) -> np.ndarray:
+    """``[hour bin, candidate best hour]``: P(an event in the bin | best hour), a wrapped normal of ``sd`` hours."""
+    dist = (np.arange(HOURS)[:, None] + 0.5 - _HOUR_GRID[None, :] + 12.0) % 24.0 - 12.0
+    dens = np.exp(-0.5 * (dist / sd) ** 2)
+    return dens / dens.sum(axis=0, keepdims=True)
 
 
-def _fit_alpha(counts: np.ndarray, prior: np.ndarray) -> float:
-    """Concentration maximising the marginal likelihood of ``counts`` (rows: customers; ``prior``: per row)."""
+def _hour_loglik(counts: np.ndarray, profile: np.ndarray, sd: float, share: float) -> np.ndarray:
+    """``(n, 96)`` log-likelihood of hour counts (rows sharing one ``profile``) given each candidate best hour.
+
+    An event falls in hour bin ``b`` with probability ``share * N(b | h, sd) + (1 - share) * profile[b]``: a
+    share follows the person's day around their best hour ``h``, the rest the segment's day.
+    """
+    return _rowwise(counts, np.log(share * _hour_rhythm(sd) + (1.0 - share) * profile[:, None]))
+
+
+def _rowwise(rows: np.ndarray, table: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``rows @ table`` summed row by row in a fixed order: a row's result never depends on its batch (chunk)."""
+    out = np.empty((rows.shape[0], table.shape[1]))
+    for lo in range(0, rows.shape[0], block):
+        out[lo : lo + block] = (rows[lo : lo + block, :, None] * table[None, :, :]).sum(axis=1)
+    return out
+
+
+def _fit_hour(counts: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
+    """``(sd, share)`` maximising the marginal likelihood of the rows (prior: ``profile``) on a grid."""
     used = counts.sum(axis=1) >= 2
     if used.sum() < 5:
-        return 10.0
-    c, p = counts[used], np.clip(prior[used], 1e-6, None)
+        return 1.5, 0.7
+    c = counts[used]
+    log_prior = np.log(_at_grid(profile))
+    best, best_score = (1.5, 0.7), -np.inf
+    for sd in _HOUR_SDS:
+        for share in _HOUR_SHARES:
+            ll = _hour_loglik(c, profile, float(sd), float(share)) + log_prior[None, :]
+            top = ll.max(axis=1, keepdims=True)
+            score = float((top[:, 0] + np.log(np.exp(ll - top).sum(axis=1))).sum())
+            if score > best_score + 1e-9:
+                best, best_score = (float(sd), float(share)), score
+    return best
+
+
+def _smoothed(profile: np.ndarray, sd: float) -> np.ndarray:
+    """Hour profile(s) smoothed circularly by ``sd`` hours, kept positive and summing to 1."""
+    p = np.clip(_circular_smooth(np.atleast_2d(profile), sd), 1e-9, None)
     p = p / p.sum(axis=1, keepdims=True)
-    scores = [_dm_loglik(c, p, float(a)) for a in _ALPHAS]
-    return float(_ALPHAS[int(np.argmax(scores))])
+    return p if np.ndim(profile) == 2 else p[0]
+
+
+def _at_grid(profile: np.ndarray) -> np.ndarray:
+    """A 24-bin hour profile read at the candidate best hours (circular interpolation), summing to 1."""
+    values = np.clip(np.interp(_HOUR_GRID, np.arange(HOURS) + 0.5, profile, period=HOURS), 1e-9, None)
+    return values / values.sum()
+
+
+def _weekday_table(kappa: float) -> np.ndarray:
+    """``exp(kappa cos(2 pi j / 7))`` for ``j = 0..6`` days from the best weekday, scaled to mean 1."""
+    raw = np.exp(kappa * np.cos(2 * np.pi * np.arange(WEEKDAYS) / WEEKDAYS))
+    return raw / raw.mean()
+
+
+_DIST = (np.arange(WEEKDAYS)[:, None] - np.arange(WEEKDAYS)[None, :]) % WEEKDAYS  # [weekday w, best weekday D]
+
+
+def _weekday_loglik(counts: np.ndarray, profile: np.ndarray, kappa: float, share: float) -> np.ndarray:
+    """``(n, 7)`` log-likelihood of each row's weekday counts given its best weekday ``D`` (columns).
+
+    An event falls on weekday ``w`` with probability ``share * vm7(w - D; kappa) / 7 + (1 - share) *
+    profile[w]``: a share follows the person's week, the rest the segment's (the retailer's) week.
+    """
+    rhythm = share * _weekday_table(kappa)[_DIST] / WEEKDAYS  # [w, D]
+    mix = rhythm[None, :, :] + (1.0 - share) * profile[:, :, None]
+    return (counts[:, :, None] * np.log(mix)).sum(axis=1)
+
+
+def _fit_weekday(counts: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
+    """``(kappa, share)`` maximising the marginal likelihood of the rows (uniform prior over ``D``) on a grid."""
+    used = counts.sum(axis=1) >= 2
+    if used.sum() < 5:
+        return 1.0, 0.5
+    c, p = counts[used], np.clip(profile[used], 1e-6, None)
+    p = p / p.sum(axis=1, keepdims=True)
+    best, best_score = (0.0, 1.0), -np.inf
+    for kappa in _WEEKDAY_KAPPAS:
+        for share in _WEEKDAY_SHARES:
+            ll = _weekday_loglik(c, p, float(kappa), float(share))
+            top = ll.max(axis=1, keepdims=True)
+            score = float((top[:, 0] + np.log(np.exp(ll - top).mean(axis=1))).sum())
+            if score > best_score + 1e-9:
+                best, best_score = (float(kappa), float(share)), score
+    return best
 
 
 def _entropy(p: np.ndarray) -> float:
@@ -261,8 +396,10 @@ class SendTimeModel:
     ----------
     segment_by_
         The segment column used (``None``: the population only).
-    alpha_hour_, alpha_weekday_
-        Empirical-Bayes concentrations of the hour and weekday profiles.
+    hour_sd_, hour_share_
+        Spread (hours) of a person's activity around their best hour, and the share of it that does so.
+    weekday_kappa_, weekday_share_
+        Concentration of a person's visits around their best weekday, and the share of visits that does so.
     population_hour_, population_weekday_
         ``{channel: profile}`` of the population (``"__all__"``: every engagement).
     segment_hour_, segment_weekday_
@@ -273,14 +410,14 @@ class SendTimeModel:
     Examples
     --------
     >>> import polars as pl, datetime as dt
-    >>> stamps = [dt.datetime(2025, 1, d, 20) for d in range(6, 12)] + [dt.datetime(2025, 1, 7, 8)]
+    >>> stamps = [dt.datetime(2025, 1, d, 19 + d % 2) for d in range(6, 12)] + [dt.datetime(2025, 1, 7, 8)]
     >>> ev = pl.DataFrame({"customer_id": ["a"] * 6 + ["b"], "timestamp": stamps,
     ...                    "channel": ["email"] * 7, "event_type": ["open"] * 7})
     >>> hist = Histories.from_frames(ev)
     >>> model = SendTimeModel().fit(hist, dt.datetime(2025, 1, 13))
     >>> decisions = pl.DataFrame({"customer_id": ["a", "b"], "best_channel": ["email", "no_contact"]})
     >>> model.recommend(hist, dt.datetime(2025, 1, 13), decisions)["send_hour"].to_list()
-    [20, 20]
+    [20, 9]
     """
 
     def __init__(self, *, config: TimingConfig | None = None) -> None:
@@ -289,7 +426,7 @@ class SendTimeModel:
     # ------------------------------------------------------------------ fit
 
     def fit(self, hist: Histories, as_of: str | dt.date | dt.datetime) -> SendTimeModel:
-        """Learn the population and segment profiles, the concentrations and the purchase gap as of ``as_of``."""
+        """Learn the segment profiles, the hour and weekday mixtures and the purchase gap as of ``as_of``."""
         cfg = self.config or TimingConfig()
         moment = as_utc(as_of)
         events = weekday_hour_counts(hist, moment, config=cfg)
@@ -318,10 +455,13 @@ class SendTimeModel:
                 sw = (wc[rows].sum(axis=0) + 50.0 * pop_w) / (wc[rows].sum() + 50.0)
                 self.segment_hour_[(value, channel)] = sh.tolist()
                 self.segment_weekday_[(value, channel)] = sw.tolist()
-        prior_h = np.array([self._profile(self.segment_hour_, self.population_hour_, s, ALL) for s in seg_of_id])
         prior_w = np.array([self._profile(self.segment_weekday_, self.population_weekday_, s, ALL) for s in seg_of_id])
-        self.alpha_hour_ = _fit_alpha(hour_counts, prior_h) if ids.len() else 10.0
-        self.alpha_weekday_ = _fit_alpha(week_counts, prior_w) if ids.len() else 10.0
+        self.hour_sd_, self.hour_share_ = (
+            _fit_hour(hour_counts, _smoothed(np.asarray(self.population_hour_[ALL]), cfg.smoothing_hours))
+            if ids.len()
+            else (1.5, 0.7)
+        )
+        self.weekday_kappa_, self.weekday_share_ = _fit_weekday(week_counts, prior_w) if ids.len() else (1.0, 0.5)
         self.mean_gap_days_ = self._mean_gap(hist, moment)
         self.as_of_ = moment
         return self
@@ -423,7 +563,7 @@ class SendTimeModel:
         return float(gaps.mean()) if gaps.len() else 90.0  # type: ignore[arg-type]
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "alpha_hour_"):
+        if not hasattr(self, "hour_sd_"):
             msg = "This SendTimeModel is not fitted yet. Hint: call fit(hist, as_of) first."
             raise ConfigError(msg)
 
@@ -488,8 +628,9 @@ class SendTimeModel:
             else pl.Series(["UTC"] * n, dtype=pl.String)
         )
 
-        hour_post = np.zeros((n, HOURS))
+        hour_post = np.zeros((n, _HOUR_GRID.size))
         week_post = np.zeros((n, WEEKDAYS))
+        week_tie = np.zeros((n, WEEKDAYS))
         evidence = np.zeros(n)
         seg_list = seg.to_list()
         chan_list = channel.to_list()
@@ -502,19 +643,33 @@ class SendTimeModel:
             pw = np.array(
                 [self._profile(self.segment_weekday_, self.population_weekday_, seg_list[r], key) for r in rows]
             )
-            a_h, a_w = self.alpha_hour_, self.alpha_weekday_
-            hour_post[rows] = (hc + a_h * ph) / (hc.sum(axis=1, keepdims=True) + a_h)
-            week_post[rows] = (wc + a_w * pw) / (wc.sum(axis=1, keepdims=True) + a_w)
+            # posterior of the best hour on the quarter-hour grid, per group of rows sharing a profile
+            ph = _smoothed(ph, cfg.smoothing_hours)
+            _, first, group = np.unique(ph, axis=0, return_index=True, return_inverse=True)
+            for g, at in enumerate(first):
+                members = np.flatnonzero(group.reshape(-1) == g)
+                ll = _hour_loglik(hc[members], ph[at], self.hour_sd_, self.hour_share_) + np.log(_at_grid(ph[at]))
+                post_h = np.exp(ll - ll.max(axis=1, keepdims=True))
+                hour_post[rows[members]] = post_h / post_h.sum(axis=1, keepdims=True)
+            # posterior of the best weekday D (uniform prior); exact ties go to the segment's busiest day
+            pw = np.clip(pw, 1e-6, None)
+            pw = pw / pw.sum(axis=1, keepdims=True)
+            ll = _weekday_loglik(wc, pw, self.weekday_kappa_, self.weekday_share_)
+            post = np.exp(ll - ll.max(axis=1, keepdims=True))
+            week_post[rows] = post / post.sum(axis=1, keepdims=True)
+            week_tie[rows] = pw
             evidence[rows] = hc.sum(axis=1)
-        hour_s = _circular_smooth(hour_post, cfg.smoothing_hours)
-        week_s = _circular_smooth(week_post, 1.0)
-        send_hour = np.argmax(hour_s, axis=1) if n else np.zeros(0, dtype=np.int64)
-        send_weekday = (np.argmax(week_s, axis=1) + 1) if n else np.zeros(0, dtype=np.int64)
+        choice = np.exp(
+            _HOUR_CHOICE_KAPPA * np.cos(2 * np.pi * (np.arange(HOURS)[:, None] - _HOUR_GRID[None, :]) / HOURS)
+        )
+        send_hour = np.argmax(_rowwise(hour_post, choice.T), axis=1) if n else np.zeros(0, dtype=np.int64)
+        send_weekday = (np.argmax(week_post + 1e-9 * week_tie, axis=1) + 1) if n else np.zeros(0, dtype=np.int64)
         has_segment = np.array([(s, ALL) in self.segment_hour_ for s in seg_list], dtype=bool)
         source = np.where(evidence > 0, "own", np.where(has_segment, "segment", "population"))
 
         hazard, driver, due = self._hazard(hist, moment, ids, events, cfg)
-        affinity = week_s * WEEKDAYS  # relative to a flat week
+        # expected effect of each weekday (columns: Monday..Sunday) over the posterior of the best weekday
+        affinity = _rowwise(week_post, _weekday_table(cfg.weekday_effect_kappa)[_DIST].T)
         plan = self._schedule(hist, moment, ids, zone, send_hour, hazard, affinity, cfg, pol)
         contact = (channel != NO_CONTACT).to_numpy()
         day = plan["day"].to_numpy()

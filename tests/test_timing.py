@@ -20,7 +20,7 @@ from omni_ml.simulate import best_send_times, continue_world, preset, timed_camp
 from omni_ml.simulate.config import CHANNELS
 from omni_ml.simulate.population import draw_population
 from omni_ml.simulate.rhythm import DEFAULT_SEND_HOUR, draw_rhythm
-from omni_ml.timing import SendTimeModel, TimingConfig
+from omni_ml.timing import SendTimeModel, TimingConfig, weekday_hour_counts
 
 CFG = preset("small")
 END = dt.datetime(CFG.end.year, CFG.end.month, CFG.end.day, tzinfo=dt.UTC)
@@ -331,6 +331,54 @@ def test_model_beats_the_population_mode_for_customers_with_history_24(small_wor
     rich = rec.filter(pl.col("send_time_events") >= 5)
     assert rich.height > 200
     assert hit(rich["send_hour"], rich["best_hour"]) > hit(pl.Series([pop] * rich.height), rich["best_hour"]) + 0.3
+    # the best weekday: persons are spread uniformly over the week, so any single day hits about 1/7
+    assert model.weekday_kappa_ > 0.5
+    assert 0.0 < model.weekday_share_ <= 1.0
+    weekday_hit = float((rich["send_weekday"] == rich["best_weekday"]).mean())
+    pop_weekday = int(np.argmax(model.population_weekday_["__all__"])) + 1
+    assert weekday_hit > 2 * float((rich["best_weekday"] == pop_weekday).mean()) + 0.2
+
+
+def test_a_rows_send_time_does_not_depend_on_its_batch_24(small_world: Path) -> None:
+    """Chunked and Spark scoring recommend per chunk: the halves give exactly the rows of the whole."""
+    from omni_ml.data import load_histories
+    from omni_ml.identity import resolve_identities
+
+    hist = resolve_identities(load_histories(small_world)).collect()
+    model = SendTimeModel().fit(hist, END)
+    ids = _read(small_world, "customers")["customer_id"].head(1500)
+    decisions = pl.DataFrame({"customer_id": ids, "best_channel": [CHANNELS[i % 5] for i in range(ids.len())]})
+    whole = model.recommend(hist, END, decisions)
+    halves = pl.concat([model.recommend(hist, END, part) for part in (decisions.head(1100), decisions.tail(400))])
+    assert whole.equals(halves)
+    assert whole["send_hour"].n_unique() > 3
+
+
+def _buyer_world() -> Histories:
+    """'a' browses on Tuesday evenings; earlier, on more Saturdays, they visited and bought the next day."""
+    rows = []
+    for week in range(1, 9):
+        tuesday = AS_OF - dt.timedelta(days=6 + 7 * week)
+        rows.append(("a", tuesday.replace(hour=19), "web", "visit"))
+    for week in range(9, 21):  # earlier weeks: no purchase follows a Tuesday
+        saturday = AS_OF - dt.timedelta(days=2 + 7 * week)
+        rows += [("a", saturday.replace(hour=h), "web", "visit") for h in (10, 15)]
+        rows.append(("a", saturday + dt.timedelta(days=1, hours=11), "store", "purchase"))
+    return Histories.from_frames(_events(rows))
+
+
+def test_visits_of_buying_episodes_leave_the_weekday_24() -> None:
+    """Visits followed by a purchase within ``weekday_purchase_gap_days`` do not count for the weekday."""
+    hist = _buyer_world()
+    counts = weekday_hour_counts(hist, AS_OF).filter(pl.col("event_type") == "visit")
+    assert counts.filter("for_weekday")["local_weekday"].unique().to_list() == [2]  # the Tuesdays only
+    assert counts.filter(~pl.col("for_weekday"))["local_weekday"].unique().to_list() == [6]
+    rec = SendTimeModel().fit(hist, AS_OF).recommend(hist, AS_OF, _decisions(["a"]))
+    assert rec["send_weekday"][0] == 2
+    assert rec["send_on"][0] == dt.date(2025, 3, 4)  # the Tuesday of the period
+    every_visit = TimingConfig(weekday_purchase_gap_days=0.0)
+    rec = SendTimeModel(config=every_visit).fit(hist, AS_OF).recommend(hist, AS_OF, _decisions(["a"]))
+    assert rec["send_weekday"][0] == 6  # the buying Saturdays outnumber the Tuesdays
 
 
 def test_campaign_table_carries_the_send_time_columns_24(campaign_model_path: Path, small_world: Path) -> None:
