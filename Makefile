@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check omni_ml tests benchmarks experiments scripts
+	$(BIN)/ruff format --check omni_ml tests benchmarks experiments scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q

@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._time import as_utc, before, window
+
 __all__ = [
     "INPUT_SCHEMA",
     "ORDER_VALUE",
@@ -106,12 +108,8 @@ class WindowTally:
             self.amount_bins = other.amount_bins + (self.amount_bins if self.amount_bins.size else 0)
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-
-
 def _cells(frame: pl.LazyFrame, table: str, keys: Sequence[str], start: dt.datetime, end: dt.datetime) -> pl.LazyFrame:
-    when = (pl.col("timestamp") >= start) & (pl.col("timestamp") < end)
+    when = window(start, end=end)
     parts = [pl.lit(table)] + [pl.col(k).cast(pl.String).fill_null("unknown") for k in keys]
     return frame.filter(when).group_by(pl.concat_str(parts, separator=":").alias("cell")).len()
 
@@ -132,22 +130,18 @@ def _bin(x: np.ndarray, edges: Sequence[float]) -> np.ndarray:
 
 
 def _tally(hist: Any, end: dt.datetime, days: int) -> tuple[WindowTally, np.ndarray]:
-    from omni_ml.data import NO_CONTACT
-
-    end = _utc(end)
+    end = as_utc(end)
     start = end - dt.timedelta(days=days)
     events = hist.events
     frames = [_cells(events, "events", ["event_type", "channel"], start, end)]
-    if hist.contacts is not None:
-        sent = hist.contacts.filter(pl.col("channel") != NO_CONTACT)
-        frames.append(_cells(sent, "contacts", ["channel"], start, end))
+    if hist.sent_contacts is not None:
+        frames.append(_cells(hist.sent_contacts, "contacts", ["channel"], start, end))
     if hist.consents is not None:
         withdrawn = hist.consents.filter(~pl.col("granted")).with_columns(state=pl.lit("withdrawn"))
         frames.append(_cells(withdrawn, "consents", ["channel", "state"], start, end))
-    window = (pl.col("timestamp") >= start) & (pl.col("timestamp") < end)
-    purchase = window & (pl.col("event_type") == "purchase") & (pl.col("amount") > 0)
+    purchase = window(start, end=end) & (pl.col("event_type") == "purchase") & (pl.col("amount") > 0)
     amounts = events.filter(purchase).select(pl.col("amount").cast(pl.Float64).log().alias("x"))
-    customers = events.filter(pl.col("timestamp") < end).select(pl.col("customer_id").n_unique().alias("n"))
+    customers = events.filter(before(end)).select(pl.col("customer_id").n_unique().alias("n"))
     results = pl.collect_all([*frames, amounts, customers])
     counts: dict[str, int] = {}
     for part in results[: len(frames)]:
@@ -322,7 +316,7 @@ def input_reference(hist: Any, ends: Sequence[dt.datetime], days: int) -> InputR
     """
     from omni_ml.monitor._drift import psi
 
-    ends = sorted({_utc(e) for e in ends})
+    ends = sorted({as_utc(e) for e in ends})
     tallied = [_tally(hist, end, days) for end in ends]
     raw = [t for t, _ in tallied]
     # bins of ln(amount): the deciles of the pooled purchases
