@@ -328,6 +328,12 @@ class ChannelModel(BaseEstimator):
         matrix, _ = as_matrix(X, expected=self.feature_names_, where="ChannelModel.calibrate_arm X")
         labels = check_binary_y(y, matrix.shape[0], where="ChannelModel.calibrate_arm y")
         weight = np.ones(matrix.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if weight.shape != (matrix.shape[0],) or not (np.isfinite(weight) & (weight >= 0)).all():
+            msg = (
+                f"ChannelModel.calibrate_arm: sample_weight must hold one finite, non-negative weight per row of X "
+                f"({matrix.shape[0]:,} rows; got shape {weight.shape})."
+            )
+            raise SchemaError(msg)
         target = float(np.sum(weight * labels))
         if target <= 0.0 or target >= float(weight.sum()):
             msg = (
@@ -355,7 +361,8 @@ class ChannelModel(BaseEstimator):
         Returns ``(booster_c, x_c, booster_0, x_0)``: for the S-learner the one booster with the arm column
         (and arm-aligned columns) set to ``channel`` and to ``no_contact``; for the T-learner the two arms'
         boosters on the same feature rows. ``booster_c.predict(x_c, raw_score=True) -
-        booster_0.predict(x_0, raw_score=True)`` is the log-odds effect of contacting on ``channel``.
+        booster_0.predict(x_0, raw_score=True)`` is the log-odds effect of contacting on ``channel`` (before the
+        ``arm_offsets_`` of :meth:`calibrate_arm`, which shift it by a constant).
         Column names are :meth:`explanation_names`.
         """
         check_is_fitted(self, "boosters_")

@@ -431,6 +431,8 @@ def test_calibrate_arm_matches_the_randomised_rate_and_moves_only_that_arm() -> 
     assert true_uplift > 0
     with pytest.raises(ConfigError, match="push"):
         model.calibrate_arm(x_rand, "push", y_rand)
+    with pytest.raises(SchemaError, match="sample_weight"):
+        model.calibrate_arm(x_rand, NO_CONTACT, y_rand, sample_weight=weight[:10])
     with pytest.raises(DataInsufficientError, match="rate of 0 or 1"):
         model.calibrate_arm(x_rand, NO_CONTACT, np.zeros(3000, dtype=np.int8))
 
