@@ -176,9 +176,13 @@ def history_facts(
 ) -> pl.DataFrame:
     """Per-customer facts the rules need, from history strictly before ``as_of``.
 
-    "Within N days" is the window of the features (``features/_spec.py``): ``as_of - N days <= timestamp
-    < as_of``, so an event exactly N days back counts, and so do the rules of :func:`decide` (an incident
-    exactly ``service_incident_days`` back, a contact exactly ``cooldown_days`` back).
+    The facts are features of the feature engine (:mod:`omni_ml.features.facts`), so scoring reads them
+    in the same plan as the models' inputs. "Within N days" is the window of the features
+    (``features/_spec.py``): ``as_of - N days <= timestamp < as_of``, so an event exactly N days back
+    counts, and so do the rules of :func:`decide` (an incident exactly ``service_incident_days`` back, a
+    contact exactly ``cooldown_days`` back). Days since an event are exact to the microsecond.
+    ``customers`` defaults to everyone known: an event before ``as_of``, or any contact, consent or
+    customers row; given, the rows follow its order (repeats included).
 
     Returns
     -------
