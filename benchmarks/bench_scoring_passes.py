@@ -14,7 +14,8 @@ own, as the scoring of a chunk calls it:
 * ``one plan``: the union of the four above in one engine plan (``CampaignModel._chunk_inputs``; only
   where the package has it);
 * ``response history``, ``consent``, ``value stats``, ``clv_12m``: the passes outside the feature engine;
-* ``whole chunk, 3 reasons``: ``CampaignModel._score_personal`` (everything, reasons and send times included).
+* ``whole chunk, no reasons`` / ``3 reasons``: ``CampaignModel._score_personal`` (everything: model
+  predictions, decisions, send times, and the reasons).
 
 Run it with the package before and after a change (``PYTHONPATH=<checkout>``) to compare.
 """
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         passes["value stats"] = lambda: stats.order_value(hist, moment, ids)
     passes["clv_12m"] = lambda: _clv_12m(getattr(model, "clv_models_", None), hist, moment, ids)
     schema = model.output_schema(reasons=3)
+    passes["whole chunk, no reasons"] = lambda: model._score_personal(hist, moment, 0, model.output_schema(reasons=0))
     passes["whole chunk, 3 reasons"] = lambda: model._score_personal(hist, moment, 3, schema)
 
     rows = [{"pass": name, "seconds": _best(args.repeat, run)} for name, run in passes.items()]
