@@ -224,7 +224,11 @@ def _spec_key(f: Feature) -> tuple[object, ...]:
     if isinstance(spec, Aggregate):
         return ("aggregate", spec.measure_key, spec.window)
     if isinstance(spec, pl.Expr):
-        return ("derived", spec.meta.serialize(format="json"), str(f.output_dtype))
+        try:
+            text = spec.meta.serialize(format="json")
+        except Exception:  # e.g. a Python function inside: its text names the function
+            text = str(spec)
+        return ("derived", text, str(f.output_dtype))
     return ("static", repr(spec))
 
 
