@@ -11,13 +11,17 @@ null as missing); ratios and trends are null; ``cart_without_purchase_*`` is 0; 
 flags follow :func:`omni_ml.identity.consent_state` (0 = not granted); customer attributes
 come from the customers table.
 
-Two entry points, one engine:
+Three entry points, one engine:
 
 * ``build_features(hist, at=<datetime or list of datetimes>)`` -- every customer (the
   customers table plus anyone with an event before the cutoff) at each cutoff: scoring, or
   stacked training snapshots;
 * ``build_features(hist, at=<DataFrame(customer_id, cutoff)>)`` -- one row per given pair,
-  in the given order; cutoffs may differ per row (contact-level rows).
+  in the given order; cutoffs may differ per row (contact-level rows);
+* ``build_feature_frames(hist, at, features)`` -- an explicit feature list, hidden ones included: the
+  union of several consumers' features (:func:`union_features`; e.g. two models' feature sets and the
+  policy's history facts, :mod:`omni_ml.features.facts`) built in one plan, each consumer then selecting
+  its columns.
 
 Families (``FeatureSet.families()``): ``rfm``, ``rfm_channel``, ``rfm_category``, ``browsing``,
 ``cart``, ``engagement``, ``contact_pressure``, ``interpurchase``, ``returns_service``,
