@@ -24,10 +24,18 @@ back-test's realised / expected top-decile lift, ``Reference.lift_correction``)
 (purchases in [as of, +28 days) of the scored persons) and their 95% bootstrap intervals, both over the
 scored customers that are true persons of the simulator (anonymous identifier fragments that stayed
 unresolved are customers of the campaign file but have no truth of their own; ``all_exp_auc`` is the
-expected AUC over every scored customer, as the monitoring run reports it).
+expected AUC over every scored customer, as the monitoring run reports it). Two variants of the expected
+figures are put beside them (not used by the monitor): ``recal_*`` from the propensities recalibrated by a
+logistic regression (intercept and slope on the log-odds) fitted on the training back-test's rows
+(``CampaignModel.report_.scores``), and ``oracle_*`` -- the ceiling -- from the simulator's true
+probabilities (``truth/propensity.parquet``, over the world's 30 future days, realised over the same 30
+days): the coverage a perfectly calibrated model would get with the same ranking and deciles.
 
 ``--end`` moves the world (and every date with it): ``2025-01-01`` scores January after a December
 holiday peak the one-year model never saw; ``2024-07-01`` a month without a seasonal break.
+
+``--reuse-models`` scores with the models of an earlier run of the same seeds (rescoring after a change
+of the monitor only; the models are not refitted).
 
 ``timing``: the small world of seed 0 replicated with new customer ids to ``--customers`` customers;
 ``score`` with monitoring on vs off (``reasons=3``, in this process, alternating, best of ``--repeat``).
@@ -124,26 +132,66 @@ def _changed(resolved: Path, regime: str) -> Path:
     return out
 
 
-def _model(seed: int, resolved: Path) -> Path:
+def _model(seed: int, resolved: Path, *, reuse: bool = False) -> Path:
     from omni_ml.campaign import CampaignConfig, CampaignModel
     from omni_ml.config import from_mapping
     from omni_ml.data import load_histories
 
     path = resolved.parent / f"model_{seed}_{END}.joblib"
+    if reuse and path.exists():
+        return path
     model = CampaignModel(from_mapping(CampaignConfig, CONFIG)).fit(
         load_histories(resolved), TRAIN_AS_OF, horizon_days=HORIZON
     )
     return model.save(path)
 
 
-def _realised(campaign: pl.DataFrame, raw: Path, rng: np.random.Generator, n_boot: int = 400) -> dict[str, Any]:
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def recalibration(label: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """Intercept and slope of a logistic regression of ``label`` on the log-odds of ``score`` (Newton steps)."""
+    x, y = _logit(np.asarray(score, dtype=np.float64)), np.asarray(label, dtype=np.float64)
+    coef = np.array([0.0, 1.0])
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-(coef[0] + coef[1] * x)))
+        w = q * (1 - q)
+        hessian = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
+        step = np.linalg.solve(hessian, [(y - q).sum(), ((y - q) * x).sum()])
+        coef += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(coef[0]), float(coef[1])
+
+
+def _realised(
+    campaign: pl.DataFrame,
+    raw: Path,
+    rng: np.random.Generator,
+    n_boot: int = 400,
+    *,
+    oracle: bool = False,
+    recalibrate: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Expected (CBPE) and realised AUC, buyers and top-decile lift of the campaign's true persons.
+
+    ``oracle``: the expected figures from the simulator's true probabilities (``p_purchase``, the
+    world's ``future_days`` horizon) instead of the model's, the realised ones over that horizon: the
+    coverage a perfectly calibrated model would get (the ranking and the deciles stay the model's).
+    ``recalibrate``: intercept and slope on the log-odds applied to the propensities for the expected figures.
+    """
     from omni_ml.evaluation import roc_auc
     from omni_ml.simulate.cache import purchase_outcomes
 
-    truth = purchase_outcomes(raw, HORIZON).select("customer_id", "bought")
+    truth = purchase_outcomes(raw, None if oracle else HORIZON).select("customer_id", "bought", "p_purchase")
     joined = campaign.join(truth, on="customer_id", how="inner")
     y = joined["bought"].to_numpy().astype(np.int64)
     p = joined["propensity"].to_numpy()
+    q = joined["p_purchase"].to_numpy() if oracle else p
+    if recalibrate is not None:
+        q = 1 / (1 + np.exp(-(recalibrate[0] + recalibrate[1] * _logit(p))))
     top = (joined["propensity_decile"] == 1).to_numpy()
 
     def figures(idx: np.ndarray) -> tuple[float, float, float]:
@@ -154,11 +202,11 @@ def _realised(campaign: pl.DataFrame, raw: Path, rng: np.random.Generator, n_boo
     from omni_ml.monitor import expected_auc
 
     point = figures(np.arange(y.size))
-    mean_p = p.mean()
+    mean_q = q.mean()
     expected = {
-        "expected_auc": expected_auc(p, p),
-        "expected_buyers": float(p.sum()),
-        "expected_lift": float(p[top].mean() / mean_p) if top.any() and mean_p > 0 else np.nan,
+        "expected_auc": expected_auc(p, q),
+        "expected_buyers": float(q.sum()),
+        "expected_lift": float(q[top].mean() / mean_q) if top.any() and mean_q > 0 else np.nan,
     }
     boots = np.array([figures(rng.integers(0, y.size, y.size)) for _ in range(n_boot)])
     lo, hi = np.nanquantile(boots, 0.025, axis=0), np.nanquantile(boots, 0.975, axis=0)
@@ -185,7 +233,7 @@ def drift(args: argparse.Namespace) -> None:
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         raw, resolved = _world(seed, args.customers)
-        model = _model(seed, resolved)
+        model = _model(seed, resolved, reuse=args.reuse_models)
         for regime in ("unchanged", *RESPONSIBLE):
             world = resolved if regime == "unchanged" else _changed(resolved, regime)
             out = DATA / f"campaign_{seed}_{regime.replace(' ', '_')}.parquet"
@@ -231,6 +279,15 @@ def drift(args: argparse.Namespace) -> None:
                     "lift_ci": f"{real['lift_ci'][0]:.2f}-{real['lift_ci'][1]:.2f}",
                     "all_exp_auc": report.expected["expected_auc"],
                 }
+                backtest = CampaignModel.load(model).report_.scores
+                coef = recalibration(backtest["label"].to_numpy(), backtest["score"].to_numpy())
+                recal = _realised(pl.read_parquet(out), raw, np.random.default_rng(seed), recalibrate=coef)
+                ceiling = _realised(pl.read_parquet(out), raw, np.random.default_rng(seed), oracle=True)
+                row |= {"recal_intercept": coef[0], "recal_slope": coef[1]}
+                for name, figures in (("recal", recal), ("oracle", ceiling)):
+                    for k in ("auc", "buyers", "lift"):
+                        lo, hi = figures[f"{k}_ci"]
+                        row[f"{name}_{k}_in"] = lo <= figures[f"expected_{k}"] <= hi
             rows.append(row)
             print(row, flush=True)
     table = pl.DataFrame(rows)
@@ -246,6 +303,14 @@ def drift(args: argparse.Namespace) -> None:
         for k in ("auc", "buyers", "lift", "lift_corr"):
             inside = int(unchanged[f"{k}_in"].sum())
             print(f"  expected {k} inside the realised 95% interval: {inside}/{unchanged.height}")
+        for k in ("auc", "buyers", "lift"):
+            inside = int(unchanged[f"recal_{k}_in"].sum())
+            print(f"  expected {k} from the back-test's logistic recalibration inside: {inside}/{unchanged.height}")
+        for k in ("auc", "buyers", "lift"):
+            inside = int(unchanged[f"oracle_{k}_in"].sum())
+            print(
+                f"  ceiling: {k} expected from the true probabilities inside the interval: {inside}/{unchanged.height}"
+            )
     with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=80, tbl_width_chars=250):
         print(table)
 
@@ -332,6 +397,7 @@ def main() -> None:
     d.add_argument("--seeds", type=int, default=20)
     d.add_argument("--first-seed", type=int, default=100)
     d.add_argument("--customers", type=int, default=None)
+    d.add_argument("--reuse-models", action="store_true", help="score with the models of an earlier run (no refit)")
     t = sub.add_parser("timing")
     t.add_argument("--customers", type=int, default=200_000)
     t.add_argument("--reasons", type=int, default=3)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from omni_ml._time import window
+from omni_ml._time import utc_column, window
 from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import DataInsufficientError, SchemaError
 
@@ -138,12 +138,7 @@ def typed_campaign(frame: pl.DataFrame, where: str) -> pl.DataFrame:
         if frame.schema["as_of"] in (pl.String, pl.Null):
             parsed = raw.cast(pl.String).str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
         elif isinstance(frame.schema["as_of"], pl.Datetime | pl.Date):
-            parsed = raw.cast(pl.Datetime("us"))
-            parsed = (
-                parsed.dt.convert_time_zone("UTC")
-                if getattr(frame.schema["as_of"], "time_zone", None)
-                else parsed.dt.replace_time_zone("UTC")
-            )
+            parsed = utc_column(raw, frame.schema["as_of"]).cast(TIMESTAMP)
         else:
             parsed = pl.lit(None, dtype=TIMESTAMP)
         bad = frame.filter(raw.is_not_null() & parsed.is_null())

@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi
+from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi, psi_noise
 from omni_ml.monitor._events import InputItem, InputReference
 from omni_ml.monitor._profile import EXCLUDED_FAMILIES, FeatureProfile, Reference
 from omni_ml.monitor._realised import expected_vs_realised, realised_figures, record_realised
@@ -47,6 +47,7 @@ __all__ = [
     "js_distance",
     "monitor_path",
     "psi",
+    "psi_noise",
     "realised_figures",
     "record_realised",
     "training_reference",

@@ -19,7 +19,7 @@ import numpy as np
 
 from omni_ml.exceptions import ConfigError
 
-__all__ = ["EPSILON", "MonitorConfig", "expected_auc", "expected_auc_band", "js_distance", "psi"]
+__all__ = ["EPSILON", "MonitorConfig", "expected_auc", "expected_auc_band", "js_distance", "psi", "psi_noise"]
 
 EPSILON = 1e-4
 
@@ -38,22 +38,31 @@ class MonitorConfig:
         A feature drifts (or shifts) only when its index is also at least ``natural_factor`` times the
         largest index it had between consecutive training cutoffs (its own month-to-month movement:
         tenure that grows); likewise for its null share.
+    psi_alpha
+        A feature drifts (or shifts) only when its index is also above its noise at the sizes compared:
+        the ``1 - psi_alpha`` quantile of ``(1/n_reference + 1/n_current) * chi2(bins - 1)``, the index of two
+        samples of one distribution (Yurdakul 2018). It matters for indices over few rows (the amounts of
+        the month's buyers on one channel: a few hundred rows).
     outbound_factor
         The same factor for aggregates of the contacts table (our own outbound messages): they follow the
-        campaign calendar, which moves more from month to month than a few training cutoffs show.
+        campaign calendar, which moves more from month to month than a few training cutoffs show. Such a
+        feature is reported as shifted at most (the verdict ``warn``): a broken contacts feed shows in the
+        input volumes of contacts sent.
     null_share_bad
         Absolute change of a feature's share of nulls that makes the run ``bad`` (a feed that stopped).
     score_psi_warn, score_psi_bad
         Index of the occupancy of the ten fixed propensity deciles vs training.
     input_z_bad
         Input data (the rows of the ``horizon`` days before the scoring date vs the training windows):
-        the |z| statistic of a volume per customer-day or of the order value from which it drifts; also at
-        least ``natural_factor`` times its largest |z| between training windows (season, campaign calendar).
+        the |z| statistic of a volume per customer-day or of the order value from which it drifts; for a
+        volume also at least ``natural_factor`` times its largest |z| between training windows (season,
+        campaign calendar).
     volume_change_min
-        ... and the absolute log ratio a volume must reach as well (0.69: doubled or halved; also at least
-        ``natural_factor`` times its largest log ratio between training windows).
+        ... and the absolute log ratio a volume must reach as well (1.39 = ln 4: four times higher or
+        lower; also at least ``natural_factor`` times its largest log ratio between training windows).
     order_value_change_min
-        ... and the absolute change of the mean ln(amount) of purchases (0.1: about 10%).
+        ... and the absolute change of the mean ln(amount) of purchases (0.1: about 10%; also at least
+        ``natural_factor`` times its largest change between training windows).
     channel_share_warn
         Absolute change of the share of customers contacted on a channel vs the previous run of the
         same model that is reported (``warn``).
@@ -74,12 +83,13 @@ class MonitorConfig:
     psi_warn: float = 0.1
     psi_bad: float = 0.35
     natural_factor: float = 2.0
+    psi_alpha: float = 0.001
     outbound_factor: float = 8.0
     null_share_bad: float = 0.1
     score_psi_warn: float = 0.1
     score_psi_bad: float = 0.25
     input_z_bad: float = 4.0
-    volume_change_min: float = 0.69
+    volume_change_min: float = 1.39
     order_value_change_min: float = 0.1
     channel_share_warn: float = 0.1
     sample_size: int = 20_000
@@ -100,10 +110,13 @@ class MonitorConfig:
             "input_z_bad",
             "volume_change_min",
             "order_value_change_min",
+            "psi_alpha",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 problems.append(f"{name} must be a number > 0 (got {value!r})")
+        if not problems and not self.psi_alpha < 1:
+            problems.append(f"psi_alpha must be < 1 (got {self.psi_alpha!r})")
         if not problems and self.psi_warn > self.psi_bad:
             problems.append(f"psi_warn ({self.psi_warn}) must not exceed psi_bad ({self.psi_bad})")
         if not problems and self.score_psi_warn > self.score_psi_bad:
@@ -132,6 +145,22 @@ def psi(reference: Any, current: Any) -> float:
     e = np.maximum(np.asarray(reference, dtype=np.float64), EPSILON)
     a = np.maximum(np.asarray(current, dtype=np.float64), EPSILON)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi_noise(bins: int, inv_n: float, alpha: float) -> float:
+    """The PSI two samples of one distribution pass with probability ``alpha``: chi-square approximation.
+
+    Between two samples of sizes ``n1``, ``n2`` from one distribution over ``bins`` bins, the index is
+    about ``(1/n1 + 1/n2) * chi2(bins - 1)`` (Yurdakul 2018); ``inv_n`` is ``1/n1 + 1/n2``.
+
+    Examples
+    --------
+    >>> round(psi_noise(10, 1 / 200 + 1 / 200, 0.001), 3)
+    0.279
+    """
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(1.0 - alpha, max(int(bins) - 1, 1))) * float(inv_n)
 
 
 def js_distance(reference: Any, current: Any) -> float:

@@ -23,12 +23,15 @@ standardised change: seasonality, campaign calendar and over-dispersion of the c
   every purchase by ``ln 1.6 = 0.47``); PSI and Kolmogorov-Smirnov distance of the bins for reading;
 * mixes: the population stability index.
 
-An item drifts when its z statistic passes ``max(input_z_bad, natural_factor * natural z)`` *and* its
-change passes a floor -- ``order_value_change_min``; for volumes ``max(volume_change_min, natural_factor
-* natural change)`` (``outbound_factor`` instead of ``natural_factor`` for contacts sent and the events on
-contactable channels, which answer them and so follow our own campaign calendar: :func:`outbound`):
-significant and large enough to matter, so a large population does not flag tiny
-moves and a rare cell (a few consent changes a month) needs more than its own month-to-month noise.
+A volume drifts when its z statistic passes ``max(input_z_bad, natural_factor * natural z)`` *and* its
+log ratio passes ``max(volume_change_min, natural_factor * natural change)`` (``outbound_factor`` instead
+of ``natural_factor`` for contacts sent and the events on contactable channels, which answer them and so
+follow our own campaign calendar: :func:`outbound`). The order value drifts when its z statistic passes
+``input_z_bad`` *and* its change passes ``max(order_value_change_min, natural_factor * natural change)``:
+its natural movement is judged on the change, not on z (a z statistic grows with the month's purchases, so
+a busy training month would raise the bar for a real price change). Significant and large enough to
+matter, so a large population does not flag tiny moves and a rare cell (a few consent changes a month)
+needs more than its own month-to-month noise.
 """
 
 from __future__ import annotations
@@ -432,9 +435,12 @@ class InputCounter:
                 flag = "drift" if severity >= 1 else "shift" if change >= config.psi_warn else "ok"
             else:
                 factor = config.outbound_factor if outbound(it.name) else config.natural_factor
-                threshold = max(config.input_z_bad, factor * it.natural_z)
                 if it.kind == "volume":  # counts move with the season and the campaign calendar
+                    threshold = max(config.input_z_bad, factor * it.natural_z)
                     floor = max(floor, factor * it.natural_change)
+                else:  # the order value: significant, and a move beyond what the training windows show
+                    threshold = config.input_z_bad
+                    floor = max(floor, config.natural_factor * it.natural_change)
                 severity = min(abs(z) / threshold, abs(change) / floor)
                 flag = "drift" if severity >= 1 else "shift" if severity >= 0.5 else "ok"  # noqa: PLR2004
             rows.append((it.name, it.description, it.kind, value, reference, change, it.natural_change, z,

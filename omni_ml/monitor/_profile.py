@@ -31,6 +31,7 @@ __all__ = [
     "FeatureProfile",
     "Reference",
     "feature_kinds",
+    "drift_detail",
     "drift_index",
     "profile_features",
     "reference_binned",
@@ -350,15 +351,44 @@ def drift_index(profile: FeatureProfile, reference: Binned, current: Binned) -> 
     value (renormalised), once both sides have :data:`MIN_OFF_MODE_ROWS` of them: a price change
     moves only the buyers' amounts, a few percent of all rows.
     """
+    return drift_detail(profile, reference, current)[0]
+
+
+def drift_detail(profile: FeatureProfile, reference: Binned, current: Binned) -> tuple[float, int, float]:
+    """:func:`drift_index`, its bins and ``1 / n_reference + 1 / n_current`` of the rows it compares.
+
+    Between two samples of one distribution the PSI is about ``(1/n1 + 1/n2) * chi2(bins - 1)``
+    (Yurdakul 2018): the last two numbers give the index's noise at the sizes compared (all rows for
+    the index over all rows; the rows off the most common value when that index is the larger).
+    """
     from omni_ml.monitor._drift import psi
 
     (ref, ref_null, ref_rows), (cur, cur_null, cur_rows) = reference, current
     ref, cur = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
-    value = psi(np.append(ref * (1 - ref_null), ref_null), np.append(cur * (1 - cur_null), cur_null))
+    full_ref, full_cur = np.append(ref * (1 - ref_null), ref_null), np.append(cur * (1 - cur_null), cur_null)
+    value = psi(full_ref, full_cur)
+    detail = (value, _df(full_ref, full_cur), _inv(_total(ref_rows, ref_null), _total(cur_rows, cur_null)))
     if profile.mode_bin is None:
-        return value
+        return detail
     keep = np.arange(ref.size) != profile.mode_bin
     off_ref, off_cur = ref[keep].sum(), cur[keep].sum()
     if min(off_ref * ref_rows, off_cur * cur_rows) < MIN_OFF_MODE_ROWS:
-        return value
-    return max(value, psi(ref[keep] / off_ref, cur[keep] / off_cur))
+        return detail
+    off = psi(ref[keep] / off_ref, cur[keep] / off_cur)
+    if off <= value:
+        return detail
+    return off, _df(ref[keep], cur[keep]), _inv(off_ref * ref_rows, off_cur * cur_rows)
+
+
+def _total(non_null_rows: float, null_share: float) -> float:
+    """All rows from the non-null rows and the null share."""
+    return non_null_rows / (1.0 - null_share) if null_share < 1.0 else float(non_null_rows)
+
+
+def _df(a: np.ndarray, b: np.ndarray) -> int:
+    """Bins holding rows on either side."""
+    return max(int(np.count_nonzero((a > 0) | (b > 0))), 2)
+
+
+def _inv(n_a: float, n_b: float) -> float:
+    return 1.0 / max(n_a, 1.0) + 1.0 / max(n_b, 1.0)

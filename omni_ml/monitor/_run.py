@@ -20,9 +20,9 @@ import numpy as np
 import polars as pl
 
 from omni_ml.data import NO_CONTACT
-from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi
+from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi, psi_noise
 from omni_ml.monitor._events import INPUT_SCHEMA, InputCounter
-from omni_ml.monitor._profile import BinCounter, Reference, drift_index, reference_binned
+from omni_ml.monitor._profile import BinCounter, Reference, drift_detail, reference_binned
 
 __all__ = ["MONITOR_COLUMNS", "MonitorReport", "ScoringMonitor", "Verdict", "monitor_path"]
 
@@ -64,9 +64,12 @@ class MonitorReport:
     reasons
         Why the verdict is not ``ok``, in words.
     features
-        One row per monitored feature: ``feature, description, kind, psi, natural_psi, threshold, js_distance,
-        null_share, null_share_reference, flag`` (``drift``, ``shift``, ``nulls`` or ``ok``): flagged
-        features first (drift and nulls, then shifts), each group by decreasing index.
+        One row per monitored feature: ``feature, description, kind, psi, natural_psi, noise_psi, threshold,
+        js_distance, null_share, null_share_reference, flag`` (``drift``, ``shift``, ``nulls`` or ``ok``):
+        flagged features first (drift and nulls, then shifts), each group by decreasing index. ``noise_psi``
+        is the index two samples of the compared sizes from one distribution pass with probability
+        ``psi_alpha``; ``threshold`` the drift threshold (``psi_bad``, the natural movement times its factor,
+        ``noise_psi``: the largest). An aggregate of our own outbound messages is at most ``shift``.
     deciles
         ``decile, share, share_reference, expected_rate, expected_lift``.
     channels
@@ -161,6 +164,7 @@ class MonitorReport:
             rows += [
                 ("feature", f["feature"], "psi", f["psi"], f["natural_psi"], f["threshold"], f["flag"],
                  f["description"]),
+                ("feature", f["feature"], "noise_psi", f["noise_psi"], None, None, f["flag"], f["description"]),
                 ("feature", f["feature"], "js_distance", f["js_distance"], None, None, f["flag"], f["description"]),
                 ("feature", f["feature"], "null_share", f["null_share"], f["null_share_reference"],
                  cfg.null_share_bad, f["flag"], f["description"]),
@@ -376,21 +380,22 @@ class ScoringMonitor:
             cur, null_now, _ = current
             ref_full = np.append(np.asarray(prof.shares) * (1 - prof.null_share), prof.null_share)
             cur_full = np.append(cur * (1 - null_now), null_now)
-            value = drift_index(prof, reference_binned(prof), current) if self._bins.rows else 0.0
+            value, df, inv_n = drift_detail(prof, reference_binned(prof), current) if self._bins.rows else (0, 2, 0)
             js = js_distance(ref_full, cur_full) if self._bins.rows else 0.0
             factor = cfg.outbound_factor if prof.outbound else cfg.natural_factor
             natural = factor * prof.natural_psi
+            noise = psi_noise(df, inv_n, cfg.psi_alpha)
             if abs(null_now - prof.null_share) >= max(cfg.null_share_bad, factor * prof.natural_null_change):
                 flag = "nulls"
-            elif value >= max(cfg.psi_bad, natural):
+            elif value >= max(cfg.psi_bad, natural, noise) and not prof.outbound:
                 flag = "drift"
-            elif value >= max(cfg.psi_warn, natural):
+            elif value >= max(cfg.psi_warn, natural, noise):
                 flag = "shift"
             else:
                 flag = "ok"
-            threshold = max(cfg.psi_bad, natural)
+            threshold = max(cfg.psi_bad, natural, noise)
             rows.append(
-                (prof.name, prof.description, prof.kind, value, prof.natural_psi, threshold, js, null_now,
+                (prof.name, prof.description, prof.kind, value, prof.natural_psi, noise, threshold, js, null_now,
                  prof.null_share, flag)
             )  # fmt: skip
         schema = {
@@ -399,6 +404,7 @@ class ScoringMonitor:
             "kind": pl.String,
             "psi": pl.Float64,
             "natural_psi": pl.Float64,
+            "noise_psi": pl.Float64,
             "threshold": pl.Float64,
             "js_distance": pl.Float64,
             "null_share": pl.Float64,

@@ -425,3 +425,132 @@ def test_measure_prints_realised_figures_next_to_the_estimates(
     assert perf["conversions"][1] == buyers.height
     assert 0.5 < perf["auc"][1] < 1.0
     assert "expected at scoring vs realised" in report.to_text()
+
+
+# ----------------------------------------------------------------------------- third pass: noise and natural movement
+
+
+@given(st.integers(3, 12), st.integers(150, 3_000), st.integers(150, 3_000), st.integers(0, 2**32 - 1))
+@settings(max_examples=15, deadline=None)
+def test_psi_of_two_samples_of_one_distribution_passes_its_noise_floor_at_about_alpha(
+    bins: int, n1: int, n2: int, seed: int
+) -> None:
+    """Two multinomial samples of one distribution: the PSI exceeds psi_noise(alpha) about alpha of the time."""
+    from omni_ml.monitor import psi_noise
+
+    rng = np.random.default_rng(seed)
+    shares = rng.dirichlet(np.full(bins, 3.0))
+    a = rng.multinomial(n1, shares, size=400) / n1
+    b = rng.multinomial(n2, shares, size=400) / n2
+    floor = psi_noise(bins, 1 / n1 + 1 / n2, 0.05)
+    above = np.mean([psi(x, y) > floor for x, y in zip(a, b, strict=True)])
+    assert above < 0.12, (above, floor)
+    # a real move of the same sizes (half of the first bin's share moved to the last) clears the floor
+    moved = shares.copy()
+    moved[0], moved[-1] = shares[0] / 2, shares[-1] + shares[0] / 2
+    c = rng.multinomial(n2, moved, size=50) / n2
+    if psi(shares, moved) > 3 * floor:
+        assert np.mean([psi(x, y) > floor for x, y in zip(a[:50], c, strict=True)]) > 0.8
+
+
+def _profile(
+    name: str, shares: list[float], rows: int, *, outbound: bool = False, mode_bin: int | None = None
+) -> object:
+    from omni_ml.monitor import FeatureProfile
+
+    edges = tuple(float(i) for i in range(1, len(shares)))
+    return FeatureProfile(
+        name=name, description=name, kind="numeric", edges=edges, levels=(), shares=tuple(shares), null_share=0.0,
+        quantiles=(0.0,) * 5, rows=rows, outbound=outbound, mode_bin=mode_bin,
+    )  # fmt: skip
+
+
+def _reference(*profiles: object) -> object:
+    from omni_ml.monitor import Reference
+
+    return Reference(
+        as_of=dt.datetime(2024, 6, 1, tzinfo=dt.UTC), rows=1000, features=tuple(profiles),  # type: ignore[arg-type]
+        decile_shares=(0.1,) * 10, propensity_quantiles=(), mean_propensity=0.1, label_rate=0.1, label_rows=1000,
+        horizon_days=28,
+    )  # fmt: skip
+
+
+def _values(shares: list[float], n: int) -> np.ndarray:
+    """``n`` values in bins 0..k-1 (bin i holds the value i + 0.5) with exactly these shares (rounded)."""
+    counts = np.round(np.asarray(shares) * n).astype(int)
+    return np.repeat(np.arange(len(shares)) + 0.5, counts)
+
+
+def test_a_feature_move_over_few_rows_must_clear_its_noise_and_outbound_features_only_shift() -> None:
+    """The same shares moved: drift over many rows, not over a few; an outbound aggregate is at most a shift."""
+    from omni_ml.monitor import ScoringMonitor
+
+    ref = [0.25, 0.25, 0.25, 0.25]
+    now = [0.05, 0.15, 0.30, 0.50]  # PSI 0.56: past psi_bad 0.35
+    assert psi(ref, now) > MonitorConfig().psi_bad
+    for rows, flag in ((4_000, "drift"), (40, "ok")):
+        reference = _reference(_profile("x", ref, rows), _profile("contacts_7d", ref, rows, outbound=True))
+        monitor = ScoringMonitor(reference, expected_customers=rows)  # type: ignore[arg-type]
+        values = _values(now, rows)
+        monitor.add_features(pl.DataFrame({"x": values, "contacts_7d": values}))
+        report = monitor.finish(as_of=dt.datetime(2024, 7, 1, tzinfo=dt.UTC))
+        table = {r["feature"]: r for r in report.features.iter_rows(named=True)}
+        assert table["x"]["flag"] == flag, table["x"]
+        assert table["x"]["noise_psi"] == pytest.approx(
+            _noise(4, 2 / rows), rel=1e-9
+        )  # both sides have ``rows`` rows, four bins
+        assert table["contacts_7d"]["flag"] == ("shift" if flag == "drift" else "ok")
+        assert report.verdict == ("bad" if flag == "drift" else "ok")
+        assert report.drifting == (["x"] if flag == "drift" else [])
+
+
+def _noise(bins: int, inv_n: float) -> float:
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(1 - MonitorConfig().psi_alpha, bins - 1)) * inv_n
+
+
+def _order_value_reference(natural_change: float) -> object:
+    from omni_ml.monitor import InputItem, InputReference
+
+    item = InputItem("order_value:purchase", "order value", "order_value", count=2_000.0, mean=4.0, var=0.25,
+                     shares=(), natural_z=9.0, natural_change=natural_change)  # fmt: skip
+    return InputReference(window_days=28, windows=6, customers=2_500.0, amount_edges=(), items=(item,))
+
+
+@pytest.mark.parametrize(
+    ("natural", "change", "flag"), [(0.05, 0.3, "drift"), (0.2, 0.3, "shift"), (0.2, 0.45, "drift")]
+)
+def test_the_order_value_drifts_on_a_change_beyond_its_natural_change(natural: float, change: float, flag: str) -> None:
+    """|z| >= input_z_bad and a change past max(order_value_change_min, natural_factor x natural change)."""
+    from omni_ml.monitor._events import InputCounter
+
+    counter = InputCounter(_order_value_reference(natural))  # type: ignore[arg-type]
+    rng = np.random.default_rng(3)
+    x = rng.normal(4.0 + change, 0.5, 400)
+    x += 4.0 + change - x.mean()  # exactly this change of the mean
+    counter.tally.amount_n, counter.tally.amount_sum, counter.tally.amount_sumsq = x.size, x.sum(), (x**2).sum()
+    row = counter.compare(MonitorConfig()).row(0, named=True)
+    assert row["change"] == pytest.approx(change)
+    assert abs(row["z"]) > 9.0  # larger than the natural z: the z statistic alone no longer sets the bar
+    assert row["change_min"] == pytest.approx(max(0.1, 2 * natural))
+    assert row["flag"] == flag
+
+
+def test_a_volume_must_move_fourfold_by_default() -> None:
+    """``volume_change_min`` ln 4: a volume a little below half is only a shift; a fifth is a drift."""
+    from omni_ml.monitor import InputItem, InputReference
+    from omni_ml.monitor._events import InputCounter
+
+    item = InputItem("events:return:web", "returns", "volume", count=6_000.0, exposure=6 * 2_500 * 28.0)
+    reference = InputReference(window_days=28, windows=6, customers=2_500.0, amount_edges=(), items=(item,))
+    flags = {}
+    for factor in (0.45, 0.2):
+        counter = InputCounter(reference)
+        counter.tally.customers, counter.tally.days = 2_500, 28.0
+        counter.tally.counts = {"events:return:web": int(1_000 * factor)}
+        row = counter.compare(MonitorConfig()).row(0, named=True)
+        assert abs(row["z"]) > 4
+        flags[factor] = row["flag"]
+    assert flags == {0.45: "shift", 0.2: "drift"}
+    assert MonitorConfig().volume_change_min == pytest.approx(np.log(4), abs=0.01)
