@@ -14,6 +14,9 @@ Replicas carry a ``customer_id`` on every row, i.e. the histories a production j
 Model: one :class:`omni_ml.campaign.CampaignModel` (propensity + channel model + policy) fitted on the
 base world one month before its end, saved with joblib.
 
+``--base-world DIR --model PATH`` replicate another resolved world and score with a saved model instead
+(e.g. the same model and world with two versions of the package, to compare them; see benchmarks/RESULTS.md).
+
 Contenders, each ``omni-ml score`` in a fresh subprocess (clean peak RSS, Python start-up included):
 
 * ``chunked, no reasons``    -- ``--reasons 0``, chunks chosen by size (250,000 customers per chunk);
@@ -80,9 +83,10 @@ def _base_world() -> Path:
     return resolved
 
 
-def _replicated_world(customers: int) -> Path:
-    base = _base_world()
-    out = DATA / f"scoring_{customers}"
+def _replicated_world(customers: int, base: Path | None = None) -> Path:
+    """``base`` (default: the default-preset world, resolved) replicated to ``customers`` customers."""
+    out = DATA / (f"scoring_{customers}" if base is None else f"scoring_{customers}_{base.name}")
+    base = _base_world() if base is None else base
     if (out / "events.parquet").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -155,11 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-one-chunk", action="store_true", help="skip the everything-at-once contender")
     parser.add_argument("--chunks", default="auto", help="chunks of the chunked contenders (default: by size)")
     parser.add_argument("--claim-only", action="store_true", help="run only the claim (chunked, 3 reasons)")
+    parser.add_argument(
+        "--base-world", type=Path, help="identity-resolved world to replicate (default: the default-preset world)"
+    )
+    parser.add_argument("--model", type=Path, help="saved campaign model to score with (default: fitted here)")
     args = parser.parse_args(argv)
 
     t = time.perf_counter()
-    world = _replicated_world(args.customers)
-    model = _model(DATA / "scoring_base")
+    world = _replicated_world(args.customers, args.base_world)
+    model = args.model or _model(DATA / "scoring_base")
     n_events = pl.scan_parquet(world / "events.parquet").select(pl.len()).collect().item()
     print(f"world: {world} ({n_events:,} events; prepared in {time.perf_counter() - t:,.0f} s); model: {model}")
 

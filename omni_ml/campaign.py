@@ -608,14 +608,11 @@ class CampaignModel:
 
     def _score_personal(self, hist: Histories, moment: dt.datetime, k: int, schema: pl.Schema) -> pl.DataFrame:
         """The campaign rows of the customers of ``hist``, from their own histories (see :meth:`score`)."""
-        from omni_ml.features import build_features
-
-        features = build_features(hist, moment, feature_set=self.feature_set_)
-        if features.height == 0:
+        inputs = self._chunk_inputs(hist, moment)
+        if inputs.frame.height == 0:
             return pl.DataFrame(schema=schema)
-        features = features.sort("customer_id")
-        ids = features["customer_id"]
-        X = features.drop("customer_id", "cutoff")
+        ids = inputs.frame["customer_id"]
+        X = inputs.frame.select(self.feature_set_.names)
         raw = _ranking_score(self.propensity_, X)
         propensity = self.propensity_.proba_from_raw(raw) if hasattr(self.propensity_, "proba_from_raw") else raw
         base = pl.DataFrame(
@@ -627,10 +624,10 @@ class CampaignModel:
             }
         )
         base = base.with_columns(
-            pl.Series("customer_value", self._customer_value(hist, moment, ids, X, propensity)),
+            pl.Series("customer_value", self._customer_value(hist, moment, ids, inputs.frame, propensity)),
             pl.Series("clv_12m", _clv_12m(getattr(self, "clv_models_", None), hist, moment, ids)).fill_nan(None),
         )
-        decisions, channel_X = self._decide(hist, moment, ids)
+        decisions, channel_X = self._decide(hist, moment, ids, inputs)
         out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
         if k > 0:
             out = out.join(self._reasons(X, ids, k), on="customer_id", how="left", maintain_order="left")
@@ -646,6 +643,33 @@ class CampaignModel:
         missing = [name for name in schema if name not in out.columns]
         out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
         return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+    def _chunk_inputs(self, hist: Histories, moment: dt.datetime) -> _ChunkInputs:
+        """Every engine feature the chunk's consumers read, built in one plan (see :class:`_ChunkInputs`)."""
+        from omni_ml.features import build_feature_frames, union_features
+        from omni_ml.features.facts import facts_features
+        from omni_ml.policy import facts_spec
+
+        consumers: list[tuple[str, Sequence[Any]]] = [("propensity", self.feature_set_.features)]
+        channel_fs = getattr(self.channel_model_, "feature_set_", None)
+        if channel_fs is not None:
+            consumers.append(("channel", channel_fs.features))
+        value_fs = getattr(getattr(self, "value_model_", None), "feature_set_", None)
+        if value_fs is not None:
+            consumers.append(("value", value_fs.features))
+        facts = None
+        if self.channel_model_ is not None:
+            facts = facts_spec(self.policy_, hist, moment, None)
+            consumers.append(("facts", facts_features(facts)))
+        planned: list[str] = []
+        features: list[Any] = []
+        for name, theirs in consumers:  # a consumer whose names clash with the plan builds its own (as before)
+            merged = union_features(features, theirs)
+            if merged is not None:
+                planned.append(name)
+                features = merged
+        frame = build_feature_frames(hist, moment, features, config=self.feature_set_.config).sort("customer_id")
+        return _ChunkInputs(frame, frozenset(planned), facts if "facts" in planned else None)
 
     def _customer_value(
         self, hist: Histories, moment: dt.datetime, ids: pl.Series, X: pl.DataFrame, propensity: np.ndarray
@@ -669,8 +693,15 @@ class CampaignModel:
         joined = ids.to_frame().join(pred, on="customer_id", how="left", maintain_order="left")
         return joined["customer_value"].to_numpy().astype(np.float64)
 
-    def _decide(self, hist: Histories, moment: dt.datetime, ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        """The decisions and the channel model's input rows (one per id, in order; ``None`` without a model)."""
+    def _decide(
+        self, hist: Histories, moment: dt.datetime, ids: pl.Series, inputs: _ChunkInputs | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """The decisions and the channel model's input rows (one per id, in order; ``None`` without a model).
+
+        ``inputs`` (rows in the order of ``ids``) holds the engine features of the consumers it planned for;
+        the others are built here.
+        """
+        from omni_ml.features.facts import facts_frame
         from omni_ml.identity import consent_state
         from omni_ml.policy import check_consent, decide, history_facts
 
@@ -691,14 +722,24 @@ class CampaignModel:
             return none, None
         from omni_ml.models.channel import channel_features
 
-        # The channel model builds its own inputs (its feature set plus past-response features).
-        who, channel_X = channel_features(self.channel_model_, hist, moment, customers=ids)
+        # The channel model's inputs: its feature set's columns of the plan, plus past-response features.
+        planned = inputs is not None and "channel" in inputs.consumers
+        who, channel_X = channel_features(
+            self.channel_model_,
+            hist,
+            moment,
+            customers=ids,
+            features=inputs.frame.select(self.channel_model_.feature_set_.names) if planned else None,  # type: ignore[union-attr]
+        )
         effects = self.channel_model_.predict_effects(channel_X, customer_id=who)
         keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * ids.len(), dtype=TIMESTAMP)})
         consent = consent_state(hist, keys, channels=list(policy.channels), default=policy.default_consent).drop(
             "cutoff"
         )
-        facts = history_facts(hist, moment, config=policy, customers=ids)
+        if inputs is not None and inputs.facts is not None:
+            facts = facts_frame(inputs.facts, inputs.frame)
+        else:
+            facts = history_facts(hist, moment, config=policy, customers=ids)
         margin = getattr(self, "value_margin_", None)
         stats = getattr(self, "value_stats_", None)
         values = stats.conversion_value(hist, moment, ids, margin=margin) if margin is not None and stats else None
@@ -797,6 +838,21 @@ class CampaignModel:
             f"CampaignModel(as_of={self.as_of_:%Y-%m-%d}, horizon_days={self.horizon_days_}, "
             f"features={len(self.feature_set_.names)}, channel_model={channel})"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _ChunkInputs:
+    """The engine features of one scoring chunk, computed in one plan and read by each consumer.
+
+    ``frame``: ``customer_id, cutoff`` and the union of the features of the propensity model, the channel
+    model, the value model and the policy's facts (:mod:`omni_ml.features.facts`), one row per customer
+    sorted by ``customer_id``. ``consumers``: those whose features are in it (a feature set whose names
+    mean something else than another's builds its own). ``facts``: the facts' spec when planned.
+    """
+
+    frame: pl.DataFrame
+    consumers: frozenset[str]
+    facts: Any = None
 
 
 _CLV_WEEKS = 52.0

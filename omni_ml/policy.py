@@ -43,6 +43,8 @@ from omni_ml import _time
 from omni_ml._time import before
 from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
+from omni_ml.features import build_feature_frames
+from omni_ml.features.facts import FactsSpec, categories_for, facts_features, facts_frame
 
 __all__ = [
     "NO_CONTACT",
@@ -174,9 +176,13 @@ def history_facts(
 ) -> pl.DataFrame:
     """Per-customer facts the rules need, from history strictly before ``as_of``.
 
-    "Within N days" is the window of the features (``features/_spec.py``): ``as_of - N days <= timestamp
-    < as_of``, so an event exactly N days back counts, and so do the rules of :func:`decide` (an incident
-    exactly ``service_incident_days`` back, a contact exactly ``cooldown_days`` back).
+    The facts are features of the feature engine (:mod:`omni_ml.features.facts`), so scoring reads them
+    in the same plan as the models' inputs. "Within N days" is the window of the features
+    (``features/_spec.py``): ``as_of - N days <= timestamp < as_of``, so an event exactly N days back
+    counts, and so do the rules of :func:`decide` (an incident exactly ``service_incident_days`` back, a
+    contact exactly ``cooldown_days`` back). Days since an event are exact to the microsecond.
+    ``customers`` defaults to everyone known: an event before ``as_of``, or any contact, consent or
+    customers row; given, the rows follow its order (repeats included).
 
     Returns
     -------
@@ -197,65 +203,27 @@ def history_facts(
     """
     cfg = config or PolicyConfig()
     t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
-    ts = pl.col("timestamp")
-    past_events = hist.events.filter(before(t))
     if customers is None:
-        ids = [past_events.select("customer_id")]
+        ids = [hist.events.filter(before(t)).select("customer_id")]
         ids += [lf.select("customer_id") for lf in (hist.contacts, hist.consents, hist.customers) if lf is not None]
         keys = pl.concat(ids).drop_nulls().unique().sort("customer_id").collect()
     else:
         keys = pl.DataFrame({"customer_id": pl.Series(list(customers), dtype=pl.String)})
-    days = (pl.lit(t).cast(TIMESTAMP) - ts).dt.total_seconds() / 86_400.0
-    sent = hist.sent_contacts  # a logged pause (no_contact) is no contact pressure
-    if sent is not None:
-        contact_facts = (
-            sent.filter(before(t))
-            .group_by("customer_id")
-            .agg(
-                (days <= 7).sum().cast(pl.Int64).alias("contacts_7d"),
-                (days <= 30).sum().cast(pl.Int64).alias("contacts_30d"),
-                days.min().alias("days_since_contact"),
-            )
-            .collect()
-        )
-    else:
-        contact_facts = pl.DataFrame(
-            schema={
-                "customer_id": pl.String,
-                "contacts_7d": pl.Int64,
-                "contacts_30d": pl.Int64,
-                "days_since_contact": pl.Float64,
-            }
-        )
-    event_facts = (
-        past_events.group_by("customer_id")
-        .agg(
-            days.filter(pl.col("event_type").is_in(list(cfg.service_event_types))).min().alias("days_since_incident"),
-            pl.col("category")
-            .filter(
-                (pl.col("event_type") == "purchase") & (days <= cfg.suppression_days) & pl.col("category").is_not_null()
-            )
-            .unique()
-            .sort()
-            .alias("recent_categories"),
-            pl.col("category")
-            .filter((pl.col("event_type") == "purchase") & (days <= 365) & pl.col("category").is_not_null())
-            .mode()
-            .sort()
-            .first()
-            .alias("preferred_category"),
-        )
-        .collect()
+    unique = keys.unique(maintain_order=True)
+    spec = facts_spec(cfg, hist, t, unique)
+    computed = build_feature_frames(
+        hist, unique.with_columns(pl.lit(t).cast(TIMESTAMP).alias("cutoff")), facts_features(spec)
     )
+    facts = facts_frame(spec, computed)
     return (
-        keys.join(contact_facts, on="customer_id", how="left")
-        .join(event_facts, on="customer_id", how="left")
-        .with_columns(
-            pl.col("contacts_7d").fill_null(0),
-            pl.col("contacts_30d").fill_null(0),
-            pl.col("recent_categories").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-        )
+        facts if unique.height == keys.height else keys.join(facts, on="customer_id", how="left", maintain_order="left")
     )
+
+
+def facts_spec(config: PolicyConfig, hist: Histories, as_of: dt.datetime, customers: pl.DataFrame | None) -> FactsSpec:
+    """The facts :func:`history_facts` computes under ``config``, with the categories ``customers`` bought."""
+    spec = FactsSpec(config.suppression_days, config.service_event_types)
+    return categories_for(spec, hist, as_of, customers)
 
 
 def costs_from_contacts(hist: Histories, *, before: dt.datetime | None = None) -> dict[str, float]:

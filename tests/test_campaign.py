@@ -263,3 +263,57 @@ def test_clv_12m_is_bgnbd_gamma_gamma_value_null_without_a_purchase_27(
     past = summary.select("customer_id", (pl.col("first_value") + pl.col("mean_value") * pl.col("x")).alias("past"))
     rank = with_value.join(past, on="customer_id").select(pl.corr("clv_12m", "past", method="spearman")).item()
     assert rank > 0.3
+
+
+def test_a_chunk_is_scored_from_one_feature_plan_21(
+    model: CampaignModel, resolved: Histories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Propensity, channel model and policy facts read one engine plan; no consumer builds its own."""
+    import omni_ml.features as features
+    import omni_ml.policy as policy
+
+    plans: list[int] = []
+    engine = features.build_feature_frames
+    monkeypatch.setattr(features, "build_feature_frames", lambda *a, **k: plans.append(1) or engine(*a, **k))
+    monkeypatch.setattr(features, "build_features", lambda *a, **k: pytest.fail("a consumer built its own features"))
+    monkeypatch.setattr(policy, "history_facts", lambda *a, **k: pytest.fail("the facts were built apart"))
+    inputs = model._chunk_inputs(resolved, SCORE_AS_OF)
+    assert inputs.consumers == {"propensity", "channel", "facts"}
+    assert len(plans) == 1
+    scored = model.score(resolved, SCORE_AS_OF, reasons=0)
+    assert len(plans) == 2
+    assert scored.height > 0
+
+
+def test_the_shared_plan_scores_exactly_as_separate_builds_21(
+    model: CampaignModel, resolved: Histories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sliced from one plan or built by each consumer (the path of a clashing feature set): the same table."""
+    import omni_ml.features as features
+
+    planned = model.score(resolved, SCORE_AS_OF, reasons=2)
+    union = features.union_features
+    alone = {"n": 0}
+
+    def first_only(*lists: object) -> object:  # every consumer but the propensity model clashes
+        alone["n"] += 1
+        return union(*lists) if not lists[0] else None  # type: ignore[arg-type]
+
+    monkeypatch.setattr(features, "union_features", first_only)
+    separate = model.score(resolved, SCORE_AS_OF, reasons=2)
+    assert alone["n"] == 3  # propensity, channel, facts
+    assert planned.equals(separate)
+
+
+def test_channel_features_check_precomputed_rows_21(model: CampaignModel, resolved: Histories) -> None:
+    from omni_ml.exceptions import SchemaError
+    from omni_ml.models.channel import channel_features
+
+    channel = model.channel_model_
+    assert channel is not None
+    ids = pl.Series("customer_id", ["C0000001", "C0000002"])
+    rows = pl.DataFrame({n: [0.0] for n in channel.feature_set_.names})  # one row for two customers
+    with pytest.raises(SchemaError, match=r"1 rows .* expected 2 rows .*Hint: select model.feature_set_.names"):
+        channel_features(channel, resolved, SCORE_AS_OF, customers=ids, features=rows)
+    with pytest.raises(ConfigError, match=r"need the customers .*Hint: pass customers="):
+        channel_features(channel, resolved, SCORE_AS_OF, features=rows)

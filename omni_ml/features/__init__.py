@@ -11,13 +11,17 @@ null as missing); ratios and trends are null; ``cart_without_purchase_*`` is 0; 
 flags follow :func:`omni_ml.identity.consent_state` (0 = not granted); customer attributes
 come from the customers table.
 
-Two entry points, one engine:
+Three entry points, one engine:
 
 * ``build_features(hist, at=<datetime or list of datetimes>)`` -- every customer (the
   customers table plus anyone with an event before the cutoff) at each cutoff: scoring, or
   stacked training snapshots;
 * ``build_features(hist, at=<DataFrame(customer_id, cutoff)>)`` -- one row per given pair,
-  in the given order; cutoffs may differ per row (contact-level rows).
+  in the given order; cutoffs may differ per row (contact-level rows);
+* ``build_feature_frames(hist, at, features)`` -- an explicit feature list, hidden ones included: the
+  union of several consumers' features (:func:`union_features`; e.g. two models' feature sets and the
+  policy's history facts, :mod:`omni_ml.features.facts`) built in one plan, each consumer then selecting
+  its columns.
 
 Families (``FeatureSet.families()``): ``rfm``, ``rfm_channel``, ``rfm_category``, ``browsing``,
 ``cart``, ``engagement``, ``contact_pressure``, ``interpurchase``, ``returns_service``,
@@ -71,6 +75,7 @@ __all__ = [
     "FeatureConfig",
     "FeatureSet",
     "Vocabulary",
+    "build_feature_frames",
     "build_features",
     "count",
     "days_since_first",
@@ -78,6 +83,7 @@ __all__ = [
     "event",
     "register_family",
     "total",
+    "union_features",
     "unreadable_attributes",
 ]
 
@@ -135,10 +141,11 @@ def build_features(
     from omni_ml.identity import require_resolved
 
     require_resolved(hist, "events", "contacts")
+    keys: pl.DataFrame | None = None
+    cutoffs: list[dt.datetime] = []
     if isinstance(at, pl.DataFrame):
         keys = _validate_keys(at)
         latest = keys["cutoff"].max() if keys.height else None
-        cutoffs: list[dt.datetime] = []
     else:
         cutoffs = _validate_cutoffs(at)
         latest = max(cutoffs)
@@ -150,15 +157,99 @@ def build_features(
             "the features a model was trained with, or only config to fit a new feature set."
         )
         raise ConfigError(msg)
-    _check_columns(hist, feature_set)
-    features = feature_set.features
-    names = feature_set.names
-    streaming = feature_set.config.streaming
-    n_parts = _n_partitions(hist, feature_set.config)
+    _check_columns(hist, feature_set.features)
+    return _compute(hist, keys, cutoffs, feature_set.features, feature_set.names, feature_set.config)
+
+
+def build_feature_frames(
+    hist: Histories,
+    at: dt.datetime | Sequence[dt.datetime] | pl.DataFrame,
+    features: Sequence[Feature],
+    *,
+    config: FeatureConfig | None = None,
+) -> pl.DataFrame:
+    """Every feature of an explicit list (hidden ``__`` ones included) in one engine plan.
+
+    The list is usually the union of several consumers' features (:func:`union_features`): a model's
+    feature set, another model's, the policy's facts (:mod:`omni_ml.features.facts`). Each consumer then
+    selects its columns; a shared aggregate is computed once.
+
+    Parameters
+    ----------
+    hist, at
+        As for :func:`build_features`.
+    features
+        Features with unique names; a derived feature may use earlier ones.
+    config
+        Engine settings (``partitions``, ``events_per_partition``, ``streaming``); default ``FeatureConfig()``.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``customer_id``, ``cutoff`` and one column per feature, rows as in :func:`build_features`.
+    """
+    from omni_ml.identity import require_resolved
+
+    require_resolved(hist, "events", "contacts")
+    names = [f.name for f in features]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        msg = f"build_feature_frames: feature names {twice[:5]} appear more than once. Hint: union_features()."
+        raise ConfigError(msg)
+    keys: pl.DataFrame | None = None
+    cutoffs: list[dt.datetime] = []
+    if isinstance(at, pl.DataFrame):
+        keys = _validate_keys(at)
+    else:
+        cutoffs = _validate_cutoffs(at)
+    _check_columns(hist, features)
+    return _compute(hist, keys, cutoffs, features, names, config or FeatureConfig())
+
+
+def union_features(*lists: Sequence[Feature]) -> list[Feature] | None:
+    """The features of all ``lists`` in one list, each name once; ``None`` when one name means two things.
+
+    Two features with the same name are the same feature when their specs are equal (same aggregate and
+    window, attribute, consent, or the same derived expression) and so are their dtypes.
+    """
+    out: dict[str, Feature] = {}
+    for features in lists:
+        for f in features:
+            seen = out.get(f.name)
+            if seen is None:
+                out[f.name] = f
+            elif _spec_key(seen) != _spec_key(f):
+                return None
+    return list(out.values())
+
+
+def _spec_key(f: Feature) -> tuple[object, ...]:
+    spec = f.spec
+    if isinstance(spec, Aggregate):
+        return ("aggregate", spec.measure_key, spec.window)
+    if isinstance(spec, pl.Expr):
+        try:
+            text = spec.meta.serialize(format="json")
+        except Exception:  # e.g. a Python function inside: its text names the function
+            text = str(spec)
+        return ("derived", text, str(f.output_dtype))
+    return ("static", repr(spec))
+
+
+def _compute(
+    hist: Histories,
+    keys: pl.DataFrame | None,
+    cutoffs: list[dt.datetime],
+    features: Sequence[Feature],
+    names: Sequence[str],
+    config: FeatureConfig,
+) -> pl.DataFrame:
+    streaming = config.streaming
+    n_parts = _n_partitions(hist, config)
     visible = ["customer_id", "cutoff", *names]  # hidden helper columns are dropped as soon as possible
     parts = []
     for index, part in enumerate(_partitions(hist, n_parts)):
-        if isinstance(at, pl.DataFrame):
+        if keys is not None:
             unique = _part_keys(keys, n_parts, index).unique(maintain_order=True)
             if unique.height == 0:
                 continue
@@ -171,7 +262,7 @@ def build_features(
     result = pl.concat(parts, how="vertical", rechunk=False) if parts else pl.DataFrame(schema=schema)
     parts.clear()
     result = result.select("customer_id", "cutoff", *names)
-    if isinstance(at, pl.DataFrame):
+    if keys is not None:
         return keys.join(result, on=["customer_id", "cutoff"], how="left", maintain_order="left")
     return result.sort("cutoff", "customer_id") if n_parts > 1 else result
 
@@ -250,9 +341,9 @@ def _validate_keys(at: pl.DataFrame) -> pl.DataFrame:
     return keys
 
 
-def _check_columns(hist: Histories, feature_set: FeatureSet) -> None:
+def _check_columns(hist: Histories, features: Sequence[Feature]) -> None:
     schemas = {t: set(lf.collect_schema().names()) for t, lf in hist.tables().items()}
-    for f in feature_set.features:
+    for f in features:
         if not isinstance(f.spec, Aggregate) or f.spec.source not in schemas:
             continue
         needed = set() if f.spec.where is None else set(f.spec.where.meta.root_names())

@@ -518,12 +518,21 @@ def predict_channel_effects(
 
 
 def channel_features(
-    model: ChannelModel, hist: Histories, as_of: dt.datetime, *, customers: Sequence[str] | pl.Series | None = None
+    model: ChannelModel,
+    hist: Histories,
+    as_of: dt.datetime,
+    *,
+    customers: Sequence[str] | pl.Series | None = None,
+    features: pl.DataFrame | None = None,
 ) -> tuple[pl.Series, pl.DataFrame]:
     """The customers and the channel model's input rows as of ``as_of`` (see :func:`predict_channel_effects`).
 
     Returns ``(customer_id, X)`` with one row of ``X`` per customer, in the order of ``customer_id``;
     with the response-history columns the model was fitted on (see :class:`ChannelConfig`).
+
+    ``features``: the model's feature-set columns already built for ``customers`` as of ``as_of`` (one row
+    per customer, in order; e.g. sliced from one plan shared with other consumers, see
+    :func:`omni_ml.features.build_feature_frames`); only the response history is then computed here.
     """
     from omni_ml.features import build_features
 
@@ -536,13 +545,41 @@ def channel_features(
     else:
         who = pl.Series("customer_id", list(customers), dtype=pl.String)
     keys = pl.DataFrame({"customer_id": who, "cutoff": pl.Series([t] * who.len(), dtype=TIMESTAMP)})
-    frame = build_features(hist, keys, feature_set=getattr(model, "feature_set_", None)).drop("customer_id", "cutoff")
+    if features is None:
+        frame = build_features(hist, keys, feature_set=getattr(model, "feature_set_", None)).drop(
+            "customer_id", "cutoff"
+        )
+    else:
+        frame = _given_features(model, features, customers)
     settings = _response_settings(model)
     if settings is not None:
         channels, window_days, baseline = settings
         extra = response_history(hist, keys, channels, window_days, baseline=baseline)
         frame = pl.concat([frame, extra], how="horizontal")
     return who, frame
+
+
+def _given_features(
+    model: ChannelModel, features: pl.DataFrame, customers: Sequence[str] | pl.Series | None
+) -> pl.DataFrame:
+    """``features`` checked against the model's feature set and the customers (see :func:`channel_features`)."""
+    feature_set = getattr(model, "feature_set_", None)
+    if customers is None or feature_set is None:
+        msg = (
+            "channel_features: precomputed features need the customers they belong to and a model with a "
+            "feature set. Hint: pass customers=... (the rows' customer ids, in order), or leave features out."
+        )
+        raise ConfigError(msg)
+    n = len(customers)
+    if features.height != n or features.columns != feature_set.names:
+        missing = [c for c in feature_set.names if c not in features.columns]
+        msg = (
+            f"channel_features: features has {features.height:,} rows and {features.width} columns; expected "
+            f"{n:,} rows (one per customer) and the model's {len(feature_set.names)} feature columns in order "
+            f"(missing {missing[:5]}). Hint: select model.feature_set_.names from the frame built for customers."
+        )
+        raise SchemaError(msg)
+    return features
 
 
 def _response_settings(model: ChannelModel) -> tuple[list[str], int, bool] | None:
