@@ -12,17 +12,15 @@ tables and dataset fingerprints (row counts, date range, content hash) only.
 
 # The package's modules: _store (URI, lock, experiment), _runs (one run and its contents, registration),
 # _loading (load by URI, compare runs), _train (train_campaign). Constants and store helpers stay
-# importable from omni_ml.tracking as before the split (hence the F401 exemptions).
+# importable from omni_ml.tracking as before the split (``X as X``: re-exported).
 from omni_ml.tracking._loading import LoadedModel, compare_runs, load_campaign_model
-from omni_ml.tracking._runs import ERROR_TAG, MODEL_NAME_IN_RUN, TrackedRun, dataset_fingerprint, log_run  # noqa: F401
-from omni_ml.tracking._store import (  # noqa: F401
-    DEFAULT_EXPERIMENT,
-    artifact_root,
-    ensure_store,
-    resolve_tracking_uri,
-    store_lock,
-    use_experiment,
-)
+from omni_ml.tracking._runs import ERROR_TAG as ERROR_TAG
+from omni_ml.tracking._runs import MODEL_NAME_IN_RUN as MODEL_NAME_IN_RUN
+from omni_ml.tracking._runs import TrackedRun, dataset_fingerprint, log_run
+from omni_ml.tracking._store import DEFAULT_EXPERIMENT as DEFAULT_EXPERIMENT
+from omni_ml.tracking._store import artifact_root, resolve_tracking_uri, use_experiment
+from omni_ml.tracking._store import ensure_store as ensure_store
+from omni_ml.tracking._store import store_lock as store_lock
 from omni_ml.tracking._train import train_campaign
 
 # Public classes report this package as their home (pickles and docs name omni_ml.tracking.X).
