@@ -127,6 +127,7 @@ def run_chunk(
     (campaign code = the day), for worlds continued over several cycles
     (:func:`omni_ml.simulate.continuation.continue_histories`).
     """
+    # Long on purpose: one day loop over ~20 state arrays that live across days, in the order the RNG streams fix.
     n = pop.n
     rhythm = draw_rhythm(cfg, chunk, pop)
     if campaign is not None:

@@ -79,7 +79,6 @@ def train_campaign(
     (CampaignModel, TrackedRun)
     """
     from omni_ml.campaign import CampaignConfig, CampaignModel  # noqa: F811 - the runtime import
-    from omni_ml.explanation import global_importance, plot_beeswarm, plot_importance, plot_waterfall, reason_codes
     from omni_ml.features import build_features
     from omni_ml.identity import ensure_resolved
     from omni_ml.training import to_utc
@@ -116,25 +115,7 @@ def train_campaign(
         X = scoring_rows.select(model.propensity_.feature_names_)
 
         plots = _plots_available()
-        figures = {f"backtest_{name}": fig for name, fig in report.plot().items()} if plots else {}
-        tables = {
-            "backtest_per_cutoff": report.per_cutoff,
-            "backtest_lift_by_decile": report.lift,
-            "backtest_calibration": report.calibration,
-            "features": _feature_table(model.feature_set_),
-        }
-        if X.height:
-            if plots:
-                figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
-                # one customer's reasons, in pp from the moment's baseline: the likeliest buyer of the sample
-                top = int(np.argmax(model.propensity_.predict_proba(X)[:, 1]))
-                figures["reasons_waterfall"] = plot_waterfall(
-                    model.propensity_, X, row=top, feature_set=model.feature_set_
-                )
-                fig = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
-                figures["shap_importance_by_family"] = fig
-            tables["reason_codes"] = reason_codes(model.channels)
-            tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
+        figures, tables = _artifacts(model, X, plots=plots)
         if not plots:
             mlflow.set_tag("omni_ml.plots", "skipped: matplotlib/shap not installed (pip install 'omni_ml[lab]')")
         params: dict[str, Any] = {
@@ -178,6 +159,31 @@ def train_campaign(
         tracking_uri=uri,
         alias_version=held,
     )
+
+
+def _artifacts(model: Any, X: pl.DataFrame, *, plots: bool) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+    """The run's figures and tables: back-test plots and tables, features, SHAP on the scored sample ``X``."""
+    from omni_ml.explanation import global_importance, plot_beeswarm, plot_importance, plot_waterfall, reason_codes
+
+    report = model.report_
+    figures = {f"backtest_{name}": fig for name, fig in report.plot().items()} if plots else {}
+    tables = {
+        "backtest_per_cutoff": report.per_cutoff,
+        "backtest_lift_by_decile": report.lift,
+        "backtest_calibration": report.calibration,
+        "features": _feature_table(model.feature_set_),
+    }
+    if X.height:
+        if plots:
+            figures["shap_beeswarm"] = plot_beeswarm(model.propensity_, X, feature_set=model.feature_set_)
+            # one customer's reasons, in pp from the moment's baseline: the likeliest buyer of the sample
+            top = int(np.argmax(model.propensity_.predict_proba(X)[:, 1]))
+            figures["reasons_waterfall"] = plot_waterfall(model.propensity_, X, row=top, feature_set=model.feature_set_)
+            fig = plot_importance(model.propensity_, X, feature_set=model.feature_set_)
+            figures["shap_importance_by_family"] = fig
+        tables["reason_codes"] = reason_codes(model.channels)
+        tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
+    return figures, tables
 
 
 def _plots_available() -> bool:
