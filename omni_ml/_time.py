@@ -19,7 +19,7 @@ import polars as pl
 
 from omni_ml.exceptions import ConfigError
 
-__all__ = ["as_utc", "before", "window"]
+__all__ = ["as_utc", "before", "utc_column", "window"]
 
 _Moment = Any  # a datetime (or anything polars compares with a Datetime column) or a polars expression
 
@@ -51,6 +51,32 @@ def as_utc(
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utc_column(column: str | pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A Datetime or Date column of type ``dtype`` as a UTC Datetime, as :func:`as_utc` treats one value.
+
+    An aware column is converted to UTC, a naive one is taken as UTC, a Date is UTC midnight (microseconds).
+    The time unit of a Datetime is kept (cast it where the contract's unit is needed).
+
+    Raises
+    ------
+    TypeError
+        ``dtype`` is neither a Datetime nor a Date.
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"d": [dt.date(2025, 1, 2)]})
+    >>> frame.select(utc_column("d", frame.schema["d"]))["d"][0]
+    datetime.datetime(2025, 1, 2, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC'))
+    """
+    expr = pl.col(column) if isinstance(column, str) else column
+    if isinstance(dtype, pl.Datetime):
+        return expr.dt.convert_time_zone("UTC") if dtype.time_zone else expr.dt.replace_time_zone("UTC")
+    if dtype == pl.Date:
+        return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    msg = f"utc_column: expected a Datetime or Date column, got {dtype}."
+    raise TypeError(msg)
 
 
 def before(t: _Moment, column: str = "timestamp") -> pl.Expr:

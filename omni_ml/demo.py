@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from omni_ml._time import as_utc
 from omni_ml.data import NO_CONTACT, load_histories
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -45,7 +46,7 @@ def campaign_step(out_dir: Path, *, tracking_uri: str | None = None, register_as
     print(f"== simulate the small world ({config.n_customers:,} persons, {config.start} .. {config.end}) -> {world}")
     if not (world / "events.parquet").exists():
         simulate(config, world)
-    end = dt.datetime.combine(config.end, dt.time(), tzinfo=dt.UTC)
+    end = as_utc(config.end)
     train_as_of = end - dt.timedelta(days=28)
     print(f"== train the campaign model as of {train_as_of:%Y-%m-%d} (propensity, channel model, policy)")
     uri = resolve_tracking_uri(tracking_uri)

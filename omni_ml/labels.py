@@ -38,7 +38,7 @@ def observed_until(hist: Histories, as_of: dt.datetime | None = None) -> dt.date
     if as_of is None and hist.report is not None and hist.report.as_of is not None:
         as_of = hist.report.as_of
     if as_of is not None:
-        return as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+        return _time.as_utc(as_of)
     latest = hist.events.select(pl.col("timestamp").max()).collect().item()
     if latest is None:
         msg = "events: the table is empty, so no label window can be observed. Hint: load histories with events."
@@ -253,11 +253,8 @@ def _keys(keys: pl.DataFrame) -> pl.DataFrame:
         )
         raise SchemaError(msg)
     dtype = keys.schema["cutoff"]
-    if isinstance(dtype, pl.Datetime):
-        c = pl.col("cutoff")
-        cutoff = c.dt.convert_time_zone("UTC") if dtype.time_zone else c.dt.replace_time_zone("UTC")
-    elif dtype == pl.Date:
-        cutoff = pl.col("cutoff").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if isinstance(dtype, pl.Datetime) or dtype == pl.Date:
+        cutoff = _time.utc_column("cutoff", dtype)
     else:
         msg = f"keys.cutoff: expected a Datetime or Date column, got {dtype}. Hint: parse it with str.to_datetime()."
         raise SchemaError(msg)

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from omni_ml._time import window
+from omni_ml._time import utc_column, window
 from omni_ml.data._contract import (
     _AMOUNT_BOUND,
     _F64,
@@ -102,7 +102,7 @@ def _typed_column(
         if src == TIMESTAMP:  # already the contract's type: no conversion (it would copy the column)
             return [c], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
         if isinstance(src, pl.Datetime):
-            expr = c.dt.convert_time_zone("UTC") if src.time_zone else c.dt.replace_time_zone("UTC")
+            expr = utc_column(c, src)
             if src.time_unit == "ns":  # microseconds hold every nanosecond timestamp's range
                 present = _null_check(col, missing.problem, fix, shown="<missing>")
                 return [expr.cast(TIMESTAMP).alias(col)], [present], ""
@@ -122,7 +122,7 @@ def _typed_column(
                 "",
             )
         if src == pl.Date:
-            expr = c.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+            expr = utc_column(c, src)
             return [expr.alias(col)], [_null_check(col, missing.problem, fix, shown="<missing>")], ""
         bad = _Check(col, c.is_null() & _given(col), pl.col(_orig(col)), "cannot be parsed as a timestamp", fix)
         if src in (_STR, pl.Categorical) or isinstance(src, pl.Enum):

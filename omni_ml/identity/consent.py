@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from omni_ml._time import as_utc
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import SchemaError
 
@@ -82,7 +83,7 @@ def consent_state(
         keys = at.select("customer_id", pl.col("cutoff").cast(TIMESTAMP))
         with_cutoff = True
     else:
-        moment = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+        moment = as_utc(at)
         ids = [hist.events.select("customer_id")]
         ids += [lf.select("customer_id") for lf in (hist.consents, hist.customers) if lf is not None]
         keys = (
