@@ -50,6 +50,7 @@ from omni_ml.data import load_histories
 from omni_ml.identity import consent_state, resolve_identities
 from omni_ml.policy import NO_CONTACT, PolicyConfig, decide, history_facts
 from omni_ml.simulate import best_send_times, preset, simulate, timed_campaign_value
+from omni_ml.simulate.continuation import _campaign_channels, load_config
 from omni_ml.simulate.engine import run_chunk
 from omni_ml.simulate.population import Calendar, CategoryTables, draw_population
 from omni_ml.simulate.rhythm import (
@@ -60,7 +61,7 @@ from omni_ml.simulate.rhythm import (
     weekday_of_day,
 )
 from omni_ml.simulate.truth import timed_purchase_probability
-from omni_ml.simulate.world import _campaign_channels, _chunks, load_config
+from omni_ml.simulate.world import _chunks
 from omni_ml.timing import SendTimeModel, weekday_hour_counts
 
 VALUE = 40.0

@@ -221,13 +221,10 @@ def run_loop(
         measured_incremental, measured_low, measured_high, consent_breaks, pressure_breaks``
         (values per customer).
     """
-    from omni_ml.campaign import CampaignConfig, CampaignModel
-    from omni_ml.config import from_mapping
     from omni_ml.feedback import feedback
     from omni_ml.identity import resolve_identities
     from omni_ml.measure import measure_campaign
     from omni_ml.policy import PolicyConfig
-    from omni_ml.scoring import score
     from omni_ml.simulate import continue_histories
 
     cfg = config or LoopConfig()
@@ -253,42 +250,12 @@ def run_loop(
             folder.mkdir(exist_ok=True)
             campaign_path = folder / f"campaign_{cycle}.parquet"
             if name == "learned":
-                campaign_cfg = from_mapping(
-                    CampaignConfig,
-                    {
-                        **cfg.campaign,
-                        "policy": {**cfg.campaign.get("policy", {}), "conversion_value": policy.conversion_value},
-                    },
-                )
-                model = CampaignModel(campaign_cfg).fit(raw, as_of, horizon_days=28)
-                score(
-                    hist,
-                    model=model,
-                    as_of=as_of,
-                    out=campaign_path,
-                    reasons=0,
-                    control_fraction=cfg.control_fraction,
-                    explore=cfg.explore,
-                    seed=seed,
-                    progress=False,
-                )
-                campaign = pl.read_parquet(campaign_path)
-                from omni_ml.policy import history_facts
-
-                facts = history_facts(hist, as_of, config=model.policy_, customers=truth["customer_id"].unique())
+                campaign, facts = _learned_campaign(raw, hist, as_of, truth, cfg, policy, seed, campaign_path)
             else:
                 decisions, facts = _decisions(name, hist, as_of, truth, policy, cfg, seed)
                 campaign = _campaign_frame(decisions, as_of, cfg.control_fraction, seed, policy.channels)
                 campaign.write_parquet(campaign_path)
-            v_policy = truth_value(campaign, truth, cfg.conversion_value, "recommended_channel") / n_persons
-            v_sent = truth_value(campaign, truth, cfg.conversion_value) / n_persons
-            control_only = campaign.with_columns(
-                pl.when(pl.col("control_group"))
-                .then(pl.lit(NO_CONTACT))
-                .otherwise(pl.col("recommended_channel"))
-                .alias("__design")
-            )
-            v_control = truth_value(control_only, truth, cfg.conversion_value, "__design") / n_persons
+            v_policy, v_sent, v_control = _true_values(campaign, truth, cfg.conversion_value, n_persons)
             if name == "oracle":
                 oracle_value = v_policy
             consent_breaks, pressure_breaks = _breaks(campaign, truth, facts, policy)
@@ -334,6 +301,62 @@ def run_loop(
                     f"[{row['measured_low']:.1f}, {row['measured_high']:.1f}]"
                 )
     return pl.DataFrame(rows)
+
+
+def _learned_campaign(
+    raw: Histories,
+    hist: Histories,
+    as_of: dt.datetime,
+    truth: pl.DataFrame,
+    cfg: LoopConfig,
+    policy: Any,
+    seed: int,
+    campaign_path: Path,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The learned policy's campaign file (fitted on the raw histories, scored on the resolved) and its facts."""
+    from omni_ml.campaign import CampaignConfig, CampaignModel
+    from omni_ml.config import from_mapping
+    from omni_ml.policy import history_facts
+    from omni_ml.scoring import score
+
+    campaign_cfg = from_mapping(
+        CampaignConfig,
+        {
+            **cfg.campaign,
+            "policy": {**cfg.campaign.get("policy", {}), "conversion_value": policy.conversion_value},
+        },
+    )
+    model = CampaignModel(campaign_cfg).fit(raw, as_of, horizon_days=28)
+    score(
+        hist,
+        model=model,
+        as_of=as_of,
+        out=campaign_path,
+        reasons=0,
+        control_fraction=cfg.control_fraction,
+        explore=cfg.explore,
+        seed=seed,
+        progress=False,
+    )
+    campaign = pl.read_parquet(campaign_path)
+    facts = history_facts(hist, as_of, config=model.policy_, customers=truth["customer_id"].unique())
+    return campaign, facts
+
+
+def _true_values(
+    campaign: pl.DataFrame, truth: pl.DataFrame, conversion_value: float, n_persons: int
+) -> tuple[float, float, float]:
+    """True value per customer over pausing everyone: of the recommendations, of what was sent, of control only."""
+    v_policy = truth_value(campaign, truth, conversion_value, "recommended_channel") / n_persons
+    v_sent = truth_value(campaign, truth, conversion_value) / n_persons
+    control_only = campaign.with_columns(
+        pl.when(pl.col("control_group"))
+        .then(pl.lit(NO_CONTACT))
+        .otherwise(pl.col("recommended_channel"))
+        .alias("__design")
+    )
+    v_control = truth_value(control_only, truth, conversion_value, "__design") / n_persons
+    return v_policy, v_sent, v_control
 
 
 def summarise(table: pl.DataFrame) -> pl.DataFrame:

@@ -26,11 +26,14 @@ def test_no_contact_is_defined_once_in_the_data_contract() -> None:
 
 
 def test_every_module_that_names_the_action_imports_the_contracts_constant() -> None:
-    from omni_ml import measure, policy, scoring
+    from omni_ml import measure, policy
     from omni_ml.models import _channel_learner
-    from omni_ml.simulate import world
+    from omni_ml.scoring import _chunks, _summary
+    from omni_ml.simulate import continuation
 
-    assert {m.NO_CONTACT is NO_CONTACT for m in (measure, policy, scoring, _channel_learner, world)} == {True}
+    assert {
+        m.NO_CONTACT is NO_CONTACT for m in (measure, policy, _chunks, _summary, _channel_learner, continuation)
+    } == {True}
 
 
 _TIME_COMPARISON = re.compile(r"""(pl\.col\("[a-z_]*(timestamp|ts|cutoff|seen)[a-z_]*"\)|\bts)\s*(<|>=|<=|>)\s""")

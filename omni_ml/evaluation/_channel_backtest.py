@@ -201,22 +201,7 @@ def channel_backtest(
     arm_index = {a: i for i, a in enumerate(arms)}
     reward = keys_h["converted"].to_numpy() * rules.conversion_value - cost[[arm_index[a] for a in logged]]
     design = keys_h["sample_weight_population"].to_numpy()
-    paused = logged == NO_CONTACT
-    p_logged = keys_h["assignment_probability"].to_numpy().astype(float)
-    p_pause = estimate_logging_probability(
-        X_h.fill_null(0), np.where(paused, NO_CONTACT, "contact"), sample_weight=design, seed=seed
-    )
-    # a contact logged without assignment_probability (optional in the data contract): P(its arm | x)
-    unlogged = ~paused & np.isnan(p_logged)
-    if unlogged.any():
-        p_arm = estimate_logging_probability(X_h.fill_null(0), logged, sample_weight=design, seed=seed)
-        p_logged = np.where(unlogged, p_arm, p_logged)
-    p_logged = np.where(paused, p_pause, p_logged)
-    source = (
-        f"logged for {int((~paused & ~unlogged).sum()):,} contacted units; estimated (cross-fitted logistic "
-        f"regression on the unit features) for {int(paused.sum()):,} no-contact units"
-        + (f" and {int(unlogged.sum()):,} contacted units without one" if unlogged.any() else "")
-    )
+    p_logged, source = _logging_probability(X_h, keys_h, logged, design, seed)
     q_hat = model.predict_arm_proba(X_h) * rules.conversion_value - cost
 
     unit_ids = pl.Series("customer_id", [f"unit{i:08d}" for i in range(n)], dtype=pl.String)
@@ -248,21 +233,7 @@ def channel_backtest(
         )
         res = dataclasses.replace(res, propensity_source=source)  # all finite by now, yet partly estimated
         results[name] = res
-        rows.append(
-            {
-                "policy": name,
-                **{
-                    f"{est}{suffix}": float(v)
-                    for est in ("ips", "snips", "dr")
-                    for suffix, v in zip(
-                        ("", "_lo", "_hi"), (getattr(res, est), *getattr(res, f"{est}_ci")), strict=True
-                    )
-                },
-                "ess": float(res.effective_sample_size),
-                "max_weight": float(res.max_weight),
-                "contact_share": float(np.average(chosen != NO_CONTACT, weights=design)),
-            }
-        )
+        rows.append(_table_row(name, res, chosen, design))
     return ChannelBacktest(
         table=pl.DataFrame(rows),
         split=split,
@@ -272,3 +243,45 @@ def channel_backtest(
         results=results,
         model=model,
     )
+
+
+def _logging_probability(
+    X_h: pl.DataFrame, keys_h: pl.DataFrame, logged: np.ndarray, design: np.ndarray, seed: int
+) -> tuple[np.ndarray, str]:
+    """P(logged action | unit) per held-out unit, and a sentence on where each came from.
+
+    Contacts carry their logged ``assignment_probability``; no-contact units (and contacts logged without
+    one) get a cross-fitted logistic estimate from the unit features.
+    """
+    paused = logged == NO_CONTACT
+    p_logged = keys_h["assignment_probability"].to_numpy().astype(float)
+    p_pause = estimate_logging_probability(
+        X_h.fill_null(0), np.where(paused, NO_CONTACT, "contact"), sample_weight=design, seed=seed
+    )
+    # a contact logged without assignment_probability (optional in the data contract): P(its arm | x)
+    unlogged = ~paused & np.isnan(p_logged)
+    if unlogged.any():
+        p_arm = estimate_logging_probability(X_h.fill_null(0), logged, sample_weight=design, seed=seed)
+        p_logged = np.where(unlogged, p_arm, p_logged)
+    p_logged = np.where(paused, p_pause, p_logged)
+    source = (
+        f"logged for {int((~paused & ~unlogged).sum()):,} contacted units; estimated (cross-fitted logistic "
+        f"regression on the unit features) for {int(paused.sum()):,} no-contact units"
+        + (f" and {int(unlogged.sum()):,} contacted units without one" if unlogged.any() else "")
+    )
+    return p_logged, source
+
+
+def _table_row(name: str, res: OffPolicyResult, chosen: np.ndarray, design: np.ndarray) -> dict[str, Any]:
+    """One row of the back-test table: each estimator's value with its interval, ESS, weights, contact share."""
+    return {
+        "policy": name,
+        **{
+            f"{est}{suffix}": float(v)
+            for est in ("ips", "snips", "dr")
+            for suffix, v in zip(("", "_lo", "_hi"), (getattr(res, est), *getattr(res, f"{est}_ci")), strict=True)
+        },
+        "ess": float(res.effective_sample_size),
+        "max_weight": float(res.max_weight),
+        "contact_share": float(np.average(chosen != NO_CONTACT, weights=design)),
+    }

@@ -257,6 +257,110 @@ def off_policy_value(
     deterministic = tgt.ndim == 1
     if deterministic:
         tgt = _action_names(tgt, "target")
+    names = _action_space(acts, tgt, action_space, baseline)
+    index = {a: i for i, a in enumerate(names)}
+    unknown = sorted(set(acts) - set(index)) + (sorted(set(tgt) - set(index)) if deterministic else [])
+    if unknown:
+        msg = f"actions: {unknown[:5]} are not in the action space {names}."
+        raise SchemaError(msg)
+
+    pi = _policy_matrix(tgt, "target", names, n)
+    pi_base = None if baseline is None else _policy_matrix(baseline, "baseline", names, n)
+    a_idx = np.array([index[a] for a in acts])
+
+    if sample_weight is not None:
+        _check_design(sample_weight, n)
+    p0, source = _logging_probabilities(logging_probability, X, acts, sample_weight=sample_weight, seed=seed)
+
+    w = pi[np.arange(n), a_idx] / p0
+    w_base = None if pi_base is None else pi_base[np.arange(n), a_idx] / p0
+    design = np.ones(n) if sample_weight is None else _as_1d(sample_weight, n, name="sample_weight")
+    base = None if pi_base is None or w_base is None else (pi_base, w_base)
+    dr_terms = _dr_terms(q_hat, r, a_idx, (pi, w), base, names)
+
+    def estimates(idx: np.ndarray | None) -> tuple[float, float, float]:
+        return _estimates(idx, r, design, (w, w_base), dr_terms)
+
+    point = estimates(None)
+    rng = np.random.default_rng(seed)
+    draws = np.array([estimates(np.asarray(rng.integers(0, n, n))) for _ in range(n_bootstrap)])
+    alpha = (1.0 - confidence) / 2.0
+    unmatched = int((~np.isfinite(draws[:, 1])).sum())
+    if unmatched:  # SNIPS is undefined on a draw without a unit the policy agrees with: the interval ignores it
+        warnings.warn(
+            f"off_policy_value: {unmatched:,} of {n_bootstrap:,} bootstrap draws had no unit whose logged action the "
+            f"policy takes (only {int((w > 0).sum()):,} of {n:,} units match); the SNIPS interval is over the other "
+            "draws and understates the uncertainty. Hint: the overlap is too thin for this policy; log more "
+            "diverse decisions or evaluate on more units.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    matched = w > 0
+    dw = design * w
+    ess = float(dw.sum() ** 2 / np.square(dw).sum()) if matched.any() else 0.0
+    return OffPolicyResult(
+        ips=point[0],
+        ips_ci=_interval(draws[:, 0], alpha),
+        snips=point[1],
+        snips_ci=_interval(draws[:, 1], alpha),
+        dr=point[2],
+        dr_ci=_interval(draws[:, 2], alpha),
+        n_units=n,
+        n_matched=int(matched.sum()),
+        effective_sample_size=ess,
+        max_weight=float(w.max()),
+        share_tiny_probability=float((p0[matched] < tiny_probability).mean()) if matched.any() else 0.0,
+        tiny_probability=tiny_probability,
+        propensity_source=source,
+        confidence=confidence,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+
+
+def _weighted_means(
+    weights: np.ndarray, r: np.ndarray, design: np.ndarray, idx: np.ndarray | None
+) -> tuple[float, float]:
+    """IPS and SNIPS means of ``r`` under ``weights`` (times the design weights), on the units ``idx`` (all: None)."""
+    ww, rr, dd = (weights, r, design) if idx is None else (weights[idx], r[idx], design[idx])
+    wr = float(np.dot(dd * ww, rr))
+    sw = float(np.dot(dd, ww))
+    return wr / float(dd.sum()), (wr / sw if sw > 0 else float("nan"))
+
+
+def _estimates(
+    idx: np.ndarray | None,
+    r: np.ndarray,
+    design: np.ndarray,
+    weights: tuple[np.ndarray, np.ndarray | None],
+    dr_terms: np.ndarray | None,
+) -> tuple[float, float, float]:
+    """IPS, SNIPS and DR values on the units ``idx`` (all: None), each minus the baseline's when it has weights."""
+    w, w_base = weights
+    ips, snips = _weighted_means(w, r, design, idx)
+    if w_base is not None:
+        ips_b, snips_b = _weighted_means(w_base, r, design, idx)
+        ips, snips = ips - ips_b, snips - snips_b
+    if dr_terms is None:
+        dr = float("nan")
+    else:
+        dd = design if idx is None else design[idx]
+        dr = float(np.dot(dd, dr_terms if idx is None else dr_terms[idx]) / float(dd.sum()))
+    return ips, snips, dr
+
+
+def _interval(col: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The ``alpha`` and ``1 - alpha`` quantiles of the finite bootstrap draws (NaN without any)."""
+    col = col[np.isfinite(col)]
+    if col.size == 0:
+        return (float("nan"), float("nan"))
+    return (float(np.quantile(col, alpha)), float(np.quantile(col, 1.0 - alpha)))
+
+
+def _action_space(acts: np.ndarray, tgt: np.ndarray, action_space: Sequence[str] | None, baseline: Any) -> list[str]:
+    """The actions' names: ``action_space``, else every action logged or chosen (a deterministic target)."""
+    deterministic = tgt.ndim == 1
     if action_space is None:
         base = np.asarray(baseline) if baseline is not None else None
         extra = set(base.astype(str)) if base is not None and base.ndim == 1 else set()
@@ -266,53 +370,57 @@ def off_policy_value(
             raise SchemaError(msg)
     else:
         names = list(action_space)
+    return names
+
+
+def _policy_matrix(policy: Any, what: str, names: list[str], n: int) -> np.ndarray:
+    """A policy as an ``(n, k)`` matrix of action probabilities: one-hot for action names, checked otherwise."""
     index = {a: i for i, a in enumerate(names)}
-    unknown = sorted(set(acts) - set(index)) + (sorted(set(tgt) - set(index)) if deterministic else [])
-    if unknown:
-        msg = f"actions: {unknown[:5]} are not in the action space {names}."
-        raise SchemaError(msg)
     k = len(names)
-
-    def as_matrix(policy: Any, what: str) -> np.ndarray:
-        arr = np.asarray(policy.to_numpy() if hasattr(policy, "to_numpy") else policy)
-        if arr.ndim == 1:
-            chosen = _action_names(arr, what)
-            bad = sorted(set(chosen) - set(index))
-            if bad or chosen.shape[0] != n:
-                msg = f"{what}: expected {n:,} actions from {names}, got {chosen.shape[0]:,} (unknown: {bad[:5]})."
-                raise SchemaError(msg)
-            out = np.zeros((n, k))
-            out[np.arange(n), [index[a] for a in chosen]] = 1.0
-            return out
-        out = arr.astype(np.float64)
-        if out.shape != (n, k) or not np.allclose(out.sum(axis=1), 1.0, atol=1e-6):
-            msg = f"{what}: expected an ({n}, {k}) matrix of probabilities summing to 1 per unit, got {out.shape}."
+    arr = np.asarray(policy.to_numpy() if hasattr(policy, "to_numpy") else policy)
+    if arr.ndim == 1:
+        chosen = _action_names(arr, what)
+        bad = sorted(set(chosen) - set(index))
+        if bad or chosen.shape[0] != n:
+            msg = f"{what}: expected {n:,} actions from {names}, got {chosen.shape[0]:,} (unknown: {bad[:5]})."
             raise SchemaError(msg)
-        outside = ~((out >= 0.0) & (out <= 1.0))
-        if outside.any():
-            unit, col = (int(v[0]) for v in np.nonzero(outside))
-            msg = (
-                f"{what}: expected probabilities in [0, 1]; {int(outside.any(axis=1).sum()):,} of {n:,} units have "
-                f"one outside (e.g. unit {unit}, action {names[col]!r}: {out[unit, col]!r}). Hint: pass each "
-                "unit's probability of each action of action_space."
-            )
-            raise SchemaError(msg)
+        out = np.zeros((n, k))
+        out[np.arange(n), [index[a] for a in chosen]] = 1.0
         return out
+    out = arr.astype(np.float64)
+    if out.shape != (n, k) or not np.allclose(out.sum(axis=1), 1.0, atol=1e-6):
+        msg = f"{what}: expected an ({n}, {k}) matrix of probabilities summing to 1 per unit, got {out.shape}."
+        raise SchemaError(msg)
+    outside = ~((out >= 0.0) & (out <= 1.0))
+    if outside.any():
+        unit, col = (int(v[0]) for v in np.nonzero(outside))
+        msg = (
+            f"{what}: expected probabilities in [0, 1]; {int(outside.any(axis=1).sum()):,} of {n:,} units have "
+            f"one outside (e.g. unit {unit}, action {names[col]!r}: {out[unit, col]!r}). Hint: pass each "
+            "unit's probability of each action of action_space."
+        )
+        raise SchemaError(msg)
+    return out
 
-    pi = as_matrix(tgt, "target")
-    pi_base = None if baseline is None else as_matrix(baseline, "baseline")
-    a_idx = np.array([index[a] for a in acts])
 
-    if sample_weight is not None:
-        sw_check = _as_1d(sample_weight, n, name="sample_weight")
-        bad_w = ~(np.isfinite(sw_check) & (sw_check >= 0))
-        if bad_w.any() or sw_check.sum() <= 0:
-            first = int(np.flatnonzero(bad_w)[0]) if bad_w.any() else 0
-            msg = (
-                f"sample_weight: {int(bad_w.sum()):,} of {n:,} design weights are null, negative or not finite "
-                f"(e.g. unit {first}: {sw_check[first]!r}), or they sum to 0. Hint: 1 / sampling fraction per unit."
-            )
-            raise SchemaError(msg)
+def _check_design(sample_weight: Any, n: int) -> None:
+    """Raise unless the design weights are finite, non-negative and not all 0."""
+    sw_check = _as_1d(sample_weight, n, name="sample_weight")
+    bad_w = ~(np.isfinite(sw_check) & (sw_check >= 0))
+    if bad_w.any() or sw_check.sum() <= 0:
+        first = int(np.flatnonzero(bad_w)[0]) if bad_w.any() else 0
+        msg = (
+            f"sample_weight: {int(bad_w.sum()):,} of {n:,} design weights are null, negative or not finite "
+            f"(e.g. unit {first}: {sw_check[first]!r}), or they sum to 0. Hint: 1 / sampling fraction per unit."
+        )
+        raise SchemaError(msg)
+
+
+def _logging_probabilities(
+    logging_probability: Any, X: Any, acts: np.ndarray, *, sample_weight: Any, seed: int
+) -> tuple[np.ndarray, str]:
+    """P(logged action | unit): as logged, estimated from ``X`` where missing; and a sentence on the source."""
+    n = acts.shape[0]
     p0 = (
         np.full(n, np.nan)
         if logging_probability is None
@@ -339,89 +447,38 @@ def off_policy_value(
         bad = p0[(p0 <= 0) | (p0 > 1)][0]
         msg = f"logging_probability: values must be in (0, 1] (e.g. {bad!r}). Hint: it is P(logged action | x)."
         raise SchemaError(msg)
+    return p0, source
 
-    w = pi[np.arange(n), a_idx] / p0
-    w_base = None if pi_base is None else pi_base[np.arange(n), a_idx] / p0
-    design = np.ones(n) if sample_weight is None else _as_1d(sample_weight, n, name="sample_weight")
-    if q_hat is not None:
-        q = np.asarray(q_hat, dtype=np.float64)
-        if q.shape != (n, k):
-            msg = f"q_hat: expected shape ({n}, {k}) (units x actions {names}), got {q.shape}."
-            raise SchemaError(msg)
-        not_finite = ~np.isfinite(q)
-        if not_finite.any():
-            unit, col = (int(v[0]) for v in np.nonzero(not_finite))
-            msg = (
-                f"q_hat: {int(not_finite.any(axis=1).sum()):,} of {n:,} units have a null or non-finite predicted "
-                f"reward (e.g. unit {unit}, action {names[col]!r}). Hint: predict every action of the action "
-                "space (a channel never logged still needs a prediction), or leave q_hat out (no DR)."
-            )
-            raise SchemaError(msg)
-        residual = r - q[np.arange(n), a_idx]
-        dr_terms = (pi * q).sum(axis=1) + w * residual
-        if pi_base is not None and w_base is not None:
-            dr_terms = dr_terms - ((pi_base * q).sum(axis=1) + w_base * residual)
-    else:
-        dr_terms = None
 
-    def one(weights: np.ndarray, idx: np.ndarray | None) -> tuple[float, float]:
-        ww, rr, dd = (weights, r, design) if idx is None else (weights[idx], r[idx], design[idx])
-        wr = float(np.dot(dd * ww, rr))
-        sw = float(np.dot(dd, ww))
-        return wr / float(dd.sum()), (wr / sw if sw > 0 else float("nan"))
-
-    def estimates(idx: np.ndarray | None) -> tuple[float, float, float]:
-        ips, snips = one(w, idx)
-        if w_base is not None:
-            ips_b, snips_b = one(w_base, idx)
-            ips, snips = ips - ips_b, snips - snips_b
-        if dr_terms is None:
-            dr = float("nan")
-        else:
-            dd = design if idx is None else design[idx]
-            dr = float(np.dot(dd, dr_terms if idx is None else dr_terms[idx]) / float(dd.sum()))
-        return ips, snips, dr
-
-    point = estimates(None)
-    rng = np.random.default_rng(seed)
-    draws = np.array([estimates(np.asarray(rng.integers(0, n, n))) for _ in range(n_bootstrap)])
-    alpha = (1.0 - confidence) / 2.0
-    unmatched = int((~np.isfinite(draws[:, 1])).sum())
-    if unmatched:  # SNIPS is undefined on a draw without a unit the policy agrees with: the interval ignores it
-        warnings.warn(
-            f"off_policy_value: {unmatched:,} of {n_bootstrap:,} bootstrap draws had no unit whose logged action the "
-            f"policy takes (only {int((w > 0).sum()):,} of {n:,} units match); the SNIPS interval is over the other "
-            "draws and understates the uncertainty. Hint: the overlap is too thin for this policy; log more "
-            "diverse decisions or evaluate on more units.",
-            UserWarning,
-            stacklevel=2,
+def _dr_terms(
+    q_hat: Any,
+    r: np.ndarray,
+    a_idx: np.ndarray,
+    target: tuple[np.ndarray, np.ndarray],
+    base: tuple[np.ndarray, np.ndarray] | None,
+    names: list[str],
+) -> np.ndarray | None:
+    """Per-unit doubly robust terms (minus the baseline's when given); ``None`` without ``q_hat``."""
+    if q_hat is None:
+        return None
+    pi, w = target
+    n, k = r.shape[0], len(names)
+    q = np.asarray(q_hat, dtype=np.float64)
+    if q.shape != (n, k):
+        msg = f"q_hat: expected shape ({n}, {k}) (units x actions {names}), got {q.shape}."
+        raise SchemaError(msg)
+    not_finite = ~np.isfinite(q)
+    if not_finite.any():
+        unit, col = (int(v[0]) for v in np.nonzero(not_finite))
+        msg = (
+            f"q_hat: {int(not_finite.any(axis=1).sum()):,} of {n:,} units have a null or non-finite predicted "
+            f"reward (e.g. unit {unit}, action {names[col]!r}). Hint: predict every action of the action "
+            "space (a channel never logged still needs a prediction), or leave q_hat out (no DR)."
         )
-
-    def interval(j: int) -> tuple[float, float]:
-        col = draws[:, j]
-        col = col[np.isfinite(col)]
-        if col.size == 0:
-            return (float("nan"), float("nan"))
-        return (float(np.quantile(col, alpha)), float(np.quantile(col, 1.0 - alpha)))
-
-    matched = w > 0
-    dw = design * w
-    ess = float(dw.sum() ** 2 / np.square(dw).sum()) if matched.any() else 0.0
-    return OffPolicyResult(
-        ips=point[0],
-        ips_ci=interval(0),
-        snips=point[1],
-        snips_ci=interval(1),
-        dr=point[2],
-        dr_ci=interval(2),
-        n_units=n,
-        n_matched=int(matched.sum()),
-        effective_sample_size=ess,
-        max_weight=float(w.max()),
-        share_tiny_probability=float((p0[matched] < tiny_probability).mean()) if matched.any() else 0.0,
-        tiny_probability=tiny_probability,
-        propensity_source=source,
-        confidence=confidence,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-    )
+        raise SchemaError(msg)
+    residual = r - q[np.arange(n), a_idx]
+    dr_terms: np.ndarray = (pi * q).sum(axis=1) + w * residual
+    if base is not None:
+        pi_base, w_base = base
+        dr_terms = dr_terms - ((pi_base * q).sum(axis=1) + w_base * residual)
+    return dr_terms

@@ -254,94 +254,29 @@ def explain_channel_reasons(
         slope = _slope(sigmoid, raw_c, raw_0, p_c, p_0)
         diff = phi_c - phi_0
         families = [_channel_family(f, fs, constant_features) for f in features]
-        # families that may speak for this channel: its own history, and behaviour (not consent, not others')
-        allowed_family = [
-            f is not None
-            and f != "consent"
-            and not (f.startswith("engagement_") and f != f"engagement_{channel}")
-            and not (f.startswith("history_") and f not in (f"history_{channel}", "history_all"))
-            for f in families
-        ]
-        families = [f if ok else None for f, ok in zip(families, allowed_family, strict=True)]
+        families = _speaking_families(families, channel)
         describer = _ChannelDescriber(fs, shown_as, channel)
         labels, fam_sum, order, shown, valid = select_reasons(
             phi=diff, x=x_c, families=families, top_k=len({f for f in families if f}) or 1, direction=1
         )
         rows_frame = X[index]
-        m = order.shape[1]
         n_c = index.size
         rows = np.arange(n_c)[:, None]
         chosen_lo = fam_sum[rows, order]
         chosen_pp = 100.0 * chosen_lo * slope[:, None]
         fam_of = np.array(labels, dtype=object)[order]
-        shown_values = rounded_values(fs, features, shown, x_c[rows, shown])
-        behaviour_codes = np.array(
-            codes_of(
-                names,
-                shown.reshape(-1),
-                order.reshape(-1),
-                shown_values.reshape(-1),
-                labels,
-                None
-                if reference is None
-                else {b: reference[f] for b, f in zip(names, features, strict=True) if f in reference},
-            ),
-            dtype=object,
-        ).reshape(order.shape)
-        text = np.full((n_c, m), None, dtype=object)
-        code = np.full((n_c, m), None, dtype=object)
-        feat = np.full((n_c, m), None, dtype=object)
-        ok = np.zeros((n_c, m), dtype=bool)
-        # the customer's history with the channel (and with any channel)
-        for h in (channel, "all"):
-            conv, cont = _value(rows_frame, f"resp_conversions_{h}"), _value(rows_frame, f"resp_contacts_{h}")
-            is_h = valid & (fam_of == f"history_{h}")
-            good = is_h & ((conv >= 1) & (cont >= 1))[:, None]
-            noun = "contacts on any channel" if h == "all" else _noun(channel)
-            where = np.nonzero(good)
-            keys = pl.DataFrame({"k": conv[where[0]], "n": cont[where[0]]})
-            text[where] = np.array(
-                render_unique(keys, lambda k, n, noun=noun: _history_text(noun, k, n, window)), dtype=object
-            )
-            code[where] = "ANY_RESPONDED" if h == "all" else f"{channel.upper()}_RESPONDED"
-            feat[where] = f"resp_conversions_{h};resp_contacts_{h}"
-            ok |= good
-        # opens and clicks of the channel's messages
-        slug = feature_slug(channel)
-        opens = _value(rows_frame, f"opens_{slug}_{w}d")
-        clicks = _value(rows_frame, f"clicks_{slug}_{w}d")
-        sent = _value(rows_frame, f"contacts_{slug}_{w}d")
-        engaged = (sent >= 1) & ((opens >= 1) | (clicks >= 1))
-        good = valid & (fam_of == f"engagement_{channel}") & engaged[:, None]
-        where = np.nonzero(good)
-        keys = pl.DataFrame({"o": opens[where[0]], "c": clicks[where[0]], "s": sent[where[0]]})
-        said_e = np.array(
-            render_unique(keys, lambda o, c, n, ch=channel: _engagement_text(ch, o, c, n, w)), dtype=object
+        text, code, feat, ok = _response_candidates(rows_frame, channel, valid, fam_of, window, w)
+        _add_behaviour_candidates(
+            (text, code, feat, ok),
+            (labels, order, shown, valid),
+            x_c[rows, shown],
+            chosen_pp,
+            fs=fs,
+            names=names,
+            features=features,
+            describer=describer,
+            reference=reference,
         )
-        text[where] = said_e
-        code[where] = f"{channel.upper()}_ENGAGED"
-        clicked = np.array([t.startswith("clicked") for t in said_e.tolist()], dtype=bool)
-        feat[where] = np.where(
-            clicked, f"clicks_{slug}_{w}d;contacts_{slug}_{w}d", f"opens_{slug}_{w}d;contacts_{slug}_{w}d"
-        )
-        ok |= good
-        # other behaviour that makes the contact pay off
-        is_behaviour = np.array([not (f.startswith(("history_", "engagement_"))) for f in labels], dtype=bool)[order]
-        good = (
-            valid
-            & is_behaviour
-            & ~np.isnan(shown_values)
-            & ~np.char.endswith(behaviour_codes.astype(str), "_NONE")
-            & (np.abs(chosen_pp) >= MIN_PP)
-        )
-        where = np.nonzero(good)
-        keys = pl.DataFrame({"j": shown[where], "v": shown_values[where]})
-        text[where] = np.array(
-            render_unique(keys, lambda j, v, d=describer, b=names: _render_one(d, b[j], v)), dtype=object
-        )
-        code[where] = behaviour_codes[where]
-        feat[where] = np.array(features, dtype=object)[shown[where]]
-        ok |= good
         # the first k_shap acceptable candidates of each row, in rank order
         k_shap = top_k - 1 if top_k > 1 else 1
         rank = np.cumsum(ok, axis=1)
@@ -359,30 +294,185 @@ def explain_channel_reasons(
         shown_pp = np.where(take, chosen_pp, 0.0).sum(axis=1)
         # call outcomes (outcome events of call_center contacts), after the SHAP reasons while a slot is free
         if calls is not None:
-            part = calls[index.tolist()]
-            answered = part["answered"].to_numpy()
-            unanswered = part["no_answer"].to_numpy()
-            n_calls = part["calls"].to_numpy()
-            for r in np.flatnonzero(used < k_shap).tolist():
-                if channel == "call_center" and answered[r] >= 1:
-                    t, cd = f"answered {answered[r]} of {n_calls[r]} calls in the last 365 days", "CALL_CENTER_ANSWERED"
-                elif channel != "call_center" and unanswered[r] >= 1:
-                    s_ = "" if unanswered[r] == 1 else "s"
-                    t, cd = f"no answer to {unanswered[r]} call{s_} in the last 365 days", "CALL_CENTER_NO_ANSWER"
-                else:
-                    continue
-                i = int(index[r])
-                texts[i, int(used[r])], codes[i, int(used[r])], feats[i, int(used[r])] = t, cd, "calls"
-                used[r] += 1
+            _call_reasons(calls, index, channel, used, k_shap, (texts, codes, feats))
         # the rule of the choice: cost or consent (always there, so no contacted row is left without a reason)
-        rule_text, rule_code = _policy_reasons(channel, scores[index.tolist()] if scores is not None else None, costs)
-        free = ~((top_k == 1) & (used >= 1))
-        rule_slot = np.minimum(used, top_k - 1)[free]
-        texts[index[free], rule_slot] = rule_text[free]
-        codes[index[free], rule_slot] = rule_code[free]
-        feats[index[free], rule_slot] = "policy"
+        part = scores[index.tolist()] if scores is not None else None
+        _rule_reason(channel, index, part, costs, used, (texts, codes, feats))
         uplift[index] = p_c - p_0
         other[index] = 100.0 * (p_c - p_0) - shown_pp
+    frame = _reason_frame(wanted, uplift, other, (texts, codes, pps, feats), top_k)
+    return pl.concat([key_frame, frame], how="horizontal")
+
+
+def _add_behaviour_candidates(
+    candidates: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    selected: tuple[list[str], np.ndarray, np.ndarray, np.ndarray],
+    raw_values: np.ndarray,
+    chosen_pp: np.ndarray,
+    *,
+    fs: Any,
+    names: list[str],
+    features: list[str],
+    describer: Any,
+    reference: dict[str, float] | None,
+) -> None:
+    """Add reasons from other behaviour that makes the contact pay off to the candidates (text, code, feature, ok).
+
+    ``selected`` is what :func:`select_reasons` chose (family labels, their order, shown feature, valid); a
+    behaviour reason needs a value, a code that is not ``*_NONE`` and at least ``MIN_PP`` of effect.
+    """
+    text, code, feat, ok = candidates
+    labels, order, shown, valid = selected
+    shown_values = rounded_values(fs, features, shown, raw_values)
+    behaviour_codes = np.array(
+        codes_of(
+            names,
+            shown.reshape(-1),
+            order.reshape(-1),
+            shown_values.reshape(-1),
+            labels,
+            None
+            if reference is None
+            else {b: reference[f] for b, f in zip(names, features, strict=True) if f in reference},
+        ),
+        dtype=object,
+    ).reshape(order.shape)
+    # other behaviour that makes the contact pay off
+    is_behaviour = np.array([not (f.startswith(("history_", "engagement_"))) for f in labels], dtype=bool)[order]
+    good = (
+        valid
+        & is_behaviour
+        & ~np.isnan(shown_values)
+        & ~np.char.endswith(behaviour_codes.astype(str), "_NONE")
+        & (np.abs(chosen_pp) >= MIN_PP)
+    )
+    where = np.nonzero(good)
+    keys = pl.DataFrame({"j": shown[where], "v": shown_values[where]})
+    text[where] = np.array(
+        render_unique(keys, lambda j, v, d=describer, b=names: _render_one(d, b[j], v)), dtype=object
+    )
+    code[where] = behaviour_codes[where]
+    feat[where] = np.array(features, dtype=object)[shown[where]]
+    ok |= good  # in place: the caller's array
+
+
+def _rule_reason(
+    channel: str,
+    index: np.ndarray,
+    scores: pl.DataFrame | None,
+    costs: dict[str, float],
+    used: np.ndarray,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Put the policy's rule (cost or consent) in the slot after each row's reasons (the last slot when full)."""
+    texts, codes, feats = out
+    top_k = texts.shape[1]
+    rule_text, rule_code = _policy_reasons(channel, scores, costs)
+    free = ~((top_k == 1) & (used >= 1))
+    rule_slot = np.minimum(used, top_k - 1)[free]
+    texts[index[free], rule_slot] = rule_text[free]
+    codes[index[free], rule_slot] = rule_code[free]
+    feats[index[free], rule_slot] = "policy"
+
+
+def _speaking_families(families: list[str | None], channel: str) -> list[str | None]:
+    """Families that may speak for ``channel`` (its own history, behaviour; not consent, not others'), else None."""
+    allowed_family = [
+        f is not None
+        and f != "consent"
+        and not (f.startswith("engagement_") and f != f"engagement_{channel}")
+        and not (f.startswith("history_") and f not in (f"history_{channel}", "history_all"))
+        for f in families
+    ]
+    families = [f if ok else None for f, ok in zip(families, allowed_family, strict=True)]
+    return families
+
+
+def _response_candidates(
+    rows_frame: pl.DataFrame, channel: str, valid: np.ndarray, fam_of: np.ndarray, window: int, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reasons from the customer's responses: past conversions after contacts, opens and clicks of the channel.
+
+    Arrays shaped like ``fam_of`` (rows x ranked candidates): text, code, feature and whether it is usable.
+    """
+    n_c, m = fam_of.shape
+    text = np.full((n_c, m), None, dtype=object)
+    code = np.full((n_c, m), None, dtype=object)
+    feat = np.full((n_c, m), None, dtype=object)
+    ok = np.zeros((n_c, m), dtype=bool)
+    # the customer's history with the channel (and with any channel)
+    for h in (channel, "all"):
+        conv, cont = _value(rows_frame, f"resp_conversions_{h}"), _value(rows_frame, f"resp_contacts_{h}")
+        is_h = valid & (fam_of == f"history_{h}")
+        good = is_h & ((conv >= 1) & (cont >= 1))[:, None]
+        noun = "contacts on any channel" if h == "all" else _noun(channel)
+        where = np.nonzero(good)
+        keys = pl.DataFrame({"k": conv[where[0]], "n": cont[where[0]]})
+        text[where] = np.array(
+            render_unique(keys, lambda k, n, noun=noun: _history_text(noun, k, n, window)), dtype=object
+        )
+        code[where] = "ANY_RESPONDED" if h == "all" else f"{channel.upper()}_RESPONDED"
+        feat[where] = f"resp_conversions_{h};resp_contacts_{h}"
+        ok |= good
+    # opens and clicks of the channel's messages
+    slug = feature_slug(channel)
+    opens = _value(rows_frame, f"opens_{slug}_{w}d")
+    clicks = _value(rows_frame, f"clicks_{slug}_{w}d")
+    sent = _value(rows_frame, f"contacts_{slug}_{w}d")
+    engaged = (sent >= 1) & ((opens >= 1) | (clicks >= 1))
+    good = valid & (fam_of == f"engagement_{channel}") & engaged[:, None]
+    where = np.nonzero(good)
+    keys = pl.DataFrame({"o": opens[where[0]], "c": clicks[where[0]], "s": sent[where[0]]})
+    said_e = np.array(render_unique(keys, lambda o, c, n, ch=channel: _engagement_text(ch, o, c, n, w)), dtype=object)
+    text[where] = said_e
+    code[where] = f"{channel.upper()}_ENGAGED"
+    clicked = np.array([t.startswith("clicked") for t in said_e.tolist()], dtype=bool)
+    feat[where] = np.where(
+        clicked, f"clicks_{slug}_{w}d;contacts_{slug}_{w}d", f"opens_{slug}_{w}d;contacts_{slug}_{w}d"
+    )
+    ok |= good
+    return text, code, feat, ok
+
+
+def _call_reasons(
+    calls: pl.DataFrame,
+    index: np.ndarray,
+    channel: str,
+    used: np.ndarray,
+    k_shap: int,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Give rows with fewer than ``k_shap`` reasons the outcome of their calls, in their next free slot.
+
+    ``out`` holds the texts, codes and features by slot; ``used`` counts each row's filled slots and is updated.
+    """
+    texts, codes, feats = out
+    part = calls[index.tolist()]
+    answered = part["answered"].to_numpy()
+    unanswered = part["no_answer"].to_numpy()
+    n_calls = part["calls"].to_numpy()
+    for r in np.flatnonzero(used < k_shap).tolist():
+        if channel == "call_center" and answered[r] >= 1:
+            t, cd = f"answered {answered[r]} of {n_calls[r]} calls in the last 365 days", "CALL_CENTER_ANSWERED"
+        elif channel != "call_center" and unanswered[r] >= 1:
+            s_ = "" if unanswered[r] == 1 else "s"
+            t, cd = f"no answer to {unanswered[r]} call{s_} in the last 365 days", "CALL_CENTER_NO_ANSWER"
+        else:
+            continue
+        i = int(index[r])
+        texts[i, int(used[r])], codes[i, int(used[r])], feats[i, int(used[r])] = t, cd, "calls"
+        used[r] += 1
+
+
+def _reason_frame(
+    wanted: pl.Series,
+    uplift: np.ndarray,
+    other: np.ndarray,
+    slots: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    top_k: int,
+) -> pl.DataFrame:
+    """``channel, uplift, channel_reason_{,code_,pp_,feature_}1..K, channel_reason_other_pp`` (NaN as null)."""
+    texts, codes, pps, feats = slots
     columns: dict[str, Any] = {"channel": wanted.to_list(), "uplift": uplift}
     for slot in range(top_k):
         columns[f"channel_reason_{slot + 1}"] = pl.Series(texts[:, slot].tolist(), dtype=pl.String)
@@ -392,4 +482,4 @@ def explain_channel_reasons(
     columns["channel_reason_other_pp"] = pl.Series(other).fill_nan(None)
     frame = pl.DataFrame(columns, schema_overrides={"channel": pl.String, "uplift": pl.Float64})
     frame = frame.with_columns(pl.col("uplift").fill_nan(None))
-    return pl.concat([key_frame, frame], how="horizontal")
+    return frame

@@ -47,6 +47,9 @@ class _Flat:
     max_depth: int
 
 
+_MISSING_CODES = {"None": _MISSING_NONE, "Zero": _MISSING_ZERO, "NaN": _MISSING_NAN}
+
+
 def _parse_model(dump: dict[str, Any]) -> _Flat:
     """Flatten ``Booster.dump_model()`` into node and path arrays."""
     tree_node_start = [0]
@@ -72,7 +75,6 @@ def _parse_model(dump: dict[str, Any]) -> _Flat:
     max_nodes = 0
     max_d = 0
     max_depth = 0
-    missing_codes = {"None": _MISSING_NONE, "Zero": _MISSING_ZERO, "NaN": _MISSING_NAN}
 
     for tree in dump["tree_info"]:
         root = tree["tree_structure"]
@@ -91,21 +93,10 @@ def _parse_model(dump: dict[str, Any]) -> _Flat:
             if "split_feature" not in node:
                 value = float(node["leaf_value"])
                 tree_expected += value * float(node["leaf_count"]) / root_count
-                slots: dict[int, int] = {}
-                zs: list[float] = []
-                feats: list[int] = []
-                for gid, left, feat, ratio in steps:
-                    slot = slots.get(feat)
-                    if slot is None:
-                        slot = len(feats)
-                        slots[feat] = slot
-                        feats.append(feat)
-                        zs.append(ratio)
-                    else:
-                        zs[slot] *= ratio
-                    step_node.append(gid)
-                    step_left.append(left)
-                    step_slot.append(slot)
+                feats, zs, slots = _unique_path_features(steps)
+                step_node.extend(gid for gid, _, _, _ in steps)
+                step_left.extend(left for _, left, _, _ in steps)
+                step_slot.extend(slots)
                 path_step_start.append(len(step_node))
                 path_d.append(len(feats))
                 path_feat_start.append(len(path_feature))
@@ -119,34 +110,14 @@ def _parse_model(dump: dict[str, Any]) -> _Flat:
             feat = int(node["split_feature"])
             node_feature.append(feat)
             default_left.append(bool(node.get("default_left", False)))
-            missing_type.append(missing_codes[str(node.get("missing_type", "None"))])
-            if node["decision_type"] == "==":
-                cats = [int(c) for c in str(node["threshold"]).split("||") if c != ""]
-                n_words = (max(cats) >> 5) + 1 if cats else 0
-                words = [0] * n_words
-                for c in cats:
-                    if c >= 0:
-                        words[c >> 5] |= 1 << (c & 31)
-                is_cat.append(True)
-                threshold.append(0.0)
-                cat_start.append(len(cat_words))
-                cat_len.append(n_words)
-                cat_words.extend(words)
-            elif node["decision_type"] == "<=":
-                is_cat.append(False)
-                threshold.append(float(node["threshold"]))
-                cat_start.append(0)
-                cat_len.append(0)
-            else:  # pragma: no cover - LightGBM 4 has only these two
-                msg = f"Unsupported LightGBM decision_type {node['decision_type']!r} in tree {tree['tree_index']}."
-                raise ValueError(msg)
-            count = float(node["internal_count"])
-            left, right = node["left_child"], node["right_child"]
-            left_ratio = _count(left) / count
-            right_ratio = _count(right) / count
-            # push right first so that paths are emitted left to right
-            stack.append((right, [*steps, (gid, False, feat, right_ratio)]))
-            stack.append((left, [*steps, (gid, True, feat, left_ratio)]))
+            missing_type.append(_MISSING_CODES[str(node.get("missing_type", "None"))])
+            categorical, cut, words = _split_rule(node, tree)
+            is_cat.append(categorical)
+            threshold.append(cut)
+            cat_start.append(len(cat_words) if categorical else 0)
+            cat_len.append(len(words))
+            cat_words.extend(words)
+            stack.extend(_children(node, steps, gid, feat))
         expected += tree_expected
         max_nodes = max(max_nodes, len(node_feature) - n0)
         tree_node_start.append(len(node_feature))
@@ -180,6 +151,57 @@ def _parse_model(dump: dict[str, Any]) -> _Flat:
         max_d=max_d,
         max_depth=max_depth,
     )
+
+
+def _unique_path_features(steps: list[tuple[int, bool, int, float]]) -> tuple[list[int], list[float], list[int]]:
+    """The distinct features on a root-to-leaf path, the product of their cover ratios, each step's feature slot."""
+    slots: dict[int, int] = {}
+    zs: list[float] = []
+    feats: list[int] = []
+    step_slots: list[int] = []
+    for _gid, _left, feat, ratio in steps:
+        slot = slots.get(feat)
+        if slot is None:
+            slot = len(feats)
+            slots[feat] = slot
+            feats.append(feat)
+            zs.append(ratio)
+        else:
+            zs[slot] *= ratio
+        step_slots.append(slot)
+    return feats, zs, step_slots
+
+
+def _split_rule(node: dict[str, Any], tree: dict[str, Any]) -> tuple[bool, float, list[int]]:
+    """A dumped split's rule: categorical (with the categories' 32-bit bitset words) or ``<=`` a threshold."""
+    if node["decision_type"] == "==":
+        cats = [int(c) for c in str(node["threshold"]).split("||") if c != ""]
+        n_words = (max(cats) >> 5) + 1 if cats else 0
+        words = [0] * n_words
+        for c in cats:
+            if c >= 0:
+                words[c >> 5] |= 1 << (c & 31)
+        return True, 0.0, words
+    if node["decision_type"] == "<=":
+        return False, float(node["threshold"]), []
+    # pragma: no cover - LightGBM 4 has only these two
+    msg = f"Unsupported LightGBM decision_type {node['decision_type']!r} in tree {tree['tree_index']}."
+    raise ValueError(msg)
+
+
+def _children(
+    node: dict[str, Any], steps: list[tuple[int, bool, int, float]], gid: int, feat: int
+) -> list[tuple[dict[str, Any], list[tuple[int, bool, int, float]]]]:
+    """A split's two children with their paths (step: node, went left, feature, cover ratio); right first.
+
+    Pushed on the walk's stack in this order, the paths are emitted left to right.
+    """
+    count = float(node["internal_count"])
+    left, right = node["left_child"], node["right_child"]
+    return [
+        (right, [*steps, (gid, False, feat, _count(right) / count)]),
+        (left, [*steps, (gid, True, feat, _count(left) / count)]),
+    ]
 
 
 def _count(node: dict[str, Any]) -> float:

@@ -116,14 +116,7 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
         if per_table
         else pl.DataFrame(schema={"customer_id": pl.String, "identifier": pl.String, "t": pl.Int64})
     )
-    reserved = keyed.filter(pl.col("customer_id").str.starts_with(ANON_PREFIX))
-    if reserved.height:
-        msg = (
-            f"customer_id: ids starting with {ANON_PREFIX!r} are reserved for anonymous customers "
-            f"(e.g. {reserved.item(0, 'customer_id')!r}). Hint: drop customer_id from identifier-only rows "
-            "before resolving again."
-        )
-        raise SchemaError(msg)
+    _refuse_reserved_ids(keyed)
     customers = next(results) if hist.customers is not None else None
 
     # every occurrence of an identifier, with the time it was seen (_NEVER: not before as_of)
@@ -176,6 +169,18 @@ def _collect_graph(hist: Histories, moment: dt.datetime | None, rules: IdentityR
         stats=stats,
         rows_resolved=rows_resolved,
     )
+
+
+def _refuse_reserved_ids(keyed: pl.DataFrame) -> None:
+    """Raise when a row's ``customer_id`` uses the prefix reserved for anonymous customers."""
+    reserved = keyed.filter(pl.col("customer_id").str.starts_with(ANON_PREFIX))
+    if reserved.height:
+        msg = (
+            f"customer_id: ids starting with {ANON_PREFIX!r} are reserved for anonymous customers "
+            f"(e.g. {reserved.item(0, 'customer_id')!r}). Hint: drop customer_id from identifier-only rows "
+            "before resolving again."
+        )
+        raise SchemaError(msg)
 
 
 def _edge_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:

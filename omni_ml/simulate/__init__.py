@@ -65,8 +65,9 @@ Examples
 from __future__ import annotations
 
 from omni_ml.simulate.config import PRESETS, SimulationConfig, preset
+from omni_ml.simulate.continuation import continue_histories, continue_world, load_config
 from omni_ml.simulate.timed import best_send_times, timed_campaign_value
-from omni_ml.simulate.world import continue_histories, continue_world, load_config, simulate
+from omni_ml.simulate.world import simulate
 
 __all__ = [
     "PRESETS",

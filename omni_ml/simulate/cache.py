@@ -20,8 +20,9 @@ import polars as pl
 from omni_ml.data import NO_CONTACT
 from omni_ml.exceptions import ConfigError, SchemaError
 from omni_ml.simulate.config import SimulationConfig
+from omni_ml.simulate.continuation import load_config
 from omni_ml.simulate.events import EVENT_TYPES
-from omni_ml.simulate.world import load_config, simulate
+from omni_ml.simulate.world import simulate
 
 __all__ = ["ensure_world", "policy_value", "purchase_outcomes", "world_window"]
 

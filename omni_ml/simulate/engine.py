@@ -125,8 +125,9 @@ def run_chunk(
     the person is still consented to its channel that day (the sender checks consent at send time).
     ``campaigns`` (optional): day index -> such an array, each sent on its day at the default send time
     (campaign code = the day), for worlds continued over several cycles
-    (:func:`omni_ml.simulate.world.continue_histories`).
+    (:func:`omni_ml.simulate.continuation.continue_histories`).
     """
+    # Long on purpose: one day loop over ~20 state arrays that live across days, in the order the RNG streams fix.
     n = pop.n
     rhythm = draw_rhythm(cfg, chunk, pop)
     if campaign is not None:

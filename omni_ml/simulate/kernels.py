@@ -46,6 +46,7 @@ def day_step(
     cat, complaint) from ``counts[0]``; sessions to ``sessions`` = (idx, cat, scratch) from ``counts[1]``:
     the day's background sessions first, then the in-market ones (``scratch`` holds them meanwhile).
     """
+    # Long on purpose: one compiled pass over the persons of a day; calls out of the kernel would cost its speed.
     alive, in_market, intent_cat = state_b
     lam_mult, eff, fatigue, sup, lift = state_f
     durable, keep, parents, child_cat, child_rows = tables

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from omni_ml.data import NO_CONTACT
 from omni_ml.exceptions import ConfigError
 from omni_ml.simulate.config import CHANNELS
+from omni_ml.simulate.continuation import _campaign_channels, _campaign_times, load_config
 from omni_ml.simulate.engine import run_chunk
 from omni_ml.simulate.population import Calendar, CategoryTables, draw_population
 from omni_ml.simulate.rhythm import DEFAULT_SEND_HOUR, draw_rhythm, weekday_of_day
 from omni_ml.simulate.truth import timed_purchase_probability
-from omni_ml.simulate.world import NO_CONTACT, _campaign_channels, _campaign_times, _chunks, load_config
+from omni_ml.simulate.world import _chunks
 
 __all__ = ["best_send_times", "timed_campaign_value"]
 

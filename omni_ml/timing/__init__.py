@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import zoneinfo
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,19 +63,32 @@ import polars as pl
 
 from omni_ml._time import as_utc, before, window
 from omni_ml.data import TIMESTAMP, Histories
-from omni_ml.exceptions import ConfigError, SchemaError
+from omni_ml.exceptions import ConfigError
 from omni_ml.policy import NO_CONTACT, PolicyConfig, check_consent
+from omni_ml.timing._profiles import (
+    _DIST,
+    _HOUR_CHOICE_KAPPA,
+    _HOUR_GRID,
+    ALL,
+    HOURS,
+    WEEKDAYS,
+    _at_grid,
+    _check_zones,
+    _entropy,
+    _fit_hour,
+    _fit_weekday,
+    _hour_loglik,
+    _localise,
+    _next_purchase,
+    _rowwise,
+    _smoothed,
+    _weekday_loglik,
+    _weekday_table,
+    _zone_of,
+)
+from omni_ml.timing._schedule import best_allowed_day, purchase_hazard
 
 __all__ = ["SendTimeModel", "TimingConfig", "weekday_hour_counts"]
-
-HOURS, WEEKDAYS = 24, 7
-ALL = "__all__"  # the profile of every engagement, for rows without a channel
-_HOUR_GRID = np.arange(4 * HOURS) / 4.0  # candidate best hours, every quarter of an hour
-_HOUR_SDS = np.array([0.75, 1.0, 1.25, 1.5, 2.0, 2.5])
-_HOUR_SHARES = np.linspace(0.1, 0.9, 9)
-_HOUR_CHOICE_KAPPA = 3.0  # the send hour maximises the posterior mean of exp(k cos(2 pi (s - h) / 24))
-_WEEKDAY_KAPPAS = np.linspace(0.0, 3.0, 13)
-_WEEKDAY_SHARES = np.linspace(0.1, 1.0, 10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,55 +165,6 @@ class TimingConfig:
             raise ConfigError(msg)
 
 
-def _zone_of(hist: Histories) -> pl.LazyFrame | None:
-    """``customer_id, time_zone`` when the customers table has a ``time_zone`` column."""
-    if hist.customers is None or "time_zone" not in hist.customers.collect_schema().names():
-        return None
-    return hist.customers.select("customer_id", pl.col("time_zone").cast(pl.String))
-
-
-def _check_zones(zones: pl.DataFrame) -> None:
-    bad = [z for z in zones["time_zone"].drop_nulls().unique().sort().to_list() if not _known_zone(z)]
-    if bad:
-        rows = zones.filter(pl.col("time_zone").is_in(bad))
-        msg = (
-            f"customers.time_zone: {rows.height:,} of {zones.height:,} rows name an unknown time zone "
-            f"(e.g. {bad[0]!r} for customer {rows['customer_id'][0]!r}). Hint: use IANA names such as "
-            "'Europe/Copenhagen' (null means UTC)."
-        )
-        raise SchemaError(msg)
-
-
-def _known_zone(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
-def _localise(frame: pl.DataFrame, zones: pl.DataFrame | None, column: str = "timestamp") -> pl.DataFrame:
-    """``frame`` with ``local`` (naive local wall time of ``column``) and ``time_zone`` (UTC when unknown)."""
-    if zones is None:
-        return frame.with_columns(
-            pl.col(column).dt.replace_time_zone(None).alias("local"), pl.lit("UTC").alias("time_zone")
-        )
-    frame = frame.join(zones, on="customer_id", how="left", maintain_order="left")
-    frame = frame.with_columns(pl.col("time_zone").fill_null("UTC"))
-    return _local_wall(frame, column)
-
-
-def _local_wall(frame: pl.DataFrame, column: str) -> pl.DataFrame:
-    """``frame`` (with a ``time_zone`` column) with ``local``: the naive wall time of ``column`` there."""
-    parts = []
-    for name in sorted(frame["time_zone"].unique().to_list()):
-        part = frame.filter(pl.col("time_zone") == name)
-        parts.append(
-            part.with_columns(pl.col(column).dt.convert_time_zone(name).dt.replace_time_zone(None).alias("local"))
-        )
-    return pl.concat(parts) if parts else frame.with_columns(pl.col(column).dt.replace_time_zone(None).alias("local"))
-
-
 def weekday_hour_counts(
     hist: Histories,
     as_of: dt.datetime,
@@ -250,138 +213,17 @@ def weekday_hour_counts(
     )
 
 
-def _next_purchase(hist: Histories, t: dt.datetime, events: pl.DataFrame) -> pl.Series:
-    """Per row of ``events`` the customer's first purchase after the row's timestamp and before ``t`` (or null)."""
-    buys = (
-        hist.events.filter(before(t) & (pl.col("event_type") == "purchase") & pl.col("customer_id").is_not_null())
-        .filter(pl.col("customer_id").is_in(events["customer_id"].unique().implode()))
-        .select("customer_id", pl.col("timestamp").alias("next_buy"))
-        .unique()
-        .sort("next_buy")
-        .collect()
+def _zones_for(hist: Histories, ids: pl.Series) -> pl.Series:
+    """Each customer's IANA time zone (``customers.time_zone``, checked), ``UTC`` when unknown."""
+    zones_lf = _zone_of(hist)
+    zones = zones_lf.collect() if zones_lf is not None else None
+    if zones is not None:
+        _check_zones(zones)
+    return (
+        ids.to_frame().join(zones, on="customer_id", how="left", maintain_order="left")["time_zone"].fill_null("UTC")
+        if zones is not None
+        else pl.Series(["UTC"] * ids.len(), dtype=pl.String)
     )
-    rows = events.select("customer_id", "timestamp").with_row_index("row").sort("timestamp")
-    joined = rows.join_asof(
-        buys,
-        left_on="timestamp",
-        right_on="next_buy",
-        by="customer_id",
-        strategy="forward",
-        allow_exact_matches=False,
-        check_sortedness=False,  # both sides are sorted by time, hence within every customer
-    )
-    return joined.sort("row")["next_buy"]
-
-
-def _circular_smooth(p: np.ndarray, sd: float) -> np.ndarray:
-    """Rows of ``p`` convolved with a wrapped Gaussian kernel of ``sd`` bins (rows keep their sums)."""
-    k = p.shape[-1]
-    if sd <= 0:
-        return p
-    offsets = np.arange(k)
-    dist = np.minimum(offsets, k - offsets).astype(np.float64)
-    kernel = np.exp(-0.5 * (dist / sd) ** 2)
-    kernel /= kernel.sum()
-    spectrum = np.fft.rfft(p, axis=-1) * np.fft.rfft(kernel)
-    return np.fft.irfft(spectrum, n=k, axis=-1)
-
-
-def _hour_rhythm(sd: float) -> np.ndarray:
-    """``[hour bin, candidate best hour]``: P(an event in the bin | best hour), a wrapped normal of ``sd`` hours."""
-    dist = (np.arange(HOURS)[:, None] + 0.5 - _HOUR_GRID[None, :] + 12.0) % 24.0 - 12.0
-    dens = np.exp(-0.5 * (dist / sd) ** 2)
-    return dens / dens.sum(axis=0, keepdims=True)
-
-
-def _hour_loglik(counts: np.ndarray, profile: np.ndarray, sd: float, share: float) -> np.ndarray:
-    """``(n, 96)`` log-likelihood of hour counts (rows sharing one ``profile``) given each candidate best hour.
-
-    An event falls in hour bin ``b`` with probability ``share * N(b | h, sd) + (1 - share) * profile[b]``: a
-    share follows the person's day around their best hour ``h``, the rest the segment's day.
-    """
-    return _rowwise(counts, np.log(share * _hour_rhythm(sd) + (1.0 - share) * profile[:, None]))
-
-
-def _rowwise(rows: np.ndarray, table: np.ndarray, block: int = 1024) -> np.ndarray:
-    """``rows @ table`` summed row by row in a fixed order: a row's result never depends on its batch (chunk)."""
-    out = np.empty((rows.shape[0], table.shape[1]))
-    for lo in range(0, rows.shape[0], block):
-        out[lo : lo + block] = (rows[lo : lo + block, :, None] * table[None, :, :]).sum(axis=1)
-    return out
-
-
-def _fit_hour(counts: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
-    """``(sd, share)`` maximising the marginal likelihood of the rows (prior: ``profile``) on a grid."""
-    used = counts.sum(axis=1) >= 2
-    if used.sum() < 5:
-        return 1.5, 0.7
-    c = counts[used]
-    log_prior = np.log(_at_grid(profile))
-    best, best_score = (1.5, 0.7), -np.inf
-    for sd in _HOUR_SDS:
-        for share in _HOUR_SHARES:
-            ll = _hour_loglik(c, profile, float(sd), float(share)) + log_prior[None, :]
-            top = ll.max(axis=1, keepdims=True)
-            score = float((top[:, 0] + np.log(np.exp(ll - top).sum(axis=1))).sum())
-            if score > best_score + 1e-9:
-                best, best_score = (float(sd), float(share)), score
-    return best
-
-
-def _smoothed(profile: np.ndarray, sd: float) -> np.ndarray:
-    """Hour profile(s) smoothed circularly by ``sd`` hours, kept positive and summing to 1."""
-    p = np.clip(_circular_smooth(np.atleast_2d(profile), sd), 1e-9, None)
-    p = p / p.sum(axis=1, keepdims=True)
-    return p if np.ndim(profile) == 2 else p[0]
-
-
-def _at_grid(profile: np.ndarray) -> np.ndarray:
-    """A 24-bin hour profile read at the candidate best hours (circular interpolation), summing to 1."""
-    values = np.clip(np.interp(_HOUR_GRID, np.arange(HOURS) + 0.5, profile, period=HOURS), 1e-9, None)
-    return values / values.sum()
-
-
-def _weekday_table(kappa: float) -> np.ndarray:
-    """``exp(kappa cos(2 pi j / 7))`` for ``j = 0..6`` days from the best weekday, scaled to mean 1."""
-    raw = np.exp(kappa * np.cos(2 * np.pi * np.arange(WEEKDAYS) / WEEKDAYS))
-    return raw / raw.mean()
-
-
-_DIST = (np.arange(WEEKDAYS)[:, None] - np.arange(WEEKDAYS)[None, :]) % WEEKDAYS  # [weekday w, best weekday D]
-
-
-def _weekday_loglik(counts: np.ndarray, profile: np.ndarray, kappa: float, share: float) -> np.ndarray:
-    """``(n, 7)`` log-likelihood of each row's weekday counts given its best weekday ``D`` (columns).
-
-    An event falls on weekday ``w`` with probability ``share * vm7(w - D; kappa) / 7 + (1 - share) *
-    profile[w]``: a share follows the person's week, the rest the segment's (the retailer's) week.
-    """
-    rhythm = share * _weekday_table(kappa)[_DIST] / WEEKDAYS  # [w, D]
-    mix = rhythm[None, :, :] + (1.0 - share) * profile[:, :, None]
-    return (counts[:, :, None] * np.log(mix)).sum(axis=1)
-
-
-def _fit_weekday(counts: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
-    """``(kappa, share)`` maximising the marginal likelihood of the rows (uniform prior over ``D``) on a grid."""
-    used = counts.sum(axis=1) >= 2
-    if used.sum() < 5:
-        return 1.0, 0.5
-    c, p = counts[used], np.clip(profile[used], 1e-6, None)
-    p = p / p.sum(axis=1, keepdims=True)
-    best, best_score = (0.0, 1.0), -np.inf
-    for kappa in _WEEKDAY_KAPPAS:
-        for share in _WEEKDAY_SHARES:
-            ll = _weekday_loglik(c, p, float(kappa), float(share))
-            top = ll.max(axis=1, keepdims=True)
-            score = float((top[:, 0] + np.log(np.exp(ll - top).mean(axis=1))).sum())
-            if score > best_score + 1e-9:
-                best, best_score = (float(kappa), float(share)), score
-    return best
-
-
-def _entropy(p: np.ndarray) -> float:
-    q = p[p > 0]
-    return float(-(q * np.log2(q)).sum())
 
 
 class SendTimeModel:
@@ -616,49 +458,9 @@ class SendTimeModel:
         events = weekday_hour_counts(hist, moment, config=cfg, customers=ids)
         customers = self._segments(hist)
         seg = self._segment_of(ids.to_frame(), customers)["segment"]
-        zones_lf = _zone_of(hist)
-        zones = zones_lf.collect() if zones_lf is not None else None
-        if zones is not None:
-            _check_zones(zones)
-        zone = (
-            ids.to_frame()
-            .join(zones, on="customer_id", how="left", maintain_order="left")["time_zone"]
-            .fill_null("UTC")
-            if zones is not None
-            else pl.Series(["UTC"] * n, dtype=pl.String)
-        )
-
-        hour_post = np.zeros((n, _HOUR_GRID.size))
-        week_post = np.zeros((n, WEEKDAYS))
-        week_tie = np.zeros((n, WEEKDAYS))
-        evidence = np.zeros(n)
+        zone = _zones_for(hist, ids)
         seg_list = seg.to_list()
-        chan_list = channel.to_list()
-        for ch in sorted(set(chan_list)):
-            rows = np.flatnonzero(np.asarray([c == ch for c in chan_list]))
-            key = ALL if ch == NO_CONTACT or ch not in self.population_hour_ else ch
-            sub_ids = ids.gather(rows)
-            hc, wc, _ = self._counts(events, key, cfg, sub_ids)
-            ph = np.array([self._profile(self.segment_hour_, self.population_hour_, seg_list[r], key) for r in rows])
-            pw = np.array(
-                [self._profile(self.segment_weekday_, self.population_weekday_, seg_list[r], key) for r in rows]
-            )
-            # posterior of the best hour on the quarter-hour grid, per group of rows sharing a profile
-            ph = _smoothed(ph, cfg.smoothing_hours)
-            _, first, group = np.unique(ph, axis=0, return_index=True, return_inverse=True)
-            for g, at in enumerate(first):
-                members = np.flatnonzero(group.reshape(-1) == g)
-                ll = _hour_loglik(hc[members], ph[at], self.hour_sd_, self.hour_share_) + np.log(_at_grid(ph[at]))
-                post_h = np.exp(ll - ll.max(axis=1, keepdims=True))
-                hour_post[rows[members]] = post_h / post_h.sum(axis=1, keepdims=True)
-            # posterior of the best weekday D (uniform prior); exact ties go to the segment's busiest day
-            pw = np.clip(pw, 1e-6, None)
-            pw = pw / pw.sum(axis=1, keepdims=True)
-            ll = _weekday_loglik(wc, pw, self.weekday_kappa_, self.weekday_share_)
-            post = np.exp(ll - ll.max(axis=1, keepdims=True))
-            week_post[rows] = post / post.sum(axis=1, keepdims=True)
-            week_tie[rows] = pw
-            evidence[rows] = hc.sum(axis=1)
+        hour_post, week_post, week_tie, evidence = self._posteriors(ids, channel, seg_list, events, cfg)
         choice = np.exp(
             _HOUR_CHOICE_KAPPA * np.cos(2 * np.pi * (np.arange(HOURS)[:, None] - _HOUR_GRID[None, :]) / HOURS)
         )
@@ -667,10 +469,10 @@ class SendTimeModel:
         has_segment = np.array([(s, ALL) in self.segment_hour_ for s in seg_list], dtype=bool)
         source = np.where(evidence > 0, "own", np.where(has_segment, "segment", "population"))
 
-        hazard, driver, due = self._hazard(hist, moment, ids, events, cfg)
+        hazard, driver, due = purchase_hazard(hist, moment, ids, events, cfg, self.mean_gap_days_)
         # expected effect of each weekday (columns: Monday..Sunday) over the posterior of the best weekday
         affinity = _rowwise(week_post, _weekday_table(cfg.weekday_effect_kappa)[_DIST].T)
-        plan = self._schedule(hist, moment, ids, zone, send_hour, hazard, affinity, cfg, pol)
+        plan = best_allowed_day(hist, moment, ids, zone, send_hour, hazard, affinity, cfg, pol)
         contact = (channel != NO_CONTACT).to_numpy()
         day = plan["day"].to_numpy()
         allowed = plan["allowed_any"].to_numpy()
@@ -707,141 +509,45 @@ class SendTimeModel:
             }
         )
 
-    def _hazard(
-        self, hist: Histories, moment: dt.datetime, ids: pl.Series, events: pl.DataFrame, cfg: TimingConfig
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hazard index per customer and day of the period, the term that dominates it, and the due day."""
-        n, p = ids.len(), cfg.period_days
-        ts = pl.col("timestamp")
-        buys = (
-            hist.events.filter(
-                before(moment) & (pl.col("event_type") == "purchase") & pl.col("customer_id").is_in(ids.implode())
-            )
-            .select("customer_id", ts.dt.date().alias("day"))
-            .unique()
-            .sort("customer_id", "day")
-            .group_by("customer_id")
-            .agg(
-                pl.col("day").diff().dt.total_days().drop_nulls().sum().alias("gap_sum"),
-                (pl.len() - 1).alias("n_gaps"),
-                pl.col("day").max().alias("last"),
-            )
-            .collect()
-        )
-        facts = ids.to_frame().join(buys, on="customer_id", how="left", maintain_order="left")
-        k = 2.0  # pseudo-gaps of the population's mean
-        gap = (facts["gap_sum"].fill_null(0).to_numpy() + k * self.mean_gap_days_) / (
-            facts["n_gaps"].fill_null(0).to_numpy() + k
-        )
-        since = np.array(
-            [(moment.date() - d).days if d is not None else np.nan for d in facts["last"].to_list()], dtype=np.float64
-        )
-        due = gap - since  # days from as_of to the expected next purchase (nan: never bought)
-        days = np.arange(p, dtype=np.float64)[None, :]
-        # a rising (Weibull) hazard until the next purchase is due, relative to today's; flat once due
-        elapsed = np.minimum(since[:, None] + days, gap[:, None])
-        start = np.minimum(since[:, None], gap[:, None])
-        cycle = np.where(np.isnan(due)[:, None], 1.0, ((elapsed + 1.0) / (start + 1.0)) ** cfg.cycle_weight)
-        recent = (
-            events.filter((pl.col("event_type") == "visit") & ~before(moment - dt.timedelta(days=3)))
-            .group_by("customer_id")
-            .len()
-        )
-        sessions = ids.to_frame().join(recent, on="customer_id", how="left", maintain_order="left")["len"]
-        browse = cfg.browsing_weight * sessions.fill_null(0).to_numpy()[:, None] * np.exp(-days / 2.0)
-        hazard = cycle * (1.0 + browse)
-        driver = np.where(browse[:, :1] > 0.05, "browsing", np.where(cycle[:, -1:] > 1.2, "purchase_cycle", "weekday"))
-        return hazard, np.broadcast_to(driver, (n, p)), np.round(due, 1)
+    def _posteriors(
+        self, ids: pl.Series, channel: pl.Series, seg_list: list[str], events: pl.DataFrame, cfg: TimingConfig
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: posterior of the best hour (quarter-hour grid) and weekday, the weekday tie-break, the evidence.
 
-    def _schedule(
-        self,
-        hist: Histories,
-        moment: dt.datetime,
-        ids: pl.Series,
-        zone: pl.Series,
-        send_hour: np.ndarray,
-        hazard: np.ndarray,
-        affinity: np.ndarray,
-        cfg: TimingConfig,
-        pol: PolicyConfig,
-    ) -> pl.DataFrame:
-        """The best allowed day per customer.
-
-        Columns ``day`` (-1: none allowed), ``allowed_any``, ``first_allowed``, ``local_start``.
+        Rows are grouped by their decision's channel (``no_contact`` and unseen channels use every engagement).
         """
-        n, p = ids.len(), cfg.period_days
-        frame = pl.DataFrame({"customer_id": ids, "time_zone": zone, "send_hour": send_hour.astype(np.int64)})
-        frame = frame.with_columns(pl.lit(moment).cast(TIMESTAMP).alias("as_of"), pl.int_range(pl.len()).alias("row"))
-        local = _local_wall(frame, "as_of").sort("row")
-        start = local["local"].dt.date()
-        # send instants per day of the period, in UTC
-        grid = local.select("row", "customer_id", "time_zone", "send_hour", start.alias("start")).join(
-            pl.DataFrame({"d": np.arange(p, dtype=np.int64)}), how="cross"
-        )
-        wall = pl.col("start").cast(pl.Datetime("us")) + pl.duration(days=pl.col("d"), hours=pl.col("send_hour"))
-        parts = []
-        for name in sorted(grid["time_zone"].unique().to_list()):
-            part = grid.filter(pl.col("time_zone") == name)
-            parts.append(
-                part.with_columns(
-                    wall.dt.replace_time_zone(name, ambiguous="earliest", non_existent="null")
-                    .dt.convert_time_zone("UTC")
-                    .alias("instant")
-                )
+        n = ids.len()
+        hour_post = np.zeros((n, _HOUR_GRID.size))
+        week_post = np.zeros((n, WEEKDAYS))
+        week_tie = np.zeros((n, WEEKDAYS))
+        evidence = np.zeros(n)
+        chan_list = channel.to_list()
+        for ch in sorted(set(chan_list)):
+            rows = np.flatnonzero(np.asarray([c == ch for c in chan_list]))
+            key = ALL if ch == NO_CONTACT or ch not in self.population_hour_ else ch
+            sub_ids = ids.gather(rows)
+            hc, wc, _ = self._counts(events, key, cfg, sub_ids)
+            ph = np.array([self._profile(self.segment_hour_, self.population_hour_, seg_list[r], key) for r in rows])
+            pw = np.array(
+                [self._profile(self.segment_weekday_, self.population_weekday_, seg_list[r], key) for r in rows]
             )
-        grid = pl.concat(parts) if parts else grid.with_columns(pl.lit(None, dtype=TIMESTAMP).alias("instant"))
-        grid = grid.with_columns(
-            pl.col("instant").fill_null(
-                (wall + pl.duration(hours=1)).dt.replace_time_zone("UTC")  # a skipped DST hour: the next one
-            )
-        )
-        ok = grid.with_columns((pl.col("instant") >= pl.lit(moment).cast(TIMESTAMP)).alias("ok"))
-        if hist.contacts is not None:
-            contacts = (
-                hist.contacts.filter(before(moment) & pl.col("customer_id").is_in(ids.implode()))
-                .select("customer_id", pl.col("timestamp").alias("contact"))
-                .collect()
-            )
-            days_back = (pl.col("instant") - pl.col("contact")).dt.total_seconds() / 86_400.0
-            counts = (
-                grid.select("row", "d", "customer_id", "instant")
-                .join(contacts, on="customer_id", how="inner", maintain_order="left")
-                .group_by("row", "d")
-                .agg(
-                    (days_back <= 7).sum().alias("c7"),
-                    (days_back <= 30).sum().alias("c30"),
-                    days_back.min().alias("since"),
-                )
-            )
-            ok = ok.join(counts, on=["row", "d"], how="left", maintain_order="left").with_columns(
-                (
-                    pl.col("ok")
-                    & (pl.col("c7").fill_null(0) < pol.max_contacts_7d)
-                    & (pl.col("c30").fill_null(0) < pol.max_contacts_30d)
-                    & (pl.col("since").fill_null(float("inf")) > pol.cooldown_days)
-                ).alias("ok")
-            )
-        allowed = np.zeros((n, p), dtype=bool)
-        if n:
-            okf = ok.select("row", "d", "ok")
-            allowed[okf["row"].to_numpy(), okf["d"].to_numpy()] = okf["ok"].to_numpy()
-        # weekday of each day of the period in local time: start's weekday + d
-        start_wd = start.dt.weekday().to_numpy().astype(np.int64) - 1 if n else np.zeros(0, dtype=np.int64)
-        wd = (start_wd[:, None] + np.arange(p)[None, :]) % WEEKDAYS
-        week = np.take_along_axis(affinity, wd, axis=1) if n else np.zeros((0, p))
-        discount = cfg.wait_discount ** np.arange(p, dtype=np.float64)[None, :]
-        score = np.where(allowed, hazard * week * discount, -np.inf)
-        best = np.argmax(score, axis=1) if n else np.zeros(0, dtype=np.int64)
-        any_ok = allowed.any(axis=1)
-        first = np.where(any_ok, np.argmax(allowed, axis=1), -1)
-        return pl.DataFrame(
-            {
-                "day": np.where(any_ok, best, -1),
-                "allowed_any": any_ok,
-                "first_allowed": first,
-                "local_start": start,
-            }
-        )
+            # posterior of the best hour on the quarter-hour grid, per group of rows sharing a profile
+            ph = _smoothed(ph, cfg.smoothing_hours)
+            _, first, group = np.unique(ph, axis=0, return_index=True, return_inverse=True)
+            for g, at in enumerate(first):
+                members = np.flatnonzero(group.reshape(-1) == g)
+                ll = _hour_loglik(hc[members], ph[at], self.hour_sd_, self.hour_share_) + np.log(_at_grid(ph[at]))
+                post_h = np.exp(ll - ll.max(axis=1, keepdims=True))
+                hour_post[rows[members]] = post_h / post_h.sum(axis=1, keepdims=True)
+            # posterior of the best weekday D (uniform prior); exact ties go to the segment's busiest day
+            pw = np.clip(pw, 1e-6, None)
+            pw = pw / pw.sum(axis=1, keepdims=True)
+            ll = _weekday_loglik(wc, pw, self.weekday_kappa_, self.weekday_share_)
+            post = np.exp(ll - ll.max(axis=1, keepdims=True))
+            week_post[rows] = post / post.sum(axis=1, keepdims=True)
+            week_tie[rows] = pw
+            evidence[rows] = hc.sum(axis=1)
+        return hour_post, week_post, week_tie, evidence
 
     def __repr__(self) -> str:
         return f"SendTimeModel(config={self.config!r})"
