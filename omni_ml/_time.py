@@ -53,7 +53,7 @@ def as_utc(
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def utc_column(column: str | pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def utc_column(column: str | pl.Expr, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     """A Datetime or Date column of type ``dtype`` as a UTC Datetime, as :func:`as_utc` treats one value.
 
     An aware column is converted to UTC, a naive one is taken as UTC, a Date is UTC midnight (microseconds).

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from omni_ml._time import before
+from omni_ml._time import as_utc, before
 from omni_ml.data import NO_CONTACT, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError
 
@@ -102,7 +102,7 @@ class LoopConfig:
 def _end(world: Path) -> dt.datetime:
     data = json.loads((world / "truth" / "world.json").read_text())
     end = (data.get("continuation") or {}).get("end") or data["config"]["end"]
-    return dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC)
+    return as_utc(str(end), name="world end")
 
 
 def truth_value(actions: pl.DataFrame, truth: pl.DataFrame, value: float, column: str = "best_channel") -> float:

@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 
 from omni_ml import _time
-from omni_ml._time import before
+from omni_ml._time import as_utc, before
 from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 from omni_ml.features import build_feature_frames
@@ -202,7 +202,7 @@ def history_facts(
     (5.0, ['phones'])
     """
     cfg = config or PolicyConfig()
-    t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    t = as_utc(as_of)
     if customers is None:
         ids = [hist.events.filter(before(t)).select("customer_id")]
         ids += [lf.select("customer_id") for lf in (hist.contacts, hist.consents, hist.customers) if lf is not None]
@@ -249,7 +249,7 @@ def engagement_rates(
     polars.DataFrame
         ``customer_id, channel, contacts, engagements, rate``.
     """
-    t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    t = as_utc(as_of)
     chans = list(channels)
     empty = pl.DataFrame(
         schema={

@@ -362,5 +362,6 @@ def _parse_timestamps(text: pl.Series) -> pl.Series:
 
 def _to_datetime(text: pl.Series, fmt: str) -> pl.Series:
     if fmt == "%Y-%m-%d":
-        return text.str.to_date(fmt, strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        dates = text.str.to_date(fmt, strict=False)
+        return dates.to_frame().select(utc_column(pl.col(dates.name), pl.Date)).to_series()
     return text.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC")

@@ -45,6 +45,7 @@ import omni_ml.features.outcomes
 import omni_ml.features.products
 import omni_ml.features.rfm
 import omni_ml.features.service  # noqa: F401
+from omni_ml._time import as_utc, utc_column
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, SchemaError
 from omni_ml.features._engine import MONEY_SCALE, compute_at, compute_for_keys, unreadable_attributes
@@ -306,9 +307,7 @@ def _validate_cutoffs(at: dt.datetime | Sequence[dt.datetime]) -> list[dt.dateti
         if not isinstance(v, dt.date):
             msg = f"build_features: cutoff {v!r} is not a datetime. Hint: use datetime.datetime(2025, 6, 1)."
             raise SchemaError(msg)
-        if not isinstance(v, dt.datetime):
-            v = dt.datetime(v.year, v.month, v.day)
-        out.append(v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC))
+        out.append(as_utc(v, name="cutoff", error=SchemaError))
     return sorted(set(out))
 
 
@@ -321,14 +320,8 @@ def _validate_keys(at: pl.DataFrame) -> pl.DataFrame:
         )
         raise SchemaError(msg)
     cutoff = at.schema["cutoff"]
-    if isinstance(cutoff, pl.Datetime):
-        expr = (
-            pl.col("cutoff").dt.convert_time_zone("UTC")
-            if cutoff.time_zone
-            else pl.col("cutoff").dt.replace_time_zone("UTC")
-        )
-    elif cutoff == pl.Date:
-        expr = pl.col("cutoff").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if isinstance(cutoff, pl.Datetime) or cutoff == pl.Date:
+        expr = utc_column("cutoff", cutoff)
     else:
         msg = f"keys.cutoff: expected a Datetime or Date column, got {cutoff}. Hint: parse it with str.to_datetime()."
         raise SchemaError(msg)

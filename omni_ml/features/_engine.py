@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from omni_ml._time import utc_column
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.features._running import MICROS_PER_DAY, MONEY_SCALE, Blocks, feature_columns
 from omni_ml.features._spec import Aggregate, Attribute, Consent, Feature
@@ -384,7 +385,7 @@ def _as_timestamp(c: pl.Expr) -> pl.Expr:
         text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"),
         text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us", time_zone="UTC"),
         text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us", time_zone="UTC"),
-        text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        utc_column(text.str.to_date("%Y-%m-%d", strict=False), pl.Date),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from omni_ml._time import as_utc
 from omni_ml.config import from_mapping
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError
@@ -391,7 +392,7 @@ def _fit_vocabulary(hist: Histories, config: FeatureConfig, before: dt.datetime 
     events = hist.events
     contacts = hist.sent_contacts
     if before is not None:
-        moment = pl.lit(before if before.tzinfo else before.replace(tzinfo=dt.UTC)).cast(TIMESTAMP)
+        moment = pl.lit(as_utc(before)).cast(TIMESTAMP)
         events = events.filter(pl.col("timestamp") < moment)
         contacts = None if contacts is None else contacts.filter(pl.col("timestamp") < moment)
     queries = [

@@ -58,7 +58,7 @@ import polars as pl
 from sklearn.utils.validation import check_is_fitted
 
 from omni_ml import _time
-from omni_ml._time import before, window
+from omni_ml._time import as_utc, before, window
 from omni_ml.data import CONTACTABLE_CHANNELS, TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
 from omni_ml.models._channel_learner import NO_CONTACT, ChannelModel, Learner, Weighting
@@ -258,7 +258,7 @@ def channel_training_data(
     from omni_ml.labels import contact_outcomes, purchase_labels
 
     cfg = config or ChannelConfig()
-    t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    t = as_utc(as_of)
     start = t - dt.timedelta(days=cfg.lookback_days)
     stop = t - dt.timedelta(days=cfg.window_days)
     all_contacts = _require_contacts(hist, cfg.channels)
@@ -537,7 +537,7 @@ def channel_features(
     from omni_ml.features import build_features
 
     check_is_fitted(model, "boosters_")
-    t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    t = as_utc(as_of)
     if customers is None:
         ids = [hist.events.filter(before(t)).select("customer_id")]
         ids += [lf.select("customer_id") for lf in (hist.consents, hist.customers) if lf is not None]

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from omni_ml._time import utc_column
 from omni_ml._unprofiled import profiling_recorded
 from omni_ml.data import PROFILING, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, ModelNotFoundError, SchemaError
@@ -255,8 +256,7 @@ def _stream_facts(scans: Mapping[str, pl.LazyFrame]) -> tuple[dt.datetime | None
     aggs = [pl.col("customer_id").n_unique().alias("n")]
     dtype = events.collect_schema().get("timestamp")
     if isinstance(dtype, pl.Datetime | pl.Date):
-        ts = pl.col("timestamp").cast(pl.Datetime("us")) if isinstance(dtype, pl.Date) else pl.col("timestamp")
-        utc = ts.dt.convert_time_zone("UTC") if getattr(dtype, "time_zone", None) else ts.dt.replace_time_zone("UTC")
+        utc = utc_column("timestamp", dtype)
         aggs += [utc.min().alias("start"), utc.max().alias("end")]
     stats = events.select(aggs).collect(engine="streaming").row(0, named=True)
     return stats.get("start"), stats.get("end"), int(stats["n"])
