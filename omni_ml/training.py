@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from omni_ml._time import as_utc, before
+from omni_ml._time import as_utc, before, utc_column
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, SchemaError
 from omni_ml.features import FeatureConfig, FeatureSet, build_features
@@ -117,7 +117,7 @@ class AdaptiveCutoffs(list[dt.datetime]):
     def fit_history(self, first_event: str | dt.date | dt.datetime) -> list[dt.datetime]:
         """The cutoffs at least ``warmup_days`` after the day of ``first_event``; an error if too few fit."""
         start = to_utc(first_event)
-        start = dt.datetime.combine(start.date(), dt.time(), tzinfo=dt.UTC)
+        start = to_utc(start.date())
         earliest = start + dt.timedelta(days=self.warmup_days)
         kept = [c for c in self if c >= earliest]
         if len(kept) < self.min_cutoffs:
@@ -364,12 +364,6 @@ def _observed_until(hist: Histories, as_of: dt.datetime | None) -> tuple[dt.date
     return last + dt.timedelta(days=1), False
 
 
-def _utc(column: str, dtype: pl.DataType) -> pl.Expr:
-    if isinstance(dtype, pl.Datetime) and dtype.time_zone:
-        return pl.col(column).dt.convert_time_zone("UTC")
-    return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")  # naive or a date: UTC midnight
-
-
 def _first_seen(hist: Histories) -> pl.DataFrame:
     """Each customer's earliest known moment: first events/contacts/consents row or customers-table date.
 
@@ -387,7 +381,7 @@ def _first_seen(hist: Histories) -> pl.DataFrame:
         parts += [
             hist.customers.select(
                 pl.col("customer_id").cast(pl.String),
-                _utc(c, schema[c]).cast(TIMESTAMP).alias("__first_seen"),
+                utc_column(c, schema[c]).cast(TIMESTAMP).alias("__first_seen"),
             )
             for c in dates
         ]

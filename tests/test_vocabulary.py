@@ -64,3 +64,31 @@ def test_the_package_ships_its_type_hints() -> None:
     assert (PACKAGE / "py.typed").is_file()
     pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
     assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["omni_ml"]
+
+
+_UTC_CONVERSION = re.compile(
+    r"""\.replace\(tzinfo=dt\.UTC\)|\.(replace|convert)_time_zone\("UTC"\)|combine\(.*tzinfo=dt\.UTC"""
+)
+
+
+def test_utc_conversions_live_only_in_the_time_module() -> None:
+    """`as_utc(value)` / `utc_column(column, dtype)` of omni_ml._time turn instants and columns into UTC elsewhere.
+
+    The simulator (which writes the data, never reads a user's) and the send-time schedule (local wall
+    times of a customer's zone, a different conversion) are outside the rule.
+    """
+    offenders = [
+        f"{name}:{i}: {line.strip()}"
+        for name, text in _sources().items()
+        if not name.startswith("simulate/") and name not in ("_time.py", "timing/_schedule.py")
+        for i, line in enumerate(text.splitlines(), start=1)
+        if _UTC_CONVERSION.search(line) and not line.lstrip().startswith((">>>", "..."))
+    ]
+    assert offenders == []
+
+
+def test_the_utc_pattern_would_see_a_stray_conversion() -> None:
+    assert _UTC_CONVERSION.search("    t = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)")
+    assert _UTC_CONVERSION.search('    expr = pl.col("cutoff").dt.replace_time_zone("UTC")')
+    assert _UTC_CONVERSION.search("    end = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)")
+    assert not _UTC_CONVERSION.search("    t = as_utc(as_of)")
