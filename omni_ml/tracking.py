@@ -858,6 +858,10 @@ def train_campaign(
                 figures["shap_importance_by_family"] = fig
             tables["reason_codes"] = reason_codes(model.channels)
             tables["shap_importance"] = global_importance(model.propensity_, X, feature_set=model.feature_set_)
+        choice = getattr(model, "history_choice_", None)
+        if choice is not None:  # calendar features / calibration map on a short history (training.adapt_to_history)
+            mlflow.log_params(choice.params())
+            mlflow.set_tag("omni_ml.history_choice", choice.reason[:5000])
         if not plots:
             mlflow.set_tag("omni_ml.plots", "skipped: matplotlib/shap not installed (pip install 'omni_ml[lab]')")
         params: dict[str, Any] = {

@@ -30,10 +30,14 @@ __all__ = [
     "AUTO_MAX_CUTOFFS",
     "AUTO_MIN_CUTOFFS",
     "AUTO_WARMUP_DAYS",
+    "SHORT_HISTORY_DAYS",
     "AdaptiveCutoffs",
+    "HistoryChoice",
     "TrainConfig",
     "TrainingSet",
+    "adapt_to_history",
     "cutoffs",
+    "fit_cutoffs",
     "to_utc",
     "training_cutoffs",
     "training_set",
@@ -51,6 +55,12 @@ AUTO_MIN_CUTOFFS = 4
 #: of a history that has barely begun (every customer new, every window empty). 28 days keeps the 12
 #: monthly cutoffs a one-year history (e.g. 2024-01-01..2025-01-01, 30-day horizon) always had.
 AUTO_WARMUP_DAYS = 28
+#: Training cutoffs spanning fewer days than this (first to last) see no day of the year twice: the
+#: ``time_of_year`` family and the calibration map are then left out unless configured
+#: (:func:`adapt_to_history`; ``benchmarks/RESULTS.md``, "Propensity on one-year worlds").
+SHORT_HISTORY_DAYS = 365
+#: The feature family that ``adapt_to_history`` leaves out of short histories.
+_CALENDAR_FAMILY = "time_of_year"
 
 
 def to_utc(value: str | dt.date | dt.datetime) -> dt.datetime:
@@ -198,6 +208,12 @@ class TrainConfig:
     features
         A ``FeatureConfig`` (a mapping of its fields is converted once, here); ``None`` means the
         feature defaults.
+    short_history
+        ``None`` (default): decided from the training cutoffs by :func:`adapt_to_history` -- when they
+        span less than :data:`SHORT_HISTORY_DAYS` (365) days, the ``time_of_year`` feature family and the
+        propensity calibration map are left out, each unless set explicitly (``features.families`` given or
+        ``time_of_year`` in ``features.exclude``; ``calibration`` in ``model``). ``True`` / ``False``:
+        treat the history as short / long whatever the cutoffs.
     """
 
     every_days: int = 28
@@ -205,6 +221,7 @@ class TrainConfig:
     n_valid: int = 1
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     features: FeatureConfig | None = None
+    short_history: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.features, Mapping):
@@ -214,6 +231,152 @@ class TrainConfig:
         if not isinstance(self.model, Mapping):
             msg = f"train.model: expected a mapping of PropensityModel settings, got {type(self.model).__name__}."
             raise ConfigError(msg)
+        if self.short_history is not None and not isinstance(self.short_history, bool):
+            msg = f"train.short_history: expected true, false or null (automatic), got {self.short_history!r}."
+            raise ConfigError(msg)
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryChoice:
+    """What :func:`adapt_to_history` chose for the length of the training history, and why.
+
+    Attributes
+    ----------
+    short : bool
+        The history was treated as short (cutoffs spanning less than :data:`SHORT_HISTORY_DAYS` days, or
+        ``TrainConfig.short_history=True``).
+    span_days : int
+        Days from the first to the last training cutoff.
+    calendar : str
+        The ``time_of_year`` family: ``"kept"``, ``"left out"`` (automatic) or ``"as configured"``.
+    calibration : str
+        The propensity calibration map: ``"kept"``, ``"left out"`` (automatic) or ``"as configured"``.
+    reason : str
+        One sentence for the training summary.
+
+    Examples
+    --------
+    >>> choice = HistoryChoice(short=True, span_days=308, calendar="left out", calibration="as configured", reason="")
+    >>> choice.params()["short_history"]
+    True
+    """
+
+    short: bool
+    span_days: int
+    calendar: str
+    calibration: str
+    reason: str
+
+    def params(self) -> dict[str, Any]:
+        """Flat values for MLflow params (``short_history``, ``short_history_span_days``, ...)."""
+        return {
+            "short_history": self.short,
+            "short_history_span_days": self.span_days,
+            "short_history_calendar": self.calendar,
+            "short_history_calibration": self.calibration,
+        }
+
+
+def fit_cutoffs(hist: Histories, cutoffs: Sequence[str | dt.date | dt.datetime]) -> list[dt.datetime]:
+    """The training cutoffs as UTC datetimes, oldest first; an :class:`AdaptiveCutoffs` plan fitted to ``hist``.
+
+    Raises
+    ------
+    DataInsufficientError
+        The plan has too few cutoffs after the history's warm-up, or ``hist`` has no events.
+    """
+    if isinstance(cutoffs, AdaptiveCutoffs):
+        first = hist.events.select(pl.col("timestamp").min()).collect().item()
+        if first is None:
+            msg = "events: no rows, so no training cutoff fits the history. Hint: load a non-empty events table."
+            raise DataInsufficientError(msg)
+        cutoffs = cutoffs.fit_history(first)
+    return sorted({to_utc(c) for c in cutoffs})
+
+
+def adapt_to_history(config: TrainConfig, cutoffs: Sequence[dt.datetime]) -> tuple[TrainConfig, HistoryChoice]:
+    """Leave the calendar features and the calibration map out when the training cutoffs span under a year.
+
+    With cutoffs spanning less than :data:`SHORT_HISTORY_DAYS` days (first to last; e.g. the 12 cutoffs
+    2024-01-29..2024-12-02 of a history that starts 2024-01-01) no day of the year is seen twice. The
+    ``time_of_year`` features then learn the history's start, not a season (at the first cutoffs only the
+    early customers are known, and their purchase rate is high), and the calibration map is fitted on one
+    label window whose season the booster never saw a year earlier (a December peak applied to January).
+    Both are left out -- the ``time_of_year`` family unless ``config.features`` names the families
+    (``families``) or already lists it in ``exclude``, the map (``model["calibration"] = None``) unless
+    ``config.model`` sets ``calibration``. Longer spans keep the config as it is.
+
+    Parameters
+    ----------
+    config
+        The training recipe; ``config.short_history`` forces the decision when not ``None``.
+    cutoffs
+        The fitted training cutoffs (:func:`fit_cutoffs`).
+
+    Returns
+    -------
+    (TrainConfig, HistoryChoice)
+        The config to train with and what was chosen, with the reason.
+
+    Examples
+    --------
+    >>> cuts = training_cutoffs("2025-01-01", 30, n=None, first_event="2024-01-01")
+    >>> cfg, choice = adapt_to_history(TrainConfig(), cuts)
+    >>> cfg.features.exclude, cfg.model["calibration"], choice.span_days
+    (('time_of_year',), None, 308)
+    >>> cfg, choice = adapt_to_history(TrainConfig(model={"calibration": "sigmoid"}), cuts)
+    >>> cfg.model["calibration"], choice.calibration
+    ('sigmoid', 'as configured')
+    >>> two_years = training_cutoffs("2025-01-01", 30, n=None, first_event="2023-01-01")
+    >>> adapt_to_history(TrainConfig(), two_years)[1].short
+    False
+    """
+    moments = sorted(to_utc(c) for c in cutoffs)
+    span = (moments[-1] - moments[0]).days if moments else 0
+    short = span < SHORT_HISTORY_DAYS if config.short_history is None else config.short_history
+    features = config.features
+    calendar_set = features is not None and (features.families is not None or _CALENDAR_FAMILY in features.exclude)
+    calibration_set = "calibration" in config.model
+    how = "set by train.short_history" if config.short_history is not None else f"cutoffs span {span} days"
+    if not short:
+        choice = HistoryChoice(
+            short=False,
+            span_days=span,
+            calendar="as configured" if calendar_set else "kept",
+            calibration="as configured" if calibration_set else "kept",
+            reason=f"history treated as long ({how}): calendar features and calibration map as configured",
+        )
+        return config, choice
+    changed: dict[str, Any] = {}
+    if not calendar_set:
+        base = features if features is not None else FeatureConfig()
+        changed["features"] = dataclasses.replace(base, exclude=(*base.exclude, _CALENDAR_FAMILY))
+    if not calibration_set:
+        changed["model"] = {**dict(config.model), "calibration": None}
+    left = [
+        what
+        for what, auto in (
+            (f"the {_CALENDAR_FAMILY} features", not calendar_set),
+            ("the calibration map", not calibration_set),
+        )
+        if auto
+    ]
+    kept = [
+        what for what, explicit in (("calendar features", calendar_set), ("calibration", calibration_set)) if explicit
+    ]
+    reason = (
+        f"history treated as short ({how}, under {SHORT_HISTORY_DAYS}: no day of the year is seen twice): "
+        + (f"left out {' and '.join(left)}" if left else "nothing left out")
+        + (f"; {' and '.join(kept)} as configured" if kept else "")
+    )
+    choice = HistoryChoice(
+        short=True,
+        span_days=span,
+        calendar="as configured" if calendar_set else "left out",
+        calibration="as configured" if calibration_set else "left out",
+        reason=reason,
+    )
+    return dataclasses.replace(config, **changed), choice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -493,16 +656,10 @@ def training_set(
     if not cutoffs:
         msg = "training_set: no cutoffs given. Hint: use training_cutoffs(as_of, horizon_days)."
         raise ConfigError(msg)
-    if isinstance(cutoffs, AdaptiveCutoffs):
-        first = hist.events.select(pl.col("timestamp").min()).collect().item()
-        if first is None:
-            msg = "events: no rows, so no training cutoff fits the history. Hint: load a non-empty events table."
-            raise DataInsufficientError(msg)
-        cutoffs = cutoffs.fit_history(first)
+    moments = fit_cutoffs(hist, cutoffs)
     if horizon_days < 1:
         msg = f"horizon_days={horizon_days}: the label window must be at least one day."
         raise ConfigError(msg)
-    moments = sorted({to_utc(c) for c in cutoffs})
     until, explicit = _observed_until(hist, to_utc(as_of) if as_of is not None else None)
     horizon = dt.timedelta(days=horizon_days)
     late = [c for c in moments if c + horizon > until]
