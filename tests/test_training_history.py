@@ -148,13 +148,26 @@ def test_training_on_one_year_and_on_two_years_of_a_transaction_log() -> None:
     assert "time_of_year" in model.feature_set_.families()
 
 
-def test_the_campaign_model_on_the_small_one_year_world_says_what_it_chose(campaign_model_path: Path) -> None:
-    from omni_ml.campaign import CampaignModel
+def test_the_campaign_model_chooses_on_the_small_one_year_world_and_an_explicit_setting_wins(
+    small_world: Path, campaign_model_path: Path
+) -> None:
+    from omni_ml.campaign import CampaignConfig, CampaignModel
+    from omni_ml.config import from_mapping
+    from omni_ml.data import load_histories
 
-    model = CampaignModel.load(campaign_model_path)
+    recipe = {"train": {"n_cutoffs": 5, "model": FAST}, "channel": None, "timing": None}
+    model = CampaignModel(from_mapping(CampaignConfig, recipe)).fit(
+        load_histories(small_world), "2024-12-01", horizon_days=28
+    )
     choice = model.history_choice_
     assert choice.short
-    assert choice.span_days == 4 * 28
+    assert choice.span_days == 4 * 28  # 5 cutoffs 28 days apart
     assert model.propensity_.calibrator_ is None
     assert "time_of_year" not in model.feature_set_.families()
-    assert model.config_.train.short_history is None  # the config as given; the choice is history_choice_
+    assert model.config_.train.short_history is None  # the config as given; what was chosen is history_choice_
+    # the shared test model sets train.short_history: false, and keeps both
+    shared = CampaignModel.load(campaign_model_path)
+    assert not shared.history_choice_.short
+    assert "set by train.short_history" in shared.history_choice_.reason
+    assert shared.propensity_.calibrator_ is not None
+    assert "time_of_year" in shared.feature_set_.families()
