@@ -40,7 +40,7 @@ import polars as pl
 
 from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories, UnknownTableWarning, load_histories
 from omni_ml.exceptions import ConfigError, SchemaError
-from omni_ml.measure._inputs import typed_campaign
+from omni_ml.measure._inputs import checked_campaign, read_table
 
 __all__ = ["FeedbackSummary", "feedback"]
 
@@ -89,29 +89,8 @@ class FeedbackSummary:
         return "\n".join(lines)
 
 
-def _read(path: str | Path | pl.DataFrame, what: str) -> tuple[pl.DataFrame, str]:
-    if isinstance(path, pl.DataFrame):
-        return path, what
-    source = Path(path)
-    where = f"{what} {str(source)!r}"
-    if not source.is_file():
-        msg = f"{where}: no such file. Hint: check the path."
-        raise SchemaError(msg)
-    try:
-        if source.suffix == ".csv":
-            return pl.read_csv(source, try_parse_dates=True), where
-        if source.suffix == ".parquet":
-            return pl.read_parquet(source), where
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = f"{where}: cannot be read ({first}). Hint: pass the file `omni-ml score` wrote."
-        raise SchemaError(msg) from exc
-    msg = f"{where}: must be .parquet or .csv (got {source.suffix or 'no extension'!r})."
-    raise SchemaError(msg)
-
-
 def _campaign(campaign: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
-    frame, where = _read(campaign, "campaign file")
+    frame, where = read_table(campaign, "campaign file")
     missing = [c for c in ("customer_id", "as_of", "best_channel", "assignment_probability") if c not in frame.columns]
     if missing:
         hint = (
@@ -122,18 +101,11 @@ def _campaign(campaign: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
         )
         msg = f"{where}: missing column(s) {missing}; found {frame.columns[:8]}{' ...' if frame.width > 8 else ''}. "
         raise SchemaError(msg + hint)
-    frame = typed_campaign(frame.with_columns(pl.col("customer_id").cast(pl.String)), where)
+    frame = checked_campaign(frame, where)
     if "control_group" not in frame.columns:
         frame = frame.with_columns(pl.lit(False).alias("control_group"))
     if "rule" not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("rule"))
-    dup = frame["customer_id"].is_duplicated() | frame["customer_id"].is_null()
-    if dup.any():
-        msg = (
-            f"{where}: column customer_id: {int(dup.sum()):,} of {frame.height:,} rows repeat a customer or have none "
-            f"(e.g. {frame.filter(dup)['customer_id'][0]!r}). Hint: one row per customer, as `omni-ml score` writes."
-        )
-        raise SchemaError(msg)
     p = pl.col("assignment_probability")
     bad = frame.filter(p.is_null() | p.is_nan() | (p <= 0) | (p > 1))
     if bad.height:
@@ -148,7 +120,7 @@ def _campaign(campaign: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
 
 def _sends(sent: str | Path | pl.DataFrame, campaign: pl.DataFrame) -> pl.DataFrame:
     """The sends log checked against the campaign file: customer_id, channel, timestamp."""
-    log, where = _read(sent, "sends log (--sent)")
+    log, where = read_table(sent, "sends log (--sent)", hint="customer_id, channel, timestamp as parquet or csv.")
     missing = [c for c in ("customer_id", "channel", "timestamp") if c not in log.columns]
     if missing:
         msg = f"{where}: missing column(s) {missing}; found {log.columns}. Hint: customer_id, channel, timestamp."

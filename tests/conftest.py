@@ -89,3 +89,24 @@ def campaign_model_path(small_world: Path, tmp_path_factory: pytest.TempPathFact
     config = from_mapping(CampaignConfig, CAMPAIGN_TEST_CONFIG)
     model = CampaignModel(config).fit(load_histories(small_world), CAMPAIGN_TRAIN_AS_OF, horizon_days=28)
     return model.save(tmp_path_factory.mktemp("campaign_model") / "campaign_model.joblib")
+
+
+@pytest.fixture(scope="session")
+def explored(small_world: Path, campaign_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small world's campaign file scored with a 10% control group and half of the rest explored (two chunks)."""
+    from omni_ml.scoring import score
+
+    out = tmp_path_factory.mktemp("explored") / "campaign.parquet"
+    score(
+        small_world,
+        model=campaign_model_path,
+        as_of="2025-01-01",
+        out=out,
+        reasons=0,
+        chunks=2,
+        progress=False,
+        control_fraction=0.1,
+        explore=0.5,
+        seed=7,
+    )
+    return out

@@ -17,29 +17,11 @@ from omni_ml.evaluation import off_policy_value
 from omni_ml.exceptions import ConfigError, ConsentError, SchemaError
 from omni_ml.feedback import feedback
 from omni_ml.policy import PolicyConfig, history_facts
-from omni_ml.scoring import score
 from omni_ml.simulate import continue_histories, continue_world
 
 AS_OF = "2025-01-01"
 END = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 VALUE = 40.0
-
-
-@pytest.fixture(scope="module")
-def explored(small_world: Path, campaign_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("loop") / "campaign.parquet"
-    score(
-        small_world,
-        model=campaign_model_path,
-        as_of=AS_OF,
-        out=out,
-        reasons=0,
-        progress=False,
-        control_fraction=0.1,
-        explore=0.5,
-        seed=7,
-    )
-    return out
 
 
 # ----------------------------------------------------------------------------- logged pauses

@@ -12,7 +12,7 @@ from omni_ml._time import window
 from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import DataInsufficientError, SchemaError
 
-__all__ = ["NO_CONTACT", "read_campaign"]
+__all__ = ["NO_CONTACT", "checked_campaign", "read_campaign", "read_table", "typed_campaign"]
 
 
 _CONTROL_HINT = (
@@ -25,34 +25,76 @@ _NEEDED = ("customer_id", "as_of", "recommended_channel", "control_group")
 _SCORE_HINT = "pass the campaign file `omni-ml score` wrote (.parquet or .csv)."
 
 
+def read_table(source: str | Path | pl.DataFrame, what: str, *, hint: str = _SCORE_HINT) -> tuple[pl.DataFrame, str]:
+    """A parquet or csv file (or a frame, as is) and the words that name it in errors (``what 'path'``).
+
+    Raises
+    ------
+    SchemaError
+        No such file, another extension, or a file that does not read; ``hint`` ends the message.
+    """
+    if isinstance(source, pl.DataFrame):
+        return source, what
+    path = Path(source)
+    where = f"{what} {str(path)!r}"
+    if not path.is_file():
+        msg = f"{where}: no such file. Hint: {hint}"
+        raise SchemaError(msg)
+    if path.suffix not in (".csv", ".parquet"):
+        msg = f"{where}: must be .parquet or .csv (got {path.suffix or 'no extension'!r}). Hint: {hint}"
+        raise SchemaError(msg)
+    try:
+        frame = pl.read_csv(path, try_parse_dates=True) if path.suffix == ".csv" else pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = f"{where}: cannot be read ({first}). Hint: {hint}"
+        raise SchemaError(msg) from exc
+    return frame, where
+
+
+def checked_campaign(frame: pl.DataFrame, where: str) -> pl.DataFrame:
+    """The rows of a campaign file typed (:func:`typed_campaign`), one per customer and one ``as_of`` for all.
+
+    Raises
+    ------
+    SchemaError
+        A row without ``customer_id``, a repeated ``customer_id``, or more than one (or a missing) ``as_of``.
+    """
+    frame = frame.with_columns(pl.col("customer_id").cast(pl.String))
+    if frame["customer_id"].null_count():
+        msg = f"{where}: {frame['customer_id'].null_count():,} rows have no customer_id. Hint: one row per customer."
+        raise SchemaError(msg)
+    dup = frame["customer_id"].is_duplicated()
+    if dup.any():
+        example = frame.filter(dup)["customer_id"][0]
+        msg = f"{where}: {int(dup.sum()):,} rows repeat a customer_id (e.g. {example!r}). Hint: one row per customer."
+        raise SchemaError(msg)
+    frame = typed_campaign(frame, where)
+    if frame["as_of"].n_unique() != 1 or frame["as_of"].null_count():
+        values = frame["as_of"].unique().head(3).to_list()
+        msg = (
+            f"{where}: as_of must be one moment for the whole file (found e.g. {values}). Hint: one file per "
+            "scoring run, as `omni-ml score` writes it."
+        )
+        raise SchemaError(msg)
+    return frame
+
+
 def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
     """The campaign file (parquet or csv) as a frame, checked for the columns measurement needs.
 
     Raises
     ------
     SchemaError
-        Missing file or columns other than ``control_group``.
+        Missing file or columns other than ``control_group``; see also :func:`checked_campaign`.
     DataInsufficientError
         No ``control_group`` column (the campaign was scored without a control group).
     """
-    if isinstance(campaign, pl.DataFrame):
-        frame = campaign
-        where = "campaign"
-    else:
-        path = Path(campaign)
-        where = f"campaign file {str(path)!r}"
-        if not path.is_file():
-            msg = f"{where}: no such file. Hint: write one with `omni-ml score DIR --model M --as-of D --out FILE`."
-            raise SchemaError(msg)
-        if path.suffix not in (".csv", ".parquet"):
-            msg = f"{where}: must be .parquet or .csv (got {path.suffix or 'no extension'!r}). Hint: {_SCORE_HINT}"
-            raise SchemaError(msg)
-        try:
-            frame = pl.read_csv(path, try_parse_dates=True) if path.suffix == ".csv" else pl.read_parquet(path)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            msg = f"{where}: cannot be read ({first}). Hint: {_SCORE_HINT}"
-            raise SchemaError(msg) from exc
+    frame, where = read_table(
+        campaign,
+        "campaign" if isinstance(campaign, pl.DataFrame) else "campaign file",
+        hint="write one with `omni-ml score DIR --model M --as-of D --out FILE`.",
+    )
     if "control_group" not in frame.columns:
         msg = (
             f"{where}: no control_group column ({frame.height:,} rows), so there is nothing to compare. {_CONTROL_HINT}"
@@ -66,20 +108,7 @@ def read_campaign(campaign: str | Path | pl.DataFrame) -> pl.DataFrame:
             f"{where}: missing column(s) {missing}; found {frame.columns}. Hint: measure the file omni-ml score wrote."
         )
         raise SchemaError(msg)
-    if frame["customer_id"].null_count():
-        msg = f"{where}: {frame['customer_id'].null_count():,} rows have no customer_id. Hint: one row per customer."
-        raise SchemaError(msg)
-    dup = frame["customer_id"].is_duplicated()
-    if dup.any():
-        example = frame.filter(dup)["customer_id"][0]
-        msg = f"{where}: {int(dup.sum()):,} rows repeat a customer_id (e.g. {example!r}). Hint: one row per customer."
-        raise SchemaError(msg)
-    frame = typed_campaign(frame, where)
-    if frame["as_of"].n_unique() != 1 or frame["as_of"].null_count():
-        values = frame["as_of"].unique().head(3).to_list()
-        msg = f"{where}: as_of must be one moment for the whole file (found e.g. {values}). Hint: measure one file."
-        raise SchemaError(msg)
-    return frame
+    return checked_campaign(frame, where)
 
 
 _TRUE = ("true", "t", "yes", "y", "1")

@@ -29,6 +29,20 @@ CAMPAIGN_DEFECTS: list[tuple[str, Change, str]] = [
         r"column best_channel: 6 of 6 rows name no channel of the campaign .* did you mean 'email'\?",
     ),
     (
+        "two_as_of",
+        lambda d: d.with_columns(
+            as_of=pl.when(pl.int_range(pl.len()) == 0)
+            .then(pl.col("as_of").dt.offset_by("7d"))
+            .otherwise(pl.col("as_of"))
+        ),
+        r"as_of must be one moment for the whole file \(found e\.g\. .*\)\. Hint: one file per scoring run",
+    ),
+    (
+        "repeated_customer",
+        lambda d: pl.concat([d, d.head(1)]),
+        r"2 rows repeat a customer_id \(e\.g\. '.+'\)\. Hint: one row per customer",
+    ),
+    (
         "assignment_probability_text",
         lambda d: d.with_columns(assignment_probability=pl.lit("half")),
         r"column assignment_probability: 6 of 6 rows are not numbers \(e\.g\. 'half'\)",

@@ -50,24 +50,6 @@ def _decisions(n: int, *, best: str, rule: str, scores: tuple[float | None, ...]
     )
 
 
-@pytest.fixture(scope="module")
-def explored(small_world: Path, campaign_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("explored") / "campaign.parquet"
-    score(
-        small_world,
-        model=campaign_model_path,
-        as_of=AS_OF,
-        out=out,
-        reasons=0,
-        chunks=2,
-        progress=False,
-        control_fraction=0.1,
-        explore=0.3,
-        seed=5,
-    )
-    return out
-
-
 @settings(max_examples=15, deadline=None)
 @given(
     control=st.sampled_from([0.0, 0.1, 0.3]),
