@@ -262,53 +262,12 @@ def value_at(hist: Histories, as_of: dt.datetime, horizon_days: int, n_boot: int
     return _rank_value(value, preds, n_boot, seed)
 
 
-def _orders_x_gamma_gamma(hist: Histories, as_of: dt.datetime, days: int, summary: pl.DataFrame) -> np.ndarray:
-    """LightGBM's expected number of orders (Poisson) x Gamma-Gamma's expected order value, per ``summary`` row.
-
-    The frequency x monetary split of BG/NBD + Gamma-Gamma (order values independent of the purchase
-    process), with the count learned from the point-in-time features on the same stacked cutoffs and with
-    the same early stopping as ``CustomerValueModel``; the order value is Gamma-Gamma's credibility-weighted
-    mean (population mean without a repeat purchase). A benchmark variant (issue 27), not a library model.
-    """
-    import lightgbm as lgb
-
-    from omni_ml.labels import purchase_labels
-
-    cuts = training_cutoffs(as_of, days, every_days=28, n=2)
-    ts = training_set(hist, cuts, days, as_of=as_of)
-    n = purchase_labels(hist, ts.keys, days, as_of=as_of)["n_purchases"].to_numpy().astype(np.float64)
-    X = ts.X.to_numpy().astype(np.float64)
-    latest = (ts.keys["cutoff"] == ts.keys["cutoff"].max()).to_numpy()
-    params: dict[str, Any] = {
-        "objective": "poisson",
-        "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_child_samples": 20,
-        "seed": 0,
-        "deterministic": True,
-        "num_threads": 1,
-        "verbose": -1,
-    }
-    train = lgb.Dataset(X[~latest], n[~latest], free_raw_data=False)
-    valid = lgb.Dataset(X[latest], n[latest], reference=train)
-    stop = [lgb.early_stopping(30, verbose=False)]
-    probe = lgb.train(params, train, num_boost_round=400, valid_sets=[valid], callbacks=stop)
-    booster = lgb.train(params, lgb.Dataset(X, n), num_boost_round=max(1, int(probe.best_iteration or 400)))
-    now = build_features(hist, as_of, feature_set=ts.feature_set)
-    rows = summary.select("customer_id").join(now, on="customer_id", how="left", maintain_order="left")
-    orders = booster.predict(rows.select(ts.X.columns).to_numpy().astype(np.float64))
-    repeat = summary.filter(pl.col("x") > 0)
-    gg = GammaGammaModel().fit(repeat["x"], repeat["mean_value"])
-    return np.asarray(orders * gg.expected_order_value(summary["x"], summary["mean_value"]), dtype=np.float64)
-
-
 def value_simulated(n_customers: int, seed: int, n_boot: int) -> list[dict[str, Any]]:
     """A two-year simulated world continued for a year: 12-month value of every customer with a purchase.
 
-    Contenders: BG/NBD / Pareto/NBD + Gamma-Gamma, past revenue per week, ``CustomerValueModel`` with a
+    Contenders: BG/NBD / Pareto/NBD + Gamma-Gamma, past revenue per week, and ``CustomerValueModel`` with a
     364-day horizon (LightGBM Tweedie; its label windows must end by the as-of date, so two cutoffs 28 days
-    apart a year before it) and LightGBM's expected orders x Gamma-Gamma's order value
-    (:func:`_orders_x_gamma_gamma`).
+    apart a year before it).
     """
     from omni_ml.identity import resolve_identities
     from omni_ml.models.value import CustomerValueModel, ValueConfig
@@ -328,7 +287,6 @@ def value_simulated(n_customers: int, seed: int, n_boot: int) -> list[dict[str, 
     preds["CustomerValueModel (364 d)"] = (
         ids.to_frame().join(learned, on="customer_id", how="left", maintain_order="left")["customer_value"].to_numpy()
     )
-    preds["LightGBM orders x Gamma-Gamma"] = _orders_x_gamma_gamma(hist, as_of, days, summary)
     value = _realised_revenue(future, ids, as_of, days)
     return _rank_value(value, preds, n_boot, seed)
 
