@@ -103,7 +103,7 @@ from omni_ml.features import FeatureConfig, build_features
 from omni_ml.identity import resolve_identities
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
 from omni_ml.models._common import P_EDGE, fit_calibrator, time_split
-from omni_ml.training import training_cutoffs, training_set
+from omni_ml.training import TrainConfig, adapt_to_history, fit_cutoffs, training_cutoffs, training_set
 
 
 def _world(args: argparse.Namespace) -> Path:
@@ -278,6 +278,13 @@ def main() -> None:
     parser.add_argument(
         "--exclude-families", nargs="*", default=[], help="feature families to leave out (e.g. lifecycle)"
     )
+    parser.add_argument(
+        "--short-history",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="TrainConfig.short_history: auto (the library's default: under a year of cutoffs, no time_of_year "
+        "family and no calibration map), on (always leave them out), off (keep them: the former default)",
+    )
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--refit-all", action="store_true", help="also run PropensityModel(refit='all')")
     parser.add_argument(
@@ -306,8 +313,11 @@ def main() -> None:
     t_load = time.perf_counter() - t
     t = time.perf_counter()
     with PeakRSS() as mem:
-        cuts = training_cutoffs(end, horizon, every_days=args.every_days, n=args.n_cutoffs)
-        ts = training_set(hist, cuts, horizon, as_of=end, config=FeatureConfig(exclude=tuple(args.exclude_families)))
+        cuts = fit_cutoffs(hist, training_cutoffs(end, horizon, every_days=args.every_days, n=args.n_cutoffs))
+        short = {"auto": None, "on": True, "off": False}[args.short_history]
+        features = FeatureConfig(exclude=tuple(args.exclude_families)) if args.exclude_families else None
+        train_cfg, choice = adapt_to_history(TrainConfig(features=features, short_history=short), cuts)
+        ts = training_set(hist, cuts, horizon, as_of=end, config=train_cfg.features)
         scoring = build_features(hist, end, feature_set=ts.feature_set)
     t_features = time.perf_counter() - t
     print(
@@ -316,6 +326,8 @@ def main() -> None:
         f"+ scoring rows in {t_features:.1f}s "
         f"(+{mem.extra_mb:,.0f} MB)"
     )
+
+    print(f"training history: {choice.reason}")
 
     truth = _truth(world, end, horizon)
     keyed = scoring.select("customer_id").with_row_index("row").join(truth, on="customer_id", how="inner")
@@ -329,14 +341,16 @@ def main() -> None:
     X_now = scoring.drop("customer_id", "cutoff")[rows]
 
     contenders: dict[str, Any] = {
-        "PropensityModel": PropensityModel(n_jobs=args.n_jobs, random_state=args.seed),
+        "PropensityModel": PropensityModel(**dict(train_cfg.model), n_jobs=args.n_jobs, random_state=args.seed),
         "LogisticBaseline": LogisticBaseline(),
         "RecencyFrequencyBaseline": RecencyFrequencyBaseline(),
     }
     if args.only_propensity:
         contenders = {"PropensityModel": contenders["PropensityModel"]}
     if args.refit_all:
-        contenders["PropensityModel(refit=all)"] = PropensityModel(n_jobs=args.n_jobs, refit="all")
+        contenders["PropensityModel(refit=all)"] = PropensityModel(
+            **dict(train_cfg.model), n_jobs=args.n_jobs, refit="all"
+        )
     results: list[dict[str, Any]] = []
     fitted: dict[str, Any] = {}
     for name, model in contenders.items():
@@ -369,7 +383,7 @@ def main() -> None:
         dropped = ts.feature_set.families().get(args.compare_family, [])
         print(f"\nwithout family {args.compare_family!r} ({len(dropped)} columns: {', '.join(dropped)}):")
         t = time.perf_counter()
-        without = PropensityModel(n_jobs=args.n_jobs, random_state=args.seed).fit(
+        without = PropensityModel(**dict(train_cfg.model), n_jobs=args.n_jobs, random_state=args.seed).fit(
             ts.X.drop(dropped), ts.y, cutoff=ts.keys["cutoff"].to_numpy()
         )
         report = evaluate_scores(y, without.predict_proba(X_now.drop(dropped))[:, 1], oracle=oracle)

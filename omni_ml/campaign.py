@@ -316,6 +316,9 @@ class CampaignModel:
         The channel policy's out-of-time off-policy back-test (:func:`omni_ml.evaluation.channel_backtest`).
     report_ : Report
         The full back-test report (tables and plots for MLflow).
+    history_choice_ : omni_ml.training.HistoryChoice
+        What training chose for the length of its history (calendar features and calibration map left out
+        when the cutoffs span under a year, unless configured) and why.
     reference_ : omni_ml.monitor.Reference
         The training reference scoring runs are compared with (aggregates only, see :mod:`omni_ml.monitor`).
 
@@ -386,7 +389,7 @@ class CampaignModel:
         from omni_ml.evaluation import channel_backtest, fit_propensity
         from omni_ml.models.channel import channel_training_data, fit_channel_model
         from omni_ml.policy import costs_from_contacts
-        from omni_ml.training import training_cutoffs, training_set
+        from omni_ml.training import adapt_to_history, fit_cutoffs, training_cutoffs, training_set
 
         cfg = config or self.config or CampaignConfig()
         train_cfg, channel_cfg, policy = cfg.train, cfg.channel, cfg.policy
@@ -397,7 +400,10 @@ class CampaignModel:
         raw = _before(hist, moment)
         hist = ensure_resolved(raw, moment)
 
-        cuts = training_cutoffs(moment, horizon_days, every_days=train_cfg.every_days, n=train_cfg.n_cutoffs)
+        cuts = fit_cutoffs(
+            raw, training_cutoffs(moment, horizon_days, every_days=train_cfg.every_days, n=train_cfg.n_cutoffs)
+        )
+        train_cfg, history_choice = adapt_to_history(train_cfg, cuts)  # under a year of cutoffs: no calendar, no map
         ts = training_set(raw, cuts, horizon_days, config=train_cfg.features, as_of=moment)
         propensity, report = fit_propensity(hist, moment, horizon_days, train_cfg, ts=ts)
 
@@ -436,6 +442,7 @@ class CampaignModel:
                     note = f"channel back-test skipped: {exc}"
 
         self.config_ = cfg
+        self.history_choice_ = history_choice
         self.as_of_ = moment
         self.horizon_days_ = int(horizon_days)
         self.feature_set_ = ts.feature_set

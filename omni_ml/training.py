@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omni_ml._history import SHORT_HISTORY_DAYS, HistoryChoice, adapt_to_history
 from omni_ml._time import as_utc, before, utc_column
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, LeakageError, SchemaError
@@ -30,10 +31,14 @@ __all__ = [
     "AUTO_MAX_CUTOFFS",
     "AUTO_MIN_CUTOFFS",
     "AUTO_WARMUP_DAYS",
+    "SHORT_HISTORY_DAYS",
     "AdaptiveCutoffs",
+    "HistoryChoice",
     "TrainConfig",
     "TrainingSet",
+    "adapt_to_history",
     "cutoffs",
+    "fit_cutoffs",
     "to_utc",
     "training_cutoffs",
     "training_set",
@@ -198,6 +203,12 @@ class TrainConfig:
     features
         A ``FeatureConfig`` (a mapping of its fields is converted once, here); ``None`` means the
         feature defaults.
+    short_history
+        ``None`` (default): decided from the training cutoffs by :func:`adapt_to_history` -- when they
+        span less than :data:`SHORT_HISTORY_DAYS` (365) days, the ``time_of_year`` feature family and the
+        propensity calibration map are left out, each unless set explicitly (``features.families`` given or
+        ``time_of_year`` in ``features.exclude``; ``calibration`` in ``model``). ``True`` / ``False``:
+        treat the history as short / long whatever the cutoffs.
     """
 
     every_days: int = 28
@@ -205,6 +216,7 @@ class TrainConfig:
     n_valid: int = 1
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     features: FeatureConfig | None = None
+    short_history: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.features, Mapping):
@@ -214,6 +226,26 @@ class TrainConfig:
         if not isinstance(self.model, Mapping):
             msg = f"train.model: expected a mapping of PropensityModel settings, got {type(self.model).__name__}."
             raise ConfigError(msg)
+        if self.short_history is not None and not isinstance(self.short_history, bool):
+            msg = f"train.short_history: expected true, false or null (automatic), got {self.short_history!r}."
+            raise ConfigError(msg)
+
+
+def fit_cutoffs(hist: Histories, cutoffs: Sequence[str | dt.date | dt.datetime]) -> list[dt.datetime]:
+    """The training cutoffs as UTC datetimes, oldest first; an :class:`AdaptiveCutoffs` plan fitted to ``hist``.
+
+    Raises
+    ------
+    DataInsufficientError
+        The plan has too few cutoffs after the history's warm-up, or ``hist`` has no events.
+    """
+    if isinstance(cutoffs, AdaptiveCutoffs):
+        first = hist.events.select(pl.col("timestamp").min()).collect().item()
+        if first is None:
+            msg = "events: no rows, so no training cutoff fits the history. Hint: load a non-empty events table."
+            raise DataInsufficientError(msg)
+        cutoffs = cutoffs.fit_history(first)
+    return sorted({to_utc(c) for c in cutoffs})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -487,16 +519,10 @@ def training_set(
     if not cutoffs:
         msg = "training_set: no cutoffs given. Hint: use training_cutoffs(as_of, horizon_days)."
         raise ConfigError(msg)
-    if isinstance(cutoffs, AdaptiveCutoffs):
-        first = hist.events.select(pl.col("timestamp").min()).collect().item()
-        if first is None:
-            msg = "events: no rows, so no training cutoff fits the history. Hint: load a non-empty events table."
-            raise DataInsufficientError(msg)
-        cutoffs = cutoffs.fit_history(first)
+    moments = fit_cutoffs(hist, cutoffs)
     if horizon_days < 1:
         msg = f"horizon_days={horizon_days}: the label window must be at least one day."
         raise ConfigError(msg)
-    moments = sorted({to_utc(c) for c in cutoffs})
     until, explicit = _observed_until(hist, to_utc(as_of) if as_of is not None else None)
     horizon = dt.timedelta(days=horizon_days)
     late = [c for c in moments if c + horizon > until]

@@ -66,6 +66,9 @@ CAMPAIGN_TEST_CONFIG = {
     "train": {
         "n_cutoffs": 5,
         "every_days": 28,
+        # 5 cutoffs span 112 days: keep the calendar features and the calibration map that the reason and
+        # monitoring tests exercise (the automatic short-history choice is tested in test_training_history.py)
+        "short_history": False,
         "model": {"n_estimators": 120, "learning_rate": 0.1, "early_stopping_rounds": 20, "num_leaves": 15},
     },
     "channel": {"n_estimators": 60, "lookback_days": 49, "pause_ratio": 0.5},

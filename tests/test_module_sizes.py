@@ -24,7 +24,6 @@ LONG_MODULES: dict[str, str] = {
 }
 
 LONG_FUNCTIONS: dict[str, str] = {
-    "models/channel.py:channel_training_data": _IN_FLIGHT,
     "measure/_campaign.py:measure_campaign": _NOT_YET,
     "data/_validation.py:_summarise": _NOT_YET,
     "simulate/engine.py:run_chunk": "the simulator's day loop over ~20 state arrays that live across days, in the "

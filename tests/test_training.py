@@ -194,6 +194,8 @@ def test_cli_train_prints_metrics_and_saves_a_loadable_model(log_frame: pl.DataF
     )
     assert result.exit_code == 0, result.output
     assert re.search(r"overall: n_rows=\d+ .* auc=0\.\d+", result.output)
+    # what the training chose for the length of the history, and why (issue 27)
+    assert re.search(r"training history: history treated as (short|long) \(cutoffs span \d+ days", result.output)
     model = load_model(out)
     assert model.feature_set_ is not None
     bad = runner.invoke(app, ["train", str(tmp_path), "--as-of", "someday", "--horizon", "28"])

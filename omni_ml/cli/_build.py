@@ -79,6 +79,9 @@ def train(
             tracking_uri=tracking_uri,
             source=str(Path(directory).resolve()),
         )
+    choice = getattr(model, "history_choice_", None)
+    if choice is not None:
+        typer.echo(f"training history: {choice.reason}")
     typer.echo(f"out-of-time back-test ({horizon_days}-day horizon, as of {train_as_of}):")
     typer.echo(model.report_.to_text())
     typer.echo(f"channel model: {type(model.channel_model_).__name__ if model.channel_model_ else model.channel_note_}")

@@ -15,7 +15,15 @@ from sklearn.base import clone
 from omni_ml.data import Histories
 from omni_ml.evaluation._report import Report, evaluate
 from omni_ml.models import PropensityModel
-from omni_ml.training import TrainConfig, TrainingSet, to_utc, training_cutoffs, training_set
+from omni_ml.training import (
+    TrainConfig,
+    TrainingSet,
+    adapt_to_history,
+    fit_cutoffs,
+    to_utc,
+    training_cutoffs,
+    training_set,
+)
 
 __all__ = ["backtest", "fit_propensity"]
 
@@ -43,7 +51,9 @@ def fit_propensity(
     """Train the propensity model for scoring at ``as_of`` and report how the same recipe did out of time.
 
     Steps: cutoffs whose label windows end by ``as_of`` (:func:`~omni_ml.training.training_cutoffs`);
-    the stacked training set; a back-test (the recipe fitted on all but the latest ``config.n_valid``
+    the config adapted to the length of the history (:func:`~omni_ml.training.adapt_to_history`: under a
+    year of cutoffs, no ``time_of_year`` features and no calibration map unless configured); the stacked
+    training set; a back-test (the recipe fitted on all but the latest ``config.n_valid``
     cutoffs, purged, and evaluated on them); then the final model fitted on every cutoff. The report
     describes the back-test; the returned model is the final one (same hyper-parameters, more recent data).
 
@@ -58,7 +68,8 @@ def fit_propensity(
     config
         A :class:`~omni_ml.training.TrainConfig` or a mapping of its fields.
     ts
-        A prebuilt training set (skips building one; ``config``'s cutoffs are then ignored).
+        A prebuilt training set (skips building one; ``config``'s cutoffs are then ignored and ``config``
+        is used as it is, not adapted to the history).
 
     Returns
     -------
@@ -71,7 +82,8 @@ def fit_propensity(
     cfg = config if isinstance(config, TrainConfig) else from_mapping(TrainConfig, dict(config or {}))
     moment = to_utc(as_of)
     if ts is None:
-        cuts = training_cutoffs(moment, horizon_days, every_days=cfg.every_days, n=cfg.n_cutoffs)
+        cuts = fit_cutoffs(hist, training_cutoffs(moment, horizon_days, every_days=cfg.every_days, n=cfg.n_cutoffs))
+        cfg, _ = adapt_to_history(cfg, cuts)
         ts = training_set(hist, cuts, horizon_days, config=_feature_config(cfg.features), as_of=moment)
     recipe = PropensityModel(**dict(cfg.model))
     _, report = backtest(recipe, ts, n_valid=cfg.n_valid)

@@ -116,6 +116,10 @@ def train_campaign(
 
         plots = _plots_available()
         figures, tables = _artifacts(model, X, plots=plots)
+        choice = getattr(model, "history_choice_", None)
+        if choice is not None:  # calendar features / calibration map on a short history (training.adapt_to_history)
+            mlflow.log_params(choice.params())
+            mlflow.set_tag("omni_ml.history_choice", choice.reason[:5000])
         if not plots:
             mlflow.set_tag("omni_ml.plots", "skipped: matplotlib/shap not installed (pip install 'omni_ml[lab]')")
         params: dict[str, Any] = {

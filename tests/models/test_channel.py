@@ -155,7 +155,7 @@ def test_training_units_respect_time_and_sampling(small_histories: Histories, wo
 def test_no_contact_draws_reach_the_pause_ratio_and_estimate_the_same_eligible_pairs(
     small_histories: Histories, world_end: dt.datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import omni_ml.models.channel as channel_module
+    import omni_ml.models._channel_data as channel_module
 
     def units(ratio: float, seed: int = 0) -> ChannelTrainingData:
         cfg = ChannelConfig(lookback_days=60, pause_ratio=ratio, seed=seed)
