@@ -37,6 +37,21 @@ holiday peak the one-year model never saw; ``2024-07-01`` a month without a seas
 ``--reuse-models`` scores with the models of an earlier run of the same seeds (rescoring after a change
 of the monitor only; the models are not refitted).
 
+``--future-campaign`` says which contacts the realised month gets (the expected figures are the same in
+every case): ``none`` (default) the world's own future window, which the simulator runs without any outbound
+contact (``truth/future_events``); ``scored`` the campaign file the model scored, sent by
+:func:`omni_ml.simulate.continue_world` (its ``best_channel`` and send times; customers of the file that are
+not persons of the world, unresolved ``anon-`` fragments, cannot be contacted); ``historic`` the history's
+own logging policy carried on into the future window (the calendar's campaign days of the world's seed,
+drawn for every day and kept after ``end`` too; the world's history is unchanged). With common random
+numbers the purchases differ from ``none`` only through the contacts' effects. Other than ``none`` only the
+unchanged world is scored (the changed regimes have no realised outcome to compare) and the ceiling from
+the true probabilities is not computed (``truth/propensity`` assumes no contacts). Each unchanged row also
+gets the contact facts of the world: ``contacted_30d`` the share of the customers known at ``end``
+contacted in its last 30 days of history, ``contacted_month`` the same share averaged over the history's
+30-day windows, ``contacted_future`` the share contacted in the realised window, and the realised buyer
+rate over the horizon with and without those contacts (``rate_future`` / ``rate_none``).
+
 ``timing``: the small world of seed 0 replicated with new customer ids to ``--customers`` customers;
 ``score`` with monitoring on vs off (``reasons=3``, in this process, alternating, best of ``--repeat``).
 """
@@ -44,6 +59,7 @@ of the monitor only; the models are not refitted).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import time
 import warnings
@@ -76,6 +92,7 @@ CONFIG = {
     "channel": {"n_estimators": 60, "lookback_days": 49, "pause_ratio": 0.5},
     "channel_backtest_days": None,
 }
+FUTURE_CAMPAIGNS = ("none", "scored", "historic")
 RESPONSIBLE = {
     "consent wiped": ("consent_email", "consents:email"),
     "price shock": ("revenue", "order_value"),
@@ -146,6 +163,94 @@ def _model(seed: int, resolved: Path, *, reuse: bool = False) -> Path:
     return model.save(path)
 
 
+def _contacted_shares(raw: Path) -> tuple[float, float]:
+    """Share of the customers known at ``end`` contacted in the last 30 days, and its mean over 30-day windows."""
+    from omni_ml.simulate.cache import world_window
+
+    end, _ = world_window(raw)
+    customers = pl.read_parquet(raw / "customers.parquet", columns=["customer_id"]).height
+    contacts = pl.read_parquet(raw / "contacts.parquet", columns=["customer_id", "timestamp"]).filter(
+        pl.col("customer_id").is_not_null()
+    )
+    days = (end - contacts["timestamp"].min()).days
+    shares = []
+    for k in range(days // 30):
+        lo, hi = end - dt.timedelta(days=30 * (k + 1)), end - dt.timedelta(days=30 * k)
+        window = contacts.filter((pl.col("timestamp") >= lo) & (pl.col("timestamp") < hi))
+        shares.append(window["customer_id"].n_unique() / customers)
+    return shares[0], float(np.mean(shares))
+
+
+def _historic_future(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Future events and contacts of the world re-simulated with the historic policy kept on after ``end``."""
+    from omni_ml.simulate import load_config
+    from omni_ml.simulate.columns import to_polars
+    from omni_ml.simulate.engine import run_chunk
+    from omni_ml.simulate.events import expand
+    from omni_ml.simulate.identifiers import contacts_table, events_table
+    from omni_ml.simulate.population import CALENDAR, Calendar, CategoryTables, draw_population, rng_for
+    from omni_ml.simulate.world import _chunks, _route
+
+    cfg = load_config(raw)
+    cal = Calendar.build(cfg)
+    # the calendar's own draw of campaign days (Calendar.build), without clearing the future window
+    days = rng_for(cfg, CALENDAR).random(cal.n_total) < cfg.campaign_days_per_week / 7.0
+    assert np.array_equal(days[: cal.n_history], cal.campaign[: cal.n_history])
+    bau = dataclasses.replace(cal, campaign=days)
+    tables = CategoryTables.build(cfg)
+    events, contacts = [], []
+    for k, offset, n in _chunks(cfg):
+        pop = draw_population(cfg, k, offset, n)
+        rec = run_chunk(cfg, k, pop, bau, tables)
+        _, future = _route(cfg, bau, expand(cfg, k, pop, bau, rec, 0), expand(cfg, k, pop, bau, rec, 1))
+        fut, _ = events_table(cfg, k, pop, bau, future, period=1, campaign_name="historic", with_customer_id=True)
+        events.append(to_polars(fut))
+        contacts.append(to_polars(contacts_table(cfg, pop, bau, rec.contacts, bau.n_history, bau.n_total, "historic")))
+    return pl.concat(events), pl.concat(contacts)
+
+
+def _future(raw: Path, mode: str, campaign: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, float]]:
+    """``customer_id, bought, p_purchase`` over the horizon, the month realised under ``mode``; its contact facts."""
+    from omni_ml.simulate import continue_world
+    from omni_ml.simulate.cache import purchase_outcomes, world_window
+
+    none = purchase_outcomes(raw, HORIZON)
+    end, _ = world_window(raw)
+    customers = pl.read_parquet(raw / "customers.parquet", columns=["customer_id"])
+    facts = dict(zip(("contacted_30d", "contacted_month"), _contacted_shares(raw), strict=True))
+    facts["rate_none"] = float(none["bought"].mean())  # type: ignore[arg-type]
+    if mode == "none":
+        return none, facts | {"contacted_future": 0.0, "rate_future": facts["rate_none"]}
+    if mode == "scored":
+        sent = campaign.filter(pl.col("customer_id").is_in(customers["customer_id"].implode())).select(
+            "customer_id", pl.col("best_channel").alias("channel"), "send_on", "send_hour", "send_time_zone"
+        )
+        events = continue_world(raw, sent)
+        contacted = sent.filter(pl.col("channel") != "no_contact")["customer_id"].n_unique()
+    else:
+        events, contacts = _historic_future(raw)
+        window = contacts.filter(pl.col("timestamp") < end + dt.timedelta(days=HORIZON))
+        contacted = window["customer_id"].n_unique()
+    buyers = (
+        events.filter(
+            (pl.col("event_type") == "purchase")
+            & (pl.col("timestamp") >= end)
+            & (pl.col("timestamp") < end + dt.timedelta(days=HORIZON))
+        )
+        .select("customer_id")
+        .unique()
+        .with_columns(pl.lit(1, pl.Int8).alias("bought"))
+    )
+    outcomes = (
+        none.drop("bought")
+        .join(buyers, on="customer_id", how="left")
+        .with_columns(pl.col("bought").fill_null(0))
+        .sort("customer_id")
+    )
+    facts |= {"contacted_future": contacted / customers.height, "rate_future": float(outcomes["bought"].mean())}  # type: ignore[arg-type]
+    return outcomes, facts
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -174,6 +279,7 @@ def _realised(
     *,
     oracle: bool = False,
     recalibrate: tuple[float, float] | None = None,
+    outcomes: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Expected (CBPE) and realised AUC, buyers and top-decile lift of the campaign's true persons.
 
@@ -181,11 +287,15 @@ def _realised(
     world's ``future_days`` horizon) instead of the model's, the realised ones over that horizon: the
     coverage a perfectly calibrated model would get (the ranking and the deciles stay the model's).
     ``recalibrate``: intercept and slope on the log-odds applied to the propensities for the expected figures.
+    ``outcomes``: ``customer_id, bought, p_purchase`` over :data:`HORIZON` (default: the world's own
+    contact-free future window, :func:`omni_ml.simulate.cache.purchase_outcomes`).
     """
     from omni_ml.evaluation import roc_auc
     from omni_ml.simulate.cache import purchase_outcomes
 
-    truth = purchase_outcomes(raw, None if oracle else HORIZON).select("customer_id", "bought", "p_purchase")
+    if outcomes is None or oracle:
+        outcomes = purchase_outcomes(raw, None if oracle else HORIZON)
+    truth = outcomes.select("customer_id", "bought", "p_purchase")
     joined = campaign.join(truth, on="customer_id", how="inner")
     y = joined["bought"].to_numpy().astype(np.int64)
     p = joined["propensity"].to_numpy()
@@ -207,6 +317,8 @@ def _realised(
         "expected_auc": expected_auc(p, q),
         "expected_buyers": float(q.sum()),
         "expected_lift": float(q[top].mean() / mean_q) if top.any() and mean_q > 0 else np.nan,
+        "expected_top_rate": float(q[top].mean()) if top.any() else np.nan,
+        "top_rate": float(y[top].mean()) if top.any() else np.nan,
     }
     boots = np.array([figures(rng.integers(0, y.size, y.size)) for _ in range(n_boot)])
     lo, hi = np.nanquantile(boots, 0.025, axis=0), np.nanquantile(boots, 0.975, axis=0)
@@ -234,7 +346,8 @@ def drift(args: argparse.Namespace) -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         raw, resolved = _world(seed, args.customers)
         model = _model(seed, resolved, reuse=args.reuse_models)
-        for regime in ("unchanged", *RESPONSIBLE):
+        regimes = ("unchanged", *RESPONSIBLE) if args.future_campaign == "none" else ("unchanged",)
+        for regime in regimes:
             world = resolved if regime == "unchanged" else _changed(resolved, regime)
             out = DATA / f"campaign_{seed}_{regime.replace(' ', '_')}.parquet"
             with warnings.catch_warnings():
@@ -257,7 +370,9 @@ def drift(args: argparse.Namespace) -> None:
                 "score_psi": report.score_psi,
             }
             if regime == "unchanged":
-                real = _realised(pl.read_parquet(out), raw, np.random.default_rng(seed))
+                outcomes, facts = _future(raw, args.future_campaign, pl.read_parquet(out))
+                real = _realised(pl.read_parquet(out), raw, np.random.default_rng(seed), outcomes=outcomes)
+                row |= facts | {"exp_top_rate": real["expected_top_rate"], "top_rate": real["top_rate"]}
                 ref = CampaignModel.load(model).reference_
                 corrected = real["expected_lift"] * ref.lift_correction
                 row |= {
@@ -281,10 +396,16 @@ def drift(args: argparse.Namespace) -> None:
                 }
                 backtest = CampaignModel.load(model).report_.scores
                 coef = recalibration(backtest["label"].to_numpy(), backtest["score"].to_numpy())
-                recal = _realised(pl.read_parquet(out), raw, np.random.default_rng(seed), recalibrate=coef)
-                ceiling = _realised(pl.read_parquet(out), raw, np.random.default_rng(seed), oracle=True)
+                recal = _realised(
+                    pl.read_parquet(out), raw, np.random.default_rng(seed), recalibrate=coef, outcomes=outcomes
+                )
                 row |= {"recal_intercept": coef[0], "recal_slope": coef[1]}
-                for name, figures in (("recal", recal), ("oracle", ceiling)):
+                variants = [("recal", recal)]
+                if args.future_campaign == "none":  # truth/propensity assumes a contact-free future
+                    variants.append(
+                        ("oracle", _realised(pl.read_parquet(out), raw, np.random.default_rng(seed), oracle=True))
+                    )
+                for name, figures in variants:
                     for k in ("auc", "buyers", "lift"):
                         lo, hi = figures[f"{k}_ci"]
                         row[f"{name}_{k}_in"] = lo <= figures[f"expected_{k}"] <= hi
@@ -300,13 +421,29 @@ def drift(args: argparse.Namespace) -> None:
         named_text = "" if regime == "unchanged" else f", named in top 3 {named}"
         print(f"  {regime:<14} bad {bad}/{part.height}{named_text}")
     if unchanged.height:
+        means = unchanged.select(
+            "contacted_30d",
+            "contacted_month",
+            "contacted_future",
+            "rate_none",
+            "rate_future",
+            "exp_buyers",
+            "buyers",
+            "exp_top_rate",
+            "top_rate",
+            "exp_lift",
+            "lift",
+            "exp_auc",
+            "auc",
+        ).mean()
+        print(f"  future campaign {args.future_campaign!r}, means over the seeds: {means.row(0, named=True)}")
         for k in ("auc", "buyers", "lift", "lift_corr"):
             inside = int(unchanged[f"{k}_in"].sum())
             print(f"  expected {k} inside the realised 95% interval: {inside}/{unchanged.height}")
         for k in ("auc", "buyers", "lift"):
             inside = int(unchanged[f"recal_{k}_in"].sum())
             print(f"  expected {k} from the back-test's logistic recalibration inside: {inside}/{unchanged.height}")
-        for k in ("auc", "buyers", "lift"):
+        for k in ("auc", "buyers", "lift") if "oracle_auc_in" in unchanged.columns else ():
             inside = int(unchanged[f"oracle_{k}_in"].sum())
             print(
                 f"  ceiling: {k} expected from the true probabilities inside the interval: {inside}/{unchanged.height}"
@@ -398,6 +535,13 @@ def main() -> None:
     d.add_argument("--first-seed", type=int, default=100)
     d.add_argument("--customers", type=int, default=None)
     d.add_argument("--reuse-models", action="store_true", help="score with the models of an earlier run (no refit)")
+    d.add_argument(
+        "--future-campaign",
+        choices=FUTURE_CAMPAIGNS,
+        default="none",
+        help="contacts of the realised month: none (the world's contact-free future), the scored campaign file, "
+        "or the history's own policy carried on",
+    )
     t = sub.add_parser("timing")
     t.add_argument("--customers", type=int, default=200_000)
     t.add_argument("--reasons", type=int, default=3)
