@@ -151,7 +151,9 @@ def psi_noise(bins: int, inv_n: float, alpha: float) -> float:
     """The PSI two samples of one distribution pass with probability ``alpha``: chi-square approximation.
 
     Between two samples of sizes ``n1``, ``n2`` from one distribution over ``bins`` bins, the index is
-    about ``(1/n1 + 1/n2) * chi2(bins - 1)`` (Yurdakul 2018); ``inv_n`` is ``1/n1 + 1/n2``.
+    about ``(1/n1 + 1/n2) * chi2(bins - 1)`` (Yurdakul 2018); ``inv_n`` is ``1/n1 + 1/n2``. Like every
+    chi-square approximation it needs some 5 expected rows per bin in each sample: with fewer, bins empty in
+    one sample (clipped to ``EPSILON`` by :func:`psi`) make the index exceed the floor more often than ``alpha``.
 
     Examples
     --------
