@@ -23,6 +23,7 @@ from omni_ml.identity import resolve_identities
 from omni_ml.labels import purchase_labels
 from omni_ml.models import PropensityModel, load_model, predict_propensity
 from omni_ml.training import TrainingSet, cutoffs, training_cutoffs, training_set
+from tests._identity_rows import identity_frames
 
 AS_OF = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 HORIZON = 28
@@ -313,30 +314,7 @@ def test_training_rows_use_only_identity_links_seen_before_their_cutoff(
     rows: list[tuple[str | None, dt.datetime, str]], links: list[tuple[str, str, dt.datetime]], days: list[int]
 ) -> None:
     """Unresolved histories: each cutoff's rows (features and labels) equal those of a resolution as of it."""
-    ev = pl.DataFrame(
-        {
-            "customer_id": ["C" if r[0] is None else None for r in rows],
-            "identifier": [r[0] for r in rows],
-            "timestamp": [r[1] for r in rows],
-            "channel": ["web"] * len(rows),
-            "event_type": [r[2] for r in rows],
-            "amount": [10.0 if r[2] == "purchase" else None for r in rows],
-        },
-        schema_overrides={
-            "customer_id": pl.String,
-            "identifier": pl.String,
-            "timestamp": pl.Datetime("us", "UTC"),
-            "amount": pl.Float64,
-        },
-    )
-    link_frame = pl.DataFrame(
-        {
-            "identifier_a": [x[0] for x in links],
-            "identifier_b": [x[1] for x in links],
-            "timestamp": [x[2] for x in links],
-        },
-        schema={"identifier_a": pl.String, "identifier_b": pl.String, "timestamp": pl.Datetime("us", "UTC")},
-    )
+    ev, link_frame = identity_frames(rows, links)
     hist = Histories.from_frames(ev, identity_links=link_frame)
     cuts = [T0 + dt.timedelta(days=d) for d in sorted(days)]
     expected = []

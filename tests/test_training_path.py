@@ -18,6 +18,7 @@ from omni_ml.data import Histories, load_histories
 from omni_ml.exceptions import DataInsufficientError
 from omni_ml.tracking import ERROR_TAG, resolve_tracking_uri, train_campaign
 from omni_ml.training import TrainingSet
+from tests._identity_rows import identity_frames
 
 UTC = dt.UTC
 T0 = dt.datetime(2024, 6, 1, tzinfo=UTC)
@@ -73,30 +74,7 @@ _events = st.lists(
 
 
 def _histories(rows: list[tuple[str | None, dt.datetime, str]], links: list[tuple[str, str, dt.datetime]]) -> Histories:
-    ev = pl.DataFrame(
-        {
-            "customer_id": ["C" if r[0] is None else None for r in rows],
-            "identifier": [r[0] for r in rows],
-            "timestamp": [r[1] for r in rows],
-            "channel": ["web"] * len(rows),
-            "event_type": [r[2] for r in rows],
-            "amount": [10.0 if r[2] == "purchase" else None for r in rows],
-        },
-        schema_overrides={
-            "customer_id": pl.String,
-            "identifier": pl.String,
-            "timestamp": pl.Datetime("us", "UTC"),
-            "amount": pl.Float64,
-        },
-    )
-    link_frame = pl.DataFrame(
-        {
-            "identifier_a": [x[0] for x in links],
-            "identifier_b": [x[1] for x in links],
-            "timestamp": [x[2] for x in links],
-        },
-        schema={"identifier_a": pl.String, "identifier_b": pl.String, "timestamp": pl.Datetime("us", "UTC")},
-    )
+    ev, link_frame = identity_frames(rows, links)
     # a customer C known from the start, so every cutoff has at least one row
     first = pl.DataFrame(
         {"customer_id": ["C"], "identifier": [None], "timestamp": [T0], "channel": ["web"], "event_type": ["visit"]},
