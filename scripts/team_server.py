@@ -11,7 +11,7 @@ PostgreSQL refuses to run as root: when started by root, the cluster is owned by
 system user. The cluster trusts connections from 127.0.0.1 only (``--auth=trust``, ``listen_addresses``):
 this is a workstation or CI server; a shared production server needs passwords and TLS.
 
-The module is also imported by the integration test (``tests/test_team_server.py``): :class:`TeamServer`.
+The module is also imported by the integration test (``tests/tracking/test_team_server.py``): :class:`TeamServer`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from omni_ml.exceptions import ModelNotFoundError
 from omni_ml.tracking import log_run
-from tests.test_tracking import ConstantModel
+from tests.tracking.test_tracking import ConstantModel
 
 
 class _Payload:

@@ -54,7 +54,7 @@ def test_two_trains_at_once_on_a_new_sqlite_store_both_register_22(small_world: 
     store = tmp_path / "store"
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
     args = [sys.executable, "-m", "omni_ml", "train", str(hist), "--as-of", "2024-12-01", "--horizon", "28"]
     args += ["--config", str(config), "--register-as", "omni", "--alias", "champion", "--tracking-uri", uri]

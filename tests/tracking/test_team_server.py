@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _team_server_module():  # noqa: ANN202 - a script module loaded by path
