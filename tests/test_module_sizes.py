@@ -25,7 +25,6 @@ LONG_MODULES: dict[str, str] = {
 
 LONG_FUNCTIONS: dict[str, str] = {
     "measure/_campaign.py:measure_campaign": _NOT_YET,
-    "data/_validation.py:_summarise": _NOT_YET,
     "simulate/engine.py:run_chunk": "the simulator's day loop over ~20 state arrays that live across days, in the "
     "order the random streams fix",
     "simulate/kernels.py:day_step": "numba-compiled pass over the persons of one day; calls out of the kernel "
