@@ -15,11 +15,7 @@ import omni_ml
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 100
 
-_IN_FLIGHT = "being reworked on another branch of issue 21 (consolidation); split when that lands"
-
-LONG_MODULES: dict[str, str] = {
-    "campaign.py": _IN_FLIGHT,
-}
+LONG_MODULES: dict[str, str] = {}
 
 LONG_FUNCTIONS: dict[str, str] = {
     "simulate/engine.py:run_chunk": "the simulator's day loop over ~20 state arrays that live across days, in the "
