@@ -25,6 +25,8 @@ deciles, consent, history facts, decisions and reasons are computed customer by 
 output for any partition of customers is the corresponding subset of the output for all of them
 (what lets :func:`omni_ml.scoring.score` work in chunks and on Spark). Save with :meth:`save`,
 load with :meth:`CampaignModel.load` (joblib); the MLflow pyfunc in ``omni_ml/_mlflow_model.py`` wraps it.
+The steps of a scoring chunk are in ``omni_ml/_campaign_scoring.py``, the fit's other parts (channel
+model, send times, CLV) in ``omni_ml/_campaign_fit.py``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,29 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import polars as pl
 
+from omni_ml._campaign_fit import (
+    fit_channel,
+    fit_clv,
+    fit_timing,
+    policy_with_logged_costs,
+    reason_reference,
+    rows_before,
+)
+from omni_ml._campaign_scoring import (
+    N_DECILES,
+    NO_CHANNEL_MODEL,
+    SEND_TIME_SCHEMA,
+    ChunkInputs,
+    chunk_decisions,
+    chunk_inputs,
+    ranking_score,
+    reason_schema,
+    score_personal,
+    send_times,
+)
+from omni_ml._campaign_scoring import clv_12m as _clv_12m  # noqa: F401 - imported from here by a benchmark
 from omni_ml._customer_inputs import check_customer_columns, check_customers, customer_attributes
-from omni_ml._time import as_utc, before
+from omni_ml._time import as_utc
 from omni_ml._unprofiled import (
     UnprofiledMode,
     check_mode,
@@ -55,7 +78,7 @@ from omni_ml.identity import ensure_resolved
 from omni_ml.models.channel import ChannelConfig
 from omni_ml.models.value import ValueConfig
 from omni_ml.monitor import training_reference
-from omni_ml.policy import NO_CONTACT, PolicyConfig
+from omni_ml.policy import PolicyConfig
 from omni_ml.training import TrainConfig
 
 __all__ = [
@@ -66,19 +89,6 @@ __all__ = [
     "ExperimentConfig",
     "load_experiment",
 ]
-
-NO_CHANNEL_MODEL = "no_channel_model"
-_N_DECILES = 10
-
-
-# the send-time columns of the campaign table (omni_ml.timing), after the reasons
-_SEND_TIME_SCHEMA: dict[str, pl.DataType] = {
-    "send_weekday": pl.Int8(),
-    "send_hour": pl.Int8(),
-    "send_time_zone": pl.String(),
-    "send_on": pl.Date(),
-    "send_time_reason": pl.String(),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,54 +245,6 @@ class CampaignModelLike(Protocol):
         ...
 
 
-def _before(hist: Histories, moment: dt.datetime) -> Histories:
-    """Only rows strictly before ``moment``: nothing a model fitted at ``moment`` could not have known."""
-    changes: dict[str, Any] = {
-        table: lf.filter(before(moment))
-        for table, lf in hist.tables().items()
-        if "timestamp" in lf.collect_schema().names()
-    }
-    if hist.report is not None:
-        changes["report"] = dataclasses.replace(hist.report, as_of=moment)
-    return hist.replace(**changes)
-
-
-def _reason_reference(X: pl.DataFrame) -> dict[str, float]:
-    from omni_ml.explanation import reference_medians
-
-    return reference_medians(X)
-
-
-def _ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
-    """The score deciles rank: the booster's raw log-odds (same order as the calibrated propensity, no ties).
-
-    With isotonic calibration the propensity is a step function: thousands of customers share one
-    probability, and fixed decile edges on it would leave whole deciles empty. The raw score orders
-    customers the same way whatever the calibration (it is monotone) and almost never ties.
-    """
-    if hasattr(model, "predict_raw"):
-        return np.asarray(model.predict_raw(X), dtype=np.float64)
-    return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
-
-
-def _reason_schema(k: int) -> dict[str, pl.DataType]:
-    """The reason columns beside the texts: codes, signed contributions (pp), baseline and other factors."""
-    if k < 1:
-        return {}
-    cols: dict[str, pl.DataType] = {f"reason_code_{i}": pl.String() for i in range(1, k + 1)}
-    cols.update({f"reason_pp_{i}": pl.Float64() for i in range(1, k + 1)})
-    cols.update({"reason_baseline": pl.Float64(), "reason_other_pp": pl.Float64()})
-    cols.update({f"channel_reason_code_{i}": pl.String() for i in range(1, k + 1)})
-    cols.update({f"channel_reason_pp_{i}": pl.Float64() for i in range(1, k + 1)})
-    cols["channel_reason_other_pp"] = pl.Float64()
-    return cols
-
-
-def _deciles(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Decile 1 (highest) .. 10 (lowest) of each score against fixed ascending edges (ties go up)."""
-    return (_N_DECILES - np.searchsorted(edges, p, side="right")).astype(np.int8)
-
-
 class CampaignModel:
     """Features + propensity + (optional) channel model + policy + reason codes, fitted at one as-of date.
 
@@ -386,18 +348,16 @@ class CampaignModel:
         DataInsufficientError, LeakageError, ConfigError
             From the training-set, propensity and channel helpers.
         """
-        from omni_ml.evaluation import channel_backtest, fit_propensity
-        from omni_ml.models.channel import channel_training_data, fit_channel_model
-        from omni_ml.policy import costs_from_contacts
+        from omni_ml.evaluation import fit_propensity
         from omni_ml.training import adapt_to_history, fit_cutoffs, training_cutoffs, training_set
 
         cfg = config or self.config or CampaignConfig()
-        train_cfg, channel_cfg, policy = cfg.train, cfg.channel, cfg.policy
+        train_cfg, policy = cfg.train, cfg.policy
         moment = as_utc(as_of, name="as_of")
         # The propensity rows at each cutoff t see identity links known before t only: training_set resolves
         # unresolved histories as of each cutoff (a link made at a later purchase, e.g. a login at checkout,
         # must not merge browsing into a row at t). The rest of the fit works on the histories as of `moment`.
-        raw = _before(hist, moment)
+        raw = rows_before(hist, moment)
         hist = ensure_resolved(raw, moment)
 
         cuts = fit_cutoffs(
@@ -408,38 +368,11 @@ class CampaignModel:
         propensity, report = fit_propensity(hist, moment, horizon_days, train_cfg, ts=ts)
 
         latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
-        edges = np.quantile(_ranking_score(propensity, ts.X.filter(latest)), np.arange(1, _N_DECILES) / _N_DECILES)
+        edges = np.quantile(ranking_score(propensity, ts.X.filter(latest)), np.arange(1, N_DECILES) / N_DECILES)
 
         if cfg.costs_from_contacts and hist.contacts is not None:
-            logged = costs_from_contacts(hist, before=moment)
-            if logged:
-                policy = dataclasses.replace(policy, channel_costs={**dict(policy.channel_costs), **logged})
-        channel_model = None
-        note = None
-        backtest = None
-        if channel_cfg is None:
-            note = "channel model disabled in the config (channel: null)"
-        elif hist.contacts is None:
-            note = "the histories have no contacts table (plain transaction log): channel choice needs logged contacts"
-        else:
-            try:
-                units = channel_training_data(hist, moment, channel_cfg)
-                channel_model = fit_channel_model(hist, moment, channel_cfg, data=units)
-            except DataInsufficientError as exc:
-                note = str(exc)
-            if channel_model is not None and cfg.channel_backtest_days is not None:
-                try:
-                    backtest = channel_backtest(
-                        hist,
-                        moment,
-                        channel_cfg,
-                        policy,
-                        holdout_days=cfg.channel_backtest_days,
-                        data=units,
-                        seed=channel_cfg.seed,
-                    )
-                except DataInsufficientError as exc:
-                    note = f"channel back-test skipped: {exc}"
+            policy = policy_with_logged_costs(policy, hist, moment)
+        channel_model, note, backtest = fit_channel(hist, moment, cfg, policy)
 
         self.config_ = cfg
         self.history_choice_ = history_choice
@@ -453,7 +386,7 @@ class CampaignModel:
         self.channel_note_ = note
         self.policy_ = policy
         self.reasons_ = cfg.reasons
-        self.reason_reference_ = _reason_reference(ts.X.filter(latest))
+        self.reason_reference_ = reason_reference(ts.X.filter(latest))
         # the non-personal scores of people without a profiling consent (omni_ml._unprofiled)
         self.population_propensity_ = float(np.asarray(ts.y, dtype=np.float64)[latest.to_numpy()].mean())
         self.population_effects_ = (
@@ -465,26 +398,9 @@ class CampaignModel:
             self.metrics_.update(backtest.metrics)
         self.report_ = report
         self._fit_value(hist, moment, cfg)
-        self._fit_timing(hist, moment, cfg)
+        self.timing_: Any = fit_timing(hist, moment, cfg.timing)
         self.reference_ = training_reference(self, hist, ts)
         return self
-
-    def _fit_timing(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
-        from omni_ml.config import from_mapping
-        from omni_ml.timing import SendTimeModel, TimingConfig
-
-        self.timing_: Any = None
-        if cfg.timing is None:
-            return
-        tcfg = cfg.timing
-        if isinstance(tcfg, dict):
-            tcfg = from_mapping(TimingConfig, tcfg, where="CampaignConfig.timing")
-        if not isinstance(tcfg, TimingConfig):
-            msg = (
-                f"CampaignConfig.timing: expected a TimingConfig or a mapping of its fields, got {type(tcfg).__name__}."
-            )
-            raise ConfigError(msg)
-        self.timing_ = SendTimeModel(config=tcfg).fit(hist, moment)
 
     def _fit_value(self, hist: Histories, moment: dt.datetime, cfg: CampaignConfig) -> None:
         from omni_ml.models.value import CustomerValueModel, OrderValueStats
@@ -500,7 +416,7 @@ class CampaignModel:
             if isinstance(vcfg, Mapping):
                 vcfg = from_mapping(ValueConfig, {"horizon_days": self.horizon_days_, **vcfg}, where="value_model")
             self.value_model_ = CustomerValueModel(vcfg).fit(hist, moment)
-        self.clv_models_: Any = _fit_clv(hist, moment)
+        self.clv_models_: Any = fit_clv(hist, moment)
 
     # ------------------------------------------------------------------ score
 
@@ -522,8 +438,8 @@ class CampaignModel:
         cols["personalised"] = pl.Boolean()
         cols.update({f"reason_{k}": pl.String() for k in range(1, reasons + 1)})
         cols.update({f"channel_reason_{k}": pl.String() for k in range(1, reasons + 1)})
-        cols.update(_SEND_TIME_SCHEMA)
-        cols.update(_reason_schema(reasons))
+        cols.update(SEND_TIME_SCHEMA)
+        cols.update(reason_schema(reasons))
         return pl.Schema(cols)
 
     def customer_attributes(self) -> dict[str, tuple[str, ...]]:
@@ -615,193 +531,25 @@ class CampaignModel:
 
     def _score_personal(self, hist: Histories, moment: dt.datetime, k: int, schema: pl.Schema) -> pl.DataFrame:
         """The campaign rows of the customers of ``hist``, from their own histories (see :meth:`score`)."""
-        inputs = self._chunk_inputs(hist, moment)
-        if inputs.frame.height == 0:
-            return pl.DataFrame(schema=schema)
-        ids = inputs.frame["customer_id"]
-        X = inputs.frame.select(self.feature_set_.names)
-        raw = _ranking_score(self.propensity_, X)
-        propensity = self.propensity_.proba_from_raw(raw) if hasattr(self.propensity_, "proba_from_raw") else raw
-        base = pl.DataFrame(
-            {
-                "customer_id": ids,
-                "as_of": pl.Series([moment] * ids.len(), dtype=TIMESTAMP),
-                "propensity": propensity,
-                "propensity_decile": _deciles(raw, np.asarray(self.decile_edges_)),
-            }
-        )
-        base = base.with_columns(
-            pl.Series("customer_value", self._customer_value(hist, moment, ids, inputs.frame, propensity)),
-            pl.Series("clv_12m", _clv_12m(getattr(self, "clv_models_", None), hist, moment, ids)).fill_nan(None),
-        )
-        decisions, channel_X = self._decide(hist, moment, ids, inputs)
-        out = base.join(decisions, on="customer_id", how="left", maintain_order="left")
-        if k > 0:
-            out = out.join(self._reasons(X, ids, k), on="customer_id", how="left", maintain_order="left")
-            if channel_X is not None:
-                why = self._channel_reasons(channel_X, ids, out, k, hist, moment)
-                out = out.join(why, on="customer_id", how="left", maintain_order="left")
-        timing = getattr(self, "timing_", None)
-        if timing is not None:
-            out = out.join(
-                self._send_times(timing, hist, moment, out), on="customer_id", how="left", maintain_order="left"
-            )
-        out = out.with_columns(personalised=pl.lit(True))
-        missing = [name for name in schema if name not in out.columns]
-        out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
-        return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+        return score_personal(self, hist, moment, k, schema)
 
-    def _chunk_inputs(self, hist: Histories, moment: dt.datetime) -> _ChunkInputs:
-        """Every engine feature the chunk's consumers read, built in one plan (see :class:`_ChunkInputs`)."""
-        from omni_ml.features import build_feature_frames, union_features
-        from omni_ml.features.facts import facts_features
-        from omni_ml.policy import facts_spec
-
-        consumers: list[tuple[str, Sequence[Any]]] = [("propensity", self.feature_set_.features)]
-        channel_fs = getattr(self.channel_model_, "feature_set_", None)
-        if channel_fs is not None:
-            consumers.append(("channel", channel_fs.features))
-        value_fs = getattr(getattr(self, "value_model_", None), "feature_set_", None)
-        if value_fs is not None:
-            consumers.append(("value", value_fs.features))
-        facts = None
-        if self.channel_model_ is not None:
-            facts = facts_spec(self.policy_, hist, moment, None)
-            consumers.append(("facts", facts_features(facts)))
-        planned: list[str] = []
-        features: list[Any] = []
-        for name, theirs in consumers:  # a consumer whose names clash with the plan builds its own (as before)
-            merged = union_features(features, theirs)
-            if merged is not None:
-                planned.append(name)
-                features = merged
-        frame = build_feature_frames(hist, moment, features, config=self.feature_set_.config).sort("customer_id")
-        return _ChunkInputs(frame, frozenset(planned), facts if "facts" in planned else None)
-
-    def _customer_value(
-        self, hist: Histories, moment: dt.datetime, ids: pl.Series, X: pl.DataFrame, propensity: np.ndarray
-    ) -> np.ndarray:
-        model = getattr(self, "value_model_", None)
-        if model is not None:
-            return (
-                model.predict_frame(X)
-                if set(model.feature_names_) <= set(X.columns)
-                else self._value_of(hist, moment, ids, model)
-            )
-        stats = getattr(self, "value_stats_", None)
-        if stats is None:
-            return np.full(ids.len(), np.nan)
-        value = np.asarray(propensity, dtype=np.float64) * stats.orders_per_buyer * stats.order_value(hist, moment, ids)
-        return np.asarray(value, dtype=np.float64)
-
-    @staticmethod
-    def _value_of(hist: Histories, moment: dt.datetime, ids: pl.Series, model: Any) -> np.ndarray:
-        pred = model.predict(hist, moment)
-        joined = ids.to_frame().join(pred, on="customer_id", how="left", maintain_order="left")
-        return joined["customer_value"].to_numpy().astype(np.float64)
+    def _chunk_inputs(self, hist: Histories, moment: dt.datetime) -> ChunkInputs:
+        """Every engine feature the chunk's consumers read, built in one plan (see :class:`ChunkInputs`)."""
+        return chunk_inputs(self, hist, moment)
 
     def _decide(
-        self, hist: Histories, moment: dt.datetime, ids: pl.Series, inputs: _ChunkInputs | None = None
+        self, hist: Histories, moment: dt.datetime, ids: pl.Series, inputs: ChunkInputs | None = None
     ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """The decisions and the channel model's input rows (one per id, in order; ``None`` without a model).
 
         ``inputs`` (rows in the order of ``ids``) holds the engine features of the consumers it planned for;
         the others are built here.
         """
-        from omni_ml.features.facts import facts_frame
-        from omni_ml.identity import consent_state
-        from omni_ml.policy import check_consent, decide, history_facts
-
-        policy = self.policy_
-        if self.channel_model_ is None:
-            none = pl.DataFrame(
-                {
-                    "customer_id": ids,
-                    "best_channel": pl.Series([NO_CONTACT] * ids.len(), dtype=pl.String),
-                    "expected_uplift": pl.Series([0.0] * ids.len(), dtype=pl.Float64),
-                    "expected_value": pl.Series([0.0] * ids.len(), dtype=pl.Float64),
-                    **{f"score_{c}": pl.Series([None] * ids.len(), dtype=pl.Float64) for c in self.channels},
-                    "rule": pl.Series([NO_CHANNEL_MODEL] * ids.len(), dtype=pl.String),
-                    "offer_category": pl.Series([None] * ids.len(), dtype=pl.String),
-                    "suppressed_category": pl.Series([None] * ids.len(), dtype=pl.String),
-                }
-            )
-            return none, None
-        from omni_ml.models.channel import channel_features
-
-        # The channel model's inputs: its feature set's columns of the plan, plus past-response features.
-        planned = inputs is not None and "channel" in inputs.consumers
-        who, channel_X = channel_features(
-            self.channel_model_,
-            hist,
-            moment,
-            customers=ids,
-            features=inputs.frame.select(self.channel_model_.feature_set_.names) if planned else None,  # type: ignore[union-attr]
-        )
-        effects = self.channel_model_.predict_effects(channel_X, customer_id=who)
-        keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * ids.len(), dtype=TIMESTAMP)})
-        consent = consent_state(hist, keys, channels=list(policy.channels), default=policy.default_consent).drop(
-            "cutoff"
-        )
-        if inputs is not None and inputs.facts is not None:
-            facts = facts_frame(inputs.facts, inputs.frame)
-        else:
-            facts = history_facts(hist, moment, config=policy, customers=ids)
-        margin = getattr(self, "value_margin_", None)
-        stats = getattr(self, "value_stats_", None)
-        values = stats.conversion_value(hist, moment, ids, margin=margin) if margin is not None and stats else None
-        decisions = decide(effects, consent, facts, policy, values=values)
-        # Guard at the boundary of the campaign table, independent of the policy's own check.
-        check_consent(decisions, consent, default=policy.default_consent)
-        return decisions, channel_X
+        return chunk_decisions(self, hist, moment, ids, inputs)
 
     def _send_times(self, timing: Any, hist: Histories, moment: dt.datetime, out: pl.DataFrame) -> pl.DataFrame:
         """``send_weekday, send_hour, send_time_zone, send_on, send_time_reason`` per row of ``out``."""
-        from omni_ml.explanation import timing_reasons
-
-        decisions = out.select("customer_id", "best_channel")
-        rec: pl.DataFrame = timing.recommend(hist, moment, decisions, policy=self.policy_)
-        return rec.select("customer_id", *[c for c in _SEND_TIME_SCHEMA if c != "send_time_reason"]).with_columns(
-            timing_reasons(rec, decisions["best_channel"])
-        )
-
-    def _reasons(self, X: pl.DataFrame, ids: pl.Series, k: int) -> pl.DataFrame:
-        """Why likely to buy: one reason per family against the moment's baseline (:func:`explain_reasons`)."""
-        from omni_ml.explanation import explain_reasons
-
-        frame = explain_reasons(
-            self.propensity_,
-            X,
-            feature_set=self.feature_set_,
-            top_k=k,
-            keys=ids.to_frame(),
-            reference=getattr(self, "reason_reference_", None),
-        )
-        wanted = [c for c in _reason_schema(k) if not c.startswith("channel_")]
-        return frame.select("customer_id", *[f"reason_{i}" for i in range(1, k + 1)], *wanted)
-
-    def _channel_reasons(
-        self, channel_X: pl.DataFrame, ids: pl.Series, decided: pl.DataFrame, k: int, hist: Histories, moment: Any
-    ) -> pl.DataFrame:
-        """Why the chosen channel rather than no contact (null where the decision is ``no_contact``).
-
-        ``decided`` holds ``best_channel`` and the ``score_<channel>`` columns of the same customers, in order.
-        """
-        from omni_ml.explanation import call_outcomes, explain_channel_reasons
-
-        frame = explain_channel_reasons(
-            self.channel_model_,
-            channel_X,
-            decided["best_channel"],
-            scores=decided.select(f"score_{c}" for c in self.channels),
-            costs=dict(self.policy_.channel_costs),
-            top_k=k,
-            keys=ids.to_frame(),
-            reference=getattr(self, "reason_reference_", None),
-            calls=call_outcomes(hist, moment, ids),
-        )
-        wanted = [c for c in _reason_schema(k) if c.startswith("channel_")]
-        return frame.select("customer_id", *[f"channel_reason_{i}" for i in range(1, k + 1)], *wanted)
+        return send_times(self, timing, hist, moment, out)
 
     # ------------------------------------------------------------------ persistence
 
@@ -845,48 +593,3 @@ class CampaignModel:
             f"CampaignModel(as_of={self.as_of_:%Y-%m-%d}, horizon_days={self.horizon_days_}, "
             f"features={len(self.feature_set_.names)}, channel_model={channel})"
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class _ChunkInputs:
-    """The engine features of one scoring chunk, computed in one plan and read by each consumer.
-
-    ``frame``: ``customer_id, cutoff`` and the union of the features of the propensity model, the channel
-    model, the value model and the policy's facts (:mod:`omni_ml.features.facts`), one row per customer
-    sorted by ``customer_id``. ``consumers``: those whose features are in it (a feature set whose names
-    mean something else than another's builds its own). ``facts``: the facts' spec when planned.
-    """
-
-    frame: pl.DataFrame
-    consumers: frozenset[str]
-    facts: Any = None
-
-
-_CLV_WEEKS = 52.0
-
-
-def _fit_clv(hist: Histories, moment: dt.datetime) -> tuple[Any, Any] | None:
-    """BG/NBD + Gamma-Gamma fitted on every customer's purchases before ``moment`` (weeks); None if impossible."""
-    from omni_ml.models.btyd import BetaGeoModel, GammaGammaModel, rfm_summary
-
-    summary = rfm_summary(hist, moment, unit_days=7.0)
-    repeat = summary.filter(pl.col("x") > 0)
-    if summary.height < 10 or repeat.height < 10:
-        return None  # a log this thin cannot identify four (three) parameters: clv_12m stays null
-    purchases = BetaGeoModel().fit(summary["x"], summary["t_x"], summary["T"])
-    value = GammaGammaModel().fit(repeat["x"], repeat["mean_value"])
-    return purchases, value
-
-
-def _clv_12m(models: tuple[Any, Any] | None, hist: Histories, moment: dt.datetime, ids: pl.Series) -> np.ndarray:
-    """Expected revenue over the next 52 weeks per id (null without models or without a purchase yet)."""
-    from omni_ml.models.btyd import btyd_customer_value, rfm_summary
-
-    if models is None:
-        return np.full(ids.len(), np.nan)
-    summary = rfm_summary(hist, moment, unit_days=7.0).filter(pl.col("customer_id").is_in(ids.implode()))
-    value = btyd_customer_value(models[0], models[1], summary, _CLV_WEEKS).select("customer_id", "customer_value")
-    joined = ids.to_frame().join(value, on="customer_id", how="left", maintain_order="left")
-    # rounded to 1/10,000 of a currency unit: numpy's vectorised exp/log differ in the last bits with the length of
-    # the chunk, and the file must hold the same bytes for any chunk count
-    return np.round(joined["customer_value"].to_numpy().astype(np.float64), 4)

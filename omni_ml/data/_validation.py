@@ -28,7 +28,7 @@ from omni_ml.data._contract import (
     TABLES,
     UNKNOWN_CHANNEL,
 )
-from omni_ml.data._normalise import _clean_string, _parse_timestamps, _Plan, _plan
+from omni_ml.data._normalise import _Check, _clean_string, _parse_timestamps, _Plan, _plan
 from omni_ml.data._read import _read_error
 from omni_ml.data._report import LoadReport, TableSummary
 from omni_ml.data._vocabulary import near_miss
@@ -165,12 +165,7 @@ def _summarise(
     # (a non-empty minimum in every row group) clear the other columns.
     # Whitespace-only values are blank too (a customer "   " is no customer): those need a scan.
     blank_checked = [c for c in plan.as_written if c not in counted]
-    aggs: list[pl.Expr] = [pl.len().alias("__total")]
-    for i, chk in enumerate(checks):
-        count = chk.bad.sum() if chk.count is None else chk.count
-        aggs.append((count if chk.guard is None else chk.guard).alias(f"__n{i}"))
-    aggs += [pl.col(c).str.contains(r"^\s*$").any().alias(f"__blank_{c}") for c in blank_checked]
-    aggs += _summary_aggs(table, cols, as_of)
+    aggs = [*_rule_aggs(checks, blank_checked), *_summary_aggs(table, cols, as_of)]
     large = frame.height >= _HASHED_MIN_ROWS
     with ThreadPoolExecutor(max_workers=2) if large else _Inline() as pool:
         counts_job = pool.submit(_value_counts, frame, counted)
@@ -180,27 +175,11 @@ def _summarise(
         counts = counts_job.result()
         repeated_ts = repeated_job.result() if repeated_job is not None else None
     stats: dict[str, Any] = pass_.row(0, named=True)
-    guarded = [i for i, chk in enumerate(checks) if chk.guard is not None]
-    for i in guarded:  # a false (or null) guard: no row can break the rule
-        stats[f"__n{i}"] = int(bool(stats[f"__n{i}"]))
-    if any(stats[f"__n{i}"] for i in guarded):  # a guard fired: count those rules' rows
-        recount = [checks[i].bad.sum().alias(f"__n{i}") for i in guarded if stats[f"__n{i}"]]
-        stats.update(frame.lazy().select(recount).collect().row(0, named=True))
-    failing = [i for i in range(len(checks)) if stats[f"__n{i}"]]
-    if failing:  # error path: one more pass for an example value of each failing rule
-        examples = [checks[i].shown.filter(checks[i].bad).first().cast(_STR).alias(f"__ex{i}") for i in failing]
-        stats.update(frame.lazy().select(examples).collect().row(0, named=True))
+    _count_failing_rules(frame, checks, stats)
     keep = _first_occurrences(frame, plan.data_cols, repeated_ts)
     kept = frame if keep is None else _rows(frame, keep)
     if keep is not None:  # the summary describes the rows kept: take the dropped copies off
-        dropped = _rows(frame, ~keep)
-        additive = [a for a in _summary_aggs(table, cols, as_of) if a.meta.output_name() in _ROW_COUNTS]
-        for name, value in dropped.select(additive).row(0, named=True).items():
-            stats[name] -= value
-        for c, dropped_counts in _value_counts(dropped, counted).items():
-            for value, n in dropped_counts.items():
-                counts[c][value] -= n
-        # Distinct values, first and last timestamps are those of the copies kept: unchanged.
+        _take_off_dropped(_rows(frame, ~keep), table, cols, as_of, counted, stats, counts)
     dirty = [c for c in blank_checked if stats[f"__blank_{c}"]]
     dirty += [
         c
@@ -209,18 +188,7 @@ def _summarise(
     ]
 
     total = int(stats["__total"])
-    problems: list[str] = []
-    if table == "events" and total == 0:
-        problems.append("events: the table is empty (0 rows). Hint: the events table needs at least one row.")
-    for i, chk in enumerate(checks):
-        n = int(stats[f"__n{i}"] or 0)
-        if n:
-            example = stats[f"__ex{i}"]
-            if chk.column in _IDENTIFIER_COLUMNS and example is not None and not example.startswith("<"):
-                example = mask_identifier(example)  # an identifier is personal data: never printed whole
-            problems.append(
-                f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {example!r}). Hint: {chk.fix}."
-            )
+    problems = _rule_problems(table, checks, stats, total)
     notes = [*plan.notes, *notes]
     channels = {k: v for k, v in counts.get("channel", {}).items() if k is not None}
     event_types = {k: v for k, v in counts.get("event_type", {}).items() if k is not None}
@@ -253,6 +221,66 @@ def _summarise(
         unresolved_rows=n_unresolved if "customer_id" in cols else 0,
     )
     return kept, summary, problems, dirty
+
+
+def _rule_aggs(checks: list[_Check], blank_checked: list[str]) -> list[pl.Expr]:
+    """Aggregates of the rules: rows read, rows breaking each rule (or its guard), blanks per column."""
+    aggs: list[pl.Expr] = [pl.len().alias("__total")]
+    for i, chk in enumerate(checks):
+        count = chk.bad.sum() if chk.count is None else chk.count
+        aggs.append((count if chk.guard is None else chk.guard).alias(f"__n{i}"))
+    aggs += [pl.col(c).str.contains(r"^\s*$").any().alias(f"__blank_{c}") for c in blank_checked]
+    return aggs
+
+
+def _count_failing_rules(frame: pl.DataFrame, checks: list[_Check], stats: dict[str, Any]) -> None:
+    """Complete ``stats`` in place: rows breaking each guarded rule whose guard fired, an example per failing rule."""
+    guarded = [i for i, chk in enumerate(checks) if chk.guard is not None]
+    for i in guarded:  # a false (or null) guard: no row can break the rule
+        stats[f"__n{i}"] = int(bool(stats[f"__n{i}"]))
+    if any(stats[f"__n{i}"] for i in guarded):  # a guard fired: count those rules' rows
+        recount = [checks[i].bad.sum().alias(f"__n{i}") for i in guarded if stats[f"__n{i}"]]
+        stats.update(frame.lazy().select(recount).collect().row(0, named=True))
+    failing = [i for i in range(len(checks)) if stats[f"__n{i}"]]
+    if failing:  # error path: one more pass for an example value of each failing rule
+        examples = [checks[i].shown.filter(checks[i].bad).first().cast(_STR).alias(f"__ex{i}") for i in failing]
+        stats.update(frame.lazy().select(examples).collect().row(0, named=True))
+
+
+def _take_off_dropped(
+    dropped: pl.DataFrame,
+    table: str,
+    cols: set[str],
+    as_of: dt.datetime | None,
+    counted: list[str],
+    stats: dict[str, Any],
+    counts: dict[str, dict[str | None, int]],
+) -> None:
+    """Subtract the ``dropped`` duplicate rows from the row counts of ``stats`` and the value ``counts``, in place."""
+    additive = [a for a in _summary_aggs(table, cols, as_of) if a.meta.output_name() in _ROW_COUNTS]
+    for name, value in dropped.select(additive).row(0, named=True).items():
+        stats[name] -= value
+    for c, dropped_counts in _value_counts(dropped, counted).items():
+        for value, n in dropped_counts.items():
+            counts[c][value] -= n
+    # Distinct values, first and last timestamps are those of the copies kept: unchanged.
+
+
+def _rule_problems(table: str, checks: list[_Check], stats: Mapping[str, Any], total: int) -> list[str]:
+    """One message per broken rule (an empty events table first), with its count and an example value."""
+    problems: list[str] = []
+    if table == "events" and total == 0:
+        problems.append("events: the table is empty (0 rows). Hint: the events table needs at least one row.")
+    for i, chk in enumerate(checks):
+        n = int(stats[f"__n{i}"] or 0)
+        if n:
+            example = stats[f"__ex{i}"]
+            if chk.column in _IDENTIFIER_COLUMNS and example is not None and not example.startswith("<"):
+                example = mask_identifier(example)  # an identifier is personal data: never printed whole
+            problems.append(
+                f"{table}.{chk.column}: {n:,} of {total:,} rows {chk.problem} (e.g. {example!r}). Hint: {chk.fix}."
+            )
+    return problems
 
 
 def _vocabulary_problems(

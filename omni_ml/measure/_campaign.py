@@ -207,69 +207,18 @@ def measure_campaign(
     SchemaError, ConfigError
         Malformed campaign file or arguments.
     """
-    if not isinstance(window_days, int) or isinstance(window_days, bool) or window_days < 1:
-        msg = f"window_days must be a positive integer number of days (got {window_days!r}). Hint: e.g. 7 or 28."
-        raise ConfigError(msg)
-    if not 0 < alpha < 1 or n_boot < 0 or pre_days < 1:
-        msg = f"alpha must be in (0, 1), n_boot >= 0, pre_days >= 1 (got {alpha}, {n_boot}, {pre_days})."
-        raise ConfigError(msg)
+    _check_arguments(window_days, alpha, n_boot, pre_days)
     frame = read_campaign(campaign)
     as_of: dt.datetime = frame["as_of"][0]
-    eligible = frame.filter(pl.col("recommended_channel") != NO_CONTACT)
-    # explored rows got a random action, not the policy's: they measure the design, not the policy; the
-    # exploration draw is an independent hash uniform, so the rest of the treated is still a random sample
-    explored = (pl.col("rule") == EXPLORE_RULE) & ~pl.col("control_group") if "rule" in frame.columns else pl.lit(False)
-    n_explored = int(eligible.select(explored.sum()).item())
-    eligible = eligible.filter(~explored)
-    n_control = int(eligible["control_group"].sum())
-    n_treated = eligible.height - n_control
-    if n_control == 0 or n_treated == 0:
-        empty = "control" if n_control == 0 else "treated"
-        held = int(frame["control_group"].sum())
-        msg = (
-            f"campaign: the {empty} group is empty among the {eligible.height:,} of {frame.height:,} customers "
-            f"recommended a contact ({held:,} held out in all), so no incremental effect can be measured. "
-            + (_CONTROL_HINT if empty == "control" else "Hint: measure a campaign that contacted someone.")
-        )
-        raise DataInsufficientError(msg)
+    eligible, n_explored = _eligible(frame)
     end = as_of + dt.timedelta(days=window_days)
     histories = _with_customer_ids(_as_histories(hist), end)
     observed_days, missing = _coverage(frame, histories, as_of, end)
     outcomes = _outcomes(histories, as_of, end)
-    pre = _pre_period(histories, as_of, pre_days)
-    price = _contact_costs(histories, costs)
-    decile = pl.col("propensity_decile").cast(pl.String) if "propensity_decile" in eligible.columns else pl.lit("all")
-    customers = (
-        eligible.select(
-            "customer_id",
-            pl.when(pl.col("control_group")).then(pl.lit("control")).otherwise(pl.lit("treated")).alias("group"),
-            pl.col("recommended_channel").alias("channel"),
-            decile.alias("decile"),
-        )
-        .join(outcomes, on="customer_id", how="left")
-        .join(pre, on="customer_id", how="left")
-        .with_columns(
-            (pl.col("purchases").fill_null(0) > 0).cast(pl.Int8).alias("converted"),
-            pl.col("revenue").fill_null(0.0),
-            pl.when(pl.col("group") == "treated")
-            .then(pl.col("channel").replace_strict(price, default=0.0, return_dtype=pl.Float64))
-            .otherwise(0.0)
-            .alias("cost"),
-            pl.col("pre_purchases").fill_null(0.0),
-            pl.col("pre_revenue").fill_null(0.0),
-            pl.col("pre_recency_days").fill_null(float(pre_days)),
-        )
-        .drop("purchases")
-        .sort("customer_id")
+    customers = _customer_table(
+        eligible, outcomes, _pre_period(histories, as_of, pre_days), _contact_costs(histories, costs), pre_days
     )
-    rows = [_segment_row("overall", "all", customers, alpha, n_boot, seed)]
-    for by, seg_type in (("channel", "channel"), ("decile", "decile")):
-        keys = sorted(customers[by].unique().to_list(), key=lambda v: (len(str(v)), str(v)))
-        if seg_type == "decile" and keys == ["all"]:
-            continue
-        for key in keys:
-            rows.append(_segment_row(seg_type, str(key), customers.filter(pl.col(by) == key), alpha, n_boot, seed))
-    table = pl.DataFrame(rows).with_columns(pl.col("n_treated", "n_control").cast(pl.Int64))
+    table = _segment_table(customers, alpha, n_boot, seed)
     scored = {"propensity", "propensity_decile", "best_channel"} <= set(frame.columns)
     realised = (
         realised_figures(
@@ -300,6 +249,86 @@ def measure_campaign(
         if len(lineage) == 1 and scored:
             _record_realised(str(lineage[0]), as_of, realised, window_days, tracking_uri)
     return report
+
+
+def _check_arguments(window_days: int, alpha: float, n_boot: int, pre_days: int) -> None:
+    """Raise a ConfigError for a window that is not a positive whole number of days or a bad alpha, n_boot, pre_days."""
+    if not isinstance(window_days, int) or isinstance(window_days, bool) or window_days < 1:
+        msg = f"window_days must be a positive integer number of days (got {window_days!r}). Hint: e.g. 7 or 28."
+        raise ConfigError(msg)
+    if not 0 < alpha < 1 or n_boot < 0 or pre_days < 1:
+        msg = f"alpha must be in (0, 1), n_boot >= 0, pre_days >= 1 (got {alpha}, {n_boot}, {pre_days})."
+        raise ConfigError(msg)
+
+
+def _eligible(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The rows recommended a contact, less the explored treated rows, and how many explored rows were left out.
+
+    Raises
+    ------
+    DataInsufficientError
+        When the treated or the control group is empty among them.
+    """
+    eligible = frame.filter(pl.col("recommended_channel") != NO_CONTACT)
+    # explored rows got a random action, not the policy's: they measure the design, not the policy; the
+    # exploration draw is an independent hash uniform, so the rest of the treated is still a random sample
+    explored = (pl.col("rule") == EXPLORE_RULE) & ~pl.col("control_group") if "rule" in frame.columns else pl.lit(False)
+    n_explored = int(eligible.select(explored.sum()).item())
+    eligible = eligible.filter(~explored)
+    n_control = int(eligible["control_group"].sum())
+    n_treated = eligible.height - n_control
+    if n_control == 0 or n_treated == 0:
+        empty = "control" if n_control == 0 else "treated"
+        held = int(frame["control_group"].sum())
+        msg = (
+            f"campaign: the {empty} group is empty among the {eligible.height:,} of {frame.height:,} customers "
+            f"recommended a contact ({held:,} held out in all), so no incremental effect can be measured. "
+            + (_CONTROL_HINT if empty == "control" else "Hint: measure a campaign that contacted someone.")
+        )
+        raise DataInsufficientError(msg)
+    return eligible, n_explored
+
+
+def _customer_table(
+    eligible: pl.DataFrame, outcomes: pl.DataFrame, pre: pl.DataFrame, price: dict[str, float], pre_days: int
+) -> pl.DataFrame:
+    """One row per eligible customer: group, channel, decile, outcomes, contact cost and pre-period covariates."""
+    decile = pl.col("propensity_decile").cast(pl.String) if "propensity_decile" in eligible.columns else pl.lit("all")
+    return (
+        eligible.select(
+            "customer_id",
+            pl.when(pl.col("control_group")).then(pl.lit("control")).otherwise(pl.lit("treated")).alias("group"),
+            pl.col("recommended_channel").alias("channel"),
+            decile.alias("decile"),
+        )
+        .join(outcomes, on="customer_id", how="left")
+        .join(pre, on="customer_id", how="left")
+        .with_columns(
+            (pl.col("purchases").fill_null(0) > 0).cast(pl.Int8).alias("converted"),
+            pl.col("revenue").fill_null(0.0),
+            pl.when(pl.col("group") == "treated")
+            .then(pl.col("channel").replace_strict(price, default=0.0, return_dtype=pl.Float64))
+            .otherwise(0.0)
+            .alias("cost"),
+            pl.col("pre_purchases").fill_null(0.0),
+            pl.col("pre_revenue").fill_null(0.0),
+            pl.col("pre_recency_days").fill_null(float(pre_days)),
+        )
+        .drop("purchases")
+        .sort("customer_id")
+    )
+
+
+def _segment_table(customers: pl.DataFrame, alpha: float, n_boot: int, seed: int) -> pl.DataFrame:
+    """The effect rows: overall, then per channel and per decile (deciles only when the file has them)."""
+    rows = [_segment_row("overall", "all", customers, alpha, n_boot, seed)]
+    for by, seg_type in (("channel", "channel"), ("decile", "decile")):
+        keys = sorted(customers[by].unique().to_list(), key=lambda v: (len(str(v)), str(v)))
+        if seg_type == "decile" and keys == ["all"]:
+            continue
+        for key in keys:
+            rows.append(_segment_row(seg_type, str(key), customers.filter(pl.col(by) == key), alpha, n_boot, seed))
+    return pl.DataFrame(rows).with_columns(pl.col("n_treated", "n_control").cast(pl.Int64))
 
 
 def _record_realised(
