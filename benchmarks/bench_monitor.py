@@ -50,7 +50,8 @@ the true probabilities is not computed (``truth/propensity`` assumes no contacts
 gets the contact facts of the world: ``contacted_30d`` the share of the customers known at ``end``
 contacted in its last 30 days of history, ``contacted_month`` the same share averaged over the history's
 30-day windows, ``contacted_future`` the share contacted in the realised window, and the realised buyer
-rate over the horizon with and without those contacts (``rate_future`` / ``rate_none``).
+rate over the horizon with and without those contacts (``rate_future`` / ``rate_none``); ``exp_rate`` /
+``rate`` are the expected and realised buyer rates over the ``matched`` scored persons.
 
 ``timing``: the small world of seed 0 replicated with new customer ids to ``--customers`` customers;
 ``score`` with monitoring on vs off (``reasons=3``, in this process, alternating, best of ``--repeat``).
@@ -379,8 +380,11 @@ def drift(args: argparse.Namespace) -> None:
                     "exp_auc": real["expected_auc"],
                     "auc": real["auc"],
                     "auc_in": real["auc_ci"][0] <= real["expected_auc"] <= real["auc_ci"][1],
+                    "matched": real["matched"],
                     "exp_buyers": real["expected_buyers"],
                     "buyers": real["buyers"],
+                    "exp_rate": real["expected_buyers"] / real["matched"],
+                    "rate": real["buyers"] / real["matched"],
                     "buyers_in": real["buyers_ci"][0] <= real["expected_buyers"] <= real["buyers_ci"][1],
                     "exp_lift": real["expected_lift"],
                     "lift": real["lift"],
@@ -429,6 +433,8 @@ def drift(args: argparse.Namespace) -> None:
             "rate_future",
             "exp_buyers",
             "buyers",
+            "exp_rate",
+            "rate",
             "exp_top_rate",
             "top_rate",
             "exp_lift",
