@@ -7,7 +7,8 @@ Run from the repository root (each part on its own; results go to benchmarks/RES
 
 ``drift``: per seed, a ``small``-preset world (2,500 persons, 2024-01-01..2025-01-01, 30 future days) is
 identity-resolved at its end and written with a ``customer_id`` on every row; a campaign model (the
-test recipe: 5 cutoffs, 28-day horizon, channel model) is fitted as of 2024-12-01 and the world's
+test recipe: 5 cutoffs, 28-day horizon, channel model; ``short_history: false``, so the sigmoid calibration
+map and the calendar features are kept as in the earlier passes) is fitted as of 2024-12-01 and the world's
 last month is scored as of 2025-01-01 (``reasons=0``; no channel back-test, it is not needed here):
 
 * **unchanged** -- the world as simulated (its December: a month the model never saw);
@@ -50,7 +51,8 @@ the true probabilities is not computed (``truth/propensity`` assumes no contacts
 gets the contact facts of the world: ``contacted_30d`` the share of the customers known at ``end``
 contacted in its last 30 days of history, ``contacted_month`` the same share averaged over the history's
 30-day windows, ``contacted_future`` the share contacted in the realised window, and the realised buyer
-rate over the horizon with and without those contacts (``rate_future`` / ``rate_none``).
+rate over the horizon with and without those contacts (``rate_future`` / ``rate_none``); ``exp_rate`` /
+``rate`` are the expected and realised buyer rates over the ``matched`` scored persons.
 
 ``timing``: the small world of seed 0 replicated with new customer ids to ``--customers`` customers;
 ``score`` with monitoring on vs off (``reasons=3``, in this process, alternating, best of ``--repeat``).
@@ -88,6 +90,9 @@ CONFIG = {
         "n_cutoffs": 5,
         "every_days": 28,
         "model": {"n_estimators": 120, "learning_rate": 0.1, "early_stopping_rounds": 20, "num_leaves": 15},
+        # the recipe the issue-25 passes measured: calibration map and calendar features kept (5 cutoffs span
+        # 112 days; the automatic short-history choice of issue 27 would leave both out: uncalibrated levels)
+        "short_history": False,
     },
     "channel": {"n_estimators": 60, "lookback_days": 49, "pause_ratio": 0.5},
     "channel_backtest_days": None,
@@ -379,8 +384,11 @@ def drift(args: argparse.Namespace) -> None:
                     "exp_auc": real["expected_auc"],
                     "auc": real["auc"],
                     "auc_in": real["auc_ci"][0] <= real["expected_auc"] <= real["auc_ci"][1],
+                    "matched": real["matched"],
                     "exp_buyers": real["expected_buyers"],
                     "buyers": real["buyers"],
+                    "exp_rate": real["expected_buyers"] / real["matched"],
+                    "rate": real["buyers"] / real["matched"],
                     "buyers_in": real["buyers_ci"][0] <= real["expected_buyers"] <= real["buyers_ci"][1],
                     "exp_lift": real["expected_lift"],
                     "lift": real["lift"],
@@ -429,6 +437,8 @@ def drift(args: argparse.Namespace) -> None:
             "rate_future",
             "exp_buyers",
             "buyers",
+            "exp_rate",
+            "rate",
             "exp_top_rate",
             "top_rate",
             "exp_lift",
