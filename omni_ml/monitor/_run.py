@@ -84,6 +84,10 @@ class MonitorReport:
         value of purchases and the two mixes, over the ``horizon`` days before the scoring date vs the
         training windows; ``flag`` ``drift``, ``shift`` or ``ok``; flagged first, by decreasing
         ``severity`` (the binding ratio of statistic to threshold). Empty for a model without input reference.
+    calibrated
+        Whether the propensities behind ``expected`` went through a calibration map (``None``: not known).
+        Without one (e.g. trained on under a year of cutoffs, :func:`omni_ml.training.adapt_to_history`)
+        the expected figures are the booster's own level, and the summary says so.
     """
 
     as_of: dt.datetime
@@ -99,6 +103,7 @@ class MonitorReport:
     config: MonitorConfig
     inputs: pl.DataFrame = dataclasses.field(default_factory=lambda: pl.DataFrame(schema=INPUT_SCHEMA))
     inputs_days: int = 0
+    calibrated: bool | None = None
 
     @property
     def drifting(self) -> list[str]:
@@ -225,6 +230,11 @@ class MonitorReport:
                 f"top-decile lift {e.get('expected_lift_top_decile', float('nan')):.2f} (corrected by the back-test: "
                 f"{e.get('expected_lift_top_decile_corrected', float('nan')):.2f})"
             )
+            if self.calibrated is False:
+                lines.append(
+                    "    (the propensities have no calibration map, so these figures are the booster's own level: "
+                    "see benchmarks/RESULTS.md, issue 25 fourth pass)"
+                )
         for c in self.channels.filter(pl.col("flag") != "ok").iter_rows(named=True):
             lines.append(
                 f"  channel {c['channel']}: {c['share']:.1%} of customers contacted vs {c['share_previous']:.1%} "
@@ -272,10 +282,21 @@ class ScoringMonitor:
         Thresholds and sample size.
     expected_customers
         Customers the job expects to score (sets the sampling rate of the feature profile).
+    calibrated
+        Whether the scored propensities went through a calibration map (``None``: not known); passed on to
+        :attr:`MonitorReport.calibrated`.
     """
 
-    def __init__(self, reference: Reference, config: MonitorConfig | None = None, *, expected_customers: int) -> None:
+    def __init__(
+        self,
+        reference: Reference,
+        config: MonitorConfig | None = None,
+        *,
+        expected_customers: int,
+        calibrated: bool | None = None,
+    ) -> None:
         self.reference = reference
+        self.calibrated = calibrated
         self.config = config or MonitorConfig()
         self.rate = min(1.0, self.config.sample_size / max(int(expected_customers), 1))
         self._bins = BinCounter(reference.features)
@@ -369,6 +390,7 @@ class ScoringMonitor:
             config=cfg,
             inputs=inputs,
             inputs_days=self._inputs.reference.window_days if self._inputs is not None else 0,
+            calibrated=self.calibrated,
         )
 
     def _feature_table(self) -> pl.DataFrame:

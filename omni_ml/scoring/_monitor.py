@@ -47,7 +47,9 @@ def start(model: Any, config: MonitorConfig, expected_customers: int) -> tuple[S
     reference = getattr(model, "reference_", None)
     if reference is None:
         return None, "the model has no training reference (fitted before monitoring existed): refit it to monitor"
-    return ScoringMonitor(reference, config, expected_customers=expected_customers), None
+    propensity = getattr(model, "propensity_", None)
+    calibrated = propensity.calibrator_ is not None if hasattr(propensity, "calibrator_") else None
+    return ScoringMonitor(reference, config, expected_customers=expected_customers, calibrated=calibrated), None
 
 
 def profile_chunk(monitor: ScoringMonitor | None, model: Any, hist: Histories, frame: pl.DataFrame) -> None:

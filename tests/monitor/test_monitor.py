@@ -236,6 +236,27 @@ def test_unchanged_world_is_healthy_and_the_monitor_file_sits_beside_the_campaig
     assert "health:" in summary.to_text()
 
 
+def test_the_summary_says_when_the_expected_figures_come_from_an_uncalibrated_model(
+    resolved: Path, model: CampaignModel, tmp_path: Path
+) -> None:
+    import copy
+
+    calibrated = score(resolved, model=model, as_of=AS_OF, out=tmp_path / "a.parquet", reasons=0, progress=False)
+    assert model.propensity_.calibrator_ is not None
+    assert calibrated.monitor.calibrated is True
+    assert "no calibration map" not in calibrated.to_text()
+    raw = copy.deepcopy(model)
+    raw.propensity_.calibrator_ = None  # what training on under a year of cutoffs gives by default
+    out = tmp_path / "b.parquet"
+    uncalibrated = score(resolved, model=raw, as_of=AS_OF, out=out, reasons=0, progress=False)
+    assert uncalibrated.monitor.calibrated is False
+    assert "no calibration map" in uncalibrated.to_text()
+    # the expected figures are those of the booster's own probabilities, as written in the file
+    written = pl.read_parquet(out)["propensity"].sum()
+    assert uncalibrated.monitor.expected["expected_conversions"] == pytest.approx(written)
+    assert written != pytest.approx(pl.read_parquet(tmp_path / "a.parquet")["propensity"].sum())
+
+
 def test_a_broken_feed_is_flagged_with_its_features_first(
     broken_feed: Path, model: CampaignModel, tmp_path: Path
 ) -> None:
