@@ -195,6 +195,10 @@ def test_cli_continues_a_world_and_names_missing_flags(explored: Path, small_wor
     missing = runner.invoke(app, [*base, "--days", "7"])
     assert missing.exit_code == 2
     assert "--campaign" in missing.output
+    absent = runner.invoke(app, [*base, "--campaign", str(tmp_path / "nope.parquet"), "--days", "7"])
+    assert absent.exit_code == 2
+    assert "nope.parquet': no such file" in " ".join(absent.output.split())
+    assert not (tmp_path / "next").exists()
     ok = runner.invoke(app, [*base, "--campaign", str(explored), "--days", "7"])
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "next" / "truth" / "channel_response.parquet").exists()

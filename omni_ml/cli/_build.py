@@ -174,9 +174,8 @@ def simulate(
 
 
 def _continue(world: Path | None, campaign: Path | None, days: int | None, out: Path) -> None:
-    import polars as pl
-
-    from omni_ml.exceptions import ConfigError, SchemaError
+    from omni_ml.exceptions import ConfigError
+    from omni_ml.measure._inputs import read_table
     from omni_ml.simulate import continue_histories
 
     missing = [
@@ -190,14 +189,6 @@ def _continue(world: Path | None, campaign: Path | None, days: int | None, out: 
     assert world is not None
     assert campaign is not None
     assert days is not None
-    if not campaign.is_file():
-        msg = f"--campaign {str(campaign)!r}: no such file. Hint: pass the campaign file omni-ml score wrote."
-        raise SchemaError(msg)
-    try:
-        frame = pl.read_csv(campaign, try_parse_dates=True) if campaign.suffix == ".csv" else pl.read_parquet(campaign)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = f"--campaign {str(campaign)!r}: cannot be read ({first}). Hint: pass the file omni-ml score wrote."
-        raise SchemaError(msg) from exc
+    frame, _ = read_table(campaign, "--campaign")
     path = continue_histories(world, frame, days, out)
     typer.echo(f"continued {world} by {days} days with {campaign} to {path}; truth for the new end in {path / 'truth'}")

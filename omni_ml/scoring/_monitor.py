@@ -47,8 +47,8 @@ def start(model: Any, config: MonitorConfig, expected_customers: int) -> tuple[S
     reference = getattr(model, "reference_", None)
     if reference is None:
         return None, "the model has no training reference (fitted before monitoring existed): refit it to monitor"
-    propensity = getattr(model, "propensity_", None)
-    calibrated = propensity.calibrator_ is not None if hasattr(propensity, "calibrator_") else None
+    calibrator = getattr(getattr(model, "propensity_", None), "calibrator_", ...)  # ...: a model without one
+    calibrated = None if calibrator is ... else calibrator is not None
     return ScoringMonitor(reference, config, expected_customers=expected_customers, calibrated=calibrated), None
 
 
