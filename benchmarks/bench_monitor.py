@@ -36,7 +36,9 @@ days): the coverage a perfectly calibrated model would get with the same ranking
 holiday peak the one-year model never saw; ``2024-07-01`` a month without a seasonal break.
 
 ``--reuse-models`` scores with the models of an earlier run of the same seeds (rescoring after a change
-of the monitor only; the models are not refitted).
+of the monitor only; the models are not refitted). ``--cutoffs`` (default 5) and ``--calibration-cutoffs``
+(default 1: the map is fitted on the latest cutoff) change the training recipe; other values are saved as
+models of their own.
 
 ``--future-campaign`` says which contacts the realised month gets (the expected figures are the same in
 every case): ``none`` (default) the world's own future window, which the simulator runs without any outbound
@@ -154,15 +156,19 @@ def _changed(resolved: Path, regime: str) -> Path:
     return out
 
 
-def _model(seed: int, resolved: Path, *, reuse: bool = False) -> Path:
+def _model(seed: int, resolved: Path, *, reuse: bool = False, cutoffs: int = 5, calibration_cutoffs: int = 1) -> Path:
     from omni_ml.campaign import CampaignConfig, CampaignModel
     from omni_ml.config import from_mapping
     from omni_ml.data import load_histories
 
-    path = resolved.parent / f"model_{seed}_{END}.joblib"
+    variant = "" if (cutoffs, calibration_cutoffs) == (5, 1) else f"_c{cutoffs}_cal{calibration_cutoffs}"
+    path = resolved.parent / f"model_{seed}_{END}{variant}.joblib"
     if reuse and path.exists():
         return path
-    model = CampaignModel(from_mapping(CampaignConfig, CONFIG)).fit(
+    train = CONFIG["train"]
+    model_params = {**train["model"], "n_calibration_cutoffs": calibration_cutoffs}  # type: ignore[index,dict-item]
+    config = {**CONFIG, "train": {**train, "n_cutoffs": cutoffs, "model": model_params}}  # type: ignore[dict-item]
+    model = CampaignModel(from_mapping(CampaignConfig, config)).fit(
         load_histories(resolved), TRAIN_AS_OF, horizon_days=HORIZON
     )
     return model.save(path)
@@ -350,7 +356,13 @@ def drift(args: argparse.Namespace) -> None:
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         raw, resolved = _world(seed, args.customers)
-        model = _model(seed, resolved, reuse=args.reuse_models)
+        model = _model(
+            seed,
+            resolved,
+            reuse=args.reuse_models,
+            cutoffs=args.cutoffs,
+            calibration_cutoffs=args.calibration_cutoffs,
+        )
         regimes = ("unchanged", *RESPONSIBLE) if args.future_campaign == "none" else ("unchanged",)
         for regime in regimes:
             world = resolved if regime == "unchanged" else _changed(resolved, regime)
@@ -545,6 +557,8 @@ def main() -> None:
     d.add_argument("--first-seed", type=int, default=100)
     d.add_argument("--customers", type=int, default=None)
     d.add_argument("--reuse-models", action="store_true", help="score with the models of an earlier run (no refit)")
+    d.add_argument("--cutoffs", type=int, default=5, help="training cutoffs, 28 days apart")
+    d.add_argument("--calibration-cutoffs", type=int, default=1, help="latest cutoffs the calibration map is fitted on")
     d.add_argument(
         "--future-campaign",
         choices=FUTURE_CAMPAIGNS,
