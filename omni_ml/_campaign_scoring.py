@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "chunk_decisions",
     "chunk_inputs",
     "clv_12m",
+    "conform",
     "customer_value",
     "deciles",
     "propensity_reasons",
@@ -94,6 +95,13 @@ def reason_schema(k: int) -> dict[str, pl.DataType]:
     return cols
 
 
+def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """``frame`` with exactly the columns of ``schema``, in its order and types (a missing column is null)."""
+    missing = [name for name in schema if name not in frame.columns]
+    frame = frame.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
 def deciles(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Decile 1 (highest) .. 10 (lowest) of each score against fixed ascending edges (ties go up)."""
     return (N_DECILES - np.searchsorted(edges, p, side="right")).astype(np.int8)
@@ -135,9 +143,7 @@ def score_personal(
             model._send_times(timing, hist, moment, out), on="customer_id", how="left", maintain_order="left"
         )
     out = out.with_columns(personalised=pl.lit(True))
-    missing = [name for name in schema if name not in out.columns]
-    out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
-    return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+    return conform(out, schema)
 
 
 def chunk_inputs(model: CampaignModel, hist: Histories, moment: dt.datetime) -> ChunkInputs:

@@ -264,6 +264,6 @@ def unprofiled_rows(
             model._send_times(timing, anonymous, moment, out), on="customer_id", how="left", maintain_order="left"
         )
     out = out.with_columns(personalised=pl.lit(False))
-    missing = [name for name in schema if name not in out.columns]
-    out = out.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
-    return out.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+    from omni_ml._campaign_scoring import conform
+
+    return conform(out, schema)
