@@ -103,8 +103,14 @@ def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFr
 
 
 def deciles(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Decile 1 (highest) .. 10 (lowest) of each score against fixed ascending edges (ties go up)."""
-    return (N_DECILES - np.searchsorted(edges, p, side="right")).astype(np.int8)
+    """Decile 1 (highest) .. 10 (lowest) of each score against fixed ascending edges (ties go up), as Int8.
+
+    The monitor's rule (:func:`omni_ml.monitor._reference.deciles`), so its training reference and the
+    campaign file count deciles alike.
+    """
+    from omni_ml.monitor._reference import deciles as monitor_deciles
+
+    return monitor_deciles(p, edges).astype(np.int8)
 
 
 def score_personal(
