@@ -156,17 +156,26 @@ def _changed(resolved: Path, regime: str) -> Path:
     return out
 
 
-def _model(seed: int, resolved: Path, *, reuse: bool = False, cutoffs: int = 5, calibration_cutoffs: int = 1) -> Path:
+def _model(
+    seed: int,
+    resolved: Path,
+    *,
+    reuse: bool = False,
+    cutoffs: int = 5,
+    calibration_cutoffs: int = 1,
+    calibration: str = "sigmoid",
+) -> Path:
     from omni_ml.campaign import CampaignConfig, CampaignModel
     from omni_ml.config import from_mapping
     from omni_ml.data import load_histories
 
     variant = "" if (cutoffs, calibration_cutoffs) == (5, 1) else f"_c{cutoffs}_cal{calibration_cutoffs}"
+    variant += "" if calibration == "sigmoid" else f"_{calibration}"
     path = resolved.parent / f"model_{seed}_{END}{variant}.joblib"
     if reuse and path.exists():
         return path
     train = CONFIG["train"]
-    model_params = {**train["model"], "n_calibration_cutoffs": calibration_cutoffs}  # type: ignore[index,dict-item]
+    model_params = {**train["model"], "n_calibration_cutoffs": calibration_cutoffs, "calibration": calibration}  # type: ignore[index,dict-item]
     config = {**CONFIG, "train": {**train, "n_cutoffs": cutoffs, "model": model_params}}  # type: ignore[dict-item]
     model = CampaignModel(from_mapping(CampaignConfig, config)).fit(
         load_histories(resolved), TRAIN_AS_OF, horizon_days=HORIZON
@@ -362,11 +371,13 @@ def drift(args: argparse.Namespace) -> None:
             reuse=args.reuse_models,
             cutoffs=args.cutoffs,
             calibration_cutoffs=args.calibration_cutoffs,
+            calibration=args.calibration,
         )
         regimes = ("unchanged", *RESPONSIBLE) if args.future_campaign == "none" else ("unchanged",)
         for regime in regimes:
             world = resolved if regime == "unchanged" else _changed(resolved, regime)
-            out = DATA / f"campaign_{seed}_{regime.replace(' ', '_')}.parquet"
+            # one file per world end and model variant: runs of other variants can go side by side
+            out = DATA / f"campaign_{model.stem.removeprefix('model_')}_{regime.replace(' ', '_')}.parquet"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 summary = score(world, model=model, as_of=AS_OF, out=out, reasons=0, progress=False)
@@ -559,6 +570,7 @@ def main() -> None:
     d.add_argument("--reuse-models", action="store_true", help="score with the models of an earlier run (no refit)")
     d.add_argument("--cutoffs", type=int, default=5, help="training cutoffs, 28 days apart")
     d.add_argument("--calibration-cutoffs", type=int, default=1, help="latest cutoffs the calibration map is fitted on")
+    d.add_argument("--calibration", default="sigmoid", help="the propensity model's calibration map")
     d.add_argument(
         "--future-campaign",
         choices=FUTURE_CAMPAIGNS,

@@ -15,7 +15,7 @@ import polars as pl
 
 from omni_ml.exceptions import DataInsufficientError, SchemaError
 
-Calibration = Literal["centred_isotonic", "isotonic", "sigmoid"] | None
+Calibration = Literal["beta", "centred_isotonic", "isotonic", "sigmoid"] | None
 
 #: Calibrated probabilities stay inside ``[P_EDGE, 1 - P_EDGE]``: never exactly 0 or 1.
 P_EDGE = 1e-15
@@ -357,6 +357,56 @@ class PlattCalibrator:
         return sigmoid(self.a_ * np.asarray(score, dtype=np.float64) + self.b_)
 
 
+class BetaCalibrator:
+    """Beta calibration (Kull, Silva Filho & Flach 2017) of a log-odds score, fitted by maximum likelihood.
+
+    With ``s = sigmoid(score)``: ``logit p = a * ln(s) - b * ln(1 - s) + c``. For very low scores
+    ``ln(s)`` is about the score and ``ln(1 - s)`` about 0, for very high ones the other way round, so the
+    map has its own log-odds slope at each end (``a`` at the bottom, ``b`` at the top) where Platt scaling
+    has one (``a = b``). Both are kept ``>= 0``: when the unconstrained fit gives a negative one, that
+    feature is dropped and the other refitted (as the authors' ``betacal`` does), so the map is monotone.
+
+    Attributes
+    ----------
+    a_, b_, c_ : float
+        The map's coefficients.
+    """
+
+    def __init__(self) -> None:
+        self.a_ = 1.0
+        self.b_ = 1.0
+        self.c_ = 0.0
+
+    @staticmethod
+    def _columns(score: np.ndarray) -> np.ndarray:
+        x = np.asarray(score, dtype=np.float64)
+        return np.column_stack([-np.logaddexp(0.0, -x), np.logaddexp(0.0, x)])  # ln(s), -ln(1 - s)
+
+    def fit(self, score: np.ndarray, y: np.ndarray) -> BetaCalibrator:
+        """Fit ``a``, ``b`` and ``c`` on held-out scores (unpenalised logistic regression, ``tol=1e-10``)."""
+        from sklearn.linear_model import LogisticRegression
+
+        columns = self._columns(score)
+        lr = LogisticRegression(C=np.inf, max_iter=1000, tol=1e-10).fit(columns, y)
+        coef = lr.coef_[0].astype(np.float64)
+        if np.any(coef < 0):  # keep the feature with the larger coefficient alone
+            k = int(np.argmax(coef))
+            lr = LogisticRegression(C=np.inf, max_iter=1000, tol=1e-10).fit(columns[:, [k]], y)
+            coef = np.zeros(2)
+            coef[k] = max(float(lr.coef_[0, 0]), 0.0)
+            if coef[k] == 0.0:  # the score does not order the labels: the base rate for every score
+                rate = float(np.mean(y))
+                self.a_, self.b_, self.c_ = 0.0, 0.0, float(np.log(rate) - np.log1p(-rate))
+                return self
+        self.a_, self.b_, self.c_ = float(coef[0]), float(coef[1]), float(lr.intercept_[0])
+        return self
+
+    def predict(self, score: np.ndarray) -> np.ndarray:
+        """Calibrated probability of each score."""
+        z = self._columns(score) @ np.array([self.a_, self.b_]) + self.c_
+        return sigmoid(np.clip(z, -_MAX_LOG_ODDS, _MAX_LOG_ODDS))
+
+
 class CentredIsotonicCalibrator:
     """Centred isotonic regression (Oron & Flournoy 2017) in log-odds: strictly increasing, never 0 or 1.
 
@@ -439,6 +489,8 @@ def fit_calibrator(score: np.ndarray, y: np.ndarray, method: Calibration) -> Any
         return None
     if method == "sigmoid":
         return PlattCalibrator().fit(score, y)
+    if method == "beta":
+        return BetaCalibrator().fit(score, y)
     if method == "centred_isotonic":
         return CentredIsotonicCalibrator().fit(score, y)
     from sklearn.isotonic import IsotonicRegression

@@ -84,7 +84,9 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     default world (three seeds) it had the lowest ECE and log loss, the same AUC. ``"centred_isotonic"``
     is the assumption-free alternative: isotonic regression made strictly increasing by interpolating
     between its block centres in log-odds (Oron & Flournoy 2017; ``CentredIsotonicCalibrator`` in
-    ``omni_ml.models._common``). Both keep every distinct score distinct and never give exactly 0 or 1.
+    ``omni_ml.models._common``). ``"beta"`` (Kull, Silva Filho & Flach 2017; ``BetaCalibrator``) is
+    Platt's map with a log-odds slope of its own at each end of the score (three parameters). These
+    three keep every distinct score distinct and never give exactly 0 or 1.
     Plain ``"isotonic"`` is a step function: on the two-year default world 98 distinct probabilities for
     30,000 customers, 7% of them exactly 0 or 1 before the bound below. Every map's output is kept inside
     ``[1e-15, 1 - 1e-15]``.
@@ -98,8 +100,8 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     early_stopping_rounds
         Stop when validation log loss has not improved for this many rounds.
     calibration
-        ``"sigmoid"`` (Platt 1999; default), ``"centred_isotonic"`` (Oron & Flournoy 2017),
-        ``"isotonic"`` (Zadrozny & Elkan 2002) or ``None``.
+        ``"sigmoid"`` (Platt 1999; default), ``"beta"`` (Kull et al. 2017), ``"centred_isotonic"``
+        (Oron & Flournoy 2017), ``"isotonic"`` (Zadrozny & Elkan 2002) or ``None``.
     n_early_stopping_cutoffs, n_calibration_cutoffs
         How many of the latest distinct cutoffs validate and calibrate.
     refit
@@ -232,7 +234,8 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         import lightgbm as lgb
 
         name = type(self).__name__
-        check_choice("calibration", self.calibration, ("centred_isotonic", "isotonic", "sigmoid", None), model=name)
+        maps = ("beta", "centred_isotonic", "isotonic", "sigmoid", None)
+        check_choice("calibration", self.calibration, maps, model=name)
         check_choice("refit", self.refit, ("none", "all"), model=name)
         matrix, names = as_matrix(X, model=name, min_rows=1)
         labels, classes = binary_target(y, matrix.shape[0], model=name)

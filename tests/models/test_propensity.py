@@ -14,7 +14,7 @@ from sklearn.exceptions import NotFittedError
 from omni_ml.evaluation import brier, roc_auc
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
 from omni_ml.models import LogisticBaseline, PropensityModel, RecencyFrequencyBaseline
-from omni_ml.models._common import CentredIsotonicCalibrator, time_split
+from omni_ml.models._common import BetaCalibrator, CentredIsotonicCalibrator, PlattCalibrator, time_split
 
 N_PER_CUTOFF = 700
 N_CUTOFFS = 7
@@ -195,10 +195,11 @@ def test_calibration_on_held_out_time_improves_brier_under_drift() -> None:
     last = later["cutoff"] == later["cutoff"].max()  # a period no model saw
     X_new, y_new = later["X"].filter(pl.Series(last)), later["y"][last]
     scores = {}
-    for calibration in (None, "centred_isotonic", "isotonic", "sigmoid"):
+    for calibration in (None, "beta", "centred_isotonic", "isotonic", "sigmoid"):
         model = PropensityModel(**FAST, calibration=calibration)
         model.fit(drifting["X"], drifting["y"], cutoff=drifting["cutoff"])
         scores[calibration] = brier(y_new, model.predict_proba(X_new)[:, 1])
+    assert scores["beta"] < scores[None] - 0.02
     assert scores["centred_isotonic"] < scores[None] - 0.02
     assert scores["isotonic"] < scores[None] - 0.02
     assert scores["sigmoid"] < scores[None] - 0.02
@@ -243,7 +244,7 @@ def test_recency_frequency_baseline_names_a_missing_feature(world: dict) -> None
         RecencyFrequencyBaseline().fit(world["X"].drop("purchases_365d"), world["y"])
 
 
-@pytest.mark.parametrize("calibration", ["sigmoid", "centred_isotonic"])
+@pytest.mark.parametrize("calibration", ["sigmoid", "beta", "centred_isotonic"])
 def test_calibration_has_no_plateaus_and_never_says_0_or_1(calibration: str, world: dict) -> None:
     """Distinct booster scores get distinct probabilities (same order); none is exactly 0 or 1."""
     fitted = PropensityModel(**FAST, calibration=calibration).fit(world["X"], world["y"], cutoff=world["cutoff"])
@@ -281,6 +282,51 @@ def test_centred_isotonic_interpolates_block_rates_between_block_centres() -> No
     q = cal.predict(grid)
     assert np.all(np.diff(q) > 0)
     assert ((q > 0) & (q < 1)).all()
+
+
+def _labels(rng: np.random.Generator, log_odds: np.ndarray) -> np.ndarray:
+    return (rng.random(log_odds.size) < 1 / (1 + np.exp(-log_odds))).astype(int)
+
+
+def test_beta_calibration_finds_a_slope_of_its_own_at_each_end_where_platt_has_one() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(-1.0, 2.5, 60_000)
+    ln_s, ln_not_s = -np.logaddexp(0.0, -x), -np.logaddexp(0.0, x)  # ln(sigmoid(x)), ln(1 - sigmoid(x))
+    truth = 1.5 * ln_s - 0.5 * ln_not_s - 0.5  # log-odds slope 1.5 far below 0, 0.5 far above
+    y = _labels(rng, truth)
+    beta, platt = BetaCalibrator().fit(x, y), PlattCalibrator().fit(x, y)
+    assert beta.a_ == pytest.approx(1.5, abs=0.15)
+    assert beta.b_ == pytest.approx(0.5, abs=0.15)
+    assert beta.c_ == pytest.approx(-0.5, abs=0.15)
+    grid = np.sort(x)[[100, -100]]  # near the ends of the data
+
+    def log_odds(p: np.ndarray) -> np.ndarray:
+        return np.log(p) - np.log1p(-p)
+
+    expected = (1.5 * ln_s - 0.5 * ln_not_s - 0.5)[np.argsort(x)[[100, -100]]]
+    assert np.abs(log_odds(beta.predict(grid)) - expected).max() < 0.5
+    assert np.abs(log_odds(platt.predict(grid)) - expected).max() > 1.0  # one slope cannot follow both ends
+
+
+def test_beta_calibration_reduces_to_platt_on_a_logistic_score_and_stays_monotone() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(-2.0, 1.5, 40_000)
+    y = _labels(rng, 0.8 * x - 0.3)
+    beta = BetaCalibrator().fit(x, y)
+    grid = np.linspace(-5, 0, 11)  # where the data are (mean -2, sd 1.5)
+    np.testing.assert_allclose(beta.predict(grid), PlattCalibrator().fit(x, y).predict(grid), atol=0.01)
+    # a score that orders the labels the wrong way at the top: the negative end is dropped, the map stays monotone
+    y_odd = _labels(rng, np.where(x < -2, 1.2 * (x + 2), -0.8 * (x + 2)) - 1.0)
+    odd = BetaCalibrator().fit(x, y_odd)
+    assert odd.a_ > 0
+    assert odd.b_ == 0
+    assert np.all(np.diff(odd.predict(np.linspace(-10, 10, 201))) >= 0)
+    # labels unrelated to the score: the base rate everywhere
+    y_flat = (rng.random(x.size) < 0.1).astype(int)
+    flat = BetaCalibrator().fit(-np.abs(x), y_flat)
+    q = flat.predict(np.array([-5.0, 0.0]))
+    assert np.all(np.diff(q) >= 0)
+    assert abs(q.mean() - y_flat.mean()) < 0.01
 
 
 def test_centred_isotonic_pools_again_when_the_half_count_breaks_the_order() -> None:
