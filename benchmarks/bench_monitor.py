@@ -107,15 +107,17 @@ RESPONSIBLE = {
 }
 
 
-def _world(seed: int, customers: int | None) -> tuple[Path, Path]:
-    """The raw world and its resolved copy (customer_id on every row)."""
+def _world(seed: int, customers: int | None, *, years: int = 1) -> tuple[Path, Path]:
+    """The raw world (``years`` of history before :data:`END`) and its resolved copy (customer_id on every row)."""
     from omni_ml.data import load_histories
     from omni_ml.identity import resolve_identities
     from omni_ml.simulate import preset
     from omni_ml.simulate.cache import ensure_world
 
-    overrides = {"seed": seed, "start": START, "end": END} | ({"n_customers": customers} if customers else {})
-    raw = ensure_world(preset("small", **overrides), DATA / f"world_{seed}_{customers or 'small'}_{END}")
+    start = END.replace(year=END.year - years)
+    overrides = {"seed": seed, "start": start, "end": END} | ({"n_customers": customers} if customers else {})
+    span = "" if years == 1 else f"_{years}y"
+    raw = ensure_world(preset("small", **overrides), DATA / f"world_{seed}_{customers or 'small'}_{END}{span}")
     resolved = raw.parent / f"{raw.name}_resolved"
     if not (resolved / "events.parquet").exists():
         hist = resolve_identities(load_histories(raw), as_of=AS_OF).collect()
@@ -164,6 +166,7 @@ def _model(
     cutoffs: int = 5,
     calibration_cutoffs: int = 1,
     calibration: str = "sigmoid",
+    years: int = 1,
 ) -> Path:
     from omni_ml.campaign import CampaignConfig, CampaignModel
     from omni_ml.config import from_mapping
@@ -171,6 +174,7 @@ def _model(
 
     variant = "" if (cutoffs, calibration_cutoffs) == (5, 1) else f"_c{cutoffs}_cal{calibration_cutoffs}"
     variant += "" if calibration == "sigmoid" else f"_{calibration}"
+    variant += "" if years == 1 else f"_{years}y"
     path = resolved.parent / f"model_{seed}_{END}{variant}.joblib"
     if reuse and path.exists():
         return path
