@@ -278,12 +278,9 @@ def _unit_features(hist: Histories, keys: pl.DataFrame, cfg: ChannelConfig, t: d
 
 def _model_inputs(hist: Histories, keys: pl.DataFrame, feature_set: Any, spec: ResponseSpec | None) -> pl.DataFrame:
     """The feature set's columns and, with ``spec``, the response-history columns, from one engine plan."""
-    from omni_ml.features import build_feature_frames, union_features
+    from omni_ml.features import build_feature_frames
 
-    features = union_features(feature_set.features, spec.features() if spec is not None else [])
-    if features is None:  # hidden __resp_ names never clash with a feature set's
-        msg = "the channel model's feature set holds features named like the response history's (__resp_...)."
-        raise ConfigError(msg)
+    features = [*feature_set.features, *(spec.features() if spec is not None else [])]
     frame = build_feature_frames(hist, keys, features, config=feature_set.config)
     X = frame.select(feature_set.names)
     return X if spec is None else pl.concat([X, spec.frame(frame)], how="horizontal")
