@@ -20,6 +20,10 @@ How one pass serves many cutoffs, exactly to the microsecond
 4. ``compute_at`` knows from the cube of all events who has history before each cutoff, so it
    computes features only for the rows it returns.
 
+A source is the ``events`` or ``contacts`` table or a ``DerivedSource`` (rows derived from the histories,
+e.g. contact outcomes stamped when they become known): the engine asks a derived source for its rows known
+by the last cutoff and applies the same ``timestamp < cutoff`` to them.
+
 Segments are cut by boundaries and never by days, so a cutoff at any microsecond is exact: a
 row at exactly the cutoff is out, a row one microsecond earlier is in.
 

@@ -64,7 +64,7 @@ class DerivedSource(abc.ABC):
 
     @abc.abstractmethod
     def rows(self, hist: Histories, before: dt.datetime) -> pl.LazyFrame | None:
-        """The rows with ``timestamp < before`` (``None``: the histories cannot have any)."""
+        """The rows known by ``before``: at least every row with ``timestamp < before`` (``None``: none can exist)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -69,7 +69,7 @@ class ContactOutcomes(DerivedSource):
         return f"outcomes({','.join(self.channels)};{self.window_days}d)"
 
     def rows(self, hist: Histories, before: dt.datetime) -> pl.LazyFrame | None:
-        """The contacts whose window closed before ``before`` (their outcome is then complete)."""
+        """The contacts whose window closed by ``before`` (their outcomes are complete by then)."""
         from omni_ml.labels import contact_outcomes
 
         if hist.contacts is None:
@@ -132,7 +132,7 @@ class BaselinePurchaseDays(DerivedSource):
                 by="customer_id",
                 strategy="backward",
                 check_sortedness=False,
-            )  # fmt: skip
+            )
             .filter(pl.col("__contact").is_null() | (pl.col("timestamp") - pl.col("__contact") >= window))
             .select("customer_id", "timestamp")
             .lazy()
