@@ -12,8 +12,10 @@ own, as the scoring of a chunk calls it:
 * ``value features``: ``build_features`` with the value model's feature set (when it has one);
 * ``history facts``: :func:`omni_ml.policy.history_facts` (contact pressure, incidents, categories);
 * ``one plan``: the union of the four above in one engine plan (``CampaignModel._chunk_inputs``; only
-  where the package has it);
-* ``response history``, ``consent``, ``value stats``, ``clv_12m``: the passes outside the feature engine;
+  where the package has it), with the channel model's response history where the package plans it;
+* ``response history``: :func:`omni_ml.models.channel.response_history` on its own (a pass of its own
+  before issue 21's response-history change, a plan of its hidden features after it);
+* ``consent``, ``value stats``, ``clv_12m``: the passes outside the feature engine;
 * ``whole chunk, no reasons`` / ``3 reasons``: ``CampaignModel._score_personal`` (everything: model
   predictions, decisions, send times, and the reasons).
 
@@ -53,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     from omni_ml.data import TIMESTAMP, load_histories
     from omni_ml.features import build_features
     from omni_ml.identity import consent_state, ensure_resolved
+    from omni_ml.models import _channel_data
     from omni_ml.models._channel_response import response_history
-    from omni_ml.models.channel import _response_settings
     from omni_ml.policy import history_facts
 
     model = CampaignModel.load(args.model)
@@ -79,7 +81,12 @@ def main(argv: list[str] | None = None) -> None:
         passes["history facts"] = lambda: history_facts(hist, moment, config=policy, customers=ids)
     if hasattr(model, "_chunk_inputs"):
         passes["one plan"] = lambda: model._chunk_inputs(hist, moment)
-    settings = _response_settings(channel) if channel is not None else None
+    settings = None
+    if channel is not None and hasattr(_channel_data, "response_spec"):  # the response history in the plan
+        spec = _channel_data.response_spec(channel)
+        settings = None if spec is None else (list(spec.channels), spec.window_days, spec.baseline)
+    elif channel is not None:  # before issue 21's response-history change
+        settings = _channel_data._response_settings(channel)  # type: ignore[attr-defined]
     if settings is not None:
         chans, window_days, baseline = settings
         passes["response history"] = lambda: response_history(hist, keys, chans, window_days, baseline=baseline)

@@ -60,14 +60,16 @@ class ChunkInputs:
     """The engine features of one scoring chunk, computed in one plan and read by each consumer.
 
     ``frame``: ``customer_id, cutoff`` and the union of the features of the propensity model, the channel
-    model, the value model and the policy's facts (:mod:`omni_ml.features.facts`), one row per customer
-    sorted by ``customer_id``. ``consumers``: those whose features are in it (a feature set whose names
-    mean something else than another's builds its own). ``facts``: the facts' spec when planned.
+    model and its response history (:class:`~omni_ml.models._channel_response.ResponseSpec`), the value
+    model and the policy's facts (:mod:`omni_ml.features.facts`), one row per customer sorted by
+    ``customer_id``. ``consumers``: those whose features are in it (a feature set whose names mean
+    something else than another's builds its own). ``facts``, ``response``: their specs when planned.
     """
 
     frame: pl.DataFrame
     consumers: frozenset[str]
     facts: Any = None
+    response: Any = None
 
 
 def ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
@@ -162,6 +164,13 @@ def chunk_inputs(model: CampaignModel, hist: Histories, moment: dt.datetime) -> 
     channel_fs = getattr(model.channel_model_, "feature_set_", None)
     if channel_fs is not None:
         consumers.append(("channel", channel_fs.features))
+    response = None
+    if model.channel_model_ is not None:
+        from omni_ml.models._channel_data import response_spec
+
+        response = response_spec(model.channel_model_)
+        if response is not None:
+            consumers.append(("response", response.features()))
     value_fs = getattr(getattr(model, "value_model_", None), "feature_set_", None)
     if value_fs is not None:
         consumers.append(("value", value_fs.features))
@@ -177,7 +186,12 @@ def chunk_inputs(model: CampaignModel, hist: Histories, moment: dt.datetime) -> 
             planned.append(name)
             features = merged
     frame = build_feature_frames(hist, moment, features, config=model.feature_set_.config).sort("customer_id")
-    return ChunkInputs(frame, frozenset(planned), facts if "facts" in planned else None)
+    return ChunkInputs(
+        frame,
+        frozenset(planned),
+        facts if "facts" in planned else None,
+        response if "response" in planned else None,
+    )
 
 
 def customer_value(
@@ -239,14 +253,16 @@ def chunk_decisions(
         return none, None
     from omni_ml.models.channel import channel_features
 
-    # The channel model's inputs: its feature set's columns of the plan, plus past-response features.
+    # The channel model's inputs: its feature set's columns and its response history, read from the plan.
     planned = inputs is not None and "channel" in inputs.consumers
+    response = inputs.response if inputs is not None else None
     who, channel_X = channel_features(
         model.channel_model_,
         hist,
         moment,
         customers=ids,
         features=inputs.frame.select(model.channel_model_.feature_set_.names) if planned else None,  # type: ignore[union-attr]
+        response=response.frame(inputs.frame) if response is not None else None,  # type: ignore[union-attr]
     )
     effects = model.channel_model_.predict_effects(channel_X, customer_id=who)
     keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([moment] * ids.len(), dtype=TIMESTAMP)})

@@ -268,8 +268,9 @@ def test_clv_12m_is_bgnbd_gamma_gamma_value_null_without_a_purchase_27(
 def test_a_chunk_is_scored_from_one_feature_plan_21(
     model: CampaignModel, resolved: Histories, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Propensity, channel model and policy facts read one engine plan; no consumer builds its own."""
+    """Propensity, channel model and its response history, policy facts: one engine plan, no consumer builds its own."""
     import omni_ml.features as features
+    import omni_ml.models._channel_data as channel_data
     import omni_ml.policy as policy
 
     plans: list[int] = []
@@ -277,8 +278,10 @@ def test_a_chunk_is_scored_from_one_feature_plan_21(
     monkeypatch.setattr(features, "build_feature_frames", lambda *a, **k: plans.append(1) or engine(*a, **k))
     monkeypatch.setattr(features, "build_features", lambda *a, **k: pytest.fail("a consumer built its own features"))
     monkeypatch.setattr(policy, "history_facts", lambda *a, **k: pytest.fail("the facts were built apart"))
+    monkeypatch.setattr(channel_data, "response_history", lambda *a, **k: pytest.fail("a response-history pass"))
+    assert channel_data.response_spec(model.channel_model_) is not None  # type: ignore[arg-type]
     inputs = model._chunk_inputs(resolved, SCORE_AS_OF)
-    assert inputs.consumers == {"propensity", "channel", "facts"}
+    assert inputs.consumers == {"propensity", "channel", "response", "facts"}
     assert len(plans) == 1
     scored = model.score(resolved, SCORE_AS_OF, reasons=0)
     assert len(plans) == 2
@@ -301,7 +304,7 @@ def test_the_shared_plan_scores_exactly_as_separate_builds_21(
 
     monkeypatch.setattr(features, "union_features", first_only)
     separate = model.score(resolved, SCORE_AS_OF, reasons=2)
-    assert alone["n"] == 3  # propensity, channel, facts
+    assert alone["n"] == 4  # propensity, channel, response, facts
     assert planned.equals(separate)
 
 

@@ -337,7 +337,7 @@ def _validate_keys(at: pl.DataFrame) -> pl.DataFrame:
 def _check_columns(hist: Histories, features: Sequence[Feature]) -> None:
     schemas = {t: set(lf.collect_schema().names()) for t, lf in hist.tables().items()}
     for f in features:
-        if not isinstance(f.spec, Aggregate) or f.spec.source not in schemas:
+        if not isinstance(f.spec, Aggregate) or not isinstance(f.spec.source, str) or f.spec.source not in schemas:
             continue
         needed = set() if f.spec.where is None else set(f.spec.where.meta.root_names())
         needed |= {f.spec.column} if f.spec.column else set()

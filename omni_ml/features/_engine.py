@@ -20,6 +20,10 @@ How one pass serves many cutoffs, exactly to the microsecond
 4. ``compute_at`` knows from the cube of all events who has history before each cutoff, so it
    computes features only for the rows it returns.
 
+A source is the ``events`` or ``contacts`` table or a ``DerivedSource`` (rows derived from the histories,
+e.g. contact outcomes stamped when they become known): the engine asks a derived source for its rows known
+by the last cutoff and applies the same ``timestamp < cutoff`` to them.
+
 Segments are cut by boundaries and never by days, so a cutoff at any microsecond is exact: a
 row at exactly the cutoff is out, a row one microsecond earlier is in.
 
@@ -46,7 +50,7 @@ import polars as pl
 from omni_ml._time import utc_column
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.features._running import MICROS_PER_DAY, MONEY_SCALE, Blocks, feature_columns
-from omni_ml.features._spec import Aggregate, Attribute, Consent, Feature
+from omni_ml.features._spec import Aggregate, Attribute, Consent, DerivedSource, Feature
 
 __all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "compute_at", "compute_for_keys", "true_div"]
 
@@ -64,7 +68,7 @@ _SWEEP_SEGMENTS = 4_096  # up to this many segments, running values are swept in
 class _Pass:
     """One scan of a source: measures over the same rows, cut at the same boundaries."""
 
-    source: str
+    source: str | DerivedSource
     measures: dict[str, Aggregate]
     windows: frozenset[int]  # windows read from this pass (their starts become boundaries)
     unbounded: bool  # some measure reads all history before the cutoff
@@ -75,7 +79,7 @@ class _Plan:
     """The distinct running measures per source table, and which windows each is read at."""
 
     def __init__(self, features: Sequence[Feature], *, need_history: bool) -> None:
-        self.measures: dict[str, dict[str, Aggregate]] = defaultdict(dict)
+        self.measures: dict[str | DerivedSource, dict[str, Aggregate]] = defaultdict(dict)
         self.windows: dict[str, set[int]] = defaultdict(set)  # measure key -> windows it is read at
         self.unbounded: dict[str, bool] = defaultdict(bool)  # measure key -> read over all history
         aggs = [f.spec for f in features if isinstance(f.spec, Aggregate)]
@@ -89,17 +93,19 @@ class _Plan:
             else:
                 self.windows[key].add(agg.window)
         # measure keys start with the source, so they are unique across sources
-        self.column = {key: f"__{src}_{i}" for src, ms in self.measures.items() for i, key in enumerate(ms)}
+        self.column = {
+            key: f"__{agg.source_key}_{i}" for ms in self.measures.values() for i, (key, agg) in enumerate(ms.items())
+        }
 
     def col(self, agg: Aggregate) -> str:
         return self.column[agg.measure_key]
 
-    def group(self, source: str, keys: Sequence[str], rows: pl.Expr | None = None) -> _Pass:
+    def group(self, source: str | DerivedSource, keys: Sequence[str], rows: pl.Expr | None = None) -> _Pass:
         measures = {k: self.measures[source][k] for k in keys}
         windows = frozenset(w for k in keys for w in self.windows[k])
         return _Pass(source, measures, windows, any(self.unbounded[k] for k in keys), rows)
 
-    def passes(self, source: str, rows: pl.LazyFrame | None, *, streaming: bool) -> list[_Pass]:
+    def passes(self, source: str | DerivedSource, rows: pl.LazyFrame | None, *, streaming: bool) -> list[_Pass]:
         """One pass over ``rows``, or two when few rows match the measures' predicates."""
         measures = self.measures[source]
         plain = [k for k, a in measures.items() if a.where is None]
@@ -223,12 +229,17 @@ def _cubes(
 ) -> list[_Cube]:
     """Per pass over a source table the features read: the (customer_id, segment) cube and the boundaries."""
     out: list[_Cube] = []
+    latest = _moment(int(cutoffs.max()))
     for source in plan.measures:
-        # logged pauses (channel no_contact) are decisions, not contacts: they never count as contact pressure
-        lf: pl.LazyFrame | None = hist.sent_contacts if source == "contacts" else getattr(hist, source)
+        lf: pl.LazyFrame | None
+        if isinstance(source, DerivedSource):
+            lf = source.rows(hist, latest)
+        else:
+            # logged pauses (channel no_contact) are decisions, not contacts: they never count as contact pressure
+            lf = hist.sent_contacts if source == "contacts" else getattr(hist, source)
         rows = None
         if lf is not None:
-            rows = lf.filter(pl.col("timestamp") < _moment(int(cutoffs.max())))  # THE exclusive cutoff
+            rows = lf.filter(pl.col("timestamp") < latest)  # THE exclusive cutoff
             if customers is not None:
                 rows = rows.join(customers.lazy(), on="customer_id", how="semi")
         for step in plan.passes(source, rows, streaming=streaming):

@@ -3,8 +3,8 @@
 A :class:`Feature` is a name, a one-line description, a text template, and one ``spec``
 saying how its value is computed as of a cutoff:
 
-* an :class:`Aggregate` over the ``events`` or ``contacts`` table (count, sum of a
-  column, days since the last or first matching row), optionally within a window of
+* an :class:`Aggregate` over the ``events`` or ``contacts`` table or a :class:`DerivedSource` (count,
+  sum of a column, days since the last or first matching row), optionally within a window of
   ``w`` days, i.e. over rows with ``cutoff - w days <= timestamp < cutoff``;
 * a polars expression over *earlier* features of the same set (a derived feature,
   e.g. a ratio of two counts);
@@ -16,17 +16,23 @@ place that applies ``timestamp < cutoff``.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import datetime as dt
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from omni_ml.data import Histories
 
 __all__ = [
     "Aggregate",
     "Attribute",
     "Consent",
+    "DerivedSource",
     "Feature",
     "FamilyContext",
     "count",
@@ -42,6 +48,25 @@ AggKind = Literal["count", "sum", "last", "first"]
 AttributeKind = Literal["numeric", "boolean", "date", "code"]
 
 
+class DerivedSource(abc.ABC):
+    """A table derived from the histories that aggregates read like ``events`` or ``contacts``.
+
+    Its rows carry ``customer_id``, ``timestamp`` (UTC, microseconds: the moment the row is known) and
+    the columns its aggregates read. The engine asks for the rows known before its latest cutoff and
+    applies ``timestamp < cutoff`` to them as to any table, so a subclass states only what a row is and
+    when it is known. Subclasses are frozen dataclasses: equal parameters make the same source.
+    """
+
+    @property
+    @abc.abstractmethod
+    def key(self) -> str:
+        """A short text naming the source and its parameters (unique among sources)."""
+
+    @abc.abstractmethod
+    def rows(self, hist: Histories, before: dt.datetime) -> pl.LazyFrame | None:
+        """The rows known by ``before``: at least every row with ``timestamp < before`` (``None``: none can exist)."""
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Aggregate:
     """A base aggregate of one source table as of a cutoff.
@@ -49,7 +74,7 @@ class Aggregate:
     Parameters
     ----------
     source
-        ``"events"`` or ``"contacts"``.
+        ``"events"``, ``"contacts"`` or a :class:`DerivedSource`.
     kind
         ``count`` (matching rows), ``sum`` (of ``column``), ``last`` / ``first`` (days from the
         latest / earliest matching row to the cutoff; null when there is none).
@@ -62,7 +87,7 @@ class Aggregate:
         Days; ``None`` means all history before the cutoff. ``last``/``first`` take no window.
     """
 
-    source: Source
+    source: Source | DerivedSource
     kind: AggKind
     where: pl.Expr | None = None
     column: str | None = None
@@ -83,7 +108,12 @@ class Aggregate:
     def measure_key(self) -> str:
         """Identity of the running total this aggregate reads (window excluded: windows share it)."""
         where = "*" if self.where is None else str(self.where)
-        return f"{self.source}|{self.kind}|{self.column}|{where}"
+        return f"{self.source_key}|{self.kind}|{self.column}|{where}"
+
+    @property
+    def source_key(self) -> str:
+        """The source's name: ``events``, ``contacts`` or a derived source's key."""
+        return self.source.key if isinstance(self.source, DerivedSource) else self.source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,24 +245,30 @@ def event(
     return out
 
 
-def count(where: pl.Expr | None = None, *, window: int | None = None, source: Source = "events") -> Aggregate:
+def count(
+    where: pl.Expr | None = None, *, window: int | None = None, source: Source | DerivedSource = "events"
+) -> Aggregate:
     """Number of ``source`` rows matching ``where`` in the last ``window`` days (all history if None)."""
     return Aggregate(source, "count", where, window=window)
 
 
 def total(
-    column: str = "amount", where: pl.Expr | None = None, *, window: int | None = None, source: Source = "events"
+    column: str = "amount",
+    where: pl.Expr | None = None,
+    *,
+    window: int | None = None,
+    source: Source | DerivedSource = "events",
 ) -> Aggregate:
     """Sum of ``column`` over ``source`` rows matching ``where`` in the last ``window`` days."""
     return Aggregate(source, "sum", where, column=column, window=window)
 
 
-def days_since_last(where: pl.Expr | None = None, *, source: Source = "events") -> Aggregate:
+def days_since_last(where: pl.Expr | None = None, *, source: Source | DerivedSource = "events") -> Aggregate:
     """Days from the latest matching row before the cutoff to the cutoff (null if none)."""
     return Aggregate(source, "last", where)
 
 
-def days_since_first(where: pl.Expr | None = None, *, source: Source = "events") -> Aggregate:
+def days_since_first(where: pl.Expr | None = None, *, source: Source | DerivedSource = "events") -> Aggregate:
     """Days from the earliest matching row before the cutoff to the cutoff (null if none)."""
     return Aggregate(source, "first", where)
 

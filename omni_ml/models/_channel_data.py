@@ -23,7 +23,7 @@ from omni_ml._time import as_utc, before, window
 from omni_ml.data import TIMESTAMP, Histories
 from omni_ml.exceptions import ConfigError, DataInsufficientError, SchemaError
 from omni_ml.models._channel_learner import NO_CONTACT, ChannelModel
-from omni_ml.models._channel_response import response_history
+from omni_ml.models._channel_response import ResponseSpec, response_history
 
 if TYPE_CHECKING:
     from omni_ml.models.channel import ChannelConfig
@@ -260,22 +260,30 @@ def _logged_pause_units(outcomes: pl.DataFrame | pl.LazyFrame, period: pl.Expr) 
 
 
 def _unit_features(hist: Histories, keys: pl.DataFrame, cfg: ChannelConfig, t: dt.datetime) -> tuple[pl.DataFrame, Any]:
-    """The model inputs of each unit (features as of its cutoff, response history) and the feature set."""
-    from omni_ml.features import FeatureSet, build_features
+    """The model inputs of each unit (features as of its cutoff, response history) and the feature set.
+
+    The feature set's features and the response history's hidden features are built in one engine plan.
+    """
+    from omni_ml.features import FeatureSet
 
     feature_set = FeatureSet.from_histories(hist, cfg.feature_config(), before=t)
-    frame = build_features(hist, keys.select("customer_id", "cutoff"), feature_set=feature_set)
-    X = frame.drop("customer_id", "cutoff")
     with_history, with_baseline = cfg.response_columns
-    if with_history:
-        extra = response_history(
-            hist, keys.select("customer_id", "cutoff"), cfg.channels, cfg.window_days, baseline=with_baseline
-        )
-        X = pl.concat([X, extra], how="horizontal")
+    spec = ResponseSpec(tuple(cfg.channels), cfg.window_days, with_baseline) if with_history else None
+    X = _model_inputs(hist, keys.select("customer_id", "cutoff"), feature_set, spec)
     if X.height != keys.height:
         msg = f"build_features returned {X.height:,} rows for {keys.height:,} decision units; expected one per unit."
         raise SchemaError(msg)
     return X, feature_set
+
+
+def _model_inputs(hist: Histories, keys: pl.DataFrame, feature_set: Any, spec: ResponseSpec | None) -> pl.DataFrame:
+    """The feature set's columns and, with ``spec``, the response-history columns, from one engine plan."""
+    from omni_ml.features import build_feature_frames
+
+    features = [*feature_set.features, *(spec.features() if spec is not None else [])]
+    frame = build_feature_frames(hist, keys, features, config=feature_set.config)
+    X = frame.select(feature_set.names)
+    return X if spec is None else pl.concat([X, spec.frame(frame)], how="horizontal")
 
 
 def _sample_pause_pairs(
@@ -357,6 +365,7 @@ def channel_features(
     *,
     customers: Sequence[str] | pl.Series | None = None,
     features: pl.DataFrame | None = None,
+    response: pl.DataFrame | None = None,
 ) -> tuple[pl.Series, pl.DataFrame]:
     """The customers and the channel model's input rows as of ``as_of`` (see :func:`predict_channel_effects`).
 
@@ -365,10 +374,10 @@ def channel_features(
 
     ``features``: the model's feature-set columns already built for ``customers`` as of ``as_of`` (one row
     per customer, in order; e.g. sliced from one plan shared with other consumers, see
-    :func:`omni_ml.features.build_feature_frames`); only the response history is then computed here.
+    :func:`omni_ml.features.build_feature_frames`); ``response``: likewise its response-history columns
+    (:meth:`ResponseSpec.frame <omni_ml.models._channel_response.ResponseSpec.frame>` of the same plan, with
+    the model's :func:`response_spec`). What is not given is built here, in one engine plan.
     """
-    from omni_ml.features import build_features
-
     check_is_fitted(model, "boosters_")
     t = as_utc(as_of)
     if customers is None:
@@ -378,17 +387,21 @@ def channel_features(
     else:
         who = pl.Series("customer_id", list(customers), dtype=pl.String)
     keys = pl.DataFrame({"customer_id": who, "cutoff": pl.Series([t] * who.len(), dtype=TIMESTAMP)})
+    spec = response_spec(model) if response is None else None
     if features is None:
-        frame = build_features(hist, keys, feature_set=getattr(model, "feature_set_", None)).drop(
-            "customer_id", "cutoff"
-        )
+        feature_set = getattr(model, "feature_set_", None)
+        if feature_set is None:
+            from omni_ml.features import FeatureSet
+
+            feature_set = FeatureSet.from_histories(hist, None, before=t)
+        frame = _model_inputs(hist, keys, feature_set, spec)
     else:
         frame = _given_features(model, features, customers)
-    settings = _response_settings(model)
-    if settings is not None:
-        channels, window_days, baseline = settings
-        extra = response_history(hist, keys, channels, window_days, baseline=baseline)
-        frame = pl.concat([frame, extra], how="horizontal")
+        if spec is not None:
+            extra = response_history(hist, keys, spec.channels, spec.window_days, baseline=spec.baseline)
+            frame = pl.concat([frame, extra], how="horizontal")
+    if response is not None:
+        frame = pl.concat([frame, response], how="horizontal")
     return who, frame
 
 
@@ -415,8 +428,8 @@ def _given_features(
     return features
 
 
-def _response_settings(model: ChannelModel) -> tuple[list[str], int, bool] | None:
-    """``(channels, window_days, baseline)`` of the model's response-history columns, ``None`` without them.
+def response_spec(model: ChannelModel) -> ResponseSpec | None:
+    """The :class:`ResponseSpec` of the model's response-history columns, ``None`` without them.
 
     From ``training_summary_`` (:func:`fit_channel_model`); for a model fitted directly on
     :func:`channel_training_data`'s ``X`` (no summary), from its feature names, with the default
@@ -429,7 +442,9 @@ def _response_settings(model: ChannelModel) -> tuple[list[str], int, bool] | Non
     if "response_history" in summary:
         if not summary["response_history"]:
             return None
-        return list(summary["channels"]), int(summary["window_days"]), bool(summary.get("response_baseline", False))
+        return ResponseSpec(
+            tuple(summary["channels"]), int(summary["window_days"]), bool(summary.get("response_baseline", False))
+        )
     names = model.feature_names_
     channels = [n.removeprefix("resp_contacts_") for n in names if n.startswith("resp_contacts_")]
     channels = [c for c in channels if c != "all"]
@@ -443,4 +458,4 @@ def _response_settings(model: ChannelModel) -> tuple[list[str], int, bool] | Non
         UserWarning,
         stacklevel=3,
     )
-    return channels, ChannelConfig.window_days, "resp_baseline_rate" in names
+    return ResponseSpec(tuple(channels), ChannelConfig.window_days, "resp_baseline_rate" in names)

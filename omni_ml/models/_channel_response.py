@@ -9,22 +9,36 @@ window. Per channel and over all channels this gives the expected conversions, t
 (shrunk towards zero, i.e. towards the channel's mean effect, which the model learns from the arm) and
 the ratio of observed to expected conversions (smoothed).
 
-Time: a contact counts once its response window has closed (``timestamp + window_days < cutoff``), a
-purchase once it happened (``timestamp < cutoff``); everything is computed per key with as-of joins, so
-a unit's features use only what was known before its own cutoff.
+The counts are hidden feature-engine features (names start with ``__resp_``, :meth:`ResponseSpec.features`)
+over two derived sources, so they join any other feature list in one engine plan and the engine's
+``timestamp < cutoff`` is their only time rule:
+
+* :class:`ContactOutcomes`: one row per contact on the channels, stamped with the moment its response
+  window closes (``contact + window_days``): a contact counts once ``timestamp + window_days < cutoff``;
+  ``converted`` (0/1, :func:`omni_ml.labels.contact_outcomes`) and ``overlap``, the whole seconds of its
+  window already inside the previous contact's window (so the days inside response windows are
+  ``contacts x window - overlaps``: the length of the union of the closed windows);
+* :class:`BaselinePurchaseDays`: one row per purchase day outside any response window (no contact on
+  the channels in the ``window_days`` before its first purchase), stamped with that first purchase.
+
+:meth:`ResponseSpec.frame` turns the engine's columns into the response-history columns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
-from omni_ml._time import before
+from omni_ml import _time
 from omni_ml.data import TIMESTAMP, Histories
+from omni_ml.features import Feature, build_feature_frames, count, days_since_first, total
+from omni_ml.features._spec import DerivedSource
 
-__all__ = ["response_history"]
+__all__ = ["BaselinePurchaseDays", "ContactOutcomes", "ResponseSpec", "response_history"]
 
 # Weak prior of the baseline purchase rate: PRIOR_PURCHASES purchases in PRIOR_DAYS days.
 PRIOR_PURCHASES = 0.5
@@ -32,6 +46,188 @@ PRIOR_DAYS = 60.0
 # Shrinkage of the excess per contact (pseudo-contacts with zero excess) and of the observed / expected ratio.
 EXCESS_SHRINK = 3.0
 LIFT_SMOOTHING = 1.0
+_PREFIX = "__resp_"
+_FAMILY = "response"
+_SECONDS_PER_DAY = 86_400
+
+
+@dataclasses.dataclass(frozen=True)
+class ContactOutcomes(DerivedSource):
+    """Contacts on ``channels`` stamped with the moment their ``window_days`` response window closes.
+
+    Columns: ``customer_id``, ``timestamp`` (contact + window), ``channel``, ``converted`` (Int8 0/1: a
+    purchase in ``[contact, contact + window)``), ``overlap`` (Int64 whole seconds of the window that lie
+    in the previous contact's window on the channels; 0 for the first).
+    """
+
+    channels: tuple[str, ...]
+    window_days: int
+
+    @property
+    def key(self) -> str:
+        """``outcomes(<channels>;<window>d)``."""
+        return f"outcomes({','.join(self.channels)};{self.window_days}d)"
+
+    def rows(self, hist: Histories, before: dt.datetime) -> pl.LazyFrame | None:
+        """The contacts whose window closed by ``before`` (their outcomes are complete by then)."""
+        from omni_ml.labels import contact_outcomes
+
+        if hist.contacts is None:
+            return None
+        window = dt.timedelta(days=self.window_days)
+        window_s = self.window_days * _SECONDS_PER_DAY
+        outcomes = contact_outcomes(hist, self.window_days, as_of=before, incomplete="drop")
+        gap = (pl.col("timestamp") - pl.col("timestamp").shift(1).over("customer_id")).dt.total_seconds()
+        return (
+            outcomes.filter(pl.col("channel").is_in(list(self.channels)))
+            .select("customer_id", pl.col("timestamp").cast(TIMESTAMP), "channel", pl.col("converted").cast(pl.Int8))
+            .sort("customer_id", "timestamp")
+            .with_columns(
+                (window_s - pl.min_horizontal(gap, pl.lit(window_s))).fill_null(0).cast(pl.Int64).alias("overlap"),
+                (pl.col("timestamp") + window).alias("timestamp"),
+            )
+            .lazy()
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselinePurchaseDays(DerivedSource):
+    """Purchase days outside any response window of a contact on ``channels``, stamped with their first purchase.
+
+    A day is outside when no contact on the channels falls in the ``window_days`` up to and including its
+    first purchase. Columns: ``customer_id``, ``timestamp``.
+    """
+
+    channels: tuple[str, ...]
+    window_days: int
+
+    @property
+    def key(self) -> str:
+        """``baseline(<channels>;<window>d)``."""
+        return f"baseline({','.join(self.channels)};{self.window_days}d)"
+
+    def rows(self, hist: Histories, before: dt.datetime) -> pl.LazyFrame | None:
+        """The purchase days whose first purchase is before ``before``."""
+        purchases = (
+            hist.events.filter(_time.before(before) & (pl.col("event_type") == "purchase"))
+            .group_by("customer_id", pl.col("timestamp").dt.truncate("1d").alias("__day"))
+            .agg(pl.col("timestamp").min().cast(TIMESTAMP))
+            .sort("timestamp")
+            .collect()
+        )
+        if hist.contacts is None:
+            return purchases.select("customer_id", "timestamp").lazy()
+        contacts = (
+            hist.contacts.filter(pl.col("channel").is_in(list(self.channels)) & _time.before(before))
+            .select("customer_id", pl.col("timestamp").cast(TIMESTAMP).alias("__contact"))
+            .sort("__contact")
+            .collect()
+        )
+        window = dt.timedelta(days=self.window_days)
+        return (
+            purchases.join_asof(
+                contacts,
+                left_on="timestamp",
+                right_on="__contact",
+                by="customer_id",
+                strategy="backward",
+                check_sortedness=False,
+            )
+            .filter(pl.col("__contact").is_null() | (pl.col("timestamp") - pl.col("__contact") >= window))
+            .select("customer_id", "timestamp")
+            .lazy()
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseSpec:
+    """What the response-history columns depend on: the channels, the response window and the baseline columns.
+
+    :meth:`features` are the hidden engine features; :meth:`frame` reads them back as the columns of
+    :func:`response_history`.
+    """
+
+    channels: tuple[str, ...]
+    window_days: int = 7
+    baseline: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
+
+    @property
+    def names(self) -> list[str]:
+        """The columns of :meth:`frame`, in order."""
+        groups = [*self.channels, "all"]
+        counts = [f"resp_{what}_{c}" for c in groups for what in ("contacts", "conversions")]
+        if not self.baseline:  # the counts and rates only, in their historic order
+            return [*counts, *[f"resp_rate_{c}" for c in groups]]
+        derived = [f"resp_{what}_{c}" for c in groups for what in ("rate", "expected", "excess", "lift")]
+        return [*counts, "resp_baseline_days", "resp_baseline_rate", *derived]
+
+    def features(self) -> list[Feature]:
+        """The hidden engine features behind the columns (read back with :meth:`frame`)."""
+        outcomes = ContactOutcomes(self.channels, self.window_days)
+        converted = pl.col("converted") == 1
+        specs = []
+        for c in self.channels:
+            on = pl.col("channel") == c
+            specs += [
+                (f"contacts_{c}", count(on, source=outcomes), f"Closed {c} contact windows"),
+                (f"conversions_{c}", count(on & converted, source=outcomes), f"Converted {c} contact windows"),
+            ]
+        specs += [
+            ("contacts_all", count(source=outcomes), "Closed contact windows"),
+            ("conversions_all", count(converted, source=outcomes), "Converted contact windows"),
+        ]
+        if self.baseline:
+            base = BaselinePurchaseDays(self.channels, self.window_days)
+            specs += [
+                ("overlap", total("overlap", source=outcomes), "Seconds of closed windows inside earlier windows"),
+                ("base_purchases", count(source=base), "Purchase days outside response windows"),
+                ("first", days_since_first(), "Days since the first event"),
+            ]
+        return [Feature(f"{_PREFIX}{name}", spec, text, family=_FAMILY) for name, spec, text in specs]
+
+    def frame(self, computed: pl.DataFrame) -> pl.DataFrame:
+        """The response-history columns (:attr:`names`) from engine output holding :meth:`features` (row order kept)."""
+        groups = [*self.channels, "all"]
+        counts = computed.select(
+            pl.col(f"{_PREFIX}{what}_{c}").alias(f"resp_{what}_{c}")
+            for c in groups
+            for what in ("contacts", "conversions")
+        )
+        if not self.baseline:
+            return counts.with_columns(_rate(c) for c in groups)
+        # days observed since the first event, minus the days inside the closed response windows (whole seconds)
+        window_s = self.window_days * _SECONDS_PER_DAY
+        overlap_s = np.rint(computed[f"{_PREFIX}overlap"].to_numpy()).astype(np.int64)
+        covered_s = computed[f"{_PREFIX}contacts_all"].to_numpy().astype(np.int64) * window_s - overlap_s
+        out = counts.with_columns(
+            computed[f"{_PREFIX}base_purchases"].alias("__base_purchases"),
+            computed[f"{_PREFIX}first"].alias("__days"),
+            pl.Series("__covered", covered_s.astype(np.float64) / float(_SECONDS_PER_DAY)),
+        )
+        days = pl.col("__days").fill_null(0.0).clip(lower_bound=0.0)
+        out = out.with_columns(pl.max_horizontal(days - pl.col("__covered"), pl.lit(0.0)).alias("resp_baseline_days"))
+        rate = (pl.col("__base_purchases") + PRIOR_PURCHASES) / (pl.col("resp_baseline_days") + PRIOR_DAYS)
+        p_window = 1.0 - (-float(self.window_days) * rate).exp()
+        out = out.with_columns((30.0 * rate).alias("resp_baseline_rate"), p_window.alias("__p0"))
+        per_channel = []
+        for c in groups:
+            n, conv = pl.col(f"resp_contacts_{c}"), pl.col(f"resp_conversions_{c}")
+            expected = n * pl.col("__p0")
+            per_channel += [
+                _rate(c),
+                expected.alias(f"resp_expected_{c}"),
+                ((conv - expected) / (n + EXCESS_SHRINK)).alias(f"resp_excess_{c}"),
+                ((conv + LIFT_SMOOTHING) / (expected + LIFT_SMOOTHING)).alias(f"resp_lift_{c}"),
+            ]
+        return out.with_columns(per_channel).select(self.names)
+
+
+def _rate(c: str) -> pl.Expr:
+    n, conv = pl.col(f"resp_contacts_{c}"), pl.col(f"resp_conversions_{c}")
+    return pl.when(n > 0).then(conv / n).alias(f"resp_rate_{c}")
 
 
 def response_history(
@@ -54,6 +250,10 @@ def response_history(
     observed outside response windows since the customer's first event). Only contacts with
     ``timestamp + window_days < cutoff`` and purchases with ``timestamp < cutoff`` count.
 
+    The counts are computed by the feature engine (:meth:`ResponseSpec.features`) and read back by
+    :meth:`ResponseSpec.frame`; to build them in one plan with other features, add the spec's features to
+    the list given to :func:`omni_ml.features.build_feature_frames`.
+
     Examples
     --------
     >>> import polars as pl, datetime as dt
@@ -65,149 +265,6 @@ def response_history(
     ...     "resp_contacts_sms", "resp_conversions_sms").rows()
     [(0, 0), (1, 1)]
     """
-    chans = list(channels)
-    window = dt.timedelta(days=window_days)
-    frame = keys.select("customer_id", pl.col("cutoff").cast(TIMESTAMP)).with_row_index("__row")
-    names = [f"resp_{what}_{c}" for c in [*chans, "all"] for what in ("contacts", "conversions")]
-    if hist.contacts is None or frame.height == 0:
-        counts = frame.with_columns(
-            *[pl.lit(0, dtype=pl.Int32).alias(n) for n in names],
-            pl.lit(0.0).alias("__covered"),
-            pl.lit(0, dtype=pl.Int32).alias("__base_purchases"),
-            pl.lit(None, TIMESTAMP).alias("__first"),
-        ).select(*names, "__covered", "__base_purchases", "__first")
-    else:
-        by_cutoff = frame.sort("cutoff")
-        counts_contacts = _contact_counts(hist, by_cutoff, chans, window_days, names)
-        counts_purchases = _baseline_purchases(hist.events, hist.contacts, by_cutoff, chans, window)
-        counts = (
-            counts_contacts.join(counts_purchases, on="__row", how="left")
-            .sort("__row")
-            .select(*names, "__covered", "__base_purchases", "__first")
-        )
-    days = (pl.col("__cutoff") - pl.col("__first")).dt.total_seconds() / 86_400.0
-    base_days = pl.max_horizontal(days.fill_null(0.0).clip(lower_bound=0.0) - pl.col("__covered"), pl.lit(0.0))
-    counts = counts.with_columns(frame["cutoff"].alias("__cutoff")).with_columns(base_days.alias("resp_baseline_days"))
-    rate = (pl.col("__base_purchases") + PRIOR_PURCHASES) / (pl.col("resp_baseline_days") + PRIOR_DAYS)
-    p_window = 1.0 - (-float(window_days) * rate).exp()
-    counts = counts.with_columns((30.0 * rate).alias("resp_baseline_rate"), p_window.alias("__p0"))
-    per_channel = []
-    for c in [*chans, "all"]:
-        n, conv = pl.col(f"resp_contacts_{c}"), pl.col(f"resp_conversions_{c}")
-        expected = n * pl.col("__p0")
-        per_channel += [
-            pl.when(n > 0).then(conv / n).alias(f"resp_rate_{c}"),
-            expected.alias(f"resp_expected_{c}"),
-            ((conv - expected) / (n + EXCESS_SHRINK)).alias(f"resp_excess_{c}"),
-            ((conv + LIFT_SMOOTHING) / (expected + LIFT_SMOOTHING)).alias(f"resp_lift_{c}"),
-        ]
-    out = counts.with_columns(per_channel).drop("__covered", "__base_purchases", "__first", "__cutoff", "__p0")
-    if not baseline:  # the counts and rates only, in their historic order
-        return out.select(*names, *[f"resp_rate_{c}" for c in [*chans, "all"]])
-    return out
-
-
-def _contact_counts(
-    hist: Histories, by_cutoff: pl.DataFrame, chans: list[str], window_days: int, names: list[str]
-) -> pl.DataFrame:
-    """Running per-channel contact and conversion counts, and days covered by response windows, per key."""
-    from omni_ml.labels import contact_outcomes
-
-    latest = by_cutoff["cutoff"].max()
-    outcomes = contact_outcomes(hist, window_days, as_of=latest, incomplete="drop")  # type: ignore[arg-type]
-    window = dt.timedelta(days=window_days)
-    known = (
-        outcomes.filter(pl.col("channel").is_in(chans))
-        .select("customer_id", "timestamp", "channel", pl.col("converted").cast(pl.Int32))
-        .sort("customer_id", "timestamp")
-        .with_columns(
-            # days of this contact's window before the next contact's window starts (windows overlap)
-            pl.min_horizontal(
-                (pl.col("timestamp").shift(-1).over("customer_id") - pl.col("timestamp")).dt.total_seconds() / 86_400.0,
-                pl.lit(float(window_days)),
-            )
-            .fill_null(float(window_days))
-            .alias("__cover"),
-            (pl.col("timestamp") + window).alias("__known"),
-        )
-        .sort("customer_id", "__known")
-    )
-    running = [
-        *[
-            e
-            for c in chans
-            for e in (
-                (pl.col("channel") == c).cast(pl.Int32).cum_sum().over("customer_id").alias(f"resp_contacts_{c}"),
-                ((pl.col("channel") == c).cast(pl.Int32) * pl.col("converted"))
-                .cum_sum()
-                .over("customer_id")
-                .alias(f"resp_conversions_{c}"),
-            )
-        ],
-        pl.col("converted").is_not_null().cast(pl.Int32).cum_sum().over("customer_id").alias("resp_contacts_all"),
-        pl.col("converted").cum_sum().over("customer_id").alias("resp_conversions_all"),
-        pl.col("__cover").cum_sum().over("customer_id").alias("__covered"),
-    ]
-    table = known.with_columns(running).select("customer_id", "__known", *names, "__covered").sort("__known")
-    joined = by_cutoff.join_asof(
-        table,
-        left_on="cutoff",
-        right_on="__known",
-        by="customer_id",
-        strategy="backward",
-        allow_exact_matches=False,  # an outcome known exactly at the cutoff is not yet known
-        check_sortedness=False,
-    )
-    return joined.select(
-        "__row", *[pl.col(n).fill_null(0).cast(pl.Int32) for n in names], pl.col("__covered").fill_null(0.0)
-    )
-
-
-def _baseline_purchases(
-    events_all: pl.LazyFrame,
-    contacts_all: pl.LazyFrame,
-    by_cutoff: pl.DataFrame,
-    chans: list[str],
-    window: dt.timedelta,
-) -> pl.DataFrame:
-    """Per key: purchase days before the cutoff outside any response window, and the customer's first event."""
-    latest = by_cutoff["cutoff"].max()
-    wanted = by_cutoff.select("customer_id").unique()
-    events = events_all.filter(before(latest)).join(wanted.lazy(), on="customer_id", how="semi")
-    first = events.group_by("customer_id").agg(pl.col("timestamp").min().alias("__first"))
-    purchases = (
-        events.filter(pl.col("event_type") == "purchase")
-        .group_by("customer_id", pl.col("timestamp").dt.truncate("1d").alias("__day"))
-        .agg(pl.col("timestamp").min().alias("__ts"))
-        .sort("__ts")
-        .collect()
-    )
-    contacts = (
-        contacts_all.filter(pl.col("channel").is_in(chans) & before(latest))
-        .select("customer_id", pl.col("timestamp").cast(TIMESTAMP).alias("__contact"))
-        .sort("__contact")
-        .collect()
-    )
-    base = (
-        purchases.with_columns(pl.col("__ts").cast(TIMESTAMP))
-        .join_asof(
-            contacts,
-            left_on="__ts",
-            right_on="__contact",
-            by="customer_id",
-            strategy="backward",
-            check_sortedness=False,
-        )  # fmt: skip
-        .filter(pl.col("__contact").is_null() | (pl.col("__ts") - pl.col("__contact") >= window))
-        .sort("customer_id", "__ts")
-        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("__base_purchases"))
-        .select("customer_id", "__ts", "__base_purchases")
-        .sort("__ts")
-    )
-    joined = by_cutoff.join_asof(
-        base, left_on="cutoff", right_on="__ts", by="customer_id", strategy="backward", check_sortedness=False,
-        allow_exact_matches=False,
-    )  # fmt: skip
-    return joined.join(first.collect(), on="customer_id", how="left").select(
-        "__row", pl.col("__base_purchases").fill_null(0), "__first"
-    )
+    spec = ResponseSpec(tuple(channels), window_days, baseline)
+    computed = build_feature_frames(hist, keys.select("customer_id", "cutoff"), spec.features())
+    return spec.frame(computed)

@@ -575,3 +575,42 @@ def test_cli_features_bad_date_exits_2_with_a_hint(sample_dir: Path, tmp_path: P
     assert result.exit_code == 2
     assert "Hint: use ISO 8601" in result.output
     assert not out.exists()
+
+
+def test_a_derived_source_is_read_through_the_cutoff_rule_21() -> None:
+    """The engine asks a derived source for its rows by the last cutoff and applies ``timestamp < cutoff``."""
+    import dataclasses
+
+    from omni_ml.features import build_feature_frames, total
+    from omni_ml.features._spec import DerivedSource
+
+    asked: list[dt.datetime] = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Later(DerivedSource):  # each event, known ``days`` after it happened
+        days: int
+
+        @property
+        def key(self) -> str:
+            return f"later({self.days}d)"
+
+        def rows(self, hist: Histories, before: dt.datetime) -> pl.LazyFrame | None:
+            asked.append(before)
+            return hist.events.with_columns(pl.col("timestamp") + dt.timedelta(days=self.days))
+
+    day = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    events = pl.DataFrame(
+        {"customer_id": ["a", "a"], "timestamp": [day, day + dt.timedelta(days=4)], "amount": [1.0, 2.0]}
+    )
+    hist = Histories.from_frames(events)
+    known = dt.timedelta(days=3)
+    cutoffs = [day + known, day + known + dt.timedelta(microseconds=1), day + dt.timedelta(days=8)]
+    keys = pl.DataFrame({"customer_id": ["a"] * 3, "cutoff": cutoffs})
+    features = [
+        Feature("__n", count(source=Later(3)), "Events known"),
+        Feature("__spent", total(source=Later(3)), "Amount known"),
+    ]
+    frame = build_feature_frames(hist, keys, features)
+    assert frame["__n"].to_list() == [0, 1, 2]  # known exactly at the cutoff: not yet
+    assert frame["__spent"].to_list() == [0.0, 1.0, 3.0]
+    assert asked == [cutoffs[-1]]
