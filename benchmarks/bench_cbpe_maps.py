@@ -16,6 +16,8 @@ top-decile lift (CBPE) of the scored customers from the model's propensities, re
 * ``fresh`` -- the latest window complete at the scoring date (cutoff ``end - 28 days``, its labels end at
   ``end``), as a scoring job could refit it;
 * ``year_ago`` -- the window of the same season a year earlier (cutoff ``end - 364 days``; ``--years 2``);
+* ``season_slope`` -- the year-ago window's slope with the intercept refitted on the freshest complete window
+  (the season's spread, the latest level; ``--years 2``);
 * ``half_month`` -- half of the scored customers (drawn at random) with their outcomes in the scored month
   itself: what a map that knew the month would give (not available before the outcomes; a ceiling for
   any map of this family);
@@ -38,7 +40,7 @@ import polars as pl
 
 from benchmarks import bench_monitor as bm
 
-VARIANTS = ("model", "shared_slope", "fresh", "year_ago", "half_month", "truth")
+VARIANTS = ("model", "shared_slope", "fresh", "year_ago", "season_slope", "half_month", "truth")
 
 
 def _platt(raw: np.ndarray, y: np.ndarray, latest: np.ndarray | None = None) -> tuple[float, float]:
@@ -68,6 +70,13 @@ def _window_rows(
         ts = training_set(load_histories(resolved), cutoffs, bm.HORIZON, feature_set=p.feature_set_, as_of=as_of)
     raw = np.asarray(p.predict_raw(ts.X.select(p.feature_names_in_)))
     return raw, np.asarray(ts.y).astype(np.int64), ts.keys["cutoff"].to_numpy()
+
+
+def _intercept(raw: np.ndarray, y: np.ndarray, slope: float) -> float:
+    """The maximum-likelihood intercept of a logistic map with a fixed ``slope``: the mean matches the rate."""
+    from scipy.optimize import brentq
+
+    return float(brentq(lambda c: float(np.sum(1 / (1 + np.exp(-(slope * raw + c)))) - y.sum()), -50.0, 50.0))
 
 
 def _window_map(model: Any, resolved: Any, cutoff: dt.datetime, as_of: dt.datetime) -> tuple[float, float]:
@@ -118,12 +127,15 @@ def run(args: argparse.Namespace) -> pl.DataFrame:
         campaign = pl.read_parquet(out)
         model = CampaignModel.load(path)
         outcomes = purchase_outcomes(raw_dir, bm.HORIZON)
-        maps: dict[str, tuple[float, float] | None] = {"model": (0.0, 1.0)}
+        maps: dict[str, tuple[float, float]] = {"model": (0.0, 1.0)}
         maps["shared_slope"] = _on_model_log_odds(model, *_shared_slope_map(model, resolved, trained))
-        maps["fresh"] = _on_model_log_odds(model, *_window_map(model, resolved, as_of - dt.timedelta(days=28), as_of))
+        fresh_raw, fresh_y, _ = _window_rows(model, resolved, [as_of - dt.timedelta(days=28)], as_of)
+        maps["fresh"] = _on_model_log_odds(model, *_platt(fresh_raw, fresh_y))
         if args.years >= 2:
             year_ago = as_of - dt.timedelta(days=364)
-            maps["year_ago"] = _on_model_log_odds(model, *_window_map(model, resolved, year_ago, as_of))
+            slope, intercept = _window_map(model, resolved, year_ago, as_of)
+            maps["year_ago"] = _on_model_log_odds(model, slope, intercept)
+            maps["season_slope"] = _on_model_log_odds(model, slope, _intercept(fresh_raw, fresh_y, slope))
         month = campaign.join(outcomes, on="customer_id", how="inner")
         half = np.random.default_rng(seed).random(month.height) < 0.5
         maps["half_month"] = bm.recalibration(
@@ -135,7 +147,7 @@ def run(args: argparse.Namespace) -> pl.DataFrame:
                 campaign, raw_dir, np.random.default_rng(seed), recalibrate=recal, outcomes=outcomes
             )  # fmt: skip
             row |= {f"{name}_{k}_in": v for k, v in zip(("auc", "buyers", "lift"), _inside(figures), strict=True)}
-            row |= {f"{name}_rate": figures["expected_buyers"] / figures["matched"]}
+            row |= {f"{name}_rate": figures["expected_buyers"] / figures["matched"], f"{name}_slope": recal[1]}
             row |= {f"{name}_top": figures["expected_top_rate"]}
             row |= {"rate": figures["buyers"] / figures["matched"], "top_rate": figures["top_rate"]}
         truth = bm._realised(campaign, raw_dir, np.random.default_rng(seed), oracle=True)
@@ -156,14 +168,15 @@ def main() -> None:
     bm.START, bm.TRAIN_AS_OF, bm.AS_OF, bm.CHANGE = bm._dates(bm.END)
     table = run(args)
     print(f"\n{table.height} worlds, {args.years} year(s) of history, scored {bm.AS_OF}:")
-    print("map            AUC in  buyers in  lift in  expected / realised buyer rate  top-decile rate")
+    print("map            AUC in  buyers in  lift in  expected / realised buyer rate  top-decile rate  slope")
     for name in VARIANTS:
         if f"{name}_auc_in" not in table.columns:
             continue
         counts = [int(table[f"{name}_{k}_in"].sum()) for k in ("auc", "buyers", "lift")]
         rates = (
             f"{table[f'{name}_rate'].mean():.4f} / {table['rate'].mean():.4f}  "
-            f"{table[f'{name}_top'].mean():.3f} / {table['top_rate'].mean():.3f}"
+            f"{table[f'{name}_top'].mean():.3f} / {table['top_rate'].mean():.3f}  "
+            f"{table[f'{name}_slope'].mean():.3f}"
             if f"{name}_rate" in table.columns
             else "-"
         )
