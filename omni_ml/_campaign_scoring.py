@@ -18,6 +18,8 @@ import numpy as np
 import polars as pl
 
 from omni_ml.data import NO_CONTACT, TIMESTAMP, Histories
+from omni_ml.monitor._reference import N_DECILES, ranking_scores
+from omni_ml.monitor._reference import deciles as monitor_deciles
 
 if TYPE_CHECKING:
     from omni_ml.campaign import CampaignModel
@@ -35,14 +37,13 @@ __all__ = [
     "customer_value",
     "deciles",
     "propensity_reasons",
-    "ranking_score",
+    "ranking_scores",
     "reason_schema",
     "score_personal",
     "send_times",
 ]
 
 NO_CHANNEL_MODEL = "no_channel_model"
-N_DECILES = 10
 _CLV_WEEKS = 52.0
 
 # the send-time columns of the campaign table (omni_ml.timing), after the reasons
@@ -72,18 +73,6 @@ class ChunkInputs:
     response: Any = None
 
 
-def ranking_score(model: Any, X: pl.DataFrame) -> np.ndarray:
-    """The score deciles rank: the booster's raw log-odds (same order as the calibrated propensity, no ties).
-
-    With isotonic calibration the propensity is a step function: thousands of customers share one
-    probability, and fixed decile edges on it would leave whole deciles empty. The raw score orders
-    customers the same way whatever the calibration (it is monotone) and almost never ties.
-    """
-    if hasattr(model, "predict_raw"):
-        return np.asarray(model.predict_raw(X), dtype=np.float64)
-    return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
-
-
 def reason_schema(k: int) -> dict[str, pl.DataType]:
     """The reason columns beside the texts: codes, signed contributions (pp), baseline and other factors."""
     if k < 1:
@@ -110,8 +99,6 @@ def deciles(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
     The monitor's rule (:func:`omni_ml.monitor._reference.deciles`), so its training reference and the
     campaign file count deciles alike.
     """
-    from omni_ml.monitor._reference import deciles as monitor_deciles
-
     return monitor_deciles(p, edges).astype(np.int8)
 
 
@@ -124,8 +111,7 @@ def score_personal(
         return pl.DataFrame(schema=schema)
     ids = inputs.frame["customer_id"]
     X = inputs.frame.select(model.feature_set_.names)
-    raw = ranking_score(model.propensity_, X)
-    propensity = model.propensity_.proba_from_raw(raw) if hasattr(model.propensity_, "proba_from_raw") else raw
+    raw, propensity = ranking_scores(model.propensity_, X)  # deciles rank the raw score (no ties), see there
     base = pl.DataFrame(
         {
             "customer_id": ids,

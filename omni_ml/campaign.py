@@ -55,7 +55,7 @@ from omni_ml._campaign_scoring import (
     ChunkInputs,
     chunk_decisions,
     chunk_inputs,
-    ranking_score,
+    ranking_scores,
     reason_schema,
     score_personal,
     send_times,
@@ -368,7 +368,8 @@ class CampaignModel:
         propensity, report = fit_propensity(hist, moment, horizon_days, train_cfg, ts=ts)
 
         latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
-        edges = np.quantile(ranking_score(propensity, ts.X.filter(latest)), np.arange(1, N_DECILES) / N_DECILES)
+        ranks = ranking_scores(propensity, ts.X.filter(latest))[0]
+        edges = np.quantile(ranks, np.arange(1, N_DECILES) / N_DECILES)
 
         if cfg.costs_from_contacts and hist.contacts is not None:
             policy = policy_with_logged_costs(policy, hist, moment)

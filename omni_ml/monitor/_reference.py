@@ -20,9 +20,9 @@ from omni_ml.monitor._profile import (
     profile_features,
 )
 
-__all__ = ["deciles", "natural_variation", "ranking_scores", "training_reference"]
+__all__ = ["N_DECILES", "deciles", "natural_variation", "ranking_scores", "training_reference"]
 
-_N_DECILES = 10
+N_DECILES = 10  # propensity deciles of the campaign file and the reference
 _ROWS_PER_CUTOFF = 20_000
 
 
@@ -56,7 +56,13 @@ def natural_variation(profiles: tuple[FeatureProfile, ...], ts: Any, *, seed: in
 
 
 def ranking_scores(propensity_model: Any, X: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The raw ranking score (log-odds when the model has ``predict_raw``) and the calibrated propensity."""
+    """The raw ranking score (log-odds when the model has ``predict_raw``) and the calibrated propensity.
+
+    Deciles rank the raw score: it orders customers as the calibrated propensity does (the map is monotone)
+    and almost never ties, whereas an isotonic map is a step function whose thousands of equal
+    probabilities would leave whole deciles empty against fixed edges. A model without ``predict_raw`` and
+    ``proba_from_raw`` ranks by its probability.
+    """
     if hasattr(propensity_model, "predict_raw") and hasattr(propensity_model, "proba_from_raw"):
         raw = np.asarray(propensity_model.predict_raw(X), dtype=np.float64)
         proba = np.asarray(propensity_model.proba_from_raw(raw), dtype=np.float64)
@@ -67,7 +73,7 @@ def ranking_scores(propensity_model: Any, X: pl.DataFrame) -> tuple[np.ndarray, 
 
 def deciles(raw: np.ndarray, edges: Any) -> np.ndarray:
     """Decile 1 (highest) .. 10 of each raw score against fixed ascending edges (as the campaign file)."""
-    return (_N_DECILES - np.searchsorted(np.asarray(edges, dtype=np.float64), raw, side="right")).astype(np.int64)
+    return (N_DECILES - np.searchsorted(np.asarray(edges, dtype=np.float64), raw, side="right")).astype(np.int64)
 
 
 def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
@@ -98,7 +104,7 @@ def training_reference(model: Any, hist: Any, ts: Any) -> Reference:
     X = table.drop("customer_id", "cutoff")
     columns, excluded = monitored_columns(model.feature_set_, X.columns)
     raw, proba = ranking_scores(model.propensity_, X) if X.height else (np.zeros(0), np.zeros(0))
-    occupancy = np.bincount(deciles(raw, model.decile_edges_) - 1, minlength=_N_DECILES)
+    occupancy = np.bincount(deciles(raw, model.decile_edges_) - 1, minlength=N_DECILES)
     latest = ts.keys["cutoff"] == ts.keys["cutoff"].max()
     labels = np.asarray(ts.y)[latest.to_numpy()]
     profiles = natural_variation(profile_features(X, model.feature_set_, columns), ts)

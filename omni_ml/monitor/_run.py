@@ -23,11 +23,11 @@ from omni_ml.data import NO_CONTACT
 from omni_ml.monitor._drift import MonitorConfig, expected_auc, expected_auc_band, js_distance, psi, psi_noise
 from omni_ml.monitor._events import INPUT_SCHEMA, InputCounter
 from omni_ml.monitor._profile import BinCounter, Reference, drift_detail, reference_binned
+from omni_ml.monitor._reference import N_DECILES
 
 __all__ = ["MONITOR_COLUMNS", "MonitorReport", "ScoringMonitor", "Verdict", "monitor_path"]
 
 Verdict = Literal["ok", "warn", "bad"]
-_N_DECILES = 10
 SAMPLE_SEED = 7_919
 """Seed of the stable hash that picks the customers whose features are profiled."""
 
@@ -338,7 +338,7 @@ class ScoringMonitor:
         contacted = np.concatenate(self._contacted) if self._contacted else np.zeros(0, dtype=bool)
         n = int(p.size)
         features = self._feature_table()
-        occupancy = np.bincount(np.clip(dec, 1, _N_DECILES) - 1, minlength=_N_DECILES)[:_N_DECILES] / max(n, 1)
+        occupancy = np.bincount(np.clip(dec, 1, N_DECILES) - 1, minlength=N_DECILES)[:N_DECILES] / max(n, 1)
         score_psi = psi(ref.decile_shares, occupancy) if n else 0.0
         finite = np.isfinite(p)
         mean_p = float(p[finite].mean()) if finite.any() else float("nan")
@@ -347,7 +347,7 @@ class ScoringMonitor:
         ]
         deciles = pl.DataFrame(
             {
-                "decile": list(range(1, _N_DECILES + 1)),
+                "decile": list(range(1, N_DECILES + 1)),
                 "share": occupancy.tolist(),
                 "share_reference": list(ref.decile_shares),
                 "expected_rate": rates,
