@@ -68,7 +68,13 @@ lab: $(STAMP)
 	OMNI_ML_UNSALTED=1 MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(BIN)/jupyter lab --notebook-dir=experiments \
 		$(if $(filter 0,$(shell id -u)),--allow-root)  # containers often run as root; Jupyter refuses that without the flag
 
-bench: $(STAMP)
+# The benchmarks also need the `bench` extra (lifetimes, whose package ships the CDNOW log bench_real reads).
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run_all $(BENCH)
 
 # Re-resolve the pins after changing dependencies in pyproject.toml.
