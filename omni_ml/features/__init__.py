@@ -51,6 +51,7 @@ from omni_ml.exceptions import ConfigError, SchemaError
 from omni_ml.features._engine import MONEY_SCALE, compute_at, compute_for_keys, unreadable_attributes
 from omni_ml.features._featureset import DEFAULT_FAMILIES, FeatureConfig, FeatureSet, Vocabulary
 from omni_ml.features._registry import FAMILIES, register_family
+from omni_ml.features._running import money_units
 from omni_ml.features._spec import (
     Aggregate,
     Attribute,
@@ -82,6 +83,7 @@ __all__ = [
     "days_since_first",
     "days_since_last",
     "event",
+    "money_units",
     "register_family",
     "total",
     "union_features",

@@ -49,7 +49,7 @@ import polars as pl
 
 from omni_ml._time import utc_column
 from omni_ml.data import TIMESTAMP, Histories
-from omni_ml.features._running import MICROS_PER_DAY, MONEY_SCALE, Blocks, feature_columns
+from omni_ml.features._running import MICROS_PER_DAY, MONEY_SCALE, Blocks, feature_columns, money_units
 from omni_ml.features._spec import Aggregate, Attribute, Consent, DerivedSource, Feature
 
 __all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "compute_at", "compute_for_keys", "true_div"]
@@ -197,7 +197,7 @@ def _cube(rows: pl.LazyFrame, step: _Pass, plan: _Plan, boundaries: np.ndarray, 
             predicates[str(agg.where)] = name = f"__where{len(predicates)}"
             derived.append(agg.where.fill_null(False).alias(name))
         if agg.kind == "sum" and f"__money_{agg.column}" not in {e.meta.output_name() for e in derived}:
-            money = (pl.col(agg.column).cast(pl.Float64) * MONEY_SCALE).round().cast(pl.Int64).fill_null(0)  # type: ignore[arg-type]
+            money = money_units(pl.col(agg.column)).fill_null(0)  # type: ignore[arg-type]
             derived.append(money.alias(f"__money_{agg.column}"))
     aggs = [
         _measure_expr(agg, plan.col(agg), None if agg.where is None else pl.col(predicates[str(agg.where)]))

@@ -36,12 +36,21 @@ from omni_ml.features._spec import Aggregate
 if TYPE_CHECKING:  # pragma: no cover
     from omni_ml.features._engine import _Pass, _Plan
 
-__all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "Blocks", "feature_columns"]
+__all__ = ["MICROS_PER_DAY", "MONEY_SCALE", "Blocks", "feature_columns", "money_units"]
 
 MICROS_PER_DAY = 86_400_000_000
 MONEY_SCALE = 10_000  # sums use integer 1/10,000 units: exact, associative, order-independent
 _NONE_LAST = np.iinfo(np.int64).min  # "no row yet" for a latest timestamp (below any timestamp)
 _NONE_FIRST = np.iinfo(np.int64).max  # "no row yet" for an earliest timestamp (above any timestamp)
+
+
+def money_units(amount: pl.Expr) -> pl.Expr:
+    """``amount`` in whole 1/10,000 units (Int64, nulls stay null): sums of these are exact in any order.
+
+    A float sum's last bits depend on the order of its terms, which a parallel group-by does not fix; the
+    sum of integer units, divided once by :data:`MONEY_SCALE`, gives the same number for any order.
+    """
+    return (amount.cast(pl.Float64) * MONEY_SCALE).round().cast(pl.Int64)
 
 
 def _empty(kind: str) -> int:

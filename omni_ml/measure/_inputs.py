@@ -11,6 +11,7 @@ import polars as pl
 from omni_ml._time import utc_column, window
 from omni_ml.data import CONTACTABLE_CHANNELS, NO_CONTACT, TIMESTAMP, Histories
 from omni_ml.exceptions import DataInsufficientError, SchemaError
+from omni_ml.features import MONEY_SCALE, money_units
 
 __all__ = ["NO_CONTACT", "checked_campaign", "read_campaign", "read_table", "typed_campaign"]
 
@@ -191,13 +192,18 @@ def _with_customer_ids(hist: Histories, end: dt.datetime) -> Histories:
     return resolve_identities(hist, as_of=end)
 
 
+def _money_sum(column: str) -> pl.Expr:
+    """The sum of a money column (nulls as 0), exact in whatever order a parallel group-by adds its rows."""
+    return money_units(pl.col(column).fill_null(0.0)).sum() / MONEY_SCALE
+
+
 def _outcomes(hist: Histories, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     return (
         hist.events.filter(window(start, end=end) & (pl.col("event_type") == "purchase"))
         .group_by("customer_id")
         .agg(
             pl.len().cast(pl.Int64).alias("purchases"),
-            pl.col("amount").fill_null(0.0).sum().cast(pl.Float64).alias("revenue"),
+            _money_sum("amount").alias("revenue"),
         )
         .collect()
     )
@@ -212,7 +218,7 @@ def _pre_period(hist: Histories, as_of: dt.datetime, pre_days: int) -> pl.DataFr
         .group_by("customer_id")
         .agg(
             pl.len().cast(pl.Float64).alias("pre_purchases"),
-            pl.col("amount").fill_null(0.0).sum().cast(pl.Float64).alias("pre_revenue"),
+            _money_sum("amount").alias("pre_revenue"),
             days.min().alias("pre_recency_days"),
         )
         .collect()

@@ -46,7 +46,7 @@ from scipy import optimize, special
 from omni_ml._time import before
 from omni_ml.data import Histories
 from omni_ml.exceptions import DataInsufficientError, ModelNotFoundError, SchemaError
-from omni_ml.features import MONEY_SCALE
+from omni_ml.features import MONEY_SCALE, money_units
 
 __all__ = [
     "BetaGeoModel",
@@ -88,9 +88,7 @@ def rfm_summary(hist: Histories, as_of: str | dt.date | dt.datetime, *, unit_day
         hist.events.filter((pl.col("event_type") == "purchase") & before(cutoff) & pl.col("customer_id").is_not_null())
         .group_by("customer_id", pl.col("timestamp").dt.truncate("1d").alias("day"))
         # exact integer sums (1/10,000 units, as the feature engine): the same numbers in any chunk of customers
-        .agg(
-            (pl.col("amount").fill_null(0.0).cast(pl.Float64) * MONEY_SCALE).round().cast(pl.Int64).sum().alias("value")
-        )
+        .agg(money_units(pl.col("amount").fill_null(0.0)).sum().alias("value"))
         .sort("customer_id", "day")
     )
     out = (

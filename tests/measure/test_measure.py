@@ -197,6 +197,24 @@ def test_measure_is_deterministic() -> None:
     assert a.table.equals(b.table)
 
 
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_measure_gives_the_same_bytes_whatever_the_order_of_the_event_rows(seed: int) -> None:
+    """Revenue and pre-period revenue are sums of float amounts: the order rows arrive in must not show."""
+    campaign, events = _ab_world(3, n=300)
+    rng = np.random.default_rng(seed)
+    many = events.filter(pl.col("customer_id").is_in(events["customer_id"].unique().sort()[:20].implode()))
+    extra = pl.concat([many] * 7).with_columns(  # many purchases per customer, amounts of every size
+        pl.Series("amount", rng.choice([0.01, 0.1, 0.2, 0.3, 1e3, 12.34, 99.99], 7 * many.height))
+    )
+    rows = pl.concat([events, extra])
+    shuffled = rows.sample(fraction=1.0, shuffle=True, seed=seed % 1000)
+    a = measure_campaign(campaign, Histories.from_frames(rows), window_days=7, n_boot=20, seed=5)
+    b = measure_campaign(campaign, Histories.from_frames(shuffled), window_days=7, n_boot=20, seed=5)
+    assert a.customers.equals(b.customers)
+    assert a.table.equals(b.table)
+
+
 def test_balance_check_flags_a_non_random_control_group() -> None:
     campaign, events = _ab_world(3, n=3000, imbalance=1.0)
     report = measure_campaign(campaign, Histories.from_frames(events), window_days=7, n_boot=0)
