@@ -166,13 +166,12 @@ def _log_scoring_population(
     client: Any, run_id: str, report: MonitorReport, model_run_id: str, campaign_file: str | None
 ) -> None:
     """The scored population as an MLflow dataset (metadata only: size, date, verdict) linked to the logged model."""
-    from mlflow.data.dataset_source_registry import get_registered_sources
-    from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag, LoggedModelInput
 
-    local: Any = next(s for s in get_registered_sources() if s._get_source_type() == "local")
+    from omni_ml._mlflow_data import metadata_dataset
+
     digest = f"{report.as_of:%Y%m%d}-{report.customers}"
-    meta = MetaDataset(local(campaign_file or "campaign"), name="scoring_population", digest=digest)  # type: ignore[abstract]
+    meta = metadata_dataset(campaign_file or "campaign", name="scoring_population", digest=digest)
     tags = [
         InputTag("mlflow.data.context", "scoring"),
         InputTag("customers", str(report.customers)),

@@ -402,15 +402,10 @@ def _log_datasets(
         mlflow.log_input(ds, context=context, tags={k: str(v) for k, v in fp.items()}, model=link)
         mlflow.log_dict(fp, f"datasets/{context}_fingerprint.json")
     if training_set:
-        from mlflow.data.dataset_source_registry import get_registered_sources
-        from mlflow.data.meta_dataset import MetaDataset
+        from omni_ml._mlflow_data import metadata_dataset
 
-        # MLflow builds its local-path source class at import time (no importable name): take it from the registry.
-        local: Any = next(s for s in get_registered_sources() if s._get_source_type() == "local")
-        meta = MetaDataset(  # type: ignore[abstract]  # MLflow's class is concrete at run time
-            local(str(source) if source else "histories"),
-            name="training_set",
-            digest=str(training_set["content_hash"])[:16],
+        meta = metadata_dataset(
+            str(source) if source else "histories", name="training_set", digest=str(training_set["content_hash"])[:16]
         )
         tags = {k: _param_text(v) for k, v in training_set.items()}
         mlflow.log_input(meta, context="training", tags=tags, model=link)
