@@ -394,6 +394,10 @@ class InputCounter:
         ref = self.reference
         self.tally.add(tally_window(hist, as_of, ref.window_days, ref.amount_edges))
 
+    def add_tally(self, tally: WindowTally) -> None:
+        """Add a chunk's window already tallied (e.g. by a Spark executor with :func:`tally_window`)."""
+        self.tally.add(tally)
+
     def compare(self, config: Any) -> pl.DataFrame:
         """One row per reference item (and per new cell): value, reference, change, z, threshold, flag, severity."""
         from omni_ml.monitor._drift import psi

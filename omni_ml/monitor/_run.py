@@ -318,6 +318,11 @@ class ScoringMonitor:
         if self._inputs is not None:
             self._inputs.add(hist, as_of)
 
+    def add_input_tally(self, tally: Any) -> None:
+        """Add a chunk's input window tallied elsewhere (:func:`omni_ml.monitor._events.tally_window`)."""
+        if self._inputs is not None:
+            self._inputs.add_tally(tally)
+
     def add_scores(self, frame: pl.DataFrame) -> None:
         """Add a scored chunk of the campaign table (``propensity, propensity_decile, best_channel``)."""
         self._propensity.append(frame["propensity"].cast(pl.Float64).fill_null(np.nan).to_numpy())

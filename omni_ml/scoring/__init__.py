@@ -172,8 +172,8 @@ def score(
         Monitoring thresholds (:class:`omni_ml.monitor.MonitorConfig` or a mapping of its fields; ``None``:
         defaults; ``False``: off). The run is compared with the model's training reference and the report
         written atomically to ``<out stem>.monitor.parquet`` beside ``out`` (and, for a model from MLflow,
-        logged as a monitoring run linked to the model's run). Features are profiled on the polars engine;
-        on Spark only scores, deciles, channels and expected performance are monitored.
+        logged as a monitoring run linked to the model's run). On Spark each task profiles its bucket and
+        the driver gathers the profiles, so both engines write the same report.
     fail_on_drift
         Raise :class:`~omni_ml.exceptions.DriftError` and write no campaign file when the verdict is ``bad``.
     allow_stale
@@ -227,9 +227,7 @@ def score(
     job = _Job(loaded.model, moment, reasons, float(control_fraction), seed, schema, lineage, float(explore), options)
     spans: list[tuple[dt.datetime, dt.datetime]] = []
     watcher, unmonitored = _monitor.start(loaded.model, monitor_cfg, n_customers)
-    profiler = watcher if engine == "polars" else None
-
-    frames = _scored_frames(engine, hist_or_dir, opened, job, n_chunks, out_path, spans, profiler)
+    frames = _scored_frames(engine, hist_or_dir, opened, job, n_chunks, out_path, spans, watcher)
 
     tally = _Tally()
     with AtomicTableWriter(out_path, schema) as writer, _progress(progress) as bar:
@@ -307,7 +305,15 @@ def _scored_frames(
             msg = "engine='spark' reads the histories on the executors: pass a directory, not a Histories object."
             raise ConfigError(msg)
         staging = out_path.parent / f".{out_path.name}.spark-{secrets.token_hex(4)}"
-        return scored_chunks_spark(Path(hist_or_dir).resolve(), job, n_chunks, staging_dir=staging.resolve())
+        spec = _monitor.profile_spec(profiler) if profiler is not None else None
+        return scored_chunks_spark(
+            Path(hist_or_dir).resolve(),
+            job,
+            n_chunks,
+            staging_dir=staging.resolve(),
+            profile=spec,
+            on_profile=(lambda found: _monitor.add_profile(profiler, found)) if profiler is not None else None,
+        )
     if opened.scans is not None:
         return _scored_stream(opened.scans, n_chunks, job, spans, profiler)
     hist = opened.hist

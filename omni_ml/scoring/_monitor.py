@@ -7,6 +7,7 @@ written chunk, and :func:`finish` before it commits the campaign file.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import warnings
 from collections.abc import Mapping
@@ -21,7 +22,18 @@ from omni_ml.exceptions import ConfigError, DriftError
 from omni_ml.monitor import SAMPLE_SEED, MonitorConfig, MonitorReport, ScoringMonitor, monitor_path
 from omni_ml.scoring._hashing import stable_hash, uniform_from_hash
 
-__all__ = ["MonitorOutcome", "finish", "monitor_config", "profile_chunk", "start"]
+__all__ = [
+    "ChunkProfile",
+    "MonitorOutcome",
+    "ProfileSpec",
+    "add_profile",
+    "chunk_profile",
+    "finish",
+    "monitor_config",
+    "profile_chunk",
+    "profile_spec",
+    "start",
+]
 
 
 def monitor_config(value: MonitorConfig | Mapping[str, Any] | bool | None) -> MonitorConfig:
@@ -52,23 +64,68 @@ def start(model: Any, config: MonitorConfig, expected_customers: int) -> tuple[S
     return ScoringMonitor(reference, config, expected_customers=expected_customers, calibrated=calibrated), None
 
 
+@dataclasses.dataclass(frozen=True)
+class ProfileSpec:
+    """What profiling a chunk needs from the run's monitor; small and picklable (Spark executors get it).
+
+    ``rate``: the share of customers whose features are profiled (stable hash sample); ``window_days`` and
+    ``amount_edges``: the input window of the reference (``window_days`` None: no input tallies).
+    """
+
+    rate: float
+    window_days: int | None
+    amount_edges: tuple[float, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkProfile:
+    """A chunk's contribution to the run's monitor: its input-window tally and its sampled feature rows."""
+
+    tally: Any = None
+    features: pl.DataFrame | None = None
+
+
+def profile_spec(monitor: ScoringMonitor) -> ProfileSpec:
+    """The :class:`ProfileSpec` of a run's monitor."""
+    inputs = getattr(monitor.reference, "inputs", None)
+    if inputs is None:
+        return ProfileSpec(monitor.rate, None)
+    return ProfileSpec(monitor.rate, int(inputs.window_days), tuple(float(e) for e in inputs.amount_edges))
+
+
+def chunk_profile(spec: ProfileSpec, model: Any, hist: Histories, frame: pl.DataFrame) -> ChunkProfile:
+    """Tally the chunk's input window and build the features of its sampled customers (the scored ``frame``'s)."""
+    from omni_ml.features import build_features
+    from omni_ml.monitor._events import tally_window
+
+    if frame.height == 0:
+        return ChunkProfile()
+    as_of = frame["as_of"][0]
+    tally = None if spec.window_days is None else tally_window(hist, as_of, spec.window_days, spec.amount_edges)
+    ids = frame["customer_id"]
+    if "personalised" in frame.columns:  # no personal features are built for people without a profiling consent
+        ids = ids.filter(frame["personalised"])
+    if spec.rate < 1.0:
+        ids = ids.filter(pl.Series(uniform_from_hash(stable_hash(ids, SAMPLE_SEED)) < spec.rate))
+    if ids.len() == 0:
+        return ChunkProfile(tally)
+    keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([as_of] * ids.len(), dtype=TIMESTAMP)})
+    return ChunkProfile(tally, build_features(hist, keys, feature_set=model.feature_set_))
+
+
+def add_profile(monitor: ScoringMonitor, profile: ChunkProfile) -> None:
+    """Add a chunk's profile (from this process or an executor) to the run's monitor."""
+    if profile.tally is not None:
+        monitor.add_input_tally(profile.tally)
+    if profile.features is not None:
+        monitor.add_features(profile.features)
+
+
 def profile_chunk(monitor: ScoringMonitor | None, model: Any, hist: Histories, frame: pl.DataFrame) -> None:
     """Tally the chunk's input rows, build the features of its sampled customers and add them to the profile."""
     if monitor is None or frame.height == 0:
         return
-    from omni_ml.features import build_features
-
-    as_of = frame["as_of"][0]
-    monitor.add_inputs(hist, as_of)
-    ids = frame["customer_id"]
-    if "personalised" in frame.columns:  # no personal features are built for people without a profiling consent
-        ids = ids.filter(frame["personalised"])
-    if monitor.rate < 1.0:
-        ids = ids.filter(pl.Series(uniform_from_hash(stable_hash(ids, SAMPLE_SEED)) < monitor.rate))
-    if ids.len() == 0:
-        return
-    keys = pl.DataFrame({"customer_id": ids, "cutoff": pl.Series([as_of] * ids.len(), dtype=TIMESTAMP)})
-    monitor.add_features(build_features(hist, keys, feature_set=model.feature_set_))
+    add_profile(monitor, chunk_profile(profile_spec(monitor), model, hist, frame))
 
 
 class MonitorOutcome:

@@ -340,6 +340,14 @@ def test_spark_and_single_machine_write_identical_files(
     assert on_spark.rules == local.rules
     assert _digest(tmp_path / "spark.parquet") == _digest(tmp_path / "local.parquet")
     assert pl.read_parquet(tmp_path / "spark.parquet")["reason_1"].null_count() < local.customers
+    # each task profiled its bucket: the same feature and input drift as the single-machine run
+    assert on_spark.monitor is not None
+    assert local.monitor is not None
+    assert on_spark.monitor.features.height == local.monitor.features.height > 0
+    assert on_spark.monitor.features.equals(local.monitor.features)
+    assert on_spark.monitor.inputs.height == local.monitor.inputs.height > 0
+    assert on_spark.monitor.inputs.equals(local.monitor.inputs)
+    assert on_spark.monitor.verdict == local.monitor.verdict
     # staging removed; each file has its monitoring report beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "local.monitor.parquet",
