@@ -389,13 +389,8 @@ class InputCounter:
         self.reference = reference
         self.tally = WindowTally(days=float(reference.window_days))
 
-    def add(self, hist: Any, as_of: dt.datetime) -> None:
-        """Add the window ``[as_of - window_days, as_of)`` of a chunk's histories."""
-        ref = self.reference
-        self.tally.add(tally_window(hist, as_of, ref.window_days, ref.amount_edges))
-
     def add_tally(self, tally: WindowTally) -> None:
-        """Add a chunk's window already tallied (e.g. by a Spark executor with :func:`tally_window`)."""
+        """Add a chunk's window ``[as_of - window_days, as_of)``, tallied by :func:`tally_window`."""
         self.tally.add(tally)
 
     def compare(self, config: Any) -> pl.DataFrame:

@@ -2,7 +2,8 @@
 
 :class:`ScoringMonitor` is fed by the scoring job: every scored chunk of the campaign table
 (:meth:`ScoringMonitor.add_scores`: propensity, decile, channel) and the features of a deterministic
-hash sample of its customers (:meth:`ScoringMonitor.add_features`). :meth:`ScoringMonitor.finish`
+hash sample of its customers (:meth:`ScoringMonitor.add_features`) with the tally of its input rows
+(:meth:`ScoringMonitor.add_input_tally`). :meth:`ScoringMonitor.finish`
 returns a :class:`MonitorReport`: per-feature drift (PSI and Jensen-Shannon distance on the
 training bins, null-share change), decile occupancy, contacted share per channel vs the previous run,
 expected performance without labels (CBPE from the calibrated propensities) and a health verdict.
@@ -313,13 +314,11 @@ class ScoringMonitor:
         """Profile the feature rows of sampled customers (columns as the model's feature set)."""
         self._bins.add(X)
 
-    def add_inputs(self, hist: Any, as_of: dt.datetime) -> None:
-        """Tally a chunk's input rows of the reference's window before ``as_of`` (every customer, not a sample)."""
-        if self._inputs is not None:
-            self._inputs.add(hist, as_of)
-
     def add_input_tally(self, tally: Any) -> None:
-        """Add a chunk's input window tallied elsewhere (:func:`omni_ml.monitor._events.tally_window`)."""
+        """Add the tally of a chunk's input rows in the reference's window (every customer, not a sample).
+
+        Tallied by :func:`omni_ml.monitor._events.tally_window`, in this process or on a Spark executor.
+        """
         if self._inputs is not None:
             self._inputs.add_tally(tally)
 
