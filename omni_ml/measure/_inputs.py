@@ -212,14 +212,15 @@ def _outcomes(hist: Histories, start: dt.datetime, end: dt.datetime) -> pl.DataF
 def _pre_period(hist: Histories, as_of: dt.datetime, pre_days: int) -> pl.DataFrame:
     ts = pl.col("timestamp")
     start = as_of - dt.timedelta(days=pre_days)
-    days = (pl.lit(as_of).cast(TIMESTAMP) - ts).dt.total_seconds() / 86_400.0
+    # from the latest purchase (an exact integer maximum), not a minimum over per-row floats: the same bits in any order
+    days = (pl.lit(as_of).cast(TIMESTAMP) - ts.max()).dt.total_seconds() / 86_400.0
     return (
         hist.events.filter(window(start, end=as_of) & (pl.col("event_type") == "purchase"))
         .group_by("customer_id")
         .agg(
             pl.len().cast(pl.Float64).alias("pre_purchases"),
             _money_sum("amount").alias("pre_revenue"),
-            days.min().alias("pre_recency_days"),
+            days.alias("pre_recency_days"),
         )
         .collect()
     )
